@@ -1,0 +1,139 @@
+"""confluent-kafka clients for the CLI, the API and tests (the worker uses Faust's own).
+
+Every producer here uses the ``murmur2_random`` partitioner, the one the Java client and
+aiokafka (under Faust) use, so a tenant id maps to the same partition number whichever client
+produced the record. Upstream services must use it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from processors.settings import KafkaSettings, TopicSettings
+from processors.topics import TopicSpec
+
+__all__ = [
+    "TopicEnsureResult",
+    "TopicPartitionMismatchError",
+    "admin_client",
+    "ensure_topics",
+    "header_value",
+    "producer",
+    "producer_config",
+]
+
+
+HeaderValue = str | bytes | None
+RecordHeaders = dict[str, HeaderValue] | list[tuple[str, HeaderValue]] | None
+
+
+def header_value(headers: RecordHeaders, name: str) -> str | None:
+    """The first header ``name`` of a consumed record, decoded, or ``None``."""
+    pairs = headers.items() if isinstance(headers, dict) else (headers or [])
+    for key, value in pairs:
+        if key == name:
+            if value is None:
+                return None
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None
+
+
+class TopicPartitionMismatchError(RuntimeError):
+    """An existing topic has another partition count than its family needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicEnsureResult:
+    """What ``topics ensure`` did for one topic."""
+
+    name: str
+    created: bool
+    partitions: int
+
+
+def producer_config(
+    kafka: KafkaSettings, **overrides: str | int | bool
+) -> dict[str, str | int | bool]:
+    """Producer settings: idempotent, acks=all, Java-compatible partitioning."""
+    config: dict[str, str | int | bool] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": kafka.client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    config.update(overrides)
+    return config
+
+
+def producer(kafka: KafkaSettings, **overrides: str | int | bool) -> Producer:
+    return Producer(producer_config(kafka, **overrides))
+
+
+def admin_client(kafka: KafkaSettings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka.bootstrap_servers, "client.id": kafka.client_id})
+
+
+def ensure_topics(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    specs: Iterable[TopicSpec],
+    *,
+    timeout: float = 30.0,
+) -> list[TopicEnsureResult]:
+    """Create the missing topics; check that existing ones have the configured partition count.
+
+    Idempotent. Raises :class:`TopicPartitionMismatchError` when an existing topic has another
+    partition count (a family must line up; fixing it is an operator's decision), and
+    ``KafkaException`` when the broker cannot be reached.
+    """
+    admin = admin_client(kafka)
+    metadata = admin.list_topics(timeout=timeout)
+    wanted = list(specs)
+    results: list[TopicEnsureResult] = []
+    missing: list[TopicSpec] = []
+    mismatched: list[str] = []
+    for spec in wanted:
+        existing = metadata.topics.get(spec.name)
+        if existing is None or existing.error is not None:
+            missing.append(spec)
+            continue
+        count = len(existing.partitions)
+        if count != topics.partitions:
+            mismatched.append(f"{spec.name} has {count}, wants {topics.partitions}")
+        results.append(TopicEnsureResult(spec.name, created=False, partitions=count))
+    if mismatched:
+        raise TopicPartitionMismatchError("; ".join(mismatched))
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    num_partitions=topics.partitions,
+                    replication_factor=topics.replication_factor,
+                    config=dict(spec.config),
+                )
+                for spec in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for spec in missing:
+            try:
+                futures[spec.name].result(timeout)
+                created = True
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                created = False
+            results.append(
+                TopicEnsureResult(spec.name, created=created, partitions=topics.partitions)
+            )
+    order = {spec.name: index for index, spec in enumerate(wanted)}
+    return sorted(results, key=lambda r: order[r.name])
