@@ -155,7 +155,7 @@ class SignalData(_Entity):
     contract_version: Annotated[str, StringConstraints(min_length=1, max_length=50)]
     title: ShortText
     summary: LongText | None = None
-    score: float | None = None
+    score: Annotated[float, Field(allow_inf_nan=False)] | None = None
     reasons: list[SignalReason] = Field(default_factory=list, max_length=200)
     evidence: list[SignalEvidence] = Field(default_factory=list, max_length=500)
     decorations: SignalDecorations = Field(default_factory=SignalDecorations)
