@@ -50,7 +50,9 @@ def test_every_part_changes_the_key() -> None:
 
 
 def test_no_ambiguity_between_adjacent_fields() -> None:
-    assert _key(tenant_id="t_1", connector="xwebhook") != _key(tenant_id="t_1x", connector="webhook")
+    assert _key(tenant_id="t_1", connector="xwebhook") != _key(
+        tenant_id="t_1x", connector="webhook"
+    )
 
 
 @given(st.text(min_size=1, max_size=40), st.integers(min_value=0, max_value=2**62))

@@ -23,8 +23,14 @@ def _reason(key: bytes | None, value: bytes | None) -> InvalidReason:
 
 @pytest.mark.parametrize(
     "event_type",
-    ["company.upserted", "person.upserted", "signal.emitted", "job_ad.published",
-     "company.deleted", "person.deleted"],
+    [
+        "company.upserted",
+        "person.upserted",
+        "signal.emitted",
+        "job_ad.published",
+        "company.deleted",
+        "person.deleted",
+    ],
 )
 def test_every_event_type_parses(event_type: str) -> None:
     event = parse_domain_event(b"t_1", raw(envelope(event_type)), max_bytes=LIMIT)
@@ -173,16 +179,30 @@ def test_arbitrary_bytes_never_raise_anything_else(value: bytes, key: bytes | No
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=300)
-@given(st.dictionaries(st.sampled_from(
-    ["event_id", "event_type", "schema_version", "tenant_id", "occurred_at", "data",
-     "correlation_id"]), json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "event_id",
+                "event_type",
+                "schema_version",
+                "tenant_id",
+                "occurred_at",
+                "data",
+                "correlation_id",
+            ]
+        ),
+        json_values,
+    )
+)
 def test_arbitrary_json_objects_never_raise_anything_else(document: dict[str, Any]) -> None:
     document.setdefault("tenant_id", "t_1")
     key = document["tenant_id"].encode() if isinstance(document["tenant_id"], str) else b"x"

@@ -1,0 +1,62 @@
+# Queast Integration Layer: the two commands a new user needs are `make run` and `make test`.
+# Everything else is a step of those. Services run on loopback: Kafka 127.0.0.1:9092 (KRaft,
+# from Maven Central jars), Redis 127.0.0.1:6379 (Debian's redis-server), see deploy/local/.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+export QI_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: install up down status lint typecheck test test-unit test-integration run demo bench bench-routing clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up:
+	deploy/local/up.sh
+
+down:
+	deploy/local/down.sh
+
+status:
+	deploy/local/status.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test-unit: install
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+test-integration: install up
+	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
+
+# Lint, types, then every test against the real Kafka and Redis that `up` started.
+test: install lint typecheck up
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+# The main job on the local default: set up, run the worker on a sample stream, show it live.
+run: install up
+	$(BIN)/queast-integrations demo
+
+bench: bench-routing
+
+bench-routing: install up
+	$(BIN)/python -m bench.routing
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Faust agents: thin loops that decode, call a service and route the outcome."""

@@ -1,0 +1,64 @@
+"""The one Faust application of the worker.
+
+Built by :func:`create_app` from the settings (no import-time app, no autodiscovery): the CLI
+builds it and hands it to a Faust worker; tests build their own with their own topic prefix.
+
+Faust settings that matter for correctness:
+
+- ``consumer_auto_offset_reset=earliest``: a new consumer group starts at the beginning;
+- ``producer_acks=-1``: exports are acknowledged by all in-sync replicas;
+- Faust commits a partition's offset only past events the agent acknowledged, and flushes the
+  producer before committing. Agents acknowledge a batch only after every record it produced
+  was acknowledged by the broker, so a crash at any point loses nothing (records after the last
+  commit are routed again, with the same idempotency keys and delivery ids);
+- no web server, no leader topic, in-memory table store (there are no tables).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from processors.agents.route import register_route_agent
+from processors.settings import Settings
+from processors.topics import TopicMap
+
+__all__ = ["create_app", "raw_topic"]
+
+
+def _broker_url(bootstrap_servers: str) -> str:
+    hosts = [host.strip() for host in bootstrap_servers.split(",") if host.strip()]
+    return ";".join(f"kafka://{host}" for host in hosts)
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic whose keys and values stay bytes: decoding is the agents' business."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker's app with every agent registered."""
+    app = faust.App(
+        settings.worker.app_id,
+        broker=_broker_url(settings.kafka.bootstrap_servers),
+        broker_client_id=settings.kafka.client_id,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_disable_leader=True,
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.routing.batch_size * 2),
+    )
+    topics = TopicMap(settings.topics.prefix)
+    register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)
+    return app

@@ -1,0 +1,201 @@
+"""The ``queast-integrations`` command.
+
+Commands (``queast-integrations COMMAND --help`` for each):
+
+- ``worker``: run the Faust worker (routing agent) and its ``/metrics`` endpoint;
+- ``api --port P``: run the HTTP API;
+- ``topics ensure``: create every topic with the configured partition count (idempotent);
+- ``publish FILE``: publish domain events from a JSON-lines file, keyed by tenant id;
+- ``connections seed FILE``: load the allowlist and connections from a JSON file;
+- ``demo``: the local end-to-end run behind ``make run``.
+
+Exit codes: 0 success, 1 the operation failed (broker or Redis unreachable, records refused),
+2 bad usage or bad input (a missing or malformed file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from redis.exceptions import RedisError
+from rich.console import Console
+
+from processors.settings import Settings, get_settings
+from processors.topics import TopicMap
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_err = Console(stderr=True)
+
+
+def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust  # noqa: PLC0415  (heavy import, worker only)
+    from prometheus_client import start_http_server  # noqa: PLC0415
+
+    from processors.app import create_app  # noqa: PLC0415
+    from processors.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(args.loglevel)
+    if settings.metrics.port:
+        start_http_server(settings.metrics.port, addr=settings.metrics.host)
+    app = create_app(settings)
+    worker = faust.Worker(
+        app,
+        loglevel=args.loglevel,
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    worker.execute_from_commandline()
+
+
+def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from processors.api import create_api  # noqa: PLC0415
+    from processors.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(args.loglevel)
+    uvicorn.run(create_api(settings), host=args.host, port=args.port, log_config=None)
+    return EXIT_OK
+
+
+def _cmd_topics_ensure(settings: Settings, _args: argparse.Namespace) -> int:
+    from processors.kafka import TopicPartitionMismatchError, ensure_topics  # noqa: PLC0415
+
+    specs = TopicMap(settings.topics.prefix).all_specs()
+    try:
+        results = ensure_topics(settings.kafka, settings.topics, specs)
+    except TopicPartitionMismatchError as exc:
+        _err.print(f"[red]topics ensure: partition counts differ:[/] {exc}")
+        return EXIT_FAILED
+    created = [r for r in results if r.created]
+    for result in results:
+        state = "created" if result.created else "exists"
+        print(f"{state:8} {result.name} ({result.partitions} partitions)")
+    print(f"{len(created)} created, {len(results) - len(created)} already present")
+    return EXIT_OK
+
+
+def _cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.publishing import (  # noqa: PLC0415
+        PublishError,
+        iter_event_lines,
+        publish_lines,
+    )
+
+    path = Path(args.file)
+    if not path.is_file():
+        _err.print(f"[red]publish:[/] no such file: {path}")
+        return EXIT_USAGE
+    topic = args.topic or TopicMap(settings.topics.prefix).domain_events
+    try:
+        lines = iter_event_lines(path, max_line_bytes=args.max_line_bytes)
+        with _err.status("publishing...") as status:
+            report = publish_lines(
+                lines,
+                kafka=settings.kafka,
+                topic=topic,
+                on_progress=lambda n: status.update(f"publishing... {n:,} records"),
+            )
+    except PublishError as exc:
+        _err.print(f"[red]publish:[/] {exc}")
+        return EXIT_USAGE if "line is" in str(exc) or "cannot read" in str(exc) else EXIT_FAILED
+    print(
+        f"published {report.published} record(s) to {topic}"
+        f" ({report.without_key} without a tenant key)"
+    )
+    return EXIT_OK
+
+
+def _cmd_connections_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.tenants.seed import SeedError, seed_from_file  # noqa: PLC0415
+
+    try:
+        report = asyncio.run(seed_from_file(Path(args.file), settings=settings))
+    except SeedError as exc:
+        _err.print(f"[red]connections seed:[/] {exc}")
+        return EXIT_USAGE
+    print(f"allowlisted {report.allowlisted} tenant(s), stored {report.connections} connection(s)")
+    return EXIT_OK
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(settings, events=args.events, duration=args.duration)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="queast-integrations",
+        description="Queast Integration Layer: Kafka stream processor and operator commands.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run the Faust worker")
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning"])
+    worker.set_defaults(handler=_cmd_worker)
+
+    api = commands.add_parser("api", help="run the HTTP API")
+    api.add_argument("--port", type=int, default=8080)
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--loglevel", default="info", choices=["debug", "info", "warning"])
+    api.set_defaults(handler=_cmd_api)
+
+    topics = commands.add_parser("topics", help="manage topics")
+    topic_commands = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    ensure = topic_commands.add_parser("ensure", help="create every topic (idempotent)")
+    ensure.set_defaults(handler=_cmd_topics_ensure)
+
+    publish = commands.add_parser("publish", help="publish domain events from a JSON-lines file")
+    publish.add_argument("file")
+    publish.add_argument("--topic", help="target topic (default: the domain events topic)")
+    publish.add_argument("--max-line-bytes", type=int, default=1024 * 1024)
+    publish.set_defaults(handler=_cmd_publish)
+
+    connections = commands.add_parser("connections", help="manage connections")
+    conn_commands = connections.add_subparsers(
+        dest="connections_command", required=True, metavar="ACTION"
+    )
+    seed = conn_commands.add_parser("seed", help="load allowlist and connections from JSON")
+    seed.add_argument("file")
+    seed.set_defaults(handler=_cmd_connections_seed)
+
+    demo = commands.add_parser("demo", help="the local end-to-end run (make run)")
+    demo.add_argument("--events", type=int, default=200, help="valid sample events to publish")
+    demo.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    try:
+        code: int = args.handler(settings, args)
+    except KafkaException as exc:
+        _err.print(f"[red]Kafka error:[/] {exc.args[0]}")
+        return EXIT_FAILED
+    except RedisError as exc:
+        _err.print(f"[red]Redis error:[/] {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

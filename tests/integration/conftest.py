@@ -1,0 +1,101 @@
+"""Integration fixtures: the real Kafka and Redis, and per-test topics and keys.
+
+Each test gets its own topic prefix, Redis key prefix and consumer group, so tests never see
+each other's records and can run against a shared broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from processors.kafka import ensure_topics
+from processors.settings import (
+    KafkaSettings,
+    MetricsSettings,
+    RedisSettings,
+    RoutingSettings,
+    Settings,
+    TopicSettings,
+    WorkerSettings,
+)
+from processors.tenants.repository import ConnectionRepository
+from processors.topics import TopicMap
+from tests.support.infrastructure import Infrastructure, infrastructure
+from tests.support.worker import WorkerProcess, free_port
+
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infrastructure]:
+    with infrastructure() as resolved:
+        yield resolved
+
+
+@pytest.fixture
+def test_id() -> str:
+    return f"it{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def qi_env(infra: Infrastructure, test_id: str) -> dict[str, str]:
+    """The environment of this test's worker processes."""
+    return {
+        "QI_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "QI_REDIS_URL": infra.redis_url,
+        "QI_REDIS_KEY_PREFIX": f"{test_id}:",
+        "QI_TOPIC_PREFIX": f"{test_id}.",
+        "QI_TOPIC_PARTITIONS": str(PARTITIONS),
+        "QI_WORKER_APP_ID": test_id,
+        "QI_METRICS_PORT": str(free_port()),
+        "QI_ROUTING_MAX_EVENT_BYTES": str(64 * 1024),
+    }
+
+
+@pytest.fixture
+def settings(infra: Infrastructure, test_id: str, qi_env: dict[str, str]) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=infra.bootstrap_servers),
+        redis=RedisSettings(url=infra.redis_url, key_prefix=f"{test_id}:"),
+        topics=TopicSettings(prefix=f"{test_id}.", partitions=PARTITIONS),
+        routing=RoutingSettings(max_event_bytes=64 * 1024),
+        worker=WorkerSettings(app_id=test_id),
+        metrics=MetricsSettings(port=int(qi_env["QI_METRICS_PORT"])),
+    )
+
+
+@pytest.fixture
+def topics(settings: Settings) -> TopicMap:
+    topic_map = TopicMap(settings.topics.prefix)
+    ensure_topics(settings.kafka, settings.topics, topic_map.all_specs())
+    return topic_map
+
+
+@pytest.fixture
+async def repository(settings: Settings) -> AsyncIterator[ConnectionRepository]:
+    client = Redis.from_url(settings.redis.url)
+    yield ConnectionRepository(client, key_prefix=settings.redis.key_prefix)
+    keys = [key async for key in client.scan_iter(match=f"{settings.redis.key_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def worker_factory(qi_env: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """Workers started by a test; all stopped at its end. Append with ``start_worker``."""
+    workers: list[WorkerProcess] = []
+    yield workers
+    for worker in workers:
+        worker.stop()
+
+
+def start_worker(workers: list[WorkerProcess], env: dict[str, str], log_dir: Path) -> WorkerProcess:
+    worker = WorkerProcess(env, log_dir / f"worker-{len(workers)}.log").start()
+    workers.append(worker)
+    return worker

@@ -1,0 +1,102 @@
+"""Reading and writing topics in integration tests, with confluent-kafka."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+
+from processors.kafka import header_value, producer
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    def header(self, name: str) -> str:
+        return self.headers[name]
+
+
+def produce(
+    bootstrap_servers: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> int:
+    """Produce keyed records (Java-compatible partitioner) and wait for all acknowledgements."""
+    from processors.settings import KafkaSettings  # noqa: PLC0415
+
+    client = producer(KafkaSettings(bootstrap_servers=bootstrap_servers))
+    count = 0
+    for key, value in records:
+        while True:
+            try:
+                client.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                client.poll(0.1)
+        count += 1
+    assert client.flush(60) == 0
+    return count
+
+
+class TopicReader:
+    """Reads topics from the beginning, accumulating everything seen."""
+
+    def __init__(self, bootstrap_servers: str, topics: list[str], partitions: int) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": "qi-test-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+        self._consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
+        self.records: list[ConsumedRecord] = []
+
+    def poll_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._read_batch(0.2)
+
+    def _read_batch(self, timeout: float) -> int:
+        messages = self._consumer.consume(1000, timeout=timeout)
+        for message in messages:
+            if message.error() is not None:
+                continue
+            raw_headers = message.headers() or []
+            names = (
+                raw_headers.keys() if isinstance(raw_headers, dict) else [n for n, _ in raw_headers]
+            )
+            headers = {name: header_value(raw_headers, name) or "" for name in names}
+            self.records.append(
+                ConsumedRecord(
+                    topic=message.topic() or "",
+                    partition=message.partition() or 0,
+                    offset=message.offset() or 0,
+                    key=message.key(),
+                    value=message.value(),
+                    headers=headers,
+                )
+            )
+        return len(messages)
+
+    def wait_until(
+        self, done: Callable[[list[ConsumedRecord]], bool], *, timeout: float, settle: float = 0.0
+    ) -> list[ConsumedRecord]:
+        """Read until ``done(records)`` holds (then ``settle`` seconds more), or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._read_batch(0.2)
+            if done(self.records):
+                self.poll_for(settle)
+                return self.records
+        return self.records
+
+    def close(self) -> None:
+        self._consumer.close()
