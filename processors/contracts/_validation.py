@@ -3,7 +3,7 @@
 It exists for its error messages: fastavro's own validation names a field by
 its record type only, this names it by path (``reasons[0].code``). Messages name
 types, never values, because records carry personal data. Logical types are
-left to fastavro's validation, which always runs after this one.
+left to fastavro's writer, which always runs after this one.
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ class Problem:
     message: str
 
 
-def find_problem(schema: Mapping[str, object], record: object) -> Problem | None:
-    """Return the first problem of ``record`` against the parsed record ``schema``, if any."""
-    return _check(schema, record, "", _avro.named_types(schema))
+def find_problem(
+    schema: Mapping[str, object], record: object, *, named: _avro.NamedTypes | None = None
+) -> Problem | None:
+    """Return the first problem of ``record`` against the parsed record ``schema``, if any.
+
+    ``named`` is the schema's named-type table when the caller has it cached.
+    """
+    return _check(schema, record, "", _avro.named_types(schema) if named is None else named)
 
 
 def _check(node: object, datum: object, path: str, named: _avro.NamedTypes) -> Problem | None:

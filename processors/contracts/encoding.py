@@ -17,8 +17,8 @@ from typing import Any, Final
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
-from fastavro.validation import ValidationError, validate
 
+from processors.contracts import _avro
 from processors.contracts._validation import find_problem
 from processors.contracts.errors import (
     ContractDecodingError,
@@ -33,6 +33,21 @@ MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = len(MAGIC) + 8
 
 
+_NAMED_TYPES: dict[bytes, _avro.NamedTypes] = {}
+
+
+def _raise_problem(schema: ContractSchema, record: Mapping[str, object]) -> None:
+    named = _NAMED_TYPES.get(schema.fingerprint)
+    if named is None:
+        named = _NAMED_TYPES[schema.fingerprint] = _avro.named_types(schema.parsed)
+    problem = find_problem(schema.parsed, record, named=named)
+    if problem is not None:
+        where = f"field {problem.path!r}" if problem.path else "record"
+        raise ContractEncodingError(
+            f"{schema.label}: {where}: {problem.message}", field=problem.path or None
+        )
+
+
 def encode(schema: ContractSchema, record: Mapping[str, object]) -> bytes:
     """Validate ``record`` against ``schema`` and return its single-object encoding.
 
@@ -43,12 +58,6 @@ def encode(schema: ContractSchema, record: Mapping[str, object]) -> bytes:
     Raises :class:`ContractEncodingError` (with ``field`` set to the field path
     where known) when the record does not fit the contract; nothing is written.
     """
-    problem = find_problem(schema.parsed, record)
-    if problem is not None:
-        where = f"field {problem.path!r}" if problem.path else "record"
-        raise ContractEncodingError(
-            f"{schema.label}: {where}: {problem.message}", field=problem.path or None
-        )
     version = record.get("schema_version")
     if version != schema.schema_version:
         raise ContractEncodingError(
@@ -56,27 +65,18 @@ def encode(schema: ContractSchema, record: Mapping[str, object]) -> bytes:
             f"for this schema, got {version!r}",
             field="schema_version",
         )
-    datum = dict(record)
-    try:
-        validate(datum, schema.parsed, raise_errors=True)
-    except ValidationError as exc:
-        # fastavro's messages quote the value; keep personal data out of the error.
-        failure = exc.errors[0] if exc.errors else None
-        field = str(failure.field) if failure is not None else None
-        got = type(failure.datum).__name__ if failure is not None else "?"
-        raise ContractEncodingError(
-            f"{schema.label}: field {field!r} rejected by Avro validation (got {got})",
-            field=field,
-        ) from None
     buffer = io.BytesIO()
     buffer.write(MAGIC)
     buffer.write(schema.fingerprint)
+    # fastavro's writer lets some mismatches through (a bool or float into a long, a string
+    # into an array of strings), so the path-aware check runs first, for every record.
+    _raise_problem(schema, record)
     try:
-        schemaless_writer(buffer, schema.parsed, datum)
-    except Exception as exc:
+        schemaless_writer(buffer, schema.parsed, record, strict_allow_default=True)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ContractEncodingError(
             f"{schema.label}: Avro writer failed: {type(exc).__name__}"
-        ) from exc
+        ) from None
     return buffer.getvalue()
 
 

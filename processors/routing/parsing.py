@@ -147,4 +147,5 @@ def parse_domain_event(key: bytes | None, value: bytes | None, *, max_bytes: int
         ) from exc
     if isinstance(entity, SignalData):
         _check_strict_signal(entity, tenant_id)
-    return DomainEvent.model_validate({"envelope": envelope, "entity": entity})
+    # Both parts are validated already; constructing skips validating them a second time.
+    return DomainEvent.model_construct(envelope=envelope, entity=entity)

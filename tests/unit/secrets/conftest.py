@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from processors.secrets import KeyRing, SecretBox
 
 KEY1 = bytes(range(32))

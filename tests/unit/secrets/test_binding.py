@@ -4,6 +4,7 @@ import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from processors.secrets.binding import AAD_DOMAIN, associated_data
 
 _field = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)

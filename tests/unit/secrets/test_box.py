@@ -5,6 +5,7 @@ import base64
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from processors.secrets import (
     EncryptedSecret,
     KeyRing,

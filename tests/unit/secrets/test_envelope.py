@@ -4,6 +4,7 @@ import base64
 
 import pydantic
 import pytest
+
 from processors.secrets import EncryptedSecret, SecretBox, SecretDecryptionError
 from processors.secrets.envelope import MAX_PLAINTEXT_BYTES, MAX_TOKEN_LENGTH
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from processors.secrets import KeyRing, KeyRingError
 from processors.secrets.keyring import DEVELOPMENT_KEY_B64, DEVELOPMENT_KEY_ID, KEY_SIZE_BYTES
 

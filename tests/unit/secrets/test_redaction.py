@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pydantic
 import pytest
+
 from processors.secrets import REDACTED, RedactedStr, redact
 
 from .conftest import PLAINTEXT

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from processors.secrets import EncryptedSecret, KeyRing, SecretBox, SecretDecryptionError
 
 from .conftest import BINDING, PLAINTEXT, assert_no_material

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pydantic
 import pytest
+
 from processors.secrets import KeyRingError, SecretsSettings
 from processors.secrets.keyring import DEVELOPMENT_KEY_B64
 from processors.secrets.settings import DEVELOPMENT_KEYS_VALUE
