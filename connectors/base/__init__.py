@@ -1,0 +1,73 @@
+"""The connector plugin interface shared by every partner connector.
+
+Import from here, not from the modules: this ``__all__`` is the supported surface.
+"""
+
+from __future__ import annotations
+
+from connectors.base.config import ConnectionConfig, allows_private_networks, reveal_secret
+from connectors.base.context import (
+    Clock,
+    CredentialsAccessor,
+    SinkContext,
+    StaticCredentials,
+    SystemClock,
+)
+from connectors.base.errors import (
+    AuthenticationError,
+    BackpressureError,
+    ConnectorError,
+    EndpointGoneError,
+    PermanentError,
+    TransientError,
+)
+from connectors.base.http import (
+    USER_AGENT,
+    HttpClientFactory,
+    endpoint_label,
+    http_client_factory,
+    parse_retry_after,
+    raise_for_response,
+    translate_http_errors,
+)
+from connectors.base.ratelimit import RateLimit, TokenBucket
+from connectors.base.sink import (
+    BaseSink,
+    BatchingSink,
+    BatchOutcome,
+    DeliveryResult,
+    OutboundRecord,
+    RecordFailure,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "AuthenticationError",
+    "BackpressureError",
+    "BaseSink",
+    "BatchOutcome",
+    "BatchingSink",
+    "Clock",
+    "ConnectionConfig",
+    "ConnectorError",
+    "CredentialsAccessor",
+    "DeliveryResult",
+    "EndpointGoneError",
+    "HttpClientFactory",
+    "OutboundRecord",
+    "PermanentError",
+    "RateLimit",
+    "RecordFailure",
+    "SinkContext",
+    "StaticCredentials",
+    "SystemClock",
+    "TokenBucket",
+    "TransientError",
+    "allows_private_networks",
+    "endpoint_label",
+    "http_client_factory",
+    "parse_retry_after",
+    "raise_for_response",
+    "reveal_secret",
+    "translate_http_errors",
+]

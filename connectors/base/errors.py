@@ -1,0 +1,191 @@
+"""Typed delivery outcomes that connectors raise or report per record.
+
+The error tree::
+
+    ConnectorError                  root; never raised bare by a connector
+    ├── TransientError              retry later (timeouts, connection errors, 408, 425,
+    │   │                           423, 5xx); may carry ``retry_after`` seconds
+    │   └── BackpressureError       slow down: the partner is rate limiting us (429, 502,
+    │                               504, our own token bucket); ``retry_after`` is required
+    ├── PermanentError              dead-letter now (other 4xx, 3xx, contract violations,
+    │   │                           refused destinations)
+    │   └── EndpointGoneError       410 Gone: disable the connection
+    └── AuthenticationError         401: refresh the credentials once, then park the
+                                    connection as ``needs_reauth`` with its records held
+
+Why this shape:
+
+- ``BackpressureError`` is a ``TransientError`` so a caller that only knows "transient"
+  still schedules a retry; a caller that knows backpressure also pauses the connection.
+- ``EndpointGoneError`` is a ``PermanentError`` so a caller that does not know it still
+  dead-letters the record rather than retrying into a gone endpoint; the delivery service
+  catches it first to disable the connection (Standard Webhooks: "410 Gone ... disable").
+- ``AuthenticationError`` is deliberately neither: invalid credentials must neither burn
+  records through the retry budget nor send them to the dead-letter topic, so a caller
+  must handle it explicitly (refresh once, then hold the records and park the connection).
+
+Every error carries keyword context that is safe to log: ``partner`` (connector name),
+``endpoint`` (host or path only: any query string, fragment or user info is stripped
+here as a last line of defence), ``status_code`` and a short ``reason``. Never put
+payloads, tokens or personal data in any of them. :meth:`ConnectorError.log_fields`
+returns them ready for ``logger.warning(..., extra=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "BackpressureError",
+    "ConnectorError",
+    "EndpointGoneError",
+    "PermanentError",
+    "TransientError",
+]
+
+
+def _strip_endpoint(endpoint: str | None) -> str | None:
+    """Keep only ``host`` and ``path`` of an endpoint, dropping credentials and queries."""
+    if endpoint is None:
+        return None
+    stripped = endpoint.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = stripped.partition("://")
+    if not sep:
+        scheme, rest = "", stripped
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    cleaned = f"{authority}{slash}{path}"
+    return f"{scheme}://{cleaned}" if scheme else cleaned
+
+
+def _check_retry_after(retry_after: float | None) -> float | None:
+    if retry_after is None:
+        return None
+    if math.isnan(retry_after) or retry_after < 0:
+        msg = "retry_after must be a non-negative number of seconds"
+        raise ValueError(msg)
+    return float(retry_after)
+
+
+class ConnectorError(Exception):
+    """Root of every failure a connector reports.
+
+    Raised from :meth:`BaseSink.write` it means the whole batch failed with this outcome;
+    returned inside a ``RecordFailure`` it concerns that one record only.
+    """
+
+    default_reason: ClassVar[str] = "connector error"
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        partner: str | None = None,
+        endpoint: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.reason = reason or self.default_reason
+        self.partner = partner
+        self.endpoint = _strip_endpoint(endpoint)
+        self.status_code = status_code
+        super().__init__(self.reason)
+
+    def _context(self) -> dict[str, Any]:
+        return {
+            "partner": self.partner,
+            "endpoint": self.endpoint,
+            "status_code": self.status_code,
+        }
+
+    def log_fields(self) -> dict[str, Any]:
+        """Fields for structured logging (``extra=``); all of them are safe to log."""
+        fields: dict[str, Any] = {"error_class": type(self).__name__, "reason": self.reason}
+        fields.update({key: value for key, value in self._context().items() if value is not None})
+        return fields
+
+    def __str__(self) -> str:
+        context = ", ".join(
+            f"{key}={value}" for key, value in self._context().items() if value is not None
+        )
+        return f"{self.reason} ({context})" if context else self.reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class TransientError(ConnectorError):
+    """Retry later: the partner may accept the same request after a while.
+
+    ``retry_after`` (seconds) is the partner's hint (``Retry-After``, reset headers) or our
+    own lower bound; ``None`` lets the retry policy choose its backoff.
+    """
+
+    default_reason: ClassVar[str] = "transient failure"
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        partner: str | None = None,
+        endpoint: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, partner=partner, endpoint=endpoint, status_code=status_code)
+        self.retry_after = _check_retry_after(retry_after)
+
+    def _context(self) -> dict[str, Any]:
+        return {**super()._context(), "retry_after": self.retry_after}
+
+
+class BackpressureError(TransientError):
+    """Slow down: the partner (or our own token bucket) is rate limiting this connection.
+
+    The caller pauses the connection for ``retry_after`` seconds and retries the records;
+    the attempt is not the record's fault.
+    """
+
+    default_reason: ClassVar[str] = "rate limited"
+    retry_after: float
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        retry_after: float,
+        partner: str | None = None,
+        endpoint: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(
+            reason,
+            partner=partner,
+            endpoint=endpoint,
+            status_code=status_code,
+            retry_after=retry_after,
+        )
+
+
+class PermanentError(ConnectorError):
+    """Dead-letter now: sending the same request again cannot succeed."""
+
+    default_reason: ClassVar[str] = "permanent failure"
+
+
+class EndpointGoneError(PermanentError):
+    """The partner answered 410 Gone: disable the connection and stop sending to it."""
+
+    default_reason: ClassVar[str] = "endpoint gone"
+
+
+class AuthenticationError(ConnectorError):
+    """The partner rejected our credentials (401).
+
+    The caller refreshes the credentials once and retries; if they are still rejected it
+    parks the connection as ``needs_reauth`` and holds its records (no retries, no DLQ).
+    """
+
+    default_reason: ClassVar[str] = "authentication failed"

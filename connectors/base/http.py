@@ -1,0 +1,243 @@
+"""The one place where httpx and HTTP statuses become connector outcomes.
+
+- :func:`translate_http_errors` wraps a request and maps httpx exceptions;
+- :func:`raise_for_response` maps a response status;
+- :func:`http_client_factory` builds every ``httpx.AsyncClient`` connectors use (timeouts,
+  no redirects, no environment proxies or ``.netrc``), and is where the transport is chosen
+  (tests pass an ``httpx.MockTransport``).
+
+Status mapping (Standard Webhooks "Delivery success and failure", HubSpot error handling):
+
+==================  =====================================================================
+2xx                 success
+3xx                 ``PermanentError("redirect not followed")``: redirects are never followed
+401                 ``AuthenticationError``
+408, 425            ``TransientError`` (``Retry-After`` honoured)
+410                 ``EndpointGoneError``
+423                 ``TransientError`` with ``retry_after`` of at least 2 s (HubSpot lock)
+429, 502, 504       ``BackpressureError``: ``Retry-After``, else ``default_backpressure_seconds``
+other 5xx           ``TransientError`` (``Retry-After`` honoured)
+other 4xx, others   ``PermanentError``
+==================  =====================================================================
+
+Reasons never include response bodies: they may carry personal data.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Final, Protocol, TypedDict
+
+import httpx
+
+from connectors.base.errors import (
+    AuthenticationError,
+    BackpressureError,
+    EndpointGoneError,
+    PermanentError,
+    TransientError,
+)
+
+__all__ = [
+    "DEFAULT_BACKPRESSURE_SECONDS",
+    "USER_AGENT",
+    "HttpClientFactory",
+    "endpoint_label",
+    "http_client_factory",
+    "parse_retry_after",
+    "raise_for_response",
+    "translate_http_errors",
+]
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("queast-integrations")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+USER_AGENT: Final[str] = f"queast-integrations/{_package_version()}"
+DEFAULT_BACKPRESSURE_SECONDS: Final[float] = 5.0
+_LOCKED_MIN_RETRY_SECONDS: Final[float] = 2.0
+_RETRYABLE_CLIENT_STATUSES: Final[frozenset[int]] = frozenset({408, 425})
+_THROTTLE_STATUSES: Final[frozenset[int]] = frozenset({429, 502, 504})
+
+
+class _ErrorContext(TypedDict):
+    partner: str
+    endpoint: str
+    status_code: int
+
+
+def endpoint_label(url: httpx.URL | str, *, include_path: bool = True) -> str:
+    """Return ``host[:port]/path`` for logs and errors: no scheme, credentials or query.
+
+    Pass ``include_path=False`` when the path itself may hold a secret (tenant-supplied
+    webhook URLs often embed tokens in the path).
+    """
+    parsed = httpx.URL(url)
+    host = parsed.host
+    if ":" in host:
+        host = f"[{host}]"
+    if parsed.port is not None:
+        host = f"{host}:{parsed.port}"
+    return f"{host}{parsed.path}" if include_path else host
+
+
+@contextmanager
+def translate_http_errors(*, partner: str, endpoint: str) -> Iterator[None]:
+    """Map httpx exceptions raised inside the block to connector errors.
+
+    Use it around the request *and* any reading of the response body. Timeouts, network
+    and proxy errors and a server closing the connection are transient; an unsupported
+    scheme, an invalid URL, a request we could not encode and a redirect loop are
+    permanent. The httpx exception is chained (``raise ... from exc``) but its message is
+    not copied into ``reason``: it can contain the URL.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise TransientError(
+            f"timeout ({type(exc).__name__})", partner=partner, endpoint=endpoint
+        ) from exc
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        raise PermanentError(
+            f"request not sendable ({type(exc).__name__})", partner=partner, endpoint=endpoint
+        ) from exc
+    except httpx.TooManyRedirects as exc:
+        raise PermanentError("redirect not followed", partner=partner, endpoint=endpoint) from exc
+    except httpx.RequestError as exc:
+        # NetworkError, RemoteProtocolError, ProxyError, DecodingError.
+        raise TransientError(
+            f"connection failed ({type(exc).__name__})", partner=partner, endpoint=endpoint
+        ) from exc
+    except httpx.InvalidURL as exc:
+        raise PermanentError("invalid URL", partner=partner, endpoint=endpoint) from exc
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """Parse a ``Retry-After`` value into seconds from now.
+
+    Accepts delta-seconds (``"120"``, also tolerating a decimal part) and an HTTP-date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``), the latter measured against ``now`` (wall-clock
+    Unix seconds, injectable for tests). A date in the past gives ``0.0``; a value that is
+    neither form gives ``None``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def raise_for_response(
+    response: httpx.Response,
+    *,
+    partner: str,
+    endpoint: str,
+    clock: Callable[[], float] = time.time,
+    default_backpressure_seconds: float = DEFAULT_BACKPRESSURE_SECONDS,
+) -> None:
+    """Return if ``response`` is a 2xx; otherwise raise the outcome its status means.
+
+    See the module docstring for the table. ``clock`` is the wall clock used to turn an
+    HTTP-date ``Retry-After`` into seconds.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    context = _ErrorContext(partner=partner, endpoint=endpoint, status_code=status)
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now=clock)
+    if 300 <= status < 400:
+        raise PermanentError("redirect not followed", **context)
+    if status == 401:
+        raise AuthenticationError("unauthorized", **context)
+    if status == 410:
+        raise EndpointGoneError("endpoint gone", **context)
+    if status == 423:
+        raise TransientError(
+            "resource locked",
+            retry_after=max(_LOCKED_MIN_RETRY_SECONDS, retry_after or 0.0),
+            **context,
+        )
+    if status in _THROTTLE_STATUSES:
+        raise BackpressureError(
+            "rate limited" if status == 429 else "partner overloaded",
+            retry_after=default_backpressure_seconds if retry_after is None else retry_after,
+            **context,
+        )
+    if status in _RETRYABLE_CLIENT_STATUSES:
+        raise TransientError("request timeout or too early", retry_after=retry_after, **context)
+    if 500 <= status < 600:
+        raise TransientError("server error", retry_after=retry_after, **context)
+    if 400 <= status < 500:
+        raise PermanentError("client error", **context)
+    raise PermanentError("unexpected status", **context)
+
+
+class HttpClientFactory(Protocol):
+    """What a connector calls to get its HTTP client (see :func:`http_client_factory`)."""
+
+    def __call__(
+        self,
+        *,
+        timeout_seconds: float = ...,
+        connect_timeout_seconds: float = ...,
+        max_connections: int = ...,
+        headers: dict[str, str] | None = ...,
+    ) -> httpx.AsyncClient: ...
+
+
+def http_client_factory(
+    *,
+    timeout_seconds: float = 15.0,
+    connect_timeout_seconds: float = 5.0,
+    max_connections: int = 10,
+    headers: dict[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    proxy: str | None = None,
+) -> httpx.AsyncClient:
+    """Build the ``httpx.AsyncClient`` a connector uses; the caller closes it.
+
+    Redirects are never followed. ``trust_env`` is off, so no proxy, CA bundle or
+    ``.netrc`` credentials are picked up from the environment: pass ``proxy`` explicitly
+    (for instance an egress proxy such as smokescreen). ``transport`` replaces the network
+    (``httpx.MockTransport`` in tests).
+    """
+    if timeout_seconds <= 0 or connect_timeout_seconds <= 0:
+        msg = "timeouts must be positive"
+        raise ValueError(msg)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            timeout_seconds, connect=min(connect_timeout_seconds, timeout_seconds)
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        ),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"user-agent": USER_AGENT, **(headers or {})},
+        transport=transport,
+        proxy=proxy,
+    )

@@ -1,0 +1,8 @@
+"""Generic signed webhooks (Standard Webhooks): the ``webhook`` connector."""
+
+from __future__ import annotations
+
+from connectors.webhook.config import WebhookConnectionConfig
+from connectors.webhook.sink import WebhookSink
+
+__all__ = ["WebhookConnectionConfig", "WebhookSink"]

@@ -1,0 +1,80 @@
+"""Settings of a generic signed-webhook connection (Standard Webhooks).
+
+- ``url``: where to POST. HTTPS is required; plain HTTP only when the connection is
+  validated with ``allow_private_networks`` (local development and tests). User info in the
+  URL (``https://user:pass@host``) is refused: credentials belong in secrets, and the URL is
+  shown in API responses. The URL may still carry a token in its path or query, so logs
+  and errors only ever show its host.
+- ``secret``: the Standard Webhooks signing secret, ``whsec_`` + base64 of 24 to 64 random
+  bytes. Validation errors never echo it.
+- ``timeout_seconds``: per request, 15 s by default, at most 30 s (the spec recommends
+  15 to 30 s).
+- ``rate_limit_per_second`` / ``max_concurrency``: optional caps; unset means the
+  connector's defaults.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Final
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
+
+from connectors.base.config import ConnectionConfig, allows_private_networks, reveal_secret
+
+__all__ = ["WebhookConnectionConfig", "decode_signing_secret"]
+
+_WHSEC_PREFIX: Final[str] = "whsec_"
+_MIN_SECRET_BYTES: Final[int] = 24
+_MAX_SECRET_BYTES: Final[int] = 64
+
+
+def decode_signing_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret; raises ``ValueError`` without echoing it.
+
+    Padding is optional (the reference Python library accepts unpadded secrets too).
+    """
+    if not secret.startswith(_WHSEC_PREFIX):
+        msg = f"signing secret must start with {_WHSEC_PREFIX!r}"
+        raise ValueError(msg)
+    encoded = secret.removeprefix(_WHSEC_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        msg = f"signing secret must be {_WHSEC_PREFIX!r} followed by base64"
+        raise ValueError(msg) from None
+    if not _MIN_SECRET_BYTES <= len(key) <= _MAX_SECRET_BYTES:
+        msg = (
+            f"signing secret must decode to {_MIN_SECRET_BYTES} to {_MAX_SECRET_BYTES} bytes, "
+            f"got {len(key)}"
+        )
+        raise ValueError(msg)
+    return key
+
+
+class WebhookConnectionConfig(ConnectionConfig):
+    """A tenant's signed webhook endpoint."""
+
+    url: HttpUrl
+    secret: SecretStr
+    timeout_seconds: float = Field(default=15.0, gt=0, le=30)
+    rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
+    max_concurrency: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        if url.username or url.password:
+            msg = "webhook URL must not contain credentials"
+            raise ValueError(msg)
+        if url.scheme != "https" and not allows_private_networks(info):
+            msg = "webhook URL must use https"
+            raise ValueError(msg)
+        return url
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, secret: SecretStr) -> SecretStr:
+        decode_signing_secret(reveal_secret(secret))
+        return secret

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from connectors.base import (
+    USER_AGENT,
+    AuthenticationError,
+    BackpressureError,
+    ConnectorError,
+    EndpointGoneError,
+    PermanentError,
+    TransientError,
+    endpoint_label,
+    http_client_factory,
+    parse_retry_after,
+    raise_for_response,
+    translate_http_errors,
+)
+
+NOW = 1_700_000_000.0
+
+
+def _http_date(unix: float) -> str:
+    return email.utils.format_datetime(datetime.fromtimestamp(unix, tz=UTC), usegmt=True)
+
+
+def _raise(status: int, **headers: str) -> ConnectorError | None:
+    response = httpx.Response(status, headers=headers)
+    try:
+        raise_for_response(response, partner="p", endpoint="host", clock=lambda: NOW)
+    except ConnectorError as error:
+        return error
+    return None
+
+
+# --- Retry-After parsing -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        (_http_date(NOW + 90), 90.0),
+        (_http_date(NOW - 90), 0.0),
+        ("-3", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("inf", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now=lambda: NOW) == expected
+
+
+# --- status mapping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
+def test_2xx_is_success(status: int) -> None:
+    assert _raise(status) is None
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 307, 308])
+def test_3xx_is_permanent_and_not_followed(status: int) -> None:
+    error = _raise(status, location="https://elsewhere.example/")
+    assert type(error) is PermanentError
+    assert error.reason == "redirect not followed"
+    assert error.status_code == status
+
+
+def test_401_is_authentication_error() -> None:
+    assert type(_raise(401)) is AuthenticationError
+
+
+def test_410_is_endpoint_gone() -> None:
+    assert type(_raise(410)) is EndpointGoneError
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 405, 409, 413, 422, 451])
+def test_other_4xx_is_permanent(status: int) -> None:
+    assert type(_raise(status)) is PermanentError
+
+
+@pytest.mark.parametrize("status", [100, 199, 600, 999])
+def test_unexpected_status_is_permanent(status: int) -> None:
+    error = _raise(status)
+    assert type(error) is PermanentError
+    assert error.reason == "unexpected status"
+
+
+@pytest.mark.parametrize("status", [408, 425])
+def test_408_and_425_are_transient_honouring_retry_after(status: int) -> None:
+    error = _raise(status, **{"retry-after": "12"})
+    assert type(error) is TransientError
+    assert error.retry_after == 12.0
+    bare = _raise(status)
+    assert isinstance(bare, TransientError)
+    assert bare.retry_after is None
+
+
+@pytest.mark.parametrize(("header", "expected"), [(None, 2.0), ("1", 2.0), ("9", 9.0)])
+def test_423_waits_at_least_two_seconds(header: str | None, expected: float) -> None:
+    error = _raise(423, **({"retry-after": header} if header else {}))
+    assert type(error) is TransientError
+    assert error.retry_after == expected
+
+
+@pytest.mark.parametrize("status", [429, 502, 504])
+def test_throttle_statuses_are_backpressure(status: int) -> None:
+    error = _raise(status)
+    assert type(error) is BackpressureError
+    assert error.retry_after == 5.0
+
+
+def test_backpressure_honours_both_retry_after_forms() -> None:
+    seconds = _raise(429, **{"retry-after": "30"})
+    dated = _raise(429, **{"retry-after": _http_date(NOW + 45)})
+    assert isinstance(seconds, BackpressureError)
+    assert isinstance(dated, BackpressureError)
+    assert seconds.retry_after == 30.0
+    assert dated.retry_after == 45.0
+
+
+def test_default_backpressure_is_configurable() -> None:
+    with pytest.raises(BackpressureError) as caught:
+        raise_for_response(
+            httpx.Response(429), partner="p", endpoint="e", default_backpressure_seconds=0.5
+        )
+    assert caught.value.retry_after == 0.5
+
+
+@pytest.mark.parametrize("status", [500, 501, 503, 599])
+def test_other_5xx_are_transient(status: int) -> None:
+    error = _raise(status, **{"retry-after": "3"})
+    assert type(error) is TransientError
+    assert error.retry_after == 3.0
+
+
+# --- exception translation -----------------------------------------------------------
+
+_REQUEST = httpx.Request("POST", "https://user:pw@example.com/hook?token=secret")
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (httpx.ConnectTimeout("t", request=_REQUEST), TransientError),
+        (httpx.ReadTimeout("t", request=_REQUEST), TransientError),
+        (httpx.WriteTimeout("t", request=_REQUEST), TransientError),
+        (httpx.PoolTimeout("t", request=_REQUEST), TransientError),
+        (httpx.ConnectError("refused", request=_REQUEST), TransientError),
+        (httpx.ReadError("reset", request=_REQUEST), TransientError),
+        (httpx.WriteError("broken pipe", request=_REQUEST), TransientError),
+        (httpx.RemoteProtocolError("closed", request=_REQUEST), TransientError),
+        (httpx.ProxyError("proxy", request=_REQUEST), TransientError),
+        (httpx.DecodingError("gzip", request=_REQUEST), TransientError),
+        (httpx.UnsupportedProtocol("ftp", request=_REQUEST), PermanentError),
+        (httpx.LocalProtocolError("bad header", request=_REQUEST), PermanentError),
+        (httpx.TooManyRedirects("loop", request=_REQUEST), PermanentError),
+        (httpx.InvalidURL("bad url"), PermanentError),
+    ],
+)
+def test_translate_http_errors(raised: Exception, expected: type[ConnectorError]) -> None:
+    with pytest.raises(expected) as caught, translate_http_errors(partner="p", endpoint="host"):
+        raise raised
+    assert type(caught.value) is expected
+    assert caught.value.__cause__ is raised
+    assert caught.value.partner == "p"
+    assert caught.value.endpoint == "host"
+    assert "secret" not in str(caught.value)
+
+
+def test_translate_http_errors_leaves_other_exceptions_alone() -> None:
+    with pytest.raises(KeyError), translate_http_errors(partner="p", endpoint="e"):
+        raise KeyError("x")
+
+
+# --- endpoint labels and the client factory ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "include_path", "expected"),
+    [
+        ("https://u:p@hooks.example.com/a/b?token=x#f", True, "hooks.example.com/a/b"),
+        ("https://hooks.example.com/a/b?token=x", False, "hooks.example.com"),
+        ("http://localhost:8080/hook", False, "localhost:8080"),
+        ("https://[2001:db8::1]:8443/x", False, "[2001:db8::1]:8443"),
+    ],
+)
+def test_endpoint_label(url: str, include_path: bool, expected: str) -> None:
+    assert endpoint_label(url, include_path=include_path) == expected
+
+
+async def test_http_client_factory_builds_a_safe_client() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(302, headers={"location": "https://elsewhere.example/"})
+
+    async with http_client_factory(
+        timeout_seconds=20, transport=httpx.MockTransport(handler)
+    ) as client:
+        assert client.follow_redirects is False
+        assert client.trust_env is False
+        assert client.timeout.read == 20
+        assert client.timeout.connect == 5
+        response = await client.post("https://hooks.example.com/")
+    assert response.status_code == 302
+    assert len(seen) == 1
+    assert seen[0].headers["user-agent"] == USER_AGENT
+    assert USER_AGENT.startswith("queast-integrations/")
+
+
+def test_http_client_factory_refuses_non_positive_timeouts() -> None:
+    with pytest.raises(ValueError, match="timeouts"):
+        http_client_factory(timeout_seconds=0)

@@ -1,0 +1,60 @@
+"""Test doubles shared by the connector unit tests: a fake clock and record builders."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from connectors.base import OutboundRecord
+
+_ids = itertools.count(1)
+
+
+class FakeClock:
+    """Wall and monotonic time that only move when told to; ``sleep`` advances both."""
+
+    def __init__(self, *, wall: float = 1_700_000_000.0, monotonic: float = 1_000.0) -> None:
+        self.wall = wall
+        self.mono = monotonic
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+
+def make_record(**overrides: Any) -> OutboundRecord:
+    """A valid record for connection ``c_1`` of tenant ``t_42``; override any field."""
+    number = next(_ids)
+    values: dict[str, Any] = {
+        "delivery_id": f"d_{number}",
+        "tenant_id": "t_42",
+        "connection_id": "c_1",
+        "connector": "webhook",
+        "event_type": "company.upserted",
+        "event_id": f"e_{number}",
+        "idempotency_key": f"ik_{number}",
+        "correlation_id": "corr-123",
+        "entity_id": "company_7",
+        "entity_version": 3,
+        "occurred_at": "2026-11-26T05:00:00Z",
+        "schema_version": "1.0",
+        "payload": {"company_id": "company_7", "name": "Acme", "version": 3},
+        "attempt": 1,
+    }
+    values.update(overrides)
+    return OutboundRecord.model_validate(values)
+
+
+def make_records(count: int, **overrides: Any) -> list[OutboundRecord]:
+    return [make_record(**overrides) for _ in range(count)]
