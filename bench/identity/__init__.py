@@ -1,0 +1,1 @@
+"""Evaluation of identity matching against a labelled set of company-name pairs."""
