@@ -149,7 +149,7 @@ def main() -> int:
     ensure_topics(
         kafka,
         topic_settings,
-        [*topics.all_specs(), TopicSpec(baseline_sink, topics.all_specs()[0].family)],
+        [*topics.all_specs(), TopicSpec(baseline_sink, TopicFamily.EXPORTS)],
     )
     asyncio.run(_seed(redis_settings))
     events = sample_events(TENANTS, args.events, seed=5)
@@ -192,7 +192,8 @@ def main() -> int:
         "worker_span_s": round(worker_span, 2),
         "worker_exports": len(stamps),
         "ratio_worker_to_baseline": round(worker_rate / base_rate, 3),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
     RESULTS.parent.mkdir(exist_ok=True)

@@ -39,6 +39,7 @@ __all__ = [
     "ContractMode",
     "DomainEvent",
     "DomainEventEnvelope",
+    "Entity",
     "EntityData",
     "EventType",
     "JobAdData",
@@ -76,7 +77,9 @@ class ContractMode(StrEnum):
     LEGACY = "legacy"
 
 
-class _Entity(BaseModel):
+class Entity(BaseModel):
+    """Base of every entity: its id field and its monotonic ``version``."""
+
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     id_field: ClassVar[str]
@@ -88,7 +91,7 @@ class _Entity(BaseModel):
         return str(getattr(self, self.id_field))
 
 
-class CompanyData(_Entity):
+class CompanyData(Entity):
     id_field: ClassVar[str] = "company_id"
     company_id: EntityId
     name: ShortText | None = None
@@ -101,7 +104,7 @@ class CompanyData(_Entity):
     country: ShortText | None = None
 
 
-class PersonData(_Entity):
+class PersonData(Entity):
     id_field: ClassVar[str] = "person_id"
     person_id: EntityId
     company_id: EntityId | None = None
@@ -145,7 +148,7 @@ class SignalDecorations(BaseModel):
     )
 
 
-class SignalData(_Entity):
+class SignalData(Entity):
     id_field: ClassVar[str] = "signal_id"
     signal_id: EntityId
     company_id: EntityId
@@ -162,7 +165,7 @@ class SignalData(_Entity):
     detected_at: AwareDatetime
 
 
-class JobAdData(_Entity):
+class JobAdData(Entity):
     id_field: ClassVar[str] = "job_ad_id"
     job_ad_id: EntityId
     company_id: EntityId
@@ -172,21 +175,21 @@ class JobAdData(_Entity):
     posted_at: AwareDatetime | None = None
 
 
-class _CompanyRef(_Entity):
+class _CompanyRef(Entity):
     """What a deletion needs: the id and the version."""
 
     id_field: ClassVar[str] = "company_id"
     company_id: EntityId
 
 
-class _PersonRef(_Entity):
+class _PersonRef(Entity):
     id_field: ClassVar[str] = "person_id"
     person_id: EntityId
 
 
 EntityData = CompanyData | PersonData | SignalData | JobAdData | _CompanyRef | _PersonRef
 
-EVENT_ENTITY_MODELS: dict[EventType, type[_Entity]] = {
+EVENT_ENTITY_MODELS: dict[EventType, type[Entity]] = {
     EventType.COMPANY_UPSERTED: CompanyData,
     EventType.COMPANY_DELETED: _CompanyRef,
     EventType.PERSON_UPSERTED: PersonData,
@@ -226,7 +229,7 @@ class DomainEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     envelope: DomainEventEnvelope
-    entity: CompanyData | PersonData | SignalData | JobAdData | _CompanyRef | _PersonRef
+    entity: Entity
 
     @property
     def correlation_id(self) -> str:
