@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import faust
 
+from processors.agents.deliver import register_delivery_agents
 from processors.agents.route import register_route_agent
 from processors.settings import Settings
 from processors.topics import TopicMap
@@ -61,4 +62,6 @@ def create_app(settings: Settings) -> faust.App:
     )
     topics = TopicMap(settings.topics.prefix)
     register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)
+    for connector in settings.worker.delivery_connectors:
+        register_delivery_agents(app, connector=connector, settings=settings)
     return app

@@ -53,8 +53,11 @@ def _demo_connections() -> list[ConnectionRecord]:
                 "connection_id": f"conn_{tenant}_webhook",
                 "delivery_mode": DeliveryMode.WEBHOOK,
                 "settings": {
-                    "url": _RECEIVER_URL.format(tenant=tenant),
-                    "secret": _DEMO_WEBHOOK_SECRET,
+                    "webhook": {
+                        "url": _RECEIVER_URL.format(tenant=tenant),
+                        "secret": _DEMO_WEBHOOK_SECRET,
+                    },
+                    "rate_limit_per_second": 50,
                 },
                 **extra,
             }

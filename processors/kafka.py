@@ -7,7 +7,7 @@ produced the record. Upstream services must use it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
@@ -29,12 +29,12 @@ __all__ = [
 
 
 HeaderValue = str | bytes | None
-RecordHeaders = dict[str, HeaderValue] | list[tuple[str, HeaderValue]] | None
+RecordHeaders = Mapping[str, HeaderValue] | Sequence[tuple[str, HeaderValue]] | None
 
 
 def header_value(headers: RecordHeaders, name: str) -> str | None:
     """The first header ``name`` of a consumed record, decoded, or ``None``."""
-    pairs = headers.items() if isinstance(headers, dict) else (headers or [])
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
     for key, value in pairs:
         if key == name:
             if value is None:

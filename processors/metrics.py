@@ -6,14 +6,22 @@ add them to dashboards from delivery records instead).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ATTEMPT_SECONDS",
+    "CONNECTIONS_PARKED",
+    "DELIVERIES",
+    "DLQ_RECORDS",
     "EVENTS_CONSUMED",
     "EVENTS_INVALID",
     "EVENTS_MAPPED",
     "EVENTS_SKIPPED",
     "EXPORTS_PRODUCED",
+    "LANE_DEPTH",
+    "PARTNER_429",
+    "RATE_LIMIT_WAITS",
+    "RETRIES_SCHEDULED",
     "ROUTING_BATCH_SECONDS",
 ]
 
@@ -38,4 +46,40 @@ ROUTING_BATCH_SECONDS = Histogram(
     "qi_routing_batch_seconds",
     "Time to route one batch of domain events, Redis lookups and produce included.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+DELIVERIES = Counter(
+    "qi_deliveries",
+    "Delivery attempt outcomes, by connector and outcome.",
+    ["connector", "outcome"],
+)
+ATTEMPT_SECONDS = Histogram(
+    "qi_delivery_attempt_seconds",
+    "Duration of one call to a partner or webhook endpoint.",
+    ["connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+RETRIES_SCHEDULED = Counter(
+    "qi_retries_scheduled",
+    "Deliveries re-scheduled on the retry topic, by kind (retry, deferred, parked).",
+    ["connector", "kind"],
+)
+DLQ_RECORDS = Counter(
+    "qi_dlq_records",
+    "Deliveries dead-lettered, by connector and error class.",
+    ["connector", "error"],
+)
+RATE_LIMIT_WAITS = Counter(
+    "qi_rate_limit_waits",
+    "Times a delivery waited for or was deferred by a rate limit.",
+    ["connector", "limit"],
+)
+PARTNER_429 = Counter("qi_partner_429", "Responses 429 from partners.", ["connector"])
+LANE_DEPTH = Gauge(
+    "qi_lane_depth", "Deliveries waiting in per-connection lanes (all connections).", ["connector"]
+)
+CONNECTIONS_PARKED = Counter(
+    "qi_connections_parked",
+    "Connections parked (needs re-authorisation or gone).",
+    ["connector", "state"],
 )

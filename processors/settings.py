@@ -12,6 +12,9 @@ Variables (defaults in brackets):
 - ``QI_ROUTING_MAX_EVENT_BYTES`` [524288], ``QI_ROUTING_BATCH_SIZE`` [500],
   ``QI_ROUTING_BATCH_WITHIN_SECONDS`` [0.2], ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` [true]
 - ``QI_SECRETS_KEYS`` [the published development key; see :mod:`processors.secrets`]
+- ``QI_AUTH_JWT_SECRET`` / ``QI_AUTH_JWKS_URL`` / ``QI_AUTH_ISSUER`` / ``QI_AUTH_AUDIENCE``
+- ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
+- ``QI_DELIVERY_*``: see :class:`DeliverySettings`
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_METRICS_PORT`` [9101],
   ``QI_METRICS_HOST`` [127.0.0.1]
 """
@@ -20,18 +23,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.secrets import SecretsSettings
 
 __all__ = [
+    "AuthSettings",
+    "DeliverySettings",
     "KafkaSettings",
     "MetricsSettings",
     "RedisSettings",
     "RoutingSettings",
     "Settings",
     "TopicSettings",
+    "WebhookSettings",
     "WorkerSettings",
     "get_settings",
 ]
@@ -82,6 +88,8 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QI_WORKER_", frozen=True, extra="ignore")
 
     app_id: str = Field(default="queast-integrations", pattern=r"^[A-Za-z0-9._-]+$")
+    delivery_connectors: tuple[str, ...] = ("webhook",)
+    """Connectors this worker delivers for (``QI_WORKER_DELIVERY_CONNECTORS='["webhook"]'``)."""
 
 
 class MetricsSettings(BaseSettings):
@@ -91,6 +99,57 @@ class MetricsSettings(BaseSettings):
 
     port: int = Field(default=9101, ge=0, le=65535)
     host: str = "127.0.0.1"
+
+
+class AuthSettings(BaseSettings):
+    """Bearer JWTs of the API: HS256 with a shared secret (local use) or RS256 from a JWKS URL."""
+
+    model_config = SettingsConfigDict(env_prefix="QI_AUTH_", frozen=True, extra="ignore")
+
+    jwt_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+
+class WebhookSettings(BaseSettings):
+    """Outbound webhooks. Private, loopback and link-local destinations are refused unless
+    ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` is true (tests and the local demo set it)."""
+
+    model_config = SettingsConfigDict(env_prefix="QI_WEBHOOK_", frozen=True, extra="ignore")
+
+    allow_private_networks: bool = False
+
+
+class DeliverySettings(BaseSettings):
+    """Delivery policy, per worker (Kafka Connect's ``errors.*`` vocabulary where it fits).
+
+    ``retry_max_attempts`` and ``retry_timeout_seconds`` form the retry budget (whichever is
+    spent first); delays grow exponentially from ``retry_base_delay_seconds`` up to
+    ``retry_max_delay_seconds`` with full jitter, and never undercut a partner's Retry-After.
+    ``lane_capacity`` bounds the records waiting per connection; past it, records are deferred
+    to the retry topic. ``dedupe_ttl_seconds`` is how long a delivered idempotency key is
+    remembered.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QI_DELIVERY_", frozen=True, extra="ignore")
+
+    retry_max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_timeout_seconds: float = Field(default=27 * 3600, gt=0)
+    retry_base_delay_seconds: float = Field(default=5.0, gt=0)
+    retry_max_delay_seconds: float = Field(default=10 * 3600, gt=0)
+    dlq_include_payload: bool = True
+    lane_capacity: int = Field(default=200, ge=1, le=100_000)
+    lane_concurrency: int = Field(default=4, ge=1, le=256)
+    defer_min_seconds: float = Field(default=1.0, gt=0)
+    defer_max_seconds: float = Field(default=60.0, gt=0)
+    park_recheck_seconds: float = Field(default=30.0, gt=0)
+    max_rate_limit_wait_seconds: float = Field(default=1.0, ge=0)
+    global_rate_per_second: float = Field(default=2000.0, gt=0)
+    dedupe_ttl_seconds: int = Field(default=30 * 86400, ge=60)
+    records_retention_seconds: int = Field(default=30 * 86400, ge=60)
+    retry_buffer_max: int = Field(default=100_000, ge=100)
 
 
 class Settings(BaseSettings):
@@ -105,6 +164,9 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from faust.types import EventT
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from processors.agents.streams import concrete_stream
 from processors.contracts import default_registry
 from processors.metrics import ROUTING_BATCH_SECONDS
 from processors.routing.service import IncomingRecord, RoutingService
@@ -70,9 +71,6 @@ def register_route_agent(app: faust.App, *, source: faust.TopicT, settings: Sett
 
     @app.agent(source, name="route")
     async def route(stream: faust.StreamT[bytes]) -> None:
-        if not isinstance(stream, faust.Stream):
-            msg = f"expected a faust.Stream, got {type(stream).__name__}"
-            raise TypeError(msg)
         redis = Redis.from_url(settings.redis.url)
         service = RoutingService(
             topics=topics,
@@ -81,7 +79,7 @@ def register_route_agent(app: faust.App, *, source: faust.TopicT, settings: Sett
             settings=settings.routing,
         )
         try:
-            async for events in stream.take_events(
+            async for events in concrete_stream(stream).take_events(
                 settings.routing.batch_size, within=settings.routing.batch_within_seconds
             ):
                 batch = [_incoming(event) for event in events]

@@ -5,7 +5,8 @@ File format::
     {"allowlist": ["t_acme"],
      "connections": [{"tenant_id": "t_acme", "connector": "webhook", "enabled": true,
                       "delivery_mode": "webhook", "event_types": {"job_ad.published": false},
-                      "settings": {"url": "http://127.0.0.1:8900/hook", "secret": "whsec_..."}}]}
+                      "settings": {"webhook": {"url": "http://127.0.0.1:8900/hook",
+                                               "secret": "whsec_..."}}}]}
 
 Each connection replaces the tenant's connection for that connector (one per connector per
 tenant). Secret fields in ``settings`` are sealed before they are stored. The whole file is

@@ -1,0 +1,695 @@
+"""The delivery engine: per-connection lanes in front of the connector sinks.
+
+One engine per connector per worker, shared by the delivery agent (export topic) and the
+retry agent (retry topic). The agents hand it items with an ``ack`` callback and never wait for
+a partner:
+
+- :meth:`DeliveryEngine.submit` puts the item in its connection's lane, a bounded queue served by
+  ``lane_concurrency`` tasks. A full lane means the destination is slow, limited or down: the
+  item is *deferred* (written to the retry topic with a short ``not_before``, no attempt spent)
+  and the partition moves on. One tenant's trouble never delays another tenant.
+- A lane task takes up to the connector's bulk limit of items, loads their state from Redis in
+  one round trip, drops stale copies, skips keys already delivered and versions older than the
+  one the destination has, takes tokens from the global throttle, and calls the sink.
+- Every outcome is written before the item is acknowledged: the retry or dead-letter record and
+  the delivery record are produced and acknowledged by the broker, delivered keys are marked in
+  Redis, and only then is the source offset released for commit. A crash anywhere re-delivers
+  at most the items in flight, and the dedupe keys stop most of those from being sent again.
+
+Outcomes: 2xx delivered; transient errors retried with exponential backoff and full jitter
+inside the retry budget, then dead-lettered with the error history; permanent errors
+dead-lettered at once; 410 dead-letters the record and marks the connection ``gone``; 401 marks
+it ``needs_reauth``; records of a gone, unauthorised or disabled connection are parked on the
+retry topic (no attempt spent) until the connection is updated, or until the age budget ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import (
+    AuthenticationError,
+    BackpressureError,
+    BaseSink,
+    ConnectorError,
+    EndpointGoneError,
+    OutboundRecord,
+    PermanentError,
+    RecordFailure,
+    TransientError,
+)
+from processors import metrics
+from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
+from processors.deliveries.envelope import DeliveryItem, retry_headers
+from processors.deliveries.models import AttemptError, DeliveryRecord, DeliveryStatus
+from processors.deliveries.policy import RetryPolicy
+from processors.deliveries.records import DeliveryRecordIndex
+from processors.deliveries.state import (
+    ConnectionHealth,
+    DeliveryStateRepository,
+)
+from processors.deliveries.throttle import GlobalThrottle
+from processors.routing.service import OutgoingRecord
+from processors.settings import DeliverySettings
+from processors.tenants.models import ConnectionRecord, Connector
+from processors.tenants.repository import ConnectionRepository
+from processors.topics import TopicMap
+
+__all__ = [
+    "Ack",
+    "DeliveryEngine",
+    "RecordProducer",
+    "SinkFactory",
+]
+
+logger = logging.getLogger(__name__)
+
+Ack = Callable[[], object]
+RecordProducer = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
+SinkFactory = Callable[[ConnectionRecord], Awaitable[BaseSink[Any]]]
+"""Builds and sets up the sink of a connection; raises ``ConnectorError`` when it cannot."""
+
+_CONNECTION_CACHE_SECONDS = 5.0
+_MAX_COMMIT_BACKOFF = 30.0
+
+
+@dataclass(slots=True)
+class _Outputs:
+    """Everything one batch must write before its items are acknowledged."""
+
+    produce: list[OutgoingRecord] = field(default_factory=list)
+    records: list[DeliveryRecord] = field(default_factory=list)
+    delivered: list[DeliveryItem] = field(default_factory=list)
+    hops: list[tuple[str, int]] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One connection's bounded queue and the tasks that serve it."""
+
+    tenant_id: str
+    connection_id: str
+    queue: asyncio.Queue[tuple[DeliveryItem, Ack]]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    connection: ConnectionRecord | None = None
+    connection_loaded_at: float = float("-inf")
+    sink: BaseSink[Any] | None = None
+    sink_version: datetime | None = None
+    sink_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _now_dt(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+class DeliveryEngine:
+    """Lanes, outcomes and bookkeeping for one connector in one worker."""
+
+    def __init__(
+        self,
+        *,
+        connector: str,
+        max_batch_size: int,
+        topics: TopicMap,
+        settings: DeliverySettings,
+        state: DeliveryStateRepository,
+        connections: ConnectionRepository,
+        records: DeliveryRecordIndex,
+        produce: RecordProducer,
+        sink_factory: SinkFactory,
+        throttle: GlobalThrottle,
+        policy: RetryPolicy,
+        registry: ContractRegistry,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._connector = connector
+        self._max_batch = max_batch_size
+        self._topics = topics
+        self._settings = settings
+        self._state = state
+        self._connections = connections
+        self._records = records
+        self._produce = produce
+        self._sink_factory = sink_factory
+        self._throttle = throttle
+        self._policy = policy
+        self._registry = registry
+        self._clock = clock
+        self._lanes: dict[str, _Lane] = {}
+        self._closed = False
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def submit(self, item: DeliveryItem, ack: Ack) -> None:
+        """Queue ``item`` on its connection's lane, or defer it when the lane is full.
+
+        Returns at once in the common case; a deferral waits for its retry record to be
+        written (one produce), never for a partner.
+        """
+        lane = self._lane(item.tenant_id, item.connection_id)
+        try:
+            lane.queue.put_nowait((item, ack))
+        except asyncio.QueueFull:
+            metrics.RATE_LIMIT_WAITS.labels(self._connector, "lane_full").inc()
+            outputs = _Outputs()
+            delay = self._defer_delay(lane)
+            self._reschedule(outputs, item, ack, kind="deferred", delay=delay, now=self._clock())
+            await self._commit(outputs)
+        metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
+
+    def queued(self) -> int:
+        return sum(lane.queue.qsize() for lane in self._lanes.values())
+
+    def _defer_delay(self, lane: _Lane) -> float:
+        """Roughly how long the lane needs to drain, within the configured bounds."""
+        estimate = lane.queue.qsize() / max(len(lane.tasks), 1) * 0.05
+        return min(
+            max(estimate, self._settings.defer_min_seconds), self._settings.defer_max_seconds
+        )
+
+    def _lane(self, tenant_id: str, connection_id: str) -> _Lane:
+        lane = self._lanes.get(connection_id)
+        if lane is None:
+            lane = _Lane(
+                tenant_id, connection_id, asyncio.Queue(maxsize=self._settings.lane_capacity)
+            )
+            lane.tasks = [
+                asyncio.create_task(self._serve(lane), name=f"lane-{connection_id}-{n}")
+                for n in range(self._settings.lane_concurrency)
+            ]
+            self._lanes[connection_id] = lane
+        return lane
+
+    async def close(self) -> None:
+        """Stop the lanes (items in flight are not acknowledged) and close the sinks."""
+        self._closed = True
+        for lane in self._lanes.values():
+            for task in lane.tasks:
+                task.cancel()
+            for task in lane.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if lane.sink is not None:
+                await lane.sink.close()
+        self._lanes.clear()
+
+    # -- the lane loop ----------------------------------------------------------------------
+
+    async def _serve(self, lane: _Lane) -> None:
+        while True:
+            batch = [await lane.queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(lane.queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self._process_until_written(lane, batch)
+            metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
+
+    async def _process_until_written(
+        self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]
+    ) -> None:
+        """Process a batch; if Redis or Kafka fail, try again (nothing is acknowledged)."""
+        backoff = 0.5
+        while True:
+            try:
+                outputs = await self._process(lane, batch)
+                await self._commit(outputs)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis, Kafka: the batch stays unacknowledged
+                logger.warning(
+                    "delivery.batch.retrying",
+                    extra={
+                        "connector": self._connector,
+                        "connection_id": lane.connection_id,
+                        "error": type(exc).__name__,
+                        "backoff_s": backoff,
+                    },
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_COMMIT_BACKOFF)
+
+    async def _process(self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]) -> _Outputs:
+        outputs = _Outputs()
+        now = self._clock()
+        states = await self._state.load([item for item, _ in batch])
+        sendable: list[tuple[DeliveryItem, Ack]] = []
+        for (item, ack), state in zip(batch, states, strict=True):
+            if item.hop < state.newest_hop:
+                outputs.acks.append(ack)  # a leftover copy: a newer hop exists
+            elif state.delivered and item.replay_id is None:
+                self._record(outputs, item, DeliveryStatus.DUPLICATE_SKIPPED, now, now)
+                outputs.acks.append(ack)
+            elif state.delivered_version is not None and state.delivered_version > (
+                item.entity_version
+            ):
+                self._record(outputs, item, DeliveryStatus.STALE_SKIPPED, now, now)
+                outputs.acks.append(ack)
+            else:
+                sendable.append((item, ack))
+        if sendable:
+            await self._send(lane, sendable, outputs, now)
+        return outputs
+
+    async def _send(
+        self,
+        lane: _Lane,
+        items: list[tuple[DeliveryItem, Ack]],
+        outputs: _Outputs,
+        now: float,
+    ) -> None:
+        connection = await self._connection(lane, now)
+        if connection is None:
+            error = AttemptError(
+                attempt=0,
+                at=_now_dt(now),
+                error_class="ConnectionRemoved",
+                reason="the connection no longer exists",
+            )
+            for item, ack in items:
+                self._dead_letter(outputs, item, ack, error, now)
+            return
+        if not connection.enabled:
+            for item, ack in items:
+                self._park_or_expire(outputs, item, ack, now, reason="connection disabled")
+            return
+        health = await self._state.connection_state(connection.connection_id)
+        if health is not None and health.since >= connection.updated_at.timestamp():
+            for item, ack in items:
+                self._park_or_expire(outputs, item, ack, now, reason=health.health.value)
+            return
+        wait = await self._throttle.acquire(len(items))
+        if wait > self._settings.max_rate_limit_wait_seconds:
+            metrics.RATE_LIMIT_WAITS.labels(self._connector, "global").inc()
+            for item, ack in items:
+                self._reschedule(outputs, item, ack, kind="deferred", delay=wait, now=now)
+            return
+        if wait > 0:
+            metrics.RATE_LIMIT_WAITS.labels(self._connector, "global").inc()
+            await asyncio.sleep(wait)
+        try:
+            sink = await self._sink(lane, connection)
+        except ConnectorError as exc:
+            await self._connection_failed(outputs, connection, items, exc, now)
+            return
+        outbound: list[tuple[DeliveryItem, Ack, OutboundRecord]] = []
+        for item, ack in items:
+            try:
+                outbound.append((item, ack, self._outbound(item)))
+            except ContractError as exc:
+                error = AttemptError(
+                    attempt=item.attempts_made,
+                    at=_now_dt(now),
+                    error_class="ContractDecodingError",
+                    reason=str(exc)[:500],
+                )
+                self._dead_letter(outputs, item, ack, error, now)
+        if not outbound:
+            return
+        started = self._clock()
+        outcome = await sink.deliver([record for _, _, record in outbound])
+        finished = self._clock()
+        metrics.ATTEMPT_SECONDS.labels(self._connector).observe(finished - started)
+        delivered = {result.delivery_id: result for result in outcome.delivered}
+        failed = {failure.delivery_id: failure for failure in outcome.failed}
+        for item, ack, _record in outbound:
+            result = delivered.get(item.delivery_id)
+            if result is not None:
+                outputs.delivered.append(item)
+                outputs.acks.append(ack)
+                self._record(
+                    outputs,
+                    item,
+                    DeliveryStatus.DELIVERED,
+                    started,
+                    finished,
+                    attempt=item.attempts_made + 1,
+                    status_code=result.status_code,
+                )
+                metrics.DELIVERIES.labels(self._connector, "delivered").inc()
+                continue
+            failure = failed.get(item.delivery_id)
+            if failure is None:  # the sink owes every record an outcome; treat as transient
+                failure = RecordFailure(
+                    item.delivery_id, _missing_outcome(self._connector), attempted=False
+                )
+            await self._failed(
+                outputs, connection, item, ack, failure, started=started, finished=finished
+            )
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    async def _failed(
+        self,
+        outputs: _Outputs,
+        connection: ConnectionRecord,
+        item: DeliveryItem,
+        ack: Ack,
+        failure: RecordFailure,
+        *,
+        started: float,
+        finished: float,
+    ) -> None:
+        error = failure.error
+        if not failure.attempted:
+            delay = error.retry_after if isinstance(error, BackpressureError) else None
+            metrics.RATE_LIMIT_WAITS.labels(self._connector, "connection").inc()
+            self._reschedule(
+                outputs,
+                item,
+                ack,
+                kind="deferred",
+                delay=delay or self._settings.defer_min_seconds,
+                now=finished,
+            )
+            return
+        attempt = item.attempts_made + 1
+        status = error.status_code
+        if status == 429:
+            metrics.PARTNER_429.labels(self._connector).inc()
+        retry_after = getattr(error, "retry_after", None)
+        history = AttemptError(
+            attempt=attempt,
+            at=_now_dt(finished),
+            error_class=type(error).__name__,
+            reason=error.reason,
+            status_code=status,
+            retry_after_s=retry_after,
+        )
+        item.errors.append(history)
+        if item.first_attempt_at_ms is None:
+            item.first_attempt_at_ms = int(started * 1000)
+        metrics.DELIVERIES.labels(self._connector, type(error).__name__).inc()
+        if isinstance(error, EndpointGoneError):
+            await self._mark_connection(connection, ConnectionHealth.GONE, error, finished)
+            self._dead_letter(outputs, item, ack, history, finished, attempt=attempt)
+        elif isinstance(error, AuthenticationError):
+            await self._mark_connection(connection, ConnectionHealth.NEEDS_REAUTH, error, finished)
+            self._reschedule(
+                outputs,
+                item,
+                ack,
+                kind="parked",
+                delay=self._settings.park_recheck_seconds,
+                now=finished,
+                attempts_made=attempt,
+            )
+        elif isinstance(error, PermanentError):
+            self._dead_letter(outputs, item, ack, history, finished, attempt=attempt)
+        else:
+            first = (item.first_attempt_at_ms or int(started * 1000)) / 1000
+            decision = self._policy.decide(
+                attempts_made=attempt,
+                first_attempt_at=first,
+                now=finished,
+                retry_after=retry_after,
+            )
+            if decision.retry:
+                self._reschedule(
+                    outputs,
+                    item,
+                    ack,
+                    kind="retry",
+                    delay=decision.delay_seconds,
+                    now=finished,
+                    attempts_made=attempt,
+                    last_error=history,
+                )
+            else:
+                exhausted = history.model_copy(
+                    update={"reason": f"{history.reason}; {decision.reason}"}
+                )
+                self._dead_letter(outputs, item, ack, exhausted, finished, attempt=attempt)
+
+    async def _connection_failed(
+        self,
+        outputs: _Outputs,
+        connection: ConnectionRecord,
+        items: list[tuple[DeliveryItem, Ack]],
+        exc: ConnectorError,
+        now: float,
+    ) -> None:
+        """The sink could not be set up: the connection's configuration is at fault."""
+        health = (
+            ConnectionHealth.NEEDS_REAUTH
+            if isinstance(exc, AuthenticationError)
+            else ConnectionHealth.GONE
+        )
+        await self._mark_connection(connection, health, exc, now)
+        for item, ack in items:
+            self._park_or_expire(outputs, item, ack, now, reason=health.value)
+
+    async def _mark_connection(
+        self,
+        connection: ConnectionRecord,
+        health: ConnectionHealth,
+        error: ConnectorError,
+        now: float,
+    ) -> None:
+        await self._state.set_connection_state(
+            connection.connection_id, health, reason=error.reason, since=now
+        )
+        metrics.CONNECTIONS_PARKED.labels(self._connector, health.value).inc()
+        logger.warning(
+            "connection.parked",
+            extra={
+                "tenant_id": connection.tenant_id,
+                "connection_id": connection.connection_id,
+                "connector": self._connector,
+                "state": health.value,
+                "reason": error.reason,
+            },
+        )
+
+    def _park_or_expire(
+        self, outputs: _Outputs, item: DeliveryItem, ack: Ack, now: float, *, reason: str
+    ) -> None:
+        first = item.first_attempt_at_ms / 1000 if item.first_attempt_at_ms else now
+        if now + self._settings.park_recheck_seconds - first > self._settings.retry_timeout_seconds:
+            error = AttemptError(
+                attempt=item.attempts_made,
+                at=_now_dt(now),
+                error_class="ConnectionParked",
+                reason=f"{reason}; retry budget spent while parked",
+            )
+            self._dead_letter(outputs, item, ack, error, now)
+            return
+        if item.first_attempt_at_ms is None:
+            item.first_attempt_at_ms = int(now * 1000)
+        self._reschedule(
+            outputs, item, ack, kind="parked", delay=self._settings.park_recheck_seconds, now=now
+        )
+
+    def _reschedule(
+        self,
+        outputs: _Outputs,
+        item: DeliveryItem,
+        ack: Ack,
+        *,
+        kind: str,
+        delay: float,
+        now: float,
+        attempts_made: int | None = None,
+        last_error: AttemptError | None = None,
+    ) -> None:
+        attempts = item.attempts_made if attempts_made is None else attempts_made
+        headers = retry_headers(
+            item,
+            kind=kind,
+            attempts_made=attempts,
+            not_before_ms=int((now + delay) * 1000),
+            now_ms=int(now * 1000),
+        )
+        outputs.produce.append(
+            OutgoingRecord(
+                topic=self._topics.retry(self._connector),
+                key=item.tenant_id.encode(),
+                value=item.value,
+                headers=tuple(headers),
+            )
+        )
+        outputs.hops.append((item.delivery_id, item.hop + 1))
+        outputs.acks.append(ack)
+        status = {
+            "retry": DeliveryStatus.RETRY_SCHEDULED,
+            "deferred": DeliveryStatus.DEFERRED,
+            "parked": DeliveryStatus.PARKED,
+        }[kind]
+        self._record(outputs, item, status, now, now, attempt=attempts, last_error=last_error)
+        metrics.RETRIES_SCHEDULED.labels(self._connector, kind).inc()
+
+    def _dead_letter(
+        self,
+        outputs: _Outputs,
+        item: DeliveryItem,
+        ack: Ack,
+        error: AttemptError,
+        now: float,
+        *,
+        attempt: int | None = None,
+    ) -> None:
+        attempts = item.attempts_made if attempt is None else attempt
+        if not item.errors or item.errors[-1] != error:
+            item.errors.append(error)
+        extra = {
+            "qi.attempt": str(attempts),
+            "qi.errors": json.dumps([e.model_dump(mode="json") for e in item.errors[-50:]]),
+            "qi.error.class": error.error_class,
+            "qi.error.reason": error.reason,
+            "qi.error.status": "" if error.status_code is None else str(error.status_code),
+            "qi.original.topic": item.source_topic,
+            "qi.original.partition": str(item.source_partition),
+            "qi.original.offset": str(item.source_offset),
+            "qi.payload_included": "true" if self._settings.dlq_include_payload else "false",
+        }
+        headers = item.envelope_headers() + [(k, v.encode()) for k, v in extra.items()]
+        outputs.produce.append(
+            OutgoingRecord(
+                topic=self._topics.dlq(self._connector),
+                key=item.tenant_id.encode(),
+                value=item.value if self._settings.dlq_include_payload else b"",
+                headers=tuple(headers),
+            )
+        )
+        outputs.acks.append(ack)
+        self._record(
+            outputs,
+            item,
+            DeliveryStatus.DEAD_LETTERED,
+            now,
+            now,
+            attempt=attempts,
+            last_error=error,
+            status_code=error.status_code,
+        )
+        metrics.DLQ_RECORDS.labels(self._connector, error.error_class).inc()
+        logger.warning(
+            "delivery.dead_lettered",
+            extra={
+                "tenant_id": item.tenant_id,
+                "connection_id": item.connection_id,
+                "delivery_id": item.delivery_id,
+                "correlation_id": item.headers["qi.correlation_id"],
+                "error_class": error.error_class,
+                "status_code": error.status_code,
+                "attempt": attempts,
+            },
+        )
+
+    def _record(
+        self,
+        outputs: _Outputs,
+        item: DeliveryItem,
+        status: DeliveryStatus,
+        started: float,
+        finished: float,
+        *,
+        attempt: int | None = None,
+        status_code: int | None = None,
+        last_error: AttemptError | None = None,
+    ) -> None:
+        record = DeliveryRecord(
+            delivery_id=item.delivery_id,
+            event_id=item.headers["qi.event_id"],
+            correlation_id=item.headers["qi.correlation_id"],
+            tenant_id=item.tenant_id,
+            connection_id=item.connection_id,
+            connector=self._connector,
+            destination=self._connector,
+            event_type=item.headers["qi.event_type"],
+            idempotency_key=item.idempotency_key,
+            entity_id=item.headers["qi.entity_id"],
+            entity_version=item.entity_version,
+            attempt=item.attempts_made if attempt is None else attempt,
+            status=status,
+            status_code=status_code,
+            last_error=last_error,
+            replay_id=item.replay_id,
+            started_at=_now_dt(started),
+            finished_at=_now_dt(finished),
+            duration_ms=round((finished - started) * 1000, 3),
+            source=item.source,
+        )
+        outputs.records.append(record)
+        outputs.produce.append(
+            OutgoingRecord(
+                topic=self._topics.delivery_records,
+                key=item.tenant_id.encode(),
+                value=record.model_dump_json().encode(),
+                headers=(
+                    ("qi.delivery_id", item.delivery_id.encode()),
+                    ("qi.correlation_id", item.headers["qi.correlation_id"].encode()),
+                    ("qi.status", status.value.encode()),
+                ),
+            )
+        )
+
+    async def _commit(self, outputs: _Outputs) -> None:
+        """Write everything the batch decided, then acknowledge its items."""
+        if outputs.delivered:
+            await self._state.mark_delivered(outputs.delivered)
+        if outputs.produce:
+            await self._produce(outputs.produce)
+        if outputs.hops:
+            await self._state.record_hops(outputs.hops)
+        for ack in outputs.acks:
+            ack()
+        if outputs.records:
+            await self._records.add_many(outputs.records)
+
+    # -- connections and sinks ----------------------------------------------------------------
+
+    async def _connection(self, lane: _Lane, now: float) -> ConnectionRecord | None:
+        if now - lane.connection_loaded_at > _CONNECTION_CACHE_SECONDS:
+            current = await self._connections.get(lane.tenant_id, Connector(self._connector))
+            # A connection deleted and created again is another connection: its exports differ.
+            same = current is not None and current.connection_id == lane.connection_id
+            lane.connection = current if same else None
+            lane.connection_loaded_at = now
+        return lane.connection
+
+    async def _sink(self, lane: _Lane, connection: ConnectionRecord) -> BaseSink[Any]:
+        async with lane.sink_lock:
+            if lane.sink is not None and lane.sink_version == connection.updated_at:
+                return lane.sink
+            if lane.sink is not None:
+                await lane.sink.close()
+                lane.sink = None
+            lane.sink = await self._sink_factory(connection)
+            lane.sink_version = connection.updated_at
+            return lane.sink
+
+    def _outbound(self, item: DeliveryItem) -> OutboundRecord:
+        _schema, contract = decode(item.value, registry=self._registry)
+        payload = to_json_dict(contract)
+        return OutboundRecord(
+            delivery_id=item.delivery_id,
+            tenant_id=item.tenant_id,
+            connection_id=item.connection_id,
+            connector=self._connector,
+            event_type=item.headers["qi.event_type"],
+            event_id=item.headers["qi.event_id"],
+            idempotency_key=item.idempotency_key,
+            correlation_id=item.headers["qi.correlation_id"],
+            entity_id=item.headers["qi.entity_id"],
+            entity_version=item.entity_version,
+            occurred_at=str(payload.get("occurred_at", "")),
+            schema_version=item.headers["qi.schema_version"],
+            payload=payload,
+            attempt=item.attempts_made + 1,
+        )
+
+
+def _missing_outcome(connector: str) -> ConnectorError:
+    return TransientError("the sink returned no outcome for the record", partner=connector)
