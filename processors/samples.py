@@ -131,8 +131,14 @@ _MAKERS = (
 )
 
 
-def sample_events(tenants: Sequence[str], count: int, *, seed: int = 7) -> list[dict[str, Any]]:
-    """``count`` valid events spread over ``tenants`` and the event types (deletions included)."""
+def sample_events(
+    tenants: Sequence[str], count: int, *, seed: int = 7, version_offset: int = 0
+) -> list[dict[str, Any]]:
+    """``count`` valid events spread over ``tenants`` and the event types (deletions included).
+
+    Entity versions start at ``version_offset + 1``: two calls with different offsets give
+    newer states of the same entities (other idempotency keys), as a live stream would.
+    """
     rng = random.Random(seed)  # noqa: S311 - sample data, not security
     versions: dict[tuple[str, str, int], int] = {}
     events: list[dict[str, Any]] = []
@@ -144,7 +150,9 @@ def sample_events(tenants: Sequence[str], count: int, *, seed: int = 7) -> list[
             index = n % 40
             entity_key = "company_id" if kind == "company.deleted" else "person_id"
             prefix = "co" if kind == "company.deleted" else "pe"
-            version = versions.get((tenant, kind.split(".", maxsplit=1)[0], index), 0) + 1
+            version = (
+                versions.get((tenant, kind.split(".", maxsplit=1)[0], index), version_offset) + 1
+            )
             versions[(tenant, kind.split(".", maxsplit=1)[0], index)] = version
             data: dict[str, Any] = {entity_key: f"{prefix}_{index}", "version": version}
             events.append(_envelope(rng, tenant, kind, data, n))
@@ -152,7 +160,7 @@ def sample_events(tenants: Sequence[str], count: int, *, seed: int = 7) -> list[
         event_type, maker = _MAKERS[slot % len(_MAKERS)]
         index = n // 3
         family = event_type.split(".")[0]
-        version = versions.get((tenant, family, index), 0) + 1
+        version = versions.get((tenant, family, index), version_offset) + 1
         versions[(tenant, family, index)] = version
         events.append(_envelope(rng, tenant, event_type, maker(rng, index, version), n))
     return events

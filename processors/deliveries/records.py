@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,8 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     except (ValueError, TypeError) as exc:
         raise InvalidCursorError("cursor is not valid") from exc
     if not isinstance(score, int | float) or not isinstance(member, str):
+        raise InvalidCursorError("cursor is not valid")
+    if not math.isfinite(score):
         raise InvalidCursorError("cursor is not valid")
     return float(score), member
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ from processors.tenants.repository import ConnectionRepository
 from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
 from tests.integration.conftest import PARTITIONS, start_worker
-from tests.sandboxes.webhook_receiver import ReceiverServer, generate_secret
+from tests.sandboxes.webhook_receiver import Behaviour, ReceiverServer, generate_secret
 from tests.support.kafka_io import TopicReader, produce
 from tests.support.worker import WorkerProcess
 
@@ -170,3 +171,178 @@ async def test_ten_thousand_events_for_twenty_tenants_are_delivered_exactly_once
     reader.close()
     statuses = Counter(json.loads(r.value or b"{}")["status"] for r in records)
     assert statuses["delivered"] == len(expected)
+
+
+def _dead_letters(settings: Settings, topics: TopicMap, count: int) -> list[Any]:
+    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.dlq("webhook")], PARTITIONS)
+    records = reader.wait_until(lambda rs: len(rs) >= count, timeout=60, settle=1.0)
+    reader.close()
+    return records
+
+
+def _delivery_records(settings: Settings, topics: TopicMap, minimum: int) -> list[dict[str, Any]]:
+    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS)
+    records = reader.wait_until(lambda rs: len(rs) >= minimum, timeout=60, settle=1.0)
+    reader.close()
+    return [json.loads(r.value or b"{}") for r in records]
+
+
+async def test_unavailable_receiver_gets_everything_after_recovery_honouring_retry_after(
+    settings: Settings,
+    topics: TopicMap,
+    repository: ConnectionRepository,
+    delivery_env: dict[str, str],
+    worker_factory: list[WorkerProcess],
+    receiver: ReceiverServer,
+    tmp_path: Path,
+) -> None:
+    tenants = ["t_flaky", "t_steady"]
+    await _connect(repository, settings, receiver, tenants)
+    receiver.set_behaviour(
+        "t_flaky", Behaviour(fail_status=503, fail_for_seconds=6.0, retry_after=1.5)
+    )
+    events = sample_events(tenants, 200, seed=43)
+    expected = _expected_keys(events)
+    _publish(settings, topics, events)
+    start_worker(worker_factory, delivery_env, tmp_path)
+    assert await _wait(lambda: len(_applied(receiver, tenants)) >= len(expected), within=120)
+    applied = _applied(receiver, tenants)
+    assert set(applied) == expected
+    assert max(applied.values()) == 1
+
+    attempts: dict[str, list[Any]] = {}
+    for delivery in receiver.received("t_flaky"):
+        assert delivery.webhook_id is not None
+        attempts.setdefault(delivery.webhook_id, []).append(delivery)
+    retried = [sorted(a, key=lambda d: d.received_at) for a in attempts.values() if len(a) > 1]
+    assert retried, "the flaky receiver's records were retried"
+    gaps = []
+    for history in retried:
+        for before, after in itertools.pairwise(history):
+            if before.status == 503:
+                gaps.append(after.received_at - (before.answered_at or before.received_at))
+    assert min(gaps) >= 1.5 - 0.05, f"Retry-After undercut: {min(gaps):.3f}s"
+    print(f"{len(retried)} records retried; shortest gap after a 503: {min(gaps):.2f}s")
+
+    records = _delivery_records(settings, topics, len(expected) + len(retried))
+    flaky = [r for r in records if r["tenant_id"] == "t_flaky"]
+    scheduled = [r for r in flaky if r["status"] == "retry_scheduled"]
+    assert scheduled
+    assert all(r["last_error"]["status_code"] == 503 for r in scheduled)
+    assert all(r["last_error"]["retry_after_s"] == 1.5 for r in scheduled)
+    assert {r["status"] for r in records if r["tenant_id"] == "t_steady"} == {"delivered"}
+
+
+async def test_receiver_answering_400_dead_letters_at_once_with_the_reason(
+    settings: Settings,
+    topics: TopicMap,
+    repository: ConnectionRepository,
+    delivery_env: dict[str, str],
+    worker_factory: list[WorkerProcess],
+    receiver: ReceiverServer,
+    tmp_path: Path,
+) -> None:
+    tenants = ["t_rejecting"]
+    await _connect(repository, settings, receiver, tenants)
+    receiver.set_behaviour("t_rejecting", Behaviour(status=400))
+    events = sample_events(tenants, 30, seed=44)
+    _publish(settings, topics, events)
+    start_worker(worker_factory, delivery_env, tmp_path)
+    dead = _dead_letters(settings, topics, len(events))
+    assert len(dead) == len(events)
+    for record in dead:
+        assert record.header("qi.error.status") == "400"
+        assert record.header("qi.error.class") == "PermanentError"
+        assert record.header("qi.attempt") == "1"
+        assert record.header("qi.original.topic") == topics.exports("webhook")
+        history = json.loads(record.header("qi.errors"))
+        assert [h["status_code"] for h in history] == [400]
+        assert record.value, "the contract is kept for redrive"
+    counts = receiver.state.count_by_id("t_rejecting")
+    assert len(counts) == len(events)
+    assert set(counts.values()) == {1}, "a permanent failure is not retried"
+
+
+def _publish_at_rate(
+    settings: Settings, topics: TopicMap, events: list[dict[str, Any]], per_second: float
+) -> dict[str, float]:
+    """Publish at a fixed rate; returns each event id's publish time."""
+    from processors.kafka import producer  # noqa: PLC0415
+
+    client = producer(settings.kafka, **{"linger.ms": 0})
+    sent: dict[str, float] = {}
+    started = time.time()
+    for n, event in enumerate(events):
+        due = started + n / per_second
+        pause = due - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        sent[event["event_id"]] = time.time()
+        client.produce(
+            topics.domain_events, key=event["tenant_id"].encode(), value=to_json_line(event)
+        )
+        client.poll(0)
+    client.flush(30)
+    return sent
+
+
+def _latencies(receiver: ReceiverServer, tenants: list[str], sent: dict[str, float]) -> list[float]:
+    values = []
+    for tenant in tenants:
+        for delivery in receiver.received(tenant):
+            event_id = delivery.data.get("event_id") if isinstance(delivery.data, dict) else None
+            if delivery.delivered and event_id in sent:
+                values.append(delivery.received_at - sent[event_id])
+    return sorted(values)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def test_one_tenants_hanging_or_throttled_endpoint_does_not_slow_the_others(
+    settings: Settings,
+    topics: TopicMap,
+    repository: ConnectionRepository,
+    delivery_env: dict[str, str],
+    worker_factory: list[WorkerProcess],
+    receiver: ReceiverServer,
+    tmp_path: Path,
+) -> None:
+    healthy = [f"t_ok_{i:02d}" for i in range(19)]
+    faulty = "t_faulty"
+    tenants = [*healthy, faulty]
+    await _connect(repository, settings, receiver, tenants)
+    env = {**delivery_env, "QI_ROUTING_BATCH_WITHIN_SECONDS": "0.05"}
+    start_worker(worker_factory, env, tmp_path)
+    rate, per_phase = 100.0, 2500
+    # warm-up: consumer groups joined, connections and sinks open
+    warm = sample_events(tenants, 200, seed=50)
+    _publish(settings, topics, warm)
+    assert await _wait(lambda: len(_applied(receiver, tenants)) >= 200, within=120)
+
+    figures: dict[str, tuple[float, float, int]] = {}
+    phases = [
+        ("no fault", None),
+        ("hanging endpoint", Behaviour(delay_seconds=60.0)),
+        ("throttled endpoint", Behaviour(rate_limit_per_second=2.0, retry_after=1.0)),
+    ]
+    for seed, (name, behaviour) in enumerate(phases, start=51):
+        receiver.set_behaviour(faulty, behaviour)
+        events = sample_events(tenants, per_phase, seed=seed, version_offset=seed * 1000)
+        sent = await asyncio.to_thread(_publish_at_rate, settings, topics, events, rate)
+        wanted = {e["event_id"] for e in events if e["tenant_id"] != faulty}
+
+        def healthy_done(sent: dict[str, float] = sent, wanted: set[str] = wanted) -> bool:
+            return len(_latencies(receiver, healthy, sent)) >= len(wanted)
+
+        assert await _wait(healthy_done, within=120), name
+        values = _latencies(receiver, healthy, sent)
+        figures[name] = (_pct(values, 0.5), _pct(values, 0.99), len(values))
+    for name, (p50, p99, n) in figures.items():
+        print(
+            f"{name:20} healthy tenants: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (n={n})"
+        )
+    baseline_p99 = figures["no fault"][1]
+    for name in ("hanging endpoint", "throttled endpoint"):
+        assert figures[name][1] <= baseline_p99 * 1.10, (name, figures)

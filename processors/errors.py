@@ -1,0 +1,273 @@
+"""Domain errors of the HTTP API and the one place that renders them.
+
+Services raise these errors; endpoints let them through; :func:`install_error_handlers`
+registers the handler that turns them into responses. Every error body has one shape::
+
+    {"error": {"code": "not_found", "message": "connection not found"}}
+
+and validation errors add ``details``, a list of ``{"loc": [...], "msg": "..."}``.
+
+Error tree::
+
+    ServiceError(status_code, code, message)   base; carries its HTTP status and a stable code
+    ├── BadRequest            400  the request is malformed (bad JSON, bad cursor)
+    ├── Unauthorized          401  no usable bearer token; answered with ``WWW-Authenticate``
+    ├── Forbidden             403  authenticated, not allowed (same body whether or not the
+    │                              target exists)
+    ├── NotFound              404  the target does not exist (said only to callers allowed
+    │                              to see it)
+    ├── Conflict              409  the request contradicts stored state
+    ├── PayloadTooLarge       413  the body is over the API's limit
+    ├── ValidationFailed      422  the body or parameters are invalid; ``details`` say where
+    └── ServiceUnavailable    503  a dependency (Redis, the JWKS endpoint) does not answer
+
+The framework's own HTTP errors (no such route, method not allowed) are rendered in the same
+shape, with the status phrase as code (``not_found``, ``method_not_allowed``).
+
+Nothing rendered here ever contains an input value: request validation errors keep each
+entry's location and message only (never pydantic's ``input`` or ``ctx``), and a message
+that would quote the input is replaced by a generic one. A secret sent in a bad body
+therefore never comes back in the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "ErrorDetail",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceError",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "ValidationFailed",
+    "error_body",
+    "install_error_handlers",
+    "safe_error_details",
+]
+
+_log = logging.getLogger(__name__)
+
+ErrorDetail = dict[str, Any]
+"""One validation problem: ``{"loc": [str | int, ...], "msg": str}``."""
+
+_MAX_DETAILS: Final = 50
+_MAX_LOC_ITEM_CHARS: Final = 100
+_MIN_ECHO_CHARS: Final = 3
+
+
+class ServiceError(Exception):
+    """Base of every error a service raises to end a request with an HTTP status.
+
+    ``code`` is stable and machine-readable; ``message`` is for humans and must never hold
+    a secret, a token or personal data (it is sent to the caller as is).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        details: Sequence[ErrorDetail] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+        self.details: list[ErrorDetail] = list(details or [])
+
+
+class BadRequest(ServiceError):
+    """400: the request cannot be understood (malformed JSON, a cursor we did not issue)."""
+
+    def __init__(self, message: str = "bad request", *, code: str = "bad_request") -> None:
+        super().__init__(400, code, message)
+
+
+class Unauthorized(ServiceError):
+    """401: the bearer token is missing or invalid; carries ``WWW-Authenticate: Bearer``."""
+
+    def __init__(
+        self,
+        message: str = "authentication required",
+        *,
+        code: str = "unauthorized",
+        www_authenticate: str = "Bearer",
+    ) -> None:
+        super().__init__(401, code, message, headers={"WWW-Authenticate": www_authenticate})
+
+
+class Forbidden(ServiceError):
+    """403: the caller is authenticated but may not do this."""
+
+    def __init__(self, message: str = "forbidden", *, code: str = "forbidden") -> None:
+        super().__init__(403, code, message)
+
+
+class NotFound(ServiceError):
+    """404: the target does not exist."""
+
+    def __init__(self, message: str = "not found", *, code: str = "not_found") -> None:
+        super().__init__(404, code, message)
+
+
+class Conflict(ServiceError):
+    """409: the request contradicts what is stored."""
+
+    def __init__(self, message: str = "conflict", *, code: str = "conflict") -> None:
+        super().__init__(409, code, message)
+
+
+class PayloadTooLarge(ServiceError):
+    """413: the request body is larger than the API accepts."""
+
+    def __init__(
+        self, message: str = "request body too large", *, code: str = "payload_too_large"
+    ) -> None:
+        super().__init__(413, code, message)
+
+
+class ValidationFailed(ServiceError):
+    """422: the request is well-formed but invalid; ``details`` locate each problem."""
+
+    def __init__(
+        self,
+        message: str = "request validation failed",
+        *,
+        code: str = "validation_failed",
+        details: Sequence[ErrorDetail] | None = None,
+    ) -> None:
+        super().__init__(422, code, message, details=details)
+
+    @classmethod
+    def from_pydantic(
+        cls, exc: ValidationError, *, loc_prefix: Sequence[str | int] = ()
+    ) -> ValidationFailed:
+        """From a pydantic error raised while validating part of a request body."""
+        return cls(details=safe_error_details(exc.errors(), loc_prefix=loc_prefix))
+
+
+class ServiceUnavailable(ServiceError):
+    """503: a dependency does not answer; the caller may retry."""
+
+    def __init__(
+        self, message: str = "service unavailable", *, code: str = "service_unavailable"
+    ) -> None:
+        super().__init__(503, code, message)
+
+
+def _loc_item(item: object) -> str | int:
+    if isinstance(item, int) and not isinstance(item, bool):
+        return item
+    return str(item)[:_MAX_LOC_ITEM_CHARS]
+
+
+def _echoes_input(message: str, error: Mapping[str, Any]) -> bool:
+    """Whether the message quotes the input (or an input-derived tag) it was raised for."""
+    candidates: list[object] = [error.get("input")]
+    context = error.get("ctx")
+    if isinstance(context, Mapping):
+        candidates.append(context.get("tag"))
+    for candidate in candidates:
+        if isinstance(candidate, str | int | float) and not isinstance(candidate, bool):
+            text = str(candidate)
+            if len(text) >= _MIN_ECHO_CHARS and text in message:
+                return True
+    return False
+
+
+def safe_error_details(
+    errors: Iterable[Any], *, loc_prefix: Sequence[str | int] = ()
+) -> list[ErrorDetail]:
+    """``loc`` and ``msg`` of pydantic/FastAPI error entries; never their input or context.
+
+    A message that would quote the input is replaced by a generic one naming the error type.
+    """
+    details: list[ErrorDetail] = []
+    for error in errors:
+        if not isinstance(error, Mapping):
+            continue
+        loc = [_loc_item(item) for item in (*loc_prefix, *error.get("loc", ()))]
+        message = str(error.get("msg", "invalid value"))
+        if _echoes_input(message, error):
+            message = f"invalid value ({error.get('type', 'value_error')})"
+        details.append({"loc": loc, "msg": message})
+        if len(details) == _MAX_DETAILS:
+            break
+    return details
+
+
+def error_body(error: ServiceError) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    rendered: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.details:
+        rendered["details"] = error.details
+    return {"error": rendered}
+
+
+def _render(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error_body(error), status_code=error.status_code, headers=error.headers)
+
+
+async def _handle_service_error(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, ServiceError):  # pragma: no cover - registered for ServiceError only
+        raise exc
+    return _render(exc)
+
+
+async def _handle_request_validation(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, RequestValidationError):  # pragma: no cover - registered for it only
+        raise exc
+    errors = list(exc.errors())
+    if any(isinstance(e, Mapping) and e.get("type") == "json_invalid" for e in errors):
+        error: ServiceError = BadRequest("request body is not valid JSON", code="malformed_json")
+    else:
+        error = ValidationFailed(details=safe_error_details(errors))
+    _log.info(
+        "api.request.invalid",
+        extra={"path": request.url.path, "method": request.method, "errors": len(errors)},
+    )
+    return _render(error)
+
+
+def _status_code_name(status_code: int) -> str:
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        return f"http_{status_code}"
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
+
+
+async def _handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for it only
+        raise exc
+    message = exc.detail if isinstance(exc.detail, str) else _status_code_name(exc.status_code)
+    error = ServiceError(
+        exc.status_code, _status_code_name(exc.status_code), message, headers=exc.headers
+    )
+    return _render(error)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers for :class:`ServiceError`, request validation errors, and the
+    framework's own HTTP errors (unknown route 404, wrong method 405), all in one shape."""
+    app.add_exception_handler(ServiceError, _handle_service_error)
+    app.add_exception_handler(RequestValidationError, _handle_request_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)

@@ -1,0 +1,257 @@
+"""``keys rotate``: re-wrap every stored connection secret under the newest key.
+
+Walks every tenant's connections hash (``SCAN {prefix}tenant:*:connections``), and for each
+secret field of each connection's ``settings`` (the fields
+:func:`~processors.tenants.secret_fields.iter_secret_paths` names) calls
+``box.rewrap(token, tenant_id=, connection_id=, purpose=<dotted path>)``, the same binding
+:func:`~processors.tenants.secret_fields.seal_settings` used. A connection with at least one
+changed field is written back; nothing else about it changes (not even ``updated_at``).
+
+- A secret already under the newest key is counted as current and left as it is.
+- A secret that does not open (tampered, moved, or under a key no longer in the ring) is
+  reported by tenant, connector and field path, and left untouched; the other fields of the
+  same connection are still re-wrapped. Its text is never logged or reported.
+- A secret stored in clear (written around the API) is sealed under the newest key.
+- A connection record that cannot be parsed is reported as a failure with an empty path.
+
+Writes are compare-and-set per connection (a Lua script replaces the stored JSON only if it is
+still the JSON that was read), so a connection saved through the API during the rotation is
+never overwritten with stale settings; such a connection is read again and retried.
+
+The run is idempotent: run it again and everything is current. Rotation is "append a key to
+``QI_SECRETS_KEYS``, restart, run ``keys rotate``, check the report has no failures, then drop
+the old key".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from processors.secrets import SecretBox, SecretsError
+from processors.tenants.models import ConnectionRecord
+from processors.tenants.secret_fields import SEALED_PREFIX, iter_secret_paths
+
+__all__ = ["RotationFailure", "RotationReport", "rotate_keys"]
+
+_log = logging.getLogger(__name__)
+
+_SCAN_COUNT: Final = 200
+_MAX_WRITE_ATTEMPTS: Final = 5
+
+# Replace a hash field only if it still holds the value that was read.
+_COMPARE_AND_SET: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RotationFailure:
+    """A secret (or a whole record, ``path == ""``) that could not be re-wrapped."""
+
+    tenant_id: str
+    connector: str
+    connection_id: str
+    path: str
+    reason: str
+
+
+@dataclass(slots=True)
+class RotationReport:
+    """What a rotation did. ``ok`` is true when nothing failed."""
+
+    newest_key_id: str
+    connections_scanned: int = 0
+    connections_updated: int = 0
+    secrets_rewrapped: int = 0
+    secrets_already_current: int = 0
+    secrets_sealed_from_plaintext: int = 0
+    failures: list[RotationFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(slots=True)
+class _Outcome:
+    settings: dict[str, Any]
+    rewrapped: int = 0
+    current: int = 0
+    sealed: int = 0
+    failures: list[RotationFailure] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.rewrapped or self.sealed)
+
+
+def _replace(
+    block: dict[str, Any], replacements: Mapping[str, str], path: str = ""
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in block.items():
+        here = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            result[key] = _replace(value, replacements, here)
+        else:
+            result[key] = replacements.get(here, value)
+    return result
+
+
+def _rewrap_connection(record: ConnectionRecord, box: SecretBox) -> _Outcome:
+    outcome = _Outcome(settings=record.settings)
+    replacements: dict[str, str] = {}
+    binding = {"tenant_id": record.tenant_id, "connection_id": record.connection_id}
+    for path, value in iter_secret_paths(record.settings):
+        try:
+            if not value.startswith(SEALED_PREFIX):
+                replacements[path] = box.encrypt(value, purpose=path, **binding)
+                outcome.sealed += 1
+                continue
+            rewrapped = box.rewrap(value, purpose=path, **binding)
+        except SecretsError as exc:
+            outcome.failures.append(
+                RotationFailure(
+                    tenant_id=record.tenant_id,
+                    connector=record.connector.value,
+                    connection_id=record.connection_id,
+                    path=path,
+                    reason=str(exc),  # fixed texts and key ids only (processors.secrets.errors)
+                )
+            )
+            continue
+        if rewrapped == value:
+            outcome.current += 1
+        else:
+            replacements[path] = rewrapped
+            outcome.rewrapped += 1
+    if replacements:
+        outcome.settings = _replace(record.settings, replacements)
+    return outcome
+
+
+def _tenant_of(key: str, prefix: str) -> str:
+    return key.removeprefix(f"{prefix}tenant:").removesuffix(":connections")
+
+
+async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> RotationReport:
+    """Re-wrap every stored connection secret under ``box``'s newest key; see the module doc.
+
+    Per-secret problems are reported, never raised. Raises only what Redis raises
+    (``redis.exceptions.RedisError``) when it cannot be reached; a rerun picks up from there.
+    """
+    report = RotationReport(newest_key_id=box.key_ring.newest_key_id)
+    compare_and_set = redis.register_script(_COMPARE_AND_SET)
+    seen: set[str] = set()
+    async for raw_key in redis.scan_iter(
+        match=f"{key_prefix}tenant:*:connections", count=_SCAN_COUNT
+    ):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        if key in seen:  # SCAN may return a key more than once
+            continue
+        seen.add(key)
+        fields: list[Any] = await redis.hkeys(key)
+        for raw_field in sorted(fields):
+            connector = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
+            await _rotate_one(
+                redis,
+                key,
+                connector,
+                compare_and_set=compare_and_set,
+                box=box,
+                report=report,
+                prefix=key_prefix,
+            )
+    _log.info(
+        "keys.rotate.finished",
+        extra={
+            "newest_key_id": report.newest_key_id,
+            "connections_scanned": report.connections_scanned,
+            "connections_updated": report.connections_updated,
+            # field names avoid "secret": the JSON log formatter would redact the counts
+            "rewrapped": report.secrets_rewrapped,
+            "already_current": report.secrets_already_current,
+            "sealed_from_plaintext": report.secrets_sealed_from_plaintext,
+            "failures": len(report.failures),
+        },
+    )
+    return report
+
+
+async def _rotate_one(
+    redis: Redis,
+    key: str,
+    connector: str,
+    *,
+    compare_and_set: AsyncScript,
+    box: SecretBox,
+    report: RotationReport,
+    prefix: str,
+) -> None:
+    report.connections_scanned += 1
+    for _attempt in range(_MAX_WRITE_ATTEMPTS):
+        raw = await redis.hget(key, connector)
+        if raw is None:  # deleted meanwhile
+            return
+        try:
+            record = ConnectionRecord.model_validate_json(raw)
+        except ValidationError:
+            _fail(
+                report,
+                RotationFailure(
+                    tenant_id=_tenant_of(key, prefix),
+                    connector=connector,
+                    connection_id="",
+                    path="",
+                    reason="stored connection record is not valid",
+                ),
+            )
+            return
+        outcome = _rewrap_connection(record, box)
+        if outcome.changed:
+            updated = record.model_copy(update={"settings": outcome.settings}).model_dump_json()
+            written = await compare_and_set(keys=[key], args=[connector, raw, updated])
+            if not written:
+                continue  # changed under us: read again
+            report.connections_updated += 1
+        report.secrets_rewrapped += outcome.rewrapped
+        report.secrets_already_current += outcome.current
+        report.secrets_sealed_from_plaintext += outcome.sealed
+        for failure in outcome.failures:
+            _fail(report, failure)
+        return
+    _fail(
+        report,
+        RotationFailure(
+            tenant_id=_tenant_of(key, prefix),
+            connector=connector,
+            connection_id="",
+            path="",
+            reason="connection kept changing during the rotation; run it again",
+        ),
+    )
+
+
+def _fail(report: RotationReport, failure: RotationFailure) -> None:
+    report.failures.append(failure)
+    _log.warning(
+        "keys.rotate.secret_failed",
+        extra={
+            "tenant_id": failure.tenant_id,
+            "connector": failure.connector,
+            "connection_id": failure.connection_id,
+            "field_path": failure.path,
+            "reason": failure.reason,
+        },
+    )

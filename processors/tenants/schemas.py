@@ -1,0 +1,235 @@
+"""Request and response bodies of the configuration API.
+
+One request body per connector (``PUT /v1/tenants/{tenant_id}/connections/{connector}``),
+unknown keys refused everywhere. Common to all three:
+
+- ``enabled`` (default true), ``event_types`` (``{"company.upserted": false}``; event types left
+  out are enabled, unknown ones are refused), ``export_non_strict_signals`` (default true),
+  ``rate_limit_per_second`` and ``max_concurrency`` (optional overrides);
+- ``webhook``: ``{"url", "secret"}`` of the tenant's own signed endpoint, required when the
+  delivery mode includes ``webhook``. The URL and the ``whsec_`` secret are checked by the
+  service with the webhook connector's own config class, which knows whether private networks
+  are allowed (``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS``).
+
+Secrets: every secret field may be left out when replacing a connection, which keeps the stored
+value (the same field of the same auth type). A secret field never takes the redaction marker
+or an already sealed token: send the secret, or leave it out.
+
+Responses show a connection with every secret replaced by the redaction marker
+(:func:`~processors.tenants.secret_fields.redact_settings`); no secret and no sealed token is
+ever in a response.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
+
+from processors.domain.events import EventType
+from processors.secrets import REDACTED
+from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
+from processors.tenants.secret_fields import SEALED_PREFIX, redact_settings
+
+__all__ = [
+    "AllowlistStatus",
+    "ConnectionIn",
+    "ConnectionList",
+    "ConnectionOut",
+    "HubSpotConnectionIn",
+    "HubSpotOAuth",
+    "HubSpotPrivateApp",
+    "PipedriveApiToken",
+    "PipedriveConnectionIn",
+    "PipedriveOAuth",
+    "WebhookConnectionIn",
+    "WebhookEndpointIn",
+]
+
+_MAX_SECRET_CHARS: Final = 4096
+_PIPEDRIVE_DOMAIN_SUFFIX: Final = ".pipedrive.com"
+
+
+def _plain_secret(value: SecretStr) -> SecretStr:
+    plain = value.get_secret_value()
+    if not plain:
+        msg = "must not be empty"
+        raise ValueError(msg)
+    if len(plain) > _MAX_SECRET_CHARS:
+        msg = f"must be at most {_MAX_SECRET_CHARS} characters"
+        raise ValueError(msg)
+    if REDACTED in plain or plain.startswith(SEALED_PREFIX):
+        msg = "send the secret itself, or leave the field out to keep the stored one"
+        raise ValueError(msg)
+    return value
+
+
+PlainSecret = Annotated[SecretStr, AfterValidator(_plain_secret)]
+"""A secret as a client sends it: never the redaction marker, never a sealed token."""
+
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class WebhookEndpointIn(_Body):
+    """The tenant's own signed endpoint. ``secret`` is a Standard Webhooks ``whsec_`` secret."""
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    secret: PlainSecret | None = None
+
+
+class HubSpotPrivateApp(_Body):
+    type: Literal["private_app"]
+    token: PlainSecret | None = None
+
+
+class HubSpotOAuth(_Body):
+    type: Literal["oauth"]
+    client_id: ClientId
+    client_secret: PlainSecret | None = None
+    refresh_token: PlainSecret | None = None
+
+
+class PipedriveApiToken(_Body):
+    type: Literal["api_token"]
+    token: PlainSecret | None = None
+
+
+def _pipedrive_domain(url: HttpUrl) -> HttpUrl:
+    host = url.host or ""
+    if url.scheme != "https" or not host.endswith(_PIPEDRIVE_DOMAIN_SUFFIX):
+        msg = f"must be an https URL on a {_PIPEDRIVE_DOMAIN_SUFFIX} host"
+        raise ValueError(msg)
+    if url.username or url.password:
+        msg = "must not contain credentials"
+        raise ValueError(msg)
+    return url
+
+
+class PipedriveOAuth(_Body):
+    type: Literal["oauth"]
+    client_id: ClientId
+    client_secret: PlainSecret | None = None
+    refresh_token: PlainSecret | None = None
+    api_domain: Annotated[HttpUrl, AfterValidator(_pipedrive_domain)]
+
+
+HubSpotAuth = Annotated[HubSpotPrivateApp | HubSpotOAuth, Field(discriminator="type")]
+PipedriveAuth = Annotated[PipedriveApiToken | PipedriveOAuth, Field(discriminator="type")]
+
+
+class _ConnectionBody(_Body):
+    enabled: bool = True
+    event_types: dict[EventType, bool] = Field(default_factory=dict)
+    export_non_strict_signals: bool = True
+    rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
+    max_concurrency: int | None = Field(default=None, ge=1, le=100)
+
+
+class WebhookConnectionIn(_ConnectionBody):
+    """A generic signed-webhook connection."""
+
+    delivery_mode: Literal[DeliveryMode.WEBHOOK] = DeliveryMode.WEBHOOK
+    webhook: WebhookEndpointIn
+
+
+class _CrmConnectionBody(_ConnectionBody):
+    delivery_mode: DeliveryMode = DeliveryMode.API
+    webhook: WebhookEndpointIn | None = None
+
+    @model_validator(mode="after")
+    def _blocks_for_delivery_mode(self) -> Self:
+        if self.delivery_mode in (DeliveryMode.WEBHOOK, DeliveryMode.BOTH) and not self.webhook:
+            msg = "a webhook block is required when delivery_mode is webhook or both"
+            raise ValueError(msg)
+        if self.delivery_mode in (DeliveryMode.API, DeliveryMode.BOTH) and not self.auth_block:
+            msg = "an auth block is required when delivery_mode is api or both"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def auth_block(self) -> BaseModel | None:
+        return None
+
+
+class HubSpotConnectionIn(_CrmConnectionBody):
+    """A HubSpot connection: a private app token or OAuth credentials."""
+
+    auth: HubSpotAuth | None = None
+
+    @property
+    def auth_block(self) -> BaseModel | None:
+        return self.auth
+
+
+class PipedriveConnectionIn(_CrmConnectionBody):
+    """A Pipedrive connection: an API token or OAuth credentials with the company domain."""
+
+    auth: PipedriveAuth | None = None
+
+    @property
+    def auth_block(self) -> BaseModel | None:
+        return self.auth
+
+
+ConnectionIn = WebhookConnectionIn | HubSpotConnectionIn | PipedriveConnectionIn
+
+
+class ConnectionOut(BaseModel):
+    """A connection as the API shows it: secrets replaced by the redaction marker."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    tenant_id: str
+    connector: Connector
+    enabled: bool
+    delivery_mode: DeliveryMode
+    event_types: dict[EventType, bool]
+    export_non_strict_signals: bool
+    mapping_policy_version: int
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: ConnectionRecord) -> ConnectionOut:
+        return cls(
+            connection_id=record.connection_id,
+            tenant_id=record.tenant_id,
+            connector=record.connector,
+            enabled=record.enabled,
+            delivery_mode=record.delivery_mode,
+            event_types=dict(record.event_types),
+            export_non_strict_signals=record.export_non_strict_signals,
+            mapping_policy_version=record.mapping_policy_version,
+            settings=redact_settings(record.settings),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class ConnectionList(BaseModel):
+    """A tenant's connections, one per connector at most."""
+
+    items: list[ConnectionOut]
+
+
+class AllowlistStatus(BaseModel):
+    """Whether a tenant may use integrations."""
+
+    tenant_id: str
+    allowlisted: bool

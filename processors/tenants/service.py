@@ -1,0 +1,324 @@
+"""Connections and the allowlist: the rules the configuration API enforces.
+
+Called by :mod:`processors.tenants.endpoints` once the caller is authenticated and allowed to
+act on the tenant (see :mod:`processors.auth`). Every method raises a
+:class:`~processors.errors.ServiceError` to end the request with its status:
+
+- :class:`~processors.errors.Forbidden` (``tenant_not_allowlisted``): a tenant admin saves a
+  connection while its tenant is not on the allowlist (platform admins bootstrap and override);
+- :class:`~processors.errors.NotFound` (``connection_not_found``): no connection for that
+  connector;
+- :class:`~processors.errors.ValidationFailed`: the webhook URL or secret is refused by the
+  webhook connector's config, a private address is named while private networks are not
+  allowed, or a secret is missing (left out with nothing stored to keep);
+- :class:`~processors.errors.Conflict` (``stored_secret_unreadable``): a kept webhook secret
+  cannot be opened (its key left the ring); the caller must send it again.
+
+Saving a connection: one per connector per tenant. A replace keeps ``connection_id``,
+``created_at`` and the mapping policy version; secrets left out of the body are carried over
+sealed, as they are (they stay bound to the same tenant, connection and field). New secrets
+are sealed with :func:`~processors.tenants.secret_fields.seal_settings` before they are stored.
+
+Stored ``settings`` by connector (secret fields sealed)::
+
+    webhook:   {"webhook": {"url", "secret"}, "rate_limit_per_second"?, "max_concurrency"?}
+    hubspot:   {"auth": {"type": "private_app", "token"}
+                      | {"type": "oauth", "client_id", "client_secret", "refresh_token"},
+                "webhook"?: {"url", "secret"}, "rate_limit_per_second"?, "max_concurrency"?}
+    pipedrive: {"auth": {"type": "api_token", "token"}
+                      | {"type": "oauth", "client_id", "client_secret", "refresh_token",
+                         "api_domain"},
+                "webhook"?: {...}, "rate_limit_per_second"?, "max_concurrency"?}
+
+Logs (``connection.saved``, ``connection.deleted``, ``allowlist.changed``) carry ids and the
+actor's ``sub`` only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import SecretStr, ValidationError
+
+from connectors.webhook.config import WebhookConnectionConfig
+from processors.auth.principal import Principal
+from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
+from processors.secrets import SecretBox, SecretDecryptionError
+from processors.tenants.models import ConnectionRecord, Connector, new_connection_id
+from processors.tenants.repository import ConnectionRepository
+from processors.tenants.schemas import (
+    ConnectionIn,
+    HubSpotConnectionIn,
+    PipedriveConnectionIn,
+    PipedriveOAuth,
+    WebhookEndpointIn,
+)
+from processors.tenants.secret_fields import SEALED_PREFIX, seal_settings
+
+__all__ = ["ConnectionService"]
+
+_log = logging.getLogger(__name__)
+
+_LOCAL_HOST_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+
+
+def _is_private_host(host: str) -> bool:
+    name = host.strip("[]").rstrip(".").lower()
+    if name in _LOCAL_HOST_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+class _SettingsBuilder:
+    """Builds one connection's ``settings`` block from a request body and the stored block.
+
+    New secrets go in as plaintext (sealed later); left-out secrets are taken over sealed from
+    the stored block; a secret neither sent nor stored is collected as a missing field.
+    """
+
+    def __init__(
+        self,
+        stored: dict[str, Any],
+        *,
+        box: SecretBox,
+        tenant_id: str,
+        connection_id: str,
+        allow_private_networks: bool,
+    ) -> None:
+        self._stored = stored
+        self._box = box
+        self._tenant_id = tenant_id
+        self._connection_id = connection_id
+        self._allow_private_networks = allow_private_networks
+        self.missing: list[ErrorDetail] = []
+
+    def secret(
+        self, value: SecretStr | None, stored_block: object, field: str, loc: tuple[str, ...]
+    ) -> str:
+        if value is not None:
+            return value.get_secret_value()
+        if isinstance(stored_block, dict):
+            kept = stored_block.get(field)
+            if isinstance(kept, str) and kept.startswith(SEALED_PREFIX):
+                return kept
+        self.missing.append({"loc": ["body", *loc, field], "msg": "Field required"})
+        return ""
+
+    def webhook(self, endpoint: WebhookEndpointIn) -> dict[str, Any]:
+        stored = self._stored.get("webhook")
+        secret = self.secret(endpoint.secret, stored, "secret", ("webhook",))
+        if not secret:
+            return {"url": endpoint.url, "secret": secret}
+        plain = secret
+        if secret.startswith(SEALED_PREFIX):
+            try:
+                plain = self._box.decrypt(
+                    secret,
+                    tenant_id=self._tenant_id,
+                    connection_id=self._connection_id,
+                    purpose="webhook.secret",
+                )
+            except SecretDecryptionError:
+                raise Conflict(
+                    "the stored webhook secret cannot be opened; send it again",
+                    code="stored_secret_unreadable",
+                ) from None
+        try:
+            config = WebhookConnectionConfig.validate_for_connection(
+                {"url": endpoint.url, "secret": plain},
+                allow_private_networks=self._allow_private_networks,
+            )
+        except ValidationError as exc:
+            raise ValidationFailed.from_pydantic(exc, loc_prefix=("body", "webhook")) from None
+        host = config.url.host or ""
+        if not self._allow_private_networks and _is_private_host(host):
+            raise ValidationFailed(
+                details=[
+                    {
+                        "loc": ["body", "webhook", "url"],
+                        "msg": "webhook URL must not name a private, loopback or local address",
+                    }
+                ]
+            )
+        return {"url": str(config.url), "secret": secret}
+
+    def hubspot_auth(self, body: HubSpotConnectionIn) -> dict[str, Any] | None:
+        auth = body.auth
+        if auth is None:
+            return None
+        stored = self._same_type_auth(auth.type)
+        if auth.type == "private_app":
+            return {"type": auth.type, "token": self.secret(auth.token, stored, "token", ("auth",))}
+        return {
+            "type": auth.type,
+            "client_id": auth.client_id,
+            "client_secret": self.secret(auth.client_secret, stored, "client_secret", ("auth",)),
+            "refresh_token": self.secret(auth.refresh_token, stored, "refresh_token", ("auth",)),
+        }
+
+    def pipedrive_auth(self, body: PipedriveConnectionIn) -> dict[str, Any] | None:
+        auth = body.auth
+        if auth is None:
+            return None
+        stored = self._same_type_auth(auth.type)
+        if not isinstance(auth, PipedriveOAuth):
+            return {"type": auth.type, "token": self.secret(auth.token, stored, "token", ("auth",))}
+        return {
+            "type": auth.type,
+            "client_id": auth.client_id,
+            "client_secret": self.secret(auth.client_secret, stored, "client_secret", ("auth",)),
+            "refresh_token": self.secret(auth.refresh_token, stored, "refresh_token", ("auth",)),
+            "api_domain": str(auth.api_domain).rstrip("/"),
+        }
+
+    def _same_type_auth(self, auth_type: str) -> dict[str, Any] | None:
+        stored = self._stored.get("auth")
+        if isinstance(stored, dict) and stored.get("type") == auth_type:
+            return stored
+        return None
+
+
+class ConnectionService:
+    """The allowlist and the connections of every tenant."""
+
+    def __init__(
+        self,
+        repository: ConnectionRepository,
+        *,
+        box: SecretBox,
+        allow_private_networks: bool = False,
+    ) -> None:
+        self._repository = repository
+        self._box = box
+        self._allow_private_networks = allow_private_networks
+
+    async def set_allowlisted(self, tenant_id: str, allowlisted: bool, *, actor: Principal) -> None:
+        """Put the tenant on the allowlist or take it off (idempotent)."""
+        if allowlisted:
+            await self._repository.allow(tenant_id)
+        else:
+            await self._repository.disallow(tenant_id)
+        _log.info(
+            "allowlist.changed",
+            extra={"tenant_id": tenant_id, "allowlisted": allowlisted, "actor_sub": actor.sub},
+        )
+
+    async def is_allowlisted(self, tenant_id: str) -> bool:
+        return await self._repository.is_allowed(tenant_id)
+
+    async def list_connections(self, tenant_id: str) -> list[ConnectionRecord]:
+        return await self._repository.list(tenant_id)
+
+    async def get_connection(self, tenant_id: str, connector: Connector) -> ConnectionRecord:
+        """The tenant's connection for ``connector``; raises :class:`NotFound` if none."""
+        connection = await self._repository.get(tenant_id, connector)
+        if connection is None:
+            raise NotFound("no connection for this connector", code="connection_not_found")
+        return connection
+
+    async def delete_connection(
+        self, tenant_id: str, connector: Connector, *, actor: Principal
+    ) -> None:
+        """Remove the connection; raises :class:`NotFound` if there is none."""
+        connection = await self.get_connection(tenant_id, connector)
+        if not await self._repository.delete(tenant_id, connector):
+            raise NotFound("no connection for this connector", code="connection_not_found")
+        _log.info(
+            "connection.deleted",
+            extra={
+                "tenant_id": tenant_id,
+                "connector": connector.value,
+                "connection_id": connection.connection_id,
+                "actor_sub": actor.sub,
+            },
+        )
+
+    async def save_connection(
+        self, tenant_id: str, connector: Connector, body: ConnectionIn, *, actor: Principal
+    ) -> tuple[ConnectionRecord, bool]:
+        """Create or replace the tenant's connection; returns it and whether it was created.
+
+        Raises:
+            Forbidden: a tenant admin's tenant is not on the allowlist.
+            ValidationFailed: see the module docstring.
+            Conflict: a kept webhook secret does not open.
+        """
+        if not actor.is_platform_admin and not await self._repository.is_allowed(tenant_id):
+            raise Forbidden(
+                "this tenant is not allowed to use integrations", code="tenant_not_allowlisted"
+            )
+        existing = await self._repository.get(tenant_id, connector)
+        connection_id = existing.connection_id if existing else new_connection_id()
+        builder = _SettingsBuilder(
+            existing.settings if existing else {},
+            box=self._box,
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            allow_private_networks=self._allow_private_networks,
+        )
+        block = self._settings_block(connector, body, builder)
+        if builder.missing:
+            raise ValidationFailed(details=builder.missing)
+        now = datetime.now(UTC)
+        record = ConnectionRecord(
+            tenant_id=tenant_id,
+            connector=connector,
+            connection_id=connection_id,
+            enabled=body.enabled,
+            delivery_mode=body.delivery_mode,
+            event_types=dict(body.event_types),
+            export_non_strict_signals=body.export_non_strict_signals,
+            mapping_policy_version=existing.mapping_policy_version if existing else 1,
+            settings=seal_settings(
+                block, box=self._box, tenant_id=tenant_id, connection_id=connection_id
+            ),
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+        )
+        await self._repository.put(record)
+        _log.info(
+            "connection.saved",
+            extra={
+                "tenant_id": tenant_id,
+                "connector": connector.value,
+                "connection_id": connection_id,
+                "is_new": existing is None,
+                "actor_sub": actor.sub,
+            },
+        )
+        return record, existing is None
+
+    @staticmethod
+    def _settings_block(
+        connector: Connector, body: ConnectionIn, builder: _SettingsBuilder
+    ) -> dict[str, Any]:
+        block: dict[str, Any] = {}
+        if isinstance(body, HubSpotConnectionIn) and connector is Connector.HUBSPOT:
+            auth = builder.hubspot_auth(body)
+        elif isinstance(body, PipedriveConnectionIn) and connector is Connector.PIPEDRIVE:
+            auth = builder.pipedrive_auth(body)
+        elif connector is Connector.WEBHOOK and not isinstance(
+            body, HubSpotConnectionIn | PipedriveConnectionIn
+        ):
+            auth = None
+        else:  # pragma: no cover - the endpoints pair each connector with its body
+            msg = f"body {type(body).__name__} does not belong to connector {connector.value}"
+            raise TypeError(msg)
+        if auth is not None:
+            block["auth"] = auth
+        if body.webhook is not None:
+            block["webhook"] = builder.webhook(body.webhook)
+        if body.rate_limit_per_second is not None:
+            block["rate_limit_per_second"] = body.rate_limit_per_second
+        if body.max_concurrency is not None:
+            block["max_concurrency"] = body.max_concurrency
+        return block
