@@ -7,6 +7,7 @@ Commands (``queast-integrations COMMAND --help`` for each):
 - ``topics ensure``: create every topic with the configured partition count (idempotent);
 - ``publish FILE``: publish domain events from a JSON-lines file, keyed by tenant id;
 - ``connections seed FILE``: load the allowlist and connections from a JSON file;
+- ``keys rotate``: re-wrap every stored secret under the newest key;
 - ``demo``: the local end-to-end run behind ``make run``.
 
 Exit codes: 0 success, 1 the operation failed (broker or Redis unreachable, records refused),
@@ -129,6 +130,35 @@ def _cmd_connections_seed(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    from processors.tenants.rotation import RotationReport, rotate_keys  # noqa: PLC0415
+
+    async def run() -> RotationReport:
+        redis = Redis.from_url(settings.redis.url)
+        try:
+            return await rotate_keys(
+                redis, key_prefix=settings.redis.key_prefix, box=settings.secrets.secret_box()
+            )
+        finally:
+            await redis.aclose()
+
+    report = asyncio.run(run())
+    print(
+        f"newest key {report.newest_key_id}: {report.connections_scanned} connection(s) scanned,"
+        f" {report.connections_updated} updated, {report.secrets_rewrapped} secret(s) re-wrapped,"
+        f" {report.secrets_already_current} already current,"
+        f" {report.secrets_sealed_from_plaintext} sealed from plaintext"
+    )
+    for failure in report.failures:
+        _err.print(
+            f"[red]not re-wrapped:[/] tenant {failure.tenant_id} connector {failure.connector}"
+            f" field {failure.path}: {failure.reason}"
+        )
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from processors.demo import run_demo  # noqa: PLC0415
 
@@ -170,6 +200,13 @@ def _parser() -> argparse.ArgumentParser:
     seed = conn_commands.add_parser("seed", help="load allowlist and connections from JSON")
     seed.add_argument("file")
     seed.set_defaults(handler=_cmd_connections_seed)
+
+    keys = commands.add_parser("keys", help="manage the secrets key ring")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = key_commands.add_parser(
+        "rotate", help="re-wrap every stored secret under the newest key of QI_SECRETS_KEYS"
+    )
+    rotate.set_defaults(handler=_cmd_keys_rotate)
 
     demo = commands.add_parser("demo", help="the local end-to-end run (make run)")
     demo.add_argument("--events", type=int, default=200, help="valid sample events to publish")

@@ -4,23 +4,33 @@
 2. seeds demo tenants: ``t_demo_acme`` (webhook and HubSpot connections; HubSpot does not take
    job ads), ``t_demo_globex`` (webhook; strict signals only) and ``t_demo_initech`` (has a
    connection but is not on the allowlist, so nothing of it is exported);
-3. publishes a sample stream of valid events and one of each kind of invalid record;
-4. starts the worker (``queast-integrations worker``, logging to ``.local/logs/worker.log``);
-5. shows, live, the exports by destination and event type and the invalid records by reason,
-   counting only what this run produced, until Ctrl-C (or ``--duration`` seconds).
+3. starts a local Standard Webhooks receiver on 127.0.0.1:8900 (``tests/sandboxes``), with
+   globex's endpoint answering 503 for its first 10 seconds so that retries show;
+4. starts the API on 127.0.0.1:8080 (a platform-admin token for it is printed) and the worker,
+   logging to ``.local/logs/``;
+5. publishes a sample stream of valid events and one of each kind of invalid record;
+6. shows, live, the exports by destination, the deliveries per connection (delivered,
+   retrying, dead-lettered...) and the invalid records by reason, counting only this run,
+   until Ctrl-C (or ``--duration`` seconds).
+
+The demo sets ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true`` for its processes (the receiver is on
+loopback) and ``QI_AUTH_JWT_SECRET`` to a local value unless one is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import jwt
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from redis.asyncio import Redis
 from rich.console import Console, Group
@@ -41,7 +51,12 @@ __all__ = ["DEMO_TENANTS", "run_demo"]
 DEMO_TENANTS = ("t_demo_acme", "t_demo_globex", "t_demo_initech")
 _ALLOWLISTED = DEMO_TENANTS[:2]
 _DEMO_WEBHOOK_SECRET = "whsec_" + "ZGVtby1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9uLXVzZQ=="
-_RECEIVER_URL = "http://127.0.0.1:8900/hooks/{tenant}"
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout the demo runs from: the receiver sandbox lives in its ``tests/`` folder."""
+_RECEIVER_PORT = 8900
+_API_PORT = 8080
+_RECEIVER_URL = f"http://127.0.0.1:{_RECEIVER_PORT}/hooks/{{tenant}}"
+_DEMO_JWT_SECRET = "local-demo-jwt-secret-not-for-production"  # noqa: S105
 
 
 def _demo_connections() -> list[ConnectionRecord]:
@@ -101,7 +116,7 @@ async def _seed(settings: Settings) -> None:
 
 
 def _watch_consumer(settings: Settings, topics: TopicMap) -> Consumer:
-    """A consumer positioned at the current end of the export and invalid-event topics."""
+    """A consumer positioned at the current end of the topics the demo shows."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -109,7 +124,8 @@ def _watch_consumer(settings: Settings, topics: TopicMap) -> Consumer:
             "enable.auto.commit": False,
         }
     )
-    names = [topics.exports(c) for c in CONNECTOR_NAMES] + [topics.invalid_events]
+    names = [topics.exports(c) for c in CONNECTOR_NAMES]
+    names += [topics.invalid_events, topics.delivery_records]
     assignment: list[TopicPartition] = []
     for name in names:
         for partition in range(settings.topics.partitions):
@@ -120,47 +136,110 @@ def _watch_consumer(settings: Settings, topics: TopicMap) -> Consumer:
     return consumer
 
 
-def _render(exports: Counter[tuple[str, str]], invalid: Counter[str], started: float) -> Group:
-    table = Table(title=f"Exports this run ({time.monotonic() - started:.0f}s)")
-    table.add_column("destination")
-    table.add_column("event type")
-    table.add_column("exports", justify="right")
-    for (destination, event_type), count in sorted(exports.items()):
-        table.add_row(destination, event_type, str(count))
+@dataclass
+class _Tally:
+    exports: Counter[tuple[str, str]] = field(default_factory=Counter)
+    invalid: Counter[str] = field(default_factory=Counter)
+    deliveries: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add_delivery(self, value: bytes | None) -> None:
+        try:
+            record = json.loads(value or b"{}")
+        except ValueError:
+            return
+        connection = f"{record.get('connector', '?')}:{record.get('tenant_id', '?')}"
+        self.deliveries.setdefault(connection, Counter())[str(record.get("status", "?"))] += 1
+
+
+_STATUSES = (
+    "delivered",
+    "retry_scheduled",
+    "deferred",
+    "parked",
+    "dead_lettered",
+    "duplicate_skipped",
+    "stale_skipped",
+)
+
+
+def _render(tally: _Tally, started: float) -> Group:
+    exports = Table(title=f"Exports this run ({time.monotonic() - started:.0f}s)")
+    exports.add_column("destination")
+    exports.add_column("event type")
+    exports.add_column("exports", justify="right")
+    for (destination, event_type), count in sorted(tally.exports.items()):
+        exports.add_row(destination, event_type, str(count))
+    deliveries = Table(title="Delivery attempts by connection (integrations.delivery-records)")
+    deliveries.add_column("connection")
+    for status in _STATUSES:
+        deliveries.add_column(status.replace("_", " "), justify="right")
+    for connection, counts in sorted(tally.deliveries.items()):
+        deliveries.add_row(connection, *(str(counts.get(s, 0)) for s in _STATUSES))
     rejects = Table(title="Invalid events (integrations.dlq.invalid-events)")
     rejects.add_column("reason")
     rejects.add_column("records", justify="right")
-    for reason, count in sorted(invalid.items()):
+    for reason, count in sorted(tally.invalid.items()):
         rejects.add_row(reason, str(count))
-    return Group(table, rejects)
+    return Group(exports, deliveries, rejects)
 
 
 def _publish_samples(settings: Settings, topics: TopicMap, events: int) -> int:
-    lines = [to_json_line(e) for e in sample_events(DEMO_TENANTS, events)]
+    version_offset = int(time.time()) % 1_000_000 * 100  # each run: newer entity versions
+    lines = [
+        to_json_line(e) for e in sample_events(DEMO_TENANTS, events, version_offset=version_offset)
+    ]
     lines += [
         s.line
         for s in invalid_samples("t_demo_acme", max_event_bytes=settings.routing.max_event_bytes)
     ]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "sample-events.jsonl"
-        path.write_bytes(b"\n".join(lines) + b"\n")
-        report = publish_lines(
-            (line for line in path.read_bytes().splitlines() if line),
-            kafka=settings.kafka,
-            topic=topics.domain_events,
-        )
+    report = publish_lines(lines, kafka=settings.kafka, topic=topics.domain_events)
     return report.published
 
 
-def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "processors", "worker"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=_REPO_ROOT
+        )
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+            continue
+        return True
+    return False
+
+
+def _demo_token(secret: str) -> str:
+    claims = {"sub": "demo-operator", "roles": ["platform_admin"], "exp": int(time.time()) + 86400}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _configure_receiver() -> None:
+    base = f"http://127.0.0.1:{_RECEIVER_PORT}/_control"
+    httpx.delete(base, timeout=5).raise_for_status()
+    for tenant in DEMO_TENANTS:
+        body: dict[str, object] = {"secret": _DEMO_WEBHOOK_SECRET}
+        if tenant == "t_demo_globex":
+            body["behaviour"] = {"fail_status": 503, "fail_for_seconds": 10, "retry_after": 2}
+        httpx.put(f"{base}/endpoints/{tenant}", json=body, timeout=5).raise_for_status()
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def run_demo(settings: Settings, *, events: int, duration: float) -> int:
@@ -174,44 +253,91 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
         f"[bold]tenants[/] seeded: {', '.join(_ALLOWLISTED)} allowlisted,"
         f" {DEMO_TENANTS[2]} not allowlisted"
     )
-    consumer = _watch_consumer(settings, topics)
-    published = _publish_samples(settings, topics, events)
-    console.print(f"[bold]published[/] {published} domain events (valid and invalid)")
-    log_path = Path(os.environ.get("QI_LOCAL_STATE_DIR", ".local")) / "logs" / "worker.log"
-    worker = _start_worker(log_path)
-    console.print(f"[bold]worker[/] started (pid {worker.pid}, log {log_path}); Ctrl-C to stop")
-    exports: Counter[tuple[str, str]] = Counter()
-    invalid: Counter[str] = Counter()
+    logs = Path(os.environ.get("QI_LOCAL_STATE_DIR", _REPO_ROOT / ".local")) / "logs"
+    jwt_secret = os.environ.get("QI_AUTH_JWT_SECRET", _DEMO_JWT_SECRET)
+    env = {
+        **os.environ,
+        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "QI_AUTH_JWT_SECRET": jwt_secret,
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(
+            _spawn(
+                ["-m", "tests.sandboxes.webhook_receiver", "--port", str(_RECEIVER_PORT)],
+                logs / "receiver.log",
+                env,
+            )
+        )
+        if not _wait_http(f"http://127.0.0.1:{_RECEIVER_PORT}/_control/received"):
+            console.print(f"[red]the receiver did not start; see {logs / 'receiver.log'}")
+            return 1
+        _configure_receiver()
+        processes.append(
+            _spawn(["-m", "processors", "api", "--port", str(_API_PORT)], logs / "api.log", env)
+        )
+        processes.append(_spawn(["-m", "processors", "worker"], logs / "worker.log", env))
+        if not _wait_http(f"http://127.0.0.1:{_API_PORT}/healthz"):
+            console.print(f"[red]the API did not start; see {logs / 'api.log'}")
+            return 1
+        console.print(
+            f"[bold]receiver[/] http://127.0.0.1:{_RECEIVER_PORT}/hooks/<tenant>"
+            " (globex answers 503 for 10 s)"
+        )
+        console.print(f"[bold]API[/] http://127.0.0.1:{_API_PORT}/docs; try:")
+        console.print(
+            f"  curl -H 'Authorization: Bearer {_demo_token(jwt_secret)}' "
+            f"http://127.0.0.1:{_API_PORT}/v1/tenants/t_demo_acme/deliveries?limit=5",
+            soft_wrap=True,
+        )
+        console.print(f"[bold]worker[/] started; logs in {logs}; Ctrl-C to stop")
+        consumer = _watch_consumer(settings, topics)
+        published = _publish_samples(settings, topics, events)
+        console.print(f"[bold]published[/] {published} domain events (valid and invalid)")
+        return _show(console, consumer, topics, processes, duration=duration, logs=logs)
+    finally:
+        _stop(processes)
+
+
+def _show(
+    console: Console,
+    consumer: Consumer,
+    topics: TopicMap,
+    processes: list[subprocess.Popen[bytes]],
+    *,
+    duration: float,
+    logs: Path,
+) -> int:
+    tally = _Tally()
     started = time.monotonic()
     try:
-        with Live(
-            _render(exports, invalid, started), console=console, refresh_per_second=4
-        ) as live:
+        with Live(_render(tally, started), console=console, refresh_per_second=4) as live:
             while duration <= 0 or time.monotonic() - started < duration:
                 for message in consumer.consume(500, timeout=0.25):
                     if message.error() is not None:
                         continue
                     headers = message.headers()
-                    if message.topic() == topics.invalid_events:
-                        invalid[header_value(headers, "qi.error.reason") or "?"] += 1
+                    topic = message.topic()
+                    if topic == topics.invalid_events:
+                        tally.invalid[header_value(headers, "qi.error.reason") or "?"] += 1
+                    elif topic == topics.delivery_records:
+                        tally.add_delivery(message.value())
                     else:
                         connector = header_value(headers, "qi.connector") or "?"
                         tenant = header_value(headers, "qi.tenant_id") or "?"
-                        destination = f"{connector}:{tenant}"
-                        exports[(destination, header_value(headers, "qi.event_type") or "?")] += 1
-                live.update(_render(exports, invalid, started))
-                if worker.poll() is not None:
-                    console.print(f"[red]worker exited with {worker.returncode}; see {log_path}")
+                        event_type = header_value(headers, "qi.event_type") or "?"
+                        tally.exports[(f"{connector}:{tenant}", event_type)] += 1
+                live.update(_render(tally, started))
+                if any(process.poll() is not None for process in processes):
+                    console.print(f"[red]a process exited; see the logs in {logs}")
                     return 1
     except KeyboardInterrupt:
         pass
     finally:
         consumer.close()
-        if worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-    console.print(f"{sum(exports.values())} exports, {sum(invalid.values())} invalid events")
+    delivered = sum(c.get("delivered", 0) for c in tally.deliveries.values())
+    console.print(
+        f"{sum(tally.exports.values())} exports, {delivered} delivered,"
+        f" {sum(tally.invalid.values())} invalid events"
+    )
     return 0
