@@ -18,7 +18,9 @@ from connectors.base.errors import (
     BackpressureError,
     ConnectorError,
     EndpointGoneError,
+    HeldForReviewError,
     PermanentError,
+    QuotaExhaustedError,
     TransientError,
 )
 from connectors.base.http import (
@@ -29,6 +31,13 @@ from connectors.base.http import (
     parse_retry_after,
     raise_for_response,
     translate_http_errors,
+)
+from connectors.base.identity import (
+    EntityKind,
+    IdentityCandidate,
+    IdentityDecision,
+    IdentityOutcome,
+    IdentityResolver,
 )
 from connectors.base.ratelimit import RateLimit, TokenBucket
 from connectors.base.sink import (
@@ -53,9 +62,16 @@ __all__ = [
     "CredentialsAccessor",
     "DeliveryResult",
     "EndpointGoneError",
+    "EntityKind",
+    "HeldForReviewError",
     "HttpClientFactory",
+    "IdentityCandidate",
+    "IdentityDecision",
+    "IdentityOutcome",
+    "IdentityResolver",
     "OutboundRecord",
     "PermanentError",
+    "QuotaExhaustedError",
     "RateLimit",
     "RecordFailure",
     "SinkContext",

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from connectors.base.config import ConnectionConfig
 from connectors.base.errors import AuthenticationError
 from connectors.base.http import HttpClientFactory, http_client_factory
+from connectors.base.identity import IdentityResolver
 
 __all__ = [
     "Clock",
@@ -103,6 +104,8 @@ class SinkContext(Generic[ConfigT]):
     allow_private_networks: bool = False
     clock: Clock = field(default_factory=SystemClock)
     http_client_factory: HttpClientFactory = http_client_factory
+    identity: IdentityResolver | None = None
+    """The tenant's mapping store and match policy; partner CRM connectors need it."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("connectors"))
 
     def log_fields(self) -> dict[str, str]:

@@ -10,8 +10,12 @@ The error tree::
     ├── PermanentError              dead-letter now (other 4xx, 3xx, contract violations,
     │   │                           refused destinations)
     │   └── EndpointGoneError       410 Gone: disable the connection
-    └── AuthenticationError         401: refresh the credentials once, then park the
-                                    connection as ``needs_reauth`` with its records held
+    ├── AuthenticationError         401: refresh the credentials once, then park the
+    │                               connection as ``needs_reauth`` with its records held
+    ├── QuotaExhaustedError         the partner's quota for a period is spent: park the
+    │                               connection's records until ``retry_after`` (the reset)
+    └── HeldForReviewError          an ambiguous identity match: nothing written, the record
+                                    waits for a review decision
 
 Why this shape:
 
@@ -41,7 +45,9 @@ __all__ = [
     "BackpressureError",
     "ConnectorError",
     "EndpointGoneError",
+    "HeldForReviewError",
     "PermanentError",
+    "QuotaExhaustedError",
     "TransientError",
 ]
 
@@ -189,3 +195,35 @@ class AuthenticationError(ConnectorError):
     """
 
     default_reason: ClassVar[str] = "authentication failed"
+
+
+class QuotaExhaustedError(ConnectorError):
+    """The partner's quota for a period is spent (Pipedrive's daily token budget).
+
+    Neither transient nor permanent: retrying before ``retry_after`` seconds (the reset)
+    only earns more refusals, so the caller parks the connection's records until then,
+    spending no attempt and dead-lettering nothing.
+    """
+
+    default_reason: ClassVar[str] = "partner quota exhausted until its reset"
+    retry_after: float
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        retry_after: float,
+        partner: str | None = None,
+        endpoint: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(reason, partner=partner, endpoint=endpoint, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class HeldForReviewError(ConnectorError):
+    """The record's entity matched ambiguously: nothing was written to the partner, and a
+    review entry was queued (see :mod:`connectors.base.identity`). The caller holds the
+    record; a review decision (confirm, link, unlink) re-delivers it."""
+
+    default_reason: ClassVar[str] = "identity match held for review"
