@@ -39,10 +39,13 @@ from connectors.base import (
     AuthenticationError,
     BackpressureError,
     BaseSink,
+    BatchOutcome,
     ConnectorError,
     EndpointGoneError,
+    HeldForReviewError,
     OutboundRecord,
     PermanentError,
+    QuotaExhaustedError,
     RecordFailure,
     TransientError,
 )
@@ -318,7 +321,20 @@ class DeliveryEngine:
         if not outbound:
             return
         started = self._clock()
-        outcome = await sink.deliver([record for _, _, record in outbound])
+        records = [record for _, _, record in outbound]
+        try:
+            outcome = await sink.deliver(records)
+        except Exception as exc:  # a connector bug: the records retry within their budget
+            logger.exception(
+                "delivery.sink.crashed",
+                extra={"connector": self._connector, "connection_id": lane.connection_id},
+            )
+            crash = TransientError(
+                f"connector failed: {type(exc).__name__}", partner=self._connector
+            )
+            outcome = BatchOutcome(
+                failed=tuple(RecordFailure(r.delivery_id, crash) for r in records)
+            )
         finished = self._clock()
         metrics.ATTEMPT_SECONDS.labels(self._connector).observe(finished - started)
         delivered = {result.delivery_id: result for result in outcome.delivered}
@@ -394,6 +410,28 @@ class DeliveryEngine:
         if isinstance(error, EndpointGoneError):
             await self._mark_connection(connection, ConnectionHealth.GONE, error, finished)
             self._dead_letter(outputs, item, ack, history, finished, attempt=attempt)
+        elif isinstance(error, QuotaExhaustedError):
+            metrics.RATE_LIMIT_WAITS.labels(self._connector, "quota").inc()
+            self._reschedule(
+                outputs,
+                item,
+                ack,
+                kind="parked",
+                delay=error.retry_after,
+                now=finished,
+                last_error=history,
+            )
+        elif isinstance(error, HeldForReviewError):
+            outputs.acks.append(ack)
+            self._record(
+                outputs,
+                item,
+                DeliveryStatus.HELD_FOR_REVIEW,
+                started,
+                finished,
+                attempt=attempt,
+                last_error=history,
+            )
         elif isinstance(error, AuthenticationError):
             await self._mark_connection(connection, ConnectionHealth.NEEDS_REAUTH, error, finished)
             self._reschedule(

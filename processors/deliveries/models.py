@@ -11,8 +11,11 @@ and indexed in Redis for the API. Statuses:
   connector's dead-letter topic with its error history;
 - ``duplicate_skipped``: the idempotency key was delivered before; nothing was sent;
 - ``stale_skipped``: a newer version of the entity was already delivered; nothing was sent;
-- ``parked``: the connection needs re-authorisation or is disabled (410); the record waits in the
-  retry topic, no attempt spent, until the connection is fixed or re-enabled.
+- ``parked``: the connection needs re-authorisation or is disabled (410), or the partner's
+  quota for the day is spent; the record waits in the retry topic, no attempt spent, until the
+  connection is fixed or re-enabled, or the quota resets;
+- ``held_for_review``: the entity matched a partner object ambiguously; nothing was written and
+  a review entry waits on ``integrations.match-review``; a review decision re-delivers it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class DeliveryStatus(StrEnum):
     DUPLICATE_SKIPPED = "duplicate_skipped"
     STALE_SKIPPED = "stale_skipped"
     PARKED = "parked"
+    HELD_FOR_REVIEW = "held_for_review"
 
 
 class AttemptError(BaseModel):

@@ -1,0 +1,446 @@
+"""The delivery engine's outcomes, with in-memory stand-ins for Redis, Kafka and the partner."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pytest
+
+from connectors.base import (
+    AuthenticationError,
+    BaseSink,
+    BatchOutcome,
+    ConnectionConfig,
+    ConnectorError,
+    DeliveryResult,
+    EndpointGoneError,
+    HeldForReviewError,
+    OutboundRecord,
+    PermanentError,
+    QuotaExhaustedError,
+    RecordFailure,
+    SinkContext,
+    TransientError,
+)
+from processors.contracts import ContractFamily, default_registry, encode
+from processors.deliveries.engine import DeliveryEngine
+from processors.deliveries.envelope import DeliveryItem, item_from_record
+from processors.deliveries.models import DeliveryRecord
+from processors.deliveries.policy import RetryPolicy
+from processors.deliveries.records import DeliveryRecordIndex
+from processors.deliveries.state import (
+    ConnectionHealth,
+    ConnectionState,
+    DeliveryState,
+    DeliveryStateRepository,
+)
+from processors.deliveries.throttle import GlobalThrottle
+from processors.routing.service import OutgoingRecord
+from processors.settings import DeliverySettings
+from processors.tenants.models import ConnectionRecord, Connector
+from processors.tenants.repository import ConnectionRepository
+from processors.topics import TopicMap
+
+NOW = 1_800_000_000.0
+
+
+class _State(DeliveryStateRepository):
+    def __init__(self) -> None:
+        self.delivered: set[str] = set()
+        self.versions: dict[str, int] = {}
+        self.hops: dict[str, int] = {}
+        self.health: dict[str, ConnectionState] = {}
+
+    async def load(self, items: Sequence[DeliveryItem]) -> list[DeliveryState]:
+        return [
+            DeliveryState(
+                delivered=i.idempotency_key in self.delivered,
+                newest_hop=self.hops.get(i.delivery_id, 0),
+                delivered_version=self.versions.get(i.version_field),
+            )
+            for i in items
+        ]
+
+    async def mark_delivered(self, items: Sequence[DeliveryItem]) -> None:
+        for item in items:
+            self.delivered.add(item.idempotency_key)
+            self.versions[item.version_field] = max(
+                self.versions.get(item.version_field, -1), item.entity_version
+            )
+
+    async def record_hops(self, hops: Sequence[tuple[str, int]]) -> None:
+        for delivery_id, hop in hops:
+            self.hops[delivery_id] = max(self.hops.get(delivery_id, 0), hop)
+
+    async def connection_state(self, connection_id: str) -> ConnectionState | None:
+        return self.health.get(connection_id)
+
+    async def set_connection_state(
+        self, connection_id: str, health: ConnectionHealth, *, reason: str, since: float
+    ) -> None:
+        self.health[connection_id] = ConnectionState(health, reason, since)
+
+
+class _Connections(ConnectionRepository):
+    def __init__(self, connection: ConnectionRecord | None) -> None:
+        self.connection = connection
+
+    async def get(self, tenant_id: str, connector: Connector) -> ConnectionRecord | None:
+        return self.connection
+
+
+class _Records(DeliveryRecordIndex):
+    def __init__(self) -> None:
+        self.added: list[DeliveryRecord] = []
+
+    async def add_many(self, records: Sequence[DeliveryRecord]) -> None:
+        self.added.extend(records)
+
+
+class _Throttle(GlobalThrottle):
+    def __init__(self, wait: float = 0.0) -> None:
+        self.wait = wait
+
+    async def acquire(self, n: int = 1) -> float:
+        return self.wait
+
+
+class _Config(ConnectionConfig):
+    pass
+
+
+Script = Callable[[OutboundRecord], ConnectorError | None]
+
+
+class _ScriptedSink(BaseSink[_Config]):
+    name: ClassVar[str] = "webhook"
+    config_class: ClassVar[type[_Config]] = _Config
+    max_batch_size: ClassVar[int] = 1
+
+    def __init__(self, context: SinkContext[_Config], script: Script) -> None:
+        super().__init__(context)
+        self.script = script
+        self.sent: list[OutboundRecord] = []
+
+    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
+        delivered, failed = [], []
+        for record in batch:
+            self.sent.append(record)
+            error = self.script(record)
+            if error is None:
+                delivered.append(
+                    DeliveryResult(delivery_id=record.delivery_id, status_code=200, duration_ms=1.0)
+                )
+            else:
+                failed.append(RecordFailure(record.delivery_id, error))
+        return BatchOutcome(tuple(delivered), tuple(failed))
+
+
+class Harness:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        connection: ConnectionRecord | None = None,
+        lane_capacity: int = 100,
+        throttle_wait: float = 0.0,
+    ) -> None:
+        self.clock = NOW
+        self.state = _State()
+        self.connection = connection if connection is not None else _connection()
+        self.connections = _Connections(self.connection)
+        self.records = _Records()
+        self.produced: list[OutgoingRecord] = []
+        self.script = script
+        self.sinks: list[_ScriptedSink] = []
+        self.engine = DeliveryEngine(
+            connector="webhook",
+            max_batch_size=1,
+            topics=TopicMap(""),
+            settings=DeliverySettings(
+                lane_capacity=lane_capacity, lane_concurrency=1, park_recheck_seconds=30.0
+            ),
+            state=self.state,
+            connections=self.connections,
+            records=self.records,
+            produce=self._produce,
+            sink_factory=self._sink,
+            throttle=_Throttle(throttle_wait),
+            policy=RetryPolicy(
+                max_attempts=3,
+                timeout_seconds=3600,
+                base_delay_seconds=1,
+                max_delay_seconds=10,
+                rng=lambda: 1.0,
+            ),
+            registry=default_registry(),
+            clock=lambda: self.clock,
+        )
+
+    async def _produce(self, records: Sequence[OutgoingRecord]) -> None:
+        self.produced.extend(records)
+
+    async def _sink(self, connection: ConnectionRecord) -> BaseSink[Any]:
+        context: SinkContext[_Config] = SinkContext(
+            tenant_id=connection.tenant_id,
+            connection_id=connection.connection_id,
+            connector="webhook",
+            config=_Config(),
+        )
+        sink = _ScriptedSink(context, self.script)
+        self.sinks.append(sink)
+        return sink
+
+    async def run(self, items: Iterable[DeliveryItem]) -> list[str]:
+        """Submit items and wait until each is acknowledged; returns the ack order."""
+        acked: list[str] = []
+        pending = list(items)
+        for item in pending:
+            await self.engine.submit(item, functools.partial(acked.append, item.delivery_id))
+        for _ in range(200):
+            if len(acked) == len(pending):
+                break
+            await asyncio.sleep(0.01)
+        await self.engine.close()
+        return acked
+
+    def on(self, topic_suffix: str) -> list[OutgoingRecord]:
+        return [r for r in self.produced if r.topic.endswith(topic_suffix)]
+
+    def statuses(self) -> list[str]:
+        return [r.status.value for r in self.records.added]
+
+    def sent(self) -> int:
+        return sum(len(s.sent) for s in self.sinks)
+
+
+def _connection(**overrides: Any) -> ConnectionRecord:
+    return ConnectionRecord.model_validate(
+        {
+            "tenant_id": "t_1",
+            "connector": "webhook",
+            "connection_id": "conn_1",
+            "updated_at": datetime.fromtimestamp(NOW - 100, UTC),
+            **overrides,
+        }
+    )
+
+
+def _item(n: int = 1, *, version: int = 1, extra: dict[str, str] | None = None) -> DeliveryItem:
+    schema = default_registry().latest(ContractFamily.COMPANY)
+    record = {
+        "event_type": "company.upserted",
+        "schema_version": schema.schema_version,
+        "occurred_at": "2026-11-26T05:00:00Z",
+        "idempotency_key": f"qik_{n:032x}",
+        "tenant_id": "t_1",
+        "connection_id": "conn_1",
+        "correlation_id": f"corr-{n}",
+        "event_id": f"ev-{n}",
+        "entity_version": version,
+        "company_id": f"co_{n}",
+    }
+    base = {
+        "qi.delivery_id": f"d-{n}",
+        "qi.tenant_id": "t_1",
+        "qi.connector": "webhook",
+        "qi.connection_id": "conn_1",
+        "qi.event_type": "company.upserted",
+        "qi.event_id": f"ev-{n}",
+        "qi.idempotency_key": f"qik_{n:032x}",
+        "qi.correlation_id": f"corr-{n}",
+        "qi.entity_id": f"co_{n}",
+        "qi.entity_version": str(version),
+        "qi.contract": "company",
+        "qi.schema_version": schema.schema_version,
+        **(extra or {}),
+    }
+    return item_from_record(
+        value=encode(schema, record),
+        headers=base,
+        topic="integrations.exports.webhook",
+        partition=0,
+        offset=n,
+    )
+
+
+def _headers(record: OutgoingRecord) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
+
+
+async def test_delivered_is_marked_recorded_and_acknowledged() -> None:
+    h = Harness(lambda r: None)
+    assert await h.run([_item(1)]) == ["d-1"]
+    assert h.state.delivered == {f"qik_{1:032x}"}
+    assert h.statuses() == ["delivered"]
+    assert [json.loads(r.value)["status"] for r in h.on("delivery-records")] == ["delivered"]
+    assert h.sinks[0].sent[0].payload["company_id"] == "co_1"
+    assert h.sinks[0].sent[0].attempt == 1
+
+
+async def test_transient_failure_goes_to_the_retry_topic_honouring_retry_after() -> None:
+    h = Harness(lambda r: TransientError("503", status_code=503, retry_after=42.0))
+    await h.run([_item(1)])
+    (retry,) = h.on("retry.webhook")
+    headers = _headers(retry)
+    assert headers["qi.attempt"] == "1"
+    assert headers["qi.hop"] == "1"
+    assert int(headers["qi.not_before"]) >= int((NOW + 42) * 1000)
+    assert json.loads(headers["qi.errors"])[0]["status_code"] == 503
+    assert h.statuses() == ["retry_scheduled"]
+    assert h.state.hops == {"d-1": 1}
+
+
+async def test_retry_budget_spent_dead_letters_with_the_history() -> None:
+    h = Harness(lambda r: TransientError("503", status_code=503))
+    await h.run(
+        [
+            _item(
+                1,
+                extra={
+                    "qi.attempt": "2",
+                    "qi.hop": "2",
+                    "qi.first_attempt_at": str(int(NOW * 1000)),
+                    "qi.errors": "[]",
+                },
+            )
+        ]
+    )
+    (dead,) = h.on("dlq.webhook")
+    headers = _headers(dead)
+    assert headers["qi.attempt"] == "3"
+    assert "retry budget spent" in headers["qi.error.reason"]
+    assert headers["qi.original.topic"] == "integrations.exports.webhook"
+    assert dead.value, "the contract is kept"
+    assert h.statuses() == ["dead_lettered"]
+
+
+async def test_permanent_failure_dead_letters_at_once() -> None:
+    h = Harness(lambda r: PermanentError("bad request", status_code=400))
+    await h.run([_item(1)])
+    assert len(h.on("dlq.webhook")) == 1
+    assert h.on("retry.webhook") == []
+
+
+async def test_gone_endpoint_dead_letters_and_parks_the_connection() -> None:
+    h = Harness(lambda r: EndpointGoneError("gone", status_code=410))
+    await h.run([_item(1)])
+    assert h.state.health["conn_1"].health is ConnectionHealth.GONE
+    h2 = Harness(lambda r: None)
+    h2.state.health = h.state.health
+    await h2.run([_item(2)])
+    assert h2.sent() == 0
+    assert h2.statuses() == ["parked"]
+    assert _headers(h2.on("retry.webhook")[0])["qi.retry.kind"] == "parked"
+
+
+async def test_rejected_credentials_park_without_spending_the_budget_until_updated() -> None:
+    h = Harness(lambda r: AuthenticationError("401", status_code=401))
+    await h.run([_item(1)])
+    assert h.state.health["conn_1"].health is ConnectionHealth.NEEDS_REAUTH
+    assert h.statuses() == ["parked"]
+    assert h.on("dlq.webhook") == []
+    # the tenant fixes the connection: it is updated after the park, so deliveries resume
+    fixed = _connection(updated_at=datetime.fromtimestamp(NOW + 10, UTC))
+    h2 = Harness(lambda r: None, connection=fixed)
+    h2.state.health = h.state.health
+    await h2.run([_item(2)])
+    assert h2.statuses() == ["delivered"]
+
+
+async def test_spent_quota_parks_until_the_reset_without_an_attempt() -> None:
+    h = Harness(lambda r: QuotaExhaustedError(retry_after=3600.0, status_code=429))
+    await h.run([_item(1)])
+    headers = _headers(h.on("retry.webhook")[0])
+    assert headers["qi.attempt"] == "0"
+    assert int(headers["qi.not_before"]) >= int((NOW + 3600) * 1000)
+    assert h.on("dlq.webhook") == []
+
+
+async def test_ambiguous_match_is_held_for_review() -> None:
+    h = Harness(lambda r: HeldForReviewError())
+    assert await h.run([_item(1)]) == ["d-1"]
+    assert h.statuses() == ["held_for_review"]
+    assert h.on("retry.webhook") == h.on("dlq.webhook") == []
+
+
+async def test_delivered_keys_and_stale_versions_are_not_sent() -> None:
+    h = Harness(lambda r: None)
+    h.state.delivered.add(f"qik_{1:032x}")
+    h.state.versions["company:co_2"] = 9
+    await h.run([_item(1), _item(2, version=3)])
+    assert h.sent() == 0
+    assert sorted(h.statuses()) == ["duplicate_skipped", "stale_skipped"]
+
+
+async def test_replays_bypass_dedupe_but_not_the_version_guard() -> None:
+    h = Harness(lambda r: None)
+    h.state.delivered.add(f"qik_{1:032x}")
+    await h.run([_item(1, extra={"qi.replay_id": "r1"})])
+    assert h.statuses() == ["delivered"]
+
+
+async def test_a_leftover_copy_of_an_older_hop_is_dropped_silently() -> None:
+    h = Harness(lambda r: None)
+    h.state.hops["d-1"] = 2
+    assert await h.run([_item(1, extra={"qi.hop": "1"})]) == ["d-1"]
+    assert h.sent() == 0
+    assert h.produced == []
+
+
+async def test_a_full_lane_defers_instead_of_blocking() -> None:
+    release = asyncio.Event()
+    h = Harness(lambda r: None, lane_capacity=1)
+
+    async def slow_sink(connection: ConnectionRecord) -> BaseSink[Any]:
+        await release.wait()
+        return await Harness._sink(h, connection)
+
+    h.engine._sink_factory = slow_sink  # make the lane busy
+    acked: list[str] = []
+    await h.engine.submit(_item(1), functools.partial(acked.append, "d-1"))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the lane task takes d-1 and waits for its sink
+    for n in range(2, 5):
+        await h.engine.submit(_item(n), functools.partial(acked.append, f"d-{n}"))
+    deferred = [_headers(r)["qi.delivery_id"] for r in h.on("retry.webhook")]
+    assert deferred == ["d-3", "d-4"], "one in flight, one queued, the rest deferred"
+    assert all(_headers(r)["qi.retry.kind"] == "deferred" for r in h.on("retry.webhook"))
+    assert all(_headers(r)["qi.attempt"] == "0" for r in h.on("retry.webhook"))
+    release.set()
+    for _ in range(100):
+        if len(acked) == 4:
+            break
+        await asyncio.sleep(0.01)
+    await h.engine.close()
+    assert sorted(acked) == ["d-1", "d-2", "d-3", "d-4"]
+
+
+@pytest.mark.parametrize(
+    ("connection", "status", "topic"),
+    [
+        (_connection(enabled=False), "parked", "retry.webhook"),
+        (_connection(connection_id="conn_other"), "dead_lettered", "dlq.webhook"),
+    ],
+)
+async def test_disabled_or_replaced_connections(
+    connection: ConnectionRecord, status: str, topic: str
+) -> None:
+    h = Harness(lambda r: None, connection=connection)
+    await h.run([_item(1)])
+    assert h.sent() == 0
+    assert h.statuses() == [status]
+    assert len(h.on(topic)) == 1
+
+
+async def test_global_throttle_defers_when_the_wait_is_long() -> None:
+    h = Harness(lambda r: None, throttle_wait=5.0)
+    await h.run([_item(1)])
+    assert h.sent() == 0
+    assert h.statuses() == ["deferred"]
+    assert int(_headers(h.on("retry.webhook")[0])["qi.not_before"]) >= int((NOW + 5) * 1000)
