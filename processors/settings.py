@@ -128,9 +128,9 @@ class DeliverySettings(BaseSettings):
     ``retry_max_attempts`` and ``retry_timeout_seconds`` form the retry budget (whichever is
     spent first); delays grow exponentially from ``retry_base_delay_seconds`` up to
     ``retry_max_delay_seconds`` with full jitter, and never undercut a partner's Retry-After.
-    ``lane_capacity`` bounds the records waiting per connection; past it, records are deferred
-    to the retry topic. ``dedupe_ttl_seconds`` is how long a delivered idempotency key is
-    remembered.
+    ``lane_capacity`` bounds the records waiting per connection (split evenly over its
+    ``lane_concurrency`` queues); past it, records are deferred to the retry topic.
+    ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
     """
 
     model_config = SettingsConfigDict(env_prefix="QI_DELIVERY_", frozen=True, extra="ignore")

@@ -4,10 +4,12 @@ One engine per connector per worker, shared by the delivery agent (export topic)
 retry agent (retry topic). The agents hand it items with an ``ack`` callback and never wait for
 a partner:
 
-- :meth:`DeliveryEngine.submit` puts the item in its connection's lane, a bounded queue served by
-  ``lane_concurrency`` tasks. A full lane means the destination is slow, limited or down: the
-  item is *deferred* (written to the retry topic with a short ``not_before``, no attempt spent)
-  and the partition moves on. One tenant's trouble never delays another tenant.
+- :meth:`DeliveryEngine.submit` puts the item in its connection's lane: ``lane_concurrency``
+  bounded queues, each served by one task, an entity always on the same queue, so versions of
+  one entity are sent in order while different entities go in parallel. A full queue means the
+  destination is slow, limited or down: the item is *deferred* (written to the retry topic
+  with a short ``not_before``, no attempt spent) and the partition moves on. One tenant's
+  trouble never delays another tenant.
 - A lane task takes up to the connector's bulk limit of items, loads their state from Redis in
   one round trip, drops stale copies, skips keys already delivered and versions older than the
   one the destination has, takes tokens from the global throttle, and calls the sink.
@@ -30,6 +32,7 @@ import contextlib
 import json
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,11 +100,11 @@ class _Outputs:
 
 @dataclass(slots=True)
 class _Lane:
-    """One connection's bounded queue and the tasks that serve it."""
+    """One connection's bounded queues (one per task; an entity always on the same one)."""
 
     tenant_id: str
     connection_id: str
-    queue: asyncio.Queue[tuple[DeliveryItem, Ack]]
+    queues: list[asyncio.Queue[tuple[DeliveryItem, Ack]]]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connection: ConnectionRecord | None = None
     connection_loaded_at: float = float("-inf")
@@ -159,22 +162,23 @@ class DeliveryEngine:
         written (one produce), never for a partner.
         """
         lane = self._lane(item.tenant_id, item.connection_id)
+        queue = lane.queues[zlib.crc32(item.version_field.encode()) % len(lane.queues)]
         try:
-            lane.queue.put_nowait((item, ack))
+            queue.put_nowait((item, ack))
         except asyncio.QueueFull:
             metrics.RATE_LIMIT_WAITS.labels(self._connector, "lane_full").inc()
             outputs = _Outputs()
-            delay = self._defer_delay(lane)
+            delay = self._defer_delay(queue)
             self._reschedule(outputs, item, ack, kind="deferred", delay=delay, now=self._clock())
             await self._commit(outputs)
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
 
     def queued(self) -> int:
-        return sum(lane.queue.qsize() for lane in self._lanes.values())
+        return sum(q.qsize() for lane in self._lanes.values() for q in lane.queues)
 
-    def _defer_delay(self, lane: _Lane) -> float:
-        """Roughly how long the lane needs to drain, within the configured bounds."""
-        estimate = lane.queue.qsize() / max(len(lane.tasks), 1) * 0.05
+    def _defer_delay(self, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> float:
+        """Roughly how long the queue needs to drain, within the configured bounds."""
+        estimate = queue.qsize() * 0.05
         return min(
             max(estimate, self._settings.defer_min_seconds), self._settings.defer_max_seconds
         )
@@ -182,12 +186,14 @@ class DeliveryEngine:
     def _lane(self, tenant_id: str, connection_id: str) -> _Lane:
         lane = self._lanes.get(connection_id)
         if lane is None:
+            tasks = self._settings.lane_concurrency
+            capacity = max(1, self._settings.lane_capacity // tasks)
             lane = _Lane(
-                tenant_id, connection_id, asyncio.Queue(maxsize=self._settings.lane_capacity)
+                tenant_id, connection_id, [asyncio.Queue(maxsize=capacity) for _ in range(tasks)]
             )
             lane.tasks = [
-                asyncio.create_task(self._serve(lane), name=f"lane-{connection_id}-{n}")
-                for n in range(self._settings.lane_concurrency)
+                asyncio.create_task(self._serve(lane, queue), name=f"lane-{connection_id}-{n}")
+                for n, queue in enumerate(lane.queues)
             ]
             self._lanes[connection_id] = lane
         return lane
@@ -207,12 +213,12 @@ class DeliveryEngine:
 
     # -- the lane loop ----------------------------------------------------------------------
 
-    async def _serve(self, lane: _Lane) -> None:
+    async def _serve(self, lane: _Lane, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> None:
         while True:
-            batch = [await lane.queue.get()]
+            batch = [await queue.get()]
             while len(batch) < self._max_batch:
                 try:
-                    batch.append(lane.queue.get_nowait())
+                    batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
             await self._process_until_written(lane, batch)

@@ -1,0 +1,22 @@
+"""HubSpot CRM: the ``hubspot`` connector (companies, contacts, associations, notes)."""
+
+from __future__ import annotations
+
+from connectors.hubspot.auth import RefreshedToken, TokenRefreshedHook
+from connectors.hubspot.config import (
+    HubSpotConnectionConfig,
+    HubSpotOAuth,
+    HubSpotPrivateApp,
+    HubSpotTier,
+)
+from connectors.hubspot.sink import HubSpotSink
+
+__all__ = [
+    "HubSpotConnectionConfig",
+    "HubSpotOAuth",
+    "HubSpotPrivateApp",
+    "HubSpotSink",
+    "HubSpotTier",
+    "RefreshedToken",
+    "TokenRefreshedHook",
+]

@@ -1,0 +1,674 @@
+"""The HubSpot HTTP calls, their pacing, and how their answers become outcomes.
+
+Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
+
+- **burst**: every call except search spends a token of a :class:`TokenBucket` sized from
+  the tier (100, 110 or 190 requests per 10 s) *and* a slot of a rolling 10-second window
+  of the same size, because HubSpot counts requests in a rolling window: a bucket alone
+  would send up to twice the limit in a window. Responses correct both from
+  ``X-HubSpot-RateLimit-Max`` / ``-Interval-Milliseconds`` (a lower limit) and
+  ``-Remaining`` (never more tokens than HubSpot says are left);
+- **search**: a separate bucket and one-second window (5 per second by default); search
+  responses carry no rate-limit headers;
+- **daily**: ``X-HubSpot-RateLimit-Daily-Remaining: 0`` or a 429 with ``policyName: DAILY``
+  blocks every call until the reset (``Retry-After`` if sent, else midnight UTC: the
+  account's time zone is not known here).
+
+A wait up to ``max_wait`` seconds is slept (through the context clock); a longer one is
+not: the call raises :class:`RequestDeferred` without sending anything, and the sink defers
+the records with a ``BackpressureError`` that is not counted as an attempt.
+
+Answers (after :func:`translate_http_errors` for transport failures):
+
+- 401: the token source renews once and the call is retried once; a second 401 is
+  ``AuthenticationError``;
+- 429 ``TEN_SECONDLY_ROLLING`` (or ``SECONDLY`` for search): ``BackpressureError`` with
+  ``retry_after`` until the window frees a slot; 429 ``DAILY``: ``QuotaExhaustedError``;
+- 423 Locked: ``TransientError`` with ``retry_after`` of at least 2 s;
+- anything else through :func:`raise_for_response`;
+- 200/201/207 of a batch write: one :class:`InputOutcome` per input, matched by its
+  ``objectWriteTraceId`` (the record's delivery id). Per-input errors are classified by
+  ``category``: ``CONFLICT`` and server-side categories are transient, validation and
+  not-found permanent. Reasons name categories, codes and property names, never values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, TypedDict
+
+import httpx
+
+from connectors.base.config import reveal_secret
+from connectors.base.context import Clock
+from connectors.base.errors import (
+    AuthenticationError,
+    BackpressureError,
+    ConnectorError,
+    PermanentError,
+    QuotaExhaustedError,
+    TransientError,
+)
+from connectors.base.http import (
+    endpoint_label,
+    parse_retry_after,
+    raise_for_response,
+    translate_http_errors,
+)
+from connectors.hubspot.auth import TokenSource
+from connectors.hubspot.config import HubSpotLimits
+from connectors.hubspot.payloads import (
+    SearchKey,
+    archive_body,
+    associate_default_body,
+    batch_update_body,
+    batch_upsert_body,
+    notes_create_body,
+    search_body,
+)
+
+__all__ = [
+    "AssociationResponse",
+    "BatchWriteResponse",
+    "HubSpotClient",
+    "HubSpotRateLimiter",
+    "InputOutcome",
+    "ObjectType",
+    "RequestDeferred",
+    "Scope",
+]
+
+ObjectType = Literal["companies", "contacts", "notes"]
+Scope = Literal["burst", "search"]
+
+_PARTNER: Final[str] = "hubspot"
+_WINDOW_MARGIN_SECONDS: Final[float] = 0.05
+_SEARCH_PAGE_SIZE: Final[int] = 100
+_SEARCH_MAX_PAGES: Final[int] = 3
+_CONFLICT_RETRY_SECONDS: Final[float] = 5.0
+_PERMANENT_CATEGORIES: Final[frozenset[str]] = frozenset(
+    {"VALIDATION_ERROR", "OBJECT_NOT_FOUND", "INVALID_PARAMS", "INVALID_EMAIL", "MISSING_SCOPES"}
+)
+_MAX_CODES_IN_REASON: Final[int] = 3
+
+
+class _ErrorContext(TypedDict):
+    partner: str
+    endpoint: str
+    status_code: int
+
+
+class RequestDeferred(Exception):
+    """The call was not sent: the rate limiter's wait exceeds ``max_wait``.
+
+    ``error`` is the ``BackpressureError`` to report for the records that needed the call;
+    they were not attempted.
+    """
+
+    def __init__(self, error: BackpressureError) -> None:
+        super().__init__(error.reason)
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class InputOutcome:
+    """What became of one input of a batch call: an object id, or an error."""
+
+    object_id: str | None = None
+    new: bool | None = None
+    error: ConnectorError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWriteResponse:
+    """A batch write's HTTP status and an outcome for every input, by trace id."""
+
+    status_code: int
+    outcomes: Mapping[str, InputOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationResponse:
+    """A batch association's HTTP status and the error of each ``from`` id that failed."""
+
+    status_code: int
+    failed: Mapping[str, ConnectorError]
+
+
+# -- pacing -------------------------------------------------------------------------------------
+
+
+class _RollingWindow:
+    """At most ``limit`` sends in any ``interval`` seconds (HubSpot's rolling window)."""
+
+    def __init__(self, limit: int, interval: float) -> None:
+        self.limit = max(1, limit)
+        self.interval = interval
+        self._sent: deque[float] = deque()
+
+    def _purge(self, now: float) -> None:
+        horizon = now - self.interval - _WINDOW_MARGIN_SECONDS
+        while self._sent and self._sent[0] <= horizon:
+            self._sent.popleft()
+
+    def wait(self, now: float) -> float:
+        """Seconds until a send fits (0.0: now)."""
+        self._purge(now)
+        if len(self._sent) < self.limit:
+            return 0.0
+        index = len(self._sent) - self.limit
+        return max(0.0, self._sent[index] + self.interval + _WINDOW_MARGIN_SECONDS - now)
+
+    def until_oldest_expires(self, now: float) -> float:
+        """Seconds until the oldest send leaves the window; the whole interval if none."""
+        self._purge(now)
+        if not self._sent:
+            return self.interval
+        return max(0.0, self._sent[0] + self.interval + _WINDOW_MARGIN_SECONDS - now)
+
+    def record(self, now: float) -> None:
+        self._sent.append(now)
+
+    def lower(self, limit: int, interval: float) -> None:
+        """Adopt a stricter limit reported by HubSpot."""
+        if 0 < limit < self.limit:
+            self.limit = limit
+        self.interval = max(self.interval, interval)
+
+
+def _header_number(headers: httpx.Headers, name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def seconds_to_utc_midnight(now: float) -> float:
+    """Seconds from ``now`` (Unix) to the next midnight UTC, at least one second."""
+    current = datetime.fromtimestamp(now, tz=UTC)
+    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1.0, midnight.timestamp() - now)
+
+
+class HubSpotRateLimiter:
+    """Request pacing for one HubSpot account; see the module docstring.
+
+    Not thread-safe: one per sink, used from one event loop.
+    """
+
+    def __init__(self, limits: HubSpotLimits, *, clock: Clock) -> None:
+        self._clock = clock
+        burst, search = limits.burst, limits.search
+        self._per_seconds = burst.per_seconds
+        self._buckets = {
+            "burst": burst.bucket(clock=clock.monotonic),
+            "search": search.bucket(clock=clock.monotonic),
+        }
+        self._windows = {
+            "burst": _RollingWindow(math.floor(burst.rate), burst.per_seconds),
+            "search": _RollingWindow(math.floor(search.rate), search.per_seconds),
+        }
+        self._blocked_until: dict[Scope, float] = {"burst": 0.0, "search": 0.0}
+        self._quota_until: float | None = None
+
+    @property
+    def burst_limit(self) -> int:
+        """Burst requests allowed per window now (lowered by HubSpot's headers)."""
+        return self._windows["burst"].limit
+
+    def reserve(self, scope: Scope) -> float:
+        """Take a slot and return ``0.0``, or return the seconds to wait without taking one."""
+        now = self._clock.monotonic()
+        window = self._windows[scope]
+        wait = max(window.wait(now), self._blocked_until[scope] - now)
+        if wait > 0:
+            return wait
+        wait = self._buckets[scope].try_acquire()
+        if wait > 0:
+            return wait
+        window.record(now)
+        return 0.0
+
+    def peek(self, scope: Scope) -> float:
+        """Seconds until ``scope`` would grant a slot, taking nothing (0.0: now)."""
+        now = self._clock.monotonic()
+        bucket = self._buckets[scope]
+        deficit = max(0.0, 1.0 - bucket.available) / bucket.refill_per_second
+        return max(self._windows[scope].wait(now), self._blocked_until[scope] - now, deficit)
+
+    def quota_reset_in(self) -> float | None:
+        """Seconds until the daily quota resets, while it is known to be spent."""
+        if self._quota_until is None:
+            return None
+        remaining = self._quota_until - self._clock.time()
+        if remaining <= 0:
+            self._quota_until = None
+            return None
+        return remaining
+
+    def observe(self, headers: httpx.Headers) -> None:
+        """Correct the burst pacing from a response's ``X-HubSpot-RateLimit-*`` headers."""
+        limit = _header_number(headers, "x-hubspot-ratelimit-max")
+        remaining = _header_number(headers, "x-hubspot-ratelimit-remaining")
+        interval_ms = _header_number(headers, "x-hubspot-ratelimit-interval-milliseconds")
+        scaled: float | None = None
+        if limit is not None and limit > 0:
+            interval = interval_ms / 1000 if interval_ms else self._per_seconds
+            scaled = limit * self._per_seconds / interval
+            self._windows["burst"].lower(math.floor(limit), interval)
+        self._buckets["burst"].observe_headers(limit=scaled, remaining=remaining)
+        daily_remaining = _header_number(headers, "x-hubspot-ratelimit-daily-remaining")
+        if daily_remaining is not None and daily_remaining <= 0:
+            self.exhaust_daily(None)
+
+    def throttled(self, scope: Scope, retry_after: float | None) -> float:
+        """After a 429 of ``scope``'s window: block the scope and return the wait."""
+        now = self._clock.monotonic()
+        wait = retry_after
+        if wait is None:
+            wait = self._windows[scope].until_oldest_expires(now)
+        wait = max(wait, _WINDOW_MARGIN_SECONDS)
+        self._buckets[scope].observe_headers(remaining=0, reset_seconds=wait)
+        self._blocked_until[scope] = max(self._blocked_until[scope], now + wait)
+        return wait
+
+    def exhaust_daily(self, retry_after: float | None) -> float:
+        """The daily quota is spent: block until ``retry_after`` or midnight UTC."""
+        now = self._clock.time()
+        wait = retry_after if retry_after is not None else seconds_to_utc_midnight(now)
+        self._quota_until = now + wait
+        return wait
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        parsed: object = response.json()
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value if isinstance(v, str | int) and not isinstance(v, bool)]
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return [str(value)]
+    return []
+
+
+def _error_reason(error: Mapping[str, Any]) -> str:
+    category = error.get("category")
+    codes: list[str] = []
+    properties: list[str] = []
+    for detail in error.get("errors") or []:
+        if isinstance(detail, Mapping):
+            code = detail.get("code")
+            if isinstance(code, str):
+                codes.append(code)
+            context = detail.get("context")
+            if isinstance(context, Mapping):
+                properties += _strings(context.get("propertyName"))
+    context = error.get("context")
+    if isinstance(context, Mapping):
+        properties += _strings(context.get("propertyName"))
+    reason = f"HubSpot {category if isinstance(category, str) else 'error'}"
+    if codes:
+        reason += f" ({', '.join(sorted(set(codes))[:_MAX_CODES_IN_REASON])})"
+    if properties:
+        reason += f" on {', '.join(sorted(set(properties))[:_MAX_CODES_IN_REASON])}"
+    return reason
+
+
+def input_error(error: Mapping[str, Any], *, status_code: int, endpoint: str) -> ConnectorError:
+    """The outcome of one failed input of a batch call (a 207 ``errors[]`` entry)."""
+    category = error.get("category")
+    reason = _error_reason(error)
+    context = _ErrorContext(partner=_PARTNER, endpoint=endpoint, status_code=status_code)
+    if category in _PERMANENT_CATEGORIES:
+        return PermanentError(reason, **context)
+    if category == "CONFLICT":
+        return TransientError(reason, retry_after=_CONFLICT_RETRY_SECONDS, **context)
+    return TransientError(reason, **context)
+
+
+def parse_batch_write(
+    response: httpx.Response,
+    trace_ids: Sequence[str],
+    *,
+    endpoint: str,
+    key_of: Callable[[Mapping[str, Any]], str | None] | None = None,
+) -> BatchWriteResponse:
+    """One outcome per trace id from a batch answer (200, 201 or 207).
+
+    Results are matched by ``objectWriteTraceId``, else by ``key_of(result)`` (the id
+    property's value of an upsert, the id of an update), else by position when HubSpot
+    returned exactly one result per input and no errors. Errors are matched by
+    ``context.objectWriteTraceId``, else ``context.ids``; an input left without either
+    fails with the first unmatched error, or a ``TransientError``.
+    """
+    body = _json(response)
+    wanted = set(trace_ids)
+    outcomes: dict[str, InputOutcome] = {}
+    unkeyed: list[Mapping[str, Any]] = []
+    results = [r for r in body.get("results") or [] if isinstance(r, Mapping)]
+    for result in results:
+        object_id = _strings(result.get("id"))
+        if not object_id:
+            continue
+        trace = result.get("objectWriteTraceId")
+        if not isinstance(trace, str) and key_of is not None:
+            trace = key_of(result)
+        if isinstance(trace, str) and trace in wanted:
+            new = result.get("new")
+            outcomes.setdefault(
+                trace,
+                InputOutcome(object_id=object_id[0], new=new if isinstance(new, bool) else None),
+            )
+        else:
+            unkeyed.append(result)
+    errors = [e for e in body.get("errors") or [] if isinstance(e, Mapping)]
+    if not errors and not outcomes and len(unkeyed) == len(trace_ids):
+        for trace, result in zip(trace_ids, unkeyed, strict=True):
+            new = result.get("new")
+            outcomes[trace] = InputOutcome(
+                object_id=_strings(result.get("id"))[0], new=new if isinstance(new, bool) else None
+            )
+    unmatched: list[ConnectorError] = []
+    for entry in errors:
+        error = input_error(entry, status_code=response.status_code, endpoint=endpoint)
+        context = entry.get("context")
+        context = context if isinstance(context, Mapping) else {}
+        traces = [t for t in _strings(context.get("objectWriteTraceId")) if t in wanted]
+        if not traces and key_of is not None:
+            ids = set(_strings(context.get("ids")))
+            traces = [t for t in trace_ids if t in ids]
+        for trace in traces:
+            outcomes.setdefault(trace, InputOutcome(error=error))
+        if not traces:
+            unmatched.append(error)
+    fallback = (
+        unmatched[0]
+        if unmatched
+        else TransientError(
+            "HubSpot returned no result for the input",
+            partner=_PARTNER,
+            endpoint=endpoint,
+            status_code=response.status_code,
+        )
+    )
+    for trace in trace_ids:
+        outcomes.setdefault(trace, InputOutcome(error=fallback))
+    return BatchWriteResponse(status_code=response.status_code, outcomes=outcomes)
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+
+class HubSpotClient:
+    """The HubSpot calls the sink makes for one connection.
+
+    Owns neither the ``httpx.AsyncClient`` nor any retry beyond the single retry after a
+    401: each call is one attempt whose failure is raised as a connector error, or as
+    :class:`RequestDeferred` when it was not sent at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient,
+        api_root: str,
+        tokens: TokenSource,
+        limiter: HubSpotRateLimiter,
+        clock: Clock,
+        logger: logging.Logger,
+        max_wait: float,
+        log_fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._http = http_client
+        self._root = api_root.rstrip("/")
+        self._tokens = tokens
+        self._limiter = limiter
+        self._clock = clock
+        self._logger = logger
+        self._max_wait = max_wait
+        self._log_fields = dict(log_fields or {})
+        self.requests_sent = 0
+
+    @property
+    def limiter(self) -> HubSpotRateLimiter:
+        return self._limiter
+
+    def quota_error(self) -> QuotaExhaustedError | None:
+        """The error to report while the daily quota is known to be spent."""
+        reset_in = self._limiter.quota_reset_in()
+        if reset_in is None:
+            return None
+        return QuotaExhaustedError(
+            "HubSpot daily request limit reached", retry_after=reset_in, partner=_PARTNER
+        )
+
+    async def _slot(self, scope: Scope, endpoint: str) -> None:
+        waited = 0.0
+        while True:
+            wait = self._limiter.reserve(scope)
+            if wait == 0.0:
+                return
+            if waited + wait > self._max_wait:
+                raise RequestDeferred(
+                    BackpressureError(
+                        f"{scope} rate limit wait too long",
+                        retry_after=wait,
+                        partner=_PARTNER,
+                        endpoint=endpoint,
+                    )
+                )
+            waited += wait
+            await self._clock.sleep(wait)
+
+    async def _post(self, path: str, body: Mapping[str, Any], *, scope: Scope) -> httpx.Response:
+        """POST ``body``; return a 2xx response or raise (see the module docstring)."""
+        url = f"{self._root}{path}"
+        endpoint = endpoint_label(url)
+        quota = self.quota_error()
+        if quota is not None:
+            raise quota
+        token = await self._tokens.token()
+        retried = False
+        while True:
+            await self._slot(scope, endpoint)
+            headers = {"authorization": f"Bearer {reveal_secret(token)}"}
+            with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
+                response = await self._http.post(url, json=body, headers=headers)
+            self.requests_sent += 1
+            if scope == "burst":
+                self._limiter.observe(response.headers)
+            if response.status_code != 401 or retried:
+                break
+            retried = True
+            if not await self._tokens.renew_after_rejection(token):
+                break
+            token = await self._tokens.token()
+        self._raise_for(response, scope=scope, endpoint=endpoint)
+        return response
+
+    def _raise_for(self, response: httpx.Response, *, scope: Scope, endpoint: str) -> None:
+        status = response.status_code
+        if status == 429:
+            body = _json(response)
+            policy = body.get("policyName")
+            policy_name = policy if isinstance(policy, str) else "unknown"
+            retry_after = parse_retry_after(
+                response.headers.get("retry-after"), now=self._clock.time
+            )
+            context = _ErrorContext(partner=_PARTNER, endpoint=endpoint, status_code=status)
+            if policy_name == "DAILY":
+                wait = self._limiter.exhaust_daily(retry_after)
+                self._logger.warning(
+                    "hubspot.quota.exhausted", extra={**self._log_fields, "retry_after": wait}
+                )
+                raise QuotaExhaustedError(
+                    "HubSpot daily request limit reached", retry_after=wait, **context
+                )
+            wait = self._limiter.throttled(scope, retry_after)
+            self._logger.warning(
+                "hubspot.rate_limited",
+                extra={**self._log_fields, "policy": policy_name, "retry_after": wait},
+            )
+            raise BackpressureError(f"rate limited ({policy_name})", retry_after=wait, **context)
+        if status == 401:
+            raise AuthenticationError(
+                "HubSpot rejected the token", partner=_PARTNER, endpoint=endpoint, status_code=401
+            )
+        raise_for_response(response, partner=_PARTNER, endpoint=endpoint, clock=self._clock.time)
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def upsert(
+        self,
+        object_type: ObjectType,
+        inputs: Sequence[tuple[str, str, Mapping[str, str]]],
+        *,
+        id_property: str,
+    ) -> BatchWriteResponse:
+        """Batch upsert ``(trace id, id value, properties)`` on the unique ``id_property``."""
+        path = f"/crm/v3/objects/{object_type}/batch/upsert"
+        response = await self._post(
+            path, batch_upsert_body(inputs, id_property=id_property), scope="burst"
+        )
+        by_value = {id_value: trace for trace, id_value, _ in inputs}
+
+        def key_of(result: Mapping[str, Any]) -> str | None:
+            props = result.get("properties")
+            value = props.get(id_property) if isinstance(props, Mapping) else None
+            return by_value.get(value) if isinstance(value, str) else None
+
+        return parse_batch_write(
+            response,
+            [trace for trace, _, _ in inputs],
+            endpoint=endpoint_label(f"{self._root}{path}"),
+            key_of=key_of,
+        )
+
+    async def update(
+        self, object_type: ObjectType, inputs: Sequence[tuple[str, str, Mapping[str, str]]]
+    ) -> BatchWriteResponse:
+        """Batch update ``(trace id, object id, properties)`` by record id."""
+        path = f"/crm/v3/objects/{object_type}/batch/update"
+        response = await self._post(path, batch_update_body(inputs), scope="burst")
+        by_id = {object_id: trace for trace, object_id, _ in inputs}
+
+        def key_of(result: Mapping[str, Any]) -> str | None:
+            ids = _strings(result.get("id"))
+            return by_id.get(ids[0]) if ids else None
+
+        return parse_batch_write(
+            response,
+            [trace for trace, _, _ in inputs],
+            endpoint=endpoint_label(f"{self._root}{path}"),
+            key_of=key_of,
+        )
+
+    async def create_notes(
+        self, inputs: Sequence[tuple[str, Mapping[str, str], str, Sequence[str]]]
+    ) -> BatchWriteResponse:
+        """Batch create notes associated to their company (and contacts)."""
+        path = "/crm/v3/objects/notes/batch/create"
+        response = await self._post(path, notes_create_body(inputs), scope="burst")
+        return parse_batch_write(
+            response,
+            [trace for trace, _, _, _ in inputs],
+            endpoint=endpoint_label(f"{self._root}{path}"),
+        )
+
+    async def archive(self, object_type: ObjectType, object_ids: Sequence[str]) -> int:
+        """Batch archive by record id; HubSpot answers 204 (unknown ids included)."""
+        path = f"/crm/v3/objects/{object_type}/batch/archive"
+        response = await self._post(path, archive_body(object_ids), scope="burst")
+        return response.status_code
+
+    async def associate_default(
+        self, from_type: ObjectType, to_type: ObjectType, pairs: Sequence[tuple[str, str]]
+    ) -> AssociationResponse:
+        """v4 default (unlabelled) associations ``from -> to`` in one batch."""
+        path = f"/crm/v4/associations/{from_type}/{to_type}/batch/associate/default"
+        response = await self._post(path, associate_default_body(pairs), scope="burst")
+        return _parse_associations(response, pairs, endpoint=endpoint_label(f"{self._root}{path}"))
+
+    async def search(
+        self, object_type: ObjectType, keys: Sequence[SearchKey], *, properties: Sequence[str]
+    ) -> list[Mapping[str, Any]]:
+        """Objects matching any of ``keys`` (``EQ``, one filter group each, at most 5)."""
+        path = f"/crm/v3/objects/{object_type}/search"
+        found: list[Mapping[str, Any]] = []
+        after: str | None = None
+        for _ in range(_SEARCH_MAX_PAGES):
+            body = search_body(keys, properties=properties, limit=_SEARCH_PAGE_SIZE, after=after)
+            answer = _json(await self._post(path, body, scope="search"))
+            found += [r for r in answer.get("results") or [] if isinstance(r, Mapping)]
+            paging = answer.get("paging")
+            following = paging.get("next") if isinstance(paging, Mapping) else None
+            cursor = following.get("after") if isinstance(following, Mapping) else None
+            if not isinstance(cursor, str | int) or isinstance(cursor, bool):
+                return found
+            after = str(cursor)
+        self._logger.warning(
+            "hubspot.search.truncated", extra={**self._log_fields, "results": len(found)}
+        )
+        return found
+
+
+def _parse_associations(
+    response: httpx.Response, pairs: Sequence[tuple[str, str]], *, endpoint: str
+) -> AssociationResponse:
+    body = _json(response)
+    succeeded: set[str] = set()
+    for result in body.get("results") or []:
+        if isinstance(result, Mapping):
+            succeeded.update(_strings(result.get("fromObjectId")))
+            source = result.get("from")
+            if isinstance(source, Mapping):
+                succeeded.update(_strings(source.get("id")))
+    failed: dict[str, ConnectorError] = {}
+    unmatched: list[ConnectorError] = []
+    from_ids = {a for a, _ in pairs}
+    for entry in body.get("errors") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        error = input_error(entry, status_code=response.status_code, endpoint=endpoint)
+        context = entry.get("context")
+        mentioned = set(_values(context.values() if isinstance(context, Mapping) else ()))
+        hits = (from_ids & mentioned) - succeeded
+        for from_id in hits:
+            failed.setdefault(from_id, error)
+        if not hits:
+            unmatched.append(error)
+    for from_id in from_ids - succeeded - failed.keys():
+        if unmatched:
+            failed[from_id] = unmatched[0]
+        elif response.status_code == 207:
+            failed[from_id] = TransientError(
+                "HubSpot returned no result for the association",
+                partner=_PARTNER,
+                endpoint=endpoint,
+                status_code=response.status_code,
+            )
+    return AssociationResponse(status_code=response.status_code, failed=failed)
+
+
+def _values(items: Iterable[object]) -> list[str]:
+    found: list[str] = []
+    for item in items:
+        found += _strings(item)
+    return found

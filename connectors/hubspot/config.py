@@ -1,0 +1,176 @@
+"""Settings of a HubSpot CRM connection, and the documented limits they select.
+
+- ``auth``: a private app ``{"type": "private_app", "token"}`` or a public OAuth app
+  installation ``{"type": "oauth", "client_id", "client_secret", "refresh_token",
+  "access_token"?, "expires_at"?}`` (``expires_at``: Unix seconds). Secrets are
+  ``SecretStr`` and are named so the service seals them at rest.
+- ``base_url``: ``https://api.hubapi.com`` unless overridden (the service passes
+  ``QI_HUBSPOT_BASE_URL`` through it, tests point it at the local sandbox). HTTPS is
+  required; plain HTTP only when validated with ``allow_private_networks``. User info,
+  query and fragment are refused.
+- ``queast_id_property``: the internal name of the custom *unique* property
+  (``hasUniqueValue: true``) on companies and contacts that holds the Queast id; batch
+  upserts use it as ``idProperty``.
+- ``note_id_property``: optional unique property on notes; when set, signal and job-ad
+  notes are upserted on it (no duplicate notes when a batch is retried), otherwise they
+  are created.
+- ``tier``: sizes the burst limit (PARTNERS.md a, "Rate limits"): private app on
+  Free/Starter 100 per 10 s, Professional/Enterprise 190 per 10 s, public OAuth app 110
+  per 10 s. Unset, it follows ``auth``: ``oauth_app`` for OAuth, ``free_starter``
+  otherwise. ``rate_limit_per_second`` (a connection-level override the service merges in)
+  replaces the tier's rate.
+- ``search_rate_per_second``: CRM search pacing, 5 per second per account by default.
+- ``timeout_seconds`` and ``max_concurrency`` size the HTTP client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+
+from connectors.base.config import ConnectionConfig, allows_private_networks
+from connectors.base.ratelimit import RateLimit
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "HubSpotAuth",
+    "HubSpotConnectionConfig",
+    "HubSpotLimits",
+    "HubSpotOAuth",
+    "HubSpotPrivateApp",
+    "HubSpotTier",
+    "limits_for",
+]
+
+DEFAULT_BASE_URL: Final[str] = "https://api.hubapi.com"
+_BURST_WINDOW_SECONDS: Final[float] = 10.0
+_PROPERTY_NAME_PATTERN: Final[str] = r"^[a-z][a-z0-9_]{0,99}$"
+
+
+class HubSpotTier(StrEnum):
+    """Which documented burst and daily limits apply to the connection."""
+
+    FREE_STARTER = "free_starter"
+    PROFESSIONAL_ENTERPRISE = "professional_enterprise"
+    OAUTH_APP = "oauth_app"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HubSpotLimits:
+    """The limits a connection's requests are paced by.
+
+    ``burst`` counts requests (not records) per rolling 10-second window, search
+    excluded; ``daily`` is the account's daily request budget (``None``: none stated).
+    """
+
+    burst: RateLimit
+    search: RateLimit
+    daily: int | None
+
+
+_TIER_LIMITS: Final[dict[HubSpotTier, tuple[int, int | None]]] = {
+    HubSpotTier.FREE_STARTER: (100, 250_000),
+    # Professional 625,000 and Enterprise 1,000,000 per day: use the lower and read headers.
+    HubSpotTier.PROFESSIONAL_ENTERPRISE: (190, 625_000),
+    HubSpotTier.OAUTH_APP: (110, None),
+}
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+class HubSpotPrivateApp(_Auth):
+    """A private app's access token: sent as is, never refreshed."""
+
+    type: Literal["private_app"]
+    token: SecretStr
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, token: SecretStr) -> SecretStr:
+        if not token.get_secret_value().strip():
+            msg = "token must not be empty"
+            raise ValueError(msg)
+        return token
+
+
+class HubSpotOAuth(_Auth):
+    """A public app installation: refreshed with the refresh-token grant."""
+
+    type: Literal["oauth"]
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: SecretStr
+    refresh_token: SecretStr
+    access_token: SecretStr | None = None
+    expires_at: float | None = Field(default=None, ge=0)
+
+
+HubSpotAuth = Annotated[HubSpotPrivateApp | HubSpotOAuth, Field(discriminator="type")]
+
+
+class HubSpotConnectionConfig(ConnectionConfig):
+    """A tenant's HubSpot account, as one connection sees it."""
+
+    auth: HubSpotAuth
+    base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
+    queast_id_property: str = Field(default="queast_id", pattern=_PROPERTY_NAME_PATTERN)
+    note_id_property: str | None = Field(default=None, pattern=_PROPERTY_NAME_PATTERN)
+    tier: HubSpotTier | None = None
+    search_rate_per_second: float = Field(default=5.0, gt=0, le=100)
+    rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
+    max_concurrency: int | None = Field(default=None, ge=1, le=100)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        if url.username or url.password:
+            msg = "base_url must not contain credentials"
+            raise ValueError(msg)
+        if url.query or url.fragment:
+            msg = "base_url must not have a query or fragment"
+            raise ValueError(msg)
+        if url.scheme != "https" and not allows_private_networks(info):
+            msg = "base_url must use https"
+            raise ValueError(msg)
+        return url
+
+    @property
+    def effective_tier(self) -> HubSpotTier:
+        """``tier``, or the one ``auth`` implies when it is unset."""
+        if self.tier is not None:
+            return self.tier
+        if isinstance(self.auth, HubSpotOAuth):
+            return HubSpotTier.OAUTH_APP
+        return HubSpotTier.FREE_STARTER
+
+    @property
+    def api_root(self) -> str:
+        """``base_url`` without a trailing slash, ready for ``/crm/v3/...`` paths."""
+        return str(self.base_url).rstrip("/")
+
+
+def limits_for(config: HubSpotConnectionConfig) -> HubSpotLimits:
+    """The limits for ``config``'s tier and overrides (called once per sink setup)."""
+    per_window, daily = _TIER_LIMITS[config.effective_tier]
+    if config.rate_limit_per_second is not None:
+        burst = RateLimit(
+            rate=config.rate_limit_per_second * _BURST_WINDOW_SECONDS,
+            per_seconds=_BURST_WINDOW_SECONDS,
+        )
+    else:
+        burst = RateLimit(rate=per_window, per_seconds=_BURST_WINDOW_SECONDS)
+    search = RateLimit(rate=config.search_rate_per_second, per_seconds=1.0)
+    return HubSpotLimits(burst=burst, search=search, daily=daily)

@@ -1,0 +1,466 @@
+"""The HTTP side of the Pipedrive connector: one request per call, paced and accounted.
+
+Endpoints (Pipedrive API v2; notes only exist in v1), with their token cost:
+
+- :meth:`PipedriveClient.create`: ``POST /api/v2/{organizations|persons}`` (5)
+- :meth:`PipedriveClient.update`: ``PATCH /api/v2/{organizations|persons}/{id}`` (5)
+- :meth:`PipedriveClient.get`: ``GET /api/v2/{organizations|persons}/{id}`` (1)
+- :meth:`PipedriveClient.delete`: ``DELETE /api/v2/{organizations|persons}/{id}`` (3)
+- :meth:`PipedriveClient.search`: ``GET /api/v2/{organizations|persons}/search`` (20)
+- :meth:`PipedriveClient.add_note`: ``POST /v1/notes`` (10)
+
+Pacing and budgets (Pipedrive's rate-limiting guide):
+
+- every request takes a token from the burst bucket (per API token, 2-second window,
+  sized by plan) corrected by ``x-ratelimit-limit/-remaining/-reset``; searches also take
+  one from their own bucket (10 per 2 s on every plan), corrected by the search responses'
+  headers. A wait longer than ``max_wait`` seconds is a ``BackpressureError``;
+- the daily token budget is tracked locally (:class:`DailyBudget`) from each response's
+  ``x-token-cost`` (and ``x-daily-requests-left`` for writes when present). No request is
+  sent once it is spent: ``QuotaExhaustedError(retry_after=<seconds to midnight UTC>)``.
+
+429 answers: Pipedrive documents no body for them and no header for the daily budget, so:
+
+- the local budget is spent (or, for a write, ``x-daily-requests-left`` said 0):
+  ``QuotaExhaustedError``;
+- a non-search 429 whose ``x-ratelimit-remaining`` is above 0 cannot be the burst limit,
+  so it is taken as the company's daily budget spent by someone else (the budget is shared
+  by every integration of the account): the local budget is marked spent and
+  ``QuotaExhaustedError`` raised;
+- any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
+
+A 401 is retried once after :meth:`PipedriveAuth.refresh_after_unauthorized`; everything
+else goes through ``raise_for_response``, except 404 on ``get``/``update``/``delete``,
+which returns ``None``/``False`` (the object is gone: the caller decides).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import httpx
+
+from connectors.base.context import Clock
+from connectors.base.errors import (
+    BackpressureError,
+    PermanentError,
+    QuotaExhaustedError,
+    TransientError,
+)
+from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
+from connectors.base.ratelimit import TokenBucket
+from connectors.pipedrive.auth import PipedriveAuth
+
+__all__ = [
+    "BURST_RETRY_SECONDS",
+    "COSTS",
+    "DailyBudget",
+    "PipedriveClient",
+    "PipedriveObject",
+    "PipedriveResponse",
+    "seconds_until_midnight_utc",
+]
+
+_PARTNER: Final[str] = "pipedrive"
+_DAY_SECONDS: Final[int] = 86_400
+BURST_RETRY_SECONDS: Final[float] = 2.0
+"""Backoff for a 429 without ``x-ratelimit-reset``: one burst window."""
+
+COSTS: Final[Mapping[str, int]] = {
+    "create": 5,
+    "update": 5,
+    "get": 1,
+    "delete": 3,
+    "search": 20,
+    "note": 10,
+}
+"""Token cost of each call (Pipedrive's ``x-token-cost``), used when a response lacks it."""
+
+
+class PipedriveObject(StrEnum):
+    """The v2 collections the connector writes."""
+
+    ORGANIZATION = "organizations"
+    PERSON = "persons"
+
+
+def seconds_until_midnight_utc(now: float) -> float:
+    """Seconds from Unix time ``now`` to the next 00:00 UTC (a full day at midnight itself)."""
+    next_midnight = (math.floor(now) // _DAY_SECONDS + 1) * _DAY_SECONDS
+    return float(next_midnight - now)
+
+
+class DailyBudget:
+    """Pipedrive API tokens spent today (UTC) against the connection's daily budget.
+
+    Local bookkeeping: Pipedrive reports the cost of each request but not what is left.
+    The day rolls over at midnight UTC (``clock`` is wall-clock Unix seconds).
+    """
+
+    def __init__(self, budget: int, *, clock: Callable[[], float]) -> None:
+        if budget <= 0:
+            msg = "budget must be positive"
+            raise ValueError(msg)
+        self.budget = budget
+        self._clock = clock
+        self._day = self._today()
+        self._spent = 0.0
+        self._writes_left: int | None = None
+
+    def _today(self) -> int:
+        return math.floor(self._clock()) // _DAY_SECONDS
+
+    def _roll(self) -> None:
+        today = self._today()
+        if today != self._day:
+            self._day = today
+            self._spent = 0.0
+            self._writes_left = None
+
+    @property
+    def spent(self) -> float:
+        """Tokens spent today."""
+        self._roll()
+        return self._spent
+
+    @property
+    def remaining(self) -> float:
+        """Tokens left today (never below 0)."""
+        self._roll()
+        return max(0.0, self.budget - self._spent)
+
+    @property
+    def writes_left(self) -> int | None:
+        """The last ``x-daily-requests-left`` seen today, if any."""
+        self._roll()
+        return self._writes_left
+
+    def exhausted(self, *, write: bool = False) -> bool:
+        """Whether nothing is left today (for a write: also no write requests left)."""
+        if self.remaining <= 0:
+            return True
+        return write and self.writes_left is not None and self.writes_left <= 0
+
+    def affords(self, cost: float, *, write: bool = False) -> bool:
+        """Whether a request of ``cost`` tokens fits in what is left today."""
+        return not self.exhausted(write=write) and self.remaining >= cost
+
+    def charge(self, cost: float) -> None:
+        """Account for a response's ``x-token-cost``."""
+        self._roll()
+        self._spent += max(0.0, cost)
+
+    def observe_writes_left(self, left: int) -> None:
+        """Account for a response's ``x-daily-requests-left``."""
+        self._roll()
+        self._writes_left = left
+
+    def exhaust(self) -> None:
+        """Mark today's budget spent (Pipedrive refused a request for it)."""
+        self._roll()
+        self._spent = max(self._spent, float(self.budget))
+
+    def seconds_until_reset(self) -> float:
+        """Seconds until the budget resets (the next midnight UTC)."""
+        return seconds_until_midnight_utc(self._clock())
+
+
+@dataclass(frozen=True, slots=True)
+class PipedriveResponse:
+    """A successful answer: its status and its ``data`` member."""
+
+    status_code: int
+    data: Any
+
+
+def _header_number(headers: httpx.Headers, name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+class PipedriveClient:
+    """Calls Pipedrive for one connection.
+
+    Owns no ``httpx.AsyncClient`` (the sink builds and closes it) and does not retry,
+    apart from the single retry after a 401 with a refreshed token: each call's failure is
+    raised as a connector error. ``base_url`` is asked per request, because an OAuth
+    refresh may move the account to another ``api_domain``.
+    """
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient,
+        auth: PipedriveAuth,
+        base_url: Callable[[], str],
+        burst: TokenBucket,
+        search_bucket: TokenBucket,
+        budget: DailyBudget,
+        clock: Clock,
+        max_wait: float = BURST_RETRY_SECONDS,
+        logger: logging.Logger | None = None,
+        log_fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._http = http_client
+        self._auth = auth
+        self._base_url = base_url
+        self.burst = burst
+        self.search_bucket = search_bucket
+        self.budget = budget
+        self._clock = clock
+        self._max_wait = max_wait
+        self._logger = logger or logging.getLogger("connectors.pipedrive")
+        self._log_fields = dict(log_fields or {})
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def create(self, kind: PipedriveObject, body: Mapping[str, Any]) -> PipedriveResponse:
+        """``POST /api/v2/{kind}``; the created object is ``data`` (with its integer ``id``)."""
+        response, endpoint = await self._call(
+            "POST", f"/api/v2/{kind}", cost=COSTS["create"], write=True, json=body
+        )
+        return self._success(response, endpoint, expect_id=True)
+
+    async def update(
+        self, kind: PipedriveObject, object_id: int, body: Mapping[str, Any]
+    ) -> PipedriveResponse | None:
+        """``PATCH /api/v2/{kind}/{id}``; ``None`` if the object does not exist (404)."""
+        response, endpoint = await self._call(
+            "PATCH", f"/api/v2/{kind}/{object_id}", cost=COSTS["update"], write=True, json=body
+        )
+        if response.status_code == 404:
+            return None
+        return self._success(response, endpoint, expect_id=True)
+
+    async def get(
+        self,
+        kind: PipedriveObject,
+        object_id: int,
+        *,
+        custom_fields: Sequence[str] = (),
+    ) -> PipedriveResponse | None:
+        """``GET /api/v2/{kind}/{id}``; ``None`` if the object does not exist (404).
+
+        ``custom_fields`` limits the custom fields returned to those keys.
+        """
+        params = {"custom_fields": ",".join(custom_fields)} if custom_fields else None
+        response, endpoint = await self._call(
+            "GET", f"/api/v2/{kind}/{object_id}", cost=COSTS["get"], params=params
+        )
+        if response.status_code == 404:
+            return None
+        return self._success(response, endpoint, expect_id=True)
+
+    async def delete(self, kind: PipedriveObject, object_id: int) -> PipedriveResponse | None:
+        """``DELETE /api/v2/{kind}/{id}``; ``None`` if it was already gone (404)."""
+        response, endpoint = await self._call(
+            "DELETE", f"/api/v2/{kind}/{object_id}", cost=COSTS["delete"], write=True
+        )
+        if response.status_code == 404:
+            return None
+        return self._success(response, endpoint, expect_id=False)
+
+    async def search(
+        self,
+        kind: PipedriveObject,
+        term: str,
+        *,
+        fields: str,
+        exact_match: bool = True,
+        limit: int = 10,
+    ) -> PipedriveResponse:
+        """``GET /api/v2/{kind}/search?term=&fields=&exact_match=&limit=``.
+
+        ``data`` is ``{"items": [{"result_score", "item": {...}}]}``. The term is sent as
+        a query parameter (httpx encodes it) and never logged.
+        """
+        params = {
+            "term": term,
+            "fields": fields,
+            "exact_match": "true" if exact_match else "false",
+            "limit": str(limit),
+        }
+        response, endpoint = await self._call(
+            "GET", f"/api/v2/{kind}/search", cost=COSTS["search"], search=True, params=params
+        )
+        return self._success(response, endpoint, expect_id=False)
+
+    async def add_note(self, body: Mapping[str, Any]) -> PipedriveResponse:
+        """``POST /v1/notes`` (notes are not in API v2); ``data`` is the note with its ``id``."""
+        response, endpoint = await self._call(
+            "POST", "/v1/notes", cost=COSTS["note"], write=True, json=body
+        )
+        return self._success(response, endpoint, expect_id=True)
+
+    # -- the request path -----------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        cost: int,
+        write: bool = False,
+        search: bool = False,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> tuple[httpx.Response, str]:
+        """Send one request (twice after a 401 that a refresh may cure).
+
+        Returns the response unless it is a 401 or 429; raises for those as the module
+        docstring says.
+        """
+        url = f"{self._base_url()}{path}"
+        endpoint = endpoint_label(url)
+        refreshed = False
+        while True:
+            await self._admit(cost, write=write, search=search, endpoint=endpoint)
+            headers = await self._auth.headers()
+            with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
+                response = await self._http.request(
+                    method, url, params=params, json=json, headers=headers
+                )
+            self._observe(response, cost=cost, search=search)
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                self._logger.info(
+                    "pipedrive.request.unauthorized",
+                    extra={**self._log_fields, "endpoint": endpoint},
+                )
+                if await self._auth.refresh_after_unauthorized(headers):
+                    continue
+            if response.status_code == 429:
+                self._throttled(response, endpoint=endpoint, write=write, search=search)
+            if response.status_code == 401:
+                raise_for_response(
+                    response, partner=_PARTNER, endpoint=endpoint, clock=self._clock.time
+                )
+            return response, endpoint
+
+    async def _admit(self, cost: int, *, write: bool, search: bool, endpoint: str) -> None:
+        """Refuse when the day's budget cannot pay for the request; wait for rate limits."""
+        if not self.budget.affords(cost, write=write):
+            self._logger.warning(
+                "pipedrive.budget.spent",
+                extra={
+                    **self._log_fields,
+                    "endpoint": endpoint,
+                    "spent": self.budget.spent,
+                    "budget": self.budget.budget,
+                },
+            )
+            raise QuotaExhaustedError(
+                "daily api token budget spent",
+                retry_after=self.budget.seconds_until_reset(),
+                partner=_PARTNER,
+                endpoint=endpoint,
+            )
+        if search:
+            await self.search_bucket.acquire_or_wait(
+                max_wait=self._max_wait, partner=_PARTNER, sleep=self._clock.sleep
+            )
+        await self.burst.acquire_or_wait(
+            max_wait=self._max_wait, partner=_PARTNER, sleep=self._clock.sleep
+        )
+
+    def _observe(self, response: httpx.Response, *, cost: int, search: bool) -> None:
+        """Account for the response's cost and correct the buckets from its headers."""
+        headers = response.headers
+        reported = _header_number(headers, "x-token-cost")
+        if reported is not None:
+            self.budget.charge(reported)
+        elif response.status_code != 429:
+            self.budget.charge(cost)
+        writes_left = _header_number(headers, "x-daily-requests-left")
+        if writes_left is not None:
+            self.budget.observe_writes_left(int(writes_left))
+        limit = _header_number(headers, "x-ratelimit-limit")
+        remaining = _header_number(headers, "x-ratelimit-remaining")
+        reset = _header_number(headers, "x-ratelimit-reset")
+        bucket = self.search_bucket if search else self.burst
+        bucket.observe_headers(limit=limit, remaining=remaining, reset_seconds=reset)
+
+    def _throttled(
+        self, response: httpx.Response, *, endpoint: str, write: bool, search: bool
+    ) -> None:
+        """Raise the outcome of a 429 (see the module docstring)."""
+        remaining = _header_number(response.headers, "x-ratelimit-remaining")
+        budget_refusal = not search and remaining is not None and remaining > 0
+        if budget_refusal:
+            self.budget.exhaust()
+        if budget_refusal or self.budget.exhausted(write=write):
+            self._logger.warning(
+                "pipedrive.budget.refused",
+                extra={**self._log_fields, "endpoint": endpoint, "status_code": 429},
+            )
+            raise QuotaExhaustedError(
+                "daily api token budget spent",
+                retry_after=self.budget.seconds_until_reset(),
+                partner=_PARTNER,
+                endpoint=endpoint,
+                status_code=429,
+            )
+        reset = _header_number(response.headers, "x-ratelimit-reset")
+        retry_after = reset if reset is not None and reset > 0 else BURST_RETRY_SECONDS
+        bucket = self.search_bucket if search else self.burst
+        bucket.observe_headers(remaining=0, reset_seconds=retry_after)
+        self._logger.info(
+            "pipedrive.rate_limited",
+            extra={**self._log_fields, "endpoint": endpoint, "retry_after": retry_after},
+        )
+        raise BackpressureError(
+            "rate limited",
+            retry_after=retry_after,
+            partner=_PARTNER,
+            endpoint=endpoint,
+            status_code=429,
+        )
+
+    def _success(
+        self, response: httpx.Response, endpoint: str, *, expect_id: bool
+    ) -> PipedriveResponse:
+        """The ``data`` of a 2xx answer; raises the outcome of any other status."""
+        raise_for_response(response, partner=_PARTNER, endpoint=endpoint, clock=self._clock.time)
+        status = response.status_code
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise TransientError(
+                "unreadable pipedrive response",
+                partner=_PARTNER,
+                endpoint=endpoint,
+                status_code=status,
+            )
+        if document.get("success") is False:
+            raise PermanentError(
+                "pipedrive reported failure",
+                partner=_PARTNER,
+                endpoint=endpoint,
+                status_code=status,
+            )
+        data = document.get("data")
+        if expect_id and not (isinstance(data, dict) and _is_id(data.get("id"))):
+            raise TransientError(
+                "pipedrive response without an object id",
+                partner=_PARTNER,
+                endpoint=endpoint,
+                status_code=status,
+            )
+        return PipedriveResponse(status_code=status, data=data)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

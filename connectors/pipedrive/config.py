@@ -1,0 +1,224 @@
+"""Settings of a Pipedrive connection (one company account).
+
+- ``auth``: either ``{"type": "api_token", "token": ...}`` (sent as the ``x-api-token``
+  header) or ``{"type": "oauth", "client_id", "client_secret", "refresh_token",
+  "api_domain", "access_token"?, "expires_at"?, "token_url"?}`` (a Marketplace app; the
+  access token is refreshed at ``token_url``, Pipedrive's by default).
+- ``base_url``: where API calls go. Unset means ``api_domain`` for OAuth and
+  ``https://api.pipedrive.com`` for API tokens. The service sets it from
+  ``QI_PIPEDRIVE_BASE_URL`` (a sandbox) when that is configured.
+- ``domain_field_key``: key of the organization custom field (a searchable text field)
+  holding the company's domain. Pipedrive organizations have no domain field and no
+  domain search, so the connector keeps the domain there and searches through it.
+- ``queast_id_field_key``: optional custom field (on organizations and persons) holding
+  the Queast id, so people in Pipedrive can see what Queast linked.
+- ``plan``: the company's Pipedrive plan; it sizes the 2-second burst limit per token
+  (:func:`burst_per_window`) and the default daily token budget.
+- ``daily_budget``: API tokens per day the connector may spend. Pipedrive's budget is
+  30,000 x plan multiplier x seats (+ purchased top-ups) and shared by every integration
+  of the company, so set it to the share this connection may use; the default assumes one
+  seat and the whole budget.
+- ``rate_limit_per_second`` / ``max_concurrency``: connection-level overrides the service
+  may add to the block (see ``processors.deliveries.sinks``).
+
+Every URL must be ``https`` on a ``pipedrive.com`` host unless the connection is validated
+with ``allow_private_networks`` (local sandboxes and tests): the token goes wherever
+``base_url`` points.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from connectors.base.config import ConnectionConfig, allows_private_networks
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OAUTH_REFRESH_URL",
+    "PipedriveApiTokenAuth",
+    "PipedriveConnectionConfig",
+    "PipedriveOAuth",
+    "PipedrivePlan",
+    "burst_per_window",
+    "check_partner_url",
+]
+
+DEFAULT_BASE_URL: Final[str] = "https://api.pipedrive.com"
+OAUTH_REFRESH_URL: Final[str] = "https://oauth.pipedrive.com/oauth/token"
+BASE_DAILY_TOKENS: Final[int] = 30_000
+BURST_WINDOW_SECONDS: Final[float] = 2.0
+_PIPEDRIVE_HOST: Final[str] = "pipedrive.com"
+
+
+class PipedrivePlan(StrEnum):
+    LITE = "lite"
+    GROWTH = "growth"
+    PREMIUM = "premium"
+    ULTIMATE = "ultimate"
+
+
+_PLAN_MULTIPLIER: Final[dict[PipedrivePlan, int]] = {
+    PipedrivePlan.LITE: 1,
+    PipedrivePlan.GROWTH: 2,
+    PipedrivePlan.PREMIUM: 5,
+    PipedrivePlan.ULTIMATE: 7,
+}
+_API_TOKEN_BURST: Final[dict[PipedrivePlan, int]] = {
+    PipedrivePlan.LITE: 20,
+    PipedrivePlan.GROWTH: 40,
+    PipedrivePlan.PREMIUM: 100,
+    PipedrivePlan.ULTIMATE: 120,
+}
+_OAUTH_BURST: Final[dict[PipedrivePlan, int]] = {
+    PipedrivePlan.LITE: 80,
+    PipedrivePlan.GROWTH: 160,
+    PipedrivePlan.PREMIUM: 400,
+    PipedrivePlan.ULTIMATE: 480,
+}
+
+AuthType = Literal["api_token", "oauth"]
+
+
+def burst_per_window(plan: PipedrivePlan, auth_type: AuthType) -> int:
+    """Requests per token per 2-second window (Pipedrive's burst limit for the plan)."""
+    table = _OAUTH_BURST if auth_type == "oauth" else _API_TOKEN_BURST
+    return table[plan]
+
+
+def check_partner_url(url: str | HttpUrl, *, allow_private_networks: bool, what: str) -> str:
+    """``url`` as text if the connector may send a token there; ``ValueError`` otherwise.
+
+    Refused: user info, a query or fragment, and (unless ``allow_private_networks``) any
+    scheme but ``https`` or a host outside ``pipedrive.com``.
+    """
+    parsed = url if isinstance(url, HttpUrl) else HttpUrl(url)
+    if parsed.username or parsed.password:
+        msg = f"{what} must not contain credentials"
+        raise ValueError(msg)
+    if parsed.query or parsed.fragment:
+        msg = f"{what} must not have a query or fragment"
+        raise ValueError(msg)
+    if not allow_private_networks:
+        host = (parsed.host or "").lower().rstrip(".")
+        if parsed.scheme != "https":
+            msg = f"{what} must use https"
+            raise ValueError(msg)
+        if host != _PIPEDRIVE_HOST and not host.endswith("." + _PIPEDRIVE_HOST):
+            msg = f"{what} must be on a {_PIPEDRIVE_HOST} host"
+            raise ValueError(msg)
+    return str(parsed)
+
+
+def _check_url(url: HttpUrl, info: ValidationInfo, *, what: str) -> HttpUrl:
+    check_partner_url(url, allow_private_networks=allows_private_networks(info), what=what)
+    return url
+
+
+_FieldKey = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^\w+$")
+]
+_ClientId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class _AuthBlock(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+class PipedriveApiTokenAuth(_AuthBlock):
+    """A user's personal API token (``x-api-token`` header)."""
+
+    type: Literal["api_token"]
+    token: SecretStr = Field(min_length=1)
+
+
+class PipedriveOAuth(_AuthBlock):
+    """An OAuth app installation: refreshed at ``token_url`` with the client credentials.
+
+    ``access_token``/``expires_at`` (Unix seconds) are the last known access token, if the
+    service kept one; without them the first request refreshes.
+    """
+
+    type: Literal["oauth"]
+    client_id: _ClientId
+    client_secret: SecretStr = Field(min_length=1)
+    refresh_token: SecretStr = Field(min_length=1)
+    api_domain: HttpUrl
+    access_token: SecretStr | None = None
+    expires_at: float | None = Field(default=None, ge=0)
+    token_url: HttpUrl = HttpUrl(OAUTH_REFRESH_URL)
+
+    @field_validator("api_domain")
+    @classmethod
+    def _check_api_domain(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        return _check_url(url, info, what="api_domain")
+
+    @field_validator("token_url")
+    @classmethod
+    def _check_token_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        return _check_url(url, info, what="token_url")
+
+
+PipedriveAuthConfig = Annotated[PipedriveApiTokenAuth | PipedriveOAuth, Field(discriminator="type")]
+
+
+class PipedriveConnectionConfig(ConnectionConfig):
+    """A tenant's Pipedrive company account; see the module docstring."""
+
+    auth: PipedriveAuthConfig
+    base_url: HttpUrl | None = None
+    domain_field_key: _FieldKey
+    queast_id_field_key: _FieldKey | None = None
+    plan: PipedrivePlan = PipedrivePlan.LITE
+    daily_budget: int | None = Field(default=None, gt=0)
+    timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
+    max_concurrency: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, url: HttpUrl | None, info: ValidationInfo) -> HttpUrl | None:
+        if url is None:
+            return None
+        return _check_url(url, info, what="base_url")
+
+    @property
+    def auth_type(self) -> AuthType:
+        return self.auth.type
+
+    @property
+    def effective_daily_budget(self) -> int:
+        """``daily_budget``, else 30,000 x the plan's multiplier (one seat)."""
+        if self.daily_budget is not None:
+            return self.daily_budget
+        return BASE_DAILY_TOKENS * _PLAN_MULTIPLIER[self.plan]
+
+    @property
+    def burst_per_window(self) -> int:
+        """Requests per 2-second window for this plan and auth type."""
+        return burst_per_window(self.plan, self.auth.type)
+
+    def api_base_url(self, *, oauth_api_domain: str | None = None) -> str:
+        """Where API calls go, without a trailing slash.
+
+        ``oauth_api_domain`` is the ``api_domain`` of the latest OAuth refresh (it wins over
+        the configured one); an explicit ``base_url`` wins over both.
+        """
+        if self.base_url is not None:
+            chosen = str(self.base_url)
+        elif isinstance(self.auth, PipedriveOAuth):
+            chosen = oauth_api_domain or str(self.auth.api_domain)
+        else:
+            chosen = DEFAULT_BASE_URL
+        return chosen.rstrip("/")

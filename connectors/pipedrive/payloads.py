@@ -1,0 +1,631 @@
+"""Contract records in, Pipedrive request bodies out. Pure: no I/O, no clock.
+
+What a record becomes (API v2 for organizations and persons, v1 for notes: Pipedrive has
+no notes endpoint in API v2):
+
+- ``company`` -> organization: ``name``, ``website``, ``linkedin``, ``employee_count`` and
+  ``custom_fields`` (the domain in the connection's domain field, the Queast id in its
+  Queast id field). Pipedrive's ``industry`` is an option id and is not sent.
+- ``person`` -> person: ``name`` (full name, else first + last), ``emails`` as
+  ``[{value, primary, label}]``, ``org_id`` when the company is linked, and the Queast id
+  custom field. ``job_title`` is only accepted when contact sync is enabled, so it is not
+  sent.
+- ``signal`` / ``job_ad`` -> an HTML note on the company's organization.
+- ``*.deleted`` -> ``DELETE`` of the linked object (the sink decides).
+
+``None`` is never sent: in Pipedrive ``null`` clears a field, and fields the partner's users
+filled in must not be blanked by a record that does not know them. For the same reason an
+update adds missing emails to the person's list instead of replacing it
+(:func:`merge_emails`).
+
+A record that does not match its contract is a ``PermanentError`` (dead-letter); the
+message never includes the payload.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.base.errors import PermanentError
+from connectors.base.identity import IdentityCandidate
+from connectors.base.sink import OutboundRecord
+
+__all__ = [
+    "MAX_NOTE_CHARS",
+    "CompanyContract",
+    "EvidenceRef",
+    "JobAdContract",
+    "PersonContract",
+    "RecordKind",
+    "SignalContract",
+    "SignalReason",
+    "classify",
+    "job_ad_note_html",
+    "merge_emails",
+    "note_body",
+    "organization_body",
+    "organization_candidate",
+    "organization_search",
+    "parse_company",
+    "parse_job_ad",
+    "parse_person",
+    "parse_signal",
+    "person_body",
+    "person_candidate",
+    "person_emails",
+    "person_name",
+    "primary_domain",
+    "search_item_ids",
+    "signal_note_html",
+]
+
+_PARTNER: Final[str] = "pipedrive"
+MAX_NOTE_CHARS: Final[int] = 100_000
+"""Pipedrive's note size limit (about 100 KB)."""
+_MAX_REASONS: Final[int] = 50
+_MAX_EVIDENCE: Final[int] = 100
+_MAX_TEXT: Final[int] = 5_000
+_MAX_TITLE: Final[int] = 300
+_MAX_REASON: Final[int] = 2_000
+_MAX_TAGS: Final[int] = 50
+_MAX_URL: Final[int] = 2_048
+_FOOTER_RESERVE: Final[int] = 20_000
+_EMAIL_LABEL: Final[str] = "work"
+_LINK_SCHEMES: Final[frozenset[str]] = frozenset({"http", "https"})
+
+
+class RecordKind(StrEnum):
+    """What a record asks of Pipedrive."""
+
+    COMPANY = "company"
+    COMPANY_DELETION = "company_deletion"
+    PERSON = "person"
+    PERSON_DELETION = "person_deletion"
+    SIGNAL = "signal"
+    JOB_AD = "job_ad"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+
+class CompanyContract(_Contract):
+    """The fields of ``company.v1`` the connector uses."""
+
+    company_id: str = Field(min_length=1)
+    name: str | None = None
+    domain: str | None = None
+    domains: list[str] = Field(default_factory=list)
+    website: str | None = None
+    linkedin_url: str | None = None
+    employee_count: int | None = Field(default=None, ge=0)
+    deleted: bool = False
+
+
+class PersonContract(_Contract):
+    """The fields of ``person.v1`` the connector uses."""
+
+    person_id: str = Field(min_length=1)
+    company_id: str | None = None
+    full_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    emails: list[str] = Field(default_factory=list)
+    deleted: bool = False
+
+
+class SignalReason(_Contract):
+    code: str
+    description: str
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class EvidenceRef(_Contract):
+    kind: str
+    id: str
+    url: str | None = None
+    title: str | None = None
+
+
+class _Decorations(_Contract):
+    technology_tags: list[str] = Field(default_factory=list)
+
+
+class SignalContract(_Contract):
+    """The fields of ``signal.v1`` the connector uses."""
+
+    signal_id: str = Field(min_length=1)
+    company_id: str = Field(min_length=1)
+    signal_type: str
+    contract_mode: str
+    contract_version: str
+    title: str
+    summary: str | None = None
+    score: float | None = None
+    reasons: list[SignalReason] = Field(default_factory=list)
+    evidence: list[EvidenceRef] = Field(default_factory=list)
+    decorations: _Decorations = Field(default_factory=_Decorations)
+    detected_at: str
+
+
+class JobAdContract(_Contract):
+    """The fields of ``job_ad_evidence.v1`` the connector uses."""
+
+    job_ad_id: str = Field(min_length=1)
+    company_id: str = Field(min_length=1)
+    title: str | None = None
+    url: str | None = None
+    location: str | None = None
+    posted_at: str | None = None
+
+
+# -- classification and parsing -----------------------------------------------------------
+
+_ContractT = TypeVar("_ContractT", bound=_Contract)
+
+_FAMILIES: Final[dict[str, tuple[RecordKind, RecordKind | None]]] = {
+    "company": (RecordKind.COMPANY, RecordKind.COMPANY_DELETION),
+    "person": (RecordKind.PERSON, RecordKind.PERSON_DELETION),
+    "signal": (RecordKind.SIGNAL, None),
+    "job_ad": (RecordKind.JOB_AD, None),
+    "job_ad_evidence": (RecordKind.JOB_AD, None),
+}
+
+
+def classify(record: OutboundRecord) -> RecordKind:
+    """What ``record`` asks for, from its event type (``<entity>.<action>``) and payload.
+
+    Raises ``PermanentError`` for an event type this connector does not export.
+    """
+    family, _, action = record.event_type.partition(".")
+    kinds = _FAMILIES.get(family)
+    if kinds is None:
+        raise PermanentError("event type not exported to pipedrive", partner=_PARTNER)
+    upsert, deletion = kinds
+    if deletion is not None and (action == "deleted" or record.payload.get("deleted") is True):
+        return deletion
+    return upsert
+
+
+def _parse(model: type[_ContractT], payload: Mapping[str, Any], family: str) -> _ContractT:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        fields = ", ".join(
+            sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)})
+        )
+        msg = f"payload does not match the {family} contract ({fields})"
+        raise PermanentError(msg, partner=_PARTNER) from None
+
+
+def parse_company(payload: Mapping[str, Any]) -> CompanyContract:
+    """The company record; ``PermanentError`` if it does not match the contract."""
+    return _parse(CompanyContract, payload, "company")
+
+
+def parse_person(payload: Mapping[str, Any]) -> PersonContract:
+    """The person record; ``PermanentError`` if it does not match the contract."""
+    return _parse(PersonContract, payload, "person")
+
+
+def parse_signal(payload: Mapping[str, Any]) -> SignalContract:
+    """The signal record; ``PermanentError`` if it does not match the contract."""
+    return _parse(SignalContract, payload, "signal")
+
+
+def parse_job_ad(payload: Mapping[str, Any]) -> JobAdContract:
+    """The job ad record; ``PermanentError`` if it does not match the contract."""
+    return _parse(JobAdContract, payload, "job_ad_evidence")
+
+
+# -- values -------------------------------------------------------------------------------
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` stripped, or ``None`` when there is nothing left."""
+    if value is None:
+        return None
+    stripped = value.strip()
+    return stripped or None
+
+
+def _clean_domain(value: str | None) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    text = text.lower()
+    if "://" in text:
+        text = urlsplit(text).hostname or ""
+    text = text.split("/", 1)[0].split("?", 1)[0].rstrip(".")
+    text = text.removeprefix("www.")
+    return text or None
+
+
+def primary_domain(company: CompanyContract) -> str | None:
+    """The domain kept in the domain custom field: ``domain``, else the first of ``domains``.
+
+    Lower-cased, without scheme, path or a leading ``www.``.
+    """
+    for candidate in (company.domain, *company.domains):
+        cleaned = _clean_domain(candidate)
+        if cleaned is not None:
+            return cleaned
+    return None
+
+
+def organization_search(company: CompanyContract) -> tuple[str, str] | None:
+    """``(term, fields)`` to search organizations that may be ``company``, or ``None``.
+
+    By the domain in the domain custom field (``fields=custom_fields``) when the company
+    has one, else by its exact name (``fields=name``).
+    """
+    domain = primary_domain(company)
+    if domain is not None:
+        return domain, "custom_fields"
+    name = _text(company.name)
+    if name is not None:
+        return name, "name"
+    return None
+
+
+def person_name(person: PersonContract) -> str | None:
+    """``full_name``, else ``first_name`` and ``last_name`` joined, else ``None``."""
+    full = _text(person.full_name)
+    if full is not None:
+        return full
+    parts = [p for p in (_text(person.first_name), _text(person.last_name)) if p is not None]
+    return " ".join(parts) or None
+
+
+def person_emails(person: PersonContract) -> list[str]:
+    """``email`` first, then the rest of ``emails``; stripped, de-duplicated ignoring case."""
+    seen: set[str] = set()
+    result: list[str] = []
+    for value in (person.email, *person.emails):
+        text = _text(value)
+        if text is None or "@" not in text or text.lower() in seen:
+            continue
+        seen.add(text.lower())
+        result.append(text)
+    return result
+
+
+# -- request bodies -----------------------------------------------------------------------
+
+
+def _custom_fields(pairs: Iterable[tuple[str | None, str | None]]) -> dict[str, str]:
+    return {key: value for key, value in pairs if key is not None and value is not None}
+
+
+def organization_body(
+    company: CompanyContract,
+    *,
+    domain_field_key: str,
+    queast_id_field_key: str | None,
+    for_create: bool,
+) -> dict[str, Any]:
+    """``POST``/``PATCH /api/v2/organizations`` body for ``company``.
+
+    A new organization needs a ``name``: the company's name, else its domain; without
+    either the record is a ``PermanentError``. An update leaves out what the record does
+    not know.
+    """
+    body: dict[str, Any] = {}
+    domain = primary_domain(company)
+    name = _text(company.name)
+    if name is None and for_create:
+        name = domain
+        if name is None:
+            raise PermanentError(
+                "company has neither a name nor a domain; pipedrive needs a name",
+                partner=_PARTNER,
+            )
+    if name is not None:
+        body["name"] = name
+    website = _text(company.website)
+    if website is not None:
+        body["website"] = website
+    linkedin = _text(company.linkedin_url)
+    if linkedin is not None:
+        body["linkedin"] = linkedin
+    if company.employee_count is not None:
+        body["employee_count"] = company.employee_count
+    custom = _custom_fields(((domain_field_key, domain), (queast_id_field_key, company.company_id)))
+    if custom:
+        body["custom_fields"] = custom
+    return body
+
+
+def merge_emails(
+    existing: Sequence[Mapping[str, Any]], ours: Sequence[str]
+) -> list[dict[str, Any]] | None:
+    """The person's email list with ours added, or ``None`` when nothing is missing.
+
+    Existing entries are kept as they are (value, primary flag, label); ours are appended
+    with the ``work`` label, the first of them primary only if no existing one is.
+    """
+    kept: list[dict[str, Any]] = []
+    known: set[str] = set()
+    for entry in existing:
+        value = entry.get("value")
+        if not isinstance(value, str) or not value:
+            continue
+        item: dict[str, Any] = {"value": value, "primary": entry.get("primary") is True}
+        label = entry.get("label")
+        if isinstance(label, str) and label:
+            item["label"] = label
+        kept.append(item)
+        known.add(value.strip().lower())
+    missing = [email for email in ours if email.lower() not in known]
+    if not missing:
+        return None
+    has_primary = any(item["primary"] for item in kept)
+    added = [
+        {"value": email, "primary": not has_primary and i == 0, "label": _EMAIL_LABEL}
+        for i, email in enumerate(missing)
+    ]
+    return kept + added
+
+
+def person_body(
+    person: PersonContract,
+    *,
+    org_id: int | None,
+    queast_id_field_key: str | None,
+    for_create: bool,
+    existing_emails: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """``POST``/``PATCH /api/v2/persons`` body for ``person``.
+
+    A new person needs a ``name``: the person's name, else the primary email; without
+    either the record is a ``PermanentError``. ``org_id`` is the linked organization, if
+    any. For an update, pass the person's current ``emails`` as ``existing_emails``: the
+    list is only sent when ours adds to it.
+    """
+    body: dict[str, Any] = {}
+    emails = person_emails(person)
+    name = person_name(person)
+    if name is None and for_create:
+        name = emails[0] if emails else None
+        if name is None:
+            raise PermanentError(
+                "person has neither a name nor an email; pipedrive needs a name",
+                partner=_PARTNER,
+            )
+    if name is not None:
+        body["name"] = name
+    if for_create:
+        if emails:
+            body["emails"] = [
+                {"value": email, "primary": i == 0, "label": _EMAIL_LABEL}
+                for i, email in enumerate(emails)
+            ]
+    else:
+        merged = merge_emails(existing_emails, emails)
+        if merged is not None:
+            body["emails"] = merged
+    if org_id is not None:
+        body["org_id"] = org_id
+    custom = _custom_fields(((queast_id_field_key, person.person_id),))
+    if custom:
+        body["custom_fields"] = custom
+    return body
+
+
+def note_body(content: str, *, org_id: int) -> dict[str, Any]:
+    """``POST /v1/notes`` body: HTML ``content`` attached to the organization ``org_id``."""
+    return {"content": content, "org_id": org_id}
+
+
+# -- notes --------------------------------------------------------------------------------
+
+
+def _esc(value: str, *, limit: int = _MAX_TEXT) -> str:
+    text = value if len(value) <= limit else value[: limit - 1] + "\u2026"
+    return html.escape(text, quote=True)
+
+
+def _link(url: str | None, label: str) -> str:
+    """An ``<a>`` for http(s) URLs; anything else is shown as text, never as a link."""
+    target = _text(url)
+    shown = _esc(label, limit=_MAX_TITLE)
+    if target is None or len(target) > _MAX_URL:
+        return shown
+    if urlsplit(target).scheme.lower() not in _LINK_SCHEMES:
+        return f"{shown} ({_esc(target, limit=_MAX_TITLE)})"
+    return f'<a href="{_esc(target, limit=_MAX_URL)}">{shown}</a>'
+
+
+def _check_size(content: str) -> str:
+    if len(content) > MAX_NOTE_CHARS:
+        raise PermanentError("note exceeds pipedrive's size limit", partner=_PARTNER)
+    return content
+
+
+class _Note:
+    """HTML parts that stop growing before Pipedrive's note size limit.
+
+    ``_FOOTER_RESERVE`` characters stay free for the closing lines; a list that does not
+    fit ends with an "and N more" item instead.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def add(self, part: str) -> None:
+        self.parts.append(part)
+        self.size += len(part)
+
+    def add_list(self, heading: str, items: Sequence[str]) -> None:
+        room = MAX_NOTE_CHARS - _FOOTER_RESERVE - self.size - len(heading) - len("<ul></ul>")
+        kept: list[str] = []
+        for index, item in enumerate(items):
+            if len(item) > room:
+                kept.append(f"<li>\u2026 and {len(items) - index} more</li>")
+                break
+            kept.append(item)
+            room -= len(item)
+        self.add(f"{heading}<ul>{''.join(kept)}</ul>")
+
+    def html(self) -> str:
+        return _check_size("".join(self.parts))
+
+
+def signal_note_html(signal: SignalContract) -> str:
+    """The note for a signal: title, summary, reasons with their codes, evidence links.
+
+    Non-strict signals (informational, legacy) say so with their ``contract_mode`` and
+    ``contract_version``. Technology tags appear only in a decorations line, never among
+    the reasons. Every value is HTML-escaped; only http(s) evidence URLs become links.
+    Long texts are cut and long lists shortened to stay within Pipedrive's note size.
+    """
+    note = _Note()
+    note.add(f"<p><b>Queast signal: {_esc(signal.title, limit=_MAX_TITLE)}</b></p>")
+    summary = _text(signal.summary)
+    if summary is not None:
+        note.add(f"<p>{_esc(summary)}</p>")
+    facts = [f"Type: {_esc(signal.signal_type, limit=_MAX_TITLE)}"]
+    if signal.score is not None:
+        facts.append(f"Score: {signal.score:g}")
+    facts.append(f"Detected: {_esc(signal.detected_at, limit=_MAX_TITLE)}")
+    note.add(f"<p>{' | '.join(facts)}</p>")
+    if signal.contract_mode != "strict":
+        note.add(
+            "<p><i>Not an actionable signal: "
+            f"contract_mode {_esc(signal.contract_mode, limit=_MAX_TITLE)}, "
+            f"contract_version {_esc(signal.contract_version, limit=_MAX_TITLE)}</i></p>"
+        )
+    if signal.reasons:
+        items = []
+        for reason in signal.reasons[:_MAX_REASONS]:
+            item = (
+                f"<li><b>{_esc(reason.code, limit=_MAX_TITLE)}</b>: "
+                f"{_esc(reason.description, limit=_MAX_REASON)}"
+            )
+            if reason.evidence_ids:
+                refs = ", ".join(
+                    _esc(ref, limit=_MAX_TITLE) for ref in reason.evidence_ids[:_MAX_EVIDENCE]
+                )
+                item += f" (evidence: {refs})"
+            items.append(item + "</li>")
+        note.add_list("<p><b>Reasons</b></p>", items)
+    if signal.evidence:
+        items = [
+            f"<li>{_esc(ref.kind, limit=_MAX_TITLE)} {_esc(ref.id, limit=_MAX_TITLE)}: "
+            f"{_link(ref.url, ref.title or ref.id)}</li>"
+            for ref in signal.evidence[:_MAX_EVIDENCE]
+        ]
+        note.add_list("<p><b>Evidence</b></p>", items)
+    tags = [tag for tag in (_text(t) for t in signal.decorations.technology_tags) if tag]
+    if tags:
+        shown = ", ".join(_esc(t, limit=_MAX_TITLE) for t in tags[:_MAX_TAGS])
+        note.add(f"<p>Decorations (technology tags): {shown}</p>")
+    note.add(f"<p>Queast signal id: {_esc(signal.signal_id, limit=_MAX_TITLE)}</p>")
+    return note.html()
+
+
+def job_ad_note_html(job_ad: JobAdContract) -> str:
+    """The note for a job ad (evidence): title, location, publication date and link."""
+    title = _text(job_ad.title) or "Job ad"
+    parts = [f"<p><b>Queast job ad: {_esc(title)}</b></p>"]
+    location = _text(job_ad.location)
+    if location is not None:
+        parts.append(f"<p>Location: {_esc(location)}</p>")
+    posted = _text(job_ad.posted_at)
+    if posted is not None:
+        parts.append(f"<p>Posted: {_esc(posted)}</p>")
+    url = _text(job_ad.url)
+    if url is not None:
+        parts.append(f"<p>{_link(url, url)}</p>")
+    parts.append(f"<p>Queast job ad id: {_esc(job_ad.job_ad_id)}</p>")
+    return _check_size("".join(parts))
+
+
+# -- responses to identity candidates -----------------------------------------------------
+
+
+def search_item_ids(data: object) -> list[int]:
+    """Object ids of a v2 search response's ``data`` (``{"items": [{"item": {"id"}}]}``)."""
+    if not isinstance(data, Mapping):
+        return []
+    items = data.get("items")
+    if not isinstance(items, list):
+        return []
+    ids: list[int] = []
+    for entry in items:
+        item = entry.get("item") if isinstance(entry, Mapping) else None
+        found = item.get("id") if isinstance(item, Mapping) else None
+        if isinstance(found, int) and not isinstance(found, bool) and found not in ids:
+            ids.append(found)
+    return ids
+
+
+def _custom_text(data: Mapping[str, Any], key: str | None) -> str | None:
+    custom = data.get("custom_fields")
+    if key is None or not isinstance(custom, Mapping):
+        return None
+    value = custom.get(key)
+    return _text(value) if isinstance(value, str) else None
+
+
+def _object_id(data: Mapping[str, Any]) -> int | None:
+    found = data.get("id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def organization_candidate(
+    data: Mapping[str, Any], *, domain_field_key: str, queast_id_field_key: str | None
+) -> IdentityCandidate | None:
+    """An organization (``GET /api/v2/organizations/{id}`` data) as an identity candidate.
+
+    Its domains are the domain custom field and the website; ``None`` without an id.
+    """
+    object_id = _object_id(data)
+    if object_id is None:
+        return None
+    domains = [
+        value
+        for value in (_custom_text(data, domain_field_key), data.get("website"))
+        if isinstance(value, str) and value.strip()
+    ]
+    queast_id = _custom_text(data, queast_id_field_key)
+    name = data.get("name")
+    linkedin = data.get("linkedin")
+    return IdentityCandidate(
+        partner_object_id=str(object_id),
+        name=name if isinstance(name, str) else None,
+        domains=tuple(domains),
+        linkedin_url=linkedin if isinstance(linkedin, str) and linkedin else None,
+        queast_ids=(queast_id,) if queast_id is not None else (),
+    )
+
+
+def person_candidate(
+    data: Mapping[str, Any], *, queast_id_field_key: str | None
+) -> IdentityCandidate | None:
+    """A person (``GET /api/v2/persons/{id}`` data) as an identity candidate."""
+    object_id = _object_id(data)
+    if object_id is None:
+        return None
+    emails: list[str] = []
+    raw = data.get("emails")
+    for entry in raw if isinstance(raw, list) else []:
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        if isinstance(value, str) and value.strip():
+            emails.append(value.strip())
+    queast_id = _custom_text(data, queast_id_field_key)
+    name = data.get("name")
+    return IdentityCandidate(
+        partner_object_id=str(object_id),
+        name=name if isinstance(name, str) else None,
+        emails=tuple(emails),
+        queast_ids=(queast_id,) if queast_id is not None else (),
+    )
