@@ -60,6 +60,7 @@ from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import (
     ConnectionHealth,
+    ConnectionState,
     DeliveryStateRepository,
 )
 from processors.deliveries.throttle import GlobalThrottle
@@ -84,6 +85,7 @@ SinkFactory = Callable[[ConnectionRecord], Awaitable[BaseSink[Any]]]
 """Builds and sets up the sink of a connection; raises ``ConnectorError`` when it cannot."""
 
 _CONNECTION_CACHE_SECONDS = 5.0
+_INDEX_INTERVAL_SECONDS = 0.1
 _MAX_COMMIT_BACKOFF = 30.0
 
 
@@ -107,6 +109,7 @@ class _Lane:
     queues: list[asyncio.Queue[tuple[DeliveryItem, Ack]]]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connection: ConnectionRecord | None = None
+    health: ConnectionState | None = None
     connection_loaded_at: float = float("-inf")
     sink: BaseSink[Any] | None = None
     sink_version: datetime | None = None
@@ -152,6 +155,8 @@ class DeliveryEngine:
         self._clock = clock
         self._lanes: dict[str, _Lane] = {}
         self._closed = False
+        self._index_buffer: list[DeliveryRecord] = []
+        self._indexer: asyncio.Task[None] | None = None
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -198,6 +203,31 @@ class DeliveryEngine:
             self._lanes[connection_id] = lane
         return lane
 
+    def _ensure_indexer(self) -> None:
+        if self._indexer is None or self._indexer.done():
+            self._indexer = asyncio.create_task(self._index_loop(), name="delivery-index")
+
+    async def _index_loop(self) -> None:
+        """Index delivery records in Redis every 100 ms, all lanes in one pipeline.
+
+        The index serves the API; the topic is the durable copy (records indexed here are
+        already on ``integrations.delivery-records``), so a crash loses at most 100 ms of index.
+        """
+        while self._index_buffer:
+            await asyncio.sleep(_INDEX_INTERVAL_SECONDS)
+            batch, self._index_buffer = self._index_buffer, []
+            try:
+                await self._records.add_many(batch)
+            except Exception as exc:  # Redis down: keep the records for the next round
+                logger.warning("delivery.index.failed", extra={"error": type(exc).__name__})
+                self._index_buffer[:0] = batch
+
+    async def flush_index(self) -> None:
+        """Index everything buffered now (shutdown, tests)."""
+        batch, self._index_buffer = self._index_buffer, []
+        if batch:
+            await self._records.add_many(batch)
+
     async def close(self) -> None:
         """Stop the lanes (items in flight are not acknowledged) and close the sinks."""
         self._closed = True
@@ -210,6 +240,11 @@ class DeliveryEngine:
             if lane.sink is not None:
                 await lane.sink.close()
         self._lanes.clear()
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._indexer
+        await self.flush_index()
 
     # -- the lane loop ----------------------------------------------------------------------
 
@@ -293,7 +328,7 @@ class DeliveryEngine:
             for item, ack in items:
                 self._park_or_expire(outputs, item, ack, now, reason="connection disabled")
             return
-        health = await self._state.connection_state(connection.connection_id)
+        health = lane.health
         if health is not None and health.since >= connection.updated_at.timestamp():
             for item, ack in items:
                 self._park_or_expire(outputs, item, ack, now, reason=health.health.value)
@@ -504,6 +539,9 @@ class DeliveryEngine:
         await self._state.set_connection_state(
             connection.connection_id, health, reason=error.reason, since=now
         )
+        lane = self._lanes.get(connection.connection_id)
+        if lane is not None:
+            lane.health = ConnectionState(health, error.reason, now)
         metrics.CONNECTIONS_PARKED.labels(self._connector, health.value).inc()
         logger.warning(
             "connection.parked",
@@ -690,7 +728,8 @@ class DeliveryEngine:
         for ack in outputs.acks:
             ack()
         if outputs.records:
-            await self._records.add_many(outputs.records)
+            self._index_buffer.extend(outputs.records)
+            self._ensure_indexer()
 
     # -- connections and sinks ----------------------------------------------------------------
 
@@ -700,6 +739,7 @@ class DeliveryEngine:
             # A connection deleted and created again is another connection: its exports differ.
             same = current is not None and current.connection_id == lane.connection_id
             lane.connection = current if same else None
+            lane.health = await self._state.connection_state(lane.connection_id) if same else None
             lane.connection_loaded_at = now
         return lane.connection
 
