@@ -7,6 +7,12 @@ documented limits (:class:`RateLimit`) and corrected by the partner's rate-limit
 
 A bucket is not thread-safe; it is meant for one asyncio event loop, where
 :meth:`TokenBucket.try_acquire` runs without yielding and is therefore atomic.
+
+Why not ``aiolimiter.AsyncLimiter`` for this: it only waits (``acquire``) or answers yes/no
+(``has_capacity``); it cannot say *how long* until capacity returns, which the delivery
+engine needs to choose between a short wait and a deferral, it reads the event loop's clock
+(no injected clock for tests), and it cannot be corrected by a partner's rate-limit headers.
+Plain pacing that only ever waits (a partner's search endpoint) can use ``AsyncLimiter``.
 """
 
 from __future__ import annotations

@@ -175,10 +175,13 @@ class _RollingWindow:
         self._sent.append(now)
 
     def lower(self, limit: int, interval: float) -> None:
-        """Adopt a stricter limit reported by HubSpot."""
-        if 0 < limit < self.limit:
-            self.limit = limit
-        self.interval = max(self.interval, interval)
+        """Adopt HubSpot's reported limit when it is stricter (a lower rate) than ours."""
+        if limit <= 0 or interval <= 0:
+            return
+        if limit / interval < self.limit / self.interval or (
+            interval == self.interval and limit < self.limit
+        ):
+            self.limit, self.interval = limit, interval
 
 
 def _header_number(headers: httpx.Headers, name: str) -> float | None:
@@ -349,13 +352,15 @@ def parse_batch_write(
     *,
     endpoint: str,
     key_of: Callable[[Mapping[str, Any]], str | None] | None = None,
+    trace_of_id: Mapping[str, str] | None = None,
 ) -> BatchWriteResponse:
     """One outcome per trace id from a batch answer (200, 201 or 207).
 
     Results are matched by ``objectWriteTraceId``, else by ``key_of(result)`` (the id
     property's value of an upsert, the id of an update), else by position when HubSpot
     returned exactly one result per input and no errors. Errors are matched by
-    ``context.objectWriteTraceId``, else ``context.ids``; an input left without either
+    ``context.objectWriteTraceId``, else ``context.ids`` through ``trace_of_id`` (record
+    id -> trace id, for calls by record id); an input left without either
     fails with the first unmatched error, or a ``TransientError``.
     """
     body = _json(response)
@@ -391,9 +396,8 @@ def parse_batch_write(
         context = entry.get("context")
         context = context if isinstance(context, Mapping) else {}
         traces = [t for t in _strings(context.get("objectWriteTraceId")) if t in wanted]
-        if not traces and key_of is not None:
-            ids = set(_strings(context.get("ids")))
-            traces = [t for t in trace_ids if t in ids]
+        if not traces and trace_of_id is not None:
+            traces = [trace_of_id[i] for i in _strings(context.get("ids")) if i in trace_of_id]
         for trace in traces:
             outcomes.setdefault(trace, InputOutcome(error=error))
         if not traces:
@@ -578,6 +582,7 @@ class HubSpotClient:
             [trace for trace, _, _ in inputs],
             endpoint=endpoint_label(f"{self._root}{path}"),
             key_of=key_of,
+            trace_of_id=by_id,
         )
 
     async def create_notes(

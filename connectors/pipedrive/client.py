@@ -68,6 +68,7 @@ __all__ = [
 
 _PARTNER: Final[str] = "pipedrive"
 _DAY_SECONDS: Final[int] = 86_400
+_MIN_SLEEP_SECONDS: Final[float] = 0.001
 BURST_RETRY_SECONDS: Final[float] = 2.0
 """Backoff for a 429 without ``x-ratelimit-reset``: one burst window."""
 
@@ -321,12 +322,12 @@ class PipedriveClient:
         Returns the response unless it is a 401 or 429; raises for those as the module
         docstring says.
         """
-        url = f"{self._base_url()}{path}"
-        endpoint = endpoint_label(url)
         refreshed = False
         while True:
+            headers = await self._auth.headers()  # may refresh, and move the api_domain
+            url = f"{self._base_url()}{path}"
+            endpoint = endpoint_label(url)
             await self._admit(cost, write=write, search=search, endpoint=endpoint)
-            headers = await self._auth.headers()
             with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                 response = await self._http.request(
                     method, url, params=params, json=json, headers=headers
@@ -367,12 +368,28 @@ class PipedriveClient:
                 endpoint=endpoint,
             )
         if search:
-            await self.search_bucket.acquire_or_wait(
-                max_wait=self._max_wait, partner=_PARTNER, sleep=self._clock.sleep
-            )
-        await self.burst.acquire_or_wait(
-            max_wait=self._max_wait, partner=_PARTNER, sleep=self._clock.sleep
-        )
+            await self._acquire(self.search_bucket)
+        await self._acquire(self.burst)
+
+    async def _acquire(self, bucket: TokenBucket) -> None:
+        """Take a token, sleeping while the total wait stays within ``max_wait`` seconds.
+
+        Raises ``BackpressureError(retry_after=wait)`` without sleeping when the token is
+        further away. Each sleep lasts at least a millisecond, so float rounding in the
+        bucket cannot turn the loop into a spin.
+        """
+        waited = 0.0
+        while True:
+            wait = bucket.try_acquire()
+            if wait == 0.0:
+                return
+            if waited + wait > self._max_wait:
+                raise BackpressureError(
+                    "rate limit wait too long", retry_after=wait, partner=_PARTNER
+                )
+            pause = max(wait, _MIN_SLEEP_SECONDS)
+            await self._clock.sleep(pause)
+            waited += pause
 
     def _observe(self, response: httpx.Response, *, cost: int, search: bool) -> None:
         """Account for the response's cost and correct the buckets from its headers."""
