@@ -1,0 +1,214 @@
+"""The service side of :class:`connectors.base.IdentityResolver`, for one tenant connection.
+
+Partner sinks find candidates in their partner; this resolver applies the connection's match
+policy (strategies in order, auto-link threshold, ambiguity margin) with
+:mod:`processors.identity.matching` and keeps the outcome in the mapping store:
+
+- an auto-linked match is stored with its provenance and is still listed for review;
+- an ambiguous one writes a review entry (nothing is written to the partner);
+- a candidate already linked to another Queast entity is never offered again.
+
+The policy lives in the connection's settings as ``match_policy``:
+``{"company_strategies": [...], "person_strategies": [...], "auto_link_threshold": 0.92,
+"ambiguity_margin": 0.05}``; anything left out takes the defaults of
+:mod:`processors.identity.matching`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.base import (
+    EntityKind,
+    IdentityCandidate,
+    IdentityDecision,
+    IdentityOutcome,
+)
+from processors.identity.matching import (
+    DEFAULT_AMBIGUITY_MARGIN,
+    DEFAULT_AUTO_LINK_THRESHOLD,
+    DEFAULT_COMPANY_STRATEGIES,
+    DEFAULT_PERSON_STRATEGIES,
+    CompanyIdentity,
+    MatchDecision,
+    MatchOutcome,
+    MatchStrategy,
+    PartnerCandidate,
+    PersonIdentity,
+    match_company,
+    match_person,
+)
+from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+
+__all__ = ["ConnectionIdentityResolver", "MatchPolicy"]
+
+
+class MatchPolicy(BaseModel):
+    """A connection's identity match policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    company_strategies: tuple[MatchStrategy, ...] = DEFAULT_COMPANY_STRATEGIES
+    person_strategies: tuple[MatchStrategy, ...] = DEFAULT_PERSON_STRATEGIES
+    auto_link_threshold: float = Field(default=DEFAULT_AUTO_LINK_THRESHOLD, ge=0.5, le=1.0)
+    ambiguity_margin: float = Field(default=DEFAULT_AMBIGUITY_MARGIN, ge=0.0, le=0.5)
+
+
+def _text(payload: Mapping[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _texts(payload: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = payload.get(key)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+class ConnectionIdentityResolver:
+    """Links of one tenant connection; built by the service for each partner sink."""
+
+    def __init__(
+        self,
+        repository: IdentityRepository,
+        *,
+        tenant_id: str,
+        connection_id: str,
+        policy: MatchPolicy,
+    ) -> None:
+        self._repository = repository
+        self._tenant_id = tenant_id
+        self._connection_id = connection_id
+        self._policy = policy
+
+    async def linked(self, kind: EntityKind, queast_id: str) -> str | None:
+        link = await self._repository.get(self._connection_id, kind.value, queast_id)
+        return None if link is None else link.partner_object_id
+
+    async def decide(
+        self,
+        kind: EntityKind,
+        queast_id: str,
+        payload: Mapping[str, Any],
+        candidates: Sequence[IdentityCandidate],
+    ) -> IdentityDecision:
+        free = [c for c in candidates if await self._free_for(kind, queast_id, c)]
+        offered = [
+            PartnerCandidate(
+                partner_object_id=c.partner_object_id,
+                name=c.name,
+                domains=c.domains,
+                emails=c.emails,
+                linkedin_url=c.linkedin_url,
+                queast_ids=c.queast_ids,
+            )
+            for c in free
+        ]
+        decision = self._match(kind, queast_id, payload, offered)
+        if decision.outcome is MatchOutcome.AUTO_LINKED and decision.partner_object_id:
+            await self._repository.put(
+                IdentityLink(
+                    tenant_id=self._tenant_id,
+                    connection_id=self._connection_id,
+                    kind=kind.value,
+                    queast_id=queast_id,
+                    partner_object_id=decision.partner_object_id,
+                    state=LinkState.AUTO_LINKED,
+                    strategy=str(decision.strategy),
+                    confidence=decision.confidence,
+                    explanation=decision.explanation,
+                )
+            )
+            return IdentityDecision(
+                IdentityOutcome.LINKED,
+                decision.partner_object_id,
+                str(decision.strategy),
+                decision.confidence,
+                decision.explanation,
+            )
+        if decision.outcome is MatchOutcome.AMBIGUOUS:
+            entry = ReviewEntry(
+                tenant_id=self._tenant_id,
+                connection_id=self._connection_id,
+                kind=kind.value,
+                queast_id=queast_id,
+                best_candidate_id=decision.best_candidate_id,
+                confidence=decision.confidence,
+                strategy=None if decision.strategy is None else str(decision.strategy),
+                explanation=decision.explanation,
+                candidates=[c.model_dump(mode="json") for c in offered],
+            )
+            await self._repository.add_review(entry)
+            return IdentityDecision(
+                IdentityOutcome.AMBIGUOUS,
+                None,
+                entry.strategy,
+                decision.confidence,
+                decision.explanation,
+                review_id=f"{kind.value}:{queast_id}",
+            )
+        return IdentityDecision(IdentityOutcome.NO_MATCH, None, None, 0.0, decision.explanation)
+
+    async def link(
+        self, kind: EntityKind, queast_id: str, partner_object_id: str, *, strategy: str
+    ) -> None:
+        await self._repository.put(
+            IdentityLink(
+                tenant_id=self._tenant_id,
+                connection_id=self._connection_id,
+                kind=kind.value,
+                queast_id=queast_id,
+                partner_object_id=partner_object_id,
+                state=LinkState.CREATED,
+                strategy=strategy,
+                confidence=1.0,
+                explanation=f"partner object made by this connection ({strategy})",
+            )
+        )
+
+    async def _free_for(self, kind: EntityKind, queast_id: str, c: IdentityCandidate) -> bool:
+        owner = await self._repository.by_partner(
+            self._connection_id, kind.value, c.partner_object_id
+        )
+        return owner is None or owner == queast_id
+
+    def _match(
+        self,
+        kind: EntityKind,
+        queast_id: str,
+        payload: Mapping[str, Any],
+        candidates: Sequence[PartnerCandidate],
+    ) -> MatchDecision:
+        policy = self._policy
+        if kind is EntityKind.COMPANY:
+            company = CompanyIdentity(
+                company_id=queast_id,
+                name=_text(payload, "name"),
+                domain=_text(payload, "domain"),
+                domains=_texts(payload, "domains"),
+                website=_text(payload, "website"),
+                linkedin_url=_text(payload, "linkedin_url"),
+            )
+            return match_company(
+                company,
+                candidates,
+                strategies=policy.company_strategies,
+                auto_link_threshold=policy.auto_link_threshold,
+                ambiguity_margin=policy.ambiguity_margin,
+            )
+        person = PersonIdentity(
+            person_id=queast_id,
+            full_name=_text(payload, "full_name"),
+            email=_text(payload, "email"),
+            emails=_texts(payload, "emails"),
+            linkedin_url=_text(payload, "linkedin_url"),
+        )
+        return match_person(
+            person,
+            candidates,
+            strategies=policy.person_strategies,
+            auto_link_threshold=policy.auto_link_threshold,
+            ambiguity_margin=policy.ambiguity_margin,
+        )
