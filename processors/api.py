@@ -39,6 +39,7 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.identity.endpoints import router as identity_router
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
 
@@ -170,4 +171,5 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(tenant_router)
     app.include_router(deliveries_router)
+    app.include_router(identity_router)
     return app

@@ -1,0 +1,174 @@
+"""Match review: every link of a connection (auto-linked ones included) and the ambiguous
+matches waiting for a decision, and the decisions a tenant admin can make.
+
+::
+
+    GET    /v1/tenants/{tenant_id}/connections/{connector}/matches
+    POST   /v1/tenants/{tenant_id}/connections/{connector}/matches/{kind}/{queast_id}/confirm
+    PUT    /v1/tenants/{tenant_id}/connections/{connector}/matches/{kind}/{queast_id}
+           {"partner_object_id": "..."}            link (or relink) by hand
+    DELETE /v1/tenants/{tenant_id}/connections/{connector}/matches/{kind}/{queast_id}
+
+``confirm`` turns an auto-linked match, or the best candidate of a review entry, into a
+confirmed link recorded with the caller's ``sub``. Access: a tenant admin of that tenant, or a
+platform admin. Records held for review are delivered by the next export of their entity;
+re-delivering the held one on a decision is not built yet.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+
+from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.errors import NotFound
+from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+from processors.settings import Settings
+from processors.tenants.models import Connector
+from processors.tenants.repository import ConnectionRepository
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/tenants/{tenant_id}/connections/{connector}/matches",
+    tags=["identity"],
+    responses={
+        401: {"description": "Missing or invalid bearer token"},
+        403: {"description": "Not allowed for this tenant"},
+    },
+)
+
+Kind = Literal["company", "person"]
+QueastId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+class MatchesOut(BaseModel):
+    links: list[IdentityLink]
+    reviews: list[ReviewEntry]
+
+
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partner_object_id: str = Field(min_length=1, max_length=128)
+
+
+def _stores(request: Request) -> tuple[IdentityRepository, ConnectionRepository]:
+    redis = request.app.state.redis
+    settings = request.app.state.settings
+    if not isinstance(redis, Redis) or not isinstance(settings, Settings):
+        msg = "the app has no redis/settings state; build it with processors.api.create_api"
+        raise RuntimeError(msg)
+    prefix = settings.redis.key_prefix
+    return IdentityRepository(redis, key_prefix=prefix), ConnectionRepository(
+        redis, key_prefix=prefix
+    )
+
+
+Stores = Annotated[tuple[IdentityRepository, ConnectionRepository], Depends(_stores)]
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
+
+
+async def _connection_id(stores: Stores, tenant_id: str, connector: Connector) -> str:
+    connection = await stores[1].get(tenant_id, connector)
+    if connection is None:
+        raise NotFound("no connection for this connector", code="connection_not_found")
+    return connection.connection_id
+
+
+@router.get("", summary="Links (auto-linked included) and matches waiting for review")
+async def list_matches(
+    tenant_id: TenantId,
+    connector: Connector,
+    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    stores: Stores,
+) -> MatchesOut:
+    connection_id = await _connection_id(stores, tenant_id, connector)
+    identity = stores[0]
+    links = await identity.links(connection_id, "company") + await identity.links(
+        connection_id, "person"
+    )
+    return MatchesOut(links=links, reviews=await identity.reviews(connection_id))
+
+
+@router.post("/{kind}/{queast_id}/confirm", summary="Confirm a link or a review's best match")
+async def confirm_match(
+    tenant_id: TenantId,
+    connector: Connector,
+    kind: Kind,
+    queast_id: QueastId,
+    *,
+    actor: Annotated[Principal, Depends(require_tenant_access)],
+    stores: Stores,
+) -> IdentityLink:
+    connection_id = await _connection_id(stores, tenant_id, connector)
+    identity = stores[0]
+    link = await identity.get(connection_id, kind, queast_id)
+    if link is not None:
+        confirmed = link.model_copy(update={"state": LinkState.CONFIRMED, "decided_by": actor.sub})
+    else:
+        reviews = {(r.kind, r.queast_id): r for r in await identity.reviews(connection_id)}
+        entry = reviews.get((kind, queast_id))
+        if entry is None or entry.best_candidate_id is None:
+            raise NotFound("no link or review entry for this entity", code="match_not_found")
+        confirmed = IdentityLink(
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            kind=kind,
+            queast_id=queast_id,
+            partner_object_id=entry.best_candidate_id,
+            state=LinkState.CONFIRMED,
+            strategy=entry.strategy or "review",
+            confidence=entry.confidence,
+            decided_by=actor.sub,
+            explanation=entry.explanation,
+        )
+    await identity.put(confirmed)
+    return confirmed
+
+
+@router.put("/{kind}/{queast_id}", summary="Link (or relink) an entity to a partner object")
+async def link_match(
+    tenant_id: TenantId,
+    connector: Connector,
+    kind: Kind,
+    queast_id: QueastId,
+    *,
+    body: LinkIn,
+    actor: Annotated[Principal, Depends(require_tenant_access)],
+    stores: Stores,
+) -> IdentityLink:
+    connection_id = await _connection_id(stores, tenant_id, connector)
+    link = IdentityLink(
+        tenant_id=tenant_id,
+        connection_id=connection_id,
+        kind=kind,
+        queast_id=queast_id,
+        partner_object_id=body.partner_object_id,
+        state=LinkState.CONFIRMED,
+        strategy="manual",
+        confidence=1.0,
+        decided_by=actor.sub,
+        explanation="linked by hand",
+    )
+    await stores[0].put(link)
+    return link
+
+
+@router.delete("/{kind}/{queast_id}", status_code=204, summary="Unlink an entity")
+async def unlink_match(
+    tenant_id: TenantId,
+    connector: Connector,
+    kind: Kind,
+    queast_id: QueastId,
+    *,
+    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    stores: Stores,
+) -> Response:
+    connection_id = await _connection_id(stores, tenant_id, connector)
+    if not await stores[0].unlink(connection_id, kind, queast_id):
+        raise NotFound("no link for this entity", code="match_not_found")
+    return Response(status_code=204)
