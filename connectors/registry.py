@@ -15,6 +15,8 @@ from typing import Any
 from connectors.base.config import ConnectionConfig
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import BaseSink
+from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink
+from connectors.pipedrive import PipedriveConnectionConfig, PipedriveSink
 from connectors.webhook.config import WebhookConnectionConfig
 from connectors.webhook.sink import WebhookSink
 
@@ -67,6 +69,20 @@ CONNECTORS: Mapping[str, ConnectorSpec] = MappingProxyType(
             config_class=WebhookConnectionConfig,
             max_batch_size=1,
             default_rate_limit=RateLimit(rate=10, per_seconds=1),
+        ),
+        "hubspot": ConnectorSpec(
+            name="hubspot",
+            sink_class=HubSpotSink,
+            config_class=HubSpotConnectionConfig,
+            max_batch_size=100,
+            default_rate_limit=RateLimit(rate=100, per_seconds=10),
+        ),
+        "pipedrive": ConnectorSpec(
+            name="pipedrive",
+            sink_class=PipedriveSink,
+            config_class=PipedriveConnectionConfig,
+            max_batch_size=1,
+            default_rate_limit=RateLimit(rate=20, per_seconds=2),
         ),
     }
 )

@@ -127,7 +127,6 @@ class OAuthTokenSource:
         self._on_token_refreshed = on_token_refreshed
         self._margin = refresh_margin_seconds
         self._lock = asyncio.Lock()
-        self.refresh_count = 0
 
     @property
     def expires_at(self) -> float | None:
@@ -200,7 +199,6 @@ class OAuthTokenSource:
         self._expires_at = self._clock.time() + expires_in
         if refresh is not None:
             self._refresh_token = SecretStr(refresh)
-        self.refresh_count += 1
         self._logger.info(
             "hubspot.token.refreshed",
             extra={**self._log_fields, "reason": reason, "expires_in": expires_in},

@@ -448,7 +448,6 @@ class HubSpotClient:
         self._logger = logger
         self._max_wait = max_wait
         self._log_fields = dict(log_fields or {})
-        self.requests_sent = 0
 
     @property
     def limiter(self) -> HubSpotRateLimiter:
@@ -495,7 +494,6 @@ class HubSpotClient:
             headers = {"authorization": f"Bearer {reveal_secret(token)}"}
             with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                 response = await self._http.post(url, json=body, headers=headers)
-            self.requests_sent += 1
             if scope == "burst":
                 self._limiter.observe(response.headers)
             if response.status_code != 401 or retried:

@@ -144,6 +144,12 @@ class _Run:
         for record in group.records:
             self.results[record.delivery_id] = RecordFailure(record.delivery_id, error, attempted)
 
+    def defer(self, group: _Group) -> None:
+        """Fail an already written group with the stop error: a later step it needs (an
+        association) was not sent, so the whole record must come back."""
+        if self.stop is not None:
+            self.fail(group, self.stop, attempted=_attempted_when_stopped(self.stop))
+
     def fail_record(self, record: OutboundRecord, error: ConnectorError) -> None:
         self.results[record.delivery_id] = RecordFailure(record.delivery_id, error)
 
@@ -168,7 +174,7 @@ class _Run:
         delivered: list[DeliveryResult] = []
         failed: list[RecordFailure] = []
         stop = self.stop or TransientError("record not reached", partner=_PARTNER)
-        attempted = isinstance(stop, QuotaExhaustedError | AuthenticationError)
+        attempted = _attempted_when_stopped(stop)
         for record in self.records:
             result = self.results.get(record.delivery_id)
             if result is None:
@@ -178,6 +184,12 @@ class _Run:
             else:
                 failed.append(result)
         return BatchOutcome(tuple(delivered), tuple(failed))
+
+
+def _attempted_when_stopped(error: ConnectorError) -> bool:
+    """Records a stopped run never sent count as attempted only for errors the service must
+    act on for the connection (park on quota, re-authorise): it acts on attempted ones."""
+    return isinstance(error, QuotaExhaustedError | AuthenticationError)
 
 
 def _is_request_scoped(error: ConnectorError) -> bool:
@@ -306,7 +318,7 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
             "hubspot.batch.written",
             extra={
                 **self.context.log_fields(),
-                **run.counts,
+                **{f"n_{name}": count for name, count in run.counts.items()},
                 "records": len(batch),
                 "delivered": len(outcome.delivered),
                 "failed": len(outcome.failed),
@@ -551,8 +563,6 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
     # -- associations ---------------------------------------------------------------------
 
     async def _associate_people(self, run: _Run, people: list[_Group]) -> None:
-        if run.stop is not None:
-            return
         pairs: list[tuple[_Group, str, str]] = []
         for group in run.pending_results(people):
             person = group.export
@@ -560,6 +570,9 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
             if not isinstance(person, PersonWrite) or not isinstance(result, DeliveryResult):
                 continue
             if person.company_queast_id is None or result.partner_object_id is None:
+                continue
+            if run.stop is not None:
+                run.defer(group)
                 continue
             company = await self._identity_call(
                 run, group, self._linked(run, EntityKind.COMPANY, person.company_queast_id)
@@ -701,7 +714,11 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
     async def _associate_notes(
         self, run: _Run, pairs: list[tuple[_Group, str, str]], to_type: ObjectType
     ) -> None:
-        pairs = [(g, a, b) for g, a, b in pairs if run.stop is None and _delivered(run, g)]
+        pairs = [(g, a, b) for g, a, b in pairs if _delivered(run, g)]
+        if run.stop is not None:
+            for group, _, _ in pairs:
+                run.defer(group)
+            return
         if not pairs:
             return
         groups = list({id(g): g for g, _, _ in pairs}.values())

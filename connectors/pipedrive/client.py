@@ -23,10 +23,12 @@ Pacing and budgets (Pipedrive's rate-limiting guide):
 
 - the local budget is spent (or, for a write, ``x-daily-requests-left`` said 0):
   ``QuotaExhaustedError``;
-- a non-search 429 whose ``x-ratelimit-remaining`` is above 0 cannot be the burst limit,
-  so it is taken as the company's daily budget spent by someone else (the budget is shared
-  by every integration of the account): the local budget is marked spent and
-  ``QuotaExhaustedError`` raised;
+- a 429 whose ``x-ratelimit-remaining`` is above 0 cannot be a rate window's refusal, so
+  it is taken as the company's daily budget spent by someone else (the budget is shared by
+  every integration of the account): the local budget is marked spent and
+  ``QuotaExhaustedError`` raised. For a search this needs the headers to be the search
+  window's (``x-ratelimit-limit`` of 10); with any other limit the count may be the general
+  window's while the search limit refused, so it stays backpressure;
 - any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
 
 A 401 is retried once after :meth:`PipedriveAuth.refresh_after_unauthorized`; everything
@@ -59,6 +61,7 @@ from connectors.pipedrive.auth import PipedriveAuth
 __all__ = [
     "BURST_RETRY_SECONDS",
     "COSTS",
+    "SEARCH_LIMIT_PER_WINDOW",
     "DailyBudget",
     "PipedriveClient",
     "PipedriveObject",
@@ -69,6 +72,8 @@ __all__ = [
 _PARTNER: Final[str] = "pipedrive"
 _DAY_SECONDS: Final[int] = 86_400
 _MIN_SLEEP_SECONDS: Final[float] = 0.001
+SEARCH_LIMIT_PER_WINDOW: Final[int] = 10
+"""Pipedrive's search limit per 2-second window, on every plan."""
 BURST_RETRY_SECONDS: Final[float] = 2.0
 """Backoff for a 429 without ``x-ratelimit-reset``: one burst window."""
 
@@ -413,7 +418,12 @@ class PipedriveClient:
     ) -> None:
         """Raise the outcome of a 429 (see the module docstring)."""
         remaining = _header_number(response.headers, "x-ratelimit-remaining")
-        budget_refusal = not search and remaining is not None and remaining > 0
+        budget_refusal = remaining is not None and remaining > 0
+        if search:
+            # Only trust the count if it is the search window's own (10 per 2 s): a count of
+            # the general burst window says nothing about the search limit.
+            limit = _header_number(response.headers, "x-ratelimit-limit")
+            budget_refusal = budget_refusal and limit == SEARCH_LIMIT_PER_WINDOW
         if budget_refusal:
             self.budget.exhaust()
         if budget_refusal or self.budget.exhausted(write=write):

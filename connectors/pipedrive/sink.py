@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 import httpx
+from pydantic import HttpUrl
 
 from connectors.base.context import Clock, SinkContext
 from connectors.base.errors import (
@@ -87,8 +88,10 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
 
     The burst bucket is ``rate_limit_per_second`` when the connection sets it, else the
     plan's limit per 2 s for the auth type (API token 20/40/100/120, OAuth
-    80/160/400/480); :attr:`default_rate_limit` is the Lite API-token limit. Searches are
-    also paced by :attr:`search_rate_limit` (10 per 2 s on every plan).
+    80/160/400/480); :attr:`default_rate_limit` is the Lite API-token limit. It lets a
+    full window's worth through at once; when Pipedrive's ``x-ratelimit-remaining`` then
+    says 0, the bucket holds off until ``x-ratelimit-reset``. Searches are also paced by
+    :attr:`search_rate_limit` (10 per 2 s on every plan).
 
     ``on_token_refreshed`` (OAuth only) receives the new tokens after each refresh, for the
     service to store. ``search_rate_limit`` overrides the search pacing (sandboxes only).
@@ -100,8 +103,13 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     default_rate_limit: ClassVar[RateLimit | None] = RateLimit(
         rate=20, per_seconds=BURST_WINDOW_SECONDS
     )
-    search_rate_limit: ClassVar[RateLimit] = RateLimit(rate=10, per_seconds=BURST_WINDOW_SECONDS)
-    max_rate_limit_wait: ClassVar[float] = 2.0
+    search_rate_limit: ClassVar[RateLimit] = RateLimit(
+        rate=10, per_seconds=BURST_WINDOW_SECONDS, burst=1
+    )
+    """10 searches per 2 s, evenly spaced: Pipedrive's window is rolling, so a bucket that
+    let 10 through at once and refilled at 5/s would exceed it within the same 2 s."""
+    max_rate_limit_wait: ClassVar[float] = 2.5
+    """Long enough to wait out a full burst window (2 s) and the next token in place."""
     max_candidates: ClassVar[int] = 5
     """Search results read in full and offered to the identity resolver."""
 
@@ -117,7 +125,6 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         self._search_limit = search_rate_limit or self.search_rate_limit
         self._http: httpx.AsyncClient | None = None
         self._client: PipedriveClient | None = None
-        self._auth: PipedriveAuth | None = None
         self._concurrency = asyncio.Semaphore(_DEFAULT_MAX_CONCURRENCY)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -162,7 +169,6 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             )
         else:
             auth = ApiTokenAuth(config.auth.token)
-        self._auth = auth
         self._client = PipedriveClient(
             http_client=self._http,
             auth=auth,
@@ -177,7 +183,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         )
 
     def _check_urls(self, config: PipedriveConnectionConfig) -> None:
-        urls: list[tuple[str, Any]] = [("base_url", config.base_url)]
+        urls: list[tuple[str, HttpUrl | None]] = [("base_url", config.base_url)]
         if isinstance(config.auth, PipedriveOAuth):
             urls += [("api_domain", config.auth.api_domain), ("token_url", config.auth.token_url)]
         for what, url in urls:

@@ -11,7 +11,7 @@ import pytest
 
 import connectors
 
-PACKAGES = ["connectors.base", "connectors.webhook"]
+PACKAGES = ["connectors.base", "connectors.webhook", "connectors.hubspot", "connectors.pipedrive"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

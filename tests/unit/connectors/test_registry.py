@@ -38,3 +38,9 @@ def test_a_spec_must_agree_with_its_sink() -> None:
             max_batch_size=100,
             default_rate_limit=WebhookSink.default_rate_limit,
         )
+
+
+def test_partner_connectors_are_registered_with_their_bulk_limits() -> None:
+    assert get_connector("hubspot").max_batch_size == 100
+    assert get_connector("pipedrive").max_batch_size == 1
+    assert set(CONNECTORS) == {"webhook", "hubspot", "pipedrive"}

@@ -1,0 +1,186 @@
+"""Bearer tokens: private app tokens as is, OAuth refresh ahead of expiry and after a 401."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from connectors.base import AuthenticationError, TransientError, http_client_factory
+from connectors.hubspot import RefreshedToken
+from connectors.hubspot.auth import OAuthTokenSource, PrivateAppToken
+from tests.unit.connectors.fakes import FakeClock
+
+TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class TokenEndpoint:
+    """A mock ``/oauth/v1/token``: hands out ``at-1``, ``at-2``, ... valid ``expires_in``."""
+
+    def __init__(self, *, expires_in: int = 1800, respond: Handler | None = None) -> None:
+        self.forms: list[dict[str, str]] = []
+        self.expires_in = expires_in
+        self._respond = respond
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url == TOKEN_URL
+        assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        self.forms.append(form)
+        if self._respond is not None:
+            return self._respond(request)
+        return httpx.Response(
+            200,
+            json={
+                "token_type": "bearer",
+                "access_token": f"at-{len(self.forms)}",
+                "refresh_token": "rt-rotated",
+                "expires_in": self.expires_in,
+            },
+        )
+
+
+def _source(
+    endpoint: TokenEndpoint,
+    clock: FakeClock,
+    *,
+    access_token: str | None = None,
+    expires_at: float | None = None,
+    hook: Callable[[RefreshedToken], object] | None = None,
+) -> OAuthTokenSource:
+    async def on_refreshed(token: RefreshedToken) -> None:
+        if hook is not None:
+            hook(token)
+
+    return OAuthTokenSource(
+        http_client=http_client_factory(transport=httpx.MockTransport(endpoint)),
+        token_url=TOKEN_URL,
+        client_id="client-1",
+        client_secret=SecretStr("cs-secret"),
+        refresh_token=SecretStr("rt-secret"),
+        access_token=None if access_token is None else SecretStr(access_token),
+        expires_at=expires_at,
+        clock=clock,
+        logger=logging.getLogger("test.hubspot.auth"),
+        log_fields={"connection_id": "c_hs"},
+        on_token_refreshed=on_refreshed,
+    )
+
+
+async def test_private_app_token_is_used_as_is_and_cannot_be_renewed() -> None:
+    source = PrivateAppToken(SecretStr("pat-1"))
+    assert (await source.token()).get_secret_value() == "pat-1"
+    assert await source.renew_after_rejection(SecretStr("pat-1")) is False
+
+
+async def test_first_use_refreshes_with_the_refresh_token_grant() -> None:
+    endpoint, clock = TokenEndpoint(), FakeClock()
+    refreshed: list[RefreshedToken] = []
+    source = _source(endpoint, clock, hook=refreshed.append)
+
+    token = await source.token()
+    again = await source.token()
+
+    assert token.get_secret_value() == again.get_secret_value() == "at-1"
+    assert endpoint.forms == [
+        {
+            "grant_type": "refresh_token",
+            "client_id": "client-1",
+            "client_secret": "cs-secret",
+            "refresh_token": "rt-secret",
+        }
+    ]
+    assert source.expires_at == clock.wall + 1800
+    assert len(refreshed) == 1
+    assert refreshed[0].access_token.get_secret_value() == "at-1"
+    assert refreshed[0].expires_at == clock.wall + 1800
+    assert refreshed[0].refresh_token.get_secret_value() == "rt-rotated"
+
+
+async def test_a_stored_token_is_used_until_60_seconds_before_it_expires() -> None:
+    endpoint, clock = TokenEndpoint(), FakeClock()
+    source = _source(endpoint, clock, access_token="stored", expires_at=clock.wall + 120)
+
+    assert (await source.token()).get_secret_value() == "stored"
+    clock.advance(59)
+    assert (await source.token()).get_secret_value() == "stored"
+    clock.advance(2)  # 59 s left: inside the margin
+    assert (await source.token()).get_secret_value() == "at-1"
+    assert endpoint.forms[0]["refresh_token"] == "rt-secret"
+    clock.advance(1800)
+    assert (await source.token()).get_secret_value() == "at-2"
+    assert endpoint.forms[1]["refresh_token"] == "rt-rotated"  # HubSpot rotated it
+
+
+async def test_concurrent_callers_share_one_refresh() -> None:
+    endpoint, clock = TokenEndpoint(), FakeClock()
+    source = _source(endpoint, clock)
+    tokens = await asyncio.gather(*(source.token() for _ in range(5)))
+    assert {t.get_secret_value() for t in tokens} == {"at-1"}
+    assert len(endpoint.forms) == 1
+
+
+async def test_renew_after_rejection_refreshes_once_per_rejected_token() -> None:
+    endpoint, clock = TokenEndpoint(), FakeClock()
+    source = _source(endpoint, clock, access_token="stored", expires_at=clock.wall + 1000)
+
+    assert await source.renew_after_rejection(SecretStr("stored")) is True
+    assert (await source.token()).get_secret_value() == "at-1"
+    # a second caller rejected with the same old token does not refresh again
+    assert await source.renew_after_rejection(SecretStr("stored")) is True
+    assert len(endpoint.forms) == 1
+
+
+@pytest.mark.parametrize("status", [400, 401])
+async def test_a_refused_refresh_token_is_an_authentication_error(status: int) -> None:
+    body = {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}
+    endpoint = TokenEndpoint(respond=lambda _: httpx.Response(status, json=body))
+    with pytest.raises(AuthenticationError) as info:
+        await _source(endpoint, FakeClock()).token()
+    assert info.value.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (httpx.Response(503), TransientError),
+        (httpx.Response(200, json={"access_token": "x"}), TransientError),
+        (httpx.Response(200, text="<html>"), TransientError),
+    ],
+)
+async def test_token_endpoint_outages_and_garbage_are_transient(
+    response: httpx.Response, expected: type[Exception]
+) -> None:
+    endpoint = TokenEndpoint(respond=lambda _: response)
+    with pytest.raises(expected):
+        await _source(endpoint, FakeClock()).token()
+
+
+async def test_a_failing_hook_does_not_fail_the_refresh(caplog: pytest.LogCaptureFixture) -> None:
+    def explode(_: RefreshedToken) -> None:
+        raise RuntimeError("store down")
+
+    with caplog.at_level(logging.INFO, logger="test.hubspot.auth"):
+        token = await _source(TokenEndpoint(), FakeClock(), hook=explode).token()
+    assert token.get_secret_value() == "at-1"
+    assert [r.msg for r in caplog.records] == [
+        "hubspot.token.refreshed",
+        "hubspot.token.hook_failed",
+    ]
+
+
+async def test_logs_never_carry_tokens_or_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    endpoint, clock = TokenEndpoint(), FakeClock()
+    with caplog.at_level(logging.DEBUG):
+        source = _source(endpoint, clock)
+        await source.token()
+        await source.renew_after_rejection(SecretStr("at-1"))
+    logged = " ".join(str(r.__dict__) for r in caplog.records)
+    for secret in ("at-1", "at-2", "rt-secret", "rt-rotated", "cs-secret"):
+        assert secret not in logged

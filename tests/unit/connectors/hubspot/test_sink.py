@@ -1,0 +1,722 @@
+"""HubSpotSink through ``httpx.MockTransport``, a fake clock and a fake identity resolver."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.base import (
+    AuthenticationError,
+    BackpressureError,
+    BatchOutcome,
+    ConnectorError,
+    DeliveryResult,
+    EntityKind,
+    HeldForReviewError,
+    IdentityOutcome,
+    PermanentError,
+    QuotaExhaustedError,
+    SinkContext,
+    TransientError,
+    http_client_factory,
+)
+from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink, RefreshedToken
+from tests.unit.connectors.fakes import FakeClock
+from tests.unit.connectors.hubspot.fakes import (
+    FakeIdentity,
+    company,
+    deleted,
+    job_ad,
+    person,
+    signal,
+)
+
+API = "https://api.hubapi.com"
+PRIVATE = {"type": "private_app", "token": "pat-secret-token"}
+Responder = Callable[[httpx.Request], httpx.Response]
+C, P = EntityKind.COMPANY, EntityKind.PERSON
+
+
+def _body(request: httpx.Request) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(request.content) if request.content else {}
+    return parsed
+
+
+class MockHubSpot:
+    """Answers like HubSpot by default; ``script`` overrides the next matching requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.search_results: dict[str, list[dict[str, Any]]] = {"companies": [], "contacts": []}
+        self.headers: dict[str, str] = {}
+        self._ids = itertools.count(9001)
+        self._tokens = itertools.count(1)
+        self._scripts: list[tuple[str, Responder]] = []
+
+    def script(self, path_contains: str, responder: Responder, *, times: int = 1) -> None:
+        self._scripts.extend([(path_contains, responder)] * times)
+
+    def calls(self, path_contains: str) -> list[httpx.Request]:
+        return [r for r in self.requests if path_contains in r.url.path]
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        for index, (fragment, responder) in enumerate(self._scripts):
+            if fragment in request.url.path:
+                del self._scripts[index]
+                return responder(request)
+        return self._default(request)
+
+    def _default(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/oauth/v1/token":
+            number = next(self._tokens)
+            body = {"access_token": f"at-{number}", "refresh_token": "rt", "expires_in": 1800}
+            return httpx.Response(200, json=body)
+        data = _body(request)
+        if path.endswith("/search"):
+            object_type = path.split("/")[4]
+            return httpx.Response(
+                200, json={"total": 0, "results": self.search_results[object_type]}
+            )
+        if path.endswith("/batch/archive"):
+            return httpx.Response(204, headers=self.headers)
+        if "/crm/v4/associations/" in path:
+            results = [
+                {"fromObjectId": int(i["from"]["id"]), "toObjectId": int(i["to"]["id"])}
+                for i in data["inputs"]
+            ]
+            return httpx.Response(200, json={"status": "COMPLETE", "results": results})
+        results = []
+        for item in data["inputs"]:
+            if path.endswith("/batch/update"):
+                object_id, new = item["id"], None
+            else:
+                object_id, new = str(next(self._ids)), True
+            result: dict[str, Any] = {
+                "id": object_id,
+                "properties": item["properties"],
+                "objectWriteTraceId": item.get("objectWriteTraceId"),
+            }
+            if new is not None and path.endswith("/batch/upsert"):
+                result["new"] = new
+            results.append(result)
+        status = 201 if path.endswith("/batch/create") else 200
+        return httpx.Response(
+            status, json={"status": "COMPLETE", "results": results}, headers=self.headers
+        )
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Responder:
+    return lambda _: httpx.Response(status, json=body, headers=headers or {})
+
+
+@asynccontextmanager
+async def open_sink(
+    hub: MockHubSpot,
+    *,
+    identity: FakeIdentity | None = None,
+    clock: FakeClock | None = None,
+    auth: dict[str, Any] | None = None,
+    on_token_refreshed: Callable[[RefreshedToken], Any] | None = None,
+    **config: Any,
+) -> AsyncIterator[HubSpotSink]:
+    settings = HubSpotConnectionConfig.validate_for_connection({"auth": auth or PRIVATE, **config})
+
+    def client_factory(
+        *,
+        timeout_seconds: float = 15.0,
+        connect_timeout_seconds: float = 5.0,
+        max_connections: int = 10,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.AsyncClient:
+        return http_client_factory(
+            timeout_seconds=timeout_seconds, transport=httpx.MockTransport(hub)
+        )
+
+    async def hook(token: RefreshedToken) -> None:
+        if on_token_refreshed is not None:
+            on_token_refreshed(token)
+
+    context = SinkContext(
+        tenant_id="t_42",
+        connection_id="c_hs",
+        connector="hubspot",
+        config=settings,
+        clock=clock or FakeClock(),
+        http_client_factory=client_factory,
+        identity=FakeIdentity() if identity is None else identity,
+        logger=logging.getLogger("test.hubspot.sink"),
+    )
+    async with HubSpotSink(context, on_token_refreshed=hook) as sink:
+        yield sink
+
+
+def _errors(outcome: BatchOutcome) -> dict[str, ConnectorError]:
+    return {f.delivery_id: f.error for f in outcome.failed}
+
+
+def _delivered(outcome: BatchOutcome) -> dict[str, DeliveryResult]:
+    return {d.delivery_id: d for d in outcome.delivered}
+
+
+def _linked(*pairs: tuple[EntityKind, str, str]) -> FakeIdentity:
+    return FakeIdentity({(kind, qid): oid for kind, qid, oid in pairs})
+
+
+# -- the class contract -------------------------------------------------------------------------
+
+
+def test_class_attributes() -> None:
+    assert HubSpotSink.name == "hubspot"
+    assert HubSpotSink.max_batch_size == 100
+    assert HubSpotSink.config_class is HubSpotConnectionConfig
+    limit = HubSpotSink.default_rate_limit
+    assert limit is not None
+    assert (limit.rate, limit.per_seconds) == (100, 10)
+
+
+async def test_setup_needs_an_identity_resolver() -> None:
+    settings = HubSpotConnectionConfig.validate_for_connection({"auth": PRIVATE})
+    context = SinkContext(tenant_id="t", connection_id="c", connector="hubspot", config=settings)
+    with pytest.raises(PermanentError, match="identity resolver"):
+        async with HubSpotSink(context):
+            pass
+
+
+async def test_setup_refuses_plain_http_without_the_private_network_flag() -> None:
+    settings = HubSpotConnectionConfig.validate_for_connection(
+        {"auth": PRIVATE, "base_url": "http://127.0.0.1:1"}, allow_private_networks=True
+    )
+    context = SinkContext(
+        tenant_id="t",
+        connection_id="c",
+        connector="hubspot",
+        config=settings,
+        identity=FakeIdentity(),
+    )
+    with pytest.raises(PermanentError, match="https"):
+        async with HubSpotSink(context):
+            pass
+
+
+# -- linked entities and chunking -----------------------------------------------------------------
+
+
+async def test_linked_companies_are_updated_by_id_in_chunks_of_100() -> None:
+    hub = MockHubSpot()
+    identity = _linked(*[(C, f"co_{i}", str(500 + i)) for i in range(250)])
+    records = [company(f"co_{i}") for i in range(250)]
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver(records)
+
+    assert len(outcome.delivered) == 250
+    updates = hub.calls("/crm/v3/objects/companies/batch/update")
+    assert [len(_body(r)["inputs"]) for r in updates] == [100, 100, 50]
+    assert hub.paths() == ["/crm/v3/objects/companies/batch/update"] * 3
+    first = _body(updates[0])["inputs"][0]
+    assert first["id"] == "500"
+    assert first["objectWriteTraceId"] == records[0].delivery_id
+    assert first["properties"]["queast_id"] == "co_0"
+    assert updates[0].headers["authorization"] == "Bearer pat-secret-token"
+    result = _delivered(outcome)[records[7].delivery_id]
+    assert (result.partner_object_id, result.status_code) == ("507", 200)
+
+
+async def test_several_versions_of_one_entity_are_written_once_with_the_newest() -> None:
+    hub = MockHubSpot()
+    older = company("co_1", version=3, name="Old")
+    newer = company("co_1", version=4, name="New")
+    async with open_sink(hub, identity=_linked((C, "co_1", "501"))) as sink:
+        outcome = await sink.deliver([newer, older])
+    inputs = _body(hub.calls("batch/update")[0])["inputs"]
+    assert [i["properties"]["name"] for i in inputs] == ["New"]
+    assert inputs[0]["objectWriteTraceId"] == newer.delivery_id
+    assert {d.partner_object_id for d in outcome.delivered} == {"501"}
+    assert len(outcome.delivered) == 2
+
+
+# -- first links ---------------------------------------------------------------------------------
+
+
+async def test_no_match_creates_by_upsert_on_the_queast_id_and_links_it() -> None:
+    hub = MockHubSpot()
+    identity = FakeIdentity()
+    record = company("co_1", domain="acme.example", domains=["acme.example", "acme.io"])
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([record])
+
+    assert hub.paths() == [
+        "/crm/v3/objects/companies/search",
+        "/crm/v3/objects/companies/batch/upsert",
+    ]
+    search = _body(hub.calls("search")[0])
+    assert search["filterGroups"] == [
+        {"filters": [{"propertyName": "domain", "operator": "EQ", "value": "acme.example"}]},
+        {"filters": [{"propertyName": "domain", "operator": "EQ", "value": "acme.io"}]},
+    ]
+    assert "queast_id" in search["properties"]
+    upsert = _body(hub.calls("batch/upsert")[0])["inputs"][0]
+    assert (upsert["id"], upsert["idProperty"]) == ("co_1", "queast_id")
+    assert identity.created == [(C, "co_1", "9001")]
+    assert identity.decided[0].outcome is IdentityOutcome.NO_MATCH
+    assert _delivered(outcome)[record.delivery_id].partner_object_id == "9001"
+
+
+async def test_a_single_candidate_links_and_is_updated_by_id_with_the_queast_id() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [
+        {"id": "777", "properties": {"name": "Acme", "domain": "acme.example"}}
+    ]
+    identity = FakeIdentity()
+    record = company("co_1", domain="acme.example")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([record])
+
+    assert hub.paths() == [
+        "/crm/v3/objects/companies/search",
+        "/crm/v3/objects/companies/batch/update",
+    ]
+    update = _body(hub.calls("batch/update")[0])["inputs"][0]
+    assert (update["id"], update["properties"]["queast_id"]) == ("777", "co_1")
+    assert identity.decided[0].candidates[0].domains == ("acme.example",)
+    assert identity.created == []
+    assert _delivered(outcome)[record.delivery_id].partner_object_id == "777"
+
+
+async def test_an_ambiguous_match_is_held_for_review_and_nothing_is_written() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [
+        {"id": "1", "properties": {"domain": "acme.example"}},
+        {"id": "2", "properties": {"domain": "acme.example"}},
+    ]
+    held = company("co_1", domain="acme.example")
+    fine = company("co_2", domain="solo.example")
+    async with open_sink(hub) as sink:
+        outcome = await sink.deliver([held, fine])
+
+    error = _errors(outcome)[held.delivery_id]
+    assert isinstance(error, HeldForReviewError)
+    assert "rev_co_1" in error.reason
+    upserts = hub.calls("batch/upsert")
+    assert [i["id"] for r in upserts for i in _body(r)["inputs"]] == ["co_2"]
+    assert not hub.calls("batch/update")
+
+
+async def test_search_packs_five_lookups_per_request_at_the_search_pace() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    records = [person(f"p_{i}") for i in range(12)]
+    async with open_sink(hub, clock=clock) as sink:
+        outcome = await sink.deliver(records)
+    searches = hub.calls("/contacts/search")
+    assert [len(_body(r)["filterGroups"]) for r in searches] == [5, 5, 2]
+    assert len(outcome.delivered) == 12
+    assert clock.slept == []  # three searches fit in the five-per-second window
+
+
+# -- people and associations -------------------------------------------------------------------
+
+
+async def test_people_are_associated_to_their_linked_company() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"), (P, "p_2", "602"))
+    with_company = person("p_1", company_id="co_1")
+    unknown_company = person("p_2", company_id="co_missing")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([with_company, unknown_company])
+
+    associations = hub.calls("/crm/v4/associations/contacts/companies/batch/associate/default")
+    assert [_body(r) for r in associations] == [
+        {"inputs": [{"from": {"id": "601"}, "to": {"id": "501"}}]}
+    ]
+    assert len(outcome.delivered) == 2
+
+
+async def test_a_company_created_in_the_same_batch_is_associated() -> None:
+    hub = MockHubSpot()
+    async with open_sink(hub) as sink:
+        await sink.deliver([person("p_1", company_id="co_1"), company("co_1")])
+    assert hub.paths() == [
+        "/crm/v3/objects/companies/search",
+        "/crm/v3/objects/companies/batch/upsert",
+        "/crm/v3/objects/contacts/search",
+        "/crm/v3/objects/contacts/batch/upsert",
+        "/crm/v4/associations/contacts/companies/batch/associate/default",
+    ]
+    pair = _body(hub.calls("associate/default")[0])["inputs"][0]
+    assert pair == {"from": {"id": "9002"}, "to": {"id": "9001"}}
+
+
+async def test_a_failed_association_fails_only_that_person() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"), (P, "p_2", "602"))
+    hub.script(
+        "associate/default",
+        _json(
+            207,
+            {
+                "status": "COMPLETE",
+                "results": [{"fromObjectId": 602, "toObjectId": 501}],
+                "numErrors": 1,
+                "errors": [{"category": "VALIDATION_ERROR", "context": {"fromObjectId": ["601"]}}],
+            },
+        ),
+    )
+    one, two = person("p_1", company_id="co_1"), person("p_2", company_id="co_1")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([one, two])
+    assert isinstance(_errors(outcome)[one.delivery_id], PermanentError)
+    assert two.delivery_id in _delivered(outcome)
+
+
+async def test_a_person_whose_association_was_not_sent_is_not_reported_delivered() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    hub.script("contacts/batch/upsert", _json(429, TEN_SECONDLY))
+    written = person("p_1", company_id="co_1")  # updated by id, then the run stops
+    limited = person("p_2", company_id="co_1")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([written, limited])
+    failures = {f.delivery_id: f for f in outcome.failed}
+    assert isinstance(failures[written.delivery_id].error, BackpressureError)
+    assert failures[written.delivery_id].attempted is False
+    assert failures[limited.delivery_id].attempted is True
+    assert not hub.calls("associate/default")
+
+
+# -- multi-status ------------------------------------------------------------------------------
+
+
+async def test_a_207_fails_the_named_records_and_delivers_the_rest() -> None:
+    hub = MockHubSpot()
+    records = [company(f"co_{i}") for i in range(3)]
+    identity = _linked(*[(C, f"co_{i}", str(500 + i)) for i in range(3)])
+    hub.script(
+        "batch/update",
+        _json(
+            207,
+            {
+                "status": "COMPLETE",
+                "results": [
+                    {"id": "500", "objectWriteTraceId": records[0].delivery_id},
+                    {"id": "502", "objectWriteTraceId": records[2].delivery_id},
+                ],
+                "numErrors": 1,
+                "errors": [
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": "Property values were not valid",
+                        "context": {"objectWriteTraceId": [records[1].delivery_id]},
+                        "errors": [
+                            {
+                                "code": "PROPERTY_DOESNT_EXIST",
+                                "context": {"propertyName": ["queast_industry"]},
+                            }
+                        ],
+                    }
+                ],
+            },
+        ),
+    )
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver(records)
+    error = _errors(outcome)[records[1].delivery_id]
+    assert isinstance(error, PermanentError)
+    assert "PROPERTY_DOESNT_EXIST" in error.reason
+    delivered = _delivered(outcome)
+    assert delivered[records[0].delivery_id].status_code == 207
+    assert delivered[records[2].delivery_id].partner_object_id == "502"
+
+
+async def test_a_contract_violation_fails_that_record_alone() -> None:
+    hub = MockHubSpot()
+    bad = signal("s_1", "co_1", contract_mode="weird")
+    good = company("co_1")
+    async with open_sink(hub, identity=_linked((C, "co_1", "501"))) as sink:
+        outcome = await sink.deliver([bad, good])
+    assert isinstance(_errors(outcome)[bad.delivery_id], PermanentError)
+    assert good.delivery_id in _delivered(outcome)
+
+
+# -- rate limits and other statuses ----------------------------------------------------------------
+
+
+TEN_SECONDLY = {
+    "status": "error",
+    "message": "You have reached your ten_secondly_rolling limit.",
+    "errorType": "RATE_LIMIT",
+    "correlationId": "c",
+    "policyName": "TEN_SECONDLY_ROLLING",
+}
+DAILY = {**TEN_SECONDLY, "message": "You have reached your daily limit.", "policyName": "DAILY"}
+
+
+async def test_a_ten_secondly_429_is_backpressure_and_defers_the_rest() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    headers = {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "0"}
+    hub.script("batch/update", _json(429, TEN_SECONDLY, headers))
+    records = [company("co_1"), person("p_1")]
+    async with open_sink(hub, identity=identity, clock=clock) as sink:
+        outcome = await sink.deliver(records)
+        failures = {f.delivery_id: f for f in outcome.failed}
+        sent = failures[records[0].delivery_id]
+        deferred = failures[records[1].delivery_id]
+        assert isinstance(sent.error, BackpressureError)
+        assert sent.attempted is True
+        assert sent.error.status_code == 429
+        assert "TEN_SECONDLY_ROLLING" in sent.error.reason
+        assert sent.error.retry_after == pytest.approx(10.05)  # the window's oldest request
+        assert isinstance(deferred.error, BackpressureError)
+        assert deferred.attempted is False
+        assert len(hub.requests) == 1
+
+        again = await sink.deliver([company("co_1")])  # still blocked: no request
+        assert isinstance(again.failed[0].error, BackpressureError)
+        assert again.failed[0].attempted is False
+        assert len(hub.requests) == 1
+        clock.advance(10.1)
+        assert len((await sink.deliver([company("co_1")])).delivered) == 1
+
+
+async def test_a_daily_429_is_quota_exhausted_until_midnight_utc() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock(wall=datetime(2026, 11, 26, 20, 30, tzinfo=UTC).timestamp())
+    hub.script("batch/update", _json(429, DAILY))
+    async with open_sink(hub, identity=_linked((C, "co_1", "501")), clock=clock) as sink:
+        outcome = await sink.deliver([company("co_1")])
+        error = outcome.failed[0].error
+        assert isinstance(error, QuotaExhaustedError)
+        assert error.retry_after == pytest.approx(3.5 * 3600)
+        later = await sink.deliver([company("co_1"), company("co_2")])
+    assert all(isinstance(f.error, QuotaExhaustedError) and f.attempted for f in later.failed)
+    assert len(hub.requests) == 1
+
+
+async def test_a_locked_423_is_transient_for_at_least_two_seconds_and_the_rest_goes_on() -> None:
+    hub = MockHubSpot()
+    hub.script("companies/batch/update", _json(423, {"status": "error", "category": "LOCKED"}))
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    locked, other = company("co_1"), person("p_1")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([locked, other])
+    error = _errors(outcome)[locked.delivery_id]
+    assert type(error) is TransientError
+    assert error.retry_after is not None
+    assert error.retry_after >= 2
+    assert other.delivery_id in _delivered(outcome)
+
+
+async def test_a_server_error_stops_the_batch() -> None:
+    hub = MockHubSpot()
+    hub.script(
+        "companies/batch/update", lambda _: httpx.Response(503, headers={"Retry-After": "7"})
+    )
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    first, second = company("co_1"), person("p_1")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([first, second])
+    failures = {f.delivery_id: f for f in outcome.failed}
+    assert isinstance(failures[first.delivery_id].error, TransientError)
+    assert failures[first.delivery_id].attempted is True
+    assert failures[second.delivery_id].attempted is False
+    assert len(hub.requests) == 1
+
+
+async def test_rate_limit_headers_correct_the_bucket() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    hub.headers = {
+        "X-HubSpot-RateLimit-Max": "10",
+        "X-HubSpot-RateLimit-Remaining": "0",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+    }
+    identity = _linked((C, "co_1", "501"), (C, "co_2", "502"))
+    async with open_sink(hub, identity=identity, clock=clock) as sink:
+        await sink.deliver([company("co_1")])
+        assert sink.client.limiter.burst_limit == 10
+        outcome = await sink.deliver([company("co_2")])
+    assert len(outcome.delivered) == 1
+    assert clock.slept == [pytest.approx(1.0)]  # 10 per 10 s: one token a second
+
+
+async def test_a_long_wait_of_our_own_limiter_defers_without_sending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    identity = _linked(*[(C, f"co_{i}", str(i)) for i in range(3)])
+    async with open_sink(hub, identity=identity, clock=clock, rate_limit_per_second=0.2) as sink:
+        await sink.deliver([company("co_0")])
+        await sink.deliver([company("co_1")])  # 2 per 10 s: the window is full now
+        outcome = await sink.deliver([company("co_2")])
+    failure = outcome.failed[0]
+    assert isinstance(failure.error, BackpressureError)
+    assert failure.attempted is False
+    assert failure.error.retry_after == pytest.approx(10.05)
+    assert len(hub.requests) == 2
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+OAUTH = {"type": "oauth", "client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}
+
+
+async def test_oauth_refreshes_before_the_first_call_and_before_expiry() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    refreshed: list[RefreshedToken] = []
+    auth = {**OAUTH, "access_token": "stored", "expires_at": clock.wall + 90}
+    identity = _linked((C, "co_1", "501"))
+    async with open_sink(
+        hub, identity=identity, clock=clock, auth=auth, on_token_refreshed=refreshed.append
+    ) as sink:
+        await sink.deliver([company("co_1")])
+        clock.advance(31)  # 59 s left
+        await sink.deliver([company("co_1")])
+    assert hub.paths() == [
+        "/crm/v3/objects/companies/batch/update",
+        "/oauth/v1/token",
+        "/crm/v3/objects/companies/batch/update",
+    ]
+    auth_headers = [r.headers.get("authorization") for r in hub.calls("batch/update")]
+    assert auth_headers == ["Bearer stored", "Bearer at-1"]
+    assert [t.access_token.get_secret_value() for t in refreshed] == ["at-1"]
+
+
+async def test_a_401_refreshes_once_and_retries() -> None:
+    hub = MockHubSpot()
+    hub.script("batch/update", lambda _: httpx.Response(401))
+    auth = {**OAUTH, "access_token": "stale", "expires_at": FakeClock().wall + 3600}
+    async with open_sink(hub, identity=_linked((C, "co_1", "501")), auth=auth) as sink:
+        outcome = await sink.deliver([company("co_1")])
+    assert len(outcome.delivered) == 1
+    assert hub.paths() == [
+        "/crm/v3/objects/companies/batch/update",
+        "/oauth/v1/token",
+        "/crm/v3/objects/companies/batch/update",
+    ]
+
+
+async def test_a_second_401_is_an_authentication_error() -> None:
+    hub = MockHubSpot()
+    hub.script("batch/update", lambda _: httpx.Response(401), times=2)
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    async with open_sink(hub, identity=identity, auth=OAUTH) as sink:
+        outcome = await sink.deliver([company("co_1"), person("p_1")])
+    assert all(isinstance(f.error, AuthenticationError) for f in outcome.failed)
+    assert all(f.attempted for f in outcome.failed)  # the service must see it to park
+    assert len(hub.calls("/oauth/v1/token")) == 2  # first token, then the one renewal
+    assert len(hub.calls("batch/update")) == 2
+
+
+async def test_a_private_app_401_is_an_authentication_error_without_a_retry() -> None:
+    hub = MockHubSpot()
+    hub.script("batch/update", lambda _: httpx.Response(401))
+    async with open_sink(hub, identity=_linked((C, "co_1", "501"))) as sink:
+        outcome = await sink.deliver([company("co_1")])
+    assert isinstance(outcome.failed[0].error, AuthenticationError)
+    assert len(hub.requests) == 1
+
+
+# -- notes and deletions ------------------------------------------------------------------------
+
+
+async def test_signals_and_job_ads_become_notes_on_the_linked_company() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    note = signal("s_1", "co_1", person_ids=["p_1", "p_unknown"])
+    ad = job_ad("ja_1", "co_1")
+    waiting = signal("s_2", "co_unlinked")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([note, ad, waiting])
+
+    inputs = _body(hub.calls("/notes/batch/create")[0])["inputs"]
+    assert [i["objectWriteTraceId"] for i in inputs] == [note.delivery_id, ad.delivery_id]
+    assert inputs[0]["associations"] == [
+        {
+            "to": {"id": "501"},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 190}],
+        },
+        {
+            "to": {"id": "601"},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}],
+        },
+    ]
+    assert "Queast job ad" in inputs[1]["properties"]["hs_note_body"]
+    error = _errors(outcome)[waiting.delivery_id]
+    assert type(error) is TransientError
+    assert "not linked" in error.reason
+    assert _delivered(outcome)[note.delivery_id].status_code == 201
+
+
+async def test_notes_are_upserted_when_a_note_id_property_is_configured() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    note = signal("s_1", "co_1", person_ids=["p_1"])
+    async with open_sink(hub, identity=identity, note_id_property="queast_note_id") as sink:
+        outcome = await sink.deliver([note])
+    assert hub.paths() == [
+        "/crm/v3/objects/notes/batch/upsert",
+        "/crm/v4/associations/notes/companies/batch/associate/default",
+        "/crm/v4/associations/notes/contacts/batch/associate/default",
+    ]
+    upsert = _body(hub.calls("notes/batch/upsert")[0])["inputs"][0]
+    assert (upsert["id"], upsert["idProperty"]) == ("queast-signal-s_1", "queast_note_id")
+    assert _delivered(outcome)[note.delivery_id].partner_object_id == "9001"
+
+
+async def test_deletions_archive_linked_objects_and_skip_unlinked_ones() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    gone_company = deleted(C, "co_1")
+    gone_person = deleted(P, "p_1")
+    never_linked = deleted(C, "co_2")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([gone_company, gone_person, never_linked])
+    assert [_body(r) for r in hub.calls("/companies/batch/archive")] == [
+        {"inputs": [{"id": "501"}]}
+    ]
+    assert [_body(r) for r in hub.calls("/contacts/batch/archive")] == [{"inputs": [{"id": "601"}]}]
+    delivered = _delivered(outcome)
+    assert delivered[gone_company.delivery_id].partner_object_id == "501"
+    assert delivered[never_linked.delivery_id].partner_object_id is None
+    assert delivered[never_linked.delivery_id].status_code == 204
+
+
+# -- logs ----------------------------------------------------------------------------------------
+
+
+async def test_logs_carry_ids_and_counts_never_tokens_or_personal_data(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = MockHubSpot()
+    hub.script("batch/upsert", _json(429, TEN_SECONDLY))
+    with caplog.at_level(logging.DEBUG):
+        async with open_sink(hub) as sink:
+            await sink.deliver(
+                [person("p_1", email="ada@secret.example"), company("co_1", domain="priv.example")]
+            )
+    events = [r.msg for r in caplog.records if r.name == "test.hubspot.sink"]
+    written = next(r for r in caplog.records if r.msg == "hubspot.batch.written")
+    assert written.__dict__["n_searches"] == 1  # the 429 stopped the batch before people
+    assert "hubspot.batch.written" in events
+    assert "hubspot.rate_limited" in events
+    logged = " ".join(str(r.__dict__) for r in caplog.records)
+    for secret in ("pat-secret-token", "ada@secret.example", "priv.example", "Lovelace"):
+        assert secret not in logged
