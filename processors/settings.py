@@ -15,6 +15,7 @@ Variables (defaults in brackets):
 - ``QI_AUTH_JWT_SECRET`` / ``QI_AUTH_JWKS_URL`` / ``QI_AUTH_ISSUER`` / ``QI_AUTH_AUDIENCE``
 - ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
 - ``QI_DELIVERY_*``: see :class:`DeliverySettings`
+- ``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL`` [the partners' own]
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_METRICS_PORT`` [9101],
   ``QI_METRICS_HOST`` [127.0.0.1]
 """
@@ -33,6 +34,7 @@ __all__ = [
     "DeliverySettings",
     "KafkaSettings",
     "MetricsSettings",
+    "PartnerSettings",
     "RedisSettings",
     "RoutingSettings",
     "Settings",
@@ -122,6 +124,16 @@ class WebhookSettings(BaseSettings):
     allow_private_networks: bool = False
 
 
+class PartnerSettings(BaseSettings):
+    """Partner API base URLs, for pointing connectors at sandboxes (a connection's own
+    ``base_url`` wins)."""
+
+    model_config = SettingsConfigDict(env_prefix="QI_", frozen=True, extra="ignore")
+
+    hubspot_base_url: str | None = None
+    pipedrive_base_url: str | None = None
+
+
 class DeliverySettings(BaseSettings):
     """Delivery policy, per worker (Kafka Connect's ``errors.*`` vocabulary where it fits).
 
@@ -167,6 +179,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    partners: PartnerSettings = Field(default_factory=PartnerSettings)
 
 
 @lru_cache(maxsize=1)

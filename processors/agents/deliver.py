@@ -35,6 +35,7 @@ from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
 from processors.deliveries.throttle import GlobalThrottle
+from processors.identity.repository import IdentityRepository
 from processors.kafka import header_value
 from processors.routing.service import OutgoingRecord
 from processors.settings import Settings
@@ -113,6 +114,11 @@ class _EngineHolder:
                 self._connector,
                 box=s.secrets.secret_box(),
                 allow_private_networks=s.webhook.allow_private_networks,
+                identity=IdentityRepository(redis, key_prefix=prefix),
+                base_url={
+                    "hubspot": s.partners.hubspot_base_url,
+                    "pipedrive": s.partners.pipedrive_base_url,
+                }.get(self._connector),
             ),
             throttle=GlobalThrottle(
                 redis,
