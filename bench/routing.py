@@ -170,6 +170,7 @@ def main() -> int:
         "QI_TOPIC_PARTITIONS": str(PARTITIONS),
         "QI_WORKER_APP_ID": run_id,
         "QI_METRICS_PORT": "0",
+        "QI_WORKER_DELIVERY_CONNECTORS": "[]",  # routing alone: delivery has its own bench
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "processors", "worker", "--loglevel", "warning"],
