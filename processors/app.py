@@ -14,18 +14,28 @@ Faust settings that matter for correctness:
   was acknowledged by the broker, so a crash at any point loses nothing (records after the last
   commit are routed again, with the same idempotency keys and delivery ids);
 - no web server, no leader topic, in-memory table store (there are no tables).
+
+Once the worker has run for ``QI_WORKER_GC_FREEZE_AFTER_SECONDS`` (its consumers joined, sinks
+open), its long-lived objects are frozen out of the garbage collector's full collections (see
+:mod:`processors.gcpause`): those collections were the worker's whole p99 latency tail.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import faust
 
 from processors.agents.deliver import register_delivery_agents
 from processors.agents.route import register_route_agent
+from processors.gcpause import freeze_long_lived_objects, observe_gc_pauses
 from processors.settings import Settings
 from processors.topics import TopicMap
 
 __all__ = ["create_app", "raw_topic"]
+
+logger = logging.getLogger(__name__)
 
 
 def _broker_url(bootstrap_servers: str) -> str:
@@ -68,4 +78,15 @@ def create_app(settings: Settings) -> faust.App:
     register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)
     for connector in settings.worker.delivery_connectors:
         register_delivery_agents(app, connector=connector, settings=settings)
+    observe_gc_pauses()
+    freeze_after = settings.worker.gc_freeze_after_seconds
+    if freeze_after > 0:
+
+        async def freeze_heap() -> None:
+            await asyncio.sleep(freeze_after)
+            frozen = freeze_long_lived_objects()
+            logger.info("gc_frozen", extra={"objects": frozen})
+
+        app.task(freeze_heap)
+
     return app

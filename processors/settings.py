@@ -92,6 +92,8 @@ class WorkerSettings(BaseSettings):
     app_id: str = Field(default="queast-integrations", pattern=r"^[A-Za-z0-9._-]+$")
     delivery_connectors: tuple[str, ...] = ("webhook",)
     """Connectors this worker delivers for (``QI_WORKER_DELIVERY_CONNECTORS='["webhook"]'``)."""
+    gc_freeze_after_seconds: float = Field(default=5.0, ge=0, le=3600)
+    """Seconds after start when long-lived objects leave full GC collections (0: never)."""
 
 
 class MetricsSettings(BaseSettings):

@@ -20,9 +20,11 @@ a partner:
 
 Outcomes: 2xx delivered; transient errors retried with exponential backoff and full jitter
 inside the retry budget, then dead-lettered with the error history; permanent errors
-dead-lettered at once; 410 dead-letters the record and marks the connection ``gone``; 401 marks
-it ``needs_reauth``; records of a gone, unauthorised or disabled connection are parked on the
-retry topic (no attempt spent) until the connection is updated, or until the age budget ends.
+dead-lettered at once; a 429 or 503 with ``Retry-After`` also pauses the whole connection for
+that long (its other records wait in the lane or are deferred, no attempt spent); 410
+dead-letters the record and marks the connection ``gone``; 401 marks it ``needs_reauth``;
+records of a gone, unauthorised or disabled connection are parked on the retry topic (no
+attempt spent) until the connection is updated, or until the age budget ends.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class _Lane:
     sink: BaseSink[Any] | None = None
     sink_version: datetime | None = None
     sink_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    paused_until: float = 0.0
+    """The destination asked us to slow down (429/503 with a wait) until this time."""
+
+
+_SLOW_DOWN_STATUSES = frozenset({429, 503})
 
 
 def _now_dt(now: float) -> datetime:
@@ -306,6 +313,41 @@ class DeliveryEngine:
             await self._send(lane, sendable, outputs, now)
         return outputs
 
+    async def _wait_for_room(
+        self,
+        lane: _Lane,
+        items: list[tuple[DeliveryItem, Ack]],
+        outputs: _Outputs,
+        now: float,
+    ) -> bool:
+        """Wait out the destination's pause and the global throttle, or defer ``items``.
+
+        Short waits are slept in the lane (only this connection waits); a wait longer than
+        ``max_rate_limit_wait_seconds`` defers the items to the retry topic, no attempt spent,
+        and returns False.
+        """
+        pause = lane.paused_until - now
+        if pause > 0 and not await self._wait_or_defer("destination", pause, items, outputs, now):
+            return False
+        wait = await self._throttle.acquire(len(items))
+        return wait <= 0 or await self._wait_or_defer("global", wait, items, outputs, now)
+
+    async def _wait_or_defer(
+        self,
+        scope: str,
+        seconds: float,
+        items: list[tuple[DeliveryItem, Ack]],
+        outputs: _Outputs,
+        now: float,
+    ) -> bool:
+        metrics.RATE_LIMIT_WAITS.labels(self._connector, scope).inc()
+        if seconds > self._settings.max_rate_limit_wait_seconds:
+            for item, ack in items:
+                self._reschedule(outputs, item, ack, kind="deferred", delay=seconds, now=now)
+            return False
+        await asyncio.sleep(seconds)
+        return True
+
     async def _send(
         self,
         lane: _Lane,
@@ -333,15 +375,8 @@ class DeliveryEngine:
             for item, ack in items:
                 self._park_or_expire(outputs, item, ack, now, reason=health.health.value)
             return
-        wait = await self._throttle.acquire(len(items))
-        if wait > self._settings.max_rate_limit_wait_seconds:
-            metrics.RATE_LIMIT_WAITS.labels(self._connector, "global").inc()
-            for item, ack in items:
-                self._reschedule(outputs, item, ack, kind="deferred", delay=wait, now=now)
+        if not await self._wait_for_room(lane, items, outputs, now):
             return
-        if wait > 0:
-            metrics.RATE_LIMIT_WAITS.labels(self._connector, "global").inc()
-            await asyncio.sleep(wait)
         try:
             sink = await self._sink(lane, connection)
         except ConnectorError as exc:
@@ -380,6 +415,7 @@ class DeliveryEngine:
         metrics.ATTEMPT_SECONDS.labels(self._connector).observe(finished - started)
         delivered = {result.delivery_id: result for result in outcome.delivered}
         failed = {failure.delivery_id: failure for failure in outcome.failed}
+        lane.paused_until = max(lane.paused_until, _asked_to_wait_until(outcome, finished))
         for item, ack, _record in outbound:
             result = delivered.get(item.delivery_id)
             if result is not None:
@@ -773,6 +809,24 @@ class DeliveryEngine:
             payload=payload,
             attempt=item.attempts_made + 1,
         )
+
+
+def _asked_to_wait_until(outcome: BatchOutcome, now: float) -> float:
+    """When a 429 or 503 with a wait hint lets the connection send again (0: no hint).
+
+    Every other record of the connection would get the same answer before then, so the lane
+    holds them (short waits) or defers them without an attempt (long ones) instead of
+    spending requests, retries and the partner's patience on them.
+    """
+    waits = [
+        failure.error.retry_after
+        for failure in outcome.failed
+        if failure.attempted
+        and isinstance(failure.error, TransientError)
+        and failure.error.status_code in _SLOW_DOWN_STATUSES
+        and failure.error.retry_after
+    ]
+    return now + max(waits) if waits else 0.0
 
 
 def _missing_outcome(connector: str) -> ConnectorError:

@@ -185,6 +185,9 @@ class Harness:
     async def _produce(self, records: Sequence[OutgoingRecord]) -> None:
         self.produced.extend(records)
 
+    def _scripted(self, record: OutboundRecord) -> ConnectorError | None:
+        return self.script(record)  # looked up per call: a test may change the script
+
     async def _sink(self, connection: ConnectionRecord) -> BaseSink[Any]:
         context: SinkContext[_Config] = SinkContext(
             tenant_id=connection.tenant_id,
@@ -192,12 +195,18 @@ class Harness:
             connector="webhook",
             config=_Config(),
         )
-        sink = _ScriptedSink(context, self.script)
+        sink = _ScriptedSink(context, self._scripted)
         self.sinks.append(sink)
         return sink
 
     async def run(self, items: Iterable[DeliveryItem]) -> list[str]:
         """Submit items and wait until each is acknowledged; returns the ack order."""
+        acked = await self.run_more(items)
+        await self.engine.close()
+        return acked
+
+    async def run_more(self, items: Iterable[DeliveryItem]) -> list[str]:
+        """Like :meth:`run`, leaving the engine (and its lanes' state) open."""
         acked: list[str] = []
         pending = list(items)
         for item in pending:
@@ -206,7 +215,6 @@ class Harness:
             if len(acked) == len(pending):
                 break
             await asyncio.sleep(0.01)
-        await self.engine.close()
         return acked
 
     def on(self, topic_suffix: str) -> list[OutgoingRecord]:
@@ -444,3 +452,32 @@ async def test_global_throttle_defers_when_the_wait_is_long() -> None:
     assert h.sent() == 0
     assert h.statuses() == ["deferred"]
     assert int(_headers(h.on("retry.webhook")[0])["qi.not_before"]) >= int((NOW + 5) * 1000)
+
+
+async def test_a_slow_down_answer_pauses_the_connection_without_spending_attempts() -> None:
+    h = Harness(lambda r: TransientError("429", status_code=429, retry_after=30.0))
+    await h.run_more([_item(1)])
+    h.script = lambda r: None  # the endpoint would answer now, but it asked for 30 s
+    acked = await h.run_more([_item(2), _item(3)])
+    assert sorted(acked) == ["d-2", "d-3"]
+    assert h.sent() == 1, "only the first record reached the endpoint"
+    assert _topic_statuses(h) == ["retry_scheduled", "deferred", "deferred"]
+    for record in h.on("retry.webhook")[1:]:
+        headers = _headers(record)
+        assert headers["qi.attempt"] == "0"
+        assert int(headers["qi.not_before"]) >= int((NOW + 30) * 1000)
+    h.clock = NOW + 31  # the pause is over: records go out again
+    assert await h.run([_item(4)]) == ["d-4"]
+    assert _topic_statuses(h)[-1] == "delivered"
+
+
+async def test_a_failure_without_a_wait_hint_pauses_nothing() -> None:
+    h = Harness(lambda r: TransientError("500", status_code=500, retry_after=30.0))
+    await h.run_more([_item(1)])
+    h.script = lambda r: None
+    assert await h.run([_item(2)]) == ["d-2"]
+    assert _topic_statuses(h) == ["retry_scheduled", "delivered"]
+
+
+def _topic_statuses(h: Harness) -> list[str]:
+    return [json.loads(r.value)["status"] for r in h.on("delivery-records")]

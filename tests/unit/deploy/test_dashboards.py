@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
+import processors.gcpause  # registers its metrics too
 import processors.metrics  # noqa: F401  (registers the metrics)
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
