@@ -7,6 +7,7 @@ of bad input that can be written to a JSON-lines file, with the reason the route
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import uuid
@@ -15,7 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["InvalidSample", "invalid_samples", "sample_events", "to_json_line"]
+__all__ = [
+    "InvalidSample",
+    "invalid_samples",
+    "sample_company",
+    "sample_events",
+    "sample_person",
+    "sample_sync",
+    "to_json_line",
+]
 
 _COMPANY_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay")
 _SUFFIXES = ("Inc", "GmbH", "Ltd", "AB", "Oy", "SAS")
@@ -164,6 +173,48 @@ def sample_events(
         versions[(tenant, family, index)] = version
         events.append(_envelope(rng, tenant, event_type, maker(rng, index, version), n))
     return events
+
+
+def sample_company(index: int, *, version: int = 1, seed: int = 7) -> dict[str, Any]:
+    """The ``data`` of company ``co_{index}`` as :func:`sample_events` makes it."""
+    return _company(random.Random(seed * 1_000_003 + index), index, version)  # noqa: S311
+
+
+def sample_person(
+    index: int, *, company_index: int, version: int = 1, seed: int = 7
+) -> dict[str, Any]:
+    """The ``data`` of person ``pe_{index}``, working at ``co_{company_index}``."""
+    data = _person(random.Random(seed * 1_000_003 + index), index, version)  # noqa: S311
+    return {**data, "company_id": f"co_{company_index}"}
+
+
+def sample_sync(
+    tenants: Sequence[str], *, companies: int, people: int, seed: int = 7
+) -> list[dict[str, Any]]:
+    """A first sync: ``companies`` company and ``people`` person upserts per tenant.
+
+    Person ``pe_i`` works at ``co_{i % companies}``. The stream interleaves the two kinds the
+    way a live one does: a person may come before or after the company it works at.
+    """
+    rng = random.Random(seed)  # noqa: S311 - sample data, not security
+    events: list[dict[str, Any]] = []
+    for tenant in tenants:
+        kinds = ["company"] * companies + ["person"] * people
+        rng.shuffle(kinds)
+        counters = {"company": 0, "person": 0}
+        for kind in kinds:
+            index = counters[kind]
+            counters[kind] += 1
+            if kind == "company":
+                data = sample_company(index, seed=seed)
+                event_type = "company.upserted"
+            else:
+                data = sample_person(index, company_index=index % companies, seed=seed)
+                event_type = "person.upserted"
+            events.append(_envelope(rng, tenant, event_type, data, len(events)))
+    # tenants interleaved, each tenant's own order kept
+    by_tenant = [[e for e in events if e["tenant_id"] == t] for t in tenants]
+    return [e for group in itertools.zip_longest(*by_tenant) for e in group if e is not None]
 
 
 def to_json_line(document: dict[str, Any]) -> bytes:

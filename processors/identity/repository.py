@@ -7,7 +7,13 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
 - ``idmap:{connection_id}:{kind}:partner``: hash ``partner_object_id -> queast_id`` (lookup the
   other way; one partner object belongs to at most one Queast entity);
 - ``idreview:{connection_id}``: hash ``{kind}:{queast_id} -> ReviewEntry JSON``, the ambiguous
-  matches waiting for a tenant admin.
+  matches waiting for a tenant admin;
+- ``idwait:{connection_id}:{company_queast_id}``: set of person Queast ids written to the
+  partner before their company was linked, so without their association. Whichever side comes
+  second writes the association: a person adds itself here *then* looks for the company's
+  link; a company stores its link *then* reads this set. With both writing before reading, no
+  interleaving of the two leaves a person unassociated (both may write it; associating is
+  idempotent in both partners). Members are removed only after the association is written.
 """
 
 from __future__ import annotations
@@ -81,6 +87,9 @@ class IdentityRepository:
     def _reviews(self, connection_id: str) -> str:
         return f"{self._prefix}idreview:{connection_id}"
 
+    def _waiting(self, connection_id: str, company_id: str) -> str:
+        return f"{self._prefix}idwait:{connection_id}:{company_id}"
+
     async def get(self, connection_id: str, kind: str, queast_id: str) -> IdentityLink | None:
         raw = await self._redis.hget(self._links(connection_id, kind), queast_id)
         return None if raw is None else IdentityLink.model_validate_json(raw)
@@ -134,3 +143,21 @@ class IdentityRepository:
             (ReviewEntry.model_validate_json(v) for v in raw.values()),
             key=lambda entry: entry.created_at,
         )
+
+    # -- people written before their company was linked ---------------------------------------
+
+    async def add_waiting(self, connection_id: str, company_id: str, person_id: str) -> None:
+        """Remember that ``person_id`` was written without its association to ``company_id``."""
+        await self._redis.sadd(self._waiting(connection_id, company_id), person_id)
+
+    async def waiting(self, connection_id: str, company_id: str) -> list[str]:
+        """People still waiting for ``company_id``'s link (sorted; nothing is removed)."""
+        raw = await self._redis.smembers(self._waiting(connection_id, company_id))
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+
+    async def done_waiting(
+        self, connection_id: str, company_id: str, person_ids: list[str]
+    ) -> None:
+        """Forget people whose association to ``company_id`` has been written."""
+        if person_ids:
+            await self._redis.srem(self._waiting(connection_id, company_id), *person_ids)

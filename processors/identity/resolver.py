@@ -168,6 +168,30 @@ class ConnectionIdentityResolver:
             )
         )
 
+    async def wait_for_company(self, company_id: str, person_id: str) -> str | None:
+        """Note that ``person_id`` was written without its company, then look the company up.
+
+        Returns the company's partner id when it is linked by now: the caller writes the
+        association and calls :meth:`associated`. Otherwise the company's own write will find
+        the person in :meth:`people_waiting`.
+        """
+        await self._repository.add_waiting(self._connection_id, company_id, person_id)
+        return await self.linked(EntityKind.COMPANY, company_id)
+
+    async def people_waiting(self, company_id: str) -> dict[str, str]:
+        """Linked people waiting for ``company_id``: ``{person queast id: partner id}``."""
+        waiting = await self._repository.waiting(self._connection_id, company_id)
+        found: dict[str, str] = {}
+        for person_id in waiting:
+            partner_id = await self.linked(EntityKind.PERSON, person_id)
+            if partner_id is not None:
+                found[person_id] = partner_id
+        return found
+
+    async def associated(self, company_id: str, person_ids: Sequence[str]) -> None:
+        """The associations of ``person_ids`` to ``company_id`` are written."""
+        await self._repository.done_waiting(self._connection_id, company_id, list(person_ids))
+
     async def _free_for(self, kind: EntityKind, queast_id: str, c: IdentityCandidate) -> bool:
         owner = await self._repository.by_partner(
             self._connection_id, kind.value, c.partner_object_id

@@ -102,3 +102,40 @@ async def test_people_match_by_email_and_links_are_per_connection(
     assert await _resolver(store, "conn_other").linked(EntityKind.PERSON, "pe_1") is None
     assert await store.unlink("conn_h", "person", "pe_1")
     assert await resolver.linked(EntityKind.PERSON, "pe_1") is None
+
+
+@pytest.mark.parametrize("company_first", [True, False])
+async def test_a_person_written_before_its_company_is_associated_by_whichever_comes_second(
+    store: IdentityRepository, company_first: bool
+) -> None:
+    resolver = _resolver(store)
+
+    async def company_links() -> dict[str, str]:
+        await resolver.link(EntityKind.COMPANY, "co_1", "hs_c1", strategy="created")
+        return await resolver.people_waiting("co_1")
+
+    await resolver.link(EntityKind.PERSON, "pe_1", "hs_p1", strategy="created")
+    if company_first:
+        assert await company_links() == {}, "nobody waits yet"
+        assert await resolver.wait_for_company("co_1", "pe_1") == "hs_c1", "the person associates"
+        await resolver.associated("co_1", ["pe_1"])
+    else:
+        assert await resolver.wait_for_company("co_1", "pe_1") is None
+        assert await company_links() == {"pe_1": "hs_p1"}, "the company associates"
+        await resolver.associated("co_1", ["pe_1"])
+    assert await resolver.people_waiting("co_1") == {}
+    assert await store.waiting("conn_h", "co_1") == []
+
+
+async def test_people_waiting_are_kept_until_associated_and_per_connection(
+    store: IdentityRepository,
+) -> None:
+    resolver, other = _resolver(store), _resolver(store, "conn_other")
+    await resolver.link(EntityKind.PERSON, "pe_1", "hs_p1", strategy="created")
+    await resolver.wait_for_company("co_1", "pe_1")
+    await resolver.wait_for_company("co_1", "pe_2")  # not linked itself (yet)
+    assert await resolver.people_waiting("co_1") == {"pe_1": "hs_p1"}
+    assert await resolver.people_waiting("co_1") == {"pe_1": "hs_p1"}, "reading removes nothing"
+    assert await other.people_waiting("co_1") == {}
+    await resolver.associated("co_1", ["pe_1"])
+    assert await store.waiting("conn_h", "co_1") == ["pe_2"]
