@@ -25,6 +25,21 @@ that long (its other records wait in the lane or are deferred, no attempt spent)
 dead-letters the record and marks the connection ``gone``; 401 marks it ``needs_reauth``;
 records of a gone, unauthorised or disabled connection are parked on the retry topic (no
 attempt spent) until the connection is updated, or until the age budget ends.
+
+Delivery modes: the webhook engine also delivers the webhook copies of HubSpot and Pipedrive
+connections in delivery mode ``webhook`` or ``both``. A lane is one *destination*: a
+connection as delivered by this engine's connector, keyed by
+:func:`~processors.deliveries.envelope.destination_key` (the bare ``connection_id`` for the
+connection's own connector, ``{connection_id}:webhook`` for a partner connection's webhook
+copy). The lane loads the record of the connector named in ``qi.owner_connector`` (same
+``connection_id`` check as always) and builds the sink from it; the webhook sink reads the
+connection's ``webhook`` block. Connection health is stored under the same destination key,
+so a HubSpot 401 (``needs_reauth``) parks the HubSpot copies only, and a webhook endpoint that
+is gone parks the webhook copies only; the stale-version guard is per destination too
+(:attr:`~processors.deliveries.envelope.DeliveryItem.version_field`). A record whose
+destination the connection's delivery mode no longer includes (``both`` changed to ``api``,
+say) is dead-lettered, like a record of a removed connection: the tenant asked for it not to
+be sent there, and a redrive can still send it.
 """
 
 from __future__ import annotations
@@ -56,7 +71,7 @@ from connectors.base import (
 )
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
-from processors.deliveries.envelope import DeliveryItem, retry_headers
+from processors.deliveries.envelope import DeliveryItem, destination_key, retry_headers
 from processors.deliveries.models import AttemptError, DeliveryRecord, DeliveryStatus
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
@@ -66,6 +81,7 @@ from processors.deliveries.state import (
     DeliveryStateRepository,
 )
 from processors.deliveries.throttle import GlobalThrottle
+from processors.routing.destinations import export_destinations
 from processors.routing.service import OutgoingRecord
 from processors.settings import DeliverySettings
 from processors.tenants.models import ConnectionRecord, Connector
@@ -104,10 +120,15 @@ class _Outputs:
 
 @dataclass(slots=True)
 class _Lane:
-    """One connection's bounded queues (one per task; an entity always on the same one)."""
+    """One destination's bounded queues (one per task; an entity always on the same one).
+
+    ``key`` is the destination key; ``owner`` the connector whose connection record it loads.
+    """
 
     tenant_id: str
     connection_id: str
+    key: str
+    owner: Connector
     queues: list[asyncio.Queue[tuple[DeliveryItem, Ack]]]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connection: ConnectionRecord | None = None
@@ -173,7 +194,7 @@ class DeliveryEngine:
         Returns at once in the common case; a deferral waits for its retry record to be
         written (one produce), never for a partner.
         """
-        lane = self._lane(item.tenant_id, item.connection_id)
+        lane = self._lane(item)
         queue = lane.queues[zlib.crc32(item.version_field.encode()) % len(lane.queues)]
         try:
             queue.put_nowait((item, ack))
@@ -195,19 +216,29 @@ class DeliveryEngine:
             max(estimate, self._settings.defer_min_seconds), self._settings.defer_max_seconds
         )
 
-    def _lane(self, tenant_id: str, connection_id: str) -> _Lane:
-        lane = self._lanes.get(connection_id)
+    def _lane(self, item: DeliveryItem) -> _Lane:
+        key = item.destination_key
+        lane = self._lanes.get(key)
         if lane is None:
             tasks = self._settings.lane_concurrency
             capacity = max(1, self._settings.lane_capacity // tasks)
             lane = _Lane(
-                tenant_id, connection_id, [asyncio.Queue(maxsize=capacity) for _ in range(tasks)]
+                tenant_id=item.tenant_id,
+                connection_id=item.connection_id,
+                key=key,
+                # exports from before qi.owner_connector are owned by this engine's connector
+                owner=Connector(
+                    item.owner_connector
+                    if item.headers.get("qi.owner_connector")
+                    else self._connector
+                ),
+                queues=[asyncio.Queue(maxsize=capacity) for _ in range(tasks)],
             )
             lane.tasks = [
-                asyncio.create_task(self._serve(lane, queue), name=f"lane-{connection_id}-{n}")
+                asyncio.create_task(self._serve(lane, queue), name=f"lane-{key}-{n}")
                 for n, queue in enumerate(lane.queues)
             ]
-            self._lanes[connection_id] = lane
+            self._lanes[key] = lane
         return lane
 
     def _ensure_indexer(self) -> None:
@@ -362,6 +393,16 @@ class DeliveryEngine:
                 at=_now_dt(now),
                 error_class="ConnectionRemoved",
                 reason="the connection no longer exists",
+            )
+            for item, ack in items:
+                self._dead_letter(outputs, item, ack, error, now)
+            return
+        if Connector(self._connector) not in export_destinations(connection):
+            error = AttemptError(
+                attempt=0,
+                at=_now_dt(now),
+                error_class="DestinationRemoved",
+                reason=f"the connection's delivery mode no longer includes {self._connector}",
             )
             for item, ack in items:
                 self._dead_letter(outputs, item, ack, error, now)
@@ -572,10 +613,9 @@ class DeliveryEngine:
         error: ConnectorError,
         now: float,
     ) -> None:
-        await self._state.set_connection_state(
-            connection.connection_id, health, reason=error.reason, since=now
-        )
-        lane = self._lanes.get(connection.connection_id)
+        key = self._destination_key(connection)
+        await self._state.set_connection_state(key, health, reason=error.reason, since=now)
+        lane = self._lanes.get(key)
         if lane is not None:
             lane.health = ConnectionState(health, error.reason, now)
         metrics.CONNECTIONS_PARKED.labels(self._connector, health.value).inc()
@@ -585,6 +625,7 @@ class DeliveryEngine:
                 "tenant_id": connection.tenant_id,
                 "connection_id": connection.connection_id,
                 "connector": self._connector,
+                "owner_connector": connection.connector.value,
                 "state": health.value,
                 "reason": error.reason,
             },
@@ -769,13 +810,25 @@ class DeliveryEngine:
 
     # -- connections and sinks ----------------------------------------------------------------
 
+    def _destination_key(self, connection: ConnectionRecord) -> str:
+        return destination_key(
+            connection.connection_id,
+            owner_connector=connection.connector.value,
+            connector=self._connector,
+        )
+
     async def _connection(self, lane: _Lane, now: float) -> ConnectionRecord | None:
+        """The connection record that owns the lane's exports (cached a few seconds).
+
+        A partner connection's webhook copy loads the partner's record (``lane.owner``), and
+        the lane's health is that of its destination key, not of the partner copy.
+        """
         if now - lane.connection_loaded_at > _CONNECTION_CACHE_SECONDS:
-            current = await self._connections.get(lane.tenant_id, Connector(self._connector))
+            current = await self._connections.get(lane.tenant_id, lane.owner)
             # A connection deleted and created again is another connection: its exports differ.
             same = current is not None and current.connection_id == lane.connection_id
             lane.connection = current if same else None
-            lane.health = await self._state.connection_state(lane.connection_id) if same else None
+            lane.health = await self._state.connection_state(lane.key) if same else None
             lane.connection_loaded_at = now
         return lane.connection
 

@@ -14,6 +14,18 @@ connector's retry topic with the envelope plus:
 
 Dead letters add ``qi.error.class``, ``qi.error.reason``, ``qi.error.status`` and
 ``qi.original.topic|partition|offset`` (Kafka Connect's ``__connect.errors.*`` idea).
+
+Owner and destination: ``qi.connector`` is the connector that delivers the export (its topic);
+``qi.owner_connector`` is the connector of the connection record that owns it. They differ for
+a HubSpot or Pipedrive connection's webhook copy (delivery mode ``webhook`` or ``both``, see
+:mod:`processors.routing.destinations`). Exports written before the header existed lack it and
+are owned by their delivering connector. A delivery's *destination* is keyed by
+:func:`destination_key`: the bare ``connection_id`` when the connection's own connector
+delivers it (the keys used before delivery modes, kept so stored state stays valid), else
+``{connection_id}:{connector}``. The engine keeps lanes and connection health
+(``needs_reauth``, ``gone``) per destination, and :attr:`DeliveryItem.version_field` carries
+the delivering connector for a copy, so a partner's health or delivered versions never
+govern the connection's webhook copy, nor the other way round.
 """
 
 from __future__ import annotations
@@ -26,11 +38,13 @@ from typing import Final
 from pydantic import TypeAdapter, ValidationError
 
 from processors.deliveries.models import AttemptError
+from processors.tenants.models import Connector
 
 __all__ = [
     "REQUIRED_HEADERS",
     "DeliveryItem",
     "EnvelopeError",
+    "destination_key",
     "item_from_record",
     "retry_headers",
 ]
@@ -53,10 +67,20 @@ _RETRY_HEADERS: Final = frozenset(
     {"qi.attempt", "qi.hop", "qi.not_before", "qi.first_attempt_at", "qi.errors", "qi.retry.kind"}
 )
 _ERRORS = TypeAdapter(list[AttemptError])
+_CONNECTORS: Final = frozenset(c.value for c in Connector)
 
 
 class EnvelopeError(ValueError):
     """A record on an export or retry topic without a usable delivery envelope."""
+
+
+def destination_key(connection_id: str, *, owner_connector: str, connector: str) -> str:
+    """The key of one destination of a connection: the connection delivered by ``connector``.
+
+    ``connection_id`` when ``connector`` is the connection's own (``owner_connector``), else
+    ``{connection_id}:{connector}`` (connection ids never contain ``:``).
+    """
+    return connection_id if owner_connector == connector else f"{connection_id}:{connector}"
 
 
 @dataclass(slots=True)
@@ -87,6 +111,23 @@ class DeliveryItem:
         return self.headers["qi.connection_id"]
 
     @property
+    def connector(self) -> str:
+        """The connector that delivers this export (its topic's)."""
+        return self.headers["qi.connector"]
+
+    @property
+    def owner_connector(self) -> str:
+        """The connector of the connection record that owns this export."""
+        return self.headers.get("qi.owner_connector") or self.connector
+
+    @property
+    def destination_key(self) -> str:
+        """Lanes and connection health are kept per destination; see :func:`destination_key`."""
+        return destination_key(
+            self.connection_id, owner_connector=self.owner_connector, connector=self.connector
+        )
+
+    @property
     def idempotency_key(self) -> str:
         return self.headers["qi.idempotency_key"]
 
@@ -96,8 +137,15 @@ class DeliveryItem:
 
     @property
     def version_field(self) -> str:
-        """The stale-version guard's field: the contract family and the entity id."""
-        return f"{self.headers['qi.contract']}:{self.headers['qi.entity_id']}"
+        """The stale-version guard's field: the contract family and the entity id.
+
+        A copy delivered by another connector than the connection's own is prefixed with that
+        connector (``webhook|company:co_1``): each destination has its own guard.
+        """
+        field = f"{self.headers['qi.contract']}:{self.headers['qi.entity_id']}"
+        if self.owner_connector == self.connector:
+            return field
+        return f"{self.connector}|{field}"
 
     @property
     def replay_id(self) -> str | None:
@@ -134,6 +182,11 @@ def item_from_record(
         msg = f"missing envelope headers: {', '.join(missing)}"
         raise EnvelopeError(msg)
     _int(headers, "qi.entity_version", 0)
+    if headers.get("qi.owner_connector"):  # a copy names both connectors; check them
+        for name in ("qi.owner_connector", "qi.connector"):
+            if headers[name] not in _CONNECTORS:
+                msg = f"header {name} names no known connector"
+                raise EnvelopeError(msg)
     errors: list[AttemptError] = []
     if "qi.errors" in headers:
         try:

@@ -10,6 +10,11 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
 - ``connstate:{connection_id}``: hash ``state`` (``needs_reauth`` or ``gone``), ``reason``,
   ``since`` (epoch seconds). A connection updated after ``since`` is healthy again.
 
+Delivery modes: the engine keys ``connstate:`` by destination (the connection id, or
+``{connection_id}:webhook`` for a partner connection's webhook copy, see
+:func:`processors.deliveries.envelope.destination_key`); a copy's ``ver:`` field is prefixed
+with its connector (``webhook|company:co_1``), so each destination has its own guard.
+
 Reads for a batch are one pipelined round trip; so are writes.
 """
 

@@ -1,6 +1,7 @@
 """Domain events to contract records: pure functions, no I/O.
 
-One event becomes one contract record per connection that takes it. The record carries the
+One event becomes one contract record per connection that takes it and per destination of the
+connection's delivery mode (:mod:`processors.routing.destinations`). The record carries the
 common header (``event_type``, ``schema_version``, ``occurred_at``, ``idempotency_key``,
 ``tenant_id``, ``connection_id``, ``correlation_id``, ``event_id``, ``entity_version``) and the
 entity in the shape of its contract family:
@@ -27,8 +28,9 @@ from processors.domain.events import (
     PersonData,
     SignalData,
 )
+from processors.routing.destinations import destination_label
 from processors.routing.idempotency import idempotency_key
-from processors.tenants.models import ConnectionRecord
+from processors.tenants.models import ConnectionRecord, Connector
 
 __all__ = ["EVENT_FAMILIES", "MappedRecord", "format_timestamp", "map_event"]
 
@@ -153,11 +155,18 @@ def _body(event: DomainEvent) -> dict[str, Any]:
 
 
 def map_event(
-    event: DomainEvent, connection: ConnectionRecord, *, schema_version: str
+    event: DomainEvent,
+    connection: ConnectionRecord,
+    *,
+    schema_version: str,
+    destination: Connector | None = None,
 ) -> MappedRecord | None:
     """The contract record for ``connection``, or ``None`` when the connection does not take it.
 
     ``schema_version`` is the version of the contract the record will be encoded with.
+    ``destination`` is the connector that delivers it (default: the connection's own); a
+    partner connection's webhook copy gets its own idempotency key
+    (:mod:`processors.routing.destinations`).
     """
     envelope = event.envelope
     entity = event.entity
@@ -171,6 +180,7 @@ def map_event(
         event_type=envelope.event_type.value,
         entity_id=entity.entity_id,
         entity_version=entity.version,
+        destination=destination_label(connection, destination or connection.connector),
     )
     record: dict[str, Any] = {
         "event_type": envelope.event_type.value,

@@ -10,6 +10,14 @@ Export records: key ``tenant_id``; value the contract, Avro single-object encode
 delivery envelope (``qi.*``: delivery id, connector, connection, event type and id, idempotency
 key, correlation id, entity id and version, contract family and version, source coordinates).
 
+Delivery modes: a connection produces one export per destination of its delivery mode
+(:func:`~processors.routing.destinations.export_destinations`): a HubSpot or Pipedrive
+connection in ``both`` mode gives one export to its partner topic and one to
+``integrations.exports.webhook``, with distinct idempotency keys and delivery ids.
+``qi.connector`` names the delivering connector (the export topic); ``qi.owner_connector``
+names the connector of the connection record that owns the export, whose settings the
+delivery engine loads (they differ only for a partner connection's webhook copy).
+
 Dead-letter records carry the reason and detail and the original coordinates as headers
 (``qi.error.*``, ``qi.original.*``, after Kafka Connect's ``__connect.errors.*``), and the
 original value when ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` is on (the default: an operator needs it
@@ -25,11 +33,12 @@ from dataclasses import dataclass, field
 from processors import metrics
 from processors.contracts import ContractEncodingError, ContractRegistry, encode
 from processors.domain.events import DomainEvent
+from processors.routing.destinations import export_destinations
 from processors.routing.idempotency import delivery_id_for
 from processors.routing.mapping import EVENT_FAMILIES, map_event
 from processors.routing.parsing import InvalidEventError, InvalidReason, parse_domain_event
 from processors.settings import RoutingSettings
-from processors.tenants.models import ConnectionRecord, TenantRouting
+from processors.tenants.models import ConnectionRecord, Connector, TenantRouting
 from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 
@@ -120,37 +129,46 @@ class RoutingService:
         schema = self._registry.latest(EVENT_FAMILIES[event.envelope.event_type])
         produced: list[tuple[str, OutgoingRecord]] = []
         for connection in tenant.connections:
-            mapped = map_event(event, connection, schema_version=schema.schema_version)
-            if mapped is None:
-                continue
-            try:
-                value = encode(schema, mapped.record)
-            except ContractEncodingError as exc:
-                error = InvalidEventError(
-                    InvalidReason.CONTRACT_VIOLATION, str(exc), tenant_id=event.envelope.tenant_id
+            for destination in export_destinations(connection):
+                mapped = map_event(
+                    event,
+                    connection,
+                    schema_version=schema.schema_version,
+                    destination=destination,
                 )
-                self._dead_letter(report, incoming, error)
-                return
-            connector = connection.connector.value
-            headers = _delivery_headers(
-                incoming,
-                event,
-                connection,
-                mapped.idempotency_key,
-                family=schema.family.value,
-                schema_version=schema.schema_version,
-            )
-            produced.append(
-                (
-                    connector,
-                    OutgoingRecord(
-                        topic=self._topics.exports(connector),
-                        key=event.envelope.tenant_id.encode(),
-                        value=value,
-                        headers=headers,
-                    ),
+                if mapped is None:
+                    break  # the connection does not take the event, whatever the destination
+                try:
+                    value = encode(schema, mapped.record)
+                except ContractEncodingError as exc:
+                    error = InvalidEventError(
+                        InvalidReason.CONTRACT_VIOLATION,
+                        str(exc),
+                        tenant_id=event.envelope.tenant_id,
+                    )
+                    self._dead_letter(report, incoming, error)
+                    return
+                connector = destination.value
+                headers = _delivery_headers(
+                    incoming,
+                    event,
+                    connection,
+                    mapped.idempotency_key,
+                    destination=destination,
+                    family=schema.family.value,
+                    schema_version=schema.schema_version,
                 )
-            )
+                produced.append(
+                    (
+                        connector,
+                        OutgoingRecord(
+                            topic=self._topics.exports(connector),
+                            key=event.envelope.tenant_id.encode(),
+                            value=value,
+                            headers=headers,
+                        ),
+                    )
+                )
         metrics.EVENTS_MAPPED.labels(event_type).inc()
         if not produced:
             self._skip(report, "no_connection_takes_it")
@@ -208,6 +226,7 @@ def _delivery_headers(
     connection: ConnectionRecord,
     key: str,
     *,
+    destination: Connector,
     family: str,
     schema_version: str,
 ) -> Headers:
@@ -215,7 +234,8 @@ def _delivery_headers(
     pairs = {
         "qi.delivery_id": delivery_id_for(key),
         "qi.tenant_id": envelope.tenant_id,
-        "qi.connector": connection.connector.value,
+        "qi.connector": destination.value,
+        "qi.owner_connector": connection.connector.value,
         "qi.connection_id": connection.connection_id,
         "qi.event_type": envelope.event_type.value,
         "qi.event_id": str(envelope.event_id),

@@ -11,6 +11,31 @@ unknown keys refused everywhere. Common to all three:
   service with the webhook connector's own config class, which knows whether private networks
   are allowed (``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS``).
 
+Partner options, HubSpot and Pipedrive only, each left out to take the connector's default.
+Their names are those of the connector's config class, and the service stores them at the top
+of the connection's settings, where :mod:`processors.deliveries.sinks` passes them to that
+class unchanged:
+
+- HubSpot (:class:`connectors.hubspot.config.HubSpotConnectionConfig`):
+  ``queast_id_property``, ``note_id_property`` (internal property names, ``^[a-z][a-z0-9_]*$``,
+  at most 100 characters) and ``tier`` (``free_starter``, ``professional_enterprise``,
+  ``oauth_app``);
+- Pipedrive (:class:`connectors.pipedrive.config.PipedriveConnectionConfig`):
+  ``domain_field_key`` (required when the delivery mode includes ``api``: the connector keeps
+  the domain in that organization field), ``queast_id_field_key`` (field keys, word
+  characters, at most 64), ``plan`` (``lite``, ``growth``, ``premium``, ``ultimate``) and
+  ``daily_budget`` (API tokens per day, > 0);
+- both: ``match_policy``, the identity match policy
+  (:class:`processors.identity.resolver.MatchPolicy`): ``company_strategies`` and
+  ``person_strategies`` (in order; each strategy once, and only strategies that identify
+  that kind: ``partner_id``, ``domain``, ``linkedin_url``, ``company_name`` for companies,
+  ``partner_id``, ``email``, ``linkedin_url`` for people), ``auto_link_threshold``
+  (0.5 to 1) and ``ambiguity_margin`` (0 to 0.5). Fields left out take the matcher's
+  defaults.
+
+The service validates the assembled partner block with the connector's config class as well,
+so whatever is stored is what the sink accepts.
+
 Secrets: every secret field may be left out when replacing a connection, which keeps the stored
 value (the same field of the same auth type). A secret field never takes the redaction marker
 or an already sealed token: send the secret, or leave it out.
@@ -23,7 +48,7 @@ ever in a response.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -33,10 +58,15 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
+from connectors.hubspot.config import HubSpotTier
+from connectors.pipedrive.config import PipedrivePlan
 from processors.domain.events import EventType
+from processors.identity.matching import MatchStrategy
+from processors.identity.resolver import MatchPolicy
 from processors.secrets import REDACTED
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
 from processors.tenants.secret_fields import SEALED_PREFIX, redact_settings
@@ -49,6 +79,7 @@ __all__ = [
     "HubSpotConnectionIn",
     "HubSpotOAuth",
     "HubSpotPrivateApp",
+    "MatchPolicyIn",
     "PipedriveApiToken",
     "PipedriveConnectionIn",
     "PipedriveOAuth",
@@ -78,10 +109,63 @@ PlainSecret = Annotated[SecretStr, AfterValidator(_plain_secret)]
 """A secret as a client sends it: never the redaction marker, never a sealed token."""
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+HubSpotPropertyName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*$")
+]
+"""A HubSpot property's internal name (as :class:`HubSpotConnectionConfig` accepts it)."""
+PipedriveFieldKey = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^\w+$")
+]
+"""A Pipedrive custom field key (as :class:`PipedriveConnectionConfig` accepts it)."""
+
+_COMPANY_STRATEGIES: Final = frozenset(
+    {
+        MatchStrategy.PARTNER_ID,
+        MatchStrategy.DOMAIN,
+        MatchStrategy.LINKEDIN_URL,
+        MatchStrategy.COMPANY_NAME,
+    }
+)
+_PERSON_STRATEGIES: Final = frozenset(
+    {MatchStrategy.PARTNER_ID, MatchStrategy.EMAIL, MatchStrategy.LINKEDIN_URL}
+)
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _strategies(
+    value: tuple[MatchStrategy, ...], applicable: frozenset[MatchStrategy], kind: str
+) -> tuple[MatchStrategy, ...]:
+    if not value:
+        msg = "name at least one strategy"
+        raise ValueError(msg)
+    if len(set(value)) != len(value):
+        msg = "name each strategy once"
+        raise ValueError(msg)
+    wrong = [s.value for s in value if s not in applicable]
+    if wrong:
+        msg = f"{', '.join(wrong)} cannot identify {kind}"
+        raise ValueError(msg)
+    return value
+
+
+class MatchPolicyIn(MatchPolicy):
+    """A connection's identity match policy: the fields and bounds of :class:`MatchPolicy`,
+    with strategy lists that are not empty, name each strategy once and fit their kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    @field_validator("company_strategies")
+    @classmethod
+    def _company(cls, value: tuple[MatchStrategy, ...]) -> tuple[MatchStrategy, ...]:
+        return _strategies(value, _COMPANY_STRATEGIES, "companies")
+
+    @field_validator("person_strategies")
+    @classmethod
+    def _person(cls, value: tuple[MatchStrategy, ...]) -> tuple[MatchStrategy, ...]:
+        return _strategies(value, _PERSON_STRATEGIES, "people")
 
 
 class WebhookEndpointIn(_Body):
@@ -149,6 +233,7 @@ class WebhookConnectionIn(_ConnectionBody):
 class _CrmConnectionBody(_ConnectionBody):
     delivery_mode: DeliveryMode = DeliveryMode.API
     webhook: WebhookEndpointIn | None = None
+    match_policy: MatchPolicyIn | None = None
 
     @model_validator(mode="after")
     def _blocks_for_delivery_mode(self) -> Self:
@@ -164,11 +249,24 @@ class _CrmConnectionBody(_ConnectionBody):
     def auth_block(self) -> BaseModel | None:
         return None
 
+    def partner_options(self) -> dict[str, Any]:
+        """The partner options that were given, JSON-ready, under their config-class names."""
+        return self.model_dump(mode="json", include=set(self._OPTIONS), exclude_none=True)
+
+    _OPTIONS: ClassVar[frozenset[str]] = frozenset()
+
 
 class HubSpotConnectionIn(_CrmConnectionBody):
-    """A HubSpot connection: a private app token or OAuth credentials."""
+    """A HubSpot connection: a private app token or OAuth credentials, and partner options."""
+
+    _OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"queast_id_property", "note_id_property", "tier"}
+    )
 
     auth: HubSpotAuth | None = None
+    queast_id_property: HubSpotPropertyName | None = None
+    note_id_property: HubSpotPropertyName | None = None
+    tier: HubSpotTier | None = None
 
     @property
     def auth_block(self) -> BaseModel | None:
@@ -176,9 +274,18 @@ class HubSpotConnectionIn(_CrmConnectionBody):
 
 
 class PipedriveConnectionIn(_CrmConnectionBody):
-    """A Pipedrive connection: an API token or OAuth credentials with the company domain."""
+    """A Pipedrive connection: an API token or OAuth credentials with the company domain, and
+    partner options (``domain_field_key`` is required when the delivery mode includes api)."""
+
+    _OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"domain_field_key", "queast_id_field_key", "plan", "daily_budget"}
+    )
 
     auth: PipedriveAuth | None = None
+    domain_field_key: PipedriveFieldKey | None = None
+    queast_id_field_key: PipedriveFieldKey | None = None
+    plan: PipedrivePlan | None = None
+    daily_budget: int | None = Field(default=None, gt=0)
 
     @property
     def auth_block(self) -> BaseModel | None:

@@ -10,7 +10,10 @@ act on the tenant (see :mod:`processors.auth`). Every method raises a
   connector;
 - :class:`~processors.errors.ValidationFailed`: the webhook URL or secret is refused by the
   webhook connector's config, a private address is named while private networks are not
-  allowed, or a secret is missing (left out with nothing stored to keep);
+  allowed, a secret is missing (left out with nothing stored to keep), or the partner block
+  of a HubSpot or Pipedrive connection that delivers through the API (``api`` or ``both``) is
+  refused by the connector's own config class (for example a Pipedrive connection without
+  ``domain_field_key``); ``details`` name the body field;
 - :class:`~processors.errors.Conflict` (``stored_secret_unreadable``): a kept webhook secret
   cannot be opened (its key left the ring); the caller must send it again.
 
@@ -19,16 +22,27 @@ Saving a connection: one per connector per tenant. A replace keeps ``connection_
 sealed, as they are (they stay bound to the same tenant, connection and field). New secrets
 are sealed with :func:`~processors.tenants.secret_fields.seal_settings` before they are stored.
 
-Stored ``settings`` by connector (secret fields sealed)::
+Stored ``settings`` by connector (secret fields sealed; ``?``: only when given)::
 
     webhook:   {"webhook": {"url", "secret"}, "rate_limit_per_second"?, "max_concurrency"?}
-    hubspot:   {"auth": {"type": "private_app", "token"}
-                      | {"type": "oauth", "client_id", "client_secret", "refresh_token"},
+    hubspot:   {"auth"?: {"type": "private_app", "token"}
+                       | {"type": "oauth", "client_id", "client_secret", "refresh_token"},
+                "queast_id_property"?, "note_id_property"?, "tier"?,
+                "match_policy"?: {"company_strategies"?, "person_strategies"?,
+                                  "auto_link_threshold"?, "ambiguity_margin"?},
                 "webhook"?: {"url", "secret"}, "rate_limit_per_second"?, "max_concurrency"?}
-    pipedrive: {"auth": {"type": "api_token", "token"}
-                      | {"type": "oauth", "client_id", "client_secret", "refresh_token",
-                         "api_domain"},
-                "webhook"?: {...}, "rate_limit_per_second"?, "max_concurrency"?}
+    pipedrive: {"auth"?: {"type": "api_token", "token"}
+                       | {"type": "oauth", "client_id", "client_secret", "refresh_token",
+                          "api_domain"},
+                "domain_field_key"?, "queast_id_field_key"?, "plan"?, "daily_budget"?,
+                "match_policy"?: {...}, "webhook"?: {...}, "rate_limit_per_second"?,
+                "max_concurrency"?}
+
+Partner options sit at the top of the block under the names of the connector's config class,
+so the sink factory (:mod:`processors.deliveries.sinks`) hands everything but ``webhook`` and
+``match_policy`` to that class unchanged, and ``match_policy`` to
+:class:`~processors.identity.resolver.MatchPolicy`. Only what the body gives is stored (the
+defaults stay the connector's), and a replace stores exactly the new body's options.
 
 Logs (``connection.saved``, ``connection.deleted``, ``allowlist.changed``) carry ids and the
 actor's ``sub`` only.
@@ -43,6 +57,9 @@ from typing import Any, Final
 
 from pydantic import SecretStr, ValidationError
 
+from connectors.base import ConnectionConfig
+from connectors.hubspot.config import HubSpotConnectionConfig
+from connectors.pipedrive.config import PipedriveConnectionConfig
 from connectors.webhook.config import WebhookConnectionConfig
 from processors.auth.principal import Principal
 from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
@@ -63,6 +80,12 @@ __all__ = ["ConnectionService"]
 _log = logging.getLogger(__name__)
 
 _LOCAL_HOST_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+_PARTNER_CONFIGS: Final[dict[Connector, type[ConnectionConfig]]] = {
+    Connector.HUBSPOT: HubSpotConnectionConfig,
+    Connector.PIPEDRIVE: PipedriveConnectionConfig,
+}
+_SERVICE_KEYS: Final = frozenset({"webhook", "match_policy"})
+"""Keys of a partner connection's settings that are not the partner's config (see sinks)."""
 
 
 def _is_private_host(host: str) -> bool:
@@ -268,6 +291,7 @@ class ConnectionService:
         block = self._settings_block(connector, body, builder)
         if builder.missing:
             raise ValidationFailed(details=builder.missing)
+        self._check_partner_block(connector, block)
         now = datetime.now(UTC)
         record = ConnectionRecord(
             tenant_id=tenant_id,
@@ -297,6 +321,23 @@ class ConnectionService:
         )
         return record, existing is None
 
+    def _check_partner_block(self, connector: Connector, block: dict[str, Any]) -> None:
+        """Validate a partner block that will reach the partner sink, as the sink will.
+
+        Connections that do not call the partner API (no ``auth``) are not checked: their
+        partner options are stored for later and checked when an auth block comes.
+        """
+        config_class = _PARTNER_CONFIGS.get(connector)
+        if config_class is None or "auth" not in block:
+            return
+        partner = {k: v for k, v in block.items() if k not in _SERVICE_KEYS}
+        try:
+            config_class.validate_for_connection(
+                partner, allow_private_networks=self._allow_private_networks
+            )
+        except ValidationError as exc:
+            raise ValidationFailed.from_pydantic(exc, loc_prefix=("body",)) from None
+
     @staticmethod
     def _settings_block(
         connector: Connector, body: ConnectionIn, builder: _SettingsBuilder
@@ -315,6 +356,12 @@ class ConnectionService:
             raise TypeError(msg)
         if auth is not None:
             block["auth"] = auth
+        if isinstance(body, HubSpotConnectionIn | PipedriveConnectionIn):
+            block.update(body.partner_options())
+            if body.match_policy is not None:
+                block["match_policy"] = body.match_policy.model_dump(
+                    mode="json", exclude_unset=True
+                )
         if body.webhook is not None:
             block["webhook"] = builder.webhook(body.webhook)
         if body.rate_limit_per_second is not None:

@@ -72,6 +72,7 @@ PIPEDRIVE_BODY: dict[str, Any] = {
     "enabled": True,
     "delivery_mode": "api",
     "auth": {"type": "api_token", "token": PIPEDRIVE_TOKEN},
+    "domain_field_key": "org_domain_key_1",
 }
 BODIES = {"webhook": WEBHOOK_BODY, "hubspot": HUBSPOT_BODY, "pipedrive": PIPEDRIVE_BODY}
 

@@ -55,6 +55,7 @@ PIPEDRIVE_OAUTH: dict[str, Any] = {
         "refresh_token": PIPEDRIVE_REFRESH_TOKEN,
         "api_domain": "https://acme.pipedrive.com",
     },
+    "domain_field_key": "org_domain_key_1",
 }
 
 
@@ -357,3 +358,73 @@ async def test_logs_carry_ids_and_actor(
         assert fields["connector"] == "webhook"
         assert fields["connection_id"] == connection_id
         assert fields["actor_sub"] == "user-1"
+
+
+HUBSPOT_OPTIONS: dict[str, Any] = {
+    "queast_id_property": "queast_company_id",
+    "note_id_property": "queast_note_id",
+    "tier": "professional_enterprise",
+    "match_policy": {
+        "company_strategies": ["domain", "linkedin_url", "company_name"],
+        "person_strategies": ["email"],
+        "auto_link_threshold": 0.96,
+        "ambiguity_margin": 0.08,
+    },
+}
+PIPEDRIVE_OPTIONS: dict[str, Any] = {
+    "domain_field_key": "org_domain_key_2",
+    "queast_id_field_key": "queast_id_key",
+    "plan": "growth",
+    "daily_budget": 20000,
+    "match_policy": {"auto_link_threshold": 0.9},
+}
+
+
+@pytest.mark.parametrize(
+    ("connector", "body", "options"),
+    [
+        ("hubspot", HUBSPOT_OAUTH, HUBSPOT_OPTIONS),
+        ("pipedrive", BODIES["pipedrive"], PIPEDRIVE_OPTIONS),
+    ],
+)
+async def test_partner_options_are_stored_and_shown_back(
+    client: httpx.AsyncClient,
+    redis_client: Redis,
+    api_settings: Settings,
+    connector: str,
+    body: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    await allow(client)
+    response = await client.put(
+        f"{T}/connections/{connector}", json={**body, **options}, headers=TENANT_ADMIN
+    )
+    assert response.status_code == 201
+    for shown in (
+        response.json(),
+        (await client.get(f"{T}/connections/{connector}", headers=TENANT_ADMIN)).json(),
+    ):
+        assert {k: shown["settings"][k] for k in options} == options
+    record = await stored(redis_client, api_settings, connector)
+    assert {k: record["settings"][k] for k in options} == options
+    # a replace without them goes back to the connector's defaults
+    replaced = await client.put(f"{T}/connections/{connector}", json=body, headers=TENANT_ADMIN)
+    assert replaced.status_code == 200
+    left = set(options) - {"domain_field_key"}
+    assert not left & set(replaced.json()["settings"])
+
+
+async def test_a_hubspot_connection_in_both_modes_keeps_its_webhook_and_options(
+    client: httpx.AsyncClient,
+) -> None:
+    await allow(client)
+    body = {**HUBSPOT_OAUTH, "tier": "oauth_app"}
+    response = await client.put(f"{T}/connections/hubspot", json=body, headers=TENANT_ADMIN)
+    assert response.status_code == 201
+    shown = response.json()
+    assert shown["delivery_mode"] == "both"
+    assert shown["settings"]["webhook"] == {
+        "url": "http://127.0.0.1:8901/hubspot-hook",
+        "secret": REDACTED,
+    }
+    assert shown["settings"]["tier"] == "oauth_app"

@@ -44,7 +44,10 @@ HUBSPOT_OAUTH: dict[str, Any] = {
     },
     "webhook": {"url": "http://127.0.0.1:8901/h", "secret": WHSEC_2},
 }
-PIPEDRIVE: dict[str, Any] = {"auth": {"type": "api_token", "token": PIPEDRIVE_TOKEN}}
+PIPEDRIVE: dict[str, Any] = {
+    "auth": {"type": "api_token", "token": PIPEDRIVE_TOKEN},
+    "domain_field_key": "org_domain_key_1",
+}
 PLAINTEXTS = {
     ("webhook", "webhook.secret"): WHSEC,
     ("hubspot", "auth.client_secret"): HUBSPOT_CLIENT_SECRET,

@@ -16,6 +16,7 @@ from processors.settings import Settings, WebhookSettings
 
 from .conftest import (
     HUBSPOT_BODY,
+    PIPEDRIVE_BODY,
     PLATFORM,
     SECRETS,
     TENANT,
@@ -265,3 +266,53 @@ async def test_unknown_route_and_method_use_the_error_shape(allowed: httpx.Async
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
     assert "PUT" in wrong.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    ("connector", "changes", "loc"),
+    [
+        ("hubspot", {"queast_id_property": "Queast ID"}, ["body", "queast_id_property"]),
+        ("hubspot", {"note_id_property": "9notes"}, ["body", "note_id_property"]),
+        ("hubspot", {"tier": "enterprise_plus"}, ["body", "tier"]),
+        (
+            "hubspot",
+            {"match_policy": {"auto_link_threshold": 1.5}},
+            ["body", "match_policy", "auto_link_threshold"],
+        ),
+        (
+            "hubspot",
+            {"match_policy": {"company_strategies": ["domain", "email"]}},
+            ["body", "match_policy", "company_strategies"],
+        ),
+        (
+            "hubspot",
+            {"match_policy": {"person_strategies": ["email", "email"]}},
+            ["body", "match_policy", "person_strategies"],
+        ),
+        ("hubspot", {"match_policy": {"strategies": ["domain"]}}, ["body", "match_policy"]),
+        ("hubspot", {"base_url": "https://evil.example.com"}, ["body", "base_url"]),
+        ("hubspot", {"timeout_seconds": 5}, ["body", "timeout_seconds"]),
+        ("hubspot", {"plan": "lite"}, ["body", "plan"]),
+        ("pipedrive", {"plan": "enterprise"}, ["body", "plan"]),
+        ("pipedrive", {"daily_budget": -1}, ["body", "daily_budget"]),
+        ("pipedrive", {"domain_field_key": "not a key"}, ["body", "domain_field_key"]),
+        ("pipedrive", {"domain_field_key": None}, ["body", "domain_field_key"]),
+        ("pipedrive", {"queast_id_field_key": "x" * 65}, ["body", "queast_id_field_key"]),
+        ("pipedrive", {"tier": "oauth_app"}, ["body", "tier"]),
+        ("pipedrive", {"match_policy": {"ambiguity_margin": -0.1}}, ["body", "match_policy"]),
+        ("webhook", {"match_policy": {}}, ["body", "match_policy"]),
+        ("webhook", {"tier": "oauth_app"}, ["body", "tier"]),
+    ],
+)
+async def test_bad_partner_options_name_the_field(
+    allowed: httpx.AsyncClient, connector: str, changes: dict[str, Any], loc: list[str]
+) -> None:
+    base = {"hubspot": HUBSPOT_BODY, "pipedrive": PIPEDRIVE_BODY, "webhook": WEBHOOK_BODY}
+    body = {**base[connector], **changes}
+    response = await allowed.put(f"{T}/connections/{connector}", json=body, headers=TENANT_ADMIN)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert any(detail["loc"][: len(loc)] == loc for detail in error["details"]), error
+    assert_no_echo(response)
+    assert (await allowed.get(f"{T}/connections", headers=TENANT_ADMIN)).json() == {"items": []}

@@ -29,7 +29,7 @@ from connectors.base import (
 )
 from processors.contracts import ContractFamily, default_registry, encode
 from processors.deliveries.engine import DeliveryEngine
-from processors.deliveries.envelope import DeliveryItem, item_from_record
+from processors.deliveries.envelope import DeliveryItem, EnvelopeError, item_from_record
 from processors.deliveries.models import DeliveryRecord
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
@@ -158,6 +158,7 @@ class Harness:
         self.produced: list[OutgoingRecord] = []
         self.script = script
         self.sinks: list[_ScriptedSink] = []
+        self.built_for: list[ConnectionRecord] = []
         self.engine = DeliveryEngine(
             connector="webhook",
             max_batch_size=1,
@@ -189,6 +190,7 @@ class Harness:
         return self.script(record)  # looked up per call: a test may change the script
 
     async def _sink(self, connection: ConnectionRecord) -> BaseSink[Any]:
+        self.built_for.append(connection)
         context: SinkContext[_Config] = SinkContext(
             tenant_id=connection.tenant_id,
             connection_id=connection.connection_id,
@@ -481,3 +483,160 @@ async def test_a_failure_without_a_wait_hint_pauses_nothing() -> None:
 
 def _topic_statuses(h: Harness) -> list[str]:
     return [json.loads(r.value)["status"] for r in h.on("delivery-records")]
+
+
+# -- delivery modes: a partner connection's webhook copy ------------------------------------
+
+
+class _ByConnector(ConnectionRepository):
+    """A tenant's connections by connector, and the connectors the engine asked for."""
+
+    def __init__(self, *connections: ConnectionRecord) -> None:
+        self.connections = {c.connector: c for c in connections}
+        self.asked: list[Connector] = []
+
+    async def get(self, tenant_id: str, connector: Connector) -> ConnectionRecord | None:
+        self.asked.append(connector)
+        return self.connections.get(connector)
+
+
+def _hubspot(**overrides: Any) -> ConnectionRecord:
+    return _connection(
+        **{"connector": "hubspot", "connection_id": "conn_hs", "delivery_mode": "both", **overrides}
+    )
+
+
+def _copy(n: int = 1, *, version: int = 1, owner: str = "hubspot", **extra: str) -> DeliveryItem:
+    """A webhook export owned by a partner connection (its webhook copy)."""
+    return _item(
+        n,
+        version=version,
+        extra={"qi.connection_id": "conn_hs", "qi.owner_connector": owner, **extra},
+    )
+
+
+def _with_connections(h: Harness, *connections: ConnectionRecord) -> _ByConnector:
+    repository = _ByConnector(*connections)
+    h.engine._connections = repository
+    return repository
+
+
+async def test_a_webhook_copy_loads_the_owning_partner_connection() -> None:
+    h = Harness(lambda r: None)
+    repository = _with_connections(h, _hubspot())
+    assert await h.run([_copy(1)]) == ["d-1"]
+    assert repository.asked == [Connector.HUBSPOT]
+    assert [c.connection_id for c in h.built_for] == ["conn_hs"]
+    assert h.built_for[0].connector is Connector.HUBSPOT
+    assert h.statuses() == ["delivered"]
+    (record,) = h.records.added
+    assert (record.connection_id, record.connector) == ("conn_hs", "webhook")
+
+
+async def test_exports_without_an_owner_header_load_the_engines_own_connector() -> None:
+    h = Harness(lambda r: None)
+    repository = _with_connections(h, _connection(), _hubspot())
+    assert await h.run([_item(1)]) == ["d-1"]
+    assert repository.asked == [Connector.WEBHOOK]
+    assert [c.connection_id for c in h.built_for] == ["conn_1"]
+
+
+async def test_own_webhook_connection_and_a_partner_copy_have_separate_lanes() -> None:
+    h = Harness(lambda r: None)
+    _with_connections(h, _connection(), _hubspot())
+    acked = await h.run([_item(1), _copy(2), _item(3, extra={"qi.owner_connector": "webhook"})])
+    assert sorted(acked) == ["d-1", "d-2", "d-3"]
+    assert sorted(c.connection_id for c in h.built_for) == ["conn_1", "conn_hs"]
+    by_connection = {s.context.connection_id: len(s.sent) for s in h.sinks}
+    assert by_connection == {"conn_1": 2, "conn_hs": 1}
+
+
+async def test_a_partner_connections_needs_reauth_does_not_park_its_webhook_copy() -> None:
+    h = Harness(lambda r: None)
+    _with_connections(h, _hubspot())
+    # the HubSpot engine parked the connection's HubSpot copies (health under the bare id)
+    h.state.health["conn_hs"] = ConnectionState(ConnectionHealth.NEEDS_REAUTH, "401", NOW)
+    assert await h.run([_copy(1)]) == ["d-1"]
+    assert h.statuses() == ["delivered"]
+
+
+async def test_a_rejected_webhook_copy_parks_only_the_webhook_destination() -> None:
+    h = Harness(lambda r: AuthenticationError("401", status_code=401))
+    _with_connections(h, _hubspot())
+    await h.run([_copy(1)])
+    assert set(h.state.health) == {"conn_hs:webhook"}
+    assert h.state.health["conn_hs:webhook"].health is ConnectionHealth.NEEDS_REAUTH
+    assert h.statuses() == ["parked"]
+    # the parked destination holds the next copies, without an attempt
+    h2 = Harness(lambda r: None)
+    _with_connections(h2, _hubspot())
+    h2.state.health = h.state.health
+    await h2.run([_copy(2)])
+    assert h2.sent() == 0
+    assert h2.statuses() == ["parked"]
+
+
+async def test_a_gone_webhook_copy_leaves_the_tenants_own_webhook_connection_alone() -> None:
+    h = Harness(
+        lambda r: (
+            EndpointGoneError("gone", status_code=410) if r.connection_id == "conn_hs" else None
+        )
+    )
+    _with_connections(h, _connection(), _hubspot())
+    await h.run([_copy(1), _item(2)])
+    assert set(h.state.health) == {"conn_hs:webhook"}
+    assert sorted(h.statuses()) == ["dead_lettered", "delivered"]
+
+
+async def test_the_version_guard_is_per_destination() -> None:
+    h = Harness(lambda r: None)
+    _with_connections(h, _hubspot())
+    h.state.versions["company:co_1"] = 9  # HubSpot has version 9 of the company
+    assert _copy(1).version_field == "webhook|company:co_1"
+    await h.run([_copy(1, version=2)])
+    assert h.statuses() == ["delivered"], "the webhook endpoint has not seen version 9"
+    assert h.state.versions["webhook|company:co_1"] == 2
+
+
+@pytest.mark.parametrize(
+    ("connection", "error_class"),
+    [
+        (_hubspot(delivery_mode="api"), "DestinationRemoved"),
+        (_hubspot(connection_id="conn_other"), "ConnectionRemoved"),
+    ],
+)
+async def test_a_copy_whose_destination_or_connection_is_gone_is_dead_lettered(
+    connection: ConnectionRecord, error_class: str
+) -> None:
+    h = Harness(lambda r: None)
+    _with_connections(h, connection)
+    await h.run([_copy(1)])
+    assert h.sent() == 0
+    (dead,) = h.on("dlq.webhook")
+    headers = _headers(dead)
+    assert headers["qi.error.class"] == error_class
+    assert headers["qi.owner_connector"] == "hubspot", "a redrive still finds its owner"
+
+
+async def test_a_retried_copy_keeps_its_owner() -> None:
+    h = Harness(lambda r: TransientError("503", status_code=503))
+    _with_connections(h, _hubspot())
+    await h.run([_copy(1)])
+    (retry,) = h.on("retry.webhook")
+    again = item_from_record(
+        value=retry.value, headers=_headers(retry), topic="retry", partition=0, offset=0
+    )
+    assert again.owner_connector == "hubspot"
+    assert again.destination_key == "conn_hs:webhook"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"qi.owner_connector": "salesforce"},
+        {"qi.owner_connector": "hubspot", "qi.connector": "fax"},
+    ],
+)
+def test_an_unknown_owner_or_connector_is_an_unusable_envelope(extra: dict[str, str]) -> None:
+    with pytest.raises(EnvelopeError, match="names no known connector"):
+        _item(1, extra=extra)
