@@ -7,7 +7,9 @@ refresh-token grant (``POST {base_url}/oauth/v1/token``, form-encoded
 ``access_token``, ``expires_in`` and usually ``refresh_token``):
 
 - ahead of expiry: :meth:`OAuthTokenSource.token` renews once the token is within
-  ``refresh_margin_seconds`` (60 s) of ``expires_at``, or when there is none yet;
+  ``refresh_margin_seconds`` (60 s) of ``expires_at``, or when there is none yet. For a
+  token that lives less than twice the margin, the margin is half its lifetime (otherwise
+  every request would renew it);
 - after a 401: :meth:`OAuthTokenSource.renew_after_rejection` renews once for the rejected
   token; the client retries the request once and a second 401 is an ``AuthenticationError``
   (the service parks the connection as ``needs_reauth``).
@@ -121,11 +123,12 @@ class OAuthTokenSource:
         self._access_token = access_token
         # A stored token without an expiry is used until HubSpot rejects it.
         self._expires_at = expires_at if access_token is not None else None
+        self._margin = refresh_margin_seconds
+        self._renew_at = None if self._expires_at is None else self._expires_at - self._margin
         self._clock = clock
         self._logger = logger
         self._log_fields = dict(log_fields or {})
         self._on_token_refreshed = on_token_refreshed
-        self._margin = refresh_margin_seconds
         self._lock = asyncio.Lock()
 
     @property
@@ -137,7 +140,7 @@ class OAuthTokenSource:
         token = self._access_token
         if token is None:
             return None
-        if self._expires_at is not None and self._clock.time() >= self._expires_at - self._margin:
+        if self._renew_at is not None and self._clock.time() >= self._renew_at:
             return None
         return token
 
@@ -197,6 +200,7 @@ class OAuthTokenSource:
             )
         self._access_token = SecretStr(access)
         self._expires_at = self._clock.time() + expires_in
+        self._renew_at = self._expires_at - min(self._margin, expires_in / 2)
         if refresh is not None:
             self._refresh_token = SecretStr(refresh)
         self._logger.info(

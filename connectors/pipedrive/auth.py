@@ -5,7 +5,8 @@
   would put the token in URLs and logs).
 - :class:`OAuthAuth`: ``Authorization: Bearer <access token>``, refreshed at
   ``POST https://oauth.pipedrive.com/oauth/token`` (form ``grant_type=refresh_token``,
-  HTTP Basic client credentials). It refreshes ahead of expiry, and once more when
+  HTTP Basic client credentials). It refreshes ahead of expiry (``refresh_margin_seconds``
+  before it, or half the token's lifetime when that is shorter), and once more when
   Pipedrive answers 401 (the client then retries the request once); a refresh token
   Pipedrive refuses is an ``AuthenticationError`` (the connection needs re-authorisation).
   The response's ``api_domain`` (the company's own API host) becomes the base URL unless
@@ -131,6 +132,7 @@ class OAuthAuth:
         self._allow_private_networks = allow_private_networks
         self._on_token_refreshed = on_token_refreshed
         self._margin = refresh_margin_seconds
+        self._renew_at = None if self._expires_at is None else self._expires_at - self._margin
         self._logger = logger or logging.getLogger("connectors.pipedrive")
         self._log_fields = dict(log_fields or {})
         self._lock = asyncio.Lock()
@@ -146,9 +148,9 @@ class OAuthAuth:
         """Whether the access token can be used as it is (an unknown expiry counts as fresh)."""
         if self._access_token is None:
             return False
-        if self._expires_at is None:
+        if self._renew_at is None:
             return True
-        return self._expires_at - self._clock.time() > self._margin
+        return self._clock.time() < self._renew_at
 
     async def headers(self) -> dict[str, str]:
         """A bearer header; refreshes first when the token is missing or about to expire."""
@@ -198,9 +200,11 @@ class OAuthAuth:
             )
         raise_for_response(response, partner=_PARTNER, endpoint=endpoint, clock=self._clock.time)
         tokens = self._read_tokens(response, endpoint)
+        lifetime = tokens.expires_at - self._clock.time()
         self._access_token = tokens.access_token
         self._refresh_token = tokens.refresh_token
         self._expires_at = tokens.expires_at
+        self._renew_at = tokens.expires_at - min(self._margin, lifetime / 2)
         if tokens.api_domain is not None:
             self._api_domain = tokens.api_domain
         self.refreshes += 1

@@ -35,6 +35,7 @@ from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
 from processors.deliveries.throttle import GlobalThrottle
+from processors.deliveries.tokens import OAuthTokenStore
 from processors.identity.repository import IdentityRepository
 from processors.kafka import header_value
 from processors.routing.service import OutgoingRecord
@@ -119,6 +120,7 @@ class _EngineHolder:
                     "hubspot": s.partners.hubspot_base_url,
                     "pipedrive": s.partners.pipedrive_base_url,
                 }.get(self._connector),
+                tokens=OAuthTokenStore(redis, box=s.secrets.secret_box(), key_prefix=prefix),
             ),
             throttle=GlobalThrottle(
                 redis,

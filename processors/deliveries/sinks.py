@@ -12,16 +12,27 @@ The connector's block of a connection's settings is validated with the connector
 
 Invalid stored settings or a secret that no longer opens make the connection unusable
 (``PermanentError``), which parks it.
+
+OAuth connections (HubSpot and Pipedrive ``auth.type == "oauth"``) with a token store: the
+sink starts from the connection's latest renewed grant in the store (access token, its
+expiry, the refresh token the partner may have rotated, Pipedrive's ``api_domain``) when it
+descends from the credentials stored on the connection, and its ``on_token_refreshed`` hook
+saves every renewal there (see :mod:`processors.deliveries.tokens`).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import BaseSink, PermanentError, SinkContext
+from connectors.base import BaseSink, Clock, HttpClientFactory, PermanentError, SinkContext
+from connectors.hubspot import HubSpotSink, RefreshedToken
+from connectors.pipedrive import OAuthTokens, PipedriveSink
 from connectors.registry import get_connector
+from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.secrets import SecretBox, SecretDecryptionError
@@ -29,6 +40,8 @@ from processors.tenants.models import ConnectionRecord
 from processors.tenants.secret_fields import open_settings
 
 __all__ = ["ConnectorSinkFactory"]
+
+logger = logging.getLogger(__name__)
 
 _CONNECTION_LEVEL_KEYS = ("rate_limit_per_second", "max_concurrency")
 
@@ -52,8 +65,60 @@ def _config_block(
     return partner
 
 
+def _with_grant(block: dict[str, Any], grant: OAuthGrant) -> dict[str, Any]:
+    """``block`` with its OAuth ``auth`` continuing from ``grant``."""
+    auth = dict(block["auth"])
+    auth["access_token"] = grant.access_token.get_secret_value()
+    auth["refresh_token"] = grant.refresh_token.get_secret_value()
+    auth["expires_at"] = grant.expires_at
+    if grant.api_domain is not None:
+        auth["api_domain"] = grant.api_domain
+    return {**block, "auth": auth}
+
+
+@dataclass(frozen=True, slots=True)
+class _GrantSaver:
+    """A sink's ``on_token_refreshed`` hooks: save each renewal of one connection."""
+
+    store: OAuthTokenStore
+    tenant_id: str
+    connection_id: str
+    credentials: str
+
+    async def _save(self, grant: OAuthGrant) -> None:
+        await self.store.save(
+            grant,
+            tenant_id=self.tenant_id,
+            connection_id=self.connection_id,
+            credentials=self.credentials,
+        )
+
+    async def hubspot(self, token: RefreshedToken) -> None:
+        await self._save(
+            OAuthGrant(
+                access_token=token.access_token,
+                refresh_token=token.refresh_token,
+                expires_at=token.expires_at,
+            )
+        )
+
+    async def pipedrive(self, tokens: OAuthTokens) -> None:
+        await self._save(
+            OAuthGrant(
+                access_token=tokens.access_token,
+                refresh_token=tokens.refresh_token,
+                expires_at=tokens.expires_at,
+                api_domain=tokens.api_domain,
+            )
+        )
+
+
 class ConnectorSinkFactory:
-    """Creates and sets up sinks for one connector, from stored connections."""
+    """Creates and sets up sinks for one connector, from stored connections.
+
+    ``tokens`` keeps OAuth renewals between sinks (see the module docstring); ``clock`` and
+    ``http_client_factory`` replace the real ones in every sink's context (tests).
+    """
 
     def __init__(
         self,
@@ -63,12 +128,21 @@ class ConnectorSinkFactory:
         allow_private_networks: bool,
         identity: IdentityRepository | None = None,
         base_url: str | None = None,
+        tokens: OAuthTokenStore | None = None,
+        clock: Clock | None = None,
+        http_client_factory: HttpClientFactory | None = None,
     ) -> None:
         self._spec = get_connector(connector)
         self._box = box
         self._allow_private = allow_private_networks
         self._identity = identity
         self._base_url = base_url
+        self._tokens = tokens
+        self._context_overrides: dict[str, Any] = {}
+        if clock is not None:
+            self._context_overrides["clock"] = clock
+        if http_client_factory is not None:
+            self._context_overrides["http_client_factory"] = http_client_factory
 
     async def __call__(self, connection: ConnectionRecord) -> BaseSink[Any]:
         name = self._spec.name
@@ -82,10 +156,17 @@ class ConnectorSinkFactory:
         except SecretDecryptionError as exc:
             msg = "a stored secret of the connection does not open"
             raise PermanentError(msg, partner=name) from exc
+        block = _config_block(name, opened, base_url=self._base_url)
+        saver: _GrantSaver | None = None
+        credentials = credentials_fingerprint(block.get("auth"))
+        if self._tokens is not None and credentials is not None and name != "webhook":
+            saver = _GrantSaver(
+                self._tokens, connection.tenant_id, connection.connection_id, credentials
+            )
+            block = await self._resume(saver, block)
         try:
             config = self._spec.config_class.validate_for_connection(
-                _config_block(name, opened, base_url=self._base_url),
-                allow_private_networks=self._allow_private,
+                block, allow_private_networks=self._allow_private
             )
             policy = MatchPolicy.model_validate(opened.get("match_policy") or {})
         except ValidationError as exc:
@@ -111,11 +192,46 @@ class ConnectorSinkFactory:
             config=config,
             allow_private_networks=self._allow_private,
             identity=resolver,
+            **self._context_overrides,
         )
-        sink = self._spec.sink_class(context)
+        sink = self._sink(context, saver)
         try:
             await sink.setup()
         except BaseException:
             await sink.close()
             raise
         return sink
+
+    async def _resume(self, saver: _GrantSaver, block: dict[str, Any]) -> dict[str, Any]:
+        """``block`` continuing from the connection's stored grant, if it has a usable one."""
+        grant = await saver.store.load(
+            tenant_id=saver.tenant_id,
+            connection_id=saver.connection_id,
+            credentials=saver.credentials,
+        )
+        if grant is None:
+            return block
+        resumed = _with_grant(block, grant)
+        try:
+            self._spec.config_class.validate_for_connection(
+                resumed, allow_private_networks=self._allow_private
+            )
+        except ValidationError:  # e.g. an api_domain the network policy now refuses
+            logger.warning(
+                "oauth.grant.ignored",
+                extra={
+                    "tenant_id": saver.tenant_id,
+                    "connection_id": saver.connection_id,
+                    "reason": "invalid",
+                },
+            )
+            return block
+        return resumed
+
+    def _sink(self, context: SinkContext[Any], saver: _GrantSaver | None) -> BaseSink[Any]:
+        sink_class = self._spec.sink_class
+        if saver is not None and issubclass(sink_class, HubSpotSink):
+            return sink_class(context, on_token_refreshed=saver.hubspot)
+        if saver is not None and issubclass(sink_class, PipedriveSink):
+            return sink_class(context, on_token_refreshed=saver.pipedrive)
+        return sink_class(context)

@@ -127,8 +127,10 @@ async def test_the_token_is_refreshed_ahead_of_expiry() -> None:
 async def test_the_rotated_refresh_token_is_used_next_time() -> None:
     api = MockPipedrive()
     api.on("POST", TOKEN_PATH, _granted("access-1", expires_in=60), _granted("access-2"))
-    async with _oauth(api) as auth:
-        await auth.headers()  # expires within the margin: the next call refreshes again
+    clock = FakeClock()
+    async with _oauth(api, clock=clock) as auth:
+        await auth.headers()
+        clock.advance(31)  # past half of its 60 s life (shorter than the margin): renew
         await auth.headers()
     assert [parse_qs(r.content.decode())["refresh_token"] for r in api.requests] == [
         ["refresh-1"],

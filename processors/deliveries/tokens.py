@@ -1,0 +1,218 @@
+"""Renewed OAuth grants of partner connections, kept in Redis from one sink to the next.
+
+A HubSpot or Pipedrive OAuth sink renews its access token in memory
+(``connectors.hubspot.auth``, ``connectors.pipedrive.auth``), and the partner may hand out a
+new refresh token with it. Without this store the renewal dies with the sink: after a
+connection update (the engine rebuilds the sink), on another worker after a rebalance, or
+when the worker restarts, the next sink would start again from the refresh token stored on
+the connection, which a rotating partner has already invalidated. The sink factory
+(:mod:`processors.deliveries.sinks`) saves every renewal here and starts each new sink from
+the latest one.
+
+The connection record itself is never rewritten: that bumps ``updated_at``, which makes the
+engine rebuild the connection's sinks and clears its health.
+
+Key (under ``QI_REDIS_KEY_PREFIX``): ``oauth:{connection_id}``, a JSON string
+``{"v": 1, "refreshed_at": <Unix s>, "grant": "<sealed>"}`` that expires
+:data:`GRANT_TTL_SECONDS` after the last renewal. ``grant`` is sealed with the connection's
+:class:`~processors.secrets.SecretBox` (bound to tenant, connection and the purpose
+:data:`GRANT_PURPOSE`) and opens to ``{"access_token", "refresh_token", "expires_at",
+"api_domain", "credentials"}``.
+
+``credentials`` is a fingerprint of the OAuth credentials stored on the connection that the
+grant descends from (:func:`credentials_fingerprint`: auth type, client id and refresh
+token, in plaintext, hashed). A grant whose fingerprint differs from the connection's
+current one was issued for credentials an admin has since replaced: :meth:`load` ignores it
+and the next renewal overwrites it. Saving a connection with its secrets carried over, and
+``keys rotate`` (which re-seals the same plaintext), keep the fingerprint and so the grant.
+A grant that no longer opens (its key left the ring) is ignored the same way.
+
+Writes are last-write-wins. A connection has one sink per worker, and its tenant's
+partition one worker at a time, so two sinks renew the same grant only while a rebalance
+overlaps; ordering the writes would not help then (the partner has already invalidated the
+loser's refresh token).
+
+Logs (``oauth.grant.stored``, ``oauth.grant.ignored``) carry the connection's coordinates,
+never a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from processors.secrets import SecretBox, SecretDecryptionError
+
+__all__ = [
+    "GRANT_PURPOSE",
+    "GRANT_TTL_SECONDS",
+    "OAuthGrant",
+    "OAuthTokenStore",
+    "credentials_fingerprint",
+]
+
+logger = logging.getLogger(__name__)
+
+GRANT_PURPOSE: Final[str] = "oauth_grant"
+"""The secret box purpose of a stored grant (distinct from any settings field path)."""
+GRANT_TTL_SECONDS: Final[int] = 90 * 86_400
+"""Longer than Pipedrive keeps an unused refresh token (60 days); HubSpot does not rotate
+refresh tokens, so a grant that expired costs one renewal from the connection's own."""
+_FORMAT_VERSION: Final[int] = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OAuthGrant:
+    """A renewed grant: the access token, when it expires (Unix seconds), the refresh token
+    to use from now on, and (Pipedrive) the account's API host."""
+
+    access_token: SecretStr
+    refresh_token: SecretStr
+    expires_at: float
+    api_domain: str | None = None
+
+
+def credentials_fingerprint(auth: object) -> str | None:
+    """A fingerprint of an opened OAuth ``auth`` block (``None`` if it is not one).
+
+    Covers what a grant descends from: the auth type, the client id and the refresh token.
+    """
+    if not isinstance(auth, Mapping) or auth.get("type") != "oauth":
+        return None
+    client_id, refresh_token = auth.get("client_id"), auth.get("refresh_token")
+    if not isinstance(client_id, str) or not isinstance(refresh_token, str) or not refresh_token:
+        return None
+    digest = hashlib.sha256()
+    for part in ("oauth", client_id, refresh_token):
+        encoded = part.encode()
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
+    return digest.hexdigest()
+
+
+class OAuthTokenStore:
+    """Saves and loads the latest :class:`OAuthGrant` of each connection."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        box: SecretBox,
+        key_prefix: str = "qi:",
+        ttl_seconds: int = GRANT_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._box = box
+        self._prefix = key_prefix
+        self._ttl = ttl_seconds
+        self._clock = clock
+
+    def _key(self, connection_id: str) -> str:
+        return f"{self._prefix}oauth:{connection_id}"
+
+    async def save(
+        self, grant: OAuthGrant, *, tenant_id: str, connection_id: str, credentials: str
+    ) -> None:
+        """Store ``grant`` as the connection's latest, descending from ``credentials``.
+
+        Called by a sink's token-refreshed hook after each renewal; raises Redis errors (the
+        token source logs them and goes on with the grant in memory).
+        """
+        document = {
+            "access_token": grant.access_token.get_secret_value(),
+            "refresh_token": grant.refresh_token.get_secret_value(),
+            "expires_at": grant.expires_at,
+            "api_domain": grant.api_domain,
+            "credentials": credentials,
+        }
+        sealed = self._box.encrypt(
+            json.dumps(document, separators=(",", ":")),
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            purpose=GRANT_PURPOSE,
+        )
+        now = self._clock()
+        value = json.dumps({"v": _FORMAT_VERSION, "refreshed_at": now, "grant": sealed})
+        await self._redis.set(self._key(connection_id), value, ex=self._ttl)
+        logger.info(
+            "oauth.grant.stored",
+            extra={
+                "tenant_id": tenant_id,
+                "connection_id": connection_id,
+                "expires_in": round(grant.expires_at - now, 1),
+            },
+        )
+
+    async def load(
+        self, *, tenant_id: str, connection_id: str, credentials: str
+    ) -> OAuthGrant | None:
+        """The connection's latest grant if it descends from ``credentials``, else ``None``.
+
+        Called when a sink is built. An unreadable grant, or one issued for other
+        credentials, is ignored (and logged); Redis errors are raised.
+        """
+        raw = await self._redis.get(self._key(connection_id))
+        if raw is None:
+            return None
+        fields = {"tenant_id": tenant_id, "connection_id": connection_id}
+        document = self._open(raw, tenant_id=tenant_id, connection_id=connection_id)
+        if document is None:
+            logger.warning("oauth.grant.ignored", extra={**fields, "reason": "unreadable"})
+            return None
+        if document.get("credentials") != credentials:
+            logger.info("oauth.grant.ignored", extra={**fields, "reason": "credentials_changed"})
+            return None
+        grant = _grant_from(document)
+        if grant is None:
+            logger.warning("oauth.grant.ignored", extra={**fields, "reason": "unreadable"})
+        return grant
+
+    async def delete(self, connection_id: str) -> None:
+        """Forget the connection's grant (its next sink starts from the stored credentials)."""
+        await self._redis.delete(self._key(connection_id))
+
+    def _open(
+        self, raw: bytes | str, *, tenant_id: str, connection_id: str
+    ) -> dict[str, Any] | None:
+        try:
+            envelope = json.loads(raw)
+            if not isinstance(envelope, dict) or envelope.get("v") != _FORMAT_VERSION:
+                return None
+            sealed = envelope.get("grant")
+            if not isinstance(sealed, str):
+                return None
+            opened = self._box.decrypt(
+                sealed, tenant_id=tenant_id, connection_id=connection_id, purpose=GRANT_PURPOSE
+            )
+            document = json.loads(opened)
+        except (ValueError, SecretDecryptionError):  # JSONDecodeError is a ValueError
+            return None
+        return document if isinstance(document, dict) else None
+
+
+def _grant_from(document: Mapping[str, Any]) -> OAuthGrant | None:
+    access, refresh = document.get("access_token"), document.get("refresh_token")
+    expires_at, api_domain = document.get("expires_at"), document.get("api_domain")
+    if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh:
+        return None
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+        return None
+    if not math.isfinite(expires_at) or (
+        api_domain is not None and not isinstance(api_domain, str)
+    ):
+        return None
+    return OAuthGrant(
+        access_token=SecretStr(access),
+        refresh_token=SecretStr(refresh),
+        expires_at=float(expires_at),
+        api_domain=api_domain,
+    )
