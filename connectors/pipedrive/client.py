@@ -7,6 +7,8 @@ Endpoints (Pipedrive API v2; notes only exist in v1), with their token cost:
 - :meth:`PipedriveClient.get`: ``GET /api/v2/{organizations|persons}/{id}`` (1)
 - :meth:`PipedriveClient.delete`: ``DELETE /api/v2/{organizations|persons}/{id}`` (3)
 - :meth:`PipedriveClient.search`: ``GET /api/v2/{organizations|persons}/search`` (20)
+- :meth:`PipedriveClient.list_page`: ``GET /api/v2/{organizations|persons}`` (10), one page
+  of up to 500 objects (cursor paging, ``updated_since``)
 - :meth:`PipedriveClient.add_note`: ``POST /v1/notes`` (10)
 
 Pacing and budgets (Pipedrive's rate-limiting guide):
@@ -61,6 +63,7 @@ from connectors.pipedrive.auth import PipedriveAuth
 __all__ = [
     "BURST_RETRY_SECONDS",
     "COSTS",
+    "MAX_LIST_LIMIT",
     "SEARCH_LIMIT_PER_WINDOW",
     "DailyBudget",
     "PipedriveClient",
@@ -76,6 +79,8 @@ SEARCH_LIMIT_PER_WINDOW: Final[int] = 10
 """Pipedrive's search limit per 2-second window, on every plan."""
 BURST_RETRY_SECONDS: Final[float] = 2.0
 """Backoff for a 429 without ``x-ratelimit-reset``: one burst window."""
+MAX_LIST_LIMIT: Final[int] = 500
+"""The most objects a v2 list page may hold (``limit``)."""
 
 COSTS: Final[Mapping[str, int]] = {
     "create": 5,
@@ -83,6 +88,7 @@ COSTS: Final[Mapping[str, int]] = {
     "get": 1,
     "delete": 3,
     "search": 20,
+    "list": 10,
     "note": 10,
 }
 """Token cost of each call (Pipedrive's ``x-token-cost``), used when a response lacks it."""
@@ -178,10 +184,15 @@ class DailyBudget:
 
 @dataclass(frozen=True, slots=True)
 class PipedriveResponse:
-    """A successful answer: its status and its ``data`` member."""
+    """A successful answer: its status and its ``data`` member.
+
+    ``next_cursor`` is ``additional_data.next_cursor`` of a list page (``None`` on the
+    last page and for every other call).
+    """
 
     status_code: int
     data: Any
+    next_cursor: str | None = None
 
 
 def _header_number(headers: httpx.Headers, name: str) -> float | None:
@@ -301,6 +312,45 @@ class PipedriveClient:
             "GET", f"/api/v2/{kind}/search", cost=COSTS["search"], search=True, params=params
         )
         return self._success(response, endpoint, expect_id=False)
+
+    async def list_page(
+        self,
+        kind: PipedriveObject,
+        *,
+        limit: int = MAX_LIST_LIMIT,
+        cursor: str | None = None,
+        updated_since: str | None = None,
+        custom_fields: Sequence[str] = (),
+    ) -> PipedriveResponse:
+        """``GET /api/v2/{kind}?limit=&cursor=&updated_since=&custom_fields=``: one page.
+
+        ``data`` is the list of objects (id order), ``next_cursor`` the next page's cursor
+        (``None`` on the last page). ``updated_since`` (RFC 3339) keeps objects whose
+        ``update_time`` is that or later; ``custom_fields`` limits the custom fields
+        returned to those keys (at most 15). Deleted objects are not listed.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            msg = f"limit must be between 1 and {MAX_LIST_LIMIT}"
+            raise ValueError(msg)
+        params = {"limit": str(limit)}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if updated_since is not None:
+            params["updated_since"] = updated_since
+        if custom_fields:
+            params["custom_fields"] = ",".join(custom_fields)
+        response, endpoint = await self._call(
+            "GET", f"/api/v2/{kind}", cost=COSTS["list"], params=params
+        )
+        page = self._success(response, endpoint, expect_id=False)
+        if not isinstance(page.data, list):
+            raise TransientError(
+                "pipedrive list response without a list",
+                partner=_PARTNER,
+                endpoint=endpoint,
+                status_code=page.status_code,
+            )
+        return page
 
     async def add_note(self, body: Mapping[str, Any]) -> PipedriveResponse:
         """``POST /v1/notes`` (notes are not in API v2); ``data`` is the note with its ``id``."""
@@ -486,7 +536,13 @@ class PipedriveClient:
                 endpoint=endpoint,
                 status_code=status,
             )
-        return PipedriveResponse(status_code=status, data=data)
+        additional = document.get("additional_data")
+        cursor = additional.get("next_cursor") if isinstance(additional, dict) else None
+        return PipedriveResponse(
+            status_code=status,
+            data=data,
+            next_cursor=cursor if isinstance(cursor, str) and cursor else None,
+        )
 
 
 def _is_id(value: object) -> bool:

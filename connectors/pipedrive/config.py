@@ -20,6 +20,9 @@
   seat and the whole budget.
 - ``rate_limit_per_second`` / ``max_concurrency``: connection-level overrides the service
   may add to the block (see ``processors.deliveries.sinks``).
+- ``candidate_index``: the in-memory copy of the account's organizations and persons that
+  finds candidates for first links without a search per entity
+  (:class:`PipedriveCandidateIndex`; see ``connectors.pipedrive.index``). On by default.
 
 Every URL must be ``https`` on a ``pipedrive.com`` host unless the connection is validated
 with ``allow_private_networks`` (local sandboxes and tests): the token goes wherever
@@ -48,6 +51,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "OAUTH_REFRESH_URL",
     "PipedriveApiTokenAuth",
+    "PipedriveCandidateIndex",
     "PipedriveConnectionConfig",
     "PipedriveOAuth",
     "PipedrivePlan",
@@ -173,6 +177,33 @@ class PipedriveOAuth(_AuthBlock):
 PipedriveAuthConfig = Annotated[PipedriveApiTokenAuth | PipedriveOAuth, Field(discriminator="type")]
 
 
+class PipedriveCandidateIndex(BaseModel):
+    """How the candidate index of a connection is kept (see ``connectors.pipedrive.index``).
+
+    - ``enabled``: off means every first link searches Pipedrive (the search path).
+    - ``refresh_seconds``: before a lookup, the changes since the last fetch are fetched
+      (``updated_since``) when more than this has passed. It bounds how long an object a
+      person made in Pipedrive can stay unseen (0: before every lookup).
+    - ``refresh_overlap_seconds``: each change fetch reaches this far before the start of
+      the previous one (objects changed while it paged, clock skew with Pipedrive).
+    - ``max_objects``: per kind (organizations, persons); above it the kind falls back to
+      the search path until the next rebuild. Each object held costs about 1 KB.
+    - ``rebuild_seconds``: a full rebuild after this long (drops objects deleted in
+      Pipedrive, which the list endpoints no longer return).
+    - ``retry_after_failure_seconds``: after a failed build or refresh the kind uses the
+      search path this long, then builds again.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    refresh_seconds: float = Field(default=5.0, ge=0, le=3600)
+    refresh_overlap_seconds: float = Field(default=10.0, ge=0, le=3600)
+    max_objects: int = Field(default=50_000, ge=1, le=1_000_000)
+    rebuild_seconds: float = Field(default=86_400.0, gt=0)
+    retry_after_failure_seconds: float = Field(default=600.0, ge=0)
+
+
 class PipedriveConnectionConfig(ConnectionConfig):
     """A tenant's Pipedrive company account; see the module docstring."""
 
@@ -185,6 +216,7 @@ class PipedriveConnectionConfig(ConnectionConfig):
     timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=100)
+    candidate_index: PipedriveCandidateIndex = PipedriveCandidateIndex()
 
     @field_validator("base_url")
     @classmethod

@@ -3,8 +3,11 @@
 One record per ``write`` (API v2 has no bulk create or update). What each record does:
 
 - company / person: linked (``identity.linked``) -> ``PATCH`` that object. Not linked ->
-  search Pipedrive for candidates (organizations by the domain custom field, else by exact
-  name; persons by email), read each candidate, and let ``identity.decide`` choose:
+  find candidates (organizations by the domain custom field, else by exact name; persons
+  by email) in the connection's candidate index (``connectors.pipedrive.index``: the
+  account's objects listed 500 per request and kept fresh, no request per entity) or, when
+  the index is off or cannot answer, by searching Pipedrive and reading each hit; then let
+  ``identity.decide`` choose:
   ``linked`` -> ``PATCH`` it; ``no_match`` -> create, then ``identity.link(...,
   strategy="created")``; ``ambiguous`` -> nothing written, the record fails alone with
   ``HeldForReviewError`` (a review entry is queued by the service).
@@ -62,6 +65,7 @@ from connectors.pipedrive.config import (
     PipedriveOAuth,
     check_partner_url,
 )
+from connectors.pipedrive.index import CandidateIndex
 
 __all__ = ["PipedriveSink"]
 
@@ -92,6 +96,10 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     full window's worth through at once; when Pipedrive's ``x-ratelimit-remaining`` then
     says 0, the bucket holds off until ``x-ratelimit-reset``. Searches are also paced by
     :attr:`search_rate_limit` (10 per 2 s on every plan).
+
+    First links take their candidates from :attr:`candidate_index` (the connection's
+    ``candidate_index`` settings; built on the first lookup of each kind), and search only
+    when it is turned off or cannot answer (``connectors.pipedrive.index``).
 
     ``on_token_refreshed`` (OAuth only) receives the new tokens after each refresh, for the
     service to store. ``search_rate_limit`` overrides the search pacing (sandboxes only).
@@ -125,6 +133,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         self._search_limit = search_rate_limit or self.search_rate_limit
         self._http: httpx.AsyncClient | None = None
         self._client: PipedriveClient | None = None
+        self._index: CandidateIndex | None = None
         self._concurrency = asyncio.Semaphore(_DEFAULT_MAX_CONCURRENCY)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -181,6 +190,16 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             logger=self.context.logger,
             log_fields=log_fields,
         )
+        if config.candidate_index.enabled:
+            self._index = CandidateIndex(
+                self._client,
+                settings=config.candidate_index,
+                domain_field_key=config.domain_field_key,
+                queast_id_field_key=config.queast_id_field_key,
+                clock=clock,
+                logger=self.context.logger,
+                log_fields=log_fields,
+            )
 
     def _check_urls(self, config: PipedriveConnectionConfig) -> None:
         urls: list[tuple[str, HttpUrl | None]] = [("base_url", config.base_url)]
@@ -202,6 +221,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             await self._http.aclose()
         self._http = None
         self._client = None
+        self._index = None
 
     @property
     def client(self) -> PipedriveClient:
@@ -210,6 +230,11 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             msg = "PipedriveSink.setup() must be called before write()"
             raise RuntimeError(msg)
         return self._client
+
+    @property
+    def candidate_index(self) -> CandidateIndex | None:
+        """The candidate index (after ``setup``; ``None`` when the connection turns it off)."""
+        return self._index
 
     @property
     def identity(self) -> IdentityResolver:
@@ -320,6 +345,9 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         if search is None:
             return []
         term, fields = search
+        indexed = await self._indexed(PipedriveObject.ORGANIZATION, term, fields)
+        if indexed is not None:
+            return indexed
         config = self.config
         keys = [k for k in (config.domain_field_key, config.queast_id_field_key) if k]
         candidates: list[IdentityCandidate] = []
@@ -358,6 +386,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             return await self._create(EntityKind.PERSON, person.person_id, body)
         current = await self.client.get(PipedriveObject.PERSON, target)
         if current is None:
+            self._forget(PipedriveObject.PERSON, target)
             raise _gone(PipedriveObject.PERSON)
         existing = current.data.get("emails") if isinstance(current.data, dict) else None
         body = payloads.person_body(
@@ -373,6 +402,9 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         emails = payloads.person_emails(person)
         if not emails:
             return []
+        indexed = await self._indexed(PipedriveObject.PERSON, emails[0], "email")
+        if indexed is not None:
+            return indexed
         key = self.config.queast_id_field_key
         found = await self._search_and_read(
             PipedriveObject.PERSON, emails[0], "email", [key] if key else []
@@ -422,6 +454,18 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             )
         return None
 
+    async def _indexed(
+        self, kind: PipedriveObject, term: str, fields: str
+    ) -> list[IdentityCandidate] | None:
+        """Candidates from the index; ``None`` when it is off or cannot answer (search)."""
+        if self._index is None:
+            return None
+        return await self._index.find(kind, term, fields=fields, limit=self.max_candidates)
+
+    def _forget(self, kind: PipedriveObject, object_id: int) -> None:
+        if self._index is not None:
+            self._index.forget(kind, object_id)
+
     async def _search_and_read(
         self, kind: PipedriveObject, term: str, fields: str, custom_fields: Sequence[str]
     ) -> list[dict[str, Any]]:
@@ -441,7 +485,10 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         return objects
 
     async def _create(self, kind: EntityKind, queast_id: str, body: dict[str, Any]) -> _Written:
-        created = await self.client.create(_KIND_OBJECT[kind], body)
+        collection = _KIND_OBJECT[kind]
+        created = await self.client.create(collection, body)
+        if self._index is not None:
+            self._index.observe(collection, created.data)
         object_id = str(created.data["id"])
         await self.identity.link(kind, queast_id, object_id, strategy="created")
         return _Written(created.status_code, object_id)
@@ -453,7 +500,10 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             return _Written(_NOTHING_TO_DO_STATUS, str(object_id))
         updated = await self.client.update(collection, object_id, body)
         if updated is None:
+            self._forget(collection, object_id)
             raise _gone(collection)
+        if self._index is not None:
+            self._index.observe(collection, updated.data)
         return _Written(updated.status_code, str(object_id))
 
     async def _add_note(self, company_id: str, content: str) -> _Written:
@@ -470,6 +520,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             return _Written(_NOTHING_TO_DO_STATUS, None)
         object_id = _object_id(linked, kind.value)
         deleted = await self.client.delete(_KIND_OBJECT[kind], object_id)
+        self._forget(_KIND_OBJECT[kind], object_id)
         return _Written(404 if deleted is None else deleted.status_code, str(object_id))
 
 

@@ -6,6 +6,12 @@ request and response shapes of Pipedrive's API v2 OpenAPI document (and v1 for n
 - ``POST/GET /api/v2/organizations``-style routes: ``POST /api/v2/{organizations|persons}``,
   ``GET/PATCH/DELETE /api/v2/{...}/{id}``, ``GET /api/v2/{...}/search`` (term, fields,
   exact_match, limit); ``POST /v1/notes``;
+- the list endpoints ``GET /api/v2/{organizations|persons}``: ``limit`` (default 100, at
+  most 500), opaque ``cursor`` paging (``additional_data.next_cursor``, ``null`` on the last
+  page), ``updated_since`` / ``updated_until`` (RFC 3339, ``update_time`` >= / <),
+  ``sort_by`` (``id``, ``update_time``, ``add_time``) and ``sort_direction``,
+  ``custom_fields`` (at most 15 keys), ``ids``, ``owner_id`` and (persons) ``org_id``.
+  Deleted objects are not listed;
 - ``POST /oauth/token``: ``grant_type=refresh_token`` with HTTP Basic client credentials,
   answering ``access_token``, ``expires_in``, ``refresh_token`` and ``api_domain`` (the
   sandbox's own URL); access tokens expire.
@@ -15,8 +21,8 @@ OAuth clients. Per request, in this order: injected failures (``fail_next``), au
 the 2-second burst window per token (429), the search window per token (10 per 2 s, 429),
 the daily token budget of the account (429 once spent; ``reset_day`` is midnight), the
 daily write limit when set (429), then the request itself, which is charged its
-``x-token-cost`` (create 5, update 5, get 1, delete 3, search 20, v1 note 10) whatever it
-answers. Every API answer carries ``x-token-cost`` and ``x-ratelimit-limit/-remaining/
+``x-token-cost`` (create 5, update 5, get 1, delete 3, search 20, list 10, v1 note 10)
+whatever it answers. Every API answer carries ``x-token-cost`` and ``x-ratelimit-limit/-remaining/
 -reset`` (the search window's on searches); ``x-daily-requests-left`` is sent to API-token
 requests when a daily write limit is set. Bodies are validated: unknown fields, wrong types
 and unknown custom field keys answer 400 with Pipedrive's error body
@@ -84,7 +90,7 @@ __all__ = [
 ]
 
 Collection = Literal["organizations", "persons"]
-Operation = Literal["create", "update", "get", "delete", "search", "note"]
+Operation = Literal["create", "update", "get", "delete", "search", "list", "note"]
 
 COSTS: Final[Mapping[Operation, int]] = {
     "create": 5,
@@ -92,6 +98,7 @@ COSTS: Final[Mapping[Operation, int]] = {
     "get": 1,
     "delete": 3,
     "search": 20,
+    "list": 10,
     "note": 10,
 }
 """``x-token-cost`` per operation (Pipedrive's v2 cost table; v1 ``POST /notes`` is 10)."""
@@ -103,6 +110,47 @@ _WRITES: Final[frozenset[Operation]] = frozenset({"create", "update", "note"})
 _OWNER_ID: Final[int] = 1
 _VISIBLE_TO: Final[int] = 3
 _MAX_SEARCH_LIMIT: Final[int] = 500
+_MAX_LIST_LIMIT: Final[int] = 500
+_MAX_LIST_CUSTOM_FIELDS: Final[int] = 15
+_LIST_SORT_FIELDS: Final[frozenset[str]] = frozenset({"id", "update_time", "add_time"})
+_LIST_PARAMETERS: Final[Mapping[Collection, frozenset[str]]] = {
+    "organizations": frozenset(
+        {
+            "filter_id",
+            "ids",
+            "owner_id",
+            "updated_since",
+            "updated_until",
+            "sort_by",
+            "sort_direction",
+            "include_fields",
+            "custom_fields",
+            "include_option_labels",
+            "include_labels",
+            "limit",
+            "cursor",
+        }
+    ),
+    "persons": frozenset(
+        {
+            "filter_id",
+            "ids",
+            "owner_id",
+            "org_id",
+            "deal_id",
+            "updated_since",
+            "updated_until",
+            "sort_by",
+            "sort_direction",
+            "include_fields",
+            "custom_fields",
+            "include_option_labels",
+            "include_labels",
+            "limit",
+            "cursor",
+        }
+    ),
+}
 _OBJECT_OPERATIONS: Final[Mapping[str, Operation]] = {
     "GET": "get",
     "PATCH": "update",
@@ -702,6 +750,8 @@ class SandboxState:
             return _ok(self._create(account, collection, body))
         if operation == "search":
             return self._search(account, collection, query)
+        if operation == "list":
+            return _list(account, collection, query)
         if object_id is None:
             raise _Invalid("Unknown route", status=404)
         stored = account.collection(collection).get(object_id)
@@ -1057,6 +1107,127 @@ def _parse_int(value: str, name: str) -> int:
         raise _Invalid(f"Parameter '{name}' must be an integer") from None
 
 
+def _list(account: _Account, collection: Collection, query: Mapping[str, str]) -> Answer:
+    """``GET /api/v2/{collection}``: one page of the undeleted objects, as Pipedrive pages them.
+
+    The cursor is opaque to callers; like Pipedrive's it is base64url JSON naming the sort
+    field, its value and the id of the page's first object.
+    """
+    unknown = set(query) - _LIST_PARAMETERS[collection]
+    if unknown:
+        raise _Invalid(f"Unknown query parameters: {', '.join(sorted(unknown))}")
+    limit = _parse_int(query.get("limit", "100"), "limit")
+    if not 1 <= limit <= _MAX_LIST_LIMIT:
+        raise _Invalid(f"Parameter 'limit' must be between 1 and {_MAX_LIST_LIMIT}")
+    sort_by = query.get("sort_by", "id")
+    if sort_by not in _LIST_SORT_FIELDS:
+        raise _Invalid("Parameter 'sort_by' must be one of id, update_time, add_time")
+    direction = query.get("sort_direction", "asc")
+    if direction not in ("asc", "desc"):
+        raise _Invalid("Parameter 'sort_direction' must be asc or desc")
+    keys = query.get("custom_fields")
+    if keys and len(keys.split(",")) > _MAX_LIST_CUSTOM_FIELDS:
+        raise _Invalid(f"At most {_MAX_LIST_CUSTOM_FIELDS} custom_fields keys are allowed")
+    since = _parse_time(query.get("updated_since"), "updated_since")
+    until = _parse_time(query.get("updated_until"), "updated_until")
+    wanted_ids = _parse_ids(query.get("ids"))
+    owner_id = _optional_int(query.get("owner_id"), "owner_id")
+    org_id = _optional_int(query.get("org_id"), "org_id")
+
+    def position(stored: Mapping[str, Any]) -> tuple[str | int, int]:
+        value = stored["id"] if sort_by == "id" else stored[sort_by]
+        return value, stored["id"]
+
+    def kept(stored: Mapping[str, Any]) -> bool:
+        if stored["is_deleted"]:
+            return False
+        if wanted_ids is not None and stored["id"] not in wanted_ids:
+            return False
+        if owner_id is not None and stored["owner_id"] != owner_id:
+            return False
+        if org_id is not None and stored.get("org_id") != org_id:
+            return False
+        updated = _parse_time(stored["update_time"], "update_time")
+        if since is not None and (updated is None or updated < since):
+            return False
+        return until is None or (updated is not None and updated < until)
+
+    ordered = sorted(
+        (o for o in account.collection(collection).values() if kept(o)),
+        key=position,
+        reverse=direction == "desc",
+    )
+    start = _decode_cursor(query.get("cursor"), sort_by, direction)
+    if start is not None:
+        if direction == "asc":
+            ordered = [o for o in ordered if position(o) >= start]
+        else:
+            ordered = [o for o in ordered if position(o) <= start]
+    page, rest = ordered[:limit], ordered[limit:]
+    next_cursor = _encode_cursor(sort_by, direction, position(rest[0])) if rest else None
+    return Answer(
+        200,
+        {
+            "success": True,
+            "data": [_visible_custom_fields(o, keys) for o in page],
+            "additional_data": {"next_cursor": next_cursor},
+        },
+    )
+
+
+def _encode_cursor(sort_by: str, direction: str, position: tuple[str | int, int]) -> str:
+    document = {
+        "field": sort_by,
+        "fieldValue": position[0],
+        "sortDirection": direction,
+        "id": position[1],
+    }
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(
+    cursor: str | None, sort_by: str, direction: str
+) -> tuple[str | int, int] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        document = json.loads(raw)
+        value, object_id = document["fieldValue"], document["id"]
+        same_order = document["field"] == sort_by and document["sortDirection"] == direction
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise _Invalid("Invalid cursor") from None
+    if not same_order or not isinstance(object_id, int) or not isinstance(value, str | int):
+        raise _Invalid("Invalid cursor")
+    return value, object_id
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Invalid(f"Parameter '{name}' must be an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise _Invalid(f"Parameter '{name}' must carry a time zone")
+    return parsed
+
+
+def _parse_ids(value: str | None) -> set[int] | None:
+    if value is None:
+        return None
+    ids = {_parse_int(part.strip(), "ids") for part in value.split(",") if part.strip()}
+    if len(ids) > 100:
+        raise _Invalid("Parameter 'ids' takes at most 100 ids")
+    return ids
+
+
+def _optional_int(value: str | None, name: str) -> int | None:
+    return None if value is None else _parse_int(value, name)
+
+
 def _visible_custom_fields(stored: Mapping[str, Any], keys: str | None) -> dict[str, Any]:
     data = _copy(stored)
     if keys:
@@ -1118,6 +1289,7 @@ class SandboxApp:
         for collection in ("organizations", "persons"):
             routes += [
                 Route(f"/api/v2/{collection}", self._create, methods=["POST"]),
+                Route(f"/api/v2/{collection}", self._list, methods=["GET"]),
                 Route(f"/api/v2/{collection}/search", self._search, methods=["GET"]),
                 Route(
                     f"/api/v2/{collection}/{{object_id:int}}",
@@ -1137,6 +1309,9 @@ class SandboxApp:
 
     async def _search(self, request: Request) -> Response:
         return await self._api(request, "search")
+
+    async def _list(self, request: Request) -> Response:
+        return await self._api(request, "list")
 
     async def _object(self, request: Request) -> Response:
         return await self._api(request, _OBJECT_OPERATIONS[request.method])

@@ -458,3 +458,138 @@ def test_the_control_api(sandbox: PipedriveSandbox) -> None:
         assert control.get("/_control/accounts/nobody").status_code == 404
         assert control.delete("/_control").status_code == 204
         assert control.get("/_control").json()["accounts"] == {}
+
+
+# -- list endpoints ---------------------------------------------------------------------------
+
+
+def _list(state: SandboxState, collection: Any = "organizations", **query: str) -> Any:
+    return state.handle_api(
+        "list",
+        route="test",
+        collection=collection,
+        object_id=None,
+        headers={"x-api-token": TOKEN},
+        query=query,
+        body=None,
+    )
+
+
+def test_list_organizations_pages_with_a_cursor(
+    sandbox: PipedriveSandbox, api: httpx.Client, acme: AccountInfo
+) -> None:
+    for i in range(5):
+        sandbox.seed_organization("acme", name=f"Org {i}", domain=f"o{i}.example")
+    sandbox.seed_organization("acme", name="Gone")
+    api.delete("/api/v2/organizations/6")
+    params = {"limit": "2", "custom_fields": acme.domain_field_key}
+    pages: list[list[int]] = []
+    cursor: str | None = None
+    spent_before = sandbox.state.spent("acme")
+    while True:
+        answer = api.get(
+            "/api/v2/organizations", params={**params, **({"cursor": cursor} if cursor else {})}
+        )
+        assert answer.status_code == 200
+        assert answer.headers["x-token-cost"] == "10"
+        assert answer.headers["x-ratelimit-limit"] == "20"  # the burst window, not search
+        document = answer.json()
+        assert set(document) == {"success", "data", "additional_data"}
+        assert document["success"] is True
+        pages.append([o["id"] for o in document["data"]])
+        assert all(set(o["custom_fields"]) == {acme.domain_field_key} for o in document["data"])
+        cursor = document["additional_data"]["next_cursor"]
+        if cursor is None:
+            break
+        assert isinstance(cursor, str)
+    assert pages == [[1, 2], [3, 4], [5]]  # deleted objects are not listed
+    assert sandbox.state.spent("acme") - spent_before == 30
+    first = api.get("/api/v2/organizations").json()["data"][0]
+    assert first["custom_fields"] == {
+        acme.domain_field_key: "o0.example",
+        acme.queast_id_field_key: None,
+    }
+    assert {"id", "name", "update_time", "add_time", "is_deleted", "website"} <= set(first)
+
+
+def test_list_persons_with_emails_and_an_org_filter(
+    sandbox: PipedriveSandbox, api: httpx.Client, acme: AccountInfo
+) -> None:
+    org = sandbox.seed_organization("acme", name="Acme")
+    sandbox.seed_person("acme", name="Ada", emails=["ada@acme.example"], org_id=org["id"])
+    sandbox.seed_person("acme", name="Bob", emails=["bob@else.example"])
+    listed = api.get("/api/v2/persons", params={"limit": "500"}).json()
+    assert [p["name"] for p in listed["data"]] == ["Ada", "Bob"]
+    assert listed["data"][0]["emails"] == [
+        {"value": "ada@acme.example", "primary": True, "label": "work"}
+    ]
+    assert listed["additional_data"] == {"next_cursor": None}
+    by_org = api.get("/api/v2/persons", params={"org_id": str(org["id"])}).json()["data"]
+    assert [p["name"] for p in by_org] == ["Ada"]
+
+
+def test_list_updated_since_returns_changes_from_that_second_on() -> None:
+    state, clock = _state()
+    clock.now = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+    state.seed_organization("acme", name="Old")
+    state.seed_organization("acme", name="Changed")
+    clock.now += 60
+    state.seed_organization("acme", name="New")
+    state.handle_api(
+        "update",
+        route="test",
+        collection="organizations",
+        object_id=2,
+        headers={"x-api-token": TOKEN},
+        query={},
+        body={"name": "Changed again"},
+    )
+    since = _list(state, updated_since="2023-11-14T22:14:20Z")
+    assert since.status == 200
+    assert [o["name"] for o in since.document["data"]] == ["Changed again", "New"]
+    assert since.document["data"][1]["update_time"] == "2023-11-14T22:14:20Z"
+    later = _list(state, updated_since="2023-11-14T22:14:21Z")
+    assert later.document["data"] == []
+    until = _list(state, updated_until="2023-11-14T22:14:20Z")
+    assert [o["name"] for o in until.document["data"]] == ["Old"]
+    newest_first = _list(state, sort_by="update_time", sort_direction="desc", limit="1")
+    assert newest_first.document["data"][0]["name"] in {"Changed again", "New"}
+    rest = _list(
+        state,
+        sort_by="update_time",
+        sort_direction="desc",
+        limit="5",
+        cursor=newest_first.document["additional_data"]["next_cursor"],
+    )
+    assert len(rest.document["data"]) == 2
+    assert rest.document["data"][-1]["name"] == "Old"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "501"},
+        {"limit": "0"},
+        {"cursor": "not-a-cursor"},
+        {"updated_since": "yesterday"},
+        {"updated_since": "2025-01-01T10:20:00"},
+        {"sort_by": "name"},
+        {"custom_fields": ",".join(f"k{i}" for i in range(16))},
+        {"domain": "x"},
+    ],
+)
+def test_bad_list_requests_are_400(query: dict[str, str]) -> None:
+    state, _ = _state()
+    answer = _list(state, **query)
+    assert answer.status == 400
+    assert set(answer.document) == ERROR_KEYS
+    assert answer.headers["x-token-cost"] == "10"  # charged whatever it answers
+
+
+def test_a_cursor_of_another_sort_order_is_refused() -> None:
+    state, _ = _state()
+    for name in ("a", "b"):
+        state.seed_organization("acme", name=name)
+    cursor = _list(state, limit="1").document["additional_data"]["next_cursor"]
+    assert _list(state, limit="1", cursor=cursor).document["data"][0]["name"] == "b"
+    assert _list(state, cursor=cursor, sort_by="add_time").status == 400

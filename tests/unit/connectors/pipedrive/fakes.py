@@ -284,11 +284,18 @@ def job_ad_record(company_id: str = "co_1", **fields: Any) -> OutboundRecord:
 # -- sinks --------------------------------------------------------------------------------
 
 
+SEARCH_PATH: dict[str, Any] = {"enabled": False}
+"""``candidate_index`` settings that make every first link search (the fallback path)."""
+
+
 def api_token_config(**overrides: Any) -> dict[str, Any]:
+    """Settings of an API-token connection; first links take the search path unless
+    ``candidate_index`` is overridden (the index has its own tests)."""
     settings: dict[str, Any] = {
         "auth": {"type": "api_token", "token": API_TOKEN},
         "domain_field_key": DOMAIN_KEY,
         "queast_id_field_key": QUEAST_KEY,
+        "candidate_index": SEARCH_PATH,
     }
     settings.update(overrides)
     return settings

@@ -123,6 +123,46 @@ async def test_search_sends_term_fields_and_exact_match() -> None:
     assert "ada%2Bx%40acme.example" in str(api.requests[0].url)
 
 
+async def test_list_pages_carry_limit_cursor_changes_and_custom_fields() -> None:
+    api = MockPipedrive()
+    document = {
+        "success": True,
+        "data": [_org(1), _org(2)],
+        "additional_data": {"next_cursor": "eyJpZCI6M30"},
+    }
+    api.on("GET", "/api/v2/organizations", httpx.Response(200, json=document))
+    async with _client(api) as client:
+        listed = await client.list_page(
+            ORGS,
+            cursor="abc",
+            updated_since="2025-01-01T10:20:00Z",
+            custom_fields=["k1", "k2"],
+        )
+        assert client.budget.spent == 10  # the list cost, without an x-token-cost header
+    assert [o["id"] for o in listed.data] == [1, 2]
+    assert listed.next_cursor == "eyJpZCI6M30"
+    (request,) = api.requests
+    assert dict(request.url.params) == {
+        "limit": "500",
+        "cursor": "abc",
+        "updated_since": "2025-01-01T10:20:00Z",
+        "custom_fields": "k1,k2",
+    }
+
+
+async def test_the_last_list_page_has_no_cursor_and_a_page_must_be_a_list() -> None:
+    api = MockPipedrive()
+    last = {"success": True, "data": [], "additional_data": {"next_cursor": None}}
+    api.on("GET", "/api/v2/persons", httpx.Response(200, json=last), ok({"id": 1}))
+    async with _client(api) as client:
+        assert (await client.list_page(PERSONS, limit=1)).next_cursor is None
+        with pytest.raises(TransientError, match="without a list"):
+            await client.list_page(PERSONS)
+        with pytest.raises(ValueError, match="limit"):
+            await client.list_page(PERSONS, limit=501)
+    assert len(api.requests) == 2
+
+
 async def test_notes_are_posted_to_v1() -> None:
     api = MockPipedrive()
     api.on("POST", "/v1/notes", ok({"id": 3, "content": "x"}, status=201))

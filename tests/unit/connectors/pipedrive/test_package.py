@@ -41,6 +41,7 @@ def test_the_package_has_the_fixed_module_names() -> None:
         "auth.py",
         "client.py",
         "config.py",
+        "index.py",
         "payloads.py",
         "sink.py",
     }

@@ -30,6 +30,7 @@ from tests.sandboxes.pipedrive import (
 )
 from tests.unit.connectors.pipedrive.fakes import (
     API_TOKEN,
+    SEARCH_PATH,
     FakeIdentity,
     company_record,
     open_sink,
@@ -72,6 +73,7 @@ def _settings(sandbox: PipedriveSandbox, info: AccountInfo, **overrides: Any) ->
         "base_url": sandbox.url,
         "domain_field_key": info.domain_field_key,
         "queast_id_field_key": info.queast_id_field_key,
+        "candidate_index": SEARCH_PATH,  # these tests count searches; see test_index.py
     }
     settings.update(overrides)
     return settings
