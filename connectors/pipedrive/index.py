@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -320,9 +320,20 @@ class CandidateIndex:
         answer (disabled for now), search instead. Raises ``QuotaExhaustedError`` and
         ``AuthenticationError`` from a fetch; other fetch failures disable the kind.
         """
-        if fields not in _FIELDS[kind]:
-            msg = f"{kind.value} are not looked up by {fields!r}"
-            raise ValueError(msg)
+        return await self.find_any(kind, [(term, fields)], limit=limit)
+
+    async def find_any(
+        self, kind: PipedriveObject, lookups: Sequence[tuple[str, str]], *, limit: int
+    ) -> list[IdentityCandidate] | None:
+        """:meth:`find` for several ``(term, fields)`` lookups at once, one freshness check.
+
+        The candidates of every lookup, each object once, in lookup order (the identity
+        strategies weigh them; an object found by domain and by name is offered once).
+        """
+        for _, fields in lookups:
+            if fields not in _FIELDS[kind]:
+                msg = f"{kind.value} are not looked up by {fields!r}"
+                raise ValueError(msg)
         self.counters.lookups += 1
         state = self._kinds[kind]
         async with state.lock:
@@ -330,8 +341,12 @@ class CandidateIndex:
         if table is None:
             self.counters.fallbacks += 1
             return None
-        key = lookup_key(term)
-        return [] if key is None else table.find(fields, key, limit)
+        found: dict[str, IdentityCandidate] = {}
+        for term, fields in lookups:
+            key = lookup_key(term)
+            for candidate in [] if key is None else table.find(fields, key, limit):
+                found.setdefault(candidate.partner_object_id, candidate)
+        return list(found.values())
 
     def state(self, kind: PipedriveObject) -> IndexState:
         found = self._kinds[kind]

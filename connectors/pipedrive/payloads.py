@@ -51,7 +51,7 @@ __all__ = [
     "note_body",
     "organization_body",
     "organization_candidate",
-    "organization_search",
+    "organization_lookups",
     "parse_company",
     "parse_job_ad",
     "parse_person",
@@ -260,19 +260,20 @@ def primary_domain(company: CompanyContract) -> str | None:
     return None
 
 
-def organization_search(company: CompanyContract) -> tuple[str, str] | None:
-    """``(term, fields)`` to search organizations that may be ``company``, or ``None``.
+def organization_lookups(company: CompanyContract) -> list[tuple[str, str]]:
+    """``(term, fields)`` lookups for organizations that may be ``company``, in order.
 
-    By the domain in the domain custom field (``fields=custom_fields``) when the company
-    has one, else by its exact name (``fields=name``).
+    The domain in the domain custom field (``fields=custom_fields``), then the exact name
+    (``fields=name``); either is left out when the company lacks it.
     """
+    lookups: list[tuple[str, str]] = []
     domain = primary_domain(company)
     if domain is not None:
-        return domain, "custom_fields"
+        lookups.append((domain, "custom_fields"))
     name = _text(company.name)
     if name is not None:
-        return name, "name"
-    return None
+        lookups.append((name, "name"))
+    return lookups
 
 
 def person_name(person: PersonContract) -> str | None:

@@ -341,13 +341,22 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     async def _company_candidates(
         self, company: payloads.CompanyContract
     ) -> list[IdentityCandidate]:
-        search = payloads.organization_search(company)
-        if search is None:
+        """Organizations that may be ``company``.
+
+        With the index: those with its domain *and* those with its name, both free, so the
+        name strategy can link an organization a user made without the domain. With search
+        (the fallback): the domain's, else the name's, one search per company.
+        """
+        lookups = payloads.organization_lookups(company)
+        if not lookups:
             return []
-        term, fields = search
-        indexed = await self._indexed(PipedriveObject.ORGANIZATION, term, fields)
-        if indexed is not None:
-            return indexed
+        if self._index is not None:
+            indexed = await self._index.find_any(
+                PipedriveObject.ORGANIZATION, lookups, limit=self.max_candidates
+            )
+            if indexed is not None:
+                return indexed
+        term, fields = lookups[0]
         config = self.config
         keys = [k for k in (config.domain_field_key, config.queast_id_field_key) if k]
         candidates: list[IdentityCandidate] = []

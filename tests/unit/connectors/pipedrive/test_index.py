@@ -709,11 +709,17 @@ async def test_lookups_find_what_the_search_path_finds(sandbox: _InProcess) -> N
     assert after == searches  # the index path searched nothing
     assert sandbox.route_count("GET /api/v2/organizations") == 1
     assert sandbox.route_count("GET /api/v2/persons") == 1
-    assert indexed.decided == searched.decided  # the same candidates, in the same order
+    # the same candidates in the same order, then (index only) organizations with the name
+    for (kind, queast_id, by_index), (_, _, by_search) in zip(
+        indexed.decided, searched.decided, strict=True
+    ):
+        assert list(by_index[: len(by_search)]) == list(by_search), queast_id
+        assert kind is EntityKind.COMPANY or len(by_index) == len(by_search)
     found = {queast_id: [c.partner_object_id for c in cs] for _, queast_id, cs in indexed.decided}
     assert found["co_1"] == ["1", "2"]  # trimmed, case-insensitive
     assert found["co_2"] == ["3"]
-    assert found["co_3"] == []  # "www.hooli.example" is not "hooli.example" to the search
+    # "www.hooli.example" is not "hooli.example" to the search; the index finds it by name
+    assert found["co_3"] == ["7"]
     assert found["co_4"] == ["10", "11", "12", "13", "14"]  # the first five
     assert found["co_5"] == []  # deleted
     assert found["co_6"] == ["4", "5"]
@@ -721,8 +727,11 @@ async def test_lookups_find_what_the_search_path_finds(sandbox: _InProcess) -> N
     assert found["pe_1"] == ["1", "2"]
     assert found["pe_2"] == ["1"]
     assert found["pe_3"] == ["3"]  # the first email only, as the search
-    assert _decisions(indexed, records) == _decisions(searched, records)
     outcomes = dict(_decisions(indexed, records))
+    searched_outcomes = dict(_decisions(searched, records))
+    assert outcomes.pop("co_3")[1] == "7", "linked by its name, which search never looked at"
+    assert searched_outcomes.pop("co_3")[1] is None
+    assert outcomes == searched_outcomes
     assert outcomes["co_n"][1] == "8"  # the identity layer still decides
 
 

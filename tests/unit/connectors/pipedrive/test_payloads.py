@@ -151,11 +151,14 @@ def test_without_a_queast_id_field_only_the_domain_is_a_custom_field() -> None:
     assert body["custom_fields"] == {DOMAIN_KEY: "acme.example"}
 
 
-def test_organization_search_uses_the_domain_else_the_name() -> None:
-    assert payloads.organization_search(_company()) == ("acme.example", "custom_fields")
+def test_organizations_are_looked_up_by_domain_then_name() -> None:
+    assert payloads.organization_lookups(_company()) == [
+        ("acme.example", "custom_fields"),
+        ("Acme GmbH", "name"),
+    ]
     no_domain = _company(domain=None, domains=[])
-    assert payloads.organization_search(no_domain) == ("Acme GmbH", "name")
-    assert payloads.organization_search(_company(domain=None, domains=[], name=None)) is None
+    assert payloads.organization_lookups(no_domain) == [("Acme GmbH", "name")]
+    assert payloads.organization_lookups(_company(domain=None, domains=[], name=None)) == []
 
 
 # -- persons ------------------------------------------------------------------------------
