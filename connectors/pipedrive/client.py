@@ -27,8 +27,9 @@ Pacing and budgets (Pipedrive's rate-limiting guide):
   ``QuotaExhaustedError``;
 - a 429 whose ``x-ratelimit-remaining`` is above 0 cannot be a rate window's refusal, so
   it is taken as the company's daily budget spent by someone else (the budget is shared by
-  every integration of the account): the local budget is marked spent and
-  ``QuotaExhaustedError`` raised. For a search this needs the headers to be the search
+  every integration of the account): nothing is sent until the next midnight UTC or for an
+  hour (:data:`REFUSAL_PROBE_SECONDS`), whichever is sooner, since Pipedrive's day ends at
+  its server's unpublished midnight, and ``QuotaExhaustedError`` is raised. For a search this needs the headers to be the search
   window's (``x-ratelimit-limit`` of 10); with any other limit the count may be the general
   window's while the search limit refused, so it stays backpressure;
 - any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
@@ -74,6 +75,12 @@ __all__ = [
 
 _PARTNER: Final[str] = "pipedrive"
 _DAY_SECONDS: Final[int] = 86_400
+REFUSAL_PROBE_SECONDS: Final[float] = 3_600.0
+"""After Pipedrive itself refuses for the day's budget, try again at most this much later.
+
+Pipedrive resets the budget at midnight in its server's time zone, which it does not
+publish; waiting for midnight UTC could park a refused connection for most of a day after
+Pipedrive's own reset. One probe request an hour costs nothing when refused."""
 _MIN_SLEEP_SECONDS: Final[float] = 0.001
 SEARCH_LIMIT_PER_WINDOW: Final[int] = 10
 """Pipedrive's search limit per 2-second window, on every plan."""
@@ -111,7 +118,9 @@ class DailyBudget:
     """Pipedrive API tokens spent today (UTC) against the connection's daily budget.
 
     Local bookkeeping: Pipedrive reports the cost of each request but not what is left.
-    The day rolls over at midnight UTC (``clock`` is wall-clock Unix seconds).
+    The day rolls over at midnight UTC (``clock`` is wall-clock Unix seconds). A refusal by
+    Pipedrive (:meth:`exhaust`) holds until the next midnight UTC or for
+    :data:`REFUSAL_PROBE_SECONDS`, whichever comes first (Pipedrive's day is its server's).
     """
 
     def __init__(self, budget: int, *, clock: Callable[[], float]) -> None:
@@ -123,6 +132,7 @@ class DailyBudget:
         self._day = self._today()
         self._spent = 0.0
         self._writes_left: int | None = None
+        self._refused_until: float | None = None
 
     def _today(self) -> int:
         return math.floor(self._clock()) // _DAY_SECONDS
@@ -152,9 +162,14 @@ class DailyBudget:
         self._roll()
         return self._writes_left
 
+    def _refused(self) -> bool:
+        if self._refused_until is not None and self._clock() >= self._refused_until:
+            self._refused_until = None
+        return self._refused_until is not None
+
     def exhausted(self, *, write: bool = False) -> bool:
         """Whether nothing is left today (for a write: also no write requests left)."""
-        if self.remaining <= 0:
+        if self._refused() or self.remaining <= 0:
             return True
         return write and self.writes_left is not None and self.writes_left <= 0
 
@@ -173,13 +188,22 @@ class DailyBudget:
         self._writes_left = left
 
     def exhaust(self) -> None:
-        """Mark today's budget spent (Pipedrive refused a request for it)."""
-        self._roll()
-        self._spent = max(self._spent, float(self.budget))
+        """Pipedrive refused a request for the day's budget: send nothing until the reset.
+
+        The reset is Pipedrive's own, at an unknown hour: the refusal holds until the next
+        midnight UTC or :data:`REFUSAL_PROBE_SECONDS`, whichever comes first; then requests
+        go out again, and a new refusal starts a new hold.
+        """
+        now = self._clock()
+        self._refused_until = now + min(seconds_until_midnight_utc(now), REFUSAL_PROBE_SECONDS)
 
     def seconds_until_reset(self) -> float:
-        """Seconds until the budget resets (the next midnight UTC)."""
-        return seconds_until_midnight_utc(self._clock())
+        """Seconds until requests may go out again: the end of a refusal's hold, else the
+        next midnight UTC."""
+        now = self._clock()
+        if self._refused() and self._refused_until is not None:
+            return self._refused_until - now
+        return seconds_until_midnight_utc(now)
 
 
 @dataclass(frozen=True, slots=True)

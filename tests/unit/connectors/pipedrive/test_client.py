@@ -342,8 +342,9 @@ async def test_a_429_with_burst_left_is_the_shared_daily_budget() -> None:
     async with _client(api) as client:
         with pytest.raises(QuotaExhaustedError) as caught:
             await client.create(ORGS, {"name": "x"})
-        assert caught.value.retry_after == pytest.approx(TO_MIDNIGHT)
-        assert client.budget.remaining == 0
+        # Pipedrive's day ends at its server's midnight: probe again within the hour
+        assert caught.value.retry_after == pytest.approx(min(TO_MIDNIGHT, 3_600))
+        assert client.budget.exhausted()
         with pytest.raises(QuotaExhaustedError):
             await client.get(ORGS, 7)
     assert len(api.requests) == 1
@@ -403,7 +404,7 @@ async def test_a_search_429_with_search_window_left_is_the_daily_budget() -> Non
     async with _client(api) as client:
         with pytest.raises(QuotaExhaustedError):
             await client.search(PERSONS, "a@b.example", fields="email")
-        assert client.budget.remaining == 0
+        assert client.budget.exhausted()
 
 
 async def test_a_search_429_with_the_search_window_full_is_backpressure() -> None:
@@ -516,3 +517,17 @@ def test_the_budget_rolls_over_at_midnight_utc() -> None:
 def test_a_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         DailyBudget(0, clock=FakeClock().time)
+
+
+def test_a_refusal_by_pipedrive_holds_for_an_hour_at_most_then_probes() -> None:
+    clock = FakeClock()  # TO_MIDNIGHT seconds before a midnight UTC
+    budget = DailyBudget(50_000, clock=clock.time)
+    budget.charge(10)
+    budget.exhaust()  # Pipedrive's day (its server's) is spent, ours is not
+    assert budget.exhausted()
+    assert budget.seconds_until_reset() == pytest.approx(3_600)  # midnight is 6,400 s away
+    clock.advance(3_600)
+    assert not budget.exhausted(), "the hold ended: the next request probes"
+    assert budget.remaining == 49_990, "our own count of the day is kept"
+    budget.exhaust()  # refused again: another hold
+    assert budget.exhausted()
