@@ -17,6 +17,11 @@ The flow for a record whose entity has no link yet:
    ``no_match`` (create the object, then call ``resolver.link`` with the new id) or
    ``ambiguous`` (write nothing: the service has queued a review entry; the connector reports
    the record with :class:`~connectors.base.errors.HeldForReviewError`).
+
+A person whose company is not linked yet is written without its association and calls
+``wait_for_company``; a company that gets linked asks ``people_waiting`` and associates them.
+Each side writes before it reads, so whichever comes second writes the association; both
+then call ``associated``.
 """
 
 from __future__ import annotations
@@ -90,4 +95,20 @@ class IdentityResolver(Protocol):
         self, kind: EntityKind, queast_id: str, partner_object_id: str, *, strategy: str
     ) -> None:
         """Record a link the connector made (an object it created: ``strategy='created'``)."""
+        ...
+
+    async def wait_for_company(self, company_id: str, person_id: str) -> str | None:
+        """The person was written without its company: remember it, then look again.
+
+        Returns the company's partner object id if it is linked by now (associate, then
+        call :meth:`associated`), else ``None`` (the company's write will do it).
+        """
+        ...
+
+    async def people_waiting(self, company_id: str) -> Mapping[str, str]:
+        """People written before ``company_id`` was linked: ``{queast id: partner id}``."""
+        ...
+
+    async def associated(self, company_id: str, person_ids: Sequence[str]) -> None:
+        """The associations of ``person_ids`` to the company are written."""
         ...

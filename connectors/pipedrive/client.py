@@ -29,9 +29,10 @@ Pacing and budgets (Pipedrive's rate-limiting guide):
   it is taken as the company's daily budget spent by someone else (the budget is shared by
   every integration of the account): nothing is sent until the next midnight UTC or for an
   hour (:data:`REFUSAL_PROBE_SECONDS`), whichever is sooner, since Pipedrive's day ends at
-  its server's unpublished midnight, and ``QuotaExhaustedError`` is raised. For a search this needs the headers to be the search
-  window's (``x-ratelimit-limit`` of 10); with any other limit the count may be the general
-  window's while the search limit refused, so it stays backpressure;
+  its server's unpublished midnight, and ``QuotaExhaustedError`` is raised. For a search
+  this needs the headers to be the search window's (``x-ratelimit-limit`` of 10); with any
+  other limit the count may be the general window's while the search limit refused, so it
+  stays backpressure;
 - any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
 
 A 401 is retried once after :meth:`PipedriveAuth.refresh_after_unauthorized`; everything

@@ -11,7 +11,9 @@ One record per ``write`` (API v2 has no bulk create or update). What each record
   ``linked`` -> ``PATCH`` it; ``no_match`` -> create, then ``identity.link(...,
   strategy="created")``; ``ambiguous`` -> nothing written, the record fails alone with
   ``HeldForReviewError`` (a review entry is queued by the service).
-  A person's ``org_id`` is set when its company is linked. A person update keeps the
+  A person's ``org_id`` is set when its company is linked; a person written before its
+  company waits for it (``identity.wait_for_company``), and the company's own write sets
+  the ``org_id`` of those waiting (``identity.people_waiting``). A person update keeps the
   emails already in Pipedrive and adds ours.
 - signal / job ad: an HTML note (``POST /v1/notes``) on the company's linked organization;
   not linked yet -> ``TransientError("organization not linked yet")`` (retried once the
@@ -335,8 +337,28 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             lambda: self._company_candidates(company),
         )
         if target is None:
-            return await self._create(EntityKind.COMPANY, company.company_id, body(for_create=True))
-        return await self._update(PipedriveObject.ORGANIZATION, target, body(for_create=False))
+            written = await self._create(
+                EntityKind.COMPANY, company.company_id, body(for_create=True)
+            )
+        else:
+            written = await self._update(
+                PipedriveObject.ORGANIZATION, target, body(for_create=False)
+            )
+        if written.partner_object_id is not None:
+            await self._associate_waiting(company.company_id, int(written.partner_object_id))
+        return written
+
+    async def _associate_waiting(self, company_id: str, org_id: int) -> None:
+        """Set ``org_id`` on the people written before this company was linked."""
+        waiting = await self.identity.people_waiting(company_id)
+        done: list[str] = []
+        for person_id, partner_id in waiting.items():
+            await self._update(
+                PipedriveObject.PERSON, _object_id(partner_id, "person"), {"org_id": org_id}
+            )
+            done.append(person_id)
+        if done:
+            await self.identity.associated(company_id, done)
 
     async def _company_candidates(
         self, company: payloads.CompanyContract
@@ -374,11 +396,28 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
 
     async def _upsert_person(self, record: OutboundRecord) -> _Written:
         person = payloads.parse_person(record.payload)
-        config = self.config
         org_id: int | None = None
         if person.company_id:
             linked_org = await self.identity.linked(EntityKind.COMPANY, person.company_id)
             org_id = None if linked_org is None else _object_id(linked_org, "organization")
+        written = await self._write_person(record, person, org_id)
+        if person.company_id and org_id is None and written.partner_object_id is not None:
+            # The company is not linked yet: whichever of the two is written second sets
+            # the person's organization (see connectors.base.identity).
+            late = await self.identity.wait_for_company(person.company_id, person.person_id)
+            if late is not None:
+                await self._update(
+                    PipedriveObject.PERSON,
+                    int(written.partner_object_id),
+                    {"org_id": _object_id(late, "organization")},
+                )
+                await self.identity.associated(person.company_id, [person.person_id])
+        return written
+
+    async def _write_person(
+        self, record: OutboundRecord, person: payloads.PersonContract, org_id: int | None
+    ) -> _Written:
+        config = self.config
         target = await self._resolve(
             EntityKind.PERSON,
             person.person_id,

@@ -130,6 +130,7 @@ class FakeIdentity:
     )
     linked_by_connector: list[tuple[EntityKind, str, str, str]] = field(default_factory=list)
     outcome: IdentityOutcome | None = None
+    waiting: dict[str, set[str]] = field(default_factory=dict)
 
     async def linked(self, kind: EntityKind, queast_id: str) -> str | None:
         return self.links.get((kind, queast_id))
@@ -165,6 +166,20 @@ class FakeIdentity:
     ) -> None:
         self.links[(kind, queast_id)] = partner_object_id
         self.linked_by_connector.append((kind, queast_id, partner_object_id, strategy))
+
+    async def wait_for_company(self, company_id: str, person_id: str) -> str | None:
+        self.waiting.setdefault(company_id, set()).add(person_id)
+        return self.links.get((EntityKind.COMPANY, company_id))
+
+    async def people_waiting(self, company_id: str) -> Mapping[str, str]:
+        return {
+            person_id: self.links[(EntityKind.PERSON, person_id)]
+            for person_id in sorted(self.waiting.get(company_id, ()))
+            if (EntityKind.PERSON, person_id) in self.links
+        }
+
+    async def associated(self, company_id: str, person_ids: Sequence[str]) -> None:
+        self.waiting.get(company_id, set()).difference_update(person_ids)
 
 
 def _matches(candidate: IdentityCandidate, queast_id: str, payload: Mapping[str, Any]) -> bool:

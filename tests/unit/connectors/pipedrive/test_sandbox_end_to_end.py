@@ -333,3 +333,56 @@ async def test_oauth_tokens_expire_and_are_refreshed(sandbox: PipedriveSandbox) 
     assert len(stored) == 2
     assert stored[0].api_domain == sandbox.url
     assert len(sandbox.organizations("acme")) == 3
+
+
+async def test_people_written_before_their_company_get_its_organization_later(
+    sandbox: PipedriveSandbox,
+) -> None:
+    info = _account(sandbox)
+    identity = FakeIdentity()
+    people, companies = _persons(4, 2), _companies(2)
+    async with _sink(sandbox, info, identity) as sink:
+        for outcome in await _deliver_each(sink, people):  # no company linked yet
+            assert outcome.failed == ()
+        assert {p["org_id"] for p in sandbox.persons("acme")} == {None}
+        assert identity.waiting == {"co_0": {"pe_0", "pe_2"}, "co_1": {"pe_1", "pe_3"}}
+        for outcome in await _deliver_each(sink, companies):
+            assert outcome.failed == ()
+        late = person_record(
+            "pe_9", company_id="co_1", email="p9@c1.example", emails=["p9@c1.example"]
+        )
+        assert (await sink.deliver([late])).failed == ()  # company linked: set at once
+    orgs = {
+        o["custom_fields"][info.queast_id_field_key]: o["id"] for o in sandbox.organizations("acme")
+    }
+    persons = {p["custom_fields"][info.queast_id_field_key]: p for p in sandbox.persons("acme")}
+    for person_id, company_id in (
+        ("pe_0", "co_0"),
+        ("pe_1", "co_1"),
+        ("pe_2", "co_0"),
+        ("pe_3", "co_1"),
+        ("pe_9", "co_1"),
+    ):
+        assert persons[person_id]["org_id"] == orgs[company_id], person_id
+    assert identity.waiting == {"co_0": set(), "co_1": set()}, "nobody waits any more"
+
+
+async def test_a_company_linked_while_its_person_is_written_is_still_associated(
+    sandbox: PipedriveSandbox,
+) -> None:
+    """The person registers as waiting, then finds the company linked: it sets org_id."""
+    info = _account(sandbox)
+    identity = FakeIdentity()
+    async with _sink(sandbox, info, identity) as sink:
+        real_wait = identity.wait_for_company
+
+        async def company_lands_meanwhile(company_id: str, person_id: str) -> str | None:
+            await sink.deliver(_companies(1))  # co_0 is linked between write and wait
+            return await real_wait(company_id, person_id)
+
+        identity.wait_for_company = company_lands_meanwhile  # type: ignore[method-assign]
+        assert (await sink.deliver(_persons(1, 1))).failed == ()
+    (org,) = sandbox.organizations("acme")
+    (person,) = sandbox.persons("acme")
+    assert person["org_id"] == org["id"]
+    assert identity.waiting == {"co_0": set()}
