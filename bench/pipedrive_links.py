@@ -76,6 +76,7 @@ class MemoryIdentity:
         self.links: dict[tuple[EntityKind, str], str] = {}
         self.owners: dict[tuple[EntityKind, str], str] = {}
         self.outcomes: Counter[str] = Counter()
+        self.waiting: dict[str, set[str]] = {}
 
     async def linked(self, kind: EntityKind, queast_id: str) -> str | None:
         return self.links.get((kind, queast_id))
@@ -138,6 +139,20 @@ class MemoryIdentity:
     ) -> None:
         self.links[(kind, queast_id)] = partner_object_id
         self.owners[(kind, partner_object_id)] = queast_id
+
+    async def wait_for_company(self, company_id: str, person_id: str) -> str | None:
+        self.waiting.setdefault(company_id, set()).add(person_id)
+        return self.links.get((EntityKind.COMPANY, company_id))
+
+    async def people_waiting(self, company_id: str) -> Mapping[str, str]:
+        return {
+            person_id: self.links[(EntityKind.PERSON, person_id)]
+            for person_id in sorted(self.waiting.get(company_id, ()))
+            if (EntityKind.PERSON, person_id) in self.links
+        }
+
+    async def associated(self, company_id: str, person_ids: Sequence[str]) -> None:
+        self.waiting.get(company_id, set()).difference_update(person_ids)
 
 
 def _records(companies: int, people: int) -> list[OutboundRecord]:

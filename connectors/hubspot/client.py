@@ -2,21 +2,37 @@
 
 Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
 
-- **burst**: every call except search spends a token of a :class:`TokenBucket` sized from
-  the tier (100, 110 or 190 requests per 10 s) *and* a slot of a rolling 10-second window
-  of the same size, because HubSpot counts requests in a rolling window: a bucket alone
-  would send up to twice the limit in a window. Responses correct both from
+- **burst**: every call except search spends a token of a :class:`TokenBucket` refilled at
+  the tier's rate (100, 110 or 190 requests per 10 s) and holding three tokens, *and* a
+  slot of a rolling 10-second window of the tier's size, because HubSpot counts requests in
+  a rolling window: a bucket alone would send up to twice the limit in a window. The small
+  bucket spaces requests evenly: a connection with a backlog sends one every tenth of a
+  second (Free/Starter), each with the full batch that gathered meanwhile, instead of
+  spending a window's worth on whatever was queued, waiting with nothing to send, and
+  echoing that burst window after window. A request holds its window slot until its answer
+  is back, plus the window (see :class:`_RollingWindow`). Responses correct both from
   ``X-HubSpot-RateLimit-Max`` / ``-Interval-Milliseconds`` (a lower limit) and
   ``-Remaining`` (never more tokens than HubSpot says are left);
 - **search**: a separate bucket and one-second window (5 per second by default); search
-  responses carry no rate-limit headers;
+  responses carry no rate-limit headers. Searches may wait up to ``max_search_wait``
+  (longer than ``max_wait``): the lookups of a write are worth waiting for, since a
+  deferred write spends its lookups again when it comes back;
 - **daily**: ``X-HubSpot-RateLimit-Daily-Remaining: 0`` or a 429 with ``policyName: DAILY``
   blocks every call until the reset (``Retry-After`` if sent, else midnight UTC: the
   account's time zone is not known here).
 
-A wait up to ``max_wait`` seconds is slept (through the context clock); a longer one is
-not: the call raises :class:`RequestDeferred` without sending anything, and the sink defers
-the records with a ``BackpressureError`` that is not counted as an attempt.
+A wait up to ``max_wait`` seconds (``max_search_wait`` for searches) is slept (through the
+context clock); a longer one is not: the call raises :class:`RequestDeferred` without
+sending anything, and the sink defers the records with a ``BackpressureError`` that is not
+counted as an attempt.
+
+Searches (:meth:`HubSpotClient.search`) send a body packed by
+:func:`~connectors.hubspot.payloads.search_requests` as the exact bytes it was measured on,
+and follow ``paging.next.after`` until the last page (HubSpot stops at 10,000 results).
+:class:`SearchBatcher` shares search requests between the writes of one connection that
+look up at the same time: one request at a time per object type, packed with the oldest
+waiting lookups of every write, so that when the search budget is what limits, every
+request it allows is full.
 
 Answers (after :func:`translate_http_errors` for transport failures):
 
@@ -34,11 +50,13 @@ Answers (after :func:`translate_http_errors` for transport failures):
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import contextlib
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, TypedDict
 
@@ -63,13 +81,15 @@ from connectors.base.http import (
 from connectors.hubspot.auth import TokenSource
 from connectors.hubspot.config import HubSpotLimits
 from connectors.hubspot.payloads import (
-    SearchKey,
+    MAX_SEARCH_BODY_CHARS,
+    Lookup,
     archive_body,
     associate_default_body,
     batch_update_body,
     batch_upsert_body,
+    encode_json,
     notes_create_body,
-    search_body,
+    search_requests,
 )
 
 __all__ = [
@@ -81,6 +101,9 @@ __all__ = [
     "ObjectType",
     "RequestDeferred",
     "Scope",
+    "SearchAnswer",
+    "SearchBatcher",
+    "SearchResult",
 ]
 
 ObjectType = Literal["companies", "contacts", "notes"]
@@ -88,8 +111,7 @@ Scope = Literal["burst", "search"]
 
 _PARTNER: Final[str] = "hubspot"
 _WINDOW_MARGIN_SECONDS: Final[float] = 0.05
-_SEARCH_PAGE_SIZE: Final[int] = 100
-_SEARCH_MAX_PAGES: Final[int] = 3
+_SEARCH_MAX_RESULTS: Final[int] = 10_000
 _CONFLICT_RETRY_SECONDS: Final[float] = 5.0
 _PERMANENT_CATEGORIES: Final[frozenset[str]] = frozenset(
     {"VALIDATION_ERROR", "OBJECT_NOT_FOUND", "INVALID_PARAMS", "INVALID_EMAIL", "MISSING_SCOPES"}
@@ -133,6 +155,16 @@ class BatchWriteResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchResult:
+    """The objects of every page of one search, how many requests it took, and whether
+    HubSpot's 10,000-result cap cut it short."""
+
+    objects: tuple[Mapping[str, Any], ...]
+    requests: int
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AssociationResponse:
     """A batch association's HTTP status and the error of each ``from`` id that failed."""
 
@@ -144,17 +176,24 @@ class AssociationResponse:
 
 
 class _RollingWindow:
-    """At most ``limit`` sends in any ``interval`` seconds (HubSpot's rolling window)."""
+    """At most ``limit`` requests in any ``interval`` seconds (HubSpot's rolling window).
+
+    A request holds its place from when its slot is taken until its answer is back
+    (:meth:`settle`), and for ``interval`` after that: HubSpot stamps it somewhere in
+    between, and a request that left late (a busy event loop) must not free its slot early
+    and earn a 429 for the one that takes it.
+    """
 
     def __init__(self, limit: int, interval: float) -> None:
         self.limit = max(1, limit)
         self.interval = interval
-        self._sent: deque[float] = deque()
+        self._sent: list[float] = []  # sorted
 
     def _purge(self, now: float) -> None:
         horizon = now - self.interval - _WINDOW_MARGIN_SECONDS
-        while self._sent and self._sent[0] <= horizon:
-            self._sent.popleft()
+        expired = bisect.bisect_right(self._sent, horizon)
+        if expired:
+            del self._sent[:expired]
 
     def wait(self, now: float) -> float:
         """Seconds until a send fits (0.0: now)."""
@@ -172,7 +211,14 @@ class _RollingWindow:
         return max(0.0, self._sent[0] + self.interval + _WINDOW_MARGIN_SECONDS - now)
 
     def record(self, now: float) -> None:
-        self._sent.append(now)
+        bisect.insort(self._sent, now)
+
+    def settle(self, taken_at: float, now: float) -> None:
+        """The request whose slot was taken at ``taken_at`` is answered: it counts from now."""
+        index = bisect.bisect_left(self._sent, taken_at)
+        if index < len(self._sent) and self._sent[index] == taken_at:
+            del self._sent[index]
+        bisect.insort(self._sent, max(taken_at, now))
 
     def lower(self, limit: int, interval: float) -> None:
         """Adopt HubSpot's reported limit when it is stricter (a lower rate) than ours."""
@@ -228,9 +274,13 @@ class HubSpotRateLimiter:
         """Burst requests allowed per window now (lowered by HubSpot's headers)."""
         return self._windows["burst"].limit
 
-    def reserve(self, scope: Scope) -> float:
-        """Take a slot and return ``0.0``, or return the seconds to wait without taking one."""
-        now = self._clock.monotonic()
+    def reserve(self, scope: Scope, *, now: float | None = None) -> float:
+        """Take a slot and return ``0.0``, or return the seconds to wait without taking one.
+
+        ``now`` (monotonic, default the clock's) is when the slot counts as taken: pass it
+        to :meth:`settle` once the request is answered.
+        """
+        now = self._clock.monotonic() if now is None else now
         window = self._windows[scope]
         wait = max(window.wait(now), self._blocked_until[scope] - now)
         if wait > 0:
@@ -240,6 +290,11 @@ class HubSpotRateLimiter:
             return wait
         window.record(now)
         return 0.0
+
+    def settle(self, scope: Scope, taken_at: float) -> None:
+        """The request whose ``scope`` slot was taken at ``taken_at`` (monotonic) was answered
+        or failed: its place in the rolling window counts from now."""
+        self._windows[scope].settle(taken_at, self._clock.monotonic())
 
     def peek(self, scope: Scope) -> float:
         """Seconds until ``scope`` would grant a slot, taking nothing (0.0: now)."""
@@ -438,6 +493,7 @@ class HubSpotClient:
         clock: Clock,
         logger: logging.Logger,
         max_wait: float,
+        max_search_wait: float | None = None,
         log_fields: Mapping[str, Any] | None = None,
     ) -> None:
         self._http = http_client
@@ -446,7 +502,10 @@ class HubSpotClient:
         self._limiter = limiter
         self._clock = clock
         self._logger = logger
-        self._max_wait = max_wait
+        self._max_waits: dict[Scope, float] = {
+            "burst": max_wait,
+            "search": max_wait if max_search_wait is None else max_search_wait,
+        }
         self._log_fields = dict(log_fields or {})
 
     @property
@@ -462,13 +521,15 @@ class HubSpotClient:
             "HubSpot daily request limit reached", retry_after=reset_in, partner=_PARTNER
         )
 
-    async def _slot(self, scope: Scope, endpoint: str) -> None:
+    async def _slot(self, scope: Scope, endpoint: str) -> float:
+        """Take a ``scope`` slot, sleeping while the wait fits; return when it was taken."""
         waited = 0.0
         while True:
-            wait = self._limiter.reserve(scope)
+            now = self._clock.monotonic()
+            wait = self._limiter.reserve(scope, now=now)
             if wait == 0.0:
-                return
-            if waited + wait > self._max_wait:
+                return now
+            if waited + wait > self._max_waits[scope]:
                 raise RequestDeferred(
                     BackpressureError(
                         f"{scope} rate limit wait too long",
@@ -480,8 +541,11 @@ class HubSpotClient:
             waited += wait
             await self._clock.sleep(wait)
 
-    async def _post(self, path: str, body: Mapping[str, Any], *, scope: Scope) -> httpx.Response:
-        """POST ``body``; return a 2xx response or raise (see the module docstring)."""
+    async def _post(
+        self, path: str, body: Mapping[str, Any] | bytes, *, scope: Scope
+    ) -> httpx.Response:
+        """POST ``body`` (JSON, or bytes already encoded); return a 2xx response or raise
+        (see the module docstring)."""
         url = f"{self._root}{path}"
         endpoint = endpoint_label(url)
         quota = self.quota_error()
@@ -490,10 +554,17 @@ class HubSpotClient:
         token = await self._tokens.token()
         retried = False
         while True:
-            await self._slot(scope, endpoint)
+            taken_at = await self._slot(scope, endpoint)
             headers = {"authorization": f"Bearer {reveal_secret(token)}"}
-            with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
-                response = await self._http.post(url, json=body, headers=headers)
+            try:
+                with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
+                    if isinstance(body, bytes):
+                        headers["content-type"] = "application/json"
+                        response = await self._http.post(url, content=body, headers=headers)
+                    else:
+                        response = await self._http.post(url, json=body, headers=headers)
+            finally:
+                self._limiter.settle(scope, taken_at)
             if scope == "burst":
                 self._limiter.observe(response.headers)
             if response.status_code != 401 or retried:
@@ -609,27 +680,35 @@ class HubSpotClient:
         response = await self._post(path, associate_default_body(pairs), scope="burst")
         return _parse_associations(response, pairs, endpoint=endpoint_label(f"{self._root}{path}"))
 
-    async def search(
-        self, object_type: ObjectType, keys: Sequence[SearchKey], *, properties: Sequence[str]
-    ) -> list[Mapping[str, Any]]:
-        """Objects matching any of ``keys`` (``EQ``, one filter group each, at most 5)."""
+    async def search(self, object_type: ObjectType, body: Mapping[str, Any]) -> SearchResult:
+        """Every object ``body`` (a packed search) matches, following ``paging.next.after``.
+
+        Raises ``ValueError`` for a body over HubSpot's 3,000 characters (a packing bug:
+        nothing is sent), and connector errors like every call.
+        """
         path = f"/crm/v3/objects/{object_type}/search"
         found: list[Mapping[str, Any]] = []
         after: str | None = None
-        for _ in range(_SEARCH_MAX_PAGES):
-            body = search_body(keys, properties=properties, limit=_SEARCH_PAGE_SIZE, after=after)
-            answer = _json(await self._post(path, body, scope="search"))
+        requests = 0
+        while True:
+            encoded = encode_json(body if after is None else {**body, "after": after})
+            if len(encoded) > MAX_SEARCH_BODY_CHARS:
+                msg = f"search body of {len(encoded)} bytes exceeds {MAX_SEARCH_BODY_CHARS}"
+                raise ValueError(msg)
+            answer = _json(await self._post(path, encoded, scope="search"))
+            requests += 1
             found += [r for r in answer.get("results") or [] if isinstance(r, Mapping)]
             paging = answer.get("paging")
             following = paging.get("next") if isinstance(paging, Mapping) else None
             cursor = following.get("after") if isinstance(following, Mapping) else None
             if not isinstance(cursor, str | int) or isinstance(cursor, bool):
-                return found
+                return SearchResult(tuple(found), requests)
+            if len(found) >= _SEARCH_MAX_RESULTS:
+                self._logger.warning(
+                    "hubspot.search.truncated", extra={**self._log_fields, "results": len(found)}
+                )
+                return SearchResult(tuple(found), requests, truncated=True)
             after = str(cursor)
-        self._logger.warning(
-            "hubspot.search.truncated", extra={**self._log_fields, "results": len(found)}
-        )
-        return found
 
 
 def _parse_associations(
@@ -675,3 +754,117 @@ def _values(items: Iterable[object]) -> list[str]:
     for item in items:
         found += _strings(item)
     return found
+
+
+# -- shared searches ----------------------------------------------------------------------------
+
+LookupKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAnswer:
+    """What became of some of a caller's lookups (``keys``: property and value): the objects
+    of the search that carried them, or the error that search raised."""
+
+    keys: frozenset[LookupKey]
+    result: SearchResult | Exception
+
+
+def _request_scoped(error: Exception) -> bool:
+    """A failed search that concerns only its own values (a 400), not the connection."""
+    return isinstance(error, PermanentError) and not isinstance(error, AuthenticationError)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    lookups: list[Lookup]
+    outstanding: set[LookupKey]
+    future: asyncio.Future[list[SearchAnswer]]
+    answers: list[SearchAnswer] = field(default_factory=list)
+
+    def answer(self, keys: set[LookupKey], result: SearchResult | Exception) -> None:
+        self.outstanding -= keys
+        self.answers.append(SearchAnswer(frozenset(keys), result))
+        if not self.outstanding and not self.future.done():
+            self.future.set_result(self.answers)
+
+
+class SearchBatcher:
+    """The searches of one object type for one connection, shared by concurrent writes.
+
+    :meth:`search` queues a caller's lookups and returns once each was searched (or its
+    search failed). One request is in flight at a time: it carries the oldest waiting
+    lookups of all callers, packed by :func:`~connectors.hubspot.payloads.search_requests`
+    (a value several callers wait for is sent once and answers all of them), and the next
+    one is packed when it returns, with whatever arrived meanwhile. A failure that concerns
+    the connection (rate limits, outages, a wait too long: :class:`RequestDeferred`) answers
+    every waiting lookup with it, since the next request would meet the same; a 400 answers
+    only the lookups its request carried. Call :meth:`close` when the sink closes.
+    """
+
+    def __init__(
+        self, client: HubSpotClient, object_type: ObjectType, *, properties: Sequence[str]
+    ) -> None:
+        self._client = client
+        self._object_type = object_type
+        self._properties = list(properties)
+        self._waiting: list[_Waiting] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def search(self, lookups: Sequence[Lookup]) -> list[SearchAnswer]:
+        """Search ``lookups``; one answer per request that carried some of them."""
+        unique = {(v.property_name, v.value): v for v in lookups}
+        if not unique:
+            return []
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(list(unique.values()), set(unique), loop.create_future())
+        self._waiting.append(waiting)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._dispatch(), name="hubspot-search-batcher")
+        return await waiting.future
+
+    async def close(self) -> None:
+        """Stop dispatching; callers still waiting get a ``CancelledError``."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for waiting in self._waiting:
+            waiting.future.cancel()
+        self._waiting.clear()
+
+    async def _dispatch(self) -> None:
+        try:
+            while True:
+                self._waiting = [w for w in self._waiting if not w.future.done()]
+                if not self._waiting:
+                    return
+                wanted: dict[LookupKey, Lookup] = {}
+                for waiting in self._waiting:
+                    for lookup in waiting.lookups:
+                        key = (lookup.property_name, lookup.value)
+                        if key in waiting.outstanding:
+                            wanted.setdefault(key, lookup)
+                request = search_requests(wanted.values(), properties=self._properties)[0]
+                carried = {(v.property_name, v.value) for v in request.lookups}
+                result: SearchResult | Exception
+                try:
+                    result = await self._client.search(self._object_type, request.body)
+                except (ConnectorError, RequestDeferred) as error:
+                    result = error
+                concerned = [w for w in self._waiting if w.outstanding & carried]
+                if isinstance(result, Exception) and not _request_scoped(result):
+                    concerned = list(self._waiting)
+                    carried = set().union(*(w.outstanding for w in concerned))
+                for waiting in concerned:
+                    if not waiting.future.done():
+                        waiting.answer(waiting.outstanding & carried, result)
+        except BaseException as exc:  # a bug or a cancellation: nobody may wait forever
+            for waiting in self._waiting:
+                if not waiting.future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        waiting.future.cancel()
+                    else:
+                        waiting.future.set_exception(exc)
+            raise

@@ -56,6 +56,7 @@ __all__ = [
 DEFAULT_BASE_URL: Final[str] = "https://api.hubapi.com"
 _BURST_WINDOW_SECONDS: Final[float] = 10.0
 _PROPERTY_NAME_PATTERN: Final[str] = r"^[a-z][a-z0-9_]{0,99}$"
+_PACING_BURST: Final[float] = 3.0
 
 
 class HubSpotTier(StrEnum):
@@ -71,7 +72,8 @@ class HubSpotLimits:
     """The limits a connection's requests are paced by.
 
     ``burst`` counts requests (not records) per rolling 10-second window, search
-    excluded; ``daily`` is the account's daily request budget (``None``: none stated).
+    excluded (its ``burst`` is the pacing bucket's size, see :func:`limits_for`); ``daily`` is
+    the account's daily request budget (``None``: none stated).
     """
 
     burst: RateLimit
@@ -163,14 +165,20 @@ class HubSpotConnectionConfig(ConnectionConfig):
 
 
 def limits_for(config: HubSpotConnectionConfig) -> HubSpotLimits:
-    """The limits for ``config``'s tier and overrides (called once per sink setup)."""
+    """The limits for ``config``'s tier and overrides (called once per sink setup).
+
+    The burst bucket holds three requests: the rolling window would allow the whole
+    window's worth at once, the bucket spaces requests evenly (one per 100 ms on
+    Free/Starter), so that under load each carries the full batch that gathered meanwhile;
+    three, not one, so that a request sent a little late (a busy event loop) does not
+    lose its turn.
+    """
     per_window, daily = _TIER_LIMITS[config.effective_tier]
-    if config.rate_limit_per_second is not None:
-        burst = RateLimit(
-            rate=config.rate_limit_per_second * _BURST_WINDOW_SECONDS,
-            per_seconds=_BURST_WINDOW_SECONDS,
-        )
-    else:
-        burst = RateLimit(rate=per_window, per_seconds=_BURST_WINDOW_SECONDS)
+    rate = (
+        per_window
+        if config.rate_limit_per_second is None
+        else config.rate_limit_per_second * _BURST_WINDOW_SECONDS
+    )
+    burst = RateLimit(rate=rate, per_seconds=_BURST_WINDOW_SECONDS, burst=_PACING_BURST)
     search = RateLimit(rate=config.search_rate_per_second, per_seconds=1.0)
     return HubSpotLimits(burst=burst, search=search, daily=daily)

@@ -28,6 +28,22 @@ evidence links (``http(s)`` only) and, last and apart, a "Decorations" line for 
 tags, which are never reasons. Bodies are kept under HubSpot's 65,536 characters by
 dropping trailing evidence and reasons (saying how many).
 
+First links. :func:`lookups` lists, per identity strategy, the lower-cased values an
+``IN`` search filter looks up for an entity (HubSpot's ``IN`` on a string property matches
+only lower-case values): the Queast id property (``partner_id``), ``domain`` (companies),
+``email`` (contacts), the LinkedIn property (``linkedin_company_page`` for companies,
+``queast_linkedin_url`` for contacts, as the raw URL and as
+``https://www.linkedin.com/company|in/<slug>``) and ``name`` (``company_name``).
+:func:`search_requests` packs the distinct values of many entities into as few search
+bodies as fit HubSpot's limits (at most 3,000 characters, measured on the exact bytes
+:func:`encode_json` produces, with room left for a paging ``after``; at most five filter
+groups, one ``IN`` filter each). Results are matched back to entities on normalised keys
+(:func:`entity_keys`, :func:`candidate_keys`): the Queast id as is; domains as bare host
+names (case, scheme, ``www.``, port, path and trailing dot dropped, IDNA-encoded; not cut to
+the registrable domain, which would hand every ``*.example.com`` company the others'
+objects); e-mail addresses lower-cased; LinkedIn URLs as ``linkedin.com/company|in/<slug>``
+like the identity layer; names case-folded.
+
 Contract violations raise :class:`PayloadError` (a ``ValueError`` whose message names
 fields, never values); the sink dead-letters the record.
 """
@@ -35,10 +51,14 @@ fields, never values); the sink dead-letters the record.
 from __future__ import annotations
 
 import html
+import json
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,30 +68,40 @@ from connectors.base.sink import OutboundRecord
 __all__ = [
     "COMPANY_ASSOCIATION_TYPE_NOTE",
     "CONTACT_ASSOCIATION_TYPE_NOTE",
+    "DEFAULT_STRATEGIES",
     "MAX_NOTE_BODY_CHARS",
+    "MAX_SEARCH_BODY_CHARS",
+    "SEARCH_PAGE_LIMIT",
     "CompanyWrite",
     "Deletion",
     "Export",
+    "Lookup",
+    "LookupStrategy",
+    "MatchKey",
     "NoteWrite",
     "PayloadError",
     "PersonWrite",
-    "SearchKey",
+    "SearchRequest",
+    "applicable_strategies",
     "archive_body",
     "associate_default_body",
     "batch_update_body",
     "batch_upsert_body",
     "candidate_from_object",
-    "candidate_matches",
+    "candidate_keys",
     "company_properties",
     "contact_properties",
+    "encode_json",
+    "entity_keys",
     "export_for",
     "job_ad_note_body",
+    "lookups",
     "normalize_domain",
     "normalize_email",
+    "normalize_linkedin_url",
     "notes_create_body",
-    "search_body",
-    "search_keys",
     "search_properties",
+    "search_requests",
     "signal_note_body",
 ]
 
@@ -81,8 +111,16 @@ COMPANY_ASSOCIATION_TYPE_NOTE: Final[int] = 190
 CONTACT_ASSOCIATION_TYPE_NOTE: Final[int] = 202
 """HUBSPOT_DEFINED association type note -> contact."""
 
-_MAX_SEARCH_KEYS_PER_ENTITY: Final[int] = 3
+MAX_SEARCH_BODY_CHARS: Final[int] = 3_000
+"""HubSpot answers 400 to a search body longer than this (PARTNERS.md a, "Search")."""
+SEARCH_PAGE_LIMIT: Final[int] = 200
+"""Results per search page, HubSpot's maximum."""
+
+_MAX_LOOKUPS_PER_STRATEGY: Final[int] = 3
 _MAX_SEARCH_VALUE_CHARS: Final[int] = 254
+_MAX_FILTER_GROUPS: Final[int] = 5
+_AFTER_RESERVE_CHARS: Final[int] = 24
+"""Room kept in every packed body for ``,"after":"<cursor>"`` of a following page."""
 _MAX_TITLE_CHARS: Final[int] = 500
 _MAX_TEXT_CHARS: Final[int] = 4_000
 _SAFE_URL_SCHEMES: Final[tuple[str, ...]] = ("https://", "http://")
@@ -97,14 +135,6 @@ class PayloadError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class SearchKey:
-    """One ``EQ`` lookup: ``property_name`` equals ``value`` (normalised)."""
-
-    property_name: str
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
 class CompanyWrite:
     """A company to create or update; ``properties`` already carry the Queast id."""
 
@@ -112,6 +142,7 @@ class CompanyWrite:
     properties: Mapping[str, str]
     domains: tuple[str, ...] = ()
     name: str | None = None
+    linkedin_url: str | None = None
     kind: Literal[EntityKind.COMPANY] = EntityKind.COMPANY
 
 
@@ -123,6 +154,7 @@ class PersonWrite:
     properties: Mapping[str, str]
     emails: tuple[str, ...] = ()
     company_queast_id: str | None = None
+    linkedin_url: str | None = None
     kind: Literal[EntityKind.PERSON] = EntityKind.PERSON
 
 
@@ -504,6 +536,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
             properties=_company_properties(company, queast_id_property=queast_id_property),
             domains=domains,
             name=_text(company.name),
+            linkedin_url=_text(company.linkedin_url),
         )
     if event_type == "person.upserted":
         person = _parse(_Person, payload, event_type)
@@ -512,6 +545,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
             properties=_contact_properties(person, queast_id_property=queast_id_property),
             emails=_person_emails(person),
             company_queast_id=_text(person.company_id),
+            linkedin_url=_text(person.linkedin_url),
         )
     if event_type == "signal.emitted":
         signal = _parse(_Signal, payload, event_type)
@@ -547,24 +581,213 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
     raise PayloadError(msg)
 
 
-# -- search and identity candidates ----------------------------------------------------------
+# -- first-link lookups and identity candidates -------------------------------------------------
 
 
-def search_keys(write: CompanyWrite | PersonWrite) -> tuple[SearchKey, ...]:
-    """The ``EQ`` lookups that find existing objects for a first link.
+class LookupStrategy(StrEnum):
+    """The identity strategies lookups serve; the values are the identity layer's names."""
 
-    Companies by domain (each known domain, at most 3), by exact name when there is no
-    domain; contacts by e-mail (at most 3). Empty when nothing identifies the entity.
+    PARTNER_ID = "partner_id"
+    DOMAIN = "domain"
+    EMAIL = "email"
+    LINKEDIN_URL = "linkedin_url"
+    COMPANY_NAME = "company_name"
+
+
+_APPLICABLE: Final[Mapping[EntityKind, frozenset[LookupStrategy]]] = {
+    EntityKind.COMPANY: frozenset(
+        {
+            LookupStrategy.PARTNER_ID,
+            LookupStrategy.DOMAIN,
+            LookupStrategy.LINKEDIN_URL,
+            LookupStrategy.COMPANY_NAME,
+        }
+    ),
+    EntityKind.PERSON: frozenset(
+        {LookupStrategy.PARTNER_ID, LookupStrategy.EMAIL, LookupStrategy.LINKEDIN_URL}
+    ),
+}
+DEFAULT_STRATEGIES: Final[Mapping[EntityKind, tuple[LookupStrategy, ...]]] = {
+    EntityKind.COMPANY: (
+        LookupStrategy.PARTNER_ID,
+        LookupStrategy.DOMAIN,
+        LookupStrategy.LINKEDIN_URL,
+        LookupStrategy.COMPANY_NAME,
+    ),
+    EntityKind.PERSON: (
+        LookupStrategy.PARTNER_ID,
+        LookupStrategy.EMAIL,
+        LookupStrategy.LINKEDIN_URL,
+    ),
+}
+"""The identity layer's default strategy order, for resolvers that do not tell theirs."""
+
+_LINKEDIN_PROPERTY: Final[Mapping[EntityKind, str]] = {
+    EntityKind.COMPANY: "linkedin_company_page",
+    EntityKind.PERSON: "queast_linkedin_url",
+}
+_LINKEDIN_PATHS: Final[Mapping[EntityKind, str]] = {
+    EntityKind.COMPANY: "company",
+    EntityKind.PERSON: "in",
+}
+_MAX_LINKEDIN_SLUG_CHARS: Final[int] = 200
+
+MatchKey = tuple[LookupStrategy, str]
+"""A normalised key an entity and a partner object are compared on, by strategy."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One value an ``IN`` filter looks up: ``property_name`` equals ``value`` (lower-case)."""
+
+    strategy: LookupStrategy
+    property_name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """One packed search body and the lookups it carries."""
+
+    body: Mapping[str, Any]
+    lookups: tuple[Lookup, ...]
+
+
+def applicable_strategies(kind: EntityKind, names: Iterable[str]) -> tuple[LookupStrategy, ...]:
+    """``names`` in order as strategies for ``kind``: unknown, inapplicable and repeated
+    names are dropped (the identity layer skips them too)."""
+    known = {s.value: s for s in LookupStrategy}
+    found: dict[LookupStrategy, None] = {}
+    for name in names:
+        strategy = known.get(str(name))
+        if strategy is not None and strategy in _APPLICABLE[kind]:
+            found.setdefault(strategy, None)
+    return tuple(found)
+
+
+def _domain_key(value: str | None) -> str | None:
+    """A host name compared like the identity layer does (IDNA-encoded, lower case)."""
+    host = normalize_domain(value)
+    if host is None:
+        return None
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return host
+
+
+def normalize_linkedin_url(value: str | None, *, kind: EntityKind) -> str | None:
+    """``linkedin.com/company/<slug>`` (companies) or ``linkedin.com/in/<slug>`` (people).
+
+    Like the identity layer: http, https or no scheme, any ``linkedin.com`` subdomain,
+    sub-pages, queries and trailing slashes; the slug decoded, NFC-normalised and lower-cased.
+    Anything else, or a page of the other kind, is ``None``.
     """
-    if isinstance(write, CompanyWrite):
-        keys = [SearchKey("domain", d) for d in write.domains]
-        if not keys and write.name is not None:
-            keys = [SearchKey("name", write.name)]
+    text = _text(value)
+    if text is None:
+        return None
+    if "://" not in text:
+        text = "https://" + text.lstrip("/")
+    try:
+        split = urlsplit(text)
+        host = split.hostname
+    except ValueError:
+        return None
+    if split.scheme.lower() not in {"http", "https"} or split.username is not None or not host:
+        return None
+    host = host.rstrip(".")
+    if host != "linkedin.com" and not host.endswith(".linkedin.com"):
+        return None
+    segments = [unquote(segment) for segment in split.path.split("/") if segment]
+    path = _LINKEDIN_PATHS[kind]
+    if len(segments) < 2 or segments[0].lower() != path:
+        return None
+    slug = unicodedata.normalize("NFC", segments[1]).strip().lower()
+    if not slug or len(slug) > _MAX_LINKEDIN_SLUG_CHARS or any(ch.isspace() for ch in slug):
+        return None
+    return f"linkedin.com/{path}/{slug}"
+
+
+def _fits(value: str) -> bool:
+    return 0 < len(value) <= _MAX_SEARCH_VALUE_CHARS
+
+
+def lookups(
+    write: CompanyWrite | PersonWrite,
+    strategies: Iterable[LookupStrategy],
+    *,
+    queast_id_property: str,
+) -> tuple[Lookup, ...]:
+    """The values to look up for ``write`` by ``strategies`` (see the module docstring).
+
+    At most three values per strategy; values longer than 254 characters are left out.
+    """
+    found: dict[Lookup, None] = {}
+    for strategy in strategies:
+        if strategy not in _APPLICABLE[write.kind]:
+            continue
+        values: list[tuple[str, str]] = []
+        if strategy is LookupStrategy.PARTNER_ID:
+            values = [(queast_id_property, write.queast_id.lower())]
+        elif strategy is LookupStrategy.DOMAIN and isinstance(write, CompanyWrite):
+            for domain in write.domains[:_MAX_LOOKUPS_PER_STRATEGY]:
+                values.append(("domain", domain))
+                encoded = _domain_key(domain)
+                if encoded is not None and encoded != domain:
+                    values.append(("domain", encoded))
+        elif strategy is LookupStrategy.EMAIL and isinstance(write, PersonWrite):
+            values = [("email", e) for e in write.emails[:_MAX_LOOKUPS_PER_STRATEGY]]
+        elif strategy is LookupStrategy.LINKEDIN_URL:
+            canonical = normalize_linkedin_url(write.linkedin_url, kind=write.kind)
+            if canonical is not None and write.linkedin_url is not None:
+                prop = _LINKEDIN_PROPERTY[write.kind]
+                values = [(prop, write.linkedin_url.lower()), (prop, f"https://www.{canonical}")]
+        elif strategy is LookupStrategy.COMPANY_NAME and isinstance(write, CompanyWrite):
+            values = [("name", write.name.lower())] if write.name else []
+        for property_name, value in values:
+            if _fits(value):
+                found.setdefault(Lookup(strategy, property_name, value), None)
+    return tuple(found)
+
+
+def entity_keys(
+    write: CompanyWrite | PersonWrite, strategies: Iterable[LookupStrategy]
+) -> frozenset[MatchKey]:
+    """The normalised keys of ``write`` for ``strategies`` (see the module docstring)."""
+    keys: set[MatchKey] = set()
+    for strategy in strategies:
+        if strategy is LookupStrategy.PARTNER_ID:
+            keys.add((strategy, write.queast_id))
+        elif strategy is LookupStrategy.DOMAIN and isinstance(write, CompanyWrite):
+            keys.update((strategy, d) for d in map(_domain_key, write.domains) if d)
+        elif strategy is LookupStrategy.EMAIL and isinstance(write, PersonWrite):
+            keys.update((strategy, e) for e in write.emails)
+        elif strategy is LookupStrategy.LINKEDIN_URL:
+            url = normalize_linkedin_url(write.linkedin_url, kind=write.kind)
+            if url is not None:
+                keys.add((strategy, url))
+        elif (
+            strategy is LookupStrategy.COMPANY_NAME
+            and isinstance(write, CompanyWrite)
+            and write.name
+        ):
+            keys.add((strategy, write.name.casefold()))
+    return frozenset(keys)
+
+
+def candidate_keys(candidate: IdentityCandidate, kind: EntityKind) -> frozenset[MatchKey]:
+    """The normalised keys of a partner object, to match it back to the entities it answers."""
+    keys: set[MatchKey] = {(LookupStrategy.PARTNER_ID, q) for q in candidate.queast_ids}
+    if kind is EntityKind.COMPANY:
+        keys.update((LookupStrategy.DOMAIN, d) for d in map(_domain_key, candidate.domains) if d)
+        if candidate.name:
+            keys.add((LookupStrategy.COMPANY_NAME, candidate.name.casefold()))
     else:
-        keys = [SearchKey("email", e) for e in write.emails]
-    return tuple(k for k in keys if len(k.value) <= _MAX_SEARCH_VALUE_CHARS)[
-        :_MAX_SEARCH_KEYS_PER_ENTITY
-    ]
+        keys.update((LookupStrategy.EMAIL, e) for e in candidate.emails)
+    url = normalize_linkedin_url(candidate.linkedin_url, kind=kind)
+    if url is not None:
+        keys.add((LookupStrategy.LINKEDIN_URL, url))
+    return frozenset(keys)
 
 
 def search_properties(kind: EntityKind, *, queast_id_property: str) -> list[str]:
@@ -627,22 +850,6 @@ def candidate_from_object(
         linkedin_url=_text(str(props.get("queast_linkedin_url") or "")),
         queast_ids=queast_ids,
     )
-
-
-def candidate_matches(candidate: IdentityCandidate, keys: Iterable[SearchKey]) -> bool:
-    """Whether a search result answers one of an entity's lookups."""
-    for key in keys:
-        if key.property_name == "domain" and key.value in candidate.domains:
-            return True
-        if key.property_name == "email" and key.value in candidate.emails:
-            return True
-        if (
-            key.property_name == "name"
-            and candidate.name is not None
-            and candidate.name.casefold() == key.value.casefold()
-        ):
-            return True
-    return False
 
 
 # -- request bodies -------------------------------------------------------------------------
@@ -715,18 +922,75 @@ def associate_default_body(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     return {"inputs": [{"from": {"id": a}, "to": {"id": b}} for a, b in pairs]}
 
 
-def search_body(
-    keys: Sequence[SearchKey], *, properties: Sequence[str], limit: int, after: str | None = None
-) -> dict[str, Any]:
-    """``POST .../search``: one filter group per key (groups are ORed)."""
-    body: dict[str, Any] = {
-        "filterGroups": [
-            {"filters": [{"propertyName": k.property_name, "operator": "EQ", "value": k.value}]}
-            for k in keys
-        ],
-        "properties": list(properties),
-        "limit": limit,
-    }
-    if after is not None:
-        body["after"] = after
-    return body
+def encode_json(body: Mapping[str, Any]) -> bytes:
+    """The exact bytes sent for ``body``: compact JSON, UTF-8 (its length bounds HubSpot's
+    character count from above)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _in_group(property_name: str, values: Sequence[str]) -> dict[str, Any]:
+    return {"filters": [{"propertyName": property_name, "operator": "IN", "values": list(values)}]}
+
+
+def _size(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def search_requests(
+    wanted: Iterable[Lookup],
+    *,
+    properties: Sequence[str],
+    limit: int = SEARCH_PAGE_LIMIT,
+    max_chars: int = MAX_SEARCH_BODY_CHARS,
+) -> list[SearchRequest]:
+    """Pack ``wanted`` into as few ``POST .../search`` bodies as HubSpot takes.
+
+    One filter group per property, holding one ``IN`` filter with that property's values
+    (groups are ORed); at most five groups per body; every body, encoded by
+    :func:`encode_json`, at most ``max_chars`` long with room left for a paging ``after``.
+    Lookups of the same property and value are sent once, in first-seen order. Raises
+    ``ValueError`` when one value cannot fit in an empty body (``max_chars`` too small).
+    """
+    budget = max_chars - _AFTER_RESERVE_CHARS
+    base = _size({"filterGroups": [], "properties": list(properties), "limit": limit})
+    requests: list[SearchRequest] = []
+    groups: dict[str, list[str]] = {}
+    carried: list[Lookup] = []
+    size = base
+
+    def flush() -> None:
+        nonlocal groups, carried, size
+        if carried:
+            body = {
+                "filterGroups": [_in_group(p, v) for p, v in groups.items()],
+                "properties": list(properties),
+                "limit": limit,
+            }
+            requests.append(SearchRequest(body, tuple(carried)))
+        groups, carried, size = {}, [], base
+
+    seen: set[tuple[str, str]] = set()
+    for lookup in wanted:
+        key = (lookup.property_name, lookup.value)
+        if key in seen:
+            continue
+        seen.add(key)
+        for attempt in range(2):
+            values = groups.get(lookup.property_name)
+            if values is not None:
+                cost = _size(lookup.value) + 1
+            elif len(groups) < _MAX_FILTER_GROUPS:
+                cost = _size(_in_group(lookup.property_name, [lookup.value])) + (1 if groups else 0)
+            else:
+                cost = budget + 1
+            if size + cost <= budget:
+                groups.setdefault(lookup.property_name, []).append(lookup.value)
+                carried.append(lookup)
+                size += cost
+                break
+            if attempt or not carried:
+                msg = "a lookup value does not fit in a search body"
+                raise ValueError(msg)
+            flush()
+    flush()
+    return requests

@@ -5,8 +5,7 @@ order, so that what a later step needs was written by an earlier one:
 
 1. **companies**, 2. **people**: for each entity, ``identity.linked``; linked entities are
    updated by record id (setting the Queast id property too). The others are looked up
-   (search by domain, name or e-mail, five ``EQ`` groups per request, paced at the search
-   rate) and ``identity.decide`` picks: ``linked`` -> update that object by id;
+   (below) and ``identity.decide`` picks: ``linked`` -> update that object by id;
    ``no_match`` -> batch upsert on the Queast id property (idempotent: a retried create
    finds its own object) then ``identity.link(..., strategy="created")``; ``ambiguous`` ->
    ``HeldForReviewError``, nothing written;
@@ -22,6 +21,23 @@ order, so that what a later step needs was written by an earlier one:
 Several records of one entity in a batch are written once, with the highest
 ``entity_version`` (the last on a tie), and share its outcome.
 
+First-link lookups (all unlinked entities of a write at once, in the connection's strategy
+order; the resolver may tell it through a ``strategies(kind)`` method, else the identity
+layer's defaults apply):
+
+- one pass for the exact strategies (``partner_id``: the Queast id property; ``domain``;
+  ``email``; ``linkedin_url``): every entity's values in ``IN`` filters, packed into as few
+  search bodies as fit 3,000 characters (:func:`~connectors.hubspot.payloads.search_requests`),
+  each followed to its last page. The connection's writes share requests
+  (:class:`~connectors.hubspot.client.SearchBatcher`): lookups of writes running at the same
+  time (the service's lanes) travel together;
+- then ``company_name`` (exact names, ``IN`` too) only for the companies that no strategy
+  ordered before it found a candidate for; and, after ``identity.decide``, for those whose
+  candidates all turned out unusable (``no_match``) and had no name lookup yet, followed
+  by a second ``decide`` (``no_match`` writes nothing, so deciding again is safe);
+- results are matched back to entities on normalised keys; each entity is offered the
+  candidates that match it on a strategy it was looked up by, as before.
+
 Failures: a 207's per-input errors fail those records alone. A failed request fails the
 records it carried; when the failure concerns the connection (429, daily quota, 401, 5xx,
 timeouts) the remaining steps are skipped and their records fail with the same error,
@@ -34,9 +50,9 @@ see as attempted to park the connection). A rate-limit wait longer than
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, TypeVar
+from typing import ClassVar, Final, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -71,26 +87,33 @@ from connectors.hubspot.client import (
     HubSpotRateLimiter,
     ObjectType,
     RequestDeferred,
+    SearchBatcher,
+    SearchResult,
 )
 from connectors.hubspot.config import HubSpotConnectionConfig, limits_for
 from connectors.hubspot.payloads import (
+    DEFAULT_STRATEGIES,
     CompanyWrite,
     Deletion,
     Export,
+    LookupStrategy,
+    MatchKey,
     NoteWrite,
     PayloadError,
     PersonWrite,
+    applicable_strategies,
     candidate_from_object,
-    candidate_matches,
+    candidate_keys,
+    entity_keys,
     export_for,
-    search_keys,
+    lookups,
     search_properties,
 )
 
 __all__ = ["HubSpotSink"]
 
 _PARTNER: Final[str] = "hubspot"
-_FILTER_GROUPS_PER_SEARCH: Final[int] = 5
+_IDENTITY_LOOKUPS_AT_ONCE: Final[int] = 8
 _NO_REQUEST_STATUS: Final[int] = 204
 _OBJECT_TYPES: Final[Mapping[EntityKind, ObjectType]] = {
     EntityKind.COMPANY: "companies",
@@ -113,6 +136,68 @@ class _Group:
     @property
     def trace_id(self) -> str:
         return self.winner.delivery_id
+
+
+@runtime_checkable
+class _StrategyListing(Protocol):
+    """A resolver that tells its connection's identity strategies, in order."""
+
+    def strategies(self, kind: EntityKind) -> Sequence[str]: ...
+
+
+@dataclass(slots=True)
+class _Finder:
+    """The candidates one write's lookups found, and how they match its entities back."""
+
+    kind: EntityKind
+    strategies: tuple[LookupStrategy, ...]
+    queast_id_property: str
+    found: dict[str, IdentityCandidate] = field(default_factory=dict)
+    position: dict[str, int] = field(default_factory=dict)
+    index: dict[MatchKey, list[str]] = field(default_factory=dict)
+    looked_up: dict[str, set[LookupStrategy]] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> tuple[LookupStrategy, ...]:
+        return tuple(s for s in self.strategies if s is not LookupStrategy.COMPANY_NAME)
+
+    def add(self, obj: Mapping[str, object]) -> None:
+        candidate = candidate_from_object(
+            self.kind, obj, queast_id_property=self.queast_id_property
+        )
+        if candidate is None or candidate.partner_object_id in self.found:
+            return
+        self.position[candidate.partner_object_id] = len(self.found)
+        self.found[candidate.partner_object_id] = candidate
+        for key in candidate_keys(candidate, self.kind):
+            self.index.setdefault(key, []).append(candidate.partner_object_id)
+
+    def _matching(self, group: _Group, strategies: Iterable[LookupStrategy]) -> set[str]:
+        ids: set[str] = set()
+        for key in entity_keys(_entity(group), strategies):
+            ids.update(self.index.get(key, ()))
+        return ids
+
+    def offered(self, group: _Group) -> list[IdentityCandidate]:
+        """The candidates matching ``group`` on a strategy it was looked up by, in the
+        order HubSpot returned them."""
+        ids = self._matching(group, self.looked_up.get(group.trace_id, ()))
+        return [self.found[object_id] for object_id in sorted(ids, key=self.position.__getitem__)]
+
+    def name_lookup_due(self, group: _Group, *, after_no_match: bool = False) -> bool:
+        """Whether ``group`` still needs its name looked up: the strategy applies, the
+        company has a name, it was not looked up by name yet and (before deciding) no
+        strategy ordered before ``company_name`` found a candidate for it."""
+        name = LookupStrategy.COMPANY_NAME
+        write = _entity(group)
+        if name not in self.strategies or not isinstance(write, CompanyWrite) or not write.name:
+            return False
+        if name in self.looked_up.get(group.trace_id, ()):
+            return False
+        if after_no_match:
+            return True
+        earlier = self.strategies[: self.strategies.index(name)]
+        return not self._matching(group, earlier)
 
 
 @dataclass(slots=True)
@@ -199,11 +284,6 @@ def _is_request_scoped(error: ConnectorError) -> bool:
     return isinstance(error, TransientError) and error.status_code == 423
 
 
-def _chunks(items: Sequence[_T], size: int) -> Iterator[list[_T]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
     """Delivers contract records to one tenant's HubSpot account; see the module docstring.
 
@@ -212,13 +292,21 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
     the rate limiter from the tier and opens the HTTP client; ``close`` closes it.
     ``on_token_refreshed`` is called with each renewed OAuth token (for the service to
     store it).
+
+    Pacing waits are slept in the write, up to ``max_rate_limit_wait`` for a burst slot
+    (one HubSpot window: a lane holding its batch while the window frees keeps its queue
+    filling, so every request carries a full batch; deferring instead sends the records
+    round the retry topic to come back after the same wait, in smaller batches) and
+    ``max_search_wait`` for a search (lookups already made are not thrown away). A longer
+    wait defers the records, not attempted.
     """
 
     name: ClassVar[str] = "hubspot"
     config_class: ClassVar[type[HubSpotConnectionConfig]] = HubSpotConnectionConfig
     max_batch_size: ClassVar[int] = 100
     default_rate_limit: ClassVar[RateLimit | None] = RateLimit(rate=100, per_seconds=10)
-    max_rate_limit_wait: ClassVar[float] = 1.0
+    max_rate_limit_wait: ClassVar[float] = 10.0
+    max_search_wait: ClassVar[float] = 10.0
 
     def __init__(
         self,
@@ -226,15 +314,18 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         *,
         on_token_refreshed: TokenRefreshedHook | None = None,
         max_rate_limit_wait: float | None = None,
+        max_search_wait: float | None = None,
     ) -> None:
         super().__init__(context)
         self._on_token_refreshed = on_token_refreshed
         self._max_wait = (
             self.max_rate_limit_wait if max_rate_limit_wait is None else max_rate_limit_wait
         )
+        self._max_search_wait = self.max_search_wait if max_search_wait is None else max_search_wait
         self._http: httpx.AsyncClient | None = None
         self._client: HubSpotClient | None = None
         self._identity: IdentityResolver | None = None
+        self._searches: dict[EntityKind, SearchBatcher] = {}
 
     @property
     def client(self) -> HubSpotClient:
@@ -281,11 +372,23 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
             clock=context.clock,
             logger=context.logger,
             max_wait=self._max_wait,
+            max_search_wait=max(self._max_wait, self._max_search_wait),
             log_fields=log_fields,
         )
+        self._searches = {
+            kind: SearchBatcher(
+                self._client,
+                object_type,
+                properties=search_properties(kind, queast_id_property=config.queast_id_property),
+            )
+            for kind, object_type in _OBJECT_TYPES.items()
+        }
 
     async def close(self) -> None:
-        """Called once at shutdown: close the HTTP client."""
+        """Called once at shutdown: stop the shared searches, close the HTTP client."""
+        for searches in self._searches.values():
+            await searches.close()
+        self._searches = {}
         if self._http is not None:
             await self._http.aclose()
         self._http = None
@@ -361,18 +464,26 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         """Await one HubSpot call for ``groups``; on failure record it and return ``None``."""
         try:
             return await call
-        except RequestDeferred as deferred:
-            run.stop = deferred.error
-        except ConnectorError as error:
-            for group in groups:
-                run.fail(group, error)
-            if not _is_request_scoped(error):
-                run.stop = error
-            self.context.logger.warning(
-                "hubspot.request.failed",
-                extra={**self.context.log_fields(), **error.log_fields(), "records": len(groups)},
-            )
+        except (RequestDeferred, ConnectorError) as error:
+            self._failed(run, groups, error)
         return None
+
+    def _failed(
+        self, run: _Run, groups: Sequence[_Group], error: RequestDeferred | ConnectorError
+    ) -> None:
+        """A call for ``groups`` failed: fail them, and stop the run if it concerns the
+        connection (a deferral stops it without failing anyone: all come back later)."""
+        if isinstance(error, RequestDeferred):
+            run.stop = error.error
+            return
+        for group in groups:
+            run.fail(group, error)
+        if not _is_request_scoped(error):
+            run.stop = error
+        self.context.logger.warning(
+            "hubspot.request.failed",
+            extra={**self.context.log_fields(), **error.log_fields(), "records": len(groups)},
+        )
 
     async def _identity_call(self, run: _Run, group: _Group, call: Awaitable[_T]) -> _T | None:
         try:
@@ -403,12 +514,17 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         groups = run.open(groups)
         if not groups:
             return
-        links = await asyncio.gather(
-            *(
-                self._identity_call(run, g, self._linked(run, kind, _entity(g).queast_id))
-                for g in groups
-            )
-        )
+        # A bounded number at a time: four lanes of 100 records must not take a Redis
+        # connection each (the service's pool is finite).
+        gate = asyncio.Semaphore(_IDENTITY_LOOKUPS_AT_ONCE)
+
+        async def linked(group: _Group) -> str | None:
+            async with gate:
+                return await self._identity_call(
+                    run, group, self._linked(run, kind, _entity(group).queast_id)
+                )
+
+        links = await asyncio.gather(*(linked(g) for g in groups))
         to_update: list[tuple[_Group, str]] = []
         unlinked: list[_Group] = []
         for group, link in zip(groups, links, strict=True):
@@ -425,19 +541,47 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
             await self._update(run, kind, decided)
             await self._create(run, kind, to_create)
 
+    def _strategies(self, kind: EntityKind) -> tuple[LookupStrategy, ...]:
+        resolver = self._resolver
+        if isinstance(resolver, _StrategyListing):
+            return applicable_strategies(kind, resolver.strategies(kind))
+        return DEFAULT_STRATEGIES[kind]
+
     async def _decide(
         self, run: _Run, kind: EntityKind, groups: list[_Group]
     ) -> tuple[list[tuple[_Group, str]], list[_Group]]:
-        """Search candidates and let the resolver decide: (linked, to create)."""
-        candidates = await self._search(run, kind, groups)
+        """Look candidates up and let the resolver decide: (linked, to create)."""
+        finder = _Finder(kind, self._strategies(kind), self.config.queast_id_property)
+        await self._look_up(run, finder, groups, finder.exact)
+        by_name = [g for g in run.open(groups) if finder.name_lookup_due(g)]
+        await self._look_up(run, finder, by_name, (LookupStrategy.COMPANY_NAME,))
+        linked, unmatched = await self._apply_decisions(run, kind, finder, run.open(groups))
+        retry = [g for g in unmatched if finder.name_lookup_due(g, after_no_match=True)]
+        retrying = {id(g) for g in retry}
+        create = [g for g in unmatched if id(g) not in retrying]
+        if retry:
+            await self._look_up(run, finder, retry, (LookupStrategy.COMPANY_NAME,))
+            more, still_unmatched = await self._apply_decisions(run, kind, finder, run.open(retry))
+            linked += more
+            create += still_unmatched
+        return linked, create
+
+    async def _apply_decisions(
+        self, run: _Run, kind: EntityKind, finder: _Finder, groups: list[_Group]
+    ) -> tuple[list[tuple[_Group, str]], list[_Group]]:
+        """``identity.decide`` for each group with its candidates: (linked, no match)."""
         linked: list[tuple[_Group, str]] = []
-        create: list[_Group] = []
-        for group in run.open(groups):
+        unmatched: list[_Group] = []
+        for group in groups:
+            if not run.is_open(group):
+                continue
             write = _entity(group)
-            keys = search_keys(write)
-            mine = [c for c in candidates if candidate_matches(c, keys)]
             decision = await self._identity_call(
-                run, group, self._resolver.decide(kind, write.queast_id, group.winner.payload, mine)
+                run,
+                group,
+                self._resolver.decide(
+                    kind, write.queast_id, group.winner.payload, finder.offered(group)
+                ),
             )
             if decision is None:
                 continue
@@ -448,7 +592,7 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
                     reason += f" (review {decision.review_id})"
                 run.fail(group, HeldForReviewError(reason, partner=self.name))
             elif decision.outcome is IdentityOutcome.NO_MATCH:
-                create.append(group)
+                unmatched.append(group)
             elif decision.partner_object_id:
                 run.count("linked")
                 run.links[(kind, write.queast_id)] = decision.partner_object_id
@@ -460,36 +604,48 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
                         "identity resolver linked without an object id", partner=self.name
                     ),
                 )
-        return linked, create
+        return linked, unmatched
 
-    async def _search(
-        self, run: _Run, kind: EntityKind, groups: list[_Group]
-    ) -> list[IdentityCandidate]:
-        """Candidates for every group's lookups; a failed search fails its groups."""
-        property_name = self.config.queast_id_property
-        keyed = [(g, search_keys(_entity(g))) for g in groups]
-        unique_keys = list(dict.fromkeys(k for _, keys in keyed for k in keys))
-        found: dict[str, IdentityCandidate] = {}
-        properties = search_properties(kind, queast_id_property=property_name)
-        for chunk in _chunks(unique_keys, _FILTER_GROUPS_PER_SEARCH):
-            chunk_keys = set(chunk)
-            concerned = [g for g, keys in keyed if chunk_keys.intersection(keys)]
-            concerned = run.open(concerned)
-            if not concerned:
-                continue
-            results = await self._call(
-                run,
-                concerned,
-                self.client.search(_OBJECT_TYPES[kind], chunk, properties=properties),
+    async def _look_up(
+        self,
+        run: _Run,
+        finder: _Finder,
+        groups: list[_Group],
+        strategies: tuple[LookupStrategy, ...],
+    ) -> None:
+        """Search the values of ``groups`` for ``strategies``, packed; a failed search fails
+        the groups it carried."""
+        groups = run.open(groups)
+        if not groups or not strategies:
+            return
+        wanted = {
+            g.trace_id: lookups(
+                _entity(g), strategies, queast_id_property=finder.queast_id_property
             )
-            if results is None:
+            for g in groups
+        }
+        for group in groups:
+            finder.looked_up.setdefault(group.trace_id, set()).update(strategies)
+        run.count("looked_up", sum(1 for values in wanted.values() if values))
+        answers = await self._searches[finder.kind].search(
+            [lookup for values in wanted.values() for lookup in values]
+        )
+        for answer in answers:
+            result = answer.result
+            if isinstance(result, SearchResult):
+                run.count("searches", result.requests)
+                run.count("lookups", len(answer.keys))
+                for obj in result.objects:
+                    finder.add(obj)
                 continue
-            run.count("searches")
-            for obj in results:
-                candidate = candidate_from_object(kind, obj, queast_id_property=property_name)
-                if candidate is not None:
-                    found.setdefault(candidate.partner_object_id, candidate)
-        return list(found.values())
+            if not isinstance(result, RequestDeferred | ConnectorError):
+                raise result
+            concerned = [
+                g
+                for g in groups
+                if any((v.property_name, v.value) in answer.keys for v in wanted[g.trace_id])
+            ]
+            self._failed(run, run.open(concerned), result)
 
     async def _update(self, run: _Run, kind: EntityKind, targets: list[tuple[_Group, str]]) -> None:
         """Batch update by record id, one request per distinct set of ids."""

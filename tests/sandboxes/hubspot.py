@@ -11,6 +11,13 @@ token (private app tokens and OAuth access tokens both map to a portal), in memo
   (unknown property -> ``PROPERTY_DOESNT_EXIST``; unique-value clash -> ``CONFLICT``;
   missing record -> ``OBJECT_NOT_FOUND``). Malformed bodies and more than 100 inputs
   answer 400 with HubSpot's error body, nothing written;
+- ``POST .../search`` like HubSpot's: filter groups ORed, filters ANDed; ``EQ``/``NEQ``
+  compare case-insensitively, ``IN``/``NOT_IN`` take a ``values`` list whose string values
+  must be lower case (an upper-case value matches nothing), ``CONTAINS_TOKEN`` matches a
+  word; pages of ``limit`` (at most 200) with ``paging.next.after``. Answered 400 with
+  HubSpot's error body: a body over 3,000 characters, more than 5 filter groups, 6 filters
+  in a group or 18 in all, ``IN`` without ``values`` (or ``EQ`` without ``value``), an
+  unknown property. Objects appear in results ``search_delay_seconds`` after creation;
 - ``POST /crm/v4/associations/{from}/{to}/batch/associate/default`` (HUBSPOT_DEFINED
   types: 279/280 contact-company, 190/189 note-company, 202/201 note-contact) and notes
   created with ``associations``; ``GET /crm/v4/objects/{type}/{id}/associations/{to}``;
@@ -207,6 +214,8 @@ class RequestEntry(BaseModel):
     status: int
     policy: str | None = None
     inputs: int = 0
+    search_values: int = 0
+    """Values in the filters of a search request (an ``IN`` filter counts each value)."""
 
 
 class PortalStats(BaseModel):
@@ -752,6 +761,7 @@ class SandboxState:
                     path=path,
                     status=answer.status,
                     inputs=_count_inputs(body),
+                    search_values=_count_search_values(body) if scope == "search" else 0,
                 )
             )
             return ApiResponse(answer.status, answer.body, {**headers, **answer.headers})
@@ -850,9 +860,13 @@ class SandboxState:
     ) -> BaseModel | ApiResponse | None:
         if model is None:
             return None
-        if scope == "search" and len(body) > _MAX_SEARCH_BODY_CHARS:
+        if scope == "search" and len(body.decode("utf-8", "replace")) > _MAX_SEARCH_BODY_CHARS:
             return ApiResponse(
-                400, _error(f"Request body exceeds {_MAX_SEARCH_BODY_CHARS} characters")
+                400,
+                _error(
+                    f"The request body exceeds the maximum of {_MAX_SEARCH_BODY_CHARS} characters",
+                    context={"limit": [str(_MAX_SEARCH_BODY_CHARS)]},
+                ),
             )
         try:
             return model.model_validate_json(body or b"{}")
@@ -1312,6 +1326,21 @@ class SandboxState:
                 )
             if body.limit > _MAX_SEARCH_LIMIT:
                 return ApiResponse(400, _error(f"limit must be at most {_MAX_SEARCH_LIMIT}"))
+            shapeless = [
+                f"{f.propertyName} {f.operator}" for g in groups for f in g.filters if _shapeless(f)
+            ]
+            if shapeless:
+                return ApiResponse(
+                    400,
+                    _error(
+                        "Invalid filter: IN and NOT_IN take a 'values' list, other operators "
+                        "a 'value'",
+                        errors=[
+                            {"message": f"{name} is missing its value", "code": "INVALID_FILTER"}
+                            for name in shapeless[:10]
+                        ],
+                    ),
+                )
             known = portal.properties[object_type] | _READ_ONLY
             unknown = sorted({f.propertyName for g in groups for f in g.filters} - known)
             if unknown:
@@ -1329,12 +1358,13 @@ class SandboxState:
                     ),
                 )
             visible_before = time.time() - portal.search_delay
+            compiled = [[_compile(f) for f in g.filters] for g in groups]
             matches = [
                 obj
                 for obj in portal.objects[object_type].values()
                 if not obj.archived
                 and obj.created_at <= visible_before
-                and (not groups or any(_group_matches(obj, g) for g in groups))
+                and (not compiled or any(all(m(obj) for m in g) for g in compiled))
             ]
             matches.sort(key=lambda o: int(o.id))
             offset = int(body.after) if body.after is not None else 0
@@ -1433,27 +1463,55 @@ def _count_inputs(body: bytes) -> int:
     return len(inputs) if isinstance(inputs, list) else 0
 
 
-def _filter_matches(obj: _Object, flt: _Filter) -> bool:
-    stored = obj.properties.get(flt.propertyName)
-    present = stored is not None and stored != ""
-    op = flt.operator
-    if op == "HAS_PROPERTY":
-        return present
-    if op == "NOT_HAS_PROPERTY":
-        return not present
-    text = stored or ""
-    if op in ("EQ", "NEQ"):
-        equal = present and _same(text, _as_text(flt.value))
-        return equal if op == "EQ" else not equal
+def _count_search_values(body: bytes) -> int:
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return 0
+    groups = parsed.get("filterGroups") if isinstance(parsed, dict) else None
+    count = 0
+    for group in groups if isinstance(groups, list) else []:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        for flt in filters if isinstance(filters, list) else []:
+            if isinstance(flt, dict):
+                values = flt.get("values")
+                count += len(values) if isinstance(values, list) else int("value" in flt)
+    return count
+
+
+def _shapeless(flt: _Filter) -> bool:
+    """A filter missing what its operator compares with (HubSpot answers 400)."""
+    if flt.operator in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+        return False
+    if flt.operator in ("IN", "NOT_IN"):
+        return not flt.values
+    return flt.value is None
+
+
+def _compile(flt: _Filter) -> Callable[[_Object], bool]:
+    """A predicate for one filter, its values prepared once per search."""
+    name, op = flt.propertyName, flt.operator
+    if op in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+        wanted = op == "HAS_PROPERTY"
+        return lambda obj: bool(obj.properties.get(name)) is wanted
     if op in ("IN", "NOT_IN"):
-        inside = present and any(_same(text, _as_text(v)) for v in flt.values or [])
-        return inside if op == "IN" else not inside
-    tokens = {t.casefold() for t in text.replace(";", " ").split()}
-    return _as_text(flt.value).casefold() in tokens
-
-
-def _group_matches(obj: _Object, group: _FilterGroup) -> bool:
-    return all(_filter_matches(obj, f) for f in group.filters)
+        # HubSpot: "values must be lowercase" for string properties; others never match
+        texts = (_as_text(v) for v in flt.values or [])
+        allowed = frozenset(t for t in texts if t == t.lower())
+        inside = op == "IN"
+        return lambda obj: (
+            (bool(obj.properties.get(name)) and obj.properties[name].lower() in allowed) is inside
+        )
+    if op in ("EQ", "NEQ"):
+        target = _as_text(flt.value).casefold()
+        equal = op == "EQ"
+        return lambda obj: (
+            (bool(obj.properties.get(name)) and obj.properties[name].casefold() == target) is equal
+        )
+    token = _as_text(flt.value).casefold()
+    return lambda obj: (
+        token in {t.casefold() for t in (obj.properties.get(name) or "").replace(";", " ").split()}
+    )
 
 
 # -- the ASGI app ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -152,19 +153,27 @@ async def test_250_companies_and_400_contacts_with_associations(
     assert stats.throttled == 0
 
 
-async def test_search_is_paced_at_five_per_second_without_a_429(
+async def test_first_links_are_looked_up_with_few_packed_searches_and_no_429(
     sandbox: HubSpotSandbox, portal: int
 ) -> None:
-    records = [company(f"co_{i}") for i in range(40)]  # 8 searches
-    started = time.monotonic()
-    async with open_sink(sandbox) as sink:
+    seeded = {
+        i: sandbox.seed(portal, "companies", {"domain": f"co-{i}.example", "name": f"Old {i}"})
+        for i in range(0, 300, 10)
+    }
+    identity = FakeIdentity()
+    records = [company(f"co_{i}") for i in range(300)]
+    async with open_sink(sandbox, identity=identity) as sink:
         delivered, failed = await deliver_all(sink, records)
-    elapsed = time.monotonic() - started
-    assert (len(delivered), failed) == (40, {})
-    stats = sandbox.stats(portal)
-    assert stats.by_route["POST /crm/v3/objects/companies/search"] == 8
-    assert stats.throttled == 0
-    assert elapsed >= 0.55  # 8 searches in rolling one-second windows of 5
+    assert (len(delivered), failed) == (300, {})
+    for i, object_id in seeded.items():
+        assert delivered[records[i].delivery_id].partner_object_id == object_id
+    assert len(sandbox.objects(portal, "companies")) == 300
+    searches = [e for e in sandbox.requests(portal) if e.path.endswith("/search")]
+    assert all(e.status == 200 for e in searches)
+    # per chunk of 100: ids and domains in one request, then the names of the 90 not found
+    assert len(searches) == 6
+    assert sum(e.search_values for e in searches) == 300 * 2 + 270
+    assert sandbox.stats(portal).throttled == 0
 
 
 async def test_the_sink_keeps_inside_a_small_window_and_never_gets_a_429(
@@ -289,7 +298,8 @@ async def test_an_expired_token_is_refreshed_once_and_the_call_retried(
 async def test_a_token_about_to_expire_is_refreshed_before_the_call(
     sandbox: HubSpotSandbox, portal: int
 ) -> None:
-    auth = _oauth(sandbox, portal, expires_in=61)  # the sink refreshes 60 s early
+    # renewed 60 s before expiry, or at half-life for a token that lives less than 120 s
+    auth = _oauth(sandbox, portal, expires_in=2)
     identity = FakeIdentity()
     identity.links[(C, "co_1")] = sandbox.seed(portal, "companies", {"name": "x"})
     async with open_sink(sandbox, identity=identity, auth=auth) as sink:
@@ -469,6 +479,128 @@ def test_bad_batches_are_400_and_write_nothing(
     assert answer.status_code == 400
     assert answer.json()["category"] == "VALIDATION_ERROR"
     assert sandbox.objects(portal, "companies") == []
+
+
+def _search(
+    sandbox: HubSpotSandbox, body: dict[str, Any], object_type: str = "companies"
+) -> httpx.Response:
+    url = f"{sandbox.url}/crm/v3/objects/{object_type}/search"
+    return httpx.post(url, json=body, headers=_headers())
+
+
+def _in(name: str, *values: str) -> dict[str, Any]:
+    return {"filters": [{"propertyName": name, "operator": "IN", "values": list(values)}]}
+
+
+def _names(answer: httpx.Response) -> list[str]:
+    assert answer.status_code == 200, answer.text
+    return [r["properties"]["name"] for r in answer.json()["results"]]
+
+
+def test_search_in_matches_lower_case_values_across_groups(
+    sandbox: HubSpotSandbox, portal: int
+) -> None:
+    sandbox.seed(portal, "companies", {"domain": "A.example", "name": "A"})
+    sandbox.seed(portal, "companies", {"domain": "b.example", "name": "B"})
+    sandbox.seed(portal, "companies", {"name": "C", "queast_id": "co_c"})
+    sandbox.seed(portal, "companies", {"domain": "d.example", "name": "D"})
+    found = _search(
+        sandbox,
+        {
+            "filterGroups": [
+                _in("domain", "a.example", "b.example", "zz.example"),
+                _in("queast_id", "co_c"),
+            ],
+            "properties": ["name"],
+        },
+    )
+    assert _names(found) == ["A", "B", "C"]
+    # HubSpot: IN values of a string property must be lower case
+    assert _names(_search(sandbox, {"filterGroups": [_in("domain", "B.EXAMPLE")]})) == []
+    not_in = {
+        "filters": [{"propertyName": "domain", "operator": "NOT_IN", "values": ["a.example"]}]
+    }
+    assert _names(_search(sandbox, {"filterGroups": [not_in], "properties": ["name"]})) == [
+        "B",
+        "C",
+        "D",
+    ]
+    both = {
+        "filters": [
+            *_in("domain", "b.example", "d.example")["filters"],
+            *_in("name", "d")["filters"],
+        ]
+    }
+    assert _names(_search(sandbox, {"filterGroups": [both], "properties": ["name"]})) == ["D"]
+    stats = [e.search_values for e in sandbox.requests(portal)]
+    assert stats == [4, 1, 1, 3]
+
+
+def test_search_pages_with_after(sandbox: HubSpotSandbox, portal: int) -> None:
+    for i in range(5):
+        sandbox.seed(portal, "companies", {"domain": "same.example", "name": f"n{i}"})
+    body = {"filterGroups": [_in("domain", "same.example")], "properties": ["name"], "limit": 2}
+    first = _search(sandbox, body).json()
+    assert first["total"] == 5
+    assert [r["properties"]["name"] for r in first["results"]] == ["n0", "n1"]
+    after = first["paging"]["next"]["after"]
+    last = _search(sandbox, {**body, "after": "4"}).json()
+    assert [r["properties"]["name"] for r in last["results"]] == ["n4"]
+    assert "paging" not in last
+    middle = _search(sandbox, {**body, "after": after}).json()
+    assert [r["properties"]["name"] for r in middle["results"]] == ["n2", "n3"]
+
+
+def _assert_400(answer: httpx.Response, message: str) -> None:
+    assert answer.status_code == 400
+    body = answer.json()
+    assert (body["status"], body["category"]) == ("error", "VALIDATION_ERROR")
+    assert body["correlationId"]
+    assert message in body["message"]
+
+
+def test_search_bodies_over_3000_characters_are_400(sandbox: HubSpotSandbox, portal: int) -> None:
+    def body_of(chars: int) -> bytes:
+        base = {"filterGroups": [_in("domain", "")], "limit": 10}
+        pad = chars - len(json.dumps(base, separators=(",", ":")))
+        return json.dumps(
+            {"filterGroups": [_in("domain", "x" * pad)], "limit": 10}, separators=(",", ":")
+        ).encode()
+
+    url = f"{sandbox.url}/crm/v3/objects/companies/search"
+    headers = {**_headers(), "content-type": "application/json"}
+    assert len(body_of(3000)) == 3000
+    assert httpx.post(url, content=body_of(3000), headers=headers).status_code == 200
+    _assert_400(httpx.post(url, content=body_of(3001), headers=headers), "3000 characters")
+    # characters, not bytes: 1,500 two-byte characters are within the limit
+    wide = body_of(1600).replace(b"x" * 1500, "é".encode() * 1500)
+    assert len(wide.decode()) <= 3000 < len(wide)
+    assert httpx.post(url, content=wide, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ([_in("domain", "a")] * 6, "Too many filters"),
+        ([{"filters": _in("domain", "a")["filters"] * 7}], "Too many filters"),
+        ([{"filters": _in("domain", "a")["filters"] * 5}] * 4, "Too many filters"),
+        ([{"filters": [{"propertyName": "domain", "operator": "IN"}]}], "IN and NOT_IN"),
+        ([{"filters": [{"propertyName": "domain", "operator": "IN", "values": []}]}], "IN"),
+        ([{"filters": [{"propertyName": "domain", "operator": "EQ"}]}], "a 'value'"),
+        ([_in("nope", "a")], "Unknown filter property"),
+    ],
+)
+def test_search_limits_are_400(
+    sandbox: HubSpotSandbox, portal: int, groups: list[dict[str, Any]], message: str
+) -> None:
+    _assert_400(_search(sandbox, {"filterGroups": groups}), message)
+
+
+def test_search_at_the_limits_is_answered(sandbox: HubSpotSandbox, portal: int) -> None:
+    five_by_three = [{"filters": _in("domain", "a")["filters"] * 3}] * 5  # 15 filters
+    assert _search(sandbox, {"filterGroups": five_by_three}).status_code == 200
+    three_by_six = [{"filters": _in("domain", "a")["filters"] * 6}] * 3  # 18 filters
+    assert _search(sandbox, {"filterGroups": three_by_six}).status_code == 200
 
 
 def test_search_validation(sandbox: HubSpotSandbox, portal: int) -> None:

@@ -31,6 +31,8 @@ class FakeIdentity:
 
     A candidate carrying the entity's Queast id, or a single candidate, links; several
     candidates (or an id listed in ``ambiguous``) are ambiguous; none is no match.
+    Candidates whose object id is in ``taken`` (linked to another entity) are not offered
+    to the policy, like the service's resolver does.
     """
 
     def __init__(
@@ -38,11 +40,14 @@ class FakeIdentity:
         links: Mapping[tuple[EntityKind, str], str] | None = None,
         *,
         ambiguous: Sequence[str] = (),
+        taken: Sequence[str] = (),
     ) -> None:
         self.links: dict[tuple[EntityKind, str], str] = dict(links or {})
         self.ambiguous = set(ambiguous)
+        self.taken = set(taken)
         self.decided: list[Decided] = []
         self.created: list[tuple[EntityKind, str, str]] = []
+        self.waiting: dict[str, set[str]] = {}
         self.linked_calls = 0
 
     async def linked(self, kind: EntityKind, queast_id: str) -> str | None:
@@ -56,6 +61,8 @@ class FakeIdentity:
         payload: Mapping[str, Any],
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
+        offered = tuple(candidates)
+        candidates = [c for c in candidates if c.partner_object_id not in self.taken]
         own = [c for c in candidates if queast_id in c.queast_ids]
         if queast_id in self.ambiguous or (not own and len(candidates) > 1):
             decision = IdentityDecision(IdentityOutcome.AMBIGUOUS, review_id=f"rev_{queast_id}")
@@ -70,7 +77,7 @@ class FakeIdentity:
             )
         else:
             decision = IdentityDecision(IdentityOutcome.NO_MATCH)
-        self.decided.append(Decided(kind, queast_id, tuple(candidates), decision.outcome))
+        self.decided.append(Decided(kind, queast_id, offered, decision.outcome))
         return decision
 
     async def link(
@@ -79,6 +86,32 @@ class FakeIdentity:
         assert strategy == "created"
         self.links[(kind, queast_id)] = partner_object_id
         self.created.append((kind, queast_id, partner_object_id))
+
+    async def wait_for_company(self, company_id: str, person_id: str) -> str | None:
+        self.waiting.setdefault(company_id, set()).add(person_id)
+        return self.links.get((EntityKind.COMPANY, company_id))
+
+    async def people_waiting(self, company_id: str) -> Mapping[str, str]:
+        waiting = self.waiting.get(company_id, set())
+        return {
+            person: self.links[(EntityKind.PERSON, person)]
+            for person in sorted(waiting)
+            if (EntityKind.PERSON, person) in self.links
+        }
+
+    async def associated(self, company_id: str, person_ids: Sequence[str]) -> None:
+        self.waiting.get(company_id, set()).difference_update(person_ids)
+
+
+class ListingIdentity(FakeIdentity):
+    """A :class:`FakeIdentity` that tells the sink its connection's strategies, in order."""
+
+    def __init__(self, strategies: Mapping[EntityKind, Sequence[str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._strategies = {kind: tuple(names) for kind, names in strategies.items()}
+
+    def strategies(self, kind: EntityKind) -> Sequence[str]:
+        return self._strategies.get(kind, ())
 
 
 def _header(event_type: str, entity_id: str, version: int) -> dict[str, Any]:

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from connectors.base import PermanentError, RateLimit, TransientError
+from connectors.base import (
+    BackpressureError,
+    PermanentError,
+    RateLimit,
+    TransientError,
+    http_client_factory,
+)
+from connectors.hubspot.auth import PrivateAppToken
 from connectors.hubspot.client import (
+    HubSpotClient,
     HubSpotRateLimiter,
+    RequestDeferred,
+    SearchBatcher,
+    SearchResult,
     input_error,
     parse_batch_write,
     seconds_to_utc_midnight,
 )
 from connectors.hubspot.config import HubSpotLimits
+from connectors.hubspot.payloads import Lookup, LookupStrategy
 from tests.unit.connectors.fakes import FakeClock
 
 ENDPOINT = "api.hubapi.com/crm/v3/objects/companies/batch/upsert"
@@ -40,6 +56,38 @@ def test_burst_pacing_follows_hubspots_rolling_window_not_just_a_bucket() -> Non
     assert 4.9 < limiter.reserve("burst") <= 5.1
     clock.advance(5.1)
     assert limiter.reserve("burst") == 0.0
+
+
+def test_a_slot_counts_from_the_answer_not_from_when_it_was_taken() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, burst=1)
+    taken = clock.monotonic()
+    assert limiter.reserve("burst", now=taken) == 0.0
+    clock.advance(3)  # the answer took 3 s: HubSpot may have stamped the request late
+    limiter.settle("burst", taken)
+    clock.advance(7.1)  # 10.1 s after the slot was taken, 7.1 s after the answer
+    assert limiter.reserve("burst") == pytest.approx(2.95)
+    clock.advance(2.95)
+    assert limiter.reserve("burst") == 0.0
+
+
+def test_the_burst_bucket_spaces_requests_evenly_over_the_window() -> None:
+    clock = FakeClock()
+    limits = HubSpotLimits(
+        burst=RateLimit(rate=100, per_seconds=10, burst=3),
+        search=RateLimit(rate=5, per_seconds=1),
+        daily=None,
+    )
+    limiter = HubSpotRateLimiter(limits, clock=clock)
+    assert [limiter.reserve("burst") for _ in range(3)] == [0.0] * 3
+    assert limiter.reserve("burst") == pytest.approx(0.1)  # then one every tenth of a second
+    sent = [clock.monotonic()] * 3
+    for step in range(300):
+        clock.advance(0.1 if step % 10 else 0.25)  # now and then late: it catches up
+        while limiter.reserve("burst") == 0.0:
+            sent.append(clock.monotonic())
+    assert len(sent) >= 300
+    assert max(sum(1 for s in sent if t - 10 < s <= t) for t in sent) <= 100
 
 
 def test_search_has_its_own_window() -> None:
@@ -190,3 +238,126 @@ def test_input_error_categories(
     error = input_error({"category": category}, status_code=207, endpoint=ENDPOINT)
     assert type(error) is expected
     assert getattr(error, "retry_after", None) == retry_after
+
+
+# -- shared searches ----------------------------------------------------------------------------
+
+
+class SearchAPI:
+    """Answers searches with one object per value looked up; ``fail`` scripts statuses."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.fail: list[int] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        await self.gate.wait()
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        if self.fail:
+            status = self.fail.pop(0)
+            policy = {"policyName": "SECONDLY"} if status == 429 else {}
+            return httpx.Response(status, json={"category": "VALIDATION_ERROR", **policy})
+        values = [v for g in body["filterGroups"] for f in g["filters"] for v in f["values"]]
+        results = [{"id": str(n), "properties": {"domain": v}} for n, v in enumerate(values)]
+        return httpx.Response(200, json={"total": len(results), "results": results})
+
+
+def _client(api: SearchAPI, clock: FakeClock, *, search_per_second: int = 5) -> HubSpotClient:
+    transport = httpx.MockTransport(api)
+    return HubSpotClient(
+        http_client=http_client_factory(transport=transport),
+        api_root="https://api.hubapi.com",
+        tokens=PrivateAppToken(SecretStr("pat")),
+        limiter=_limiter(clock, search=search_per_second),
+        clock=clock,
+        logger=logging.getLogger("test.hubspot.client"),
+        max_wait=1.0,
+    )
+
+
+def _domains(*values: str) -> list[Lookup]:
+    return [Lookup(LookupStrategy.DOMAIN, "domain", v) for v in values]
+
+
+def _values(body: dict[str, Any]) -> list[str]:
+    return [v for g in body["filterGroups"] for f in g["filters"] for v in f["values"]]
+
+
+async def test_lookups_of_concurrent_callers_share_one_request() -> None:
+    api = SearchAPI()
+    api.gate.clear()  # the first request waits: the others gather meanwhile
+    batcher = SearchBatcher(_client(api, FakeClock()), "companies", properties=["domain"])
+    first = asyncio.create_task(batcher.search(_domains("a.example")))
+    await asyncio.sleep(0)
+    later: list[asyncio.Task[Any]] = [
+        asyncio.create_task(batcher.search(_domains(f"{n}.example", "shared.example")))
+        for n in "bcd"
+    ]
+    await asyncio.sleep(0.01)
+    api.gate.set()
+    answers = await asyncio.gather(first, *later)
+    await batcher.close()
+    assert [_values(b) for b in api.bodies] == [
+        ["a.example"],
+        ["b.example", "shared.example", "c.example", "d.example"],
+    ]
+    for answer in answers[1:]:
+        (only,) = answer
+        assert isinstance(only.result, SearchResult)
+        assert "shared.example" in {k[1] for k in only.keys}
+        assert len(only.result.objects) == 4  # everything the request found, to match back
+
+
+async def test_a_400_answers_only_the_lookups_it_carried() -> None:
+    api = SearchAPI()
+    api.fail = [400]
+    batcher = SearchBatcher(_client(api, FakeClock()), "companies", properties=["domain"])
+    many = _domains(*[f"company-{n:04}.example.com" for n in range(150)])
+    (failed, found) = await batcher.search(many)
+    await batcher.close()
+    assert isinstance(failed.result, PermanentError)
+    assert isinstance(found.result, SearchResult)
+    assert len(failed.keys) + len(found.keys) == 150
+    assert not failed.keys & found.keys
+
+
+async def test_a_failure_of_the_connection_answers_every_waiting_lookup() -> None:
+    api = SearchAPI()
+    api.fail = [429]
+    api.gate.clear()
+    batcher = SearchBatcher(_client(api, FakeClock()), "companies", properties=["domain"])
+    callers = [asyncio.create_task(batcher.search(_domains(f"{n}.example"))) for n in "abc"]
+    await asyncio.sleep(0.01)
+    api.gate.set()
+    answers = await asyncio.gather(*callers)
+    await batcher.close()
+    assert len(api.bodies) == 1  # the others were not sent into the same wall
+    assert all(isinstance(a.result, BackpressureError) for (a,) in answers)
+
+
+async def test_a_search_wait_over_the_limit_defers_every_waiting_lookup() -> None:
+    api = SearchAPI()
+    clock = FakeClock()
+    client = _client(api, clock, search_per_second=1)
+    batcher = SearchBatcher(client, "companies", properties=["domain"])
+    many = _domains(*[f"company-{n:04}.example.com" for n in range(300)])
+    answers = await batcher.search(many)
+    await batcher.close()
+    assert isinstance(answers[0].result, SearchResult)
+    assert isinstance(answers[1].result, RequestDeferred)
+    assert len(api.bodies) == 1
+
+
+async def test_closing_cancels_callers_still_waiting() -> None:
+    api = SearchAPI()
+    api.gate.clear()
+    batcher = SearchBatcher(_client(api, FakeClock()), "companies", properties=["domain"])
+    caller = asyncio.create_task(batcher.search(_domains("a.example")))
+    await asyncio.sleep(0.01)
+    await batcher.close()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await batcher.search([]) == []

@@ -104,12 +104,15 @@ def test_unknown_keys_are_refused() -> None:
 )
 def test_tier_limits(tier: str, burst: int, daily: int | None) -> None:
     limits = limits_for(_config(tier=tier))
-    assert limits.burst == RateLimit(rate=burst, per_seconds=10)
+    # a bucket of three requests spaces requests out; the window alone allows a burst
+    assert limits.burst == RateLimit(rate=burst, per_seconds=10, burst=3)
     assert limits.search == RateLimit(rate=5, per_seconds=1)
     assert limits.daily == daily
 
 
 def test_connection_rate_override_replaces_the_tier_rate() -> None:
     limits = limits_for(_config(rate_limit_per_second=4, search_rate_per_second=2))
-    assert limits.burst == RateLimit(rate=40, per_seconds=10)
+    assert limits.burst == RateLimit(rate=40, per_seconds=10, burst=3)
     assert limits.search == RateLimit(rate=2, per_seconds=1)
+    slow = limits_for(_config(rate_limit_per_second=0.05))
+    assert slow.burst == RateLimit(rate=0.5, per_seconds=10, burst=3)

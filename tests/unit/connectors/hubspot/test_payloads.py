@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,28 +10,35 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.base import EntityKind
+from connectors.base import EntityKind, IdentityCandidate
 from connectors.hubspot.payloads import (
+    DEFAULT_STRATEGIES,
     MAX_NOTE_BODY_CHARS,
+    MAX_SEARCH_BODY_CHARS,
     CompanyWrite,
     Deletion,
+    Lookup,
+    LookupStrategy,
     NoteWrite,
     PayloadError,
     PersonWrite,
-    SearchKey,
+    applicable_strategies,
     associate_default_body,
     batch_update_body,
     batch_upsert_body,
     candidate_from_object,
-    candidate_matches,
+    candidate_keys,
     company_properties,
     contact_properties,
+    encode_json,
+    entity_keys,
     export_for,
     job_ad_note_body,
+    lookups,
     normalize_domain,
+    normalize_linkedin_url,
     notes_create_body,
-    search_body,
-    search_keys,
+    search_requests,
     signal_note_body,
 )
 from tests.unit.connectors.hubspot.fakes import company, deleted, job_ad, person, record, signal
@@ -321,21 +329,194 @@ def test_bad_timestamp_is_a_payload_error() -> None:
 # -- search and candidates -----------------------------------------------------------------------
 
 
-def test_search_keys() -> None:
-    co = export_for(
-        company("co_1", domain="a.example", domains=["a.example", "b.example"]),
-        queast_id_property=QID,
+S = LookupStrategy
+PROPS = ["name", "domain", "hs_additional_domains", "linkedin_company_page", QID]
+
+
+def _company_write(**fields: Any) -> CompanyWrite:
+    write = export_for(company("co_1", **fields), queast_id_property=QID)
+    assert isinstance(write, CompanyWrite)
+    return write
+
+
+def _person_write(**fields: Any) -> PersonWrite:
+    write = export_for(person("p_1", **fields), queast_id_property=QID)
+    assert isinstance(write, PersonWrite)
+    return write
+
+
+def test_lookups_per_strategy_are_lower_case_values_of_the_right_properties() -> None:
+    co = _company_write(
+        domain="A.example",
+        domains=["A.example", "b.example"],
+        name="Acme AB",
+        linkedin_url="linkedin.com/company/Acme/",
     )
-    nameless = export_for(
-        company("co_2", domain=None, domains=[], name="Solo"), queast_id_property=QID
+    assert lookups(co, DEFAULT_STRATEGIES[EntityKind.COMPANY], queast_id_property=QID) == (
+        Lookup(S.PARTNER_ID, QID, "co_1"),
+        Lookup(S.DOMAIN, "domain", "a.example"),
+        Lookup(S.DOMAIN, "domain", "b.example"),
+        Lookup(S.LINKEDIN_URL, "linkedin_company_page", "linkedin.com/company/acme/"),
+        Lookup(S.LINKEDIN_URL, "linkedin_company_page", "https://www.linkedin.com/company/acme"),
+        Lookup(S.COMPANY_NAME, "name", "acme ab"),
     )
-    pe = export_for(person("p_1", email="X@Y.example"), queast_id_property=QID)
-    assert isinstance(co, CompanyWrite)
-    assert isinstance(nameless, CompanyWrite)
-    assert isinstance(pe, PersonWrite)
-    assert search_keys(co) == (SearchKey("domain", "a.example"), SearchKey("domain", "b.example"))
-    assert search_keys(nameless) == (SearchKey("name", "Solo"),)
-    assert search_keys(pe) == (SearchKey("email", "x@y.example"),)
+    assert lookups(co, [S.DOMAIN], queast_id_property=QID) == (
+        Lookup(S.DOMAIN, "domain", "a.example"),
+        Lookup(S.DOMAIN, "domain", "b.example"),
+    )
+    pe = _person_write(
+        email="X@Y.example", linkedin_url="https://www.linkedin.com/in/ada-l", first_name="Ada"
+    )
+    assert lookups(pe, DEFAULT_STRATEGIES[EntityKind.PERSON], queast_id_property=QID) == (
+        Lookup(S.PARTNER_ID, QID, "p_1"),
+        Lookup(S.EMAIL, "email", "x@y.example"),
+        Lookup(S.LINKEDIN_URL, "queast_linkedin_url", "https://www.linkedin.com/in/ada-l"),
+    )
+    # strategies that do not apply to the kind are not looked up
+    assert lookups(pe, [S.DOMAIN, S.COMPANY_NAME], queast_id_property=QID) == ()
+
+
+def test_lookups_skip_what_cannot_identify_and_keep_three_values_per_strategy() -> None:
+    many = _company_write(domain=None, domains=[f"d{i}.example" for i in range(5)], name=None)
+    found = lookups(many, [S.DOMAIN, S.COMPANY_NAME], queast_id_property=QID)
+    assert [lookup.value for lookup in found] == ["d0.example", "d1.example", "d2.example"]
+    wrong_kind = _company_write(linkedin_url="https://www.linkedin.com/in/a-person")
+    assert lookups(wrong_kind, [S.LINKEDIN_URL], queast_id_property=QID) == ()
+    long_name = _company_write(name="x" * 300)
+    assert lookups(long_name, [S.COMPANY_NAME], queast_id_property=QID) == ()
+    idn = _company_write(domain="München.de", domains=[])
+    assert [v.value for v in lookups(idn, [S.DOMAIN], queast_id_property=QID)] == [
+        "münchen.de",
+        "xn--mnchen-3ya.de",
+    ]
+
+
+def test_applicable_strategies_keep_order_and_drop_what_does_not_apply() -> None:
+    names = ["company_name", "email", "domain", "bogus", "domain", "partner_id"]
+    assert applicable_strategies(EntityKind.COMPANY, names) == (
+        S.COMPANY_NAME,
+        S.DOMAIN,
+        S.PARTNER_ID,
+    )
+    assert applicable_strategies(EntityKind.PERSON, names) == (S.EMAIL, S.PARTNER_ID)
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "expected"),
+    [
+        ("https://www.linkedin.com/company/Acme-1/about/?x=1", EntityKind.COMPANY, "acme-1"),
+        ("linkedin.com/company/acme-1", EntityKind.COMPANY, "acme-1"),
+        ("http://uk.linkedin.com/company/acme%2D1/", EntityKind.COMPANY, "acme-1"),
+        ("https://www.linkedin.com/in/Ada", EntityKind.PERSON, "ada"),
+        ("https://www.linkedin.com/in/ada", EntityKind.COMPANY, None),
+        ("https://linkedin.com.evil.example/company/acme", EntityKind.COMPANY, None),
+        ("https://www.linkedin.com/feed/", EntityKind.COMPANY, None),
+        ("", EntityKind.COMPANY, None),
+    ],
+)
+def test_normalize_linkedin_url(raw: str, kind: EntityKind, expected: str | None) -> None:
+    path = "company" if kind is EntityKind.COMPANY else "in"
+    want = None if expected is None else f"linkedin.com/{path}/{expected}"
+    assert normalize_linkedin_url(raw, kind=kind) == want
+
+
+def test_results_match_back_on_keys_normalised_like_the_identity_layer() -> None:
+    co = _company_write(
+        domain="acme.example",
+        domains=["acme.example", "münchen.de"],
+        name="Acme AB",
+        linkedin_url="https://www.linkedin.com/company/acme",
+    )
+    everything = entity_keys(co, DEFAULT_STRATEGIES[EntityKind.COMPANY])
+    hubspot_spelling = IdentityCandidate(
+        partner_object_id="1",
+        name="ACME ab",
+        domains=("www.ACME.example",),
+        linkedin_url="http://linkedin.com/company/ACME/",
+        queast_ids=("co_1",),
+    )
+    assert {s for s, _ in everything & candidate_keys(hubspot_spelling, EntityKind.COMPANY)} == {
+        S.PARTNER_ID,
+        S.DOMAIN,
+        S.LINKEDIN_URL,
+        S.COMPANY_NAME,
+    }
+    punycode = IdentityCandidate(partner_object_id="2", domains=("xn--mnchen-3ya.de",))
+    assert everything & candidate_keys(punycode, EntityKind.COMPANY)
+    # a sibling host is not the same key: *.example.com companies stay apart
+    sibling = IdentityCandidate(partner_object_id="3", domains=("shop.acme.example",))
+    assert not everything & candidate_keys(sibling, EntityKind.COMPANY)
+    other_case_id = IdentityCandidate(partner_object_id="4", queast_ids=("CO_1",))
+    assert not everything & candidate_keys(other_case_id, EntityKind.COMPANY)
+    # only the strategies asked for
+    assert not entity_keys(co, [S.DOMAIN]) & candidate_keys(
+        IdentityCandidate(partner_object_id="5", name="Acme AB"), EntityKind.COMPANY
+    )
+    pe = _person_write(email="Ada@X.example")
+    contact = IdentityCandidate(partner_object_id="6", emails=("ada@x.example",))
+    assert entity_keys(pe, [S.EMAIL]) & candidate_keys(contact, EntityKind.PERSON)
+
+
+def _values(body: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (f["propertyName"], v)
+        for g in body["filterGroups"]
+        for f in g["filters"]
+        for v in f["values"]
+    ]
+
+
+def test_search_requests_pack_in_filters_up_to_3000_characters() -> None:
+    wanted = [Lookup(S.DOMAIN, "domain", f"company-{i:05}.example.com") for i in range(300)]
+    wanted += [Lookup(S.PARTNER_ID, QID, f"co_{i}") for i in range(300)]
+    requests = search_requests(wanted, properties=PROPS)
+    sizes = [len(encode_json(r.body)) for r in requests]
+    assert all(size <= MAX_SEARCH_BODY_CHARS - 20 for size in sizes)  # room for "after"
+    assert len(requests) == 4  # 300 x 28 + 300 x 9 characters of values
+    assert min(sizes[:-1]) > 2900  # full, but for the last
+    sent = [pair for r in requests for pair in _values(dict(r.body))]
+    assert sent == [(w.property_name, w.value) for w in wanted]
+    assert [list(r.lookups) for r in requests] == [
+        [w for w in wanted if (w.property_name, w.value) in set(_values(dict(r.body)))]
+        for r in requests
+    ]
+    first = dict(requests[0].body)
+    assert first["filterGroups"][0]["filters"][0]["operator"] == "IN"
+    assert (first["properties"], first["limit"]) == (PROPS, 200)
+    with_cursor = encode_json({**first, "after": "10000"})
+    assert len(with_cursor) <= MAX_SEARCH_BODY_CHARS
+
+
+def test_search_requests_send_a_value_once_and_at_most_five_groups() -> None:
+    wanted = [Lookup(S.DOMAIN, f"prop_{i}", "x") for i in range(7)]
+    wanted += [Lookup(S.DOMAIN, "prop_0", "x"), Lookup(S.COMPANY_NAME, "prop_0", "x")]
+    requests = search_requests(wanted, properties=["name"])
+    assert [len(r.body["filterGroups"]) for r in requests] == [5, 2]
+    assert sum(len(r.lookups) for r in requests) == 7
+
+
+@given(
+    values=st.lists(
+        st.tuples(
+            st.sampled_from(["domain", "name", QID, "linkedin_company_page"]),
+            st.text(min_size=1, max_size=254),
+        ),
+        max_size=150,
+    )
+)
+def test_every_packed_body_fits_and_carries_each_value_once(
+    values: list[tuple[str, str]],
+) -> None:
+    wanted = [Lookup(S.DOMAIN, prop, value) for prop, value in values]
+    requests = search_requests(wanted, properties=PROPS)
+    for request in requests:
+        encoded = encode_json({**request.body, "after": "9800"})
+        assert len(encoded) <= MAX_SEARCH_BODY_CHARS
+        assert json.loads(encoded)["filterGroups"] == request.body["filterGroups"]
+        assert len(request.body["filterGroups"]) <= 5
+    sent = [pair for r in requests for pair in _values(dict(r.body))]
+    assert sorted(sent) == sorted(set(values))
+    assert sorted((w.property_name, w.value) for r in requests for w in r.lookups) == sorted(sent)
 
 
 def test_candidate_from_company_search_result() -> None:
@@ -353,9 +534,6 @@ def test_candidate_from_company_search_result() -> None:
     assert candidate.partner_object_id == "501"
     assert candidate.domains == ("acme.example", "acme.io", "acme.de")
     assert candidate.queast_ids == ("co_1",)
-    assert candidate_matches(candidate, [SearchKey("domain", "acme.io")])
-    assert candidate_matches(candidate, [SearchKey("name", "ACME")])
-    assert not candidate_matches(candidate, [SearchKey("domain", "other.example")])
     assert (
         candidate_from_object(EntityKind.COMPANY, {"properties": {}}, queast_id_property=QID)
         is None
@@ -403,10 +581,11 @@ def test_request_bodies() -> None:
             "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}],
         },
     ]
-    assert search_body([SearchKey("domain", "a.example")], properties=["name"], limit=100) == {
+    (only,) = search_requests([Lookup(S.DOMAIN, "domain", "a.example")], properties=["name"])
+    assert only.body == {
         "filterGroups": [
-            {"filters": [{"propertyName": "domain", "operator": "EQ", "value": "a.example"}]}
+            {"filters": [{"propertyName": "domain", "operator": "IN", "values": ["a.example"]}]}
         ],
         "properties": ["name"],
-        "limit": 100,
+        "limit": 200,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -32,6 +33,7 @@ from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink, RefreshedTo
 from tests.unit.connectors.fakes import FakeClock
 from tests.unit.connectors.hubspot.fakes import (
     FakeIdentity,
+    ListingIdentity,
     company,
     deleted,
     job_ad,
@@ -258,15 +260,24 @@ async def test_no_match_creates_by_upsert_on_the_queast_id_and_links_it() -> Non
         outcome = await sink.deliver([record])
 
     assert hub.paths() == [
-        "/crm/v3/objects/companies/search",
+        "/crm/v3/objects/companies/search",  # partner id, domains, LinkedIn
+        "/crm/v3/objects/companies/search",  # nothing found: the name
         "/crm/v3/objects/companies/batch/upsert",
     ]
-    search = _body(hub.calls("search")[0])
-    assert search["filterGroups"] == [
-        {"filters": [{"propertyName": "domain", "operator": "EQ", "value": "acme.example"}]},
-        {"filters": [{"propertyName": "domain", "operator": "EQ", "value": "acme.io"}]},
+    exact, by_name = (_body(r) for r in hub.calls("search"))
+    assert exact["filterGroups"] == [
+        {"filters": [{"propertyName": "queast_id", "operator": "IN", "values": ["co_1"]}]},
+        {
+            "filters": [
+                {"propertyName": "domain", "operator": "IN", "values": ["acme.example", "acme.io"]}
+            ]
+        },
     ]
-    assert "queast_id" in search["properties"]
+    assert by_name["filterGroups"] == [
+        {"filters": [{"propertyName": "name", "operator": "IN", "values": ["company co_1"]}]}
+    ]
+    assert "queast_id" in exact["properties"]
+    assert exact["limit"] == 200
     upsert = _body(hub.calls("batch/upsert")[0])["inputs"][0]
     assert (upsert["id"], upsert["idProperty"]) == ("co_1", "queast_id")
     assert identity.created == [(C, "co_1", "9001")]
@@ -285,7 +296,7 @@ async def test_a_single_candidate_links_and_is_updated_by_id_with_the_queast_id(
         outcome = await sink.deliver([record])
 
     assert hub.paths() == [
-        "/crm/v3/objects/companies/search",
+        "/crm/v3/objects/companies/search",  # found by domain: no name lookup
         "/crm/v3/objects/companies/batch/update",
     ]
     update = _body(hub.calls("batch/update")[0])["inputs"][0]
@@ -314,16 +325,191 @@ async def test_an_ambiguous_match_is_held_for_review_and_nothing_is_written() ->
     assert not hub.calls("batch/update")
 
 
-async def test_search_packs_five_lookups_per_request_at_the_search_pace() -> None:
+def _searched(hub: MockHubSpot, path: str = "/search") -> list[tuple[str, str]]:
+    return [
+        (f["propertyName"], value)
+        for request in hub.calls(path)
+        for group in _body(request)["filterGroups"]
+        for f in group["filters"]
+        for value in f["values"]
+    ]
+
+
+async def test_first_links_of_a_whole_batch_are_packed_into_few_searches() -> None:
+    hub = MockHubSpot()
+    records = [
+        company(
+            f"co_{i}",
+            domain=f"company-{i:03}.example.com",
+            linkedin_url=f"https://www.linkedin.com/company/company-{i:03}",
+        )
+        for i in range(100)
+    ]
+    async with open_sink(hub) as sink:
+        outcome = await sink.deliver(records)
+    assert len(outcome.delivered) == 100
+    searches = hub.calls("/companies/search")
+    # 100 entities x (queast id, domain, LinkedIn URL), then their 100 names
+    assert len(searches) == 5
+    assert all(len(r.content) <= 3000 for r in searches)
+    assert all(r.headers["content-type"] == "application/json" for r in searches)
+    searched = _searched(hub)
+    assert len(searched) == 400
+    assert ("domain", "company-042.example.com") in searched
+    assert ("name", "company co_42") in searched
+    assert ("linkedin_company_page", "https://www.linkedin.com/company/company-042") in searched
+    assert [len(_body(r)["inputs"]) for r in hub.calls("batch/upsert")] == [100]
+
+
+async def test_contacts_are_looked_up_by_email_and_linkedin_url_in_one_search() -> None:
     hub = MockHubSpot()
     clock = FakeClock()
-    records = [person(f"p_{i}") for i in range(12)]
+    records = [person(f"p_{i}", linkedin_url=f"linkedin.com/in/p-{i}") for i in range(12)]
     async with open_sink(hub, clock=clock) as sink:
         outcome = await sink.deliver(records)
-    searches = hub.calls("/contacts/search")
-    assert [len(_body(r)["filterGroups"]) for r in searches] == [5, 5, 2]
     assert len(outcome.delivered) == 12
-    assert clock.slept == []  # three searches fit in the five-per-second window
+    (search,) = hub.calls("/contacts/search")
+    assert [g["filters"][0]["propertyName"] for g in _body(search)["filterGroups"]] == [
+        "queast_id",
+        "email",
+        "queast_linkedin_url",
+    ]
+    assert len(_searched(hub)) == 12 * 4  # the raw URL and its canonical form
+    assert clock.slept == []
+
+
+async def test_concurrent_writes_of_a_connection_share_their_searches() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [{"id": "7", "properties": {"domain": "b.example"}}]
+    identity = ListingIdentity({C: ["domain"]})
+    one, two = company("co_a", domain="a.example"), company("co_b", domain="b.example")
+    async with open_sink(hub, identity=identity) as sink:
+        first, second = await asyncio.gather(sink.deliver([one]), sink.deliver([two]))
+    assert _searched(hub) == [("domain", "a.example"), ("domain", "b.example")]
+    assert len(hub.calls("/search")) == 1
+    assert _delivered(second)[two.delivery_id].partner_object_id == "7"
+    assert identity.created == [(C, "co_a", "9001")]
+    assert first.failed == ()
+
+
+async def test_search_results_are_matched_back_to_the_entities_they_answer() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [
+        {"id": "1", "properties": {"domain": "WWW.Acme.example", "name": "Acme"}},
+        {
+            "id": "2",
+            "properties": {"linkedin_company_page": "http://linkedin.com/company/Globex/"},
+        },
+        {"id": "3", "properties": {"queast_id": "co_3", "domain": "elsewhere.example"}},
+        {"id": "4", "properties": {"domain": "unrelated.example"}},
+    ]
+    identity = FakeIdentity()
+    acme = company("co_1", domain="acme.example")
+    globex = company("co_2", domain="globex.example", linkedin_url="linkedin.com/company/globex")
+    own = company("co_3", domain="initech.example")
+    new = company("co_4", domain="new.example")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([acme, globex, own, new])
+    offered = {d.queast_id: [c.partner_object_id for c in d.candidates] for d in identity.decided}
+    assert offered == {"co_1": ["1"], "co_2": ["2"], "co_3": ["3"], "co_4": []}
+    delivered = _delivered(outcome)
+    assert [delivered[r.delivery_id].partner_object_id for r in (acme, globex, own)] == [
+        "1",
+        "2",
+        "3",
+    ]
+    assert identity.created == [(C, "co_4", "9001")]
+
+
+async def test_names_are_looked_up_only_for_companies_nothing_earlier_found() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [{"id": "1", "properties": {"domain": "acme.example"}}]
+    found = company("co_1", domain="acme.example", name="Acme")
+    missing = company("co_2", domain="globex.example", name="Globex")
+    nameless = company("co_3", domain="initech.example", name=None)
+    async with open_sink(hub) as sink:
+        await sink.deliver([found, missing, nameless])
+    filtered = [
+        {g["filters"][0]["propertyName"] for g in _body(r)["filterGroups"]}
+        for r in hub.calls("/search")
+    ]
+    assert filtered == [{"queast_id", "domain"}, {"name"}]
+    assert [v for p, v in _searched(hub) if p == "name"] == ["globex"]
+
+
+async def test_no_name_lookup_when_the_connection_does_not_match_by_name() -> None:
+    hub = MockHubSpot()
+    identity = ListingIdentity({C: ["domain", "linkedin_url"]})
+    async with open_sink(hub, identity=identity) as sink:
+        await sink.deliver([company("co_1", domain="acme.example", linkedin_url=None)])
+    assert _searched(hub) == [("domain", "acme.example")]
+
+
+async def test_a_name_strategy_ordered_first_is_looked_up_for_every_company() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [{"id": "1", "properties": {"domain": "acme.example"}}]
+    identity = ListingIdentity({C: ["partner_id", "company_name", "domain"]})
+    async with open_sink(hub, identity=identity) as sink:
+        await sink.deliver([company("co_1", domain="acme.example", name="Acme")])
+    assert [v for p, v in _searched(hub) if p == "name"] == ["acme"]
+
+
+async def test_unusable_candidates_lead_to_a_name_lookup_and_a_second_decision() -> None:
+    hub = MockHubSpot()
+    hub.search_results["companies"] = [
+        {"id": "1", "properties": {"domain": "acme.example"}},
+        {"id": "2", "properties": {"name": "ACME"}},
+    ]
+    identity = FakeIdentity(taken=["1"])  # the domain's object belongs to another entity
+    record = company("co_1", domain="acme.example", name="Acme")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([record])
+    assert [(d.queast_id, d.outcome) for d in identity.decided] == [
+        ("co_1", IdentityOutcome.NO_MATCH),
+        ("co_1", IdentityOutcome.LINKED),
+    ]
+    assert [c.partner_object_id for c in identity.decided[1].candidates] == ["1", "2"]
+    assert _delivered(outcome)[record.delivery_id].partner_object_id == "2"
+    assert not hub.calls("batch/upsert")
+
+
+async def test_search_pages_are_followed_to_the_last() -> None:
+    hub = MockHubSpot()
+    pages = [
+        {
+            "total": 3,
+            "results": [{"id": "1", "properties": {"domain": "a.example"}}],
+            "paging": {"next": {"after": "1"}},
+        },
+        {
+            "total": 3,
+            "results": [{"id": "2", "properties": {"domain": "b.example"}}],
+            "paging": {"next": {"after": "2"}},
+        },
+        {"total": 3, "results": [{"id": "3", "properties": {"domain": "c.example"}}]},
+    ]
+    for page in pages:
+        hub.script("/companies/search", _json(200, page))
+    identity = ListingIdentity({C: ["domain"]})
+    records = [company(f"co_{n}", domain=f"{n}.example") for n in "abc"]
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver(records)
+    bodies = [_body(r) for r in hub.calls("/companies/search")]
+    assert [b.get("after") for b in bodies] == [None, "1", "2"]
+    assert all(b["filterGroups"] == bodies[0]["filterGroups"] for b in bodies)
+    assert {d.partner_object_id for d in outcome.delivered} == {"1", "2", "3"}
+
+
+async def test_a_failed_search_fails_the_entities_it_carried() -> None:
+    hub = MockHubSpot()
+    hub.script("/companies/search", _json(400, {"category": "VALIDATION_ERROR"}))
+    identity = ListingIdentity({C: ["domain"]})
+    record = company("co_1", domain="acme.example")
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([record])
+    assert isinstance(_errors(outcome)[record.delivery_id], PermanentError)
+    assert identity.decided == []
+    assert not hub.calls("batch/upsert")
 
 
 # -- people and associations -------------------------------------------------------------------
@@ -349,6 +535,7 @@ async def test_a_company_created_in_the_same_batch_is_associated() -> None:
     async with open_sink(hub) as sink:
         await sink.deliver([person("p_1", company_id="co_1"), company("co_1")])
     assert hub.paths() == [
+        "/crm/v3/objects/companies/search",
         "/crm/v3/objects/companies/search",
         "/crm/v3/objects/companies/batch/upsert",
         "/crm/v3/objects/contacts/search",
@@ -560,15 +747,27 @@ async def test_a_long_wait_of_our_own_limiter_defers_without_sending(
     hub = MockHubSpot()
     clock = FakeClock()
     identity = _linked(*[(C, f"co_{i}", str(i)) for i in range(3)])
-    async with open_sink(hub, identity=identity, clock=clock, rate_limit_per_second=0.2) as sink:
-        await sink.deliver([company("co_0")])
-        await sink.deliver([company("co_1")])  # 2 per 10 s: the window is full now
-        outcome = await sink.deliver([company("co_2")])
+    async with open_sink(hub, identity=identity, clock=clock, rate_limit_per_second=0.05) as sink:
+        await sink.deliver([company("co_0")])  # a window of one request per 10 s
+        outcome = await sink.deliver([company("co_1")])
     failure = outcome.failed[0]
     assert isinstance(failure.error, BackpressureError)
     assert failure.attempted is False
     assert failure.error.retry_after == pytest.approx(10.05)
-    assert len(hub.requests) == 2
+    assert len(hub.requests) == 1
+    assert clock.slept == []
+
+
+async def test_a_wait_within_one_window_is_slept_with_the_batch_held() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    identity = _linked(*[(C, f"co_{i}", str(i)) for i in range(5)])
+    async with open_sink(hub, identity=identity, clock=clock, rate_limit_per_second=0.4) as sink:
+        outcomes = [await sink.deliver([company(f"co_{i}")]) for i in range(5)]
+    assert all(len(o.delivered) == 1 for o in outcomes)
+    # 4 per 10 s, a bucket of 3: 2.5 s for the fourth token, then the window's 10.05 s
+    assert clock.slept == [pytest.approx(2.5), pytest.approx(7.55)]
+    assert len(hub.requests) == 5
 
 
 # -- authentication ---------------------------------------------------------------------------
@@ -714,7 +913,8 @@ async def test_logs_carry_ids_and_counts_never_tokens_or_personal_data(
             )
     events = [r.msg for r in caplog.records if r.name == "test.hubspot.sink"]
     written = next(r for r in caplog.records if r.msg == "hubspot.batch.written")
-    assert written.__dict__["n_searches"] == 1  # the 429 stopped the batch before people
+    assert written.__dict__["n_searches"] == 2  # the 429 stopped the batch before people
+    assert written.__dict__["n_looked_up"] == 2  # one company by id and domain, then name
     assert "hubspot.batch.written" in events
     assert "hubspot.rate_limited" in events
     logged = " ".join(str(r.__dict__) for r in caplog.records)
