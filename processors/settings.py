@@ -143,7 +143,8 @@ class DeliverySettings(BaseSettings):
     spent first); delays grow exponentially from ``retry_base_delay_seconds`` up to
     ``retry_max_delay_seconds`` with full jitter, and never undercut a partner's Retry-After.
     ``lane_capacity`` bounds the records waiting per connection (split evenly over its
-    ``lane_concurrency`` queues); past it, records are deferred to the retry topic.
+    ``lane_concurrency`` queues, each holding at least two of the connector's full batches);
+    past it, records are deferred to the retry topic.
     ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
     """
 

@@ -551,10 +551,16 @@ class HubSpotClient:
         quota = self.quota_error()
         if quota is not None:
             raise quota
-        token = await self._tokens.token()
         retried = False
         while True:
             taken_at = await self._slot(scope, endpoint)
+            # The token is taken after the rate-limit wait (up to 10 s), so a short-lived
+            # access token cannot expire between the two.
+            try:
+                token = await self._tokens.token()
+            except BaseException:
+                self._limiter.settle(scope, taken_at)
+                raise
             headers = {"authorization": f"Bearer {reveal_secret(token)}"}
             try:
                 with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
@@ -572,7 +578,6 @@ class HubSpotClient:
             retried = True
             if not await self._tokens.renew_after_rejection(token):
                 break
-            token = await self._tokens.token()
         self._raise_for(response, scope=scope, endpoint=endpoint)
         return response
 
