@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export QI_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install up down status lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-identity bench-hubspot clean
+.PHONY: install up down status lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-identity bench-hubspot bench-pipedrive clean
 
 install: $(STAMP)
 
@@ -53,7 +53,7 @@ test: install lint typecheck up
 run: install up
 	$(BIN)/queast-integrations demo
 
-bench: bench-routing bench-delivery bench-identity bench-hubspot
+bench: bench-routing bench-delivery bench-identity bench-hubspot bench-pipedrive
 
 bench-routing: install up
 	$(BIN)/python -m bench.routing
@@ -66,6 +66,9 @@ bench-identity: install
 
 bench-hubspot: install up
 	$(BIN)/python -m bench.hubspot_rate
+
+bench-pipedrive: install
+	$(BIN)/python -m bench.pipedrive_links
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -143,8 +143,8 @@ class DeliverySettings(BaseSettings):
     spent first); delays grow exponentially from ``retry_base_delay_seconds`` up to
     ``retry_max_delay_seconds`` with full jitter, and never undercut a partner's Retry-After.
     ``lane_capacity`` bounds the records waiting per connection (split evenly over its
-    ``lane_concurrency`` queues, each holding at least two of the connector's full batches);
-    past it, records are deferred to the retry topic.
+    ``lane_concurrency`` queues, each holding at least ``lane_batches`` of the connector's
+    full batches); past it, records are deferred to the retry topic.
     ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
     """
 
@@ -157,6 +157,7 @@ class DeliverySettings(BaseSettings):
     dlq_include_payload: bool = True
     lane_capacity: int = Field(default=200, ge=1, le=100_000)
     lane_concurrency: int = Field(default=4, ge=1, le=256)
+    lane_batches: int = Field(default=10, ge=1, le=1000)
     defer_min_seconds: float = Field(default=1.0, gt=0)
     defer_max_seconds: float = Field(default=60.0, gt=0)
     park_recheck_seconds: float = Field(default=30.0, gt=0)

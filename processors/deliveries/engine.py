@@ -221,10 +221,15 @@ class DeliveryEngine:
         lane = self._lanes.get(key)
         if lane is None:
             tasks = self._settings.lane_concurrency
-            # A queue holds at least two full batches of a batching connector (HubSpot: 100
-            # records a request): with less, every write would go out partly empty while
-            # the limit counts requests, not records.
-            capacity = max(self._settings.lane_capacity // tasks, 2 * self._max_batch, 1)
+            # A queue holds at least ``lane_batches`` full batches of a batching connector
+            # (HubSpot: 100 records a request): with less, writes go out partly empty while
+            # the limit counts requests, not records, and a backlog is deferred record by
+            # record instead of written.
+            capacity = max(
+                self._settings.lane_capacity // tasks,
+                self._settings.lane_batches * self._max_batch,
+                1,
+            )
             lane = _Lane(
                 tenant_id=item.tenant_id,
                 connection_id=item.connection_id,

@@ -164,7 +164,10 @@ class Harness:
             max_batch_size=1,
             topics=TopicMap(""),
             settings=DeliverySettings(
-                lane_capacity=lane_capacity, lane_concurrency=1, park_recheck_seconds=30.0
+                lane_capacity=lane_capacity,
+                lane_concurrency=1,
+                lane_batches=2,
+                park_recheck_seconds=30.0,
             ),
             state=self.state,
             connections=self.connections,
