@@ -9,9 +9,17 @@ order, so that what a later step needs was written by an earlier one:
    ``no_match`` -> batch upsert on the Queast id property (idempotent: a retried create
    finds its own object) then ``identity.link(..., strategy="created")``; ``ambiguous`` ->
    ``HeldForReviewError``, nothing written;
-3. **associations**: each person whose company is linked gets the v4 default
-   contact -> company association; a person whose company is not linked is delivered
-   without one;
+3. **associations** (v4 default contact -> company, batched): each written person whose
+   company is linked is associated to it. A written person whose company is not linked
+   calls ``identity.wait_for_company``: if the company got linked meanwhile it is
+   associated too, else the person is delivered without one and waits. Each written
+   company asks ``identity.people_waiting`` (at most 8 identity calls at a time, as for
+   link reads) and its waiting contacts are associated to it. Each pair is sent once, in
+   requests of at most 100 inputs; only after a request wrote them does
+   ``identity.associated`` clear the waits (a failure leaves them for the retry). A failed
+   request fails the people and companies it carried; a failed input fails the person
+   written with it and, unless the error is permanent (say the contact is gone: the
+   company's record is not held for it, the wait stays), the company it was waiting for;
 4. **deletions**: the linked objects are archived; an unlinked deletion is a delivered
    no-op (reported as 204, no request);
 5. **notes** for signals and job ads, associated to the company (and linked contacts). A
@@ -115,6 +123,7 @@ __all__ = ["HubSpotSink"]
 _PARTNER: Final[str] = "hubspot"
 _IDENTITY_LOOKUPS_AT_ONCE: Final[int] = 8
 _NO_REQUEST_STATUS: Final[int] = 204
+_ASSOCIATIONS_PER_REQUEST: Final[int] = 100
 _OBJECT_TYPES: Final[Mapping[EntityKind, ObjectType]] = {
     EntityKind.COMPANY: "companies",
     EntityKind.PERSON: "contacts",
@@ -136,6 +145,34 @@ class _Group:
     @property
     def trace_id(self) -> str:
         return self.winner.delivery_id
+
+
+@dataclass(slots=True)
+class _Association:
+    """One contact -> company association of a write and the groups it settles: the people
+    written with it, the companies it waited for, and the Queast ids of the waiting people
+    it clears (``identity.associated``) once written."""
+
+    contact: str
+    company: str
+    company_queast_id: str
+    people: list[_Group] = field(default_factory=list)
+    companies: list[_Group] = field(default_factory=list)
+    waiting: set[str] = field(default_factory=set)
+
+    @property
+    def carriers(self) -> list[_Group]:
+        return [*self.people, *self.companies]
+
+
+class _Associations(dict[tuple[str, str], _Association]):
+    """The associations of a write by ``(contact id, company id)``: each is sent once."""
+
+    def add(self, contact: str, company: str, company_queast_id: str) -> _Association:
+        key = (contact, company)
+        if key not in self:
+            self[key] = _Association(contact, company, company_queast_id)
+        return self[key]
 
 
 @runtime_checkable
@@ -413,7 +450,7 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
             companies, people, deletions, notes = self._groups(run, batch)
             await self._write_entities(run, EntityKind.COMPANY, companies)
             await self._write_entities(run, EntityKind.PERSON, people)
-            await self._associate_people(run, people)
+            await self._associate(run, companies, people)
             await self._delete(run, deletions)
             await self._write_notes(run, notes)
         outcome = run.outcome()
@@ -718,42 +755,153 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
 
     # -- associations ---------------------------------------------------------------------
 
-    async def _associate_people(self, run: _Run, people: list[_Group]) -> None:
-        pairs: list[tuple[_Group, str, str]] = []
+    async def _associate(self, run: _Run, companies: list[_Group], people: list[_Group]) -> None:
+        """Step 3: the contact -> company associations of this write, batched.
+
+        Each written person whose company is linked is associated directly; the others
+        register with ``identity.wait_for_company``, which returns the company's id if it
+        got linked meanwhile. Each written company asks ``identity.people_waiting`` for the
+        contacts written before it was linked. All of these go in the same batch requests;
+        ``identity.associated`` is called only for what a request wrote.
+        """
+        gate = asyncio.Semaphore(_IDENTITY_LOOKUPS_AT_ONCE)
+        persons: list[tuple[_Group, PersonWrite, str]] = []
         for group in run.pending_results(people):
-            person = group.export
-            result = run.results.get(group.winner.delivery_id)
-            if not isinstance(person, PersonWrite) or not isinstance(result, DeliveryResult):
+            person, contact = group.export, _written_id(run, group)
+            if not isinstance(person, PersonWrite) or person.company_queast_id is None:
                 continue
-            if person.company_queast_id is None or result.partner_object_id is None:
+            if contact is None:
                 continue
             if run.stop is not None:
-                run.defer(group)
+                run.defer(group)  # its association could not be sent
                 continue
-            company = await self._identity_call(
-                run, group, self._linked(run, EntityKind.COMPANY, person.company_queast_id)
-            )
+            persons.append((group, person, contact))
+        written: list[tuple[_Group, CompanyWrite, str]] = []
+        for group in run.pending_results(companies):
+            export, object_id = group.export, _written_id(run, group)
+            if isinstance(export, CompanyWrite) and object_id is not None:
+                written.append((group, export, object_id))
+        found, waiting = await asyncio.gather(
+            asyncio.gather(*(self._company_of(run, gate, g, p) for g, p, _ in persons)),
+            asyncio.gather(*(self._waiting_for(run, gate, g, c) for g, c, _ in written)),
+        )
+        pairs = _Associations()
+        for (group, person, contact), (company, waited) in zip(persons, found, strict=True):
+            if not _delivered(run, group) or person.company_queast_id is None:
+                continue
             if company is None:
-                run.count("association_skipped")
+                run.count("association_waiting")
                 continue
-            pairs.append((group, result.partner_object_id, company))
-        if not pairs:
+            association = pairs.add(contact, company, person.company_queast_id)
+            association.people.append(group)
+            if waited:
+                run.count("associated_late")
+                association.waiting.add(person.queast_id)
+        for (group, export, object_id), people_waiting in zip(written, waiting, strict=True):
+            if not _delivered(run, group):
+                continue
+            for person_id, contact in people_waiting.items():
+                run.count("associated_late")
+                association = pairs.add(contact, object_id, export.queast_id)
+                association.companies.append(group)
+                association.waiting.add(person_id)
+        todo = list(pairs.values())
+        for start in range(0, len(todo), _ASSOCIATIONS_PER_REQUEST):
+            chunk = todo[start : start + _ASSOCIATIONS_PER_REQUEST]
+            await self._send_associations(run, gate, chunk)
+
+    async def _company_of(
+        self, run: _Run, gate: asyncio.Semaphore, group: _Group, person: PersonWrite
+    ) -> tuple[str | None, bool]:
+        """The object id of the person's company, and whether waiting found it (``None``:
+        not linked, the person now waits for it, or the identity call failed the group)."""
+        company_id = person.company_queast_id
+        if company_id is None:  # pragma: no cover - the caller filters these
+            return None, False
+        async with gate:
+            found = await self._identity_call(
+                run, group, self._linked(run, EntityKind.COMPANY, company_id)
+            )
+            if found is not None or not _delivered(run, group):
+                return found, False
+            late = await self._identity_call(
+                run, group, self._resolver.wait_for_company(company_id, person.queast_id)
+            )
+            return late, True
+
+    async def _waiting_for(
+        self, run: _Run, gate: asyncio.Semaphore, group: _Group, company: CompanyWrite
+    ) -> Mapping[str, str]:
+        """The contacts written before ``company`` was linked (none if the call failed)."""
+        async with gate:
+            waiting = await self._identity_call(
+                run, group, self._resolver.people_waiting(company.queast_id)
+            )
+        return waiting or {}
+
+    async def _send_associations(
+        self, run: _Run, gate: asyncio.Semaphore, chunk: list[_Association]
+    ) -> None:
+        """One batch association request, then ``identity.associated`` for what it wrote."""
+        carriers = _unique(g for a in chunk for g in a.carriers)
+        if run.stop is not None:
+            for group in carriers:
+                run.defer(group)
             return
-        groups = [g for g, _, _ in pairs]
         response = await self._call(
             run,
-            groups,
+            carriers,
             self.client.associate_default(
-                "contacts", "companies", [(contact, company) for _, contact, company in pairs]
+                "contacts", "companies", [(a.contact, a.company) for a in chunk]
             ),
         )
         if response is None:
-            return
-        run.count("associated", len(pairs) - len(response.failed))
-        for group, contact, _ in pairs:
-            error = response.failed.get(contact)
-            if error is not None:
+            return  # the carriers failed; the waits stay for their retry
+        done: dict[str, list[_Association]] = {}
+        for association in chunk:
+            error = response.failed.get(association.contact)
+            if error is None:
+                run.count("associated")
+                if association.waiting:
+                    done.setdefault(association.company_queast_id, []).append(association)
+                continue
+            for group in association.people:
                 run.fail(group, error)
+            self._waiting_association_failed(run, association, error)
+
+        async def associated(company_id: str, associations: list[_Association]) -> None:
+            person_ids = sorted({p for a in associations for p in a.waiting})
+            try:
+                async with gate:
+                    await self._resolver.associated(company_id, person_ids)
+            except ConnectorError as error:
+                # Written but still recorded as waiting: the retry clears it.
+                for group in _unique(g for a in associations for g in a.carriers):
+                    run.fail(group, error)
+
+        await asyncio.gather(*(associated(c, a) for c, a in done.items()))
+
+    def _waiting_association_failed(
+        self, run: _Run, association: _Association, error: ConnectorError
+    ) -> None:
+        """A waiting contact's association failed alone (207): the companies it waited
+        for come back for a transient error; a permanent one (say the contact is gone)
+        does not hold them, and the wait stays."""
+        if not association.companies:
+            return
+        if not isinstance(error, PermanentError):
+            for group in association.companies:
+                run.fail(group, error)
+            return
+        run.count("association_failed")
+        self.context.logger.warning(
+            "hubspot.association.failed",
+            extra={
+                **self.context.log_fields(),
+                **error.log_fields(),
+                "records": len(association.companies),
+            },
+        )
 
     # -- deletions ------------------------------------------------------------------------
 
@@ -893,6 +1041,17 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
 
 def _delivered(run: _Run, group: _Group) -> bool:
     return isinstance(run.results.get(group.winner.delivery_id), DeliveryResult)
+
+
+def _unique(groups: Iterable[_Group]) -> list[_Group]:
+    """``groups`` without repeats, in order."""
+    return list({id(g): g for g in groups}.values())
+
+
+def _written_id(run: _Run, group: _Group) -> str | None:
+    """The object id a delivered group was written to, else ``None``."""
+    result = run.results.get(group.winner.delivery_id)
+    return result.partner_object_id if isinstance(result, DeliveryResult) else None
 
 
 def _entity(group: _Group) -> CompanyWrite | PersonWrite:

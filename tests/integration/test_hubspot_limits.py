@@ -134,6 +134,9 @@ async def test_a_portal_at_its_burst_limit_gets_every_company_once_with_few_429s
         "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
         "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
         "QI_DELIVERY_RETRY_MAX_ATTEMPTS": "20",
+        # Queues of two batches (instead of ten) make more, smaller writes, so the burst
+        # limit is reached with a few thousand events.
+        "QI_DELIVERY_LANE_BATCHES": "2",
     }
     start_worker(worker_factory, env, tmp_path)
 

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from connectors.base import (
     EntityKind,
     HeldForReviewError,
     IdentityOutcome,
+    OutboundRecord,
     PermanentError,
     QuotaExhaustedError,
     SinkContext,
@@ -30,6 +31,7 @@ from connectors.base import (
     http_client_factory,
 )
 from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink, RefreshedToken
+from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.unit.connectors.fakes import FakeClock
 from tests.unit.connectors.hubspot.fakes import (
     FakeIdentity,
@@ -581,6 +583,306 @@ async def test_a_person_whose_association_was_not_sent_is_not_reported_delivered
     assert failures[written.delivery_id].attempted is False
     assert failures[limited.delivery_id].attempted is True
     assert not hub.calls("associate/default")
+
+
+# -- people written before their company ---------------------------------------------------------
+
+
+ASSOCIATE = "/crm/v4/associations/contacts/companies/batch/associate/default"
+
+
+def _association_pairs(hub: MockHubSpot) -> list[tuple[str, str]]:
+    """Every ``(contact id, company id)`` input sent to the contact -> company endpoint."""
+    return [
+        (i["from"]["id"], i["to"]["id"]) for r in hub.calls(ASSOCIATE) for i in _body(r)["inputs"]
+    ]
+
+
+def _expected_pairs(identity: FakeIdentity, people: dict[str, str]) -> list[tuple[str, str]]:
+    """The ``(contact id, company id)`` pairs of ``{person: company}``, sorted."""
+    return sorted(
+        (identity.links[(P, person_id)], identity.links[(C, company_id)])
+        for person_id, company_id in people.items()
+    )
+
+
+class RecordingIdentity(FakeIdentity):
+    """A :class:`FakeIdentity` that records ``associated`` calls and how many
+    ``people_waiting`` calls run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.associated_calls: list[tuple[str, list[str]]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def people_waiting(self, company_id: str) -> Mapping[str, str]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)  # let the other reads of the write start
+            return await super().people_waiting(company_id)
+        finally:
+            self.in_flight -= 1
+
+    async def associated(self, company_id: str, person_ids: Sequence[str]) -> None:
+        self.associated_calls.append((company_id, list(person_ids)))
+        await super().associated(company_id, person_ids)
+
+
+async def test_people_written_before_their_companies_are_associated_by_the_companies_write() -> (
+    None
+):
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    companies_of = {f"p_{i}": f"co_{i % 3}" for i in range(7)}
+    people = [person(p, company_id=c) for p, c in companies_of.items()]
+    async with open_sink(hub, identity=identity) as sink:
+        first = await sink.deliver(people)
+        assert first.failed == ()
+        assert not hub.calls(ASSOCIATE), "no company linked yet: nothing to associate"
+        assert identity.waiting == {
+            "co_0": {"p_0", "p_3", "p_6"},
+            "co_1": {"p_1", "p_4"},
+            "co_2": {"p_2", "p_5"},
+        }
+        second = await sink.deliver([company(f"co_{n}") for n in range(3)])
+        assert second.failed == ()
+        again = await sink.deliver([company("co_0")])  # nobody waits any more
+        assert again.failed == ()
+
+    assert len(hub.calls(ASSOCIATE)) == 1, "every waiting contact in one request"
+    assert sorted(_association_pairs(hub)) == _expected_pairs(identity, companies_of)
+    assert identity.waiting == {"co_0": set(), "co_1": set(), "co_2": set()}
+    assert sorted(identity.associated_calls) == [
+        ("co_0", ["p_0", "p_3", "p_6"]),
+        ("co_1", ["p_1", "p_4"]),
+        ("co_2", ["p_2", "p_5"]),
+    ]
+
+
+async def test_waiting_contacts_are_associated_in_requests_of_at_most_100() -> None:
+    hub = MockHubSpot()
+    identity = FakeIdentity()
+    companies_of = {f"p_{i}": "co_1" for i in range(150)}
+    async with open_sink(hub, identity=identity) as sink:
+        first = await sink.deliver([person(p, company_id=c) for p, c in companies_of.items()])
+        assert first.failed == ()
+        second = await sink.deliver([company("co_1")])
+    assert second.failed == ()
+    assert [len(_body(r)["inputs"]) for r in hub.calls(ASSOCIATE)] == [100, 50]
+    assert sorted(_association_pairs(hub)) == _expected_pairs(identity, companies_of)
+    assert identity.waiting == {"co_1": set()}
+
+
+async def test_the_people_waiting_for_a_writes_companies_are_read_eight_at_a_time() -> None:
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([company(f"co_{n}") for n in range(20)])
+    assert outcome.failed == ()
+    assert identity.most_in_flight == 8
+    assert not hub.calls(ASSOCIATE)
+
+
+async def test_a_person_written_with_its_company_is_associated_directly_without_waiting() -> None:
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    async with open_sink(hub, identity=identity) as sink:
+        outcome = await sink.deliver([person("p_1", company_id="co_1"), company("co_1")])
+    assert outcome.failed == ()
+    assert _association_pairs(hub) == _expected_pairs(identity, {"p_1": "co_1"})
+    assert identity.waiting == {}, "the company was linked: no wait recorded"
+    assert identity.associated_calls == []
+
+
+@pytest.mark.parametrize("company_lands", ["before_the_wait", "after_the_wait"])
+async def test_a_company_linked_while_its_person_is_written_is_still_associated(
+    company_lands: str,
+) -> None:
+    """Whichever side reads second associates: the person (its wait finds the link) or the
+    company (its ``people_waiting`` finds the person); the pair is sent once."""
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    landed: list[BatchOutcome] = []
+    async with open_sink(hub, identity=identity) as sink:
+        real_wait = identity.wait_for_company
+
+        async def company_lands_meanwhile(company_id: str, person_id: str) -> str | None:
+            if company_lands == "after_the_wait":
+                found = await real_wait(company_id, person_id)
+                landed.append(await sink.deliver([company("co_1")]))
+                return found
+            landed.append(await sink.deliver([company("co_1")]))
+            return await real_wait(company_id, person_id)
+
+        identity.wait_for_company = company_lands_meanwhile  # type: ignore[method-assign]
+        outcome = await sink.deliver([person("p_1", company_id="co_1")])
+
+    assert outcome.failed == ()
+    assert [o.failed for o in landed] == [()]
+    assert _association_pairs(hub) == _expected_pairs(identity, {"p_1": "co_1"})
+    assert identity.waiting == {"co_1": set()}
+    assert identity.associated_calls == [("co_1", ["p_1"])]
+
+
+async def test_a_failed_association_request_leaves_the_waits_for_the_retry() -> None:
+    hub = MockHubSpot()
+    clock = FakeClock()
+    identity = RecordingIdentity()
+    async with open_sink(hub, identity=identity, clock=clock) as sink:
+        await sink.deliver([person("p_1", company_id="co_1"), person("p_2", company_id="co_1")])
+        hub.script(ASSOCIATE, lambda _: httpx.Response(503, headers={"Retry-After": "7"}))
+        the_company = company("co_1")
+        failed = await sink.deliver([the_company])
+        (failure,) = failed.failed
+        assert type(failure.error) is TransientError
+        assert failure.attempted is True
+        assert identity.associated_calls == []
+        assert identity.waiting == {"co_1": {"p_1", "p_2"}}
+
+        clock.advance(10)
+        retried = await sink.deliver([company("co_1")])
+    assert retried.failed == ()
+    assert identity.associated_calls == [("co_1", ["p_1", "p_2"])]
+    assert identity.waiting == {"co_1": set()}
+
+
+async def test_a_late_association_that_fails_fails_the_person_and_keeps_its_wait() -> None:
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    the_person = person("p_1", company_id="co_1")
+    async with open_sink(hub, identity=identity) as sink:
+        real_wait = identity.wait_for_company
+
+        async def company_lands_meanwhile(company_id: str, person_id: str) -> str | None:
+            await sink.deliver([company("co_1")])
+            hub.script(
+                ASSOCIATE,
+                _json(
+                    207,
+                    {
+                        "status": "COMPLETE",
+                        "results": [],
+                        "numErrors": 1,
+                        "errors": [
+                            {
+                                "category": "VALIDATION_ERROR",
+                                "context": {"fromObjectId": [identity.links[(P, person_id)]]},
+                            }
+                        ],
+                    },
+                ),
+            )
+            return await real_wait(company_id, person_id)
+
+        identity.wait_for_company = company_lands_meanwhile  # type: ignore[method-assign]
+        outcome = await sink.deliver([the_person])
+    assert isinstance(_errors(outcome)[the_person.delivery_id], PermanentError)
+    assert len(hub.calls(ASSOCIATE)) == 1
+    assert identity.associated_calls == []
+    assert identity.waiting == {"co_1": {"p_1"}}
+
+
+NO_RESULT = {"status": "COMPLETE", "results": []}
+GONE = {
+    "status": "COMPLETE",
+    "results": [],
+    "numErrors": 1,
+    "errors": [{"category": "VALIDATION_ERROR", "context": {"fromObjectId": ["9001"]}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("answer", "company_fails"), [(NO_RESULT, True), (GONE, False)], ids=["transient", "gone"]
+)
+async def test_a_waiting_contact_whose_association_fails_alone_keeps_its_wait(
+    answer: dict[str, Any], company_fails: bool
+) -> None:
+    """A transient failure brings the company's record back; a permanent one (the contact
+    is gone) does not hold it. Either way the wait stays."""
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    async with open_sink(hub, identity=identity) as sink:
+        await sink.deliver([person("p_1", company_id="co_1")])
+        assert identity.links[(P, "p_1")] == "9001"
+        hub.script(ASSOCIATE, _json(207, answer))
+        the_company = company("co_1")
+        outcome = await sink.deliver([the_company])
+    errors = _errors(outcome)
+    if company_fails:
+        assert type(errors[the_company.delivery_id]) is TransientError
+    else:
+        assert the_company.delivery_id in _delivered(outcome)
+    assert len(hub.calls(ASSOCIATE)) == 1
+    assert identity.associated_calls == []
+    assert identity.waiting == {"co_1": {"p_1"}}
+
+
+async def test_a_company_whose_waiting_contacts_were_not_sent_is_not_reported_delivered() -> None:
+    hub = MockHubSpot()
+    identity = RecordingIdentity()
+    async with open_sink(hub, identity=identity) as sink:
+        await sink.deliver([person("p_1", company_id="co_1")])
+        hub.script("contacts/batch/upsert", _json(429, TEN_SECONDLY))
+        the_company, limited = company("co_1"), person("p_2")
+        outcome = await sink.deliver([the_company, limited])
+    failures = {f.delivery_id: f for f in outcome.failed}
+    assert isinstance(failures[the_company.delivery_id].error, BackpressureError)
+    assert failures[the_company.delivery_id].attempted is False
+    assert failures[limited.delivery_id].attempted is True
+    assert _association_pairs(hub) == []
+    assert identity.waiting == {"co_1": {"p_1"}}
+
+
+# -- against the HubSpot sandbox ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[HubSpotSandbox]:
+    with HubSpotSandbox() as server:
+        yield server
+
+
+async def test_lanes_writing_people_and_companies_concurrently_associate_every_contact(
+    sandbox: HubSpotSandbox,
+) -> None:
+    """Four lanes of one connection, people and companies mixed in any order: every
+    contact ends associated to its company, and nobody waits."""
+    sandbox.state.reset()
+    portal = sandbox.add_portal(1, private_app_token="pat-lanes")
+    identity = FakeIdentity()
+    companies_of = {f"p_{i}": f"co_{(i + 1) % 8}" for i in range(32)}  # in another lane
+    records = [
+        *(person(p, company_id=c) for p, c in companies_of.items()),
+        *(company(f"co_{n}") for n in range(8)),
+    ]
+    settings = HubSpotConnectionConfig.validate_for_connection(
+        {"auth": {"type": "private_app", "token": "pat-lanes"}, "base_url": sandbox.url},
+        allow_private_networks=True,
+    )
+    context = SinkContext(
+        tenant_id="t_42",
+        connection_id="c_hs",
+        connector="hubspot",
+        config=settings,
+        allow_private_networks=True,
+        identity=identity,
+    )
+    async with HubSpotSink(context) as sink:
+
+        async def lane(mine: list[OutboundRecord]) -> list[BatchOutcome]:
+            return [await sink.deliver(mine[i : i + 5]) for i in range(0, len(mine), 5)]
+
+        lanes = await asyncio.gather(*(lane(records[k::4]) for k in range(4)))
+    assert [o.failed for outcomes in lanes for o in outcomes] == [()] * sum(map(len, lanes))
+    contacts = {c["properties"]["queast_id"]: c["id"] for c in sandbox.objects(portal, "contacts")}
+    stored = {c["properties"]["queast_id"]: c["id"] for c in sandbox.objects(portal, "companies")}
+    for person_id, company_id in companies_of.items():
+        associated = sandbox.associations(portal, "contacts", contacts[person_id], "companies")
+        assert associated == [(stored[company_id], 279)], person_id
+    assert all(not waiting for waiting in identity.waiting.values())
 
 
 # -- multi-status ------------------------------------------------------------------------------
