@@ -193,6 +193,20 @@ def _echoes_input(message: str, error: Mapping[str, Any]) -> bool:
     return False
 
 
+def _choices(error: Mapping[str, Any]) -> str | None:
+    """For an enum or literal error, the allowed values alone (schema constants, no input).
+
+    Used when pydantic's own message happens to contain the input (``professional`` is part
+    of ``'professional_enterprise'``): the caller still learns what to send.
+    """
+    context = error.get("ctx")
+    if error.get("type") in {"enum", "literal_error"} and isinstance(context, Mapping):
+        expected = context.get("expected")
+        if isinstance(expected, str) and expected:
+            return f"Input should be {expected}"
+    return None
+
+
 def safe_error_details(
     errors: Iterable[Any], *, loc_prefix: Sequence[str | int] = ()
 ) -> list[ErrorDetail]:
@@ -207,7 +221,7 @@ def safe_error_details(
         loc = [_loc_item(item) for item in (*loc_prefix, *error.get("loc", ()))]
         message = str(error.get("msg", "invalid value"))
         if _echoes_input(message, error):
-            message = f"invalid value ({error.get('type', 'value_error')})"
+            message = _choices(error) or f"invalid value ({error.get('type', 'value_error')})"
         details.append({"loc": loc, "msg": message})
         if len(details) == _MAX_DETAILS:
             break
