@@ -25,6 +25,8 @@ from processors.settings import (
 )
 from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
+from tests.sandboxes.hubspot import HubSpotSandbox
+from tests.sandboxes.pipedrive import PipedriveSandbox
 from tests.support.infrastructure import Infrastructure, infrastructure
 from tests.support.worker import WorkerProcess, free_port
 
@@ -93,6 +95,20 @@ def worker_factory(qi_env: dict[str, str], tmp_path: Path) -> Iterator[list[Work
     yield workers
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def hubspot() -> Iterator[HubSpotSandbox]:
+    """A HubSpot sandbox for this test; add portals to it."""
+    with HubSpotSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def pipedrive() -> Iterator[PipedriveSandbox]:
+    """A Pipedrive sandbox for this test; add accounts to it."""
+    with PipedriveSandbox() as sandbox:
+        yield sandbox
 
 
 def start_worker(workers: list[WorkerProcess], env: dict[str, str], log_dir: Path) -> WorkerProcess:

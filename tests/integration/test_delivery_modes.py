@@ -14,16 +14,14 @@ from typing import Any
 import pytest
 
 from processors.routing.idempotency import idempotency_key
-from processors.samples import sample_events, to_json_line
+from processors.samples import sample_events
 from processors.settings import Settings
-from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
-from tests.integration.conftest import PARTITIONS, start_worker
+from tests.integration.conftest import start_worker
+from tests.integration.partners import connect, delivery_reader, partner_env, publish
 from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.sandboxes.webhook_receiver import ReceiverServer, generate_secret
-from tests.support.kafka_io import TopicReader, produce
 from tests.support.worker import WorkerProcess
 
 TENANT = "t_modes"
@@ -31,12 +29,6 @@ HUBSPOT_CONNECTION = "conn_t_modes_hubspot"
 WEBHOOK_CONNECTION = "conn_t_modes_webhook"
 HUBSPOT_ENDPOINT = "t_modes-hubspot-copy"
 OWN_ENDPOINT = "t_modes-own"
-
-
-@pytest.fixture
-def hubspot() -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox() as sandbox:
-        yield sandbox
 
 
 @pytest.fixture
@@ -54,34 +46,30 @@ async def _connect(
 ) -> None:
     """The tenant's HubSpot connection in ``both`` mode and its own webhook connection, each
     with its own webhook endpoint and secret."""
-    box = settings.secrets.secret_box()
     copy_secret, own_secret = generate_secret(), generate_secret()
     receiver.set_secret(HUBSPOT_ENDPOINT, copy_secret)
     receiver.set_secret(OWN_ENDPOINT, own_secret)
-    connections = [
-        (
-            {"connector": "hubspot", "connection_id": HUBSPOT_CONNECTION, "delivery_mode": "both"},
-            {
-                "auth": {"type": "private_app", "token": hubspot_token},
-                "webhook": {"url": receiver.endpoint_url(HUBSPOT_ENDPOINT), "secret": copy_secret},
-            },
-        ),
-        (
-            {
-                "connector": "webhook",
-                "connection_id": WEBHOOK_CONNECTION,
-                "delivery_mode": "webhook",
-            },
-            {"webhook": {"url": receiver.endpoint_url(OWN_ENDPOINT), "secret": own_secret}},
-        ),
-    ]
-    await repository.allow(TENANT)
-    for fields, block in connections:
-        connection = ConnectionRecord.model_validate({"tenant_id": TENANT, **fields})
-        sealed = seal_settings(
-            block, box=box, tenant_id=TENANT, connection_id=connection.connection_id
-        )
-        await repository.put(connection.model_copy(update={"settings": sealed}))
+    await connect(
+        repository,
+        settings,
+        TENANT,
+        "hubspot",
+        {
+            "auth": {"type": "private_app", "token": hubspot_token},
+            "webhook": {"url": receiver.endpoint_url(HUBSPOT_ENDPOINT), "secret": copy_secret},
+        },
+        connection_id=HUBSPOT_CONNECTION,
+        delivery_mode="both",
+    )
+    await connect(
+        repository,
+        settings,
+        TENANT,
+        "webhook",
+        {"webhook": {"url": receiver.endpoint_url(OWN_ENDPOINT), "secret": own_secret}},
+        connection_id=WEBHOOK_CONNECTION,
+        delivery_mode="webhook",
+    )
 
 
 def _key(event: dict[str, Any], *, connector: str, connection_id: str, destination: str) -> str:
@@ -132,20 +120,8 @@ async def test_a_both_mode_hubspot_connection_reaches_hubspot_and_its_webhook_on
     }
     assert len(copy_keys) == len(own_keys) == len(events) >= 30
     assert not copy_keys & own_keys
-    produce(
-        settings.kafka.bootstrap_servers,
-        topics.domain_events,
-        ((e["tenant_id"].encode(), to_json_line(e)) for e in events),
-    )
-    env = {
-        **qi_env,
-        "QI_WORKER_DELIVERY_CONNECTORS": '["hubspot","webhook"]',
-        "QI_HUBSPOT_BASE_URL": hubspot.url,
-        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
-        "QI_DELIVERY_RETRY_MAX_ATTEMPTS": "20",
-    }
+    publish(settings, topics, events)
+    env = partner_env(qi_env, connectors=["hubspot", "webhook"], hubspot=hubspot)
     start_worker(worker_factory, env, tmp_path)
 
     def in_hubspot() -> set[str]:
@@ -183,7 +159,7 @@ async def test_a_both_mode_hubspot_connection_reaches_hubspot_and_its_webhook_on
             assert delivery.data["connection_id"] == connection_id
             assert delivery.data["tenant_id"] == TENANT
 
-    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS)
+    reader = delivery_reader(settings, topics)
     records = reader.wait_until(lambda rs: len(rs) >= 3 * len(events), timeout=60, settle=1.0)
     reader.close()
     outcomes = Counter(

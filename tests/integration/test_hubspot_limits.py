@@ -3,28 +3,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from redis.asyncio import Redis
-
-from processors.identity.repository import IdentityLink, IdentityRepository, LinkState
-from processors.samples import to_json_line
+from processors.identity.repository import IdentityLink, LinkState
 from processors.settings import Settings
-from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
-from tests.integration.conftest import PARTITIONS, start_worker
+from tests.integration.conftest import start_worker
+from tests.integration.partners import (
+    TERMINAL,
+    connect,
+    delivery_reader,
+    identity_store,
+    partner_env,
+    poll_until,
+    publish,
+)
 from tests.sandboxes.hubspot import HubSpotSandbox, PortalLimits
-from tests.support.kafka_io import TopicReader, produce
 from tests.support.worker import WorkerProcess
 
 TENANT = "t_hs_limits"
@@ -32,13 +31,6 @@ CONNECTION = f"conn_{TENANT}"
 TOKEN = "pat-na1-limits"
 LINKED = 3_500  # linked before the test: updates by id
 NEW = 1_000  # not linked: looked up first; every fifth exists in the portal by domain
-TERMINAL = {"delivered", "dead_lettered", "stale_skipped", "duplicate_skipped", "held_for_review"}
-
-
-@pytest.fixture
-def hubspot() -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox() as sandbox:
-        yield sandbox
 
 
 def _company(index: int) -> dict[str, Any]:
@@ -68,20 +60,15 @@ async def _seed(
 ) -> dict[str, str]:
     """The connection, the linked companies (in the portal and in Redis) and the companies
     that exist in the portal unlinked; returns Queast id -> object id of the latter."""
-    sealed = seal_settings(
+    await connect(
+        repository,
+        settings,
+        TENANT,
+        "hubspot",
         {"auth": {"type": "private_app", "token": TOKEN}},
-        box=settings.secrets.secret_box(),
-        tenant_id=TENANT,
         connection_id=CONNECTION,
     )
-    connection = ConnectionRecord.model_validate(
-        {"tenant_id": TENANT, "connector": "hubspot", "connection_id": CONNECTION}
-    )
-    await repository.allow(TENANT)
-    await repository.put(connection.model_copy(update={"settings": sealed}))
-    client = Redis.from_url(settings.redis.url)
-    identity = IdentityRepository(client, key_prefix=settings.redis.key_prefix)
-    try:
+    async with identity_store(settings) as identity:
         for index in range(LINKED):
             object_id = hubspot.seed(
                 portal, "companies", {"name": f"Firm {index}", "queast_id": f"co_{index}"}
@@ -98,8 +85,6 @@ async def _seed(
                     confidence=1.0,
                 )
             )
-    finally:
-        await client.aclose()
     return {
         f"co_{index}": hubspot.seed(
             portal, "companies", {"name": f"Firm {index} (CRM)", "domain": f"firm{index}.com"}
@@ -121,34 +106,24 @@ async def test_a_portal_at_its_burst_limit_gets_every_company_once_with_few_429s
     portal = hubspot.add_portal(private_app_token=TOKEN, limits=limits)
     existing = await _seed(settings, repository, hubspot, portal)
     events = [_event(index) for index in range(LINKED + NEW)]
-    produce(
-        settings.kafka.bootstrap_servers,
-        topics.domain_events,
-        ((TENANT.encode(), to_json_line(e)) for e in events),
-    )
-    env = {
-        **qi_env,
-        "QI_WORKER_DELIVERY_CONNECTORS": '["hubspot"]',
-        "QI_HUBSPOT_BASE_URL": hubspot.url,
-        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
-        "QI_DELIVERY_RETRY_MAX_ATTEMPTS": "20",
+    publish(settings, topics, events)  # every event's tenant is TENANT
+    env = partner_env(
+        qi_env,
+        connectors=["hubspot"],
+        hubspot=hubspot,
         # Queues of two batches (instead of ten) make more, smaller writes, so the burst
         # limit is reached with a few thousand events.
-        "QI_DELIVERY_LANE_BATCHES": "2",
-    }
+        QI_DELIVERY_LANE_BATCHES="2",
+    )
     start_worker(worker_factory, env, tmp_path)
 
-    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS)
+    reader = delivery_reader(settings, topics)
 
     def terminal() -> Counter[str]:
         records = [json.loads(r.value or b"{}") for r in reader.records]
         return Counter(r["idempotency_key"] for r in records if r["status"] in TERMINAL)
 
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and len(terminal()) < len(events):
-        await asyncio.to_thread(reader.poll_for, 1.0)
+    await poll_until(reader, lambda: len(terminal()) >= len(events), within=90)
     reader.close()
     records = [json.loads(r.value or b"{}") for r in reader.records]
     outcomes = Counter(r["status"] for r in records)

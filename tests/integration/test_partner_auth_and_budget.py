@@ -27,23 +27,17 @@ from redis.asyncio import Redis
 
 from processors.deliveries.models import DeliveryRecord, DeliveryStatus
 from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
-from processors.samples import sample_sync, to_json_line
+from processors.samples import sample_sync
 from processors.settings import Settings
-from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
-from tests.integration.conftest import PARTITIONS, start_worker
+from tests.integration.conftest import start_worker
+from tests.integration.partners import connect, delivery_reader, partner_env, publish
 from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.sandboxes.pipedrive import AccountLimits, PipedriveSandbox
-from tests.support.kafka_io import TopicReader, produce
 from tests.support.worker import WorkerProcess
 
-FAST_RETRIES = {
-    "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-    "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-    "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
-    "QI_DELIVERY_RETRY_MAX_ATTEMPTS": "20",
+FAST_DEFERS = {  # on top of partner_env's fast retries
     "QI_DELIVERY_DEFER_MIN_SECONDS": "0.5",
     "QI_DELIVERY_DEFER_MAX_SECONDS": "2",
 }
@@ -109,9 +103,7 @@ class DeliveryRecords:
     """Everything on ``integrations.delivery-records``, read as the test goes."""
 
     def __init__(self, settings: Settings, topics: TopicMap) -> None:
-        self._reader = TopicReader(
-            settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS
-        )
+        self._reader = delivery_reader(settings, topics)
         self.all: list[DeliveryRecord] = []
 
     async def poll(self, seconds: float) -> None:
@@ -160,38 +152,6 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def _connect(
-    repository: ConnectionRepository,
-    settings: Settings,
-    *,
-    tenant_id: str,
-    connector: str,
-    block: dict[str, Any],
-) -> ConnectionRecord:
-    """Store a connection as the API would: secret fields sealed."""
-    connection = ConnectionRecord.model_validate(
-        {"tenant_id": tenant_id, "connector": connector, "connection_id": f"conn_{tenant_id}"}
-    )
-    sealed = seal_settings(
-        block,
-        box=settings.secrets.secret_box(),
-        tenant_id=tenant_id,
-        connection_id=connection.connection_id,
-    )
-    connection = connection.model_copy(update={"settings": sealed})
-    await repository.allow(tenant_id)
-    await repository.put(connection)
-    return connection
-
-
-def _publish(settings: Settings, topics: TopicMap, events: Sequence[dict[str, Any]]) -> None:
-    produce(
-        settings.kafka.bootstrap_servers,
-        topics.domain_events,
-        ((e["tenant_id"].encode(), to_json_line(e)) for e in events),
-    )
-
-
 def _ids(events: Sequence[dict[str, Any]]) -> set[str]:
     return {e["event_id"] for e in events}
 
@@ -211,12 +171,6 @@ def _due(parked: Sequence[DeliveryRecord]) -> dict[str, float]:
 
 
 # -- (a) HubSpot OAuth ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hubspot() -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox() as sandbox:
-        yield sandbox
 
 
 async def test_an_access_token_expiring_mid_run_is_refreshed_with_no_failed_delivery(
@@ -240,20 +194,13 @@ async def test_an_access_token_expiring_mid_run_is_refreshed_with_no_failed_deli
         "client_secret": "qi-app-secret",
         "refresh_token": "rt-install-1",
     }
-    connection = await _connect(
-        repository, settings, tenant_id=tenant, connector="hubspot", block={"auth": auth}
-    )
+    connection = await connect(repository, settings, tenant, "hubspot", {"auth": auth})
     events = sample_sync([tenant], companies=150, people=150, seed=23)
     size = len(events) // HUBSPOT_WAVES
     waves = [events[i : i + size] for i in range(0, len(events), size)]
 
-    _publish(settings, topics, waves[0])
-    env = {
-        **qi_env,
-        **FAST_RETRIES,
-        "QI_WORKER_DELIVERY_CONNECTORS": '["hubspot"]',
-        "QI_HUBSPOT_BASE_URL": hubspot.url,
-    }
+    publish(settings, topics, waves[0])
+    env = partner_env(qi_env, connectors=["hubspot"], hubspot=hubspot) | FAST_DEFERS
     start_worker(worker_factory, env, tmp_path)
     first_wave = _ids(waves[0])
     delivered = {DeliveryStatus.DELIVERED}
@@ -270,7 +217,7 @@ async def test_an_access_token_expiring_mid_run_is_refreshed_with_no_failed_deli
 
     # The rest trickles in for several token lifetimes, so tokens expire while deliveries run.
     for wave in waves[1:]:
-        _publish(settings, topics, wave)
+        publish(settings, topics, wave)
         await records.poll(HUBSPOT_WAVE_GAP_SECONDS)
     everything = _ids(events)
     assert await records.wait_until_all(everything, delivered, within=120), records.statuses()
@@ -323,12 +270,6 @@ async def test_an_access_token_expiring_mid_run_is_refreshed_with_no_failed_deli
 # -- (b) Pipedrive's daily budget ---------------------------------------------------------------
 
 
-@pytest.fixture
-def pipedrive() -> Iterator[PipedriveSandbox]:
-    with PipedriveSandbox() as sandbox:
-        yield sandbox
-
-
 async def test_pipedrive_budget_running_out_parks_deliveries_until_the_reset(
     settings: Settings,
     topics: TopicMap,
@@ -344,12 +285,12 @@ async def test_pipedrive_budget_running_out_parks_deliveries_until_the_reset(
     info = pipedrive.add_account(
         "acme", api_tokens=[token], limits=AccountLimits(daily_budget=PIPEDRIVE_DAILY_BUDGET)
     )
-    await _connect(
+    await connect(
         repository,
         settings,
-        tenant_id=tenant,
-        connector="pipedrive",
-        block={
+        tenant,
+        "pipedrive",
+        {
             "auth": {"type": "api_token", "token": token},
             "domain_field_key": info.domain_field_key,
             "queast_id_field_key": info.queast_id_field_key,
@@ -359,14 +300,16 @@ async def test_pipedrive_budget_running_out_parks_deliveries_until_the_reset(
     hook = tmp_path / "clock"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_SHIFTED_CLOCK)
-    env = {
-        **qi_env,
-        **FAST_RETRIES,
-        "QI_WORKER_DELIVERY_CONNECTORS": '["pipedrive"]',
-        "QI_PIPEDRIVE_BASE_URL": pipedrive.url,
-        "QI_TEST_CLOCK_SECONDS_TO_MIDNIGHT": str(SECONDS_TO_MIDNIGHT),
-        "PYTHONPATH": str(hook),
-    }
+    env = (
+        partner_env(
+            qi_env,
+            connectors=["pipedrive"],
+            pipedrive=pipedrive,
+            QI_TEST_CLOCK_SECONDS_TO_MIDNIGHT=str(SECONDS_TO_MIDNIGHT),
+            PYTHONPATH=str(hook),
+        )
+        | FAST_DEFERS
+    )
     start_worker(worker_factory, env, tmp_path)
 
     # Wave after wave, each once the previous one has settled, until the budget runs out. A
@@ -379,7 +322,7 @@ async def test_pipedrive_budget_running_out_parks_deliveries_until_the_reset(
         wave = events[len(published) : len(published) + size]
         if not wave:
             pytest.fail(f"the daily budget never ran out: {pipedrive.stats()}")
-        _publish(settings, topics, wave)
+        publish(settings, topics, wave)
         published.extend(wave)
         assert await records.wait_until_all(_ids(published), SETTLED, within=90), records.statuses()
         spent = pipedrive.state.spent("acme")
@@ -391,7 +334,7 @@ async def test_pipedrive_budget_running_out_parks_deliveries_until_the_reset(
     spent_on_day_one = pipedrive.state.spent("acme")
     pipedrive.reset_day()
     late = events[len(published) : len(published) + PIPEDRIVE_WAVE]
-    _publish(settings, topics, late)
+    publish(settings, topics, late)
     published.extend(late)
     reset_at = min(_due(records.with_status(DeliveryStatus.PARKED)).values())
     await records.wait_for(lambda: time.time() >= reset_at - 1.0, within=SECONDS_TO_MIDNIGHT)

@@ -10,46 +10,33 @@ strategy that made it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from redis.asyncio import Redis
-
-from processors.identity.repository import IdentityRepository
-from processors.samples import sample_sync, to_json_line
+from processors.samples import sample_sync
 from processors.settings import Settings
-from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
-from tests.integration.conftest import PARTITIONS, start_worker
+from tests.integration.conftest import start_worker
+from tests.integration.partners import (
+    connect,
+    delivery_reader,
+    identity_store,
+    partner_env,
+    poll_until,
+    publish,
+)
 from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.sandboxes.pipedrive import PipedriveSandbox
-from tests.support.kafka_io import TopicReader, produce
 from tests.support.worker import WorkerProcess
 
 TENANTS = [f"t_sync_{n}" for n in range(5)]
 COMPANIES, PEOPLE = 400, 1000  # per tenant: 2,000 and 5,000 in all
 BY_DOMAIN, BY_LINKEDIN, BY_NAME, BY_EMAIL = range(40), range(40, 60), range(60, 80), range(100)
 TERMINAL = {"delivered", "dead_lettered", "held_for_review"}
-
-
-@pytest.fixture
-def hubspot() -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def pipedrive() -> Iterator[PipedriveSandbox]:
-    with PipedriveSandbox() as sandbox:
-        yield sandbox
 
 
 def _seed_hubspot(hubspot: HubSpotSandbox, portal: int, events: list[dict[str, Any]]) -> None:
@@ -97,29 +84,6 @@ def _seed_pipedrive(
             pipedrive.seed_person(account, name=data["full_name"], emails=[data["email"]])
 
 
-async def _connect(
-    repository: ConnectionRepository,
-    settings: Settings,
-    tenant: str,
-    connector: str,
-    block: dict[str, Any],
-) -> str:
-    connection_id = f"conn_{connector}_{tenant}"
-    sealed = seal_settings(
-        block, box=settings.secrets.secret_box(), tenant_id=tenant, connection_id=connection_id
-    )
-    record = ConnectionRecord.model_validate(
-        {
-            "tenant_id": tenant,
-            "connector": connector,
-            "connection_id": connection_id,
-            "settings": sealed,
-        }
-    )
-    await repository.put(record)
-    return connection_id
-
-
 async def test_a_first_sync_lands_once_in_both_crms_with_associations_and_links(
     settings: Settings,
     topics: TopicMap,
@@ -135,23 +99,23 @@ async def test_a_first_sync_lands_once_in_both_crms_with_associations_and_links(
     pd_fields: dict[str, str] = {}
     for n, tenant in enumerate(TENANTS):
         own = [e for e in events if e["tenant_id"] == tenant]
-        await repository.allow(tenant)
         hs_token = f"pat-na1-sync-{n}"
         portals[tenant] = hubspot.add_portal(private_app_token=hs_token)
         _seed_hubspot(hubspot, portals[tenant], own)
-        await _connect(
+        await connect(
             repository,
             settings,
             tenant,
             "hubspot",
             {"auth": {"type": "private_app", "token": hs_token}},
+            connection_id=f"conn_hubspot_{tenant}",
         )
         pd_token = f"pd-sync-token-{n}"
         info = pipedrive.add_account(tenant, api_tokens=[pd_token])
         pd_fields[tenant] = info.queast_id_field_key
         pipedrive.set_limits(tenant, api_token_burst=120, daily_budget=210_000)
         _seed_pipedrive(pipedrive, tenant, own)
-        await _connect(
+        await connect(
             repository,
             settings,
             tenant,
@@ -162,48 +126,44 @@ async def test_a_first_sync_lands_once_in_both_crms_with_associations_and_links(
                 "queast_id_field_key": info.queast_id_field_key,
                 "plan": "ultimate",
             },
+            connection_id=f"conn_pipedrive_{tenant}",
         )
-    produce(
-        settings.kafka.bootstrap_servers,
-        topics.domain_events,
-        ((e["tenant_id"].encode(), to_json_line(e)) for e in events),
+    publish(settings, topics, events)
+    env = partner_env(
+        qi_env,
+        connectors=["hubspot", "pipedrive"],
+        hubspot=hubspot,
+        pipedrive=pipedrive,
+        QI_DELIVERY_RETRY_MAX_DELAY_SECONDS="2",
+        QI_DELIVERY_RETRY_MAX_ATTEMPTS="30",
     )
-    env = {
-        **qi_env,
-        "QI_WORKER_DELIVERY_CONNECTORS": '["hubspot","pipedrive"]',
-        "QI_HUBSPOT_BASE_URL": hubspot.url,
-        "QI_PIPEDRIVE_BASE_URL": pipedrive.url,
-        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "2",
-        "QI_DELIVERY_RETRY_MAX_ATTEMPTS": "30",
-    }
     started = time.monotonic()
     start_worker(worker_factory, env, tmp_path)
 
-    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS)
+    reader = delivery_reader(settings, topics)
     wanted = {(connector, e["event_id"]) for e in events for connector in ("hubspot", "pipedrive")}
     settled: set[tuple[str, str]] = set()
     outcomes: Counter[str] = Counter()
     seen = 0
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline and not wanted <= settled:
-        await asyncio.to_thread(reader.poll_for, 1.0)
+
+    def all_settled() -> bool:
+        nonlocal seen
         for record in reader.records[seen:]:
             body = json.loads(record.value or b"{}")
             outcomes[f"{body['connector']}:{body['status']}"] += 1
             if body["status"] in TERMINAL:
                 settled.add((body["connector"], body["event_id"]))
         seen = len(reader.records)
+        return wanted <= settled
+
+    await poll_until(reader, all_settled, within=420)
     elapsed = time.monotonic() - started
     reader.close()
     assert wanted <= settled, (len(wanted - settled), outcomes)
     assert not [k for k in outcomes if k.endswith(("dead_lettered", "held_for_review"))], outcomes
 
-    client = Redis.from_url(settings.redis.url)
-    identity = IdentityRepository(client, key_prefix=settings.redis.key_prefix)
     strategies: Counter[str] = Counter()
-    try:
+    async with identity_store(settings) as identity:
         for tenant in TENANTS:
             own = [e for e in events if e["tenant_id"] == tenant]
             company_ids = {
@@ -254,8 +214,6 @@ async def test_a_first_sync_lands_once_in_both_crms_with_associations_and_links(
                 assert {link.queast_id for link in people_links} == set(person_company)
                 for link in [*links, *people_links]:
                     strategies[f"{connector}:{link.kind}:{link.strategy}"] += 1
-    finally:
-        await client.aclose()
     print(f"first sync of {len(events)} events into 2 CRMs settled in {elapsed:.0f} s")
     print(f"delivery records: {dict(sorted(outcomes.items()))}")
     print(f"links by strategy: {dict(sorted(strategies.items()))}")

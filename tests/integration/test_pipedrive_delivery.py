@@ -11,38 +11,31 @@ entity.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from redis.asyncio import Redis
-
-from processors.identity.repository import IdentityRepository
-from processors.samples import sample_events, sample_sync, to_json_line
+from processors.samples import sample_events, sample_sync
 from processors.settings import Settings
-from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
-from tests.integration.conftest import PARTITIONS, start_worker
+from tests.integration.conftest import start_worker
+from tests.integration.partners import (
+    TERMINAL,
+    connect,
+    delivery_reader,
+    identity_store,
+    partner_env,
+    poll_until,
+    publish,
+)
 from tests.sandboxes.pipedrive import PipedriveSandbox
-from tests.support.kafka_io import TopicReader, produce
+from tests.support.kafka_io import TopicReader
 from tests.support.worker import WorkerProcess
 
 TENANTS = ["t_pd_a", "t_pd_b"]
 COMPANIES, PEOPLE = 60, 150  # per tenant
-TERMINAL = {"delivered", "dead_lettered", "stale_skipped", "duplicate_skipped", "held_for_review"}
-
-
-@pytest.fixture
-def pipedrive() -> Iterator[PipedriveSandbox]:
-    with PipedriveSandbox() as sandbox:
-        yield sandbox
 
 
 def _index(entity_id: str) -> int:
@@ -67,8 +60,9 @@ async def _settle(
     """Read delivery records until every event id of ``wanted`` has a terminal one."""
     settled: set[str] = set()
     seen = 0
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def all_settled() -> bool:
+        nonlocal seen
         for record in reader.records[seen:]:
             body = json.loads(record.value or b"{}")
             if body["event_id"] in wanted:
@@ -76,9 +70,10 @@ async def _settle(
                 if body["status"] in TERMINAL:
                     settled.add(body["event_id"])
         seen = len(reader.records)
-        if wanted <= settled or time.monotonic() > deadline:
-            return settled
-        await asyncio.to_thread(reader.poll_for, 0.5)
+        return wanted <= settled
+
+    await poll_until(reader, all_settled, within=seconds, step=0.5)
+    return settled
 
 
 async def test_companies_people_and_signals_land_once_in_pipedrive_with_links(
@@ -95,59 +90,38 @@ async def test_companies_people_and_signals_land_once_in_pipedrive_with_links(
         e for e in sample_events(TENANTS, 200, seed=29) if e["event_type"] == "signal.emitted"
     ]
     queast_fields: dict[str, str] = {}
-    box = settings.secrets.secret_box()
     for n, tenant in enumerate(TENANTS):
         token = f"pd-token-{tenant}-{n}"
         info = pipedrive.add_account(tenant, api_tokens=[token])
         pipedrive.set_limits(tenant, api_token_burst=120, daily_budget=100_000)
         queast_fields[tenant] = info.queast_id_field_key
         _seed(pipedrive, tenant, [e for e in sync if e["tenant_id"] == tenant])
-        connection = ConnectionRecord.model_validate(
-            {"tenant_id": tenant, "connector": "pipedrive", "connection_id": f"conn_{tenant}"}
-        )
-        sealed = seal_settings(
+        await connect(
+            repository,
+            settings,
+            tenant,
+            "pipedrive",
             {
                 "auth": {"type": "api_token", "token": token},
                 "domain_field_key": info.domain_field_key,
                 "queast_id_field_key": info.queast_id_field_key,
                 "plan": "ultimate",
             },
-            box=box,
-            tenant_id=tenant,
-            connection_id=connection.connection_id,
         )
-        await repository.allow(tenant)
-        await repository.put(connection.model_copy(update={"settings": sealed}))
     companies = [e for e in sync if e["event_type"] == "company.upserted"]
     later = [e for e in sync if e["event_type"] == "person.upserted"] + signals
 
-    env = {
-        **qi_env,
-        "QI_WORKER_DELIVERY_CONNECTORS": '["pipedrive"]',
-        "QI_PIPEDRIVE_BASE_URL": pipedrive.url,
-        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
-        "QI_DELIVERY_RETRY_MAX_ATTEMPTS": "20",
-    }
-    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS)
+    env = partner_env(qi_env, connectors=["pipedrive"], pipedrive=pipedrive)
+    reader = delivery_reader(settings, topics)
     outcomes: Counter[str] = Counter()
     try:
-        produce(
-            settings.kafka.bootstrap_servers,
-            topics.domain_events,
-            ((e["tenant_id"].encode(), to_json_line(e)) for e in companies),
-        )
+        publish(settings, topics, companies)
         start_worker(worker_factory, env, tmp_path)
         wanted = {e["event_id"] for e in companies}
         settled = await _settle(reader, wanted, outcomes, seconds=40)
         assert wanted <= settled, (len(wanted - settled), outcomes)
         # people and signals once their companies are in Pipedrive: org_id and notes
-        produce(
-            settings.kafka.bootstrap_servers,
-            topics.domain_events,
-            ((e["tenant_id"].encode(), to_json_line(e)) for e in later),
-        )
+        publish(settings, topics, later)
         wanted = {e["event_id"] for e in later}
         settled = await _settle(reader, wanted, outcomes, seconds=30)
         assert wanted <= settled, (len(wanted - settled), outcomes)
@@ -160,9 +134,7 @@ async def test_companies_people_and_signals_land_once_in_pipedrive_with_links(
     assert "GET /api/v2/persons/search" not in stats.by_route
     assert stats.by_route["GET /api/v2/organizations"] >= len(TENANTS)
 
-    client = Redis.from_url(settings.redis.url)
-    identity = IdentityRepository(client, key_prefix=settings.redis.key_prefix)
-    try:
+    async with identity_store(settings) as identity:
         for tenant in TENANTS:
             own = [e for e in sync if e["tenant_id"] == tenant]
             company_ids = {
@@ -207,5 +179,3 @@ async def test_companies_people_and_signals_land_once_in_pipedrive_with_links(
             assert Counter(n["org_id"] for n in notes) == Counter(
                 pd_org[e["data"]["company_id"]] for e in own_signals
             )
-    finally:
-        await client.aclose()
