@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,19 @@ EXIT_USAGE = 2
 _err = Console(stderr=True, soft_wrap=True)
 
 
+def _warn_about_relaxed_settings(settings: Settings) -> None:
+    """Log, at start of a long-running process, each safety default the settings turn off."""
+    if settings.webhook.allow_private_networks:
+        logging.getLogger("processors.settings").warning(
+            "settings.webhook.private_networks_allowed",
+            extra={
+                "setting": "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+                "effect": "webhook deliveries may reach loopback, private and link-local "
+                "addresses; for local development and tests only",
+            },
+        )
+
+
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust  # noqa: PLC0415  (heavy import, worker only)
     from prometheus_client import start_http_server  # noqa: PLC0415
@@ -45,7 +59,8 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from processors.app import create_app  # noqa: PLC0415
     from processors.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(args.loglevel)
+    configure_logging(args.loglevel, third_party_level=settings.log.third_party_level)
+    _warn_about_relaxed_settings(settings)
     if settings.metrics.port:
         start_http_server(settings.metrics.port, addr=settings.metrics.host)
     app = create_app(settings)
@@ -65,7 +80,8 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from processors.api import create_api  # noqa: PLC0415
     from processors.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(args.loglevel)
+    configure_logging(args.loglevel, third_party_level=settings.log.third_party_level)
+    _warn_about_relaxed_settings(settings)
     uvicorn.run(create_api(settings), host=args.host, port=args.port, log_config=None)
     return EXIT_OK
 

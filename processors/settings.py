@@ -14,6 +14,7 @@ Variables (defaults in brackets):
 - ``QI_SECRETS_KEYS`` [the published development key; see :mod:`processors.secrets`]
 - ``QI_AUTH_JWT_SECRET`` / ``QI_AUTH_JWKS_URL`` / ``QI_AUTH_ISSUER`` / ``QI_AUTH_AUDIENCE``
 - ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
+- ``QI_LOG_THIRD_PARTY_LEVEL`` [warning]
 - ``QI_DELIVERY_*``: see :class:`DeliverySettings`
 - ``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL`` [the partners' own]
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_METRICS_PORT`` [9101],
@@ -23,6 +24,7 @@ Variables (defaults in brackets):
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +35,7 @@ __all__ = [
     "AuthSettings",
     "DeliverySettings",
     "KafkaSettings",
+    "LogSettings",
     "MetricsSettings",
     "PartnerSettings",
     "RedisSettings",
@@ -119,11 +122,22 @@ class AuthSettings(BaseSettings):
 
 class WebhookSettings(BaseSettings):
     """Outbound webhooks. Private, loopback and link-local destinations are refused unless
-    ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` is true (tests and the local demo set it)."""
+    ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` is true (tests and the local demo set it; the worker
+    and the API log ``settings.webhook.private_networks_allowed`` at start when it is). It
+    applies to tenants' webhook endpoints only, never to the partner connectors' host pins."""
 
     model_config = SettingsConfigDict(env_prefix="QI_WEBHOOK_", frozen=True, extra="ignore")
 
     allow_private_networks: bool = False
+
+
+class LogSettings(BaseSettings):
+    """Logging: the level third-party libraries (httpx, aiohttp, uvicorn, ...) log at; see
+    :mod:`processors.logs`. Their INFO lines carry full URLs, so the default is WARNING."""
+
+    model_config = SettingsConfigDict(env_prefix="QI_LOG_", frozen=True, extra="ignore")
+
+    third_party_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
 
 
 class PartnerSettings(BaseSettings):
@@ -184,6 +198,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     partners: PartnerSettings = Field(default_factory=PartnerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
 
 @lru_cache(maxsize=1)

@@ -3,8 +3,10 @@
 - :func:`translate_http_errors` wraps a request and maps httpx exceptions;
 - :func:`raise_for_response` maps a response status;
 - :func:`http_client_factory` builds every ``httpx.AsyncClient`` connectors use (timeouts,
-  no redirects, no environment proxies or ``.netrc``), and is where the transport is chosen
-  (tests pass an ``httpx.MockTransport``).
+  a total deadline per request, no redirects, no environment proxies or ``.netrc``), and is
+  where the transport is chosen (tests pass an ``httpx.MockTransport``);
+- :data:`CONNECT_TO_EXTENSION` pins the addresses a request may connect to (the webhook
+  connector's SSRF guard resolves and checks once, then connects to what it checked).
 
 Status mapping (Standard Webhooks "Delivery success and failure", HubSpot error handling):
 
@@ -25,15 +27,22 @@ Reasons never include response bodies: they may carry personal data.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import ipaddress
 import math
+import socket
+import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from typing import Final, Protocol, TypedDict
 
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
 from connectors.base.errors import (
@@ -45,9 +54,11 @@ from connectors.base.errors import (
 )
 
 __all__ = [
+    "CONNECT_TO_EXTENSION",
     "DEFAULT_BACKPRESSURE_SECONDS",
     "USER_AGENT",
     "HttpClientFactory",
+    "RequestDeadlineExceeded",
     "endpoint_label",
     "http_client_factory",
     "parse_retry_after",
@@ -219,10 +230,19 @@ def http_client_factory(
 ) -> httpx.AsyncClient:
     """Build the ``httpx.AsyncClient`` a connector uses; the caller closes it.
 
+    ``timeout_seconds`` bounds each wait for the peer (connect, write, read) *and* each
+    request as a whole, from sending it to the last byte of its response body the caller
+    reads: a peer that drips one byte a second cannot hold a request, or the lane sending
+    it, for longer. Running out raises :class:`RequestDeadlineExceeded`, a
+    ``httpx.TimeoutException`` and so a ``TransientError`` under
+    :func:`translate_http_errors`. Connectors pass their connection's ``timeout_seconds``
+    (webhooks: 15 s by default, at most 30 s).
+
     Redirects are never followed. ``trust_env`` is off, so no proxy, CA bundle or
     ``.netrc`` credentials are picked up from the environment: pass ``proxy`` explicitly
-    (for instance an egress proxy such as smokescreen). ``transport`` replaces the network
-    (``httpx.MockTransport`` in tests).
+    (for instance an egress proxy such as smokescreen; it then does its own DNS, and
+    :data:`CONNECT_TO_EXTENSION` is not honoured). ``transport`` replaces the network
+    (``httpx.MockTransport`` in tests); the deadline applies to it as well.
     """
     if timeout_seconds <= 0 or connect_timeout_seconds <= 0:
         msg = "timeouts must be positive"
@@ -232,8 +252,12 @@ def http_client_factory(
         max_keepalive_connections=max_connections,
         keepalive_expiry=30.0,
     )
-    if transport is None and proxy is None:
-        transport = _default_transport(limits)
+    if transport is None:
+        transport = (
+            _default_transport(limits)
+            if proxy is None
+            else httpx.AsyncHTTPTransport(limits=limits, proxy=proxy, trust_env=False)
+        )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             timeout_seconds, connect=min(connect_timeout_seconds, timeout_seconds)
@@ -242,8 +266,7 @@ def http_client_factory(
         follow_redirects=False,
         trust_env=False,
         headers={"user-agent": USER_AGENT, **(headers or {})},
-        transport=transport,
-        proxy=proxy,
+        transport=DeadlineTransport(transport, total_seconds=timeout_seconds),
     )
 
 
@@ -256,6 +279,193 @@ def _default_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     line knows which transport carries the requests. Redirects are not followed
     (``allow_redirects=False``), environment proxies are not read, and aiohttp errors are
     mapped to httpx's exception types, so :func:`translate_http_errors` still applies.
-    With an explicit ``proxy``, httpx's own transport is used.
+    It honours :data:`CONNECT_TO_EXTENSION` and keeps no DNS cache (see
+    :class:`PinningAiohttpTransport`). With an explicit ``proxy``, httpx's own transport is
+    used.
     """
-    return AiohttpTransport(limits=limits)
+    return PinningAiohttpTransport(limits=limits)
+
+
+# --- a total deadline per request ---------------------------------------------------------
+
+
+class RequestDeadlineExceeded(httpx.TimeoutException):
+    """A request, from sending it to reading its response body, outlasted its deadline."""
+
+
+class DeadlineTransport(httpx.AsyncBaseTransport):
+    """Wraps a transport so every request has a total deadline of ``total_seconds``.
+
+    The deadline is fixed when the request starts and covers the inner transport's send
+    and every later read of the response body (the stream is wrapped), so it holds however
+    the peer paces its bytes. The event loop's clock measures it.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, total_seconds: float) -> None:
+        if total_seconds <= 0:
+            msg = "total_seconds must be positive"
+            raise ValueError(msg)
+        self._inner = inner
+        self._total = total_seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = asyncio.get_running_loop().time() + self._total
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._inner.handle_async_request(request)
+        except TimeoutError as exc:
+            raise RequestDeadlineExceeded("request deadline exceeded", request=request) from exc
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _DeadlineStream(response.stream, deadline=deadline, request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _DeadlineStream(httpx.AsyncByteStream):
+    """A response body whose every read ends by the request's deadline."""
+
+    def __init__(
+        self, inner: httpx.AsyncByteStream, *, deadline: float, request: httpx.Request
+    ) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = aiter(self._inner)
+        while True:
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise RequestDeadlineExceeded(
+                    "request deadline exceeded", request=self._request
+                ) from exc
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# --- connecting to the addresses that were checked ----------------------------------------
+
+CONNECT_TO_EXTENSION: Final[str] = "qi.connect_to"
+"""Request extension: the IP addresses (a tuple of strings) the default transport connects to
+for the request's host, instead of resolving the name again. The ``Host`` header, TLS SNI and
+certificate verification still use the URL's host name."""
+
+_PINNED: ContextVar[tuple[str, tuple[str, ...]] | None] = ContextVar(
+    "qi_pinned_addresses", default=None
+)
+
+
+def _normal_host(host: str) -> str:
+    return host.rstrip(".").lower()
+
+
+class PinnedAddressResolver(AbstractResolver):
+    """An aiohttp resolver that answers with the addresses pinned for the current request.
+
+    :class:`PinningAiohttpTransport` sets the pin (host and addresses) around each request
+    that carries :data:`CONNECT_TO_EXTENSION`; the connector resolves in that request's
+    task, so the pin is bound per request. A request without a pin is resolved by
+    ``fallback`` (the system resolver). A pinned request for another host, or whose
+    addresses do not fit the asked family, fails with ``OSError`` (a connection error):
+    nothing else is ever looked up for it.
+    """
+
+    def __init__(self, fallback: AbstractResolver | None = None) -> None:
+        self._fallback = fallback
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        pinned = _PINNED.get()
+        if pinned is None:
+            if self._fallback is None:
+                self._fallback = aiohttp.DefaultResolver()
+            return await self._fallback.resolve(host, port, family)
+        pinned_host, addresses = pinned
+        if _normal_host(host) != pinned_host:
+            msg = "the connection's host is not the pinned host"
+            raise OSError(msg)
+        results: list[ResolveResult] = []
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            address_family = (
+                socket.AF_INET6 if isinstance(address, ipaddress.IPv6Address) else socket.AF_INET
+            )
+            if family not in (socket.AF_UNSPEC, address_family):
+                continue
+            results.append(
+                ResolveResult(
+                    hostname=host,
+                    host=str(address),
+                    port=port,
+                    family=address_family,
+                    proto=socket.IPPROTO_TCP,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            )
+        if not results:
+            msg = "no pinned address of the requested family"
+            raise OSError(msg)
+        return results
+
+    async def close(self) -> None:
+        if self._fallback is not None:
+            await self._fallback.close()
+
+
+class PinningAiohttpTransport(AiohttpTransport):
+    """The aiohttp transport, connecting to the addresses a request pins.
+
+    Its connector keeps no DNS cache (``use_dns_cache=False``) and resolves through
+    :class:`PinnedAddressResolver`: a request carrying :data:`CONNECT_TO_EXTENSION` connects
+    only to those addresses, with the URL's host name kept for ``Host``, SNI and certificate
+    verification; other requests are resolved afresh for each new connection. ``ssl_context``
+    replaces the default verification context (tests with a private CA). A kept-alive
+    connection is reused only for the same host, port and scheme; it was opened to an
+    address that was pinned then.
+    """
+
+    def __init__(self, *, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(
+            verify=True if ssl_context is None else ssl_context,
+            trust_env=False,
+            limits=limits,
+            client=self._open_session,
+        )
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 100,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            use_dns_cache=False,
+            resolver=PinnedAddressResolver(),
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pin = _pin_of(request)
+        token = _PINNED.set(pin)
+        try:
+            return await super().handle_async_request(request)
+        finally:
+            _PINNED.reset(token)
+
+
+def _pin_of(request: httpx.Request) -> tuple[str, tuple[str, ...]] | None:
+    value = request.extensions.get(CONNECT_TO_EXTENSION)
+    if value is None:
+        return None
+    if not isinstance(value, tuple | list) or not value:
+        msg = f"{CONNECT_TO_EXTENSION} must be a non-empty tuple of IP addresses"
+        raise httpx.LocalProtocolError(msg)
+    addresses = tuple(str(v) for v in value)
+    return _normal_host(request.url.raw_host.decode("ascii")), addresses

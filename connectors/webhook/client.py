@@ -1,16 +1,20 @@
 """The HTTP side of webhook delivery: a destination guard and one POST per attempt.
 
-SSRF guard: before each request the destination host is resolved and every address it
+SSRF guard: before each request the destination host is resolved once and every address it
 resolves to must be public. Loopback, private, link-local, multicast, reserved,
 unspecified and shared (CGNAT) addresses are refused with
 ``PermanentError("destination address not allowed")``, IPv4 and IPv6 alike, including
 IPv4 addresses embedded in IPv6 (IPv4-mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``,
 6to4 and Teredo). ``allow_private_networks`` (local development and tests) skips it.
 
-Known gap, DNS rebinding: the check resolves the name, then httpx resolves it again when
-it connects, so a name whose answer changes between the two lookups can slip through. The
-fix is a transport that connects to the checked address (pinned IP with the original
-``Host`` header and SNI), or an egress proxy such as smokescreen; both are later work.
+DNS rebinding: the request then connects to the addresses that were checked, and only to
+them. They travel with the request (``connectors.base.http.CONNECT_TO_EXTENSION``) to the
+default transport, whose resolver answers from them instead of looking the name up again and
+which keeps no DNS cache; the URL's host name is kept for the ``Host`` header, TLS SNI and
+certificate verification. A name whose answer changes between the check and the connection
+therefore cannot steer the request elsewhere. With ``allow_private_networks`` nothing is
+checked and nothing is pinned. Behind an explicit egress proxy (``http_client_factory``'s
+``proxy``), the proxy resolves and must do the guarding itself (smokescreen does).
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from typing import Final
 import httpx
 
 from connectors.base.errors import PermanentError, TransientError
-from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
+from connectors.base.http import (
+    CONNECT_TO_EXTENSION,
+    endpoint_label,
+    raise_for_response,
+    translate_http_errors,
+)
 from connectors.webhook.payloads import WebhookRequest
 
 __all__ = [
@@ -98,15 +107,17 @@ async def check_destination(
     *,
     allow_private_networks: bool,
     resolver: Resolver = resolve_host,
-) -> None:
+) -> tuple[str, ...] | None:
     """Refuse a destination that is, or resolves to, a non-public address.
 
-    Raises ``PermanentError("destination address not allowed")`` if any address is not
-    public, ``TransientError`` if the name does not resolve (DNS may recover; the retry
-    budget bounds it). Does nothing when ``allow_private_networks`` is true.
+    Returns the addresses that were checked (the one to connect to), or ``None`` when
+    ``allow_private_networks`` is true: then nothing is resolved or checked. Raises
+    ``PermanentError("destination address not allowed")`` if any address is not public,
+    ``TransientError`` if the name does not resolve (DNS may recover; the retry budget
+    bounds it).
     """
     if allow_private_networks:
-        return
+        return None
     host = url.host
     endpoint = endpoint_label(url, include_path=False)
     literal = _parse_address(host)
@@ -122,12 +133,16 @@ async def check_destination(
             ) from exc
         if not candidates:
             raise TransientError("destination did not resolve", partner=_PARTNER, endpoint=endpoint)
+    checked: list[str] = []
     for candidate in candidates:
         address = _parse_address(candidate)
         if address is None or not is_public_address(address):
             raise PermanentError(
                 "destination address not allowed", partner=_PARTNER, endpoint=endpoint
             )
+        if str(address) not in checked:
+            checked.append(str(address))
+    return tuple(checked)
 
 
 class WebhookClient:
@@ -154,25 +169,30 @@ class WebhookClient:
         self.endpoint = endpoint_label(self._url, include_path=False)
         """Host (and port) only: the path or query may hold a token."""
 
-    async def check_destination(self) -> None:
-        """The SSRF guard for this endpoint; see :func:`check_destination`."""
-        await check_destination(
+    async def send(self, request: WebhookRequest) -> int:
+        """Check the destination, POST ``request`` once to the checked address, return the 2xx.
+
+        Called by the sink for each attempt. The SSRF guard (:func:`check_destination`)
+        resolves the host and the connection goes to the addresses it checked (see the
+        module docstring). Redirects are not followed. Raises the guard's refusal, or the
+        outcome of any other status or of a transport failure (see
+        ``connectors.base.http``; a request outlasting the client's deadline is a
+        ``TransientError``). At most 64 KiB of the response body is read, and never
+        interpreted: receivers only answer with a status.
+        """
+        addresses = await check_destination(
             self._url,
             allow_private_networks=self._allow_private_networks,
             resolver=self._resolver,
         )
-
-    async def send(self, request: WebhookRequest) -> int:
-        """POST ``request`` once and return the 2xx status.
-
-        Called by the sink for each attempt, after :meth:`check_destination`. Redirects are
-        not followed. Raises the outcome of any other status or of a transport failure
-        (see ``connectors.base.http``). At most 64 KiB of the response body is read, and
-        never interpreted: receivers only answer with a status.
-        """
+        extensions = {} if addresses is None else {CONNECT_TO_EXTENSION: addresses}
         with translate_http_errors(partner=_PARTNER, endpoint=self.endpoint):
             http_request = self._http.build_request(
-                "POST", self._url, content=request.body, headers=dict(request.headers)
+                "POST",
+                self._url,
+                content=request.body,
+                headers=dict(request.headers),
+                extensions=extensions,
             )
             response = await self._http.send(http_request, stream=True, follow_redirects=False)
             try:

@@ -8,7 +8,8 @@
 - ``secret``: the Standard Webhooks signing secret, ``whsec_`` + base64 of 24 to 64 random
   bytes. Validation errors never echo it.
 - ``timeout_seconds``: per request, 15 s by default, at most 30 s (the spec recommends
-  15 to 30 s).
+  15 to 30 s): a total deadline from sending the request to reading its answer, however
+  slowly the receiver sends it (see ``connectors.base.http.http_client_factory``).
 - ``rate_limit_per_second`` / ``max_concurrency``: optional caps; unset means the
   connector's defaults.
 """

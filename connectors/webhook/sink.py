@@ -41,7 +41,9 @@ class WebhookSink(BatchingSink[WebhookConnectionConfig]):
 
     ``setup`` checks that a plain-HTTP URL is only used with ``allow_private_networks``
     and opens the HTTP client; ``write`` sends one record; ``close`` closes the client.
-    The SSRF guard runs before every request. Requests to the endpoint are capped by a
+    The SSRF guard runs before every request, and the request connects to the address it
+    checked (see ``connectors.webhook.client``); each request has a total deadline of the
+    connection's ``timeout_seconds``. Requests to the endpoint are capped by a
     token bucket (``rate_limit_per_second``, else :attr:`default_rate_limit`) and by
     ``max_concurrency`` concurrent requests; a rate-limit wait longer than
     :attr:`max_rate_limit_wait` seconds fails the record with ``BackpressureError``.
@@ -125,7 +127,6 @@ class WebhookSink(BatchingSink[WebhookConnectionConfig]):
                 )
             async with self._concurrency:
                 started = clock.monotonic()  # the attempt itself, not the waits before it
-                await client.check_destination()
                 request = build_webhook_request(
                     record,
                     secret=self.config.secret,

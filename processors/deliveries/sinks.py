@@ -13,6 +13,13 @@ The connector's block of a connection's settings is validated with the connector
 Invalid stored settings or a secret that no longer opens make the connection unusable
 (``PermanentError``), which parks it.
 
+Private networks: ``allow_private_networks`` (``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS``) is for
+webhook sinks only. A partner connector keeps its own host pin (HubSpot and Pipedrive: https
+on the partner's hosts, for ``base_url``, OAuth ``token_url`` and ``api_domain``) whatever that
+flag says; the pin is relaxed only when the operator points the connector at a local sandbox,
+that is when its ``base_url`` (``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL``) is plain
+HTTP or names a loopback or private host.
+
 OAuth connections (HubSpot and Pipedrive ``auth.type == "oauth"``) with a token store: the
 sink starts from the connection's latest renewed grant in the store (access token, its
 expiry, the refresh token the partner may have rotated, Pipedrive's ``api_domain``) when it
@@ -22,10 +29,12 @@ saves every renewal there (see :mod:`processors.deliveries.tokens`).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 
 from connectors.base import BaseSink, Clock, HttpClientFactory, PermanentError, SinkContext
@@ -47,6 +56,23 @@ _CONNECTION_LEVEL_KEYS = ("rate_limit_per_second", "max_concurrency")
 
 
 _SERVICE_KEYS = ("webhook", "match_policy")
+
+
+def _is_sandbox_url(url: str | None) -> bool:
+    """Whether ``url`` is a local sandbox: plain HTTP, or a loopback or private host."""
+    if url is None:
+        return False
+    parsed = httpx.URL(url)
+    if parsed.scheme != "https":
+        return True
+    host = parsed.host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
 
 
 def _config_block(
@@ -118,6 +144,8 @@ class ConnectorSinkFactory:
 
     ``tokens`` keeps OAuth renewals between sinks (see the module docstring); ``clock`` and
     ``http_client_factory`` replace the real ones in every sink's context (tests).
+    ``allow_private_networks`` applies to the webhook connector only; a partner connector's
+    pin is relaxed by a sandbox ``base_url`` alone (see the module docstring).
     """
 
     def __init__(
@@ -134,7 +162,9 @@ class ConnectorSinkFactory:
     ) -> None:
         self._spec = get_connector(connector)
         self._box = box
-        self._allow_private = allow_private_networks
+        self._allow_private = (
+            allow_private_networks if self._spec.name == "webhook" else _is_sandbox_url(base_url)
+        )
         self._identity = identity
         self._base_url = base_url
         self._tokens = tokens

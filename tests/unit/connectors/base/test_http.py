@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import email.utils
 from datetime import UTC, datetime
+from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
@@ -20,6 +23,12 @@ from connectors.base import (
     raise_for_response,
     translate_http_errors,
 )
+from connectors.base.http import (
+    CONNECT_TO_EXTENSION,
+    PinningAiohttpTransport,
+    RequestDeadlineExceeded,
+)
+from tests.support.raw_http import RawHttpServer, make_tls_files
 
 NOW = 1_700_000_000.0
 
@@ -223,3 +232,105 @@ async def test_http_client_factory_builds_a_safe_client() -> None:
 def test_http_client_factory_refuses_non_positive_timeouts() -> None:
     with pytest.raises(ValueError, match="timeouts"):
         http_client_factory(timeout_seconds=0)
+
+
+# --- a total deadline per request, against a real peer that drips its answer -----------
+
+
+@pytest.mark.parametrize("drip_headers", [True, False], ids=["status-line", "body"])
+async def test_a_peer_dripping_its_response_is_cut_off_by_the_request_deadline(
+    drip_headers: bool,
+) -> None:
+    # Each byte comes well within the inactivity timeout, so only a total deadline ends it.
+    peer = RawHttpServer(drip_seconds=0.02, drip_headers=drip_headers, body=b"x" * 100)
+
+    async def fetch() -> None:
+        async with http_client_factory(timeout_seconds=0.5) as client:
+            with translate_http_errors(partner="p", endpoint="host"):
+                response = await client.get(f"http://127.0.0.1:{peer.port}/slow")
+                await response.aread()
+
+    async with peer:
+        with pytest.raises(TransientError) as caught:
+            await fetch()
+    assert caught.value.reason == "timeout (RequestDeadlineExceeded)"
+    assert isinstance(caught.value.__cause__, RequestDeadlineExceeded)
+
+
+async def test_the_deadline_applies_to_an_injected_transport_too() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3)
+        return httpx.Response(200)
+
+    async with http_client_factory(
+        timeout_seconds=0.2, transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(RequestDeadlineExceeded):
+            await client.get("https://hooks.example.com/")
+
+
+async def test_a_prompt_peer_is_answered_within_the_deadline() -> None:
+    async with RawHttpServer() as peer, http_client_factory(timeout_seconds=5) as client:
+        response = await client.get(f"http://127.0.0.1:{peer.port}/fast")
+    assert response.status_code == 200
+    assert response.text == "ok"
+
+
+# --- connecting to pinned addresses ----------------------------------------------------
+
+
+async def test_a_pinned_request_connects_to_the_pin_with_the_original_host_and_sni(
+    tmp_path: Path,
+) -> None:
+    tls = make_tls_files(tmp_path, dns_name="hooks.test")
+    async with RawHttpServer(ssl_context=tls.server_context()) as peer:
+        transport = PinningAiohttpTransport(
+            limits=httpx.Limits(max_connections=2), ssl_context=tls.client_context()
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            # hooks.test does not resolve: the pin is the only way to reach the peer.
+            response = await client.post(
+                f"https://hooks.test:{peer.port}/hook?token=abc",
+                content=b"{}",
+                extensions={CONNECT_TO_EXTENSION: ("127.0.0.1",)},
+            )
+    assert response.status_code == 200
+    [seen] = peer.seen
+    assert seen.request_line == "POST /hook?token=abc HTTP/1.1"
+    assert seen.headers["host"] == f"hooks.test:{peer.port}"
+    assert seen.server_name == "hooks.test"
+
+
+async def test_the_certificate_is_verified_for_the_original_host_not_the_pinned_address(
+    tmp_path: Path,
+) -> None:
+    tls = make_tls_files(tmp_path, dns_name="hooks.test")
+    async with RawHttpServer(ssl_context=tls.server_context()) as peer:
+        transport = PinningAiohttpTransport(
+            limits=httpx.Limits(max_connections=2), ssl_context=tls.client_context()
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.TransportError) as caught:
+                await client.post(
+                    f"https://other.test:{peer.port}/hook",
+                    content=b"{}",
+                    extensions={CONNECT_TO_EXTENSION: ("127.0.0.1",)},
+                )
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorCertificateError)
+    assert peer.seen == []
+
+
+async def test_a_pinned_request_never_falls_back_to_resolving_the_name() -> None:
+    async with RawHttpServer() as peer:
+        transport = PinningAiohttpTransport(limits=httpx.Limits(max_connections=2))
+        async with httpx.AsyncClient(transport=transport) as client:
+            # localhost would resolve to the peer; the pin says ::2, where nothing listens.
+            with pytest.raises(httpx.TransportError) as caught:
+                await client.get(
+                    f"http://localhost:{peer.port}/",
+                    extensions={CONNECT_TO_EXTENSION: ("::2",)},
+                )
+            unpinned = await client.get(f"http://localhost:{peer.port}/")
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+    assert unpinned.status_code == 200
+    assert len(peer.seen) == 1

@@ -7,8 +7,15 @@ from collections.abc import Sequence
 import httpx
 import pytest
 
-from connectors.base import PermanentError, TransientError
-from connectors.webhook.client import Resolver, check_destination, is_public_address
+from connectors.base import PermanentError, TransientError, http_client_factory
+from connectors.webhook.client import (
+    Resolver,
+    WebhookClient,
+    check_destination,
+    is_public_address,
+)
+from connectors.webhook.payloads import WebhookRequest
+from tests.support.raw_http import RawHttpServer
 
 URL = httpx.URL("https://hooks.example.com/queast?token=abc")
 
@@ -117,3 +124,69 @@ async def test_an_empty_answer_is_transient() -> None:
 def test_is_public_address_on_a_few_literals() -> None:
     assert is_public_address(ipaddress.ip_address("1.1.1.1"))
     assert not is_public_address(ipaddress.ip_address("::ffff:192.168.0.1"))
+
+
+# --- DNS rebinding: the connection goes to the address that was checked ----------------
+
+
+def _rebinding_resolver(*answers: str) -> tuple[list[str], Resolver]:
+    """A resolver answering ``answers[0]`` first, then ``answers[1]``, and so on."""
+    calls: list[str] = []
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        calls.append(host)
+        return [answers[min(len(calls), len(answers)) - 1]]
+
+    return calls, resolve
+
+
+async def test_a_name_rebinding_after_the_check_cannot_redirect_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two real servers on one port: 127.0.0.1 plays the public address the check accepts,
+    # 127.0.0.2 the private one the name rebinds to right after the check.
+    monkeypatch.setattr(
+        "connectors.webhook.client.is_public_address", lambda a: str(a) == "127.0.0.1"
+    )
+    public = RawHttpServer(host="127.0.0.1")
+    calls, resolve = _rebinding_resolver("127.0.0.1", "127.0.0.2")
+    async with (
+        public,
+        RawHttpServer(host="127.0.0.2", port=public.port) as private,
+        http_client_factory(timeout_seconds=5) as http,
+    ):
+        client = WebhookClient(
+            http_client=http,
+            url=f"http://hooks.test:{public.port}/hook?token=abc",
+            resolver=resolve,
+        )
+        status = await client.send(WebhookRequest(body=b"{}", headers={}))
+        # The next attempt resolves again, sees the private answer and is refused.
+        with pytest.raises(PermanentError, match="destination address not allowed"):
+            await client.send(WebhookRequest(body=b"{}", headers={}))
+    assert status == 200
+    assert calls == ["hooks.test", "hooks.test"]
+    [seen] = public.seen
+    assert seen.request_line == "POST /hook?token=abc HTTP/1.1"
+    assert seen.headers["host"] == f"hooks.test:{public.port}"
+    assert private.seen == []
+
+
+async def test_with_private_networks_allowed_nothing_is_checked_or_pinned() -> None:
+    calls, resolve = _resolver("10.0.0.1")
+    async with RawHttpServer() as peer, http_client_factory(timeout_seconds=5) as http:
+        client = WebhookClient(
+            http_client=http,
+            url=f"http://localhost:{peer.port}/hook",
+            allow_private_networks=True,
+            resolver=resolve,
+        )
+        assert await client.send(WebhookRequest(body=b"{}", headers={})) == 200
+    assert calls == []
+    assert len(peer.seen) == 1
+
+
+async def test_the_checked_addresses_are_returned_once_each() -> None:
+    _, resolve = _resolver("93.184.216.34", "93.184.216.34", "2606:4700:4700::1111")
+    checked = await check_destination(URL, allow_private_networks=False, resolver=resolve)
+    assert checked == ("93.184.216.34", "2606:4700:4700::1111")
