@@ -3,7 +3,8 @@
 ``SecretsSettings`` reads ``QI_SECRETS_KEYS`` (env prefix ``QI_SECRETS_``), whose format
 is documented in :mod:`processors.secrets.keyring`::
 
-    QI_SECRETS_KEYS="k1:<base64 32 bytes>,k2:<base64 32 bytes>"   # k2 is newest
+    QI_SECRETS_KEYS="k1:<base64 32 bytes>,k2:<base64 32 bytes>"   # k2 is active
+    QI_SECRETS_ACTIVE_KEY_ID=k1        # optional: k1 seals, k2 is staged (decrypt-only)
 
 Development default: when ``QI_SECRETS_KEYS`` is unset the ring is
 :data:`DEVELOPMENT_KEYS_VALUE` (``dev:`` + the published
@@ -47,16 +48,19 @@ class SecretsSettings(BaseSettings):
     )
 
     keys: SecretStr = SecretStr(DEVELOPMENT_KEYS_VALUE)
+    active_key_id: str | None = None
+    """The key that seals new secrets (default: the last of ``keys``); see the keyring doc."""
 
     _key_ring: KeyRing = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:  # noqa: ANN401 - pydantic hook
         """Parse ``keys`` into the key ring (raises :class:`KeyRingError`)."""
-        self._key_ring = KeyRing.from_env_value(self.keys.get_secret_value())
+        active = (self.active_key_id or "").strip() or None
+        self._key_ring = KeyRing.from_env_value(self.keys.get_secret_value(), active_key_id=active)
 
     @property
     def key_ring(self) -> KeyRing:
-        """The parsed key ring; the last entry is the newest key."""
+        """The parsed key ring and its active key."""
         return self._key_ring
 
     @property
