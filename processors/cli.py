@@ -11,7 +11,9 @@ Commands (``queast-integrations COMMAND --help`` for each):
 - ``demo``: the local end-to-end run behind ``make run``.
 
 Exit codes: 0 success, 1 the operation failed (broker or Redis unreachable, records refused),
-2 bad usage or bad input (a missing or malformed file).
+2 bad usage or bad input (a missing or malformed file, invalid settings, or settings the
+worker or the API refuse to start with outside ``QI_ENV=development``: see
+:mod:`processors.startup`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaException
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rich.console import Console
 
+from processors.secrets import KeyRingError
 from processors.settings import Settings, get_settings
+from processors.startup import Component, UnsafeSettingsError, check_startup
 from processors.topics import TopicMap
 
 __all__ = ["main"]
@@ -38,7 +43,25 @@ EXIT_USAGE = 2
 _err = Console(stderr=True, soft_wrap=True)
 
 
+def _refused(settings: Settings, *components: Component) -> bool:
+    """Print why ``settings`` may not run ``components`` (see processors.startup), if so."""
+    try:
+        for component in components:
+            check_startup(settings, component=component)
+    except UnsafeSettingsError as exc:
+        _err.print(f"[red]{exc}[/]")
+        _err.print("(set QI_ENV=development to run with development secrets on purpose)")
+        return True
+    return False
+
+
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if _refused(settings, "worker"):
+        return EXIT_USAGE
+    return _run_worker(settings, args)
+
+
+def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust  # noqa: PLC0415  (heavy import, worker only)
     from prometheus_client import start_http_server  # noqa: PLC0415
 
@@ -65,6 +88,8 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from processors.api import create_api  # noqa: PLC0415
     from processors.logs import configure_logging  # noqa: PLC0415
 
+    if _refused(settings, "api"):
+        return EXIT_USAGE
     configure_logging(args.loglevel)
     uvicorn.run(create_api(settings), host=args.host, port=args.port, log_config=None)
     return EXIT_OK
@@ -162,6 +187,8 @@ def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from processors.demo import run_demo  # noqa: PLC0415
 
+    if _refused(settings, "worker", "api"):
+        return EXIT_USAGE
     return run_demo(settings, events=args.events, duration=args.duration)
 
 
@@ -220,7 +247,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            _err.print(f"[red]invalid settings:[/] {where + ': ' if where else ''}{error['msg']}")
+        return EXIT_USAGE
+    except KeyRingError as exc:
+        _err.print(f"[red]invalid QI_SECRETS_KEYS:[/] {exc}")
+        return EXIT_USAGE
     try:
         code: int = args.handler(settings, args)
     except KafkaException as exc:
