@@ -171,10 +171,12 @@ def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
 
     report = asyncio.run(run())
     print(
-        f"newest key {report.newest_key_id}: {report.connections_scanned} connection(s) scanned,"
+        f"active key {report.newest_key_id}: {report.connections_scanned} connection(s) scanned,"
         f" {report.connections_updated} updated, {report.secrets_rewrapped} secret(s) re-wrapped,"
         f" {report.secrets_already_current} already current,"
-        f" {report.secrets_sealed_from_plaintext} sealed from plaintext"
+        f" {report.secrets_sealed_from_plaintext} sealed from plaintext,"
+        f" {report.grants_rewrapped} OAuth grant(s) re-sealed,"
+        f" {report.grants_already_current} already current"
     )
     for failure in report.failures:
         _err.print(
@@ -231,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage the secrets key ring")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     rotate = key_commands.add_parser(
-        "rotate", help="re-wrap every stored secret under the newest key of QI_SECRETS_KEYS"
+        "rotate", help="re-wrap every stored secret and OAuth grant under the active key"
     )
     rotate.set_defaults(handler=_cmd_keys_rotate)
 
