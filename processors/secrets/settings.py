@@ -11,8 +11,12 @@ Development default: when ``QI_SECRETS_KEYS`` is unset the ring is
 :data:`~processors.secrets.keyring.DEVELOPMENT_KEY_B64`). That key is NOT secret:
 anything encrypted with it is readable by anyone with this source code.
 :attr:`SecretsSettings.is_development_key` is ``True`` whenever the ring contains that
-key (under any id, in any position); the service must warn loudly, and should refuse to
-start outside local development.
+key (under any id, in any position); the worker and the API refuse to start with it unless
+``QI_ENV=development`` (:mod:`processors.startup`).
+
+``QI_SECRETS_ACTIVE_KEY_ID`` (optional) names the key that seals new secrets; by default it is
+the last entry. Keys after it are staged, decrypt-only (rolling deploys: see
+:mod:`processors.secrets.keyring`).
 
 The key ring is parsed when the settings are constructed, so a bad value fails at
 startup with :class:`~processors.secrets.errors.KeyRingError` (raised as is, not wrapped
