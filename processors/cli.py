@@ -176,7 +176,8 @@ def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
         f" {report.secrets_already_current} already current,"
         f" {report.secrets_sealed_from_plaintext} sealed from plaintext,"
         f" {report.grants_rewrapped} OAuth grant(s) re-sealed,"
-        f" {report.grants_already_current} already current"
+        f" {report.grants_already_current} already current,"
+        f" {report.grants_without_connection} without a connection (left as they are)"
     )
     for failure in report.failures:
         _err.print(

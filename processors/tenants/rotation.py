@@ -23,8 +23,11 @@ Each connection's renewed OAuth grant (``oauth:{connection_id}``, see
 store's own compare-and-set (a renewal saved meanwhile is read again; the grant's expiry is
 kept). A grant that does not open is reported with the path ``oauth_grant`` and left as it is
 (the sink ignores it and starts again from the connection's own refresh token). Grants are
-found through the connections: a grant whose connection is gone is not visited (deleting a
-connection deletes its grant).
+found through the connections, since opening one needs its connection's tenant. A grant whose
+connection is gone (deleted before deleting a connection deleted its grant too) cannot be
+re-sealed (nor one whose connection record does not parse): it is counted in
+``grants_without_connection`` and logged, never touched; once the old key is retired it opens
+for nobody, so an operator can delete it.
 
 The run is idempotent: run it again and everything is current. The active key is the last of
 ``QI_SECRETS_KEYS`` unless ``QI_SECRETS_ACTIVE_KEY_ID`` names another; the whole rotation
@@ -87,6 +90,7 @@ class RotationReport:
     secrets_sealed_from_plaintext: int = 0
     grants_rewrapped: int = 0
     grants_already_current: int = 0
+    grants_without_connection: int = 0
     failures: list[RotationFailure] = field(default_factory=list)
 
     @property
@@ -167,6 +171,7 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
     report = RotationReport(newest_key_id=box.key_ring.active_key_id)
     compare_and_set = redis.register_script(_COMPARE_AND_SET)
     grants = OAuthTokenStore(redis, box=box, key_prefix=key_prefix)
+    visited: set[str] = set()
     seen: set[str] = set()
     async for raw_key in redis.scan_iter(
         match=f"{key_prefix}tenant:*:connections", count=_SCAN_COUNT
@@ -187,7 +192,9 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
                 report=report,
                 prefix=key_prefix,
                 grants=grants,
+                visited=visited,
             )
+    report.grants_without_connection = await _count_orphan_grants(redis, key_prefix, visited)
     _log.info(
         "keys.rotate.finished",
         extra={
@@ -200,6 +207,7 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
             "sealed_from_plaintext": report.secrets_sealed_from_plaintext,
             "grants_rewrapped": report.grants_rewrapped,
             "grants_already_current": report.grants_already_current,
+            "grants_without_connection": report.grants_without_connection,
             "failures": len(report.failures),
         },
     )
@@ -216,6 +224,7 @@ async def _rotate_one(
     report: RotationReport,
     prefix: str,
     grants: OAuthTokenStore,
+    visited: set[str],
 ) -> None:
     report.connections_scanned += 1
     for _attempt in range(_MAX_WRITE_ATTEMPTS):
@@ -248,6 +257,7 @@ async def _rotate_one(
         report.secrets_sealed_from_plaintext += outcome.sealed
         for failure in outcome.failures:
             _fail(report, failure)
+        visited.add(record.connection_id)
         await _rotate_grant(record, grants, report)
         return
     _fail(
@@ -260,6 +270,20 @@ async def _rotate_one(
             reason="connection kept changing during the rotation; run it again",
         ),
     )
+
+
+async def _count_orphan_grants(redis: Redis, prefix: str, connection_ids: set[str]) -> int:
+    """Stored grants whose connection was not among ``connection_ids`` (see the module doc)."""
+    grant_prefix = f"{prefix}oauth:"
+    orphans: set[str] = set()
+    async for raw_key in redis.scan_iter(match=f"{grant_prefix}*", count=_SCAN_COUNT):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        connection_id = key.removeprefix(grant_prefix)
+        if connection_id not in connection_ids:
+            orphans.add(connection_id)
+    for connection_id in sorted(orphans):
+        _log.warning("keys.rotate.grant_without_connection", extra={"connection_id": connection_id})
+    return len(orphans)
 
 
 async def _rotate_grant(

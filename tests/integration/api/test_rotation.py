@@ -342,12 +342,17 @@ async def test_rotation_reseals_stored_oauth_grants(
         GRANT, tenant_id=TENANT, connection_id=pipedrive.connection_id, credentials="x"
     )
     unreadable = await redis_client.get(f"{prefix}oauth:{pipedrive.connection_id}")
+    # and one whose connection is gone: counted, left alone
+    await under_k1.save(GRANT, tenant_id=TENANT, connection_id="conn_deleted", credentials="x")
+    orphan = await redis_client.get(f"{prefix}oauth:conn_deleted")
     ttls = {cid: await redis_client.ttl(f"{prefix}oauth:{cid}") for cid in connections.values()}
 
     rotating = SecretBox(KeyRing.from_env_value(f"{K1},{K2}"))
     report = await rotate_keys(redis_client, key_prefix=prefix, box=rotating)
 
     assert report.grants_rewrapped == 2
+    assert report.grants_without_connection == 1
+    assert await redis_client.get(f"{prefix}oauth:conn_deleted") == orphan
     assert [(f.tenant_id, f.connector, f.path) for f in report.failures] == [
         (TENANT, "pipedrive", "oauth_grant")
     ]
