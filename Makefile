@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 
 export QI_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
+# Everything here is local: the worker and the API may start with the published development key.
+export QI_ENV ?= development
 
 .PHONY: install up down status lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-identity bench-hubspot bench-pipedrive clean
 

@@ -13,7 +13,10 @@ Faust settings that matter for correctness:
   producer before committing. Agents acknowledge a batch only after every record it produced
   was acknowledged by the broker, so a crash at any point loses nothing (records after the last
   commit are routed again, with the same idempotency keys and delivery ids);
-- no web server, no leader topic, in-memory table store (there are no tables).
+- no web server, no leader topic, in-memory table store (there are no tables);
+- ``broker_credentials`` from ``QI_KAFKA_SECURITY_PROTOCOL`` and the SASL and TLS settings
+  (:func:`broker_credentials`), so Faust's consumer, producer and admin client authenticate
+  like the CLI's clients.
 
 Once the worker has run for ``QI_WORKER_GC_FREEZE_AFTER_SECONDS`` (its consumers joined, sinks
 open), its long-lived objects are frozen out of the garbage collector's full collections (see
@@ -26,14 +29,17 @@ import asyncio
 import logging
 
 import faust
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.types.auth import CredentialsT
 
 from processors.agents.deliver import register_delivery_agents
 from processors.agents.route import register_route_agent
 from processors.gcpause import freeze_long_lived_objects, observe_gc_pauses
-from processors.settings import Settings
+from processors.kafka import ssl_context
+from processors.settings import KafkaSettings, Settings
 from processors.topics import TopicMap
 
-__all__ = ["create_app", "raw_topic"]
+__all__ = ["broker_credentials", "create_app", "raw_topic"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,22 @@ logger = logging.getLogger(__name__)
 def _broker_url(bootstrap_servers: str) -> str:
     hosts = [host.strip() for host in bootstrap_servers.split(",") if host.strip()]
     return ";".join(f"kafka://{host}" for host in hosts)
+
+
+def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """Faust's credentials for ``QI_KAFKA_SECURITY_PROTOCOL`` (``None``: plaintext)."""
+    context = ssl_context(kafka)
+    if kafka.uses_sasl:
+        password = kafka.sasl_password
+        return SASLCredentials(
+            username=kafka.sasl_username,
+            password=None if password is None else password.get_secret_value(),
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    if context is not None:
+        return SSLCredentials(context)
+    return None
 
 
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -61,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.worker.app_id,
         broker=_broker_url(settings.kafka.bootstrap_servers),
         broker_client_id=settings.kafka.client_id,
+        broker_credentials=broker_credentials(settings.kafka),
         store="memory://",
         autodiscover=False,
         web_enabled=False,

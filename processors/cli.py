@@ -11,7 +11,9 @@ Commands (``queast-integrations COMMAND --help`` for each):
 - ``demo``: the local end-to-end run behind ``make run``.
 
 Exit codes: 0 success, 1 the operation failed (broker or Redis unreachable, records refused),
-2 bad usage or bad input (a missing or malformed file).
+2 bad usage or bad input (a missing or malformed file, invalid settings, or settings the
+worker or the API refuse to start with outside ``QI_ENV=development``: see
+:mod:`processors.startup`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaException
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rich.console import Console
 
+from processors.secrets import KeyRingError
 from processors.settings import Settings, get_settings
+from processors.startup import Component, UnsafeSettingsError, check_startup
 from processors.topics import TopicMap
 
 __all__ = ["main"]
@@ -52,7 +57,25 @@ def _warn_about_relaxed_settings(settings: Settings) -> None:
         )
 
 
+def _refused(settings: Settings, *components: Component) -> bool:
+    """Print why ``settings`` may not run ``components`` (see processors.startup), if so."""
+    try:
+        for component in components:
+            check_startup(settings, component=component)
+    except UnsafeSettingsError as exc:
+        _err.print(f"[red]{exc}[/]")
+        _err.print("(set QI_ENV=development to run with development secrets on purpose)")
+        return True
+    return False
+
+
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if _refused(settings, "worker"):
+        return EXIT_USAGE
+    return _run_worker(settings, args)
+
+
+def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust  # noqa: PLC0415  (heavy import, worker only)
     from prometheus_client import start_http_server  # noqa: PLC0415
 
@@ -80,6 +103,8 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from processors.api import create_api  # noqa: PLC0415
     from processors.logs import configure_logging  # noqa: PLC0415
 
+    if _refused(settings, "api"):
+        return EXIT_USAGE
     configure_logging(args.loglevel, third_party_level=settings.log.third_party_level)
     _warn_about_relaxed_settings(settings)
     uvicorn.run(create_api(settings), host=args.host, port=args.port, log_config=None)
@@ -162,10 +187,13 @@ def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
 
     report = asyncio.run(run())
     print(
-        f"newest key {report.newest_key_id}: {report.connections_scanned} connection(s) scanned,"
+        f"active key {report.newest_key_id}: {report.connections_scanned} connection(s) scanned,"
         f" {report.connections_updated} updated, {report.secrets_rewrapped} secret(s) re-wrapped,"
         f" {report.secrets_already_current} already current,"
-        f" {report.secrets_sealed_from_plaintext} sealed from plaintext"
+        f" {report.secrets_sealed_from_plaintext} sealed from plaintext,"
+        f" {report.grants_rewrapped} OAuth grant(s) re-sealed,"
+        f" {report.grants_already_current} already current,"
+        f" {report.grants_without_connection} without a connection (left as they are)"
     )
     for failure in report.failures:
         _err.print(
@@ -178,6 +206,8 @@ def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from processors.demo import run_demo  # noqa: PLC0415
 
+    if _refused(settings, "worker", "api"):
+        return EXIT_USAGE
     return run_demo(settings, events=args.events, duration=args.duration)
 
 
@@ -220,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage the secrets key ring")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     rotate = key_commands.add_parser(
-        "rotate", help="re-wrap every stored secret under the newest key of QI_SECRETS_KEYS"
+        "rotate", help="re-wrap every stored secret and OAuth grant under the active key"
     )
     rotate.set_defaults(handler=_cmd_keys_rotate)
 
@@ -236,7 +266,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            _err.print(f"[red]invalid settings:[/] {where + ': ' if where else ''}{error['msg']}")
+        return EXIT_USAGE
+    except KeyRingError as exc:
+        _err.print(f"[red]invalid QI_SECRETS_KEYS:[/] {exc}")
+        return EXIT_USAGE
     try:
         code: int = args.handler(settings, args)
     except KafkaException as exc:

@@ -37,7 +37,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from processors.kafka import ensure_topics, header_value
+from processors.kafka import client_config, ensure_topics, header_value
 from processors.publishing import publish_lines
 from processors.samples import invalid_samples, sample_events, to_json_line
 from processors.settings import Settings
@@ -119,7 +119,7 @@ def _watch_consumer(settings: Settings, topics: TopicMap) -> Consumer:
     """A consumer positioned at the current end of the topics the demo shows."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **client_config(settings.kafka),
             "group.id": "queast-integrations-demo-watch",
             "enable.auto.commit": False,
         }

@@ -3,10 +3,16 @@
 Every producer here uses the ``murmur2_random`` partitioner, the one the Java client and
 aiokafka (under Faust) use, so a tenant id maps to the same partition number whichever client
 produced the record. Upstream services must use it too.
+
+Every client built from :class:`~processors.settings.KafkaSettings` gets its security settings
+(:func:`client_config`: ``security.protocol``, SASL mechanism and credentials, TLS files); the
+worker's Faust app gets the same through :func:`ssl_context` (see :mod:`processors.app`). The
+config dicts hold the SASL password: they are handed to the clients and never logged.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,10 +27,12 @@ __all__ = [
     "TopicEnsureResult",
     "TopicPartitionMismatchError",
     "admin_client",
+    "client_config",
     "ensure_topics",
     "header_value",
     "producer",
     "producer_config",
+    "ssl_context",
 ]
 
 
@@ -56,13 +64,54 @@ class TopicEnsureResult:
     partitions: int
 
 
+def client_config(kafka: KafkaSettings) -> dict[str, str | int | bool]:
+    """What every confluent-kafka client needs: the brokers, the client id and security."""
+    config: dict[str, str | int | bool] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": kafka.client_id,
+        "security.protocol": kafka.security_protocol,
+    }
+    if kafka.uses_sasl and kafka.sasl_mechanism and kafka.sasl_password is not None:
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.sasl_username or ""
+        config["sasl.password"] = kafka.sasl_password.get_secret_value()
+    if kafka.uses_ssl:
+        if kafka.ssl_cafile is not None:
+            config["ssl.ca.location"] = str(kafka.ssl_cafile)
+        if kafka.ssl_certfile is not None and kafka.ssl_keyfile is not None:
+            config["ssl.certificate.location"] = str(kafka.ssl_certfile)
+            config["ssl.key.location"] = str(kafka.ssl_keyfile)
+        if kafka.ssl_key_password is not None:
+            config["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
+    return config
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context of Python clients (aiokafka under Faust), or ``None`` without TLS.
+
+    Verifies the brokers against ``ssl_cafile`` (else the system's store) and their host
+    names; presents the client certificate when one is configured.
+    """
+    if not kafka.uses_ssl:
+        return None
+    cafile = None if kafka.ssl_cafile is None else str(kafka.ssl_cafile)
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if kafka.ssl_certfile is not None and kafka.ssl_keyfile is not None:
+        password = kafka.ssl_key_password
+        context.load_cert_chain(
+            str(kafka.ssl_certfile),
+            str(kafka.ssl_keyfile),
+            password=None if password is None else password.get_secret_value(),
+        )
+    return context
+
+
 def producer_config(
     kafka: KafkaSettings, **overrides: str | int | bool
 ) -> dict[str, str | int | bool]:
     """Producer settings: idempotent, acks=all, Java-compatible partitioning."""
     config: dict[str, str | int | bool] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "client.id": kafka.client_id,
+        **client_config(kafka),
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "murmur2_random",
@@ -78,7 +127,8 @@ def producer(kafka: KafkaSettings, **overrides: str | int | bool) -> Producer:
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": kafka.bootstrap_servers, "client.id": kafka.client_id})
+    config: dict[str, str | int | float | bool] = {**client_config(kafka)}
+    return AdminClient(config)
 
 
 def ensure_topics(

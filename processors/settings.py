@@ -6,13 +6,21 @@ it. Credentials are :class:`~pydantic.SecretStr` so they never show in reprs or 
 
 Variables (defaults in brackets):
 
+- ``QI_ENV`` [production]: ``development`` lets the worker and the API start with the published
+  development key and short HS256 secrets (see :mod:`processors.startup`)
 - ``QI_KAFKA_BOOTSTRAP_SERVERS`` [127.0.0.1:9092], ``QI_KAFKA_CLIENT_ID`` [queast-integrations]
+- ``QI_KAFKA_SECURITY_PROTOCOL`` [PLAINTEXT], ``QI_KAFKA_SASL_MECHANISM`` /
+  ``QI_KAFKA_SASL_USERNAME`` / ``QI_KAFKA_SASL_PASSWORD``, ``QI_KAFKA_SSL_CAFILE`` /
+  ``QI_KAFKA_SSL_CERTFILE`` / ``QI_KAFKA_SSL_KEYFILE`` / ``QI_KAFKA_SSL_KEY_PASSWORD``: see
+  :class:`KafkaSettings`
 - ``QI_REDIS_URL`` [redis://127.0.0.1:6379/0], ``QI_REDIS_KEY_PREFIX`` [qi:]
 - ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1]
 - ``QI_ROUTING_MAX_EVENT_BYTES`` [524288], ``QI_ROUTING_BATCH_SIZE`` [500],
   ``QI_ROUTING_BATCH_WITHIN_SECONDS`` [0.2], ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` [true]
-- ``QI_SECRETS_KEYS`` [the published development key; see :mod:`processors.secrets`]
+- ``QI_SECRETS_KEYS`` [the published development key], ``QI_SECRETS_ACTIVE_KEY_ID`` [the last
+  key]; see :mod:`processors.secrets.keyring`
 - ``QI_AUTH_JWT_SECRET`` / ``QI_AUTH_JWKS_URL`` / ``QI_AUTH_ISSUER`` / ``QI_AUTH_AUDIENCE``
+  (issuer and audience are required with a JWKS URL)
 - ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
 - ``QI_LOG_THIRD_PARTY_LEVEL`` [warning]
 - ``QI_DELIVERY_*``: see :class:`DeliverySettings`
@@ -26,7 +34,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.secrets import SecretsSettings
@@ -40,6 +48,7 @@ __all__ = [
     "PartnerSettings",
     "RedisSettings",
     "RoutingSettings",
+    "RuntimeSettings",
     "Settings",
     "TopicSettings",
     "WebhookSettings",
@@ -48,13 +57,78 @@ __all__ = [
 ]
 
 
-class KafkaSettings(BaseSettings):
-    """Where the Kafka cluster is and how clients identify themselves."""
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
-    model_config = SettingsConfigDict(env_prefix="QI_KAFKA_", frozen=True, extra="ignore")
+
+class KafkaSettings(BaseSettings):
+    """Where the Kafka cluster is, how clients identify themselves and authenticate.
+
+    Security (every client the project creates gets the same: the Faust worker's, and the
+    confluent-kafka admin, producers and consumers of :mod:`processors.kafka`):
+
+    - ``security_protocol``: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT``, ``SASL_SSL``;
+    - ``sasl_mechanism`` (``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512``), ``sasl_username``
+      and ``sasl_password``: required with a ``SASL_*`` protocol, refused without one;
+    - ``ssl_cafile`` (the brokers' CA; the system's store when unset), ``ssl_certfile`` and
+      ``ssl_keyfile`` (client certificate, both or neither) and ``ssl_key_password``: only
+      with ``SSL`` or ``SASL_SSL``; the files must exist.
+
+    Passwords are ``SecretStr``: the settings' repr and logs never show them.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="QI_KAFKA_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "queast-integrations"
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: KafkaSaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: FilePath | None = None
+    ssl_certfile: FilePath | None = None
+    ssl_keyfile: FilePath | None = None
+    ssl_key_password: SecretStr | None = None
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSettings:
+        sasl = {
+            "QI_KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "QI_KAFKA_SASL_USERNAME": self.sasl_username,
+            "QI_KAFKA_SASL_PASSWORD": self.sasl_password,
+        }
+        tls = {
+            "QI_KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "QI_KAFKA_SSL_CERTFILE": self.ssl_certfile,
+            "QI_KAFKA_SSL_KEYFILE": self.ssl_keyfile,
+            "QI_KAFKA_SSL_KEY_PASSWORD": self.ssl_key_password,
+        }
+        protocol = self.security_protocol
+        if self.uses_sasl:
+            missing = [name for name, value in sasl.items() if not value]
+            if missing:
+                msg = f"{', '.join(missing)} required with QI_KAFKA_SECURITY_PROTOCOL={protocol}"
+                raise ValueError(msg)
+        elif given := [name for name, value in sasl.items() if value is not None]:
+            msg = f"{', '.join(given)} only apply to the SASL_* security protocols"
+            raise ValueError(msg)
+        if not self.uses_ssl and (given := [n for n, value in tls.items() if value is not None]):
+            msg = f"{', '.join(given)} only apply to the SSL and SASL_SSL security protocols"
+            raise ValueError(msg)
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            msg = "QI_KAFKA_SSL_CERTFILE and QI_KAFKA_SSL_KEYFILE go together"
+            raise ValueError(msg)
+        return self
 
 
 class RedisSettings(BaseSettings):
@@ -111,13 +185,23 @@ class MetricsSettings(BaseSettings):
 class AuthSettings(BaseSettings):
     """Bearer JWTs of the API: HS256 with a shared secret (local use) or RS256 from a JWKS URL."""
 
-    model_config = SettingsConfigDict(env_prefix="QI_AUTH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="QI_AUTH_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     jwt_secret: SecretStr | None = None
     jwks_url: str | None = None
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _jwks_needs_issuer_and_audience(self) -> AuthSettings:
+        """Tokens from an identity provider are only ours if they name our issuer and audience."""
+        if self.jwks_url and not (self.issuer and self.audience):
+            msg = "QI_AUTH_ISSUER and QI_AUTH_AUDIENCE are required when QI_AUTH_JWKS_URL is set"
+            raise ValueError(msg)
+        return self
 
 
 class WebhookSettings(BaseSettings):
@@ -182,6 +266,20 @@ class DeliverySettings(BaseSettings):
     retry_buffer_max: int = Field(default=100_000, ge=100)
 
 
+class RuntimeSettings(BaseSettings):
+    """Where the process runs: ``QI_ENV=development`` relaxes the start-up checks of
+    :mod:`processors.startup` (the published development key, short HS256 secrets). Any other
+    value, or none, is treated as production."""
+
+    model_config = SettingsConfigDict(env_prefix="QI_", frozen=True, extra="ignore")
+
+    env: str = "production"
+
+    @property
+    def is_development(self) -> bool:
+        return self.env.strip().lower() == "development"
+
+
 class Settings(BaseSettings):
     """The root: one instance per process, composed of the component settings."""
 
@@ -199,6 +297,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     partners: PartnerSettings = Field(default_factory=PartnerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,15 @@ Concurrent callers share one renewal. Each renewal is handed to ``on_token_refre
 (a :class:`RefreshedToken`) so the service can persist it; a failing hook is logged and
 does not fail the delivery. Logs carry the connection's coordinates and ``expires_in``,
 never a token.
+
+A refused renewal (400/401/403, e.g. ``invalid_grant``) first asks ``reload_grant`` once for
+the connection's latest stored grant: another sink of the same connection (another worker,
+during a rebalance) may have renewed it meanwhile, and a partner that rotates refresh tokens
+then refuses the one this source holds. A stored grant with another refresh token is adopted:
+its access token is used as is when it is unexpired and not the one just rejected, otherwise
+it is renewed once with the stored refresh token. Only when there is nothing new to adopt,
+or that renewal is refused too, is the refusal an ``AuthenticationError`` (the service parks
+the connection as ``needs_reauth``). A failing ``reload_grant`` counts as nothing new.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from connectors.base.http import endpoint_label, raise_for_response, translate_h
 from connectors.hubspot.config import HubSpotConnectionConfig, HubSpotOAuth
 
 __all__ = [
+    "GrantReloadHook",
     "OAuthTokenSource",
     "PrivateAppToken",
     "RefreshedToken",
@@ -65,6 +75,8 @@ class RefreshedToken:
 
 TokenRefreshedHook = Callable[[RefreshedToken], Awaitable[None]]
 """Called after each renewal, e.g. to store the new token; must not block for long."""
+GrantReloadHook = Callable[[], Awaitable[RefreshedToken | None]]
+"""Returns the connection's latest stored grant (``None``: none), after a refused renewal."""
 
 
 class TokenSource(Protocol):
@@ -112,6 +124,7 @@ class OAuthTokenSource:
         logger: logging.Logger,
         log_fields: Mapping[str, Any] | None = None,
         on_token_refreshed: TokenRefreshedHook | None = None,
+        reload_grant: GrantReloadHook | None = None,
         refresh_margin_seconds: float = _DEFAULT_REFRESH_MARGIN_SECONDS,
     ) -> None:
         self._http = http_client
@@ -129,6 +142,7 @@ class OAuthTokenSource:
         self._logger = logger
         self._log_fields = dict(log_fields or {})
         self._on_token_refreshed = on_token_refreshed
+        self._reload_grant = reload_grant
         self._lock = asyncio.Lock()
 
     @property
@@ -164,7 +178,7 @@ class OAuthTokenSource:
             await self._refresh(reason="rejected")
             return True
 
-    async def _refresh(self, *, reason: str) -> SecretStr:
+    async def _refresh(self, *, reason: str, reload: bool = True) -> SecretStr:
         form = {
             "grant_type": "refresh_token",
             "client_id": self._client_id,
@@ -181,6 +195,11 @@ class OAuthTokenSource:
                 "hubspot.token.refresh_rejected",
                 extra={**self._log_fields, "status_code": response.status_code},
             )
+            if reload and await self._adopt_stored_grant():
+                fresh = self._fresh()
+                if fresh is not None:
+                    return fresh
+                return await self._refresh(reason="reloaded", reload=False)
             raise AuthenticationError(
                 "refresh token rejected",
                 partner=_PARTNER,
@@ -209,6 +228,37 @@ class OAuthTokenSource:
         )
         await self._notify()
         return self._access_token
+
+    async def _adopt_stored_grant(self) -> bool:
+        """Take the stored grant if it holds another refresh token; whether it was taken.
+
+        The adopted access token stays only if it is unexpired and not the current one (which
+        was rejected, or is expired).
+        """
+        if self._reload_grant is None:
+            return False
+        try:
+            stored = await self._reload_grant()
+        except Exception as exc:  # reloading is best effort; the refusal stands
+            self._logger.warning(
+                "hubspot.token.reload_failed",
+                extra={**self._log_fields, "error": type(exc).__name__},
+            )
+            return False
+        if stored is None or reveal_secret(stored.refresh_token) == reveal_secret(
+            self._refresh_token
+        ):
+            return False
+        previous = self._access_token
+        self._refresh_token = stored.refresh_token
+        same = previous is not None and reveal_secret(previous) == reveal_secret(
+            stored.access_token
+        )
+        self._access_token = None if same else stored.access_token
+        self._expires_at = None if same else stored.expires_at
+        self._renew_at = None if same else stored.expires_at - self._margin
+        self._logger.info("hubspot.token.grant_reloaded", extra=self._log_fields)
+        return True
 
     async def _notify(self) -> None:
         hook = self._on_token_refreshed
@@ -256,6 +306,7 @@ def token_source_for(
     logger: logging.Logger,
     log_fields: Mapping[str, Any] | None = None,
     on_token_refreshed: TokenRefreshedHook | None = None,
+    reload_grant: GrantReloadHook | None = None,
 ) -> PrivateAppToken | OAuthTokenSource:
     """The token source ``config.auth`` asks for (called once per sink setup)."""
     auth = config.auth
@@ -273,4 +324,5 @@ def token_source_for(
         logger=logger,
         log_fields=log_fields,
         on_token_refreshed=on_token_refreshed,
+        reload_grant=reload_grant,
     )

@@ -15,6 +15,14 @@
 After every refresh the ``on_token_refreshed`` hook receives the new tokens, so the service
 can store them (Pipedrive may hand out a new refresh token). A failing hook is logged and
 does not fail the delivery. Tokens never appear in logs or errors.
+
+Pipedrive rotates refresh tokens: once one sink of a connection has refreshed, the refresh
+token every other sink of it holds (another worker's, during a rebalance) is refused. So a
+refused refresh first asks ``reload_grant`` once for the connection's latest stored tokens.
+Tokens with another refresh token are adopted: their access token is used as is when it is
+unexpired and not the one held (rejected or expired), otherwise they are refreshed once with
+the stored refresh token. Only when there is nothing new, or that refresh is refused too, is
+it an ``AuthenticationError``. A failing ``reload_grant`` counts as nothing new.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from connectors.pipedrive.config import PipedriveOAuth, check_partner_url
 __all__ = [
     "DEFAULT_REFRESH_MARGIN_SECONDS",
     "ApiTokenAuth",
+    "GrantReloadHook",
     "OAuthAuth",
     "OAuthTokens",
     "PipedriveAuth",
@@ -62,6 +71,8 @@ class OAuthTokens:
 
 
 TokenRefreshedHook = Callable[[OAuthTokens], Awaitable[None]]
+GrantReloadHook = Callable[[], Awaitable[OAuthTokens | None]]
+"""Returns the connection's latest stored tokens (``None``: none), after a refused refresh."""
 
 
 class PipedriveAuth(Protocol):
@@ -116,6 +127,7 @@ class OAuthAuth:
         clock: Clock,
         allow_private_networks: bool = False,
         on_token_refreshed: TokenRefreshedHook | None = None,
+        reload_grant: GrantReloadHook | None = None,
         refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS,
         logger: logging.Logger | None = None,
         log_fields: Mapping[str, Any] | None = None,
@@ -131,6 +143,7 @@ class OAuthAuth:
         self._clock = clock
         self._allow_private_networks = allow_private_networks
         self._on_token_refreshed = on_token_refreshed
+        self._reload_grant = reload_grant
         self._margin = refresh_margin_seconds
         self._renew_at = None if self._expires_at is None else self._expires_at - self._margin
         self._logger = logger or logging.getLogger("connectors.pipedrive")
@@ -175,7 +188,7 @@ class OAuthAuth:
             raise AuthenticationError("no oauth access token", partner=_PARTNER)
         return {"authorization": f"Bearer {reveal_secret(self._access_token)}"}
 
-    async def _refresh(self, *, reason: str) -> None:
+    async def _refresh(self, *, reason: str, reload: bool = True) -> None:
         endpoint = endpoint_label(self._token_url)
         with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
             response = await self._http.post(
@@ -192,6 +205,10 @@ class OAuthAuth:
                 "pipedrive.oauth.refresh_refused",
                 extra={**self._log_fields, "status_code": response.status_code},
             )
+            if reload and await self._adopt_stored_tokens():
+                if not self._fresh():
+                    await self._refresh(reason="reloaded", reload=False)
+                return
             raise AuthenticationError(
                 "oauth refresh token refused",
                 partner=_PARTNER,
@@ -224,6 +241,39 @@ class OAuthAuth:
                     "pipedrive.oauth.store_failed",
                     extra={**self._log_fields, "error_class": type(exc).__name__},
                 )
+
+    async def _adopt_stored_tokens(self) -> bool:
+        """Take the stored tokens if they hold another refresh token; whether they were taken.
+
+        The adopted access token stays only if it is not the one held (rejected or expired);
+        :meth:`_fresh` then tells whether it is still unexpired.
+        """
+        if self._reload_grant is None:
+            return False
+        try:
+            stored = await self._reload_grant()
+        except Exception as exc:  # reloading is best effort; the refusal stands
+            self._logger.warning(
+                "pipedrive.oauth.reload_failed",
+                extra={**self._log_fields, "error_class": type(exc).__name__},
+            )
+            return False
+        if stored is None or reveal_secret(stored.refresh_token) == reveal_secret(
+            self._refresh_token
+        ):
+            return False
+        previous = self._access_token
+        same = previous is not None and reveal_secret(previous) == reveal_secret(
+            stored.access_token
+        )
+        self._refresh_token = stored.refresh_token
+        self._access_token = None if same else stored.access_token
+        self._expires_at = None if same else stored.expires_at
+        self._renew_at = None if same else stored.expires_at - self._margin
+        if stored.api_domain is not None:
+            self._api_domain = self._accepted_api_domain(stored.api_domain) or self._api_domain
+        self._logger.info("pipedrive.oauth.grant_reloaded", extra=self._log_fields)
+        return True
 
     def _read_tokens(self, response: httpx.Response, endpoint: str) -> OAuthTokens:
         unreadable = TransientError(

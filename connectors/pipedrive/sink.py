@@ -59,7 +59,13 @@ from connectors.base.sink import (
     RecordFailure,
 )
 from connectors.pipedrive import payloads
-from connectors.pipedrive.auth import ApiTokenAuth, OAuthAuth, PipedriveAuth, TokenRefreshedHook
+from connectors.pipedrive.auth import (
+    ApiTokenAuth,
+    GrantReloadHook,
+    OAuthAuth,
+    PipedriveAuth,
+    TokenRefreshedHook,
+)
 from connectors.pipedrive.client import DailyBudget, PipedriveClient, PipedriveObject
 from connectors.pipedrive.config import (
     BURST_WINDOW_SECONDS,
@@ -104,7 +110,9 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     when it is turned off or cannot answer (``connectors.pipedrive.index``).
 
     ``on_token_refreshed`` (OAuth only) receives the new tokens after each refresh, for the
-    service to store. ``search_rate_limit`` overrides the search pacing (sandboxes only).
+    service to store; ``reload_grant`` returns the latest stored ones after a refused refresh
+    (see :mod:`connectors.pipedrive.auth`). ``search_rate_limit`` overrides the search pacing
+    (sandboxes only).
     """
 
     name: ClassVar[str] = "pipedrive"
@@ -128,10 +136,12 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         context: SinkContext[PipedriveConnectionConfig],
         *,
         on_token_refreshed: TokenRefreshedHook | None = None,
+        reload_grant: GrantReloadHook | None = None,
         search_rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(context)
         self._on_token_refreshed = on_token_refreshed
+        self._reload_grant = reload_grant
         self._search_limit = search_rate_limit or self.search_rate_limit
         self._http: httpx.AsyncClient | None = None
         self._client: PipedriveClient | None = None
@@ -175,6 +185,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
                 clock=clock,
                 allow_private_networks=self.context.allow_private_networks,
                 on_token_refreshed=self._on_token_refreshed,
+                reload_grant=self._reload_grant,
                 logger=self.context.logger,
                 log_fields=log_fields,
             )

@@ -12,7 +12,11 @@ algorithms, and ``jwt.decode`` is then told to accept that one algorithm and no 
 ``alg: none``, other algorithms, and the HS/RS confusion (an ``HS256`` token "signed" with
 the RSA public key) all fail. ``exp`` is required; ``iss`` and ``aud`` are required and
 checked when configured (a token that carries ``aud`` while no audience is configured is
-refused, as PyJWT does). Clock skew is tolerated up to ``QI_AUTH_LEEWAY_SECONDS``.
+refused, as PyJWT does). With a JWKS URL both must be configured: an identity provider signs
+tokens for other services too, and only its issuer and our audience make one ours
+(:class:`~processors.settings.AuthSettings` refuses a JWKS URL without them). A short HS256
+secret is logged here and refused at start outside development (:mod:`processors.startup`).
+Clock skew is tolerated up to ``QI_AUTH_LEEWAY_SECONDS``.
 
 Claims: ``sub`` (a non-empty string), ``roles`` (a list of strings; unknown roles are dropped),
 ``tenant_id`` (required when ``roles`` holds ``tenant_admin``; a tenant id when present).

@@ -24,7 +24,10 @@ OAuth connections (HubSpot and Pipedrive ``auth.type == "oauth"``) with a token 
 sink starts from the connection's latest renewed grant in the store (access token, its
 expiry, the refresh token the partner may have rotated, Pipedrive's ``api_domain``) when it
 descends from the credentials stored on the connection, and its ``on_token_refreshed`` hook
-saves every renewal there (see :mod:`processors.deliveries.tokens`).
+saves every renewal there (see :mod:`processors.deliveries.tokens`). Its ``reload_grant`` hook
+loads the latest stored grant again when the partner refuses a refresh, so a sink whose
+refresh token another sink of the connection has rotated picks up the new one instead of
+parking the connection.
 """
 
 from __future__ import annotations
@@ -136,6 +139,28 @@ class _GrantSaver:
                 expires_at=tokens.expires_at,
                 api_domain=tokens.api_domain,
             )
+        )
+
+    async def _load(self) -> OAuthGrant | None:
+        return await self.store.load(
+            tenant_id=self.tenant_id, connection_id=self.connection_id, credentials=self.credentials
+        )
+
+    async def hubspot_reload(self) -> RefreshedToken | None:
+        grant = await self._load()
+        if grant is None:
+            return None
+        return RefreshedToken(grant.access_token, grant.expires_at, grant.refresh_token)
+
+    async def pipedrive_reload(self) -> OAuthTokens | None:
+        grant = await self._load()
+        if grant is None:
+            return None
+        return OAuthTokens(
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            expires_at=grant.expires_at,
+            api_domain=grant.api_domain,
         )
 
 
@@ -261,7 +286,11 @@ class ConnectorSinkFactory:
     def _sink(self, context: SinkContext[Any], saver: _GrantSaver | None) -> BaseSink[Any]:
         sink_class = self._spec.sink_class
         if saver is not None and issubclass(sink_class, HubSpotSink):
-            return sink_class(context, on_token_refreshed=saver.hubspot)
+            return sink_class(
+                context, on_token_refreshed=saver.hubspot, reload_grant=saver.hubspot_reload
+            )
         if saver is not None and issubclass(sink_class, PipedriveSink):
-            return sink_class(context, on_token_refreshed=saver.pipedrive)
+            return sink_class(
+                context, on_token_refreshed=saver.pipedrive, reload_grant=saver.pipedrive_reload
+            )
         return sink_class(context)

@@ -27,6 +27,10 @@ and the next renewal overwrites it. Saving a connection with its secrets carried
 ``keys rotate`` (which re-seals the same plaintext), keep the fingerprint and so the grant.
 A grant that no longer opens (its key left the ring) is ignored the same way.
 
+``keys rotate`` re-seals each stored grant under the active key (:meth:`OAuthTokenStore.rewrap`,
+a compare-and-set that keeps the key's expiry), and deleting a connection deletes its grant
+(:meth:`OAuthTokenStore.delete`).
+
 Writes are last-write-wins. A connection has one sink per worker, and its tenant's
 partition one worker at a time, so two sinks renew the same grant only while a rebalance
 overlaps; ordering the writes would not help then (the partner has already invalidated the
@@ -45,16 +49,17 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from processors.secrets import SecretBox, SecretDecryptionError
+from processors.secrets import SecretBox, SecretDecryptionError, SecretsError
 
 __all__ = [
     "GRANT_PURPOSE",
     "GRANT_TTL_SECONDS",
+    "GrantRewrap",
     "OAuthGrant",
     "OAuthTokenStore",
     "credentials_fingerprint",
@@ -68,6 +73,20 @@ GRANT_TTL_SECONDS: Final[int] = 90 * 86_400
 """Longer than Pipedrive keeps an unused refresh token (60 days); HubSpot does not rotate
 refresh tokens, so a grant that expired costs one renewal from the connection's own."""
 _FORMAT_VERSION: Final[int] = 1
+_REWRAP_ATTEMPTS: Final[int] = 5
+
+# Replace the grant only if it is still the value that was read; keep its expiry.
+_COMPARE_AND_SET: Final[str] = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+
+GrantRewrap = Literal["missing", "current", "rewrapped"]
+"""What :meth:`OAuthTokenStore.rewrap` did: no grant stored, already under the active key, or
+re-sealed."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -180,6 +199,35 @@ class OAuthTokenStore:
         """Forget the connection's grant (its next sink starts from the stored credentials)."""
         await self._redis.delete(self._key(connection_id))
 
+    async def rewrap(self, *, tenant_id: str, connection_id: str) -> GrantRewrap:
+        """Re-seal the connection's stored grant under the box's active key (``keys rotate``).
+
+        The write is a compare-and-set that keeps the key's expiry: a renewal saved meanwhile
+        is read again, never overwritten. Raises
+        :class:`~processors.secrets.SecretsError` when the stored grant does not open (its
+        key left the ring, or it is malformed): it is left as it is. Redis errors are raised.
+        """
+        key = self._key(connection_id)
+        for _attempt in range(_REWRAP_ATTEMPTS):
+            raw = await self._redis.get(key)
+            if raw is None:
+                return "missing"
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            envelope = _envelope(text)
+            if envelope is None:
+                raise SecretDecryptionError("stored grant is malformed")
+            sealed = envelope["grant"]
+            resealed = self._box.rewrap(
+                sealed, tenant_id=tenant_id, connection_id=connection_id, purpose=GRANT_PURPOSE
+            )
+            if resealed == sealed:
+                return "current"
+            value = json.dumps({**envelope, "grant": resealed})
+            written = await self._redis.eval(_COMPARE_AND_SET, 1, key, text, value)
+            if written:
+                return "rewrapped"
+        raise SecretsError("stored grant kept changing during the rotation; run it again")
+
     def _open(
         self, raw: bytes | str, *, tenant_id: str, connection_id: str
     ) -> dict[str, Any] | None:
@@ -197,6 +245,21 @@ class OAuthTokenStore:
         except (ValueError, SecretDecryptionError):  # JSONDecodeError is a ValueError
             return None
         return document if isinstance(document, dict) else None
+
+
+def _envelope(text: str) -> dict[str, Any] | None:
+    """The stored JSON envelope around a sealed grant, or ``None`` if it is not one."""
+    try:
+        envelope = json.loads(text)
+    except ValueError:
+        return None
+    if (
+        not isinstance(envelope, dict)
+        or envelope.get("v") != _FORMAT_VERSION
+        or not isinstance(envelope.get("grant"), str)
+    ):
+        return None
+    return envelope
 
 
 def _grant_from(document: Mapping[str, Any]) -> OAuthGrant | None:

@@ -3,7 +3,7 @@
 Public API (pinned in ``__all__``):
 
 * :class:`SecretsSettings` - reads ``QI_SECRETS_KEYS`` and builds the :class:`KeyRing`;
-* :class:`KeyRing` - ``from_env_value``, ``generate_key``, ``newest_key_id``;
+* :class:`KeyRing` - ``from_env_value``, ``generate_key``, ``active_key_id``, ``staged_key_ids``;
 * :class:`SecretBox` - ``encrypt`` / ``decrypt`` / ``rewrap`` / ``needs_rewrap``;
 * :class:`EncryptedSecret` - the ``qi-enc:v1:<key_id>:<nonce>:<ciphertext>`` token model;
 * :class:`SecretPurpose` - well-known purpose labels;

@@ -4,11 +4,11 @@
 format (:mod:`processors.secrets.envelope`) and the associated-data binding
 (:mod:`processors.secrets.binding`).
 
-* ``encrypt`` uses the ring's newest key and a fresh random 96-bit nonce. Nonces are
+* ``encrypt`` uses the ring's active key and a fresh random 96-bit nonce. Nonces are
   random, so keep the number of encryptions per key well below 2**32 (rotate long before).
 * ``decrypt`` accepts a token from any key still in the ring.
-* ``rewrap`` re-encrypts under the newest key for ``keys rotate``; a token that is already
-  under the newest key is authenticated and returned unchanged (the same string), so
+* ``rewrap`` re-encrypts under the active key for ``keys rotate``; a token that is already
+  under the active key is authenticated and returned unchanged (the same string), so
   ``rewrap(t, ...) != t`` tells whether it must be written back. ``needs_rewrap``
   answers the same question without the binding and without authenticating.
 """
@@ -53,7 +53,7 @@ class SecretBox:
         return f"SecretBox({self._key_ring!r})"
 
     def encrypt(self, plaintext: str, *, tenant_id: str, connection_id: str, purpose: str) -> str:
-        """Encrypt ``plaintext`` under the newest key and return the token string.
+        """Encrypt ``plaintext`` under the active key and return the token string.
 
         Raises:
             SecretBindingError: ``tenant_id``, ``connection_id`` or ``purpose`` is invalid
@@ -61,7 +61,7 @@ class SecretBox:
             SecretEncryptionError: ``plaintext`` is not UTF-8 encodable or is larger than
                 :data:`~processors.secrets.envelope.MAX_PLAINTEXT_BYTES`.
         """
-        key_id = self._key_ring.newest_key_id
+        key_id = self._key_ring.active_key_id
         aad = associated_data(
             version=FORMAT_VERSION,
             key_id=key_id,
@@ -96,7 +96,7 @@ class SecretBox:
         return self._open(secret, tenant_id=tenant_id, connection_id=connection_id, purpose=purpose)
 
     def needs_rewrap(self, token: str) -> bool:
-        """Return whether ``token`` is under a key other than the newest.
+        """Return whether ``token`` is under a key other than the active one.
 
         This only parses the token; it does not authenticate it (``rewrap`` does).
 
@@ -106,12 +106,12 @@ class SecretBox:
         """
         secret = EncryptedSecret.parse(token)
         self._require_known(secret.key_id)
-        return secret.key_id != self._key_ring.newest_key_id
+        return secret.key_id != self._key_ring.active_key_id
 
     def rewrap(self, token: str, *, tenant_id: str, connection_id: str, purpose: str) -> str:
-        """Return ``token`` re-encrypted under the newest key.
+        """Return ``token`` re-encrypted under the active key.
 
-        The token is always authenticated first. If it is already under the newest key it
+        The token is always authenticated first. If it is already under the active key it
         is returned unchanged (the identical string); otherwise a new token with a fresh
         nonce is returned, bound to the same tenant, connection and purpose.
 
@@ -124,7 +124,7 @@ class SecretBox:
         plaintext = self._open(
             secret, tenant_id=tenant_id, connection_id=connection_id, purpose=purpose
         )
-        if secret.key_id == self._key_ring.newest_key_id:
+        if secret.key_id == self._key_ring.active_key_id:
             return token
         return self.encrypt(
             plaintext, tenant_id=tenant_id, connection_id=connection_id, purpose=purpose
@@ -161,6 +161,6 @@ class SecretBox:
 
     def _cipher(self, key_id: str) -> AESGCM:
         cipher = self._key_ring.cipher(key_id)
-        if cipher is None:  # pragma: no cover - newest_key_id is always in the ring
-            raise SecretEncryptionError(f"newest key id {key_id} has no cipher")
+        if cipher is None:  # pragma: no cover - the active key is always in the ring
+            raise SecretEncryptionError(f"active key id {key_id} has no cipher")
         return cipher

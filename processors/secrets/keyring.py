@@ -4,9 +4,26 @@ Configuration format (the value of ``QI_SECRETS_KEYS``)::
 
     <key_id>:<base64 32-byte key>[,<key_id>:<base64 32-byte key>...]
 
-e.g. ``k1:BASE64,k2:BASE64``. The LAST entry is the newest key and is used for every new
-encryption; all entries remain usable for decryption, so a rotation is "append a key,
-restart, run ``keys rotate``, then drop the old entry".
+e.g. ``k1:BASE64,k2:BASE64``. One key is *active*: it seals every new secret. By default it
+is the LAST entry; ``QI_SECRETS_ACTIVE_KEY_ID`` names another one. Every entry opens what it
+sealed, so keys other than the active one are decrypt-only: those listed after the active
+key are *staged* (coming), those before it *previous* (going).
+
+Staged keys exist for rolling deploys. During a deploy, pods with the old configuration and
+pods with the new one run side by side, and each must open what the other seals. A rotation
+from ``k1`` to ``k2`` is therefore three deploys:
+
+1. stage: ``QI_SECRETS_KEYS=k1:…,k2:…`` and ``QI_SECRETS_ACTIVE_KEY_ID=k1``. Every pod can
+   now open ``k2``; all still seal with ``k1``;
+2. activate, once no pod runs the old configuration: drop ``QI_SECRETS_ACTIVE_KEY_ID`` (or set
+   it to ``k2``). New pods seal with ``k2``, which the pods of step 1 can open; then run
+   ``keys rotate``, which re-seals every stored secret (and stored OAuth grant) under the
+   active key;
+3. retire, once every pod runs step 2 and ``keys rotate`` reported no failure:
+   ``QI_SECRETS_KEYS=k2:…``.
+
+Skipping step 1 (appending ``k2`` as the newest key in one deploy) lets a new pod seal with
+``k2`` a secret that an old pod, still running, cannot open.
 
 Validation is strict and every violation raises :class:`KeyRingError`:
 
@@ -18,7 +35,8 @@ Validation is strict and every violation raises :class:`KeyRingError`:
 * a key is canonical standard base64 (alphabet ``A-Z a-z 0-9 + /``, with ``=`` padding)
   of exactly 32 bytes, as produced by :meth:`KeyRing.generate_key` or
   ``openssl rand -base64 32``;
-* two ids must not share the same key material (a "rotation" to the same key is a mistake).
+* two ids must not share the same key material (a "rotation" to the same key is a mistake);
+* the active key id, when given, must be one of the ring's ids.
 
 Error messages name the entry by position and, once it is known to be valid, by key id;
 they never include key material or the raw entry text (an entry whose ``:`` is missing
@@ -84,24 +102,29 @@ def _decode_key(encoded: str) -> bytes | None:
 
 
 class KeyRing:
-    """An ordered, immutable set of AES-256 keys; the last one is the newest.
+    """An ordered, immutable set of AES-256 keys, one of them active (by default the last).
 
     The repr lists key ids only; key material is never exposed by this class except to
     build ciphers via :meth:`cipher`.
     """
 
-    __slots__ = ("_ciphers", "_key_ids", "_keys")
+    __slots__ = ("_active", "_ciphers", "_key_ids", "_keys")
 
+    _active: str
     _ciphers: dict[str, AESGCM]
     _key_ids: tuple[str, ...]
     _keys: dict[str, bytes]
 
-    def __init__(self, keys: Mapping[str, bytes]) -> None:
+    def __init__(self, keys: Mapping[str, bytes], *, active_key_id: str | None = None) -> None:
         """Build a ring from ``{key_id: raw 32-byte key}`` in order, oldest first.
+
+        ``active_key_id`` names the key that encrypts (default: the last one); the others
+        only decrypt.
 
         Raises:
             KeyRingError: the mapping is empty, a key id is invalid, a key is not
-                32 bytes, or two ids share the same key material.
+                32 bytes, two ids share the same key material, or ``active_key_id`` is
+                not one of the ids.
         """
         if not keys:
             raise KeyRingError("key ring is empty: at least one key is required")
@@ -121,13 +144,20 @@ class KeyRing:
                     f"entry {position} ({key_id}): same key material as key id {seen[key]}"
                 )
             seen[key] = key_id
+        if active_key_id is not None and active_key_id not in keys:
+            shown = active_key_id if is_valid_key_id(active_key_id) else "(invalid id)"
+            raise KeyRingError(f"active key id {shown} is not one of the ring's key ids")
         self._keys = {key_id: bytes(key) for key_id, key in keys.items()}
         self._key_ids = tuple(self._keys)
+        self._active = active_key_id if active_key_id is not None else self._key_ids[-1]
         self._ciphers = {key_id: AESGCM(key) for key_id, key in self._keys.items()}
 
     @classmethod
-    def from_env_value(cls, value: str) -> KeyRing:
+    def from_env_value(cls, value: str, *, active_key_id: str | None = None) -> KeyRing:
         """Parse ``<key_id>:<base64 key>[,...]`` (see the module docstring).
+
+        ``active_key_id`` (``QI_SECRETS_ACTIVE_KEY_ID``) names the encryption key; by
+        default it is the last entry.
 
         Raises:
             KeyRingError: the value violates any rule listed in the module docstring;
@@ -162,7 +192,7 @@ class KeyRing:
                     f"bytes, got {len(key)}"
                 )
             keys[key_id] = key
-        return cls(keys)
+        return cls(keys, active_key_id=active_key_id)
 
     @staticmethod
     def generate_key() -> str:
@@ -175,9 +205,19 @@ class KeyRing:
         return self._key_ids
 
     @property
+    def active_key_id(self) -> str:
+        """Id of the key used for new encryptions (the last entry unless named)."""
+        return self._active
+
+    @property
     def newest_key_id(self) -> str:
-        """Id of the key used for new encryptions (the last entry)."""
-        return self._key_ids[-1]
+        """Id of the key used for new encryptions: the active key (the name predates staging)."""
+        return self._active
+
+    @property
+    def staged_key_ids(self) -> tuple[str, ...]:
+        """Decrypt-only keys listed after the active one (waiting to become active)."""
+        return self._key_ids[self._key_ids.index(self._active) + 1 :]
 
     @property
     def contains_development_key(self) -> bool:
@@ -195,4 +235,4 @@ class KeyRing:
         return self._ciphers.get(key_id)
 
     def __repr__(self) -> str:
-        return f"KeyRing(key_ids={self._key_ids!r}, newest={self.newest_key_id!r})"
+        return f"KeyRing(key_ids={self._key_ids!r}, active={self._active!r})"

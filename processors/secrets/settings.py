@@ -3,15 +3,20 @@
 ``SecretsSettings`` reads ``QI_SECRETS_KEYS`` (env prefix ``QI_SECRETS_``), whose format
 is documented in :mod:`processors.secrets.keyring`::
 
-    QI_SECRETS_KEYS="k1:<base64 32 bytes>,k2:<base64 32 bytes>"   # k2 is newest
+    QI_SECRETS_KEYS="k1:<base64 32 bytes>,k2:<base64 32 bytes>"   # k2 is active
+    QI_SECRETS_ACTIVE_KEY_ID=k1        # optional: k1 seals, k2 is staged (decrypt-only)
 
 Development default: when ``QI_SECRETS_KEYS`` is unset the ring is
 :data:`DEVELOPMENT_KEYS_VALUE` (``dev:`` + the published
 :data:`~processors.secrets.keyring.DEVELOPMENT_KEY_B64`). That key is NOT secret:
 anything encrypted with it is readable by anyone with this source code.
 :attr:`SecretsSettings.is_development_key` is ``True`` whenever the ring contains that
-key (under any id, in any position); the service must warn loudly, and should refuse to
-start outside local development.
+key (under any id, in any position); the worker and the API refuse to start with it unless
+``QI_ENV=development`` (:mod:`processors.startup`).
+
+``QI_SECRETS_ACTIVE_KEY_ID`` (optional) names the key that seals new secrets; by default it is
+the last entry. Keys after it are staged, decrypt-only (rolling deploys: see
+:mod:`processors.secrets.keyring`).
 
 The key ring is parsed when the settings are constructed, so a bad value fails at
 startup with :class:`~processors.secrets.errors.KeyRingError` (raised as is, not wrapped
@@ -47,16 +52,19 @@ class SecretsSettings(BaseSettings):
     )
 
     keys: SecretStr = SecretStr(DEVELOPMENT_KEYS_VALUE)
+    active_key_id: str | None = None
+    """The key that seals new secrets (default: the last of ``keys``); see the keyring doc."""
 
     _key_ring: KeyRing = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:  # noqa: ANN401 - pydantic hook
         """Parse ``keys`` into the key ring (raises :class:`KeyRingError`)."""
-        self._key_ring = KeyRing.from_env_value(self.keys.get_secret_value())
+        active = (self.active_key_id or "").strip() or None
+        self._key_ring = KeyRing.from_env_value(self.keys.get_secret_value(), active_key_id=active)
 
     @property
     def key_ring(self) -> KeyRing:
-        """The parsed key ring; the last entry is the newest key."""
+        """The parsed key ring and its active key."""
         return self._key_ring
 
     @property

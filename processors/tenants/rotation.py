@@ -1,4 +1,4 @@
-"""``keys rotate``: re-wrap every stored connection secret under the newest key.
+"""``keys rotate``: re-wrap every stored connection secret under the active key.
 
 Walks every tenant's connections hash (``SCAN {prefix}tenant:*:connections``), and for each
 secret field of each connection's ``settings`` (the fields
@@ -18,9 +18,20 @@ Writes are compare-and-set per connection (a Lua script replaces the stored JSON
 still the JSON that was read), so a connection saved through the API during the rotation is
 never overwritten with stale settings; such a connection is read again and retried.
 
-The run is idempotent: run it again and everything is current. Rotation is "append a key to
-``QI_SECRETS_KEYS``, restart, run ``keys rotate``, check the report has no failures, then drop
-the old key".
+Each connection's renewed OAuth grant (``oauth:{connection_id}``, see
+:mod:`processors.deliveries.tokens`) is re-sealed too, right after the connection, with the
+store's own compare-and-set (a renewal saved meanwhile is read again; the grant's expiry is
+kept). A grant that does not open is reported with the path ``oauth_grant`` and left as it is
+(the sink ignores it and starts again from the connection's own refresh token). Grants are
+found through the connections, since opening one needs its connection's tenant. A grant whose
+connection is gone (deleted before deleting a connection deleted its grant too) cannot be
+re-sealed (nor one whose connection record does not parse): it is counted in
+``grants_without_connection`` and logged, never touched; once the old key is retired it opens
+for nobody, so an operator can delete it.
+
+The run is idempotent: run it again and everything is current. The active key is the last of
+``QI_SECRETS_KEYS`` unless ``QI_SECRETS_ACTIVE_KEY_ID`` names another; the whole rotation
+(stage, activate, ``keys rotate``, retire) is in :mod:`processors.secrets.keyring`.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from processors.deliveries.tokens import GRANT_PURPOSE, OAuthTokenStore
 from processors.secrets import SecretBox, SecretsError
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.secret_fields import SEALED_PREFIX, iter_secret_paths
@@ -76,6 +88,9 @@ class RotationReport:
     secrets_rewrapped: int = 0
     secrets_already_current: int = 0
     secrets_sealed_from_plaintext: int = 0
+    grants_rewrapped: int = 0
+    grants_already_current: int = 0
+    grants_without_connection: int = 0
     failures: list[RotationFailure] = field(default_factory=list)
 
     @property
@@ -146,13 +161,17 @@ def _tenant_of(key: str, prefix: str) -> str:
 
 
 async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> RotationReport:
-    """Re-wrap every stored connection secret under ``box``'s newest key; see the module doc.
+    """Re-wrap every stored connection secret and OAuth grant under ``box``'s active key.
+
+    See the module doc.
 
     Per-secret problems are reported, never raised. Raises only what Redis raises
     (``redis.exceptions.RedisError``) when it cannot be reached; a rerun picks up from there.
     """
-    report = RotationReport(newest_key_id=box.key_ring.newest_key_id)
+    report = RotationReport(newest_key_id=box.key_ring.active_key_id)
     compare_and_set = redis.register_script(_COMPARE_AND_SET)
+    grants = OAuthTokenStore(redis, box=box, key_prefix=key_prefix)
+    visited: set[str] = set()
     seen: set[str] = set()
     async for raw_key in redis.scan_iter(
         match=f"{key_prefix}tenant:*:connections", count=_SCAN_COUNT
@@ -172,7 +191,10 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
                 box=box,
                 report=report,
                 prefix=key_prefix,
+                grants=grants,
+                visited=visited,
             )
+    report.grants_without_connection = await _count_orphan_grants(redis, key_prefix, visited)
     _log.info(
         "keys.rotate.finished",
         extra={
@@ -183,6 +205,9 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
             "rewrapped": report.secrets_rewrapped,
             "already_current": report.secrets_already_current,
             "sealed_from_plaintext": report.secrets_sealed_from_plaintext,
+            "grants_rewrapped": report.grants_rewrapped,
+            "grants_already_current": report.grants_already_current,
+            "grants_without_connection": report.grants_without_connection,
             "failures": len(report.failures),
         },
     )
@@ -198,6 +223,8 @@ async def _rotate_one(
     box: SecretBox,
     report: RotationReport,
     prefix: str,
+    grants: OAuthTokenStore,
+    visited: set[str],
 ) -> None:
     report.connections_scanned += 1
     for _attempt in range(_MAX_WRITE_ATTEMPTS):
@@ -230,6 +257,8 @@ async def _rotate_one(
         report.secrets_sealed_from_plaintext += outcome.sealed
         for failure in outcome.failures:
             _fail(report, failure)
+        visited.add(record.connection_id)
+        await _rotate_grant(record, grants, report)
         return
     _fail(
         report,
@@ -241,6 +270,43 @@ async def _rotate_one(
             reason="connection kept changing during the rotation; run it again",
         ),
     )
+
+
+async def _count_orphan_grants(redis: Redis, prefix: str, connection_ids: set[str]) -> int:
+    """Stored grants whose connection was not among ``connection_ids`` (see the module doc)."""
+    grant_prefix = f"{prefix}oauth:"
+    orphans: set[str] = set()
+    async for raw_key in redis.scan_iter(match=f"{grant_prefix}*", count=_SCAN_COUNT):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        connection_id = key.removeprefix(grant_prefix)
+        if connection_id not in connection_ids:
+            orphans.add(connection_id)
+    for connection_id in sorted(orphans):
+        _log.warning("keys.rotate.grant_without_connection", extra={"connection_id": connection_id})
+    return len(orphans)
+
+
+async def _rotate_grant(
+    record: ConnectionRecord, grants: OAuthTokenStore, report: RotationReport
+) -> None:
+    try:
+        done = await grants.rewrap(tenant_id=record.tenant_id, connection_id=record.connection_id)
+    except SecretsError as exc:
+        _fail(
+            report,
+            RotationFailure(
+                tenant_id=record.tenant_id,
+                connector=record.connector.value,
+                connection_id=record.connection_id,
+                path=GRANT_PURPOSE,
+                reason=str(exc),  # fixed texts and key ids only
+            ),
+        )
+        return
+    if done == "rewrapped":
+        report.grants_rewrapped += 1
+    elif done == "current":
+        report.grants_already_current += 1
 
 
 def _fail(report: RotationReport, failure: RotationFailure) -> None:

@@ -251,16 +251,20 @@ class ConnectionService:
     async def delete_connection(
         self, tenant_id: str, connector: Connector, *, actor: Principal
     ) -> None:
-        """Remove the connection; raises :class:`NotFound` if there is none."""
+        """Remove the connection and every key kept for it (its sealed OAuth grant, identity
+        links and delivery state: see :mod:`processors.tenants.repository`); raises
+        :class:`NotFound` if there is none."""
         connection = await self.get_connection(tenant_id, connector)
         if not await self._repository.delete(tenant_id, connector):
             raise NotFound("no connection for this connector", code="connection_not_found")
+        forgotten = await self._repository.forget_connection(connection.connection_id)
         _log.info(
             "connection.deleted",
             extra={
                 "tenant_id": tenant_id,
                 "connector": connector.value,
                 "connection_id": connection.connection_id,
+                "keys_deleted": forgotten,
                 "actor_sub": actor.sub,
             },
         )

@@ -48,6 +48,7 @@ def test_id() -> str:
 def qi_env(infra: Infrastructure, test_id: str) -> dict[str, str]:
     """The environment of this test's worker processes."""
     return {
+        "QI_ENV": "development",
         "QI_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
         "QI_REDIS_URL": infra.redis_url,
         "QI_REDIS_KEY_PREFIX": f"{test_id}:",

@@ -32,7 +32,7 @@ class WorkerProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "processors", "worker"],
             cwd=REPO_ROOT,
-            env={**os.environ, **self._env},
+            env={**os.environ, "QI_ENV": "development", **self._env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -1,4 +1,5 @@
-"""rotate_keys over the real Redis: k1 -> k2, tampered secrets reported and left alone."""
+"""rotate_keys over the real Redis: k1 -> k2 for secrets and OAuth grants, tampered ones
+reported and left alone."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore
 from processors.secrets import EncryptedSecret, KeyRing, SecretBox, SecretsSettings
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
@@ -300,3 +302,77 @@ async def test_kept_secret_under_a_dropped_key_must_be_sent_again(
         assert refused.status_code == 409
         assert refused.json()["error"]["code"] == "stored_secret_unreadable"
         assert (await client.put(path, json=WEBHOOK_BODY, headers=PLATFORM)).status_code == 200
+
+
+GRANT = OAuthGrant(
+    access_token=SecretStr("hubspot-renewed-access-token-91ce"),
+    refresh_token=SecretStr(HUBSPOT_REFRESH_TOKEN),
+    expires_at=2_000_000_000.0,
+)
+
+
+async def test_rotation_reseals_stored_oauth_grants(
+    sealed_with_k1: Settings, redis_client: Redis
+) -> None:
+    """``oauth:{connection_id}`` grants move to the active key with their expiry kept."""
+    prefix = sealed_with_k1.redis.key_prefix
+    repository = ConnectionRepository(redis_client, key_prefix=prefix)
+    under_k1 = OAuthTokenStore(
+        redis_client, box=SecretBox(KeyRing.from_env_value(K1)), key_prefix=prefix
+    )
+    connections = {}
+    for tenant in (TENANT, OTHER_TENANT):
+        record = await repository.get(tenant, Connector.HUBSPOT)
+        assert record is not None
+        connections[tenant] = record.connection_id
+        await under_k1.save(
+            GRANT, tenant_id=tenant, connection_id=record.connection_id, credentials="fp-1"
+        )
+    # a grant under a key no longer in the ring is reported and left as it is
+    retired = OAuthTokenStore(
+        redis_client,
+        box=SecretBox(
+            KeyRing.from_env_value("k0:" + base64.b64encode(bytes(range(50, 82))).decode())
+        ),
+        key_prefix=prefix,
+    )
+    pipedrive = await repository.get(TENANT, Connector.PIPEDRIVE)
+    assert pipedrive is not None
+    await retired.save(
+        GRANT, tenant_id=TENANT, connection_id=pipedrive.connection_id, credentials="x"
+    )
+    unreadable = await redis_client.get(f"{prefix}oauth:{pipedrive.connection_id}")
+    # and one whose connection is gone: counted, left alone
+    await under_k1.save(GRANT, tenant_id=TENANT, connection_id="conn_deleted", credentials="x")
+    orphan = await redis_client.get(f"{prefix}oauth:conn_deleted")
+    ttls = {cid: await redis_client.ttl(f"{prefix}oauth:{cid}") for cid in connections.values()}
+
+    rotating = SecretBox(KeyRing.from_env_value(f"{K1},{K2}"))
+    report = await rotate_keys(redis_client, key_prefix=prefix, box=rotating)
+
+    assert report.grants_rewrapped == 2
+    assert report.grants_without_connection == 1
+    assert await redis_client.get(f"{prefix}oauth:conn_deleted") == orphan
+    assert [(f.tenant_id, f.connector, f.path) for f in report.failures] == [
+        (TENANT, "pipedrive", "oauth_grant")
+    ]
+    assert report.failures[0].reason == "unknown key id k0"
+    assert await redis_client.get(f"{prefix}oauth:{pipedrive.connection_id}") == unreadable
+    only_k2 = OAuthTokenStore(
+        redis_client, box=SecretBox(KeyRing.from_env_value(K2)), key_prefix=prefix
+    )
+    for tenant, connection_id in connections.items():
+        key = f"{prefix}oauth:{connection_id}"
+        raw = await redis_client.get(key)
+        assert raw is not None
+        stored = json.loads(raw)
+        assert EncryptedSecret.parse(stored["grant"]).key_id == "k2"
+        assert 0 < await redis_client.ttl(key) <= ttls[connection_id]
+        loaded = await only_k2.load(
+            tenant_id=tenant, connection_id=connection_id, credentials="fp-1"
+        )
+        assert loaded == GRANT
+
+    again = await rotate_keys(redis_client, key_prefix=prefix, box=rotating)
+    assert again.grants_rewrapped == 0
+    assert again.grants_already_current == 2

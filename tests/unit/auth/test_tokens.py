@@ -7,7 +7,7 @@ from typing import Any
 
 import jwt
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from processors.auth import (
     InvalidTokenError,
@@ -19,6 +19,13 @@ from processors.auth import (
 from processors.settings import AuthSettings
 
 from .conftest import KID, SECRET, StaticKeys, TokenFactory, claims_for, hand_signed
+
+IDP_CLAIMS = {"iss": "https://idp.example", "aud": "queast-integrations"}
+JWKS_SETTINGS = AuthSettings(
+    jwks_url="https://idp.invalid/jwks.json",
+    issuer=IDP_CLAIMS["iss"],
+    audience=IDP_CLAIMS["aud"],
+)
 
 
 async def test_hs256_token_gives_the_principal(
@@ -42,11 +49,14 @@ async def test_rs256_through_pyjwkclient(
     monkeypatch: pytest.MonkeyPatch, public_jwk: dict[str, Any], rs_token: TokenFactory
 ) -> None:
     monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", lambda _self: {"keys": [public_jwk]})
-    verifier = TokenVerifier.from_settings(AuthSettings(jwks_url="https://idp.invalid/jwks.json"))
+    verifier = TokenVerifier.from_settings(JWKS_SETTINGS)
     assert verifier.algorithms == ("RS256",)
-    assert (await verifier.verify(rs_token())).sub == "user-1"
+    assert (await verifier.verify(rs_token(**IDP_CLAIMS))).sub == "user-1"
     with pytest.raises(InvalidTokenError, match="no matching signing key"):
-        await verifier.verify(rs_token(kid="other-key"))
+        await verifier.verify(rs_token(kid="other-key", **IDP_CLAIMS))
+    for wrong in ({"iss": "https://evil.example"}, {"aud": "another-api"}, {"iss": ...}):
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(rs_token(**{**IDP_CLAIMS, **wrong}))
 
 
 async def test_jwks_unreachable_is_not_a_401(
@@ -57,7 +67,7 @@ async def test_jwks_unreachable_is_not_a_401(
         raise jwt.PyJWKClientConnectionError(msg)
 
     monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", unreachable)
-    verifier = TokenVerifier.from_settings(AuthSettings(jwks_url="https://idp.invalid/jwks.json"))
+    verifier = TokenVerifier.from_settings(JWKS_SETTINGS)
     with pytest.raises(SigningKeysUnavailableError):
         await verifier.verify(rs_token())
 
@@ -237,7 +247,7 @@ async def test_rejection_reason_never_holds_the_token(
 
 def test_from_settings_reads_auth_settings() -> None:
     verifier = TokenVerifier.from_settings(
-        AuthSettings(jwt_secret=SecretStr(SECRET), jwks_url="https://idp.invalid/jwks.json")
+        JWKS_SETTINGS.model_copy(update={"jwt_secret": SecretStr(SECRET)})
     )
     assert verifier.algorithms == ("HS256", "RS256")
 
@@ -247,3 +257,27 @@ def test_static_keys_is_a_signing_key_source(public_jwk: dict[str, Any]) -> None
     keys = StaticKeys(jwt.PyJWK(public_jwk))
     with pytest.raises(jwt.PyJWKClientError):
         keys.get_signing_key_from_jwt(hand_signed({"alg": "RS256", "kid": "nope"}, {}, None))
+
+
+@pytest.mark.parametrize(
+    ("issuer", "audience"),
+    [(None, None), ("https://idp.example", None), (None, "queast-integrations"), ("", "")],
+    ids=["neither", "no_audience", "no_issuer", "empty"],
+)
+def test_jwks_without_issuer_and_audience_is_refused(
+    issuer: str | None, audience: str | None
+) -> None:
+    with pytest.raises(ValidationError, match="QI_AUTH_ISSUER and QI_AUTH_AUDIENCE are required"):
+        AuthSettings(jwks_url="https://idp.invalid/jwks.json", issuer=issuer, audience=audience)
+
+
+def test_jwks_without_issuer_is_refused_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QI_AUTH_JWKS_URL", "https://idp.invalid/jwks.json")
+    monkeypatch.setenv("QI_AUTH_AUDIENCE", "queast-integrations")
+    monkeypatch.delenv("QI_AUTH_ISSUER", raising=False)
+    with pytest.raises(ValidationError, match="QI_AUTH_ISSUER"):
+        AuthSettings()
+    monkeypatch.setenv("QI_AUTH_ISSUER", "https://idp.example")
+    assert AuthSettings().issuer == "https://idp.example"

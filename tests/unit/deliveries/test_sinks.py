@@ -39,8 +39,10 @@ class Partner:
     ``rt-N``; Pipedrive's also names ``https://acme-eu.pipedrive.com`` as the API host.
     """
 
-    def __init__(self, *, expires_in: int = 1800) -> None:
+    def __init__(self, *, expires_in: int = 1800, rotating: bool = False) -> None:
         self.expires_in = expires_in
+        self.rotating = rotating
+        """Refuse a refresh token used before (``invalid_grant``), as Pipedrive does."""
         self.refreshed_with: list[str] = []
         self.bearers: list[str] = []
         self.api_hosts: list[str] = []
@@ -50,7 +52,10 @@ class Partner:
         path = request.url.path
         if path in {"/oauth/v1/token", "/oauth/token"}:
             form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+            spent = form["refresh_token"] in self.refreshed_with
             self.refreshed_with.append(form["refresh_token"])
+            if self.rotating and spent:
+                return httpx.Response(400, json={"error": "invalid_grant"})
             number = next(self._numbers)
             grant: dict[str, Any] = {
                 "access_token": f"at-{number}",
@@ -284,3 +289,33 @@ async def test_a_stored_grant_the_config_refuses_is_ignored(
 
     assert partner.refreshed_with == ["rt-0"]
     assert partner.bearers == ["Bearer at-1"]
+
+
+@pytest.mark.parametrize("connector", ["hubspot", "pipedrive"])
+async def test_two_sinks_of_one_connection_share_the_rotated_refresh_token(
+    connector: str, redis: FakeRedis, clock: FakeClock, identity: IdentityRepository
+) -> None:
+    """Both sinks start from the connection's ``rt-0``; the second one's refresh is refused
+    once the first rotated it, so it reloads the stored grant instead of needing reauth."""
+    partner = Partner(rotating=True)
+    store = _store(redis, clock)
+    factory = _factory(connector, store=store, partner=partner, clock=clock, identity=identity)
+    settings: dict[str, Any] = (
+        {"auth": HUBSPOT_AUTH}
+        if connector == "hubspot"
+        else {"auth": PIPEDRIVE_AUTH, "domain_field_key": DOMAIN_KEY}
+    )
+    connection = _connection(connector, settings)
+    first, second = await factory(connection), await factory(connection)
+    try:
+        for sink in (first, second):
+            if isinstance(sink, HubSpotSink):
+                assert await sink.client.archive("companies", ["1"]) == 204
+            else:
+                assert isinstance(sink, PipedriveSink)
+                assert await sink.client.get(PipedriveObject.ORGANIZATION, 1) is not None
+    finally:
+        await first.close()
+        await second.close()
+    assert partner.refreshed_with == ["rt-0", "rt-0"]  # the second was refused, then reloaded
+    assert partner.bearers == ["Bearer at-1", "Bearer at-1"]

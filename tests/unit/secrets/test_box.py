@@ -190,7 +190,7 @@ def test_plaintext_size_limit(box: SecretBox) -> None:
 
 
 def test_repr_has_no_key_material(box: SecretBox) -> None:
-    assert repr(box) == "SecretBox(KeyRing(key_ids=('k1', 'k2'), newest='k2'))"
+    assert repr(box) == "SecretBox(KeyRing(key_ids=('k1', 'k2'), active='k2'))"
 
 
 # --- properties ---------------------------------------------------------------------------

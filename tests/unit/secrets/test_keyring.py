@@ -58,7 +58,7 @@ def test_generate_key_is_random_32_bytes_and_parses() -> None:
 
 def test_repr_lists_ids_only() -> None:
     ring = KeyRing.from_env_value(f"k1:{KEY1_B64},k2:{KEY2_B64}")
-    assert repr(ring) == "KeyRing(key_ids=('k1', 'k2'), newest='k2')"
+    assert repr(ring) == "KeyRing(key_ids=('k1', 'k2'), active='k2')"
     assert_no_material(repr(ring))
     assert_no_material(str(ring))
 

@@ -184,3 +184,154 @@ async def test_logs_never_carry_tokens_or_secrets(caplog: pytest.LogCaptureFixtu
     logged = " ".join(str(r.__dict__) for r in caplog.records)
     for secret in ("at-1", "at-2", "rt-secret", "rt-rotated", "cs-secret"):
         assert secret not in logged
+
+
+class RotatingPartner:
+    """A token endpoint that rotates refresh tokens: each one is good for a single renewal."""
+
+    def __init__(self, first: str = "rt-secret", *, expires_in: int = 1800) -> None:
+        self.valid = {first}
+        self.expires_in = expires_in
+        self.renewals = 0
+        self.refused = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        if form["refresh_token"] not in self.valid:
+            self.refused += 1
+            return httpx.Response(400, json={"status": "BAD_REFRESH_TOKEN"})
+        self.valid.discard(form["refresh_token"])
+        self.renewals += 1
+        rotated = f"rt-{self.renewals}"
+        self.valid.add(rotated)
+        return httpx.Response(
+            200,
+            json={
+                "access_token": f"at-{self.renewals}",
+                "refresh_token": rotated,
+                "expires_in": self.expires_in,
+            },
+        )
+
+
+class SharedGrantStore:
+    """What the service's grant store is to the sinks of one connection, in memory."""
+
+    def __init__(self) -> None:
+        self.latest: RefreshedToken | None = None
+        self.loads = 0
+
+    async def save(self, token: RefreshedToken) -> None:
+        self.latest = token
+
+    async def load(self) -> RefreshedToken | None:
+        self.loads += 1
+        return self.latest
+
+
+def _sharing(
+    partner: RotatingPartner,
+    clock: FakeClock,
+    store: SharedGrantStore,
+    *,
+    access_token: str | None = None,
+    expires_at: float | None = None,
+) -> OAuthTokenSource:
+    """One sink's token source of a connection whose grant lives in ``store``."""
+    return OAuthTokenSource(
+        http_client=http_client_factory(transport=httpx.MockTransport(partner)),
+        token_url=TOKEN_URL,
+        client_id="client-1",
+        client_secret=SecretStr("cs-secret"),
+        refresh_token=SecretStr("rt-secret"),
+        access_token=None if access_token is None else SecretStr(access_token),
+        expires_at=expires_at,
+        clock=clock,
+        logger=logging.getLogger("test.hubspot.auth"),
+        log_fields={"connection_id": "c_hs"},
+        on_token_refreshed=store.save,
+        reload_grant=store.load,
+    )
+
+
+async def test_a_refused_renewal_takes_the_grant_another_sink_renewed() -> None:
+    partner, clock, store = RotatingPartner(), FakeClock(), SharedGrantStore()
+    first, second = _sharing(partner, clock, store), _sharing(partner, clock, store)
+
+    assert (await first.token()).get_secret_value() == "at-1"
+    # the second sink still holds rt-secret, which the partner has rotated away
+    assert (await second.token()).get_secret_value() == "at-1"
+    assert (partner.renewals, partner.refused, store.loads) == (1, 1, 1)
+
+    clock.advance(1800)  # at-1 expired: each renews in turn, neither is parked
+    assert (await second.token()).get_secret_value() == "at-2"
+    assert (await first.token()).get_secret_value() == "at-2"
+    assert (partner.renewals, partner.refused) == (2, 2)
+    assert store.latest is not None
+    assert store.latest.refresh_token.get_secret_value() == "rt-2"
+
+
+async def test_an_expired_reloaded_grant_is_renewed_with_its_refresh_token() -> None:
+    partner, clock, store = RotatingPartner(), FakeClock(), SharedGrantStore()
+    first, second = _sharing(partner, clock, store), _sharing(partner, clock, store)
+    await first.token()
+    clock.advance(3600)
+
+    assert (await second.token()).get_secret_value() == "at-2"
+    assert partner.renewals == 2
+    assert store.latest is not None
+    assert store.latest.refresh_token.get_secret_value() == "rt-2"
+
+
+async def test_after_a_401_the_reloaded_access_token_is_retried() -> None:
+    partner, clock, store = RotatingPartner(), FakeClock(), SharedGrantStore()
+    first, second = (
+        _sharing(partner, clock, store, access_token="at-0", expires_at=clock.time() + 1800)
+        for _ in range(2)
+    )
+
+    assert await first.renew_after_rejection(SecretStr("at-0")) is True
+    assert await second.renew_after_rejection(SecretStr("at-0")) is True
+    assert (await second.token()).get_secret_value() == "at-1"
+    assert (partner.renewals, partner.refused) == (1, 1)
+
+
+async def test_nothing_new_in_the_store_is_an_authentication_error() -> None:
+    partner, clock, store = RotatingPartner(first="rt-other"), FakeClock(), SharedGrantStore()
+    source = _sharing(partner, clock, store)
+    with pytest.raises(AuthenticationError):
+        await source.token()
+    store.latest = RefreshedToken(SecretStr("at-x"), clock.time() + 60, SecretStr("rt-secret"))
+    with pytest.raises(AuthenticationError):
+        await source.token()  # the stored grant holds the same, refused, refresh token
+    assert (store.loads, partner.refused, partner.renewals) == (2, 2, 0)
+
+
+async def test_a_reloaded_refresh_token_refused_too_is_an_authentication_error() -> None:
+    partner, clock, store = RotatingPartner(first="rt-other"), FakeClock(), SharedGrantStore()
+    store.latest = RefreshedToken(SecretStr("at-x"), clock.time() - 1, SecretStr("rt-stale"))
+    with pytest.raises(AuthenticationError):
+        await _sharing(partner, clock, store).token()
+    assert (store.loads, partner.refused) == (1, 2)  # reloaded once, renewed once more
+
+
+async def test_a_failing_reload_keeps_the_refusal(caplog: pytest.LogCaptureFixture) -> None:
+    partner, clock = RotatingPartner(first="rt-other"), FakeClock()
+
+    async def broken() -> RefreshedToken | None:
+        msg = "redis is down"
+        raise ConnectionError(msg)
+
+    source = OAuthTokenSource(
+        http_client=http_client_factory(transport=httpx.MockTransport(partner)),
+        token_url=TOKEN_URL,
+        client_id="client-1",
+        client_secret=SecretStr("cs-secret"),
+        refresh_token=SecretStr("rt-secret"),
+        clock=clock,
+        logger=logging.getLogger("test.hubspot.auth"),
+        reload_grant=broken,
+    )
+    with pytest.raises(AuthenticationError):
+        await source.token()
+    assert "hubspot.token.reload_failed" in caplog.messages

@@ -229,3 +229,118 @@ async def test_a_failing_store_hook_is_logged_not_raised(caplog: pytest.LogCaptu
     logged = " ".join(str(vars(r)) for r in caplog.records)
     for secret in ("access-1", "refresh-1", "refresh-2", "csecret"):
         assert secret not in logged
+
+
+class RotatingPipedrive:
+    """Pipedrive's token endpoint: every refresh token is good for a single refresh."""
+
+    def __init__(self, first: str = "refresh-1", *, expires_in: int = 3599) -> None:
+        self.valid = {first}
+        self.expires_in = expires_in
+        self.refreshes = 0
+        self.refused = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == TOKEN_PATH
+        token = parse_qs(request.content.decode())["refresh_token"][0]
+        if token not in self.valid:
+            self.refused += 1
+            return httpx.Response(400, json={"success": False, "error": "invalid_grant"})
+        self.valid.discard(token)
+        self.refreshes += 1
+        rotated = f"refresh-r{self.refreshes}"
+        self.valid.add(rotated)
+        return httpx.Response(
+            200,
+            json={
+                "access_token": f"access-r{self.refreshes}",
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+                "refresh_token": rotated,
+                "api_domain": "https://acme-eu.pipedrive.com",
+            },
+        )
+
+
+class SharedTokens:
+    """The service's grant store as the sinks of one connection see it, in memory."""
+
+    def __init__(self) -> None:
+        self.latest: OAuthTokens | None = None
+        self.loads = 0
+
+    async def save(self, tokens: OAuthTokens) -> None:
+        self.latest = tokens
+
+    async def load(self) -> OAuthTokens | None:
+        self.loads += 1
+        return self.latest
+
+
+def _sharing(
+    http: httpx.AsyncClient, clock: FakeClock, store: SharedTokens, **config: Any
+) -> OAuthAuth:
+    return OAuthAuth(
+        _config(**config),
+        http_client=http,
+        clock=clock,
+        on_token_refreshed=store.save,
+        reload_grant=store.load,
+    )
+
+
+async def test_a_refused_refresh_takes_the_tokens_another_sink_rotated() -> None:
+    partner, clock, store = RotatingPipedrive(), FakeClock(), SharedTokens()
+    async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
+        first, second = _sharing(http, clock, store), _sharing(http, clock, store)
+        assert await first.headers() == {"authorization": "Bearer access-r1"}
+        # refresh-1 is spent: the second sink's refresh is refused, then it reloads
+        assert await second.headers() == {"authorization": "Bearer access-r1"}
+        assert second.api_domain == "https://acme-eu.pipedrive.com"
+        assert (partner.refreshes, partner.refused, store.loads) == (1, 1, 1)
+
+        clock.advance(3600)  # both expired: each refreshes in turn, neither needs reauth
+        assert await second.headers() == {"authorization": "Bearer access-r2"}
+        assert await first.headers() == {"authorization": "Bearer access-r2"}
+        assert (partner.refreshes, partner.refused) == (2, 2)
+        assert store.latest is not None
+        assert store.latest.refresh_token.get_secret_value() == "refresh-r2"
+
+
+async def test_an_expired_reloaded_token_is_refreshed_with_the_stored_refresh_token() -> None:
+    partner, clock, store = RotatingPipedrive(), FakeClock(), SharedTokens()
+    async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
+        first, second = _sharing(http, clock, store), _sharing(http, clock, store)
+        await first.headers()
+        clock.advance(7200)
+        assert await second.headers() == {"authorization": "Bearer access-r2"}
+    assert partner.refreshes == 2
+
+
+async def test_after_a_401_the_reloaded_token_is_retried() -> None:
+    partner, clock, store = RotatingPipedrive(), FakeClock(), SharedTokens()
+    held = {"access_token": "revoked", "expires_at": clock.wall + 3000}
+    async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
+        first, second = _sharing(http, clock, store, **held), _sharing(http, clock, store, **held)
+        used = await second.headers()
+        assert await first.refresh_after_unauthorized(used) is True
+        assert await second.refresh_after_unauthorized(used) is True
+        assert await second.headers() == {"authorization": "Bearer access-r1"}
+    assert (partner.refreshes, partner.refused) == (1, 1)
+
+
+async def test_nothing_new_to_reload_needs_reauthorisation() -> None:
+    partner, clock, store = RotatingPipedrive(first="other"), FakeClock(), SharedTokens()
+    async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
+        auth = _sharing(http, clock, store)
+        with pytest.raises(AuthenticationError, match="refused"):
+            await auth.headers()
+        store.latest = OAuthTokens(
+            access_token=SecretStr("access-x"),
+            refresh_token=SecretStr("refresh-stale"),
+            expires_at=clock.wall - 1,
+            api_domain=None,
+        )
+        with pytest.raises(AuthenticationError, match="refused"):
+            await auth.headers()  # the stored refresh token is refused too
+    assert (store.loads, partner.refused, partner.refreshes) == (2, 3, 0)
