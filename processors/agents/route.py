@@ -233,9 +233,10 @@ def _incoming(event: EventT[bytes]) -> IncomingRecord:
 
 
 async def route_batches(
-    batches: AsyncIterable[Sequence[EventT[bytes]]], router: BatchRouter
+    batches: AsyncIterable[Sequence[EventT[bytes]]],
+    route: Callable[[Sequence[IncomingRecord]], Awaitable[None]],
 ) -> None:
-    """Route every batch; an event becomes committable only once its batch is produced.
+    """Route every batch with ``route``; an event becomes committable only once it returned.
 
     See the module docstring ("Commits") for why the extra reference is taken.
     """
@@ -243,7 +244,7 @@ async def route_batches(
         for event in events:
             event.message.incref()
         with ROUTING_BATCH_SECONDS.time():
-            await router.route([_incoming(event) for event in events])
+            await route([_incoming(event) for event in events])
         for event in events:
             event.ack()
 
@@ -272,7 +273,7 @@ def register_route_agent(app: faust.App, *, source: faust.TopicT, settings: Sett
                 concrete_stream(stream).take_events(
                     settings.routing.batch_size, within=settings.routing.batch_within_seconds
                 ),
-                BatchRouter(service, send),
+                BatchRouter(service, send).route,
             )
         finally:
             await redis.aclose()
