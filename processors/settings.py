@@ -159,6 +159,11 @@ class RoutingSettings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_within_seconds: float = Field(default=0.2, gt=0, le=10)
     dlq_include_payload: bool = True
+    dlq_max_payload_bytes: int = Field(default=512 * 1024, ge=0, le=1_000_000)
+    """The most key and value bytes a dead letter copies; a larger record's are left out.
+
+    Well under Kafka's default 1 MB message limit, so a dead letter is never too large to produce.
+    """
 
 
 class WorkerSettings(BaseSettings):

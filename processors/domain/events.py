@@ -11,9 +11,14 @@ Decisions where the design is silent:
 - Unknown extra fields are ignored, in the envelope and in entities: upstream services may add
   fields (an additive change) without breaking the router. Known fields are validated strictly.
 - ``schema_version`` must be ``1.<minor>``; another major version is rejected as unsupported.
+  Both parts are ASCII digits, at most 9 each (a longer number is malformed, not a version).
 - ``correlation_id`` is optional; when missing, the event id is used, so every export and
   delivery record still carries one.
-- ``occurred_at`` must carry a timezone; it is normalised to UTC.
+- ``occurred_at``, a signal's ``detected_at`` and a job ad's ``posted_at`` must carry a
+  timezone; they are normalised to UTC. A time that has no UTC equivalent in years 1 to 9999
+  (``9999-12-31T23:59:59-01:00``) fails validation.
+- Entity ``version`` and ``employee_count`` are at most 2**63 - 1: the contracts carry them as
+  Avro ``long`` and the idempotency key packs the version into 8 bytes.
 - Deletions need only the entity id and ``version``.
 """
 
@@ -25,16 +30,17 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
 )
 
 __all__ = [
     "EVENT_ENTITY_MODELS",
+    "MAX_LONG",
     "CompanyData",
     "ContractMode",
     "DomainEvent",
@@ -55,7 +61,22 @@ EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ShortText = Annotated[str, StringConstraints(max_length=1_000)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Url = Annotated[str, StringConstraints(max_length=2_048)]
-Version = Annotated[int, Field(ge=0)]
+MAX_LONG = 2**63 - 1
+"""The largest integer an Avro ``long`` (and the idempotency key's version field) holds."""
+Version = Annotated[int, Field(ge=0, le=MAX_LONG)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC; a time with no UTC equivalent is a validation error."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        msg = "has no UTC equivalent within years 1 to 9999"
+        raise ValueError(msg) from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A datetime that must carry a zone, normalised to UTC."""
 
 
 class EventType(StrEnum):
@@ -100,7 +121,7 @@ class CompanyData(Entity):
     website: Url | None = None
     linkedin_url: Url | None = None
     industry: ShortText | None = None
-    employee_count: Annotated[int, Field(ge=0)] | None = None
+    employee_count: Annotated[int, Field(ge=0, le=MAX_LONG)] | None = None
     country: ShortText | None = None
 
 
@@ -162,7 +183,7 @@ class SignalData(Entity):
     reasons: list[SignalReason] = Field(default_factory=list, max_length=200)
     evidence: list[SignalEvidence] = Field(default_factory=list, max_length=500)
     decorations: SignalDecorations = Field(default_factory=SignalDecorations)
-    detected_at: AwareDatetime
+    detected_at: UtcDatetime
 
 
 class JobAdData(Entity):
@@ -172,7 +193,7 @@ class JobAdData(Entity):
     title: ShortText | None = None
     url: Url | None = None
     location: ShortText | None = None
-    posted_at: AwareDatetime | None = None
+    posted_at: UtcDatetime | None = None
 
 
 class _CompanyRef(Entity):
@@ -207,16 +228,11 @@ class DomainEventEnvelope(BaseModel):
 
     event_id: uuid.UUID
     event_type: EventType
-    schema_version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")]
+    schema_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}\.[0-9]{1,9}$")]
     tenant_id: TenantId
-    occurred_at: AwareDatetime
+    occurred_at: UtcDatetime
     correlation_id: uuid.UUID | None = None
     data: dict[str, Any]
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
 
     @property
     def major_version(self) -> int:

@@ -61,7 +61,11 @@ class MappedRecord:
 def format_timestamp(value: datetime) -> str:
     """ISO-8601 in UTC with a ``Z``, milliseconds only when present."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: its %Y gives "1", not "0001", for the first years of the calendar.
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
     if value.microsecond:
         text += f".{value.microsecond // 1000:03d}"
     return text + "Z"

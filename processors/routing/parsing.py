@@ -3,11 +3,26 @@
 Every way a record can be bad has an :class:`InvalidReason`; :func:`parse_domain_event` raises
 :class:`InvalidEventError` with that reason and a detail that names fields, never their values
 (details end up in logs and dead-letter headers).
+
+Decisions where the issue is silent:
+
+- JSON is read by the standard library. Integer literals longer than
+  :data:`MAX_INTEGER_DIGITS` digits are unparseable (Python refuses to convert numbers of more
+  than 4,300 digits anyway, and no field of an event needs more than 19). ``NaN`` and
+  ``Infinity`` are read as floats; a known field that must be finite refuses them. Of
+  duplicate keys the last one wins, for the key check and validation alike.
+- The tenant named in an error (``qi.tenant_id`` on the dead letter, ``tenant_id`` in the
+  log) is the envelope's ``tenant_id`` only when it is a well-formed tenant id; anything else
+  (too long, odd characters, lone surrogates) is not repeated.
+- :data:`InvalidReason.INTERNAL_ERROR` is set by the routing service, never here: it marks a
+  record whose parsing, mapping or encoding raised something unforeseen (a bug), so that the
+  record is dead-lettered instead of stopping its partition.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -22,9 +37,12 @@ from processors.domain.events import (
     SignalData,
 )
 
-__all__ = ["InvalidEventError", "InvalidReason", "parse_domain_event"]
+__all__ = ["MAX_INTEGER_DIGITS", "InvalidEventError", "InvalidReason", "parse_domain_event"]
 
 SUPPORTED_MAJOR_VERSION = 1
+MAX_INTEGER_DIGITS = 100
+"""The longest integer literal (sign excluded) read from an event; longer ones are refused."""
+_TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EVENT_TYPES = frozenset(t.value for t in EventType)
 
 
@@ -41,6 +59,7 @@ class InvalidReason(StrEnum):
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     VALIDATION_FAILED = "validation_failed"
     CONTRACT_VIOLATION = "contract_violation"
+    INTERNAL_ERROR = "internal_error"
 
 
 class InvalidEventError(Exception):
@@ -65,9 +84,24 @@ def _describe(exc: ValidationError, *, prefix: str = "", limit: int = 5) -> str:
     return "; ".join(parts)
 
 
+class _IntegerTooLongError(ValueError):
+    """An integer literal longer than :data:`MAX_INTEGER_DIGITS`."""
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _IntegerTooLongError
+    return int(literal)
+
+
 def _tenant_of(document: dict[str, Any]) -> str | None:
     tenant = document.get("tenant_id")
     return tenant if isinstance(tenant, str) and tenant else None
+
+
+def _well_formed(tenant_id: str) -> str | None:
+    """The tenant id if it may be repeated in headers and logs, else ``None``."""
+    return tenant_id if _TENANT_ID.fullmatch(tenant_id) else None
 
 
 def _check_strict_signal(signal: SignalData, tenant_id: str) -> None:
@@ -99,8 +133,17 @@ def parse_domain_event(key: bytes | None, value: bytes | None, *, max_bytes: int
             InvalidReason.OVERSIZED, f"value is {len(value)} bytes, limit {max_bytes}"
         )
     try:
-        document = json.loads(value)
+        document = json.loads(value, parse_int=_parse_int)
+    except _IntegerTooLongError:
+        raise InvalidEventError(
+            InvalidReason.UNPARSEABLE,
+            f"not JSON this router reads: an integer of more than {MAX_INTEGER_DIGITS} digits",
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError(
+            InvalidReason.UNPARSEABLE, f"not JSON: {type(exc).__name__}"
+        ) from exc
+    except ValueError as exc:  # anything else the decoder refuses to convert
         raise InvalidEventError(
             InvalidReason.UNPARSEABLE, f"not JSON: {type(exc).__name__}"
         ) from exc
@@ -110,10 +153,11 @@ def parse_domain_event(key: bytes | None, value: bytes | None, *, max_bytes: int
         raise InvalidEventError(
             InvalidReason.NOT_AN_OBJECT, f"top level is {type(document).__name__}, not an object"
         )
-    tenant_id = _tenant_of(document)
-    if tenant_id is None:
+    claimed = _tenant_of(document)
+    if claimed is None:
         raise InvalidEventError(InvalidReason.MISSING_TENANT, "tenant_id is missing or empty")
-    if key is None or key.decode("utf-8", errors="replace") != tenant_id:
+    tenant_id = _well_formed(claimed)
+    if key is None or key.decode("utf-8", errors="replace") != claimed:
         raise InvalidEventError(
             InvalidReason.KEY_MISMATCH,
             "record key is missing" if key is None else "record key differs from tenant_id",
@@ -146,6 +190,6 @@ def parse_domain_event(key: bytes | None, value: bytes | None, *, max_bytes: int
             InvalidReason.VALIDATION_FAILED, _describe(exc, prefix="data"), tenant_id=tenant_id
         ) from exc
     if isinstance(entity, SignalData):
-        _check_strict_signal(entity, tenant_id)
+        _check_strict_signal(entity, envelope.tenant_id)
     # Both parts are validated already; constructing skips validating them a second time.
     return DomainEvent.model_construct(envelope=envelope, entity=entity)

@@ -3,8 +3,11 @@
 Called by the routing agent once per batch (``stream.take_events``). It never raises for bad
 input: every record either yields exports, is skipped with a counted reason (tenant not on the
 allowlist, no connection takes it), or yields one dead-letter record for
-``integrations.dlq.invalid-events``. It raises only when Redis is unreachable, and then the
-agent crashes without committing, so the batch is consumed again.
+``integrations.dlq.invalid-events``. That holds for the unforeseen too: any exception raised
+while one record is parsed, validated, mapped or encoded dead-letters that record with reason
+``internal_error`` and a detail naming the step and the exception class (never its message,
+which may quote the input). The only exceptions :meth:`RoutingService.route` lets out are
+those of the connection lookup (Redis); the agent retries the batch on them.
 
 Export records: key ``tenant_id``; value the contract, Avro single-object encoded; headers the
 delivery envelope (``qi.*``: delivery id, connector, connection, event type and id, idempotency
@@ -22,13 +25,26 @@ Dead-letter records carry the reason and detail and the original coordinates as 
 (``qi.error.*``, ``qi.original.*``, after Kafka Connect's ``__connect.errors.*``), and the
 original value when ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` is on (the default: an operator needs it
 to fix and republish).
+
+A dead letter is bounded, so that it can always be produced: it copies the original key and
+value only while together they fit in ``QI_ROUTING_DLQ_MAX_PAYLOAD_BYTES`` (default 512 KiB,
+half of Kafka's default 1 MB message limit); a larger record's value is left out (and its key
+too, when the key alone is over the limit), with ``qi.payload_omitted: too_large``. Every dead
+letter names the original sizes in ``qi.original.key_bytes`` and ``qi.original.value_bytes``;
+the original stays in the source topic at the coordinates in ``qi.original.*``. The detail is
+cut at :data:`MAX_DETAIL_CHARS` characters. When the producer still refuses a record as too
+large (a topic whose ``max.message.bytes`` is lower), :meth:`RoutingService.refused_as_too_large`
+gives what to produce instead: for a dead letter, the same dead letter without key or value
+(``qi.payload_omitted: refused_too_large``); for an export, a dead letter of its source record
+with reason ``oversized``. The agent never retries a too-large record as it is.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from processors import metrics
 from processors.contracts import ContractEncodingError, ContractRegistry, encode
@@ -42,11 +58,22 @@ from processors.tenants.models import ConnectionRecord, Connector, TenantRouting
 from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 
-__all__ = ["IncomingRecord", "OutgoingRecord", "RoutingReport", "RoutingService"]
+__all__ = [
+    "MAX_DETAIL_CHARS",
+    "IncomingRecord",
+    "OutgoingRecord",
+    "RoutingReport",
+    "RoutingService",
+]
 
 logger = logging.getLogger(__name__)
 
 Headers = tuple[tuple[str, bytes], ...]
+
+MAX_DETAIL_CHARS = 1_000
+"""The longest ``qi.error.detail`` a dead letter carries."""
+_OMITTED = "qi.payload_omitted"
+_REFUSED = b"refused_too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +95,8 @@ class OutgoingRecord:
     key: bytes | None
     value: bytes
     headers: Headers
+    source: IncomingRecord | None = None
+    """The input record an export or a dead letter of the routing service comes from."""
 
 
 @dataclass(slots=True)
@@ -109,25 +138,76 @@ class RoutingService:
             except InvalidEventError as exc:
                 self._dead_letter(report, incoming, exc)
                 continue
+            except Exception as exc:  # one record's failure must not stop the batch
+                self._dead_letter(report, incoming, _internal_error("parsing", exc, None))
+                continue
             valid.append((incoming, event))
         routing = await self._connections.routing_for(e.envelope.tenant_id for _, e in valid)
         for incoming, event in valid:
-            self._route_event(report, incoming, event, routing[event.envelope.tenant_id])
+            tenant = routing[event.envelope.tenant_id]
+            if not tenant.allowlisted:
+                self._skip(report, "tenant_not_allowlisted")
+                continue
+            try:
+                produced = self._exports(incoming, event, tenant)
+            except InvalidEventError as exc:
+                self._dead_letter(report, incoming, exc)
+                continue
+            except Exception as exc:  # one record's failure must not stop the batch
+                error = _internal_error("mapping", exc, event.envelope.tenant_id)
+                self._dead_letter(report, incoming, error)
+                continue
+            event_type = event.envelope.event_type.value
+            metrics.EVENTS_MAPPED.labels(event_type).inc()
+            if not produced:
+                self._skip(report, "no_connection_takes_it")
+                continue
+            for record in produced:
+                metrics.EXPORTS_PRODUCED.labels(_connector_of(record), event_type).inc()
+                report.records.append(record)
+            report.exports += len(produced)
         return report
 
-    def _route_event(
-        self,
-        report: RoutingReport,
-        incoming: IncomingRecord,
-        event: DomainEvent,
-        tenant: TenantRouting,
-    ) -> None:
-        event_type = event.envelope.event_type.value
-        if not tenant.allowlisted:
-            self._skip(report, "tenant_not_allowlisted")
-            return
+    def refused_as_too_large(self, record: OutgoingRecord) -> OutgoingRecord | None:
+        """What to produce instead of ``record``, which the producer refused as too large.
+
+        ``None`` when there is nothing smaller left to produce (a dead letter without key or
+        value refused again): the caller logs it and goes on.
+        """
+        if record.topic != self._topics.invalid_events:
+            if record.source is None:
+                return None
+            error = InvalidEventError(
+                InvalidReason.OVERSIZED,
+                f"export of {len(record.value)} bytes refused by the producer as too large",
+                tenant_id=_header_text(record.headers, "qi.tenant_id"),
+            )
+            report = RoutingReport()
+            self._dead_letter(report, record.source, error)
+            return report.records[0]
+        if (_OMITTED, _REFUSED) in record.headers:
+            return None
+        kept = tuple(
+            (name, value)
+            for name, value in record.headers
+            if name not in {_OMITTED, "qi.payload_included"}
+        )
+        return replace(
+            record,
+            key=None,
+            value=b"",
+            headers=(*kept, ("qi.payload_included", b"false"), (_OMITTED, _REFUSED)),
+        )
+
+    def _exports(
+        self, incoming: IncomingRecord, event: DomainEvent, tenant: TenantRouting
+    ) -> list[OutgoingRecord]:
+        """One export per connection and destination that takes the event.
+
+        Raises :class:`InvalidEventError` when the event does not fit its contract.
+        """
         schema = self._registry.latest(EVENT_FAMILIES[event.envelope.event_type])
-        produced: list[tuple[str, OutgoingRecord]] = []
+        produced: list[OutgoingRecord] = []
         for connection in tenant.connections:
             for destination in export_destinations(connection):
                 mapped = map_event(
@@ -141,14 +221,11 @@ class RoutingService:
                 try:
                     value = encode(schema, mapped.record)
                 except ContractEncodingError as exc:
-                    error = InvalidEventError(
+                    raise InvalidEventError(
                         InvalidReason.CONTRACT_VIOLATION,
                         str(exc),
                         tenant_id=event.envelope.tenant_id,
-                    )
-                    self._dead_letter(report, incoming, error)
-                    return
-                connector = destination.value
+                    ) from exc
                 headers = _delivery_headers(
                     incoming,
                     event,
@@ -159,24 +236,15 @@ class RoutingService:
                     schema_version=schema.schema_version,
                 )
                 produced.append(
-                    (
-                        connector,
-                        OutgoingRecord(
-                            topic=self._topics.exports(connector),
-                            key=event.envelope.tenant_id.encode(),
-                            value=value,
-                            headers=headers,
-                        ),
+                    OutgoingRecord(
+                        topic=self._topics.exports(destination.value),
+                        key=event.envelope.tenant_id.encode(),
+                        value=value,
+                        headers=headers,
+                        source=incoming,
                     )
                 )
-        metrics.EVENTS_MAPPED.labels(event_type).inc()
-        if not produced:
-            self._skip(report, "no_connection_takes_it")
-            return
-        for connector, record in produced:
-            metrics.EXPORTS_PRODUCED.labels(connector, event_type).inc()
-            report.records.append(record)
-        report.exports += len(produced)
+        return produced
 
     def _skip(self, report: RoutingReport, reason: str) -> None:
         metrics.EVENTS_SKIPPED.labels(reason).inc()
@@ -197,27 +265,69 @@ class RoutingService:
                 "offset": incoming.offset,
             },
         )
+        report.records.append(self._dead_letter_record(incoming, error))
+        report.invalid += 1
+
+    def _dead_letter_record(
+        self, incoming: IncomingRecord, error: InvalidEventError
+    ) -> OutgoingRecord:
+        key_bytes = len(incoming.key) if incoming.key is not None else 0
+        value_bytes = len(incoming.value) if incoming.value is not None else 0
+        limit = self._settings.dlq_max_payload_bytes
         headers: list[tuple[str, bytes]] = [
             ("qi.error.reason", error.reason.value.encode()),
-            ("qi.error.detail", error.detail.encode()),
-            ("qi.original.topic", incoming.topic.encode()),
+            ("qi.error.detail", _encode_text(error.detail[:MAX_DETAIL_CHARS])),
+            ("qi.original.topic", _encode_text(incoming.topic)),
             ("qi.original.partition", str(incoming.partition).encode()),
             ("qi.original.offset", str(incoming.offset).encode()),
+            ("qi.original.key_bytes", str(key_bytes).encode()),
+            ("qi.original.value_bytes", str(value_bytes).encode()),
         ]
         if error.tenant_id is not None:
-            headers.append(("qi.tenant_id", error.tenant_id.encode()))
-        include = self._settings.dlq_include_payload and incoming.value is not None
-        value = incoming.value if include and incoming.value is not None else b""
+            headers.append(("qi.tenant_id", _encode_text(error.tenant_id)))
+        wanted = self._settings.dlq_include_payload and incoming.value is not None
+        fits = key_bytes + value_bytes <= limit
+        include = wanted and fits
         headers.append(("qi.payload_included", b"true" if include else b"false"))
-        report.records.append(
-            OutgoingRecord(
-                topic=self._topics.invalid_events,
-                key=incoming.key,
-                value=value,
-                headers=tuple(headers),
-            )
+        if wanted and not fits:
+            headers.append((_OMITTED, b"too_large"))
+        value = incoming.value if include and incoming.value is not None else b""
+        return OutgoingRecord(
+            topic=self._topics.invalid_events,
+            key=incoming.key if key_bytes <= limit else None,
+            value=value,
+            headers=tuple(headers),
+            source=incoming,
         )
-        report.invalid += 1
+
+
+def _encode_text(text: str) -> bytes:
+    """UTF-8, with anything unencodable (a lone surrogate) escaped rather than raising."""
+    return text.encode("utf-8", errors="backslashreplace")
+
+
+def _header_text(headers: Headers, name: str) -> str | None:
+    for header, value in headers:
+        if header == name:
+            return value.decode("utf-8", errors="replace")
+    return None
+
+
+def _connector_of(record: OutgoingRecord) -> str:
+    return _header_text(record.headers, "qi.connector") or "unknown"
+
+
+def _internal_error(step: str, exc: Exception, tenant_id: str | None) -> InvalidEventError:
+    """A dead-letter reason for an unforeseen exception: the step and class, never the message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
+    logger.error(
+        "routing.event.failed",
+        extra={"step": step, "error": type(exc).__name__, "where": where, "tenant_id": tenant_id},
+    )
+    return InvalidEventError(
+        InvalidReason.INTERNAL_ERROR, f"{step} raised {type(exc).__name__}", tenant_id=tenant_id
+    )
 
 
 def _delivery_headers(
