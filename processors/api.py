@@ -33,11 +33,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, Literal
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,6 +49,7 @@ from processors.errors import (
     BadRequest,
     PayloadTooLarge,
     RequestTimeout,
+    ServiceError,
     install_error_handlers,
 )
 from processors.identity.endpoints import router as identity_router
@@ -77,12 +79,14 @@ class _BoundedBody:
         self, receive: Receive, scope: Scope, *, max_bytes: int, timeout_seconds: float
     ) -> None:
         self._receive = receive
+        self._path = str(scope.get("path", ""))
         self._max = max_bytes
         self._timeout = timeout_seconds
         self._declared, has_body = self._declared_length(scope)
         self._finished = not has_body
         self._received = 0
         self._deadline: float | None = None
+        self._refusal: ServiceError | None = None
 
     @property
     def unfinished(self) -> bool:
@@ -92,6 +96,14 @@ class _BoundedBody:
     async def receive(self) -> Message:
         if self._finished:
             return await self._receive()
+        if self._refusal is None:
+            try:
+                return await self._bounded_receive()
+            except ServiceError as exc:
+                self._refusal = exc
+        raise self._refusal  # the same answer to every later read
+
+    async def _bounded_receive(self) -> Message:
         if self._declared == -1:
             raise BadRequest("invalid Content-Length", code="bad_content_length")
         if self._declared is not None and self._declared > self._max:
@@ -102,7 +114,10 @@ class _BoundedBody:
             async with asyncio.timeout_at(self._deadline):
                 message = await self._receive()
         except TimeoutError:
-            _log.info("api.request.body_timeout", extra={"received_bytes": self._received})
+            _log.info(
+                "api.request.body_timeout",
+                extra={"path": self._path, "received_bytes": self._received},
+            )
             raise RequestTimeout() from None
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
@@ -173,6 +188,13 @@ class BoundedBodyMiddleware:
         await self._app(scope, body.receive, send_closing)
 
 
+class Health(BaseModel):
+    """The body of ``/healthz``: ``ok``, or ``unavailable`` with the Redis error's class."""
+
+    status: Literal["ok", "unavailable"]
+    redis: str | None = None
+
+
 def create_api(
     settings: Settings, *, body_read_timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS
 ) -> FastAPI:
@@ -203,7 +225,12 @@ def create_api(
         timeout_seconds=body_read_timeout_seconds,
     )
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Redis does not answer"}},
+    )
     async def healthz() -> JSONResponse:
         try:
             await redis.ping()
