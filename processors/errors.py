@@ -302,7 +302,10 @@ class ErrorResponse(BaseModel):
 
 
 _STATUS_DESCRIPTIONS: Final[dict[int, str]] = {
-    400: "`malformed_json`: the body is not UTF-8 JSON",
+    400: (
+        "`malformed_json`: the body cannot be read as UTF-8 JSON; "
+        "`bad_content_length`: the Content-Length header is not a number"
+    ),
     401: (
         "`missing_token` or `invalid_token`: no usable bearer token. Answered before anything "
         "else about the request, its body included"
