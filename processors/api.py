@@ -23,6 +23,9 @@ comes). Those answers, and any other sent while part of the body is unread, clos
 connection. Then 415 for a body not declared as JSON, 400 ``malformed_json`` for one that is
 not UTF-8 JSON, 422 for one that does not validate.
 
+The body read timeout is a parameter of :func:`create_api`, not an environment setting: the
+default suits every client of a 64 KiB configuration API, and tests shorten it.
+
 ``app.state`` holds ``settings``, ``redis`` (one client per process, closed with the app) and
 ``token_verifier``; the domains' dependencies read them from there.
 """

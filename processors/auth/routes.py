@@ -13,7 +13,9 @@ Only then, for an operation that takes a body, is the body read (bounded in size
 :class:`processors.api.BoundedBodyMiddleware`: 413, 408) and checked: a body that is not
 declared as JSON is 415 ``unsupported_media_type``; a body that is not UTF-8, not JSON, or
 JSON the parser refuses (nesting too deep, an integer over Python's digit limit) is 400
-``malformed_json``, one code for all of them. The framework then parses the cached body as
+``malformed_json``, one code for all of them. JSON bodies are UTF-8 (RFC 8259): a ``charset``
+parameter does not change how the body is read, and UTF-16 or UTF-32 bodies, which Python's
+parser would guess and accept, are refused. The framework then parses the cached body as
 before, and validates it (422) once the endpoint's dependencies ran.
 
 The endpoints keep their :func:`~processors.auth.require_tenant_access` or
