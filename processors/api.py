@@ -9,8 +9,22 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
-``{"error": {"code", "message"}}``. Request bodies under ``/v1`` and ``/admin`` are limited to
-:data:`MAX_BODY_BYTES` (413 beyond it, checked on the declared length and on the bytes read).
+``{"error": {"code", "message"}}``, and every operation lists in OpenAPI the statuses it answers.
+
+Order of answers under ``/v1`` and ``/admin``: the caller is authenticated and authorised
+(401/403) before the body is read at all (:mod:`processors.auth.routes`), so nothing about a
+body, its size, its pace, its media type or its syntax, is answered to a caller without access.
+Then the body is bounded by :class:`BoundedBodyMiddleware`: at most :data:`MAX_BODY_BYTES`
+(413, on the declared length and on the bytes read) and at most ``body_read_timeout_seconds``
+(:data:`BODY_READ_TIMEOUT_SECONDS` by default) from the first read to its last byte (408): a
+client that declares a body and stalls does not hold a connection (uvicorn's
+``timeout_keep_alive`` covers idle connections between requests, not a body that never
+comes). Those answers, and any other sent while part of the body is unread, close the
+connection. Then 415 for a body not declared as JSON, 400 ``malformed_json`` for one that is
+not UTF-8 JSON, 422 for one that does not validate.
+
+The body read timeout is a parameter of :func:`create_api`, not an environment setting: the
+default suits every client of a 64 KiB configuration API, and tests shorten it.
 
 ``app.state`` holds ``settings``, ``redis`` (one client per process, closed with the app) and
 ``token_verifier``; the domains' dependencies read them from there.
@@ -18,14 +32,16 @@ document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`proces
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, Literal
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,102 +51,156 @@ from processors.deliveries.endpoints import router as deliveries_router
 from processors.errors import (
     BadRequest,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceError,
-    error_body,
     install_error_handlers,
 )
 from processors.identity.endpoints import router as identity_router
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
 
-__all__ = ["MAX_BODY_BYTES", "BodySizeLimitMiddleware", "create_api"]
+__all__ = ["BODY_READ_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "BoundedBodyMiddleware", "create_api"]
 
 _log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 64 * 1024
 """Largest request body the configuration API accepts."""
 
+BODY_READ_TIMEOUT_SECONDS: Final = 10.0
+"""Longest a request body may take to arrive, from the first read to its last byte."""
+
 _LIMITED_PREFIXES: Final = ("/v1/", "/admin/")
 
 
-class BodySizeLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413 before any endpoint reads them.
+class _BoundedBody:
+    """The ``receive`` of one request, bounded: raises :class:`PayloadTooLarge` past
+    ``max_bytes`` (declared or read), :class:`RequestTimeout` once the body has taken longer
+    than ``timeout_seconds`` since the first read, :class:`BadRequest` for an unreadable
+    ``Content-Length``. Nothing is read until the app asks for the body."""
 
-    A declared ``Content-Length`` over the limit is refused at once; otherwise the body is read
-    (at most ``max_bytes`` of it) and handed on whole. Applies to paths under ``prefixes``.
+    def __init__(
+        self, receive: Receive, scope: Scope, *, max_bytes: int, timeout_seconds: float
+    ) -> None:
+        self._receive = receive
+        self._path = str(scope.get("path", ""))
+        self._max = max_bytes
+        self._timeout = timeout_seconds
+        self._declared, has_body = self._declared_length(scope)
+        self._finished = not has_body
+        self._received = 0
+        self._deadline: float | None = None
+        self._refusal: ServiceError | None = None
+
+    @property
+    def unfinished(self) -> bool:
+        """Whether part of a declared body was never read (the connection cannot be reused)."""
+        return not self._finished
+
+    async def receive(self) -> Message:
+        if self._finished:
+            return await self._receive()
+        if self._refusal is None:
+            try:
+                return await self._bounded_receive()
+            except ServiceError as exc:
+                self._refusal = exc
+        raise self._refusal  # the same answer to every later read
+
+    async def _bounded_receive(self) -> Message:
+        if self._declared == -1:
+            raise BadRequest("invalid Content-Length", code="bad_content_length")
+        if self._declared is not None and self._declared > self._max:
+            raise PayloadTooLarge(f"request body is over {self._max} bytes")
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self._timeout
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            _log.info(
+                "api.request.body_timeout",
+                extra={"path": self._path, "received_bytes": self._received},
+            )
+            raise RequestTimeout() from None
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            if self._received > self._max:
+                raise PayloadTooLarge(f"request body is over {self._max} bytes")
+            if not message.get("more_body", False):
+                self._finished = True
+        return message
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> tuple[int | None, bool]:
+        """The declared length (-1 if unreadable, None if not declared) and whether the
+        request has a body at all (a positive length, or a transfer encoding)."""
+        length: int | None = None
+        chunked = False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    return -1, True
+                if length < 0:
+                    return -1, True
+            elif name == b"transfer-encoding":
+                chunked = True
+        return length, chunked or bool(length)
+
+
+class BoundedBodyMiddleware:
+    """Bounds the request bodies of the paths under ``prefixes`` in size and in time.
+
+    Reading stays lazy: the app reads the body when it needs it (the routes of
+    :mod:`processors.auth.routes` do so after the access check), and the bounds are enforced on
+    those reads (see :class:`_BoundedBody`), so they end the request with their
+    :class:`ServiceError`. A response that starts while part of a declared body is unread
+    carries ``Connection: close``: the server will not read the rest, so the connection cannot
+    carry another request (a client that declares a body and stalls is released at the latest
+    ``timeout_seconds`` after the app started reading).
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, prefixes: tuple[str, ...] = _LIMITED_PREFIXES
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS,
+        prefixes: tuple[str, ...] = _LIMITED_PREFIXES,
     ) -> None:
         self._app = app
         self._max = max_bytes
+        self._timeout = timeout_seconds
         self._prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self._prefixes):
             await self._app(scope, receive, send)
             return
-        declared = self._declared_length(scope)
-        if declared == -1:
-            await self._refuse(
-                BadRequest("invalid Content-Length", code="bad_content_length"),
-                scope,
-                receive,
-                send,
-            )
-            return
-        if declared is not None and declared > self._max:
-            await self._refuse(
-                PayloadTooLarge(f"request body is over {self._max} bytes"), scope, receive, send
-            )
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max:
-                await self._refuse(
-                    PayloadTooLarge(f"request body is over {self._max} bytes"), scope, receive, send
-                )
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        delivered = False
+        body = _BoundedBody(receive, scope, max_bytes=self._max, timeout_seconds=self._timeout)
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and body.unfinished:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in headers):
+                    headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
+            await send(message)
 
-        await self._app(scope, replay, send)
-
-    @staticmethod
-    def _declared_length(scope: Scope) -> int | None:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    return -1
-                return length if length >= 0 else -1
-        return None
-
-    @staticmethod
-    async def _refuse(error: ServiceError, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(error_body(error), status_code=error.status_code)
-        await response(scope, receive, send)
+        await self._app(scope, body.receive, send_closing)
 
 
-def create_api(settings: Settings) -> FastAPI:
+class Health(BaseModel):
+    """The body of ``/healthz``: ``ok``, or ``unavailable`` with the Redis error's class."""
+
+    status: Literal["ok", "unavailable"]
+    redis: str | None = None
+
+
+def create_api(
+    settings: Settings, *, body_read_timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS
+) -> FastAPI:
     """The FastAPI app; one Redis client per process, opened and closed with the app."""
     redis = Redis.from_url(settings.redis.url)
 
@@ -152,9 +222,18 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.redis = redis
     app.state.token_verifier = TokenVerifier.from_settings(settings.auth)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        BoundedBodyMiddleware,
+        max_bytes=MAX_BODY_BYTES,
+        timeout_seconds=body_read_timeout_seconds,
+    )
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Redis does not answer"}},
+    )
     async def healthz() -> JSONResponse:
         try:
             await redis.ping()

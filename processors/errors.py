@@ -17,12 +17,25 @@ Error tree::
     ├── NotFound              404  the target does not exist (said only to callers allowed
     │                              to see it)
     ├── Conflict              409  the request contradicts stored state
+    ├── RequestTimeout        408  the body did not arrive in time; the connection is closed
     ├── PayloadTooLarge       413  the body is over the API's limit
+    ├── UnsupportedMediaType  415  a body that is not declared as JSON
     ├── ValidationFailed      422  the body or parameters are invalid; ``details`` say where
     └── ServiceUnavailable    503  a dependency (Redis, the JWKS endpoint) does not answer
 
 The framework's own HTTP errors (no such route, method not allowed) are rendered in the same
-shape, with the status phrase as code (``not_found``, ``method_not_allowed``).
+shape, with the status phrase as code (``not_found``, ``method_not_allowed``). A 405 lists in
+``Allow`` every method the path answers, gathered from every operation of the OpenAPI document
+whose path template matches (a path such as ``/connections/webhook`` is served by the
+``webhook`` PUT and by the ``{connector}`` GET and DELETE), and from the route that refused.
+
+A body that cannot be read as JSON is always 400 ``malformed_json``, whether it is not UTF-8
+(RFC 8259 JSON is UTF-8), not JSON, or JSON the parser refuses (nesting too deep, an integer
+over Python's digit limit); see :mod:`processors.auth.routes`, which checks bodies after the
+caller is authorised.
+
+:class:`ErrorResponse` is the body's OpenAPI model; :func:`error_responses` builds the
+``responses`` entries an operation declares, so the document lists every status it answers.
 
 Nothing rendered here ever contains an input value: request validation errors keep each
 entry's location and message only (never pydantic's ``input`` or ``ctx``), and a message
@@ -41,22 +54,28 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 __all__ = [
     "BadRequest",
     "Conflict",
     "ErrorDetail",
+    "ErrorResponse",
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
+    "RequestTimeout",
     "ServiceError",
     "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedMediaType",
     "ValidationFailed",
     "error_body",
+    "error_responses",
     "install_error_handlers",
+    "malformed_json",
     "safe_error_details",
 ]
 
@@ -135,13 +154,36 @@ class Conflict(ServiceError):
         super().__init__(409, code, message)
 
 
+class RequestTimeout(ServiceError):
+    """408: the request body did not arrive in time. Answered with ``Connection: close``: the
+    rest of the body is never read, so the connection cannot carry another request."""
+
+    def __init__(
+        self, message: str = "request body not received in time", *, code: str = "request_timeout"
+    ) -> None:
+        super().__init__(408, code, message, headers={"Connection": "close"})
+
+
 class PayloadTooLarge(ServiceError):
-    """413: the request body is larger than the API accepts."""
+    """413: the request body is larger than the API accepts (``Connection: close``: the rest
+    of the body is not read)."""
 
     def __init__(
         self, message: str = "request body too large", *, code: str = "payload_too_large"
     ) -> None:
-        super().__init__(413, code, message)
+        super().__init__(413, code, message, headers={"Connection": "close"})
+
+
+class UnsupportedMediaType(ServiceError):
+    """415: the request has a body that is not declared as JSON."""
+
+    def __init__(
+        self,
+        message: str = "request body must be application/json",
+        *,
+        code: str = "unsupported_media_type",
+    ) -> None:
+        super().__init__(415, code, message)
 
 
 class ValidationFailed(ServiceError):
@@ -236,6 +278,77 @@ def error_body(error: ServiceError) -> dict[str, Any]:
     return {"error": rendered}
 
 
+class ErrorDetailOut(BaseModel):
+    """Where one validation problem is (``["body", "webhook", "url"]``) and what it is."""
+
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorInfo(BaseModel):
+    """A stable machine-readable ``code``, a message for humans, and, for 422, ``details``."""
+
+    code: str = Field(examples=["connection_not_found"])
+    message: str
+    details: list[ErrorDetailOut] = Field(
+        default_factory=list, description="Present on validation errors only."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response of the API."""
+
+    error: ErrorInfo
+
+
+_STATUS_DESCRIPTIONS: Final[dict[int, str]] = {
+    400: (
+        "`malformed_json`: the body cannot be read as UTF-8 JSON; "
+        "`bad_content_length`: the Content-Length header is not a number"
+    ),
+    401: (
+        "`missing_token` or `invalid_token`: no usable bearer token. Answered before anything "
+        "else about the request, its body included"
+    ),
+    403: (
+        "`forbidden`: the caller's role or tenant does not allow this; the same answer whether "
+        "or not the target exists"
+    ),
+    404: "the target does not exist",
+    408: "`request_timeout`: the body did not arrive in time; the connection is closed",
+    409: "the request contradicts what is stored",
+    413: "`payload_too_large`: the body is over 64 KiB",
+    415: "`unsupported_media_type`: a body that is not declared as `application/json`",
+    422: "`validation_failed`: the path, query or body is invalid; `details` locate each problem",
+    503: "`service_unavailable`: a dependency (Redis, the token signing keys) does not answer",
+}
+
+_WWW_AUTHENTICATE: Final[dict[str, Any]] = {
+    "WWW-Authenticate": {
+        "description": '`Bearer`, with `error="invalid_token"` for a token that was refused',
+        "schema": {"type": "string"},
+    }
+}
+
+
+def error_responses(
+    *statuses: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses`` entries for an operation's error statuses, each with the error body's
+    schema; ``descriptions`` replace the generic text of a status (to name its codes)."""
+    chosen = dict(descriptions or {})
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, *chosen}):
+        entry: dict[str, Any] = {
+            "model": ErrorResponse,
+            "description": chosen.get(status) or _STATUS_DESCRIPTIONS.get(status, "error"),
+        }
+        if status == 401:
+            entry["headers"] = _WWW_AUTHENTICATE
+        responses[status] = entry
+    return responses
+
+
 def _render(error: ServiceError) -> JSONResponse:
     return JSONResponse(error_body(error), status_code=error.status_code, headers=error.headers)
 
@@ -251,7 +364,7 @@ async def _handle_request_validation(request: Request, exc: Exception) -> JSONRe
         raise exc
     errors = list(exc.errors())
     if any(isinstance(e, Mapping) and e.get("type") == "json_invalid" for e in errors):
-        error: ServiceError = BadRequest("request body is not valid JSON", code="malformed_json")
+        error: ServiceError = malformed_json()
     else:
         error = ValidationFailed(details=safe_error_details(errors))
     _log.info(
@@ -269,12 +382,53 @@ def _status_code_name(status_code: int) -> str:
     return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
 
 
-async def _handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+def malformed_json(message: str = "request body is not valid JSON") -> BadRequest:
+    """The one error for a body that cannot be read as JSON, whatever the reason."""
+    return BadRequest(message, code="malformed_json")
+
+
+def _method_index(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Path patterns and methods of every documented operation, built once per app."""
+    cached = getattr(app.state, "qi_method_index", None)
+    if isinstance(cached, list):
+        return cached
+    index: list[tuple[re.Pattern[str], frozenset[str]]] = []
+    for template, operations in app.openapi().get("paths", {}).items():
+        methods = frozenset(m.upper() for m in operations if m.upper() in _HTTP_METHODS)
+        if methods:
+            index.append((compile_path(template)[0], methods))
+    app.state.qi_method_index = index
+    return index
+
+
+_HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _allowed_methods(request: Request, refused_by: str | None) -> str:
+    """Every method the request's path answers (see the module docstring)."""
+    methods = {m.strip().upper() for m in (refused_by or "").split(",") if m.strip()}
+    app = request.app
+    if isinstance(app, FastAPI):
+        path = request.scope.get("path", "")
+        for pattern, documented in _method_index(app):
+            if pattern.match(path):
+                methods |= documented
+    return ", ".join(sorted(methods))
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for it only
         raise exc
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # the framework's own body parsing failed (bad UTF-8, a refused number): one code
+        return _render(malformed_json())
     message = exc.detail if isinstance(exc.detail, str) else _status_code_name(exc.status_code)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        headers["Allow"] = _allowed_methods(request, (exc.headers or {}).get("Allow"))
     error = ServiceError(
-        exc.status_code, _status_code_name(exc.status_code), message, headers=exc.headers
+        exc.status_code, _status_code_name(exc.status_code), message, headers=headers
     )
     return _render(error)
 

@@ -8,14 +8,21 @@
   raised before the endpoint looks anything up, so the answer is the same whether or not
   that tenant (or anything under it) exists.
 
+The same checks, as plain calls for code that runs before FastAPI's dependencies (the routes
+of :mod:`processors.auth.routes` authorise a request before they read its body):
+:func:`authenticate`, :func:`check_platform_admin`, :func:`check_tenant_access`. A request's
+principal is verified once and kept on its ASGI scope, so the route's check and the endpoint's
+dependency share one verification.
+
 The verifier comes from the app (``app.state.token_verifier``, set by
-:func:`processors.api.create_api`); tests may override :func:`get_token_verifier`.
+:func:`processors.api.create_api`); tests may override :func:`get_token_verifier` (it applies
+to the dependencies, which verify when no principal is kept on the scope yet).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,7 +32,10 @@ from processors.auth.tokens import InvalidTokenError, SigningKeysUnavailableErro
 from processors.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 __all__ = [
+    "authenticate",
     "bearer_scheme",
+    "check_platform_admin",
+    "check_tenant_access",
     "current_principal",
     "get_token_verifier",
     "require_platform_admin",
@@ -33,6 +43,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+_PRINCIPAL_SCOPE_KEY: Final = "qi.principal"
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -51,13 +63,14 @@ def get_token_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-async def current_principal(
+async def _verify(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
+    credentials: HTTPAuthorizationCredentials | None,
+    verifier: TokenVerifier,
 ) -> Principal:
-    """The caller. Raises 401 (:class:`Unauthorized`) for any token that cannot be trusted,
-    and 503 when the signing keys cannot be fetched."""
+    cached = request.scope.get(_PRINCIPAL_SCOPE_KEY)
+    if isinstance(cached, Principal):
+        return cached
     if credentials is None:
         raise Unauthorized("a bearer token is required", code="missing_token")
     try:
@@ -75,15 +88,43 @@ async def current_principal(
     except SigningKeysUnavailableError:
         _log.warning("auth.jwks.unavailable")
         raise ServiceUnavailable("cannot verify tokens right now") from None
+    request.scope[_PRINCIPAL_SCOPE_KEY] = principal
     return principal
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller of ``request``, verified with the app's verifier; the same errors as
+    :func:`current_principal`. Verified once per request (kept on the ASGI scope)."""
+    return await _verify(request, await bearer_scheme(request), get_token_verifier(request))
+
+
+def check_platform_admin(principal: Principal) -> None:
+    """403 unless ``principal`` is a platform admin."""
+    if not principal.is_platform_admin:
+        raise Forbidden("this operation needs the platform_admin role")
+
+
+def check_tenant_access(principal: Principal, tenant_id: str) -> None:
+    """403 unless ``principal`` may act on ``tenant_id``; one fixed body, whatever the tenant."""
+    if not principal.can_access_tenant(tenant_id):
+        raise Forbidden("not allowed for this tenant")
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
+) -> Principal:
+    """The caller. Raises 401 (:class:`Unauthorized`) for any token that cannot be trusted,
+    and 503 when the signing keys cannot be fetched."""
+    return await _verify(request, credentials, verifier)
 
 
 async def require_platform_admin(
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Principal:
     """The caller, if a platform admin; else 403."""
-    if not principal.is_platform_admin:
-        raise Forbidden("this operation needs the platform_admin role")
+    check_platform_admin(principal)
     return principal
 
 
@@ -92,6 +133,5 @@ async def require_tenant_access(
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Principal:
     """The caller, if it may act on ``tenant_id``; else 403, revealing nothing of the tenant."""
-    if not principal.can_access_tenant(tenant_id):
-        raise Forbidden("not allowed for this tenant")
+    check_tenant_access(principal, tenant_id)
     return principal

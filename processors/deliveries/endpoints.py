@@ -22,10 +22,11 @@ from pydantic import AwareDatetime
 from redis.asyncio import Redis
 
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth.routes import TenantRoute
 from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
 from processors.deliveries.schemas import DeliveryRecordPageOut
-from processors.errors import BadRequest, ValidationFailed
+from processors.errors import BadRequest, ValidationFailed, error_responses
 from processors.settings import Settings
 
 __all__ = ["get_delivery_record_index", "router"]
@@ -33,12 +34,14 @@ __all__ = ["get_delivery_record_index", "router"]
 router = APIRouter(
     prefix="/v1/tenants/{tenant_id}",
     tags=["deliveries"],
-    responses={
-        400: {"description": "Invalid cursor"},
-        401: {"description": "Missing or invalid bearer token"},
-        403: {"description": "Not allowed for this tenant"},
-        422: {"description": "Invalid filter"},
-    },
+    responses=error_responses(
+        401,
+        403,
+        422,
+        503,
+        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"},
+    ),
+    route_class=TenantRoute,
 )
 
 

@@ -17,14 +17,15 @@ re-delivering the held one on a decision is not built yet.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
-from processors.errors import NotFound
+from processors.auth.routes import TenantRoute
+from processors.errors import NotFound, error_responses
 from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
 from processors.settings import Settings
 from processors.tenants.models import Connector
@@ -35,10 +36,24 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/v1/tenants/{tenant_id}/connections/{connector}/matches",
     tags=["identity"],
-    responses={
-        401: {"description": "Missing or invalid bearer token"},
-        403: {"description": "Not allowed for this tenant"},
-    },
+    responses=error_responses(
+        401,
+        403,
+        422,
+        503,
+        descriptions={
+            404: "`connection_not_found`: the tenant has no connection for this connector"
+        },
+    ),
+    route_class=TenantRoute,
+)
+_MATCH_NOT_FOUND: Final = error_responses(
+    descriptions={
+        404: (
+            "`connection_not_found`: the tenant has no connection for this connector; "
+            "`match_not_found`: no link (or review entry) for this entity"
+        )
+    }
 )
 
 Kind = Literal["company", "person"]
@@ -94,7 +109,11 @@ async def list_matches(
     return MatchesOut(links=links, reviews=await identity.reviews(connection_id))
 
 
-@router.post("/{kind}/{queast_id}/confirm", summary="Confirm a link or a review's best match")
+@router.post(
+    "/{kind}/{queast_id}/confirm",
+    summary="Confirm a link or a review's best match",
+    responses=_MATCH_NOT_FOUND,
+)
 async def confirm_match(
     tenant_id: TenantId,
     connector: Connector,
@@ -130,7 +149,11 @@ async def confirm_match(
     return confirmed
 
 
-@router.put("/{kind}/{queast_id}", summary="Link (or relink) an entity to a partner object")
+@router.put(
+    "/{kind}/{queast_id}",
+    summary="Link (or relink) an entity to a partner object",
+    responses=error_responses(400, 408, 413, 415),
+)
 async def link_match(
     tenant_id: TenantId,
     connector: Connector,
@@ -158,7 +181,9 @@ async def link_match(
     return link
 
 
-@router.delete("/{kind}/{queast_id}", status_code=204, summary="Unlink an entity")
+@router.delete(
+    "/{kind}/{queast_id}", status_code=204, summary="Unlink an entity", responses=_MATCH_NOT_FOUND
+)
 async def unlink_match(
     tenant_id: TenantId,
     connector: Connector,

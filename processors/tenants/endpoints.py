@@ -13,15 +13,18 @@ Tenant (a ``tenant_admin`` of that tenant, or a ``platform_admin``)::
     GET    /v1/tenants/{tenant_id}/connections/{connector}    200, 404 if none
     DELETE /v1/tenants/{tenant_id}/connections/{connector}    204, 404 if none
 
-Authentication and tenant scoping run as dependencies before anything is read, so a caller
-without access gets 401/403 whatever the path names. The endpoints only translate HTTP to
+Authentication and tenant scoping run before anything is read, the request body included
+(the routers' route classes, :mod:`processors.auth.routes`), so a caller without access gets
+401/403 whatever the path names and whatever the body holds. Every operation declares in
+OpenAPI each status it answers, with the error body's schema
+(:func:`processors.errors.error_responses`). The endpoints only translate HTTP to
 :class:`~processors.tenants.service.ConnectionService` calls; errors are rendered by
 :mod:`processors.errors`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from redis.asyncio import Redis
@@ -32,7 +35,8 @@ from processors.auth import (
     require_platform_admin,
     require_tenant_access,
 )
-from processors.errors import NotFound
+from processors.auth.routes import PlatformAdminRoute, TenantRoute
+from processors.errors import NotFound, error_responses
 from processors.settings import Settings
 from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
@@ -53,10 +57,26 @@ TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
 PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
 TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Missing or invalid bearer token"},
-    403: {"description": "Not allowed (role, tenant, or allowlist)"},
-    422: {"description": "Invalid request"},
+_BODY_ERRORS: Final = error_responses(
+    400,
+    408,
+    413,
+    415,
+    descriptions={
+        403: (
+            "`forbidden`: the caller's role or tenant does not allow this; "
+            "`tenant_not_allowlisted`: a tenant admin's tenant is not on the allowlist"
+        ),
+        409: "`stored_secret_unreadable`: a kept webhook secret cannot be opened; send it again",
+    },
+)
+_NOT_FOUND: Final = error_responses(
+    descriptions={404: "`connection_not_found`: the tenant has no connection for this connector"}
+)
+_SAVED: Final[dict[int | str, dict[str, Any]]] = {
+    201: {"description": "Created", "model": ConnectionOut},
+    200: {"description": "Replaced", "model": ConnectionOut},
+    **_BODY_ERRORS,
 }
 
 
@@ -76,8 +96,18 @@ def get_connection_service(request: Request) -> ConnectionService:
 
 Service = Annotated[ConnectionService, Depends(get_connection_service)]
 
-admin_router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=_ERRORS)
-tenant_router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["connections"], responses=_ERRORS)
+admin_router = APIRouter(
+    prefix="/admin/v1",
+    tags=["admin"],
+    responses=error_responses(401, 403, 422, 503),
+    route_class=PlatformAdminRoute,
+)
+tenant_router = APIRouter(
+    prefix="/v1/tenants/{tenant_id}",
+    tags=["connections"],
+    responses=error_responses(401, 403, 422, 503),
+    route_class=TenantRoute,
+)
 
 
 @admin_router.put(
@@ -132,7 +162,7 @@ async def _save(
 @tenant_router.put(
     "/connections/webhook",
     summary="Create or replace the tenant's signed-webhook connection",
-    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+    responses=_SAVED,
 )
 async def put_webhook_connection(
     tenant_id: TenantId,
@@ -149,7 +179,7 @@ async def put_webhook_connection(
 @tenant_router.put(
     "/connections/hubspot",
     summary="Create or replace the tenant's HubSpot connection",
-    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+    responses=_SAVED,
 )
 async def put_hubspot_connection(
     tenant_id: TenantId,
@@ -166,7 +196,7 @@ async def put_hubspot_connection(
 @tenant_router.put(
     "/connections/pipedrive",
     summary="Create or replace the tenant's Pipedrive connection",
-    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+    responses=_SAVED,
 )
 async def put_pipedrive_connection(
     tenant_id: TenantId,
@@ -189,7 +219,11 @@ async def put_unknown_connection(
     raise NotFound("unknown connector", code="unknown_connector")
 
 
-@tenant_router.get("/connections/{connector}", summary="The tenant's connection to a connector")
+@tenant_router.get(
+    "/connections/{connector}",
+    summary="The tenant's connection to a connector",
+    responses=_NOT_FOUND,
+)
 async def get_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess, service: Service
 ) -> ConnectionOut:
@@ -200,6 +234,7 @@ async def get_connection(
     "/connections/{connector}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove the tenant's connection to a connector",
+    responses=_NOT_FOUND,
 )
 async def delete_connection(
     tenant_id: TenantId, connector: Connector, actor: TenantAccess, service: Service

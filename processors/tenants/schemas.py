@@ -40,6 +40,16 @@ Secrets: every secret field may be left out when replacing a connection, which k
 value (the same field of the same auth type). A secret field never takes the redaction marker
 or an already sealed token: send the secret, or leave it out.
 
+OpenAPI: the document says what the service requires, not only what pydantic checks on its
+own. Secret fields are listed as required non-empty strings (a create needs them; leaving one
+out of a replace is the documented exception above, which a schema cannot express). ``auth``
+is required unless ``delivery_mode`` is ``webhook``, ``webhook`` when it is ``webhook`` or
+``both`` (an ``anyOf`` over the three modes), Pipedrive's ``domain_field_key`` whenever
+``auth`` is given (``dependentRequired``), a webhook secret has the ``whsec_`` shape, and match
+strategy lists are non-empty, without repeats, and name only strategies of their kind. An
+explicit ``null`` for an optional block is accepted and means "left out"; the schema shows
+only the object.
+
 Responses show a connection with every secret replaced by the redaction marker
 (:func:`~processors.tenants.secret_fields.redact_settings`); no secret and no sealed token is
 ever in a response.
@@ -47,6 +57,7 @@ ever in a response.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
@@ -131,6 +142,99 @@ _PERSON_STRATEGIES: Final = frozenset(
 )
 
 
+_SECRET_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "format": "password",
+    "writeOnly": True,
+    "minLength": 1,
+    "maxLength": _MAX_SECRET_CHARS,
+    "description": (
+        "Required to create the connection. When replacing it, leave the field out to keep the "
+        "stored value (same field, same auth type). Never the redaction marker or a sealed token."
+    ),
+}
+_WHSEC_PATTERN: Final = r"^whsec_[A-Za-z0-9+/]+={0,2}$"
+"""The shape of a Standard Webhooks secret; the service also checks it decodes to 24 to 64
+bytes."""
+
+SchemaHook = Callable[[dict[str, Any]], None]
+
+
+def _secrets_required(*fields: str, overrides: dict[str, Any] | None = None) -> SchemaHook:
+    """A ``json_schema_extra`` hook: the secret ``fields`` become required non-empty strings."""
+
+    def amend(schema: dict[str, Any]) -> None:
+        properties = schema["properties"]
+        for name in fields:
+            title = properties[name].get("title", name)
+            properties[name] = {**_SECRET_SCHEMA, **(overrides or {}), "title": title}
+        required = list(schema.get("required", []))
+        schema["required"] = required + [name for name in fields if name not in required]
+
+    return amend
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """An optional property's schema without its ``null`` branch and ``null`` default."""
+    branches = [b for b in prop.get("anyOf", []) if b != {"type": "null"}]
+    rest = {k: v for k, v in prop.items() if k not in {"anyOf", "default"}}
+    if len(branches) == 1:
+        return {**branches[0], **rest}
+    return {**rest, "anyOf": branches} if branches else rest
+
+
+def _blocks_by_delivery_mode(*, with_auth: tuple[str, ...] = ()) -> SchemaHook:
+    """A ``json_schema_extra`` hook for partner connections: ``auth`` required unless the mode
+    is ``webhook``, ``webhook`` required for ``webhook`` and ``both``, and ``with_auth``
+    required whenever ``auth`` is given (see ``_CrmConnectionBody._blocks_for_delivery_mode``
+    and the connector's config class)."""
+
+    def amend(schema: dict[str, Any]) -> None:
+        properties = schema["properties"]
+        properties["auth"] = {
+            **_without_null(properties["auth"]),
+            "description": "Required unless `delivery_mode` is `webhook`.",
+        }
+        properties["webhook"] = {
+            **_without_null(properties["webhook"]),
+            "description": "Required when `delivery_mode` is `webhook` or `both`.",
+        }
+        schema["anyOf"] = [
+            {"properties": {"delivery_mode": {"const": "api"}}, "required": ["auth"]},
+            {
+                "properties": {"delivery_mode": {"const": "both"}},
+                "required": ["delivery_mode", "auth", "webhook"],
+            },
+            {
+                "properties": {"delivery_mode": {"const": "webhook"}},
+                "required": ["delivery_mode", "webhook"],
+            },
+        ]
+        if with_auth:
+            schema["dependentRequired"] = {"auth": list(with_auth)}
+            for name in with_auth:
+                properties[name] = {
+                    **_without_null(properties[name]),
+                    "description": "Required when `auth` is given.",
+                }
+
+    return amend
+
+
+def _strategy_lists(schema: dict[str, Any]) -> None:
+    """A ``json_schema_extra`` hook: strategy lists as :class:`MatchPolicyIn` checks them."""
+    for name, applicable in (
+        ("company_strategies", _COMPANY_STRATEGIES),
+        ("person_strategies", _PERSON_STRATEGIES),
+    ):
+        schema["properties"][name] = {
+            **schema["properties"][name],
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"enum": sorted(s.value for s in applicable)},
+        }
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
@@ -155,7 +259,12 @@ class MatchPolicyIn(MatchPolicy):
     """A connection's identity match policy: the fields and bounds of :class:`MatchPolicy`,
     with strategy lists that are not empty, name each strategy once and fit their kind."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+        json_schema_extra=_strategy_lists,
+    )
 
     @field_validator("company_strategies")
     @classmethod
@@ -171,16 +280,24 @@ class MatchPolicyIn(MatchPolicy):
 class WebhookEndpointIn(_Body):
     """The tenant's own signed endpoint. ``secret`` is a Standard Webhooks ``whsec_`` secret."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_secrets_required("secret", overrides={"pattern": _WHSEC_PATTERN})
+    )
+
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
     secret: PlainSecret | None = None
 
 
 class HubSpotPrivateApp(_Body):
+    model_config = ConfigDict(json_schema_extra=_secrets_required("token"))
+
     type: Literal["private_app"]
     token: PlainSecret | None = None
 
 
 class HubSpotOAuth(_Body):
+    model_config = ConfigDict(json_schema_extra=_secrets_required("client_secret", "refresh_token"))
+
     type: Literal["oauth"]
     client_id: ClientId
     client_secret: PlainSecret | None = None
@@ -188,6 +305,8 @@ class HubSpotOAuth(_Body):
 
 
 class PipedriveApiToken(_Body):
+    model_config = ConfigDict(json_schema_extra=_secrets_required("token"))
+
     type: Literal["api_token"]
     token: PlainSecret | None = None
 
@@ -204,6 +323,8 @@ def _pipedrive_domain(url: HttpUrl) -> HttpUrl:
 
 
 class PipedriveOAuth(_Body):
+    model_config = ConfigDict(json_schema_extra=_secrets_required("client_secret", "refresh_token"))
+
     type: Literal["oauth"]
     client_id: ClientId
     client_secret: PlainSecret | None = None
@@ -259,6 +380,8 @@ class _CrmConnectionBody(_ConnectionBody):
 class HubSpotConnectionIn(_CrmConnectionBody):
     """A HubSpot connection: a private app token or OAuth credentials, and partner options."""
 
+    model_config = ConfigDict(json_schema_extra=_blocks_by_delivery_mode())
+
     _OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {"queast_id_property", "note_id_property", "tier"}
     )
@@ -276,6 +399,10 @@ class HubSpotConnectionIn(_CrmConnectionBody):
 class PipedriveConnectionIn(_CrmConnectionBody):
     """A Pipedrive connection: an API token or OAuth credentials with the company domain, and
     partner options (``domain_field_key`` is required when the delivery mode includes api)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_blocks_by_delivery_mode(with_auth=("domain_field_key",))
+    )
 
     _OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {"domain_field_key", "queast_id_field_key", "plan", "daily_budget"}
