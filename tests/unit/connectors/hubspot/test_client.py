@@ -361,3 +361,23 @@ async def test_closing_cancels_callers_still_waiting() -> None:
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert await batcher.search([]) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-HubSpot-RateLimit-Max": "1", "X-HubSpot-RateLimit-Interval-Milliseconds": "1e308"},
+        {"X-HubSpot-RateLimit-Max": "1e-300", "X-HubSpot-RateLimit-Remaining": "0"},
+        {"X-HubSpot-RateLimit-Max": "inf", "X-HubSpot-RateLimit-Interval-Milliseconds": "inf"},
+        {"X-HubSpot-RateLimit-Max": "nan", "X-HubSpot-RateLimit-Remaining": "nan"},
+    ],
+)
+def test_hostile_rate_limit_headers_slow_the_connection_at_most_to_one_a_minute(
+    headers: dict[str, str],
+) -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    limiter.observe(httpx.Headers(headers))
+    assert limiter.reserve("burst") <= 61.0
+    clock.advance(61.0)  # a minute, and the window's margin
+    assert limiter.reserve("burst") == 0.0
