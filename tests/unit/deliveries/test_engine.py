@@ -32,7 +32,7 @@ from connectors.base import (
 from processors.contracts import ContractFamily, default_registry, encode
 from processors.deliveries.engine import DeliveryEngine
 from processors.deliveries.envelope import DeliveryItem, EnvelopeError, item_from_record
-from processors.deliveries.models import DeliveryRecord
+from processors.deliveries.models import AttemptError, DeliveryRecord
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import (
@@ -780,3 +780,46 @@ async def test_a_quota_reset_past_the_budget_dead_letters_instead_of_parking() -
     assert h.on("retry.webhook") == []
     (dead,) = h.on("dlq.webhook")
     assert "retry budget spent" in _headers(dead)["qi.error.reason"]
+
+
+# -- re-queueing a held retry record ----------------------------------------------------------
+
+
+async def test_requeue_writes_the_same_wait_as_the_next_hop_and_acknowledges() -> None:
+    h = Harness(lambda r: None)
+    held = _aged(1, age=60, **{"qi.not_before": str(int((NOW + 1800) * 1000))})
+    held.errors.append(
+        AttemptError(
+            attempt=1,
+            at=datetime.fromtimestamp(NOW - 60, UTC),
+            error_class="BackpressureError",
+            reason="rate limited",
+            status_code=429,
+            retry_after_s=3600.0,
+        )
+    )
+    acked: list[str] = []
+    await h.engine.requeue(held, functools.partial(acked.append, "d-1"))
+    assert acked == ["d-1"]
+    (copy,) = h.on("retry.webhook")
+    headers = _headers(copy)
+    assert headers["qi.hop"] == "2"
+    assert headers["qi.attempt"] == "1", "no attempt spent"
+    assert headers["qi.not_before"] == str(int((NOW + 1800) * 1000)), "the same wait"
+    assert headers["qi.first_attempt_at"] == str(int((NOW - 60) * 1000)), "the same budget"
+    assert [e["status_code"] for e in json.loads(headers["qi.errors"])] == [429]
+    assert copy.value == held.value
+    assert h.state.hops == {"d-1": 2}
+    assert h.on("delivery-records") == [], "not an outcome"
+    # the held copy, read again after a crash, is a leftover now
+    assert await h.run([held]) == ["d-1"]
+    assert h.sent() == 0
+
+
+async def test_requeue_of_a_leftover_copy_only_acknowledges() -> None:
+    h = Harness(lambda r: None)
+    h.state.hops["d-1"] = 5
+    acked: list[str] = []
+    await h.engine.requeue(_aged(1, age=60), functools.partial(acked.append, "d-1"))
+    assert acked == ["d-1"]
+    assert h.produced == []
