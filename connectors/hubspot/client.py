@@ -65,6 +65,8 @@ import httpx
 from connectors.base.config import reveal_secret
 from connectors.base.context import Clock
 from connectors.base.errors import (
+    MAX_QUOTA_RESET_SECONDS,
+    MAX_RETRY_AFTER_SECONDS,
     AuthenticationError,
     BackpressureError,
     ConnectorError,
@@ -617,8 +619,11 @@ class HubSpotClient:
             body = _json(response)
             policy = body.get("policyName")
             policy_name = policy if isinstance(policy, str) else "unknown"
+            # A daily quota may reset hours away; any other 429 waits at most an hour.
             retry_after = parse_retry_after(
-                response.headers.get("retry-after"), now=self._clock.time
+                response.headers.get("retry-after"),
+                now=self._clock.time,
+                max_seconds=MAX_QUOTA_RESET_SECONDS,
             )
             context = _ErrorContext(partner=_PARTNER, endpoint=endpoint, status_code=status)
             if policy_name == "DAILY":
@@ -629,6 +634,8 @@ class HubSpotClient:
                 raise QuotaExhaustedError(
                     "HubSpot daily request limit reached", retry_after=wait, **context
                 )
+            if retry_after is not None:
+                retry_after = min(retry_after, MAX_RETRY_AFTER_SECONDS)
             wait = self._limiter.throttled(scope, retry_after)
             self._logger.warning(
                 "hubspot.rate_limited",
