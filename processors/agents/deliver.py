@@ -103,10 +103,10 @@ class _EngineHolder:
         ]
         await asyncio.gather(*pending)
 
-    async def requeue(self, item: DeliveryItem, ack: Ack) -> None:
+    async def requeue(self, held: Sequence[tuple[DeliveryItem, Ack]]) -> None:
         """See :meth:`DeliveryEngine.requeue`."""
         engine = await self.engine()
-        await engine.requeue(item, ack)
+        await engine.requeue(held)
 
     async def engine(self) -> DeliveryEngine:
         async with self._lock:
@@ -184,9 +184,10 @@ class _EngineHolder:
         )
 
 
-Requeue = Callable[[DeliveryItem, Ack], Awaitable[None]]
+Requeue = Callable[[Sequence[tuple[DeliveryItem, Ack]]], Awaitable[None]]
 
 _REQUEUE_RETRY_SECONDS = 1.0
+_REQUEUE_BATCH = 500
 
 
 class _DelayQueue:
@@ -194,8 +195,8 @@ class _DelayQueue:
 
     ``put`` waits while ``capacity`` records are held. ``due`` returns the next record that is
     due; a record whose hold ends first is handed to ``requeue`` (written back to the retry
-    topic and acknowledged) and leaves the buffer. A failed requeue (Redis or Kafka down) is
-    tried again a second later; the record stays held meanwhile.
+    topic and acknowledged, up to 500 in one go) and leaves the buffer. A failed requeue
+    (Redis or Kafka down) is tried again a second later; the records stay held meanwhile.
     """
 
     def __init__(
@@ -238,36 +239,43 @@ class _DelayQueue:
             wait: float | None = None
             if self._heap:
                 now = self._clock()
-                wake, _n, due, item, ack = self._heap[0]
-                wait = wake - now
+                wait = self._heap[0][0] - now
                 if wait <= 0:
-                    heapq.heappop(self._heap)
+                    _wake, _n, due, item, ack = heapq.heappop(self._heap)
                     if due <= now:
                         self._space.release()
                         return item, ack
-                    await self._requeue_or_keep(due, item, ack)
+                    expired = [(due, item, ack)]
+                    while (
+                        self._heap
+                        and len(expired) < _REQUEUE_BATCH
+                        and self._heap[0][0] <= now
+                        and self._heap[0][2] > now
+                    ):
+                        _wake, _n, due, item, ack = heapq.heappop(self._heap)
+                        expired.append((due, item, ack))
+                    await self._requeue_or_keep(expired)
                     continue
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
 
-    async def _requeue_or_keep(self, due: float, item: DeliveryItem, ack: Ack) -> None:
+    async def _requeue_or_keep(self, expired: list[tuple[float, DeliveryItem, Ack]]) -> None:
         try:
-            await self._requeue(item, ack)
+            await self._requeue([(item, ack) for _due, item, ack in expired])
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # Redis or Kafka: keep the record, try again shortly
+        except Exception as exc:  # Redis or Kafka: keep the records, try again shortly
             logger.warning(
                 "delivery.retry.requeue_failed",
-                extra={
-                    "delivery_id": item.delivery_id,
-                    "tenant_id": item.tenant_id,
-                    "error": type(exc).__name__,
-                },
+                extra={"records": len(expired), "error": type(exc).__name__},
             )
-            self._push(self._clock() + _REQUEUE_RETRY_SECONDS, due, item, ack)
+            again = self._clock() + _REQUEUE_RETRY_SECONDS
+            for due, item, ack in expired:
+                self._push(again, due, item, ack)
             return
-        self._space.release()
+        for _ in expired:
+            self._space.release()
 
 
 def register_delivery_agents(app: faust.App, *, connector: str, settings: Settings) -> None:

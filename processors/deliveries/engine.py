@@ -219,26 +219,32 @@ class DeliveryEngine:
             await self._commit(outputs)
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
 
-    async def requeue(self, item: DeliveryItem, ack: Ack) -> None:
-        """Write a retry record that is not due yet back to the retry topic, then acknowledge.
+    async def requeue(self, held: Sequence[tuple[DeliveryItem, Ack]]) -> None:
+        """Write retry records that are not due yet back to the retry topic, then acknowledge.
 
         The retry agent calls this for records it has held in memory as long as it holds any
         (see :mod:`processors.agents.deliver`), so their offsets do not pin the retry topic's
-        committed offset. The copy is the same delivery, with the same ``not_before``,
+        committed offset. Each copy is the same delivery, with the same ``not_before``,
         attempt count, first attempt and history, as the next hop (so the held copy, should
         it be read again after a crash, is dropped as a leftover). It is not an outcome: no
         delivery record is written. A held copy that is itself a leftover is only
-        acknowledged. Raises if Redis or Kafka fail; nothing is acknowledged then.
+        acknowledged. One Redis round trip and one produce for the lot; raises if Redis or
+        Kafka fail, and nothing is acknowledged then.
         """
-        (state,) = await self._state.load([item])
-        outputs = _Outputs(acks=[ack])
-        if item.hop >= state.newest_hop:
+        if not held:
+            return
+        states = await self._state.load([item for item, _ in held])
+        outputs = _Outputs(acks=[ack for _, ack in held])
+        now_ms = int(self._clock() * 1000)
+        for (item, _ack), state in zip(held, states, strict=True):
+            if item.hop < state.newest_hop:
+                continue
             headers = retry_headers(
                 item,
                 kind=item.headers.get("qi.retry.kind") or "retry",
                 attempts_made=item.attempts_made,
                 not_before_ms=item.not_before_ms,
-                now_ms=int(self._clock() * 1000),
+                now_ms=now_ms,
             )
             outputs.produce.append(
                 OutgoingRecord(
@@ -249,8 +255,8 @@ class DeliveryEngine:
                 )
             )
             outputs.hops.append((item.delivery_id, item.hop + 1))
-            metrics.RETRIES_SCHEDULED.labels(self._connector, "requeued").inc()
         await self._commit(outputs)
+        metrics.RETRIES_SCHEDULED.labels(self._connector, "requeued").inc(len(outputs.hops))
 
     def queued(self) -> int:
         return sum(q.qsize() for lane in self._lanes.values() for q in lane.queues)

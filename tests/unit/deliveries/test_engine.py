@@ -799,7 +799,7 @@ async def test_requeue_writes_the_same_wait_as_the_next_hop_and_acknowledges() -
         )
     )
     acked: list[str] = []
-    await h.engine.requeue(held, functools.partial(acked.append, "d-1"))
+    await h.engine.requeue([(held, functools.partial(acked.append, "d-1"))])
     assert acked == ["d-1"]
     (copy,) = h.on("retry.webhook")
     headers = _headers(copy)
@@ -816,10 +816,15 @@ async def test_requeue_writes_the_same_wait_as_the_next_hop_and_acknowledges() -
     assert h.sent() == 0
 
 
-async def test_requeue_of_a_leftover_copy_only_acknowledges() -> None:
+async def test_requeue_of_a_leftover_copy_only_acknowledges_it() -> None:
     h = Harness(lambda r: None)
     h.state.hops["d-1"] = 5
     acked: list[str] = []
-    await h.engine.requeue(_aged(1, age=60), functools.partial(acked.append, "d-1"))
-    assert acked == ["d-1"]
-    assert h.produced == []
+    await h.engine.requeue(
+        [
+            (_aged(1, age=60), functools.partial(acked.append, "d-1")),
+            (_aged(2, age=60), functools.partial(acked.append, "d-2")),
+        ]
+    )
+    assert acked == ["d-1", "d-2"]
+    assert [_headers(r)["qi.delivery_id"] for r in h.produced] == ["d-2"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from processors.agents.deliver import _DelayQueue
 from processors.contracts import ContractFamily, default_registry, encode
+from processors.deliveries.engine import Ack
 from processors.deliveries.envelope import DeliveryItem, item_from_record
 
 HOLD = 0.05
@@ -75,12 +76,13 @@ class _Agent:
         )
         self._task: asyncio.Task[None] | None = None
 
-    async def _requeue(self, item: DeliveryItem, ack: object) -> None:
+    async def _requeue(self, held: Sequence[tuple[DeliveryItem, Ack]]) -> None:
         if self.fail_requeues:
             self.fail_requeues -= 1
             raise ConnectionError("kafka unavailable")
-        self.requeued.append(item.delivery_id)
-        self.acked.append(item.delivery_id)
+        for item, ack in held:
+            self.requeued.append(item.delivery_id)
+            ack()
 
     async def put(self, item: DeliveryItem) -> None:
         await self.queue.put(item, lambda: self.acked.append(item.delivery_id))
