@@ -787,7 +787,8 @@ class DeliveryEngine:
     ) -> None:
         attempts = item.attempts_made if attempt is None else attempt
         last = item.errors[-1] if item.errors else None
-        if last is not None and (last.attempt, last.at) == (error.attempt, error.at):
+        same = ("attempt", "at", "error_class", "status_code")
+        if last is not None and all(getattr(last, f) == getattr(error, f) for f in same):
             item.errors[-1] = error  # the same failure, its reason completed (budget spent)
         else:
             item.errors.append(error)
