@@ -310,3 +310,31 @@ async def test_http_client_factory_builds_a_safe_client() -> None:
 def test_http_client_factory_refuses_non_positive_timeouts() -> None:
     with pytest.raises(ValueError, match="timeouts"):
         http_client_factory(timeout_seconds=0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("1e308", HOUR),
+        ("1e9", HOUR),
+        ("inf", HOUR),
+        ("nan", 5.0),
+        ("-1", 5.0),
+        ("9" * 4400, HOUR),
+        (_http_date(NOW + 10 * 365 * 86400), HOUR),
+        (_http_date(NOW - 50 * 365 * 86400), 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", HOUR),
+        ("tomorrow-ish", 5.0),
+    ],
+)
+async def test_a_hostile_endpoint_over_http_gets_a_bounded_wait(
+    header: str, expected: float
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"retry-after": header})
+
+    async with http_client_factory(transport=httpx.MockTransport(handler)) as client:
+        response = await client.post("https://hooks.example.com/")
+    with pytest.raises(BackpressureError) as caught:
+        raise_for_response(response, partner="webhook", endpoint="hooks", clock=lambda: NOW)
+    assert caught.value.retry_after == expected
