@@ -61,7 +61,7 @@ ATTEMPT_SECONDS = Histogram(
 )
 RETRIES_SCHEDULED = Counter(
     "qi_retries_scheduled",
-    "Deliveries re-scheduled on the retry topic, by kind (retry, deferred, parked).",
+    "Deliveries re-scheduled on the retry topic, by kind (retry, deferred, parked, requeued).",
     ["connector", "kind"],
 )
 DLQ_RECORDS = Counter(

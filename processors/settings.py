@@ -249,6 +249,8 @@ class DeliverySettings(BaseSettings):
     ``lane_concurrency`` queues, each holding at least ``lane_batches`` of the connector's
     full batches); past it, records are deferred to the retry topic.
     ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
+    ``retry_hold_seconds`` is the longest a retry record waits in memory (its offset
+    uncommitted) before it is re-queued on the retry topic (see ``processors.agents.deliver``).
     """
 
     model_config = SettingsConfigDict(env_prefix="QI_DELIVERY_", frozen=True, extra="ignore")
@@ -269,6 +271,7 @@ class DeliverySettings(BaseSettings):
     dedupe_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     records_retention_seconds: int = Field(default=30 * 86400, ge=60)
     retry_buffer_max: int = Field(default=100_000, ge=100)
+    retry_hold_seconds: float = Field(default=300.0, gt=0, le=3600)
 
 
 class RuntimeSettings(BaseSettings):

@@ -14,6 +14,7 @@ from connectors.base.context import (
     SystemClock,
 )
 from connectors.base.errors import (
+    MAX_RETRY_AFTER_SECONDS,
     AuthenticationError,
     BackpressureError,
     ConnectorError,
@@ -22,6 +23,7 @@ from connectors.base.errors import (
     PermanentError,
     QuotaExhaustedError,
     TransientError,
+    bounded_wait,
 )
 from connectors.base.http import (
     USER_AGENT,
@@ -50,6 +52,7 @@ from connectors.base.sink import (
 )
 
 __all__ = [
+    "MAX_RETRY_AFTER_SECONDS",
     "USER_AGENT",
     "AuthenticationError",
     "BackpressureError",
@@ -80,6 +83,7 @@ __all__ = [
     "TokenBucket",
     "TransientError",
     "allows_private_networks",
+    "bounded_wait",
     "endpoint_label",
     "http_client_factory",
     "parse_retry_after",

@@ -28,6 +28,13 @@ Why this shape:
   records through the retry budget nor send them to the dead-letter topic, so a caller
   must handle it explicitly (refresh once, then hold the records and park the connection).
 
+Wait hints are bounded here, whoever computed them: ``retry_after`` of a transient or
+backpressure error is at most :data:`MAX_RETRY_AFTER_SECONDS` (one hour; a larger or infinite
+value becomes one hour), a quota reset at most :data:`MAX_QUOTA_RESET_SECONDS` (a day and an
+hour), and a NaN or negative value means "no wait" (``0.0``). Constructing an error never
+raises on a partner's number: a hint is a bounded wait, never a crash or a wait of years.
+The delivery engine also keeps every wait inside the record's retry budget.
+
 Every error carries keyword context that is safe to log: ``partner`` (connector name),
 ``endpoint`` (host or path only: any query string, fragment or user info is stripped
 here as a last line of defence), ``status_code`` and a short ``reason``. Never put
@@ -38,9 +45,11 @@ returns them ready for ``logger.warning(..., extra=...)``.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 __all__ = [
+    "MAX_QUOTA_RESET_SECONDS",
+    "MAX_RETRY_AFTER_SECONDS",
     "AuthenticationError",
     "BackpressureError",
     "ConnectorError",
@@ -49,6 +58,7 @@ __all__ = [
     "PermanentError",
     "QuotaExhaustedError",
     "TransientError",
+    "bounded_wait",
 ]
 
 
@@ -67,13 +77,28 @@ def _strip_endpoint(endpoint: str | None) -> str | None:
     return f"{scheme}://{cleaned}" if scheme else cleaned
 
 
-def _check_retry_after(retry_after: float | None) -> float | None:
-    if retry_after is None:
+MAX_RETRY_AFTER_SECONDS: Final[float] = 3600.0
+"""The longest wait a transient or backpressure error asks for (``Retry-After`` is capped)."""
+MAX_QUOTA_RESET_SECONDS: Final[float] = 25 * 3600.0
+"""The longest wait a spent quota asks for: daily quotas reset within a day."""
+
+
+def bounded_wait(seconds: float | None, *, maximum: float) -> float | None:
+    """``seconds`` as a wait in ``[0, maximum]``: NaN and negatives are ``0.0``, larger
+    values (infinity included) are ``maximum``; ``None`` stays ``None``. Never raises."""
+    if seconds is None:
         return None
-    if math.isnan(retry_after) or retry_after < 0:
-        msg = "retry_after must be a non-negative number of seconds"
-        raise ValueError(msg)
-    return float(retry_after)
+    try:
+        value = float(seconds)
+    except OverflowError:  # an integer past the float range
+        value = math.inf if seconds > 0 else 0.0
+    if math.isnan(value) or value <= 0:
+        return 0.0
+    return min(value, maximum)
+
+
+def _check_retry_after(retry_after: float | None) -> float | None:
+    return bounded_wait(retry_after, maximum=MAX_RETRY_AFTER_SECONDS)
 
 
 class ConnectorError(Exception):
@@ -218,7 +243,7 @@ class QuotaExhaustedError(ConnectorError):
         status_code: int | None = None,
     ) -> None:
         super().__init__(reason, partner=partner, endpoint=endpoint, status_code=status_code)
-        self.retry_after = retry_after
+        self.retry_after = bounded_wait(retry_after, maximum=MAX_QUOTA_RESET_SECONDS) or 0.0
 
 
 class HeldForReviewError(ConnectorError):

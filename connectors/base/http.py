@@ -22,6 +22,10 @@ other 5xx           ``TransientError`` (``Retry-After`` honoured)
 other 4xx, others   ``PermanentError``
 ==================  =====================================================================
 
+``Retry-After`` is never trusted as given: :func:`parse_retry_after` turns it into at most
+:data:`~connectors.base.errors.MAX_RETRY_AFTER_SECONDS` (one hour), whatever the partner sends
+(``1e308``, ``inf``, a date in the year 9999); unusable values count as absent.
+
 Reasons never include response bodies: they may carry personal data.
 """
 
@@ -46,6 +50,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
 from connectors.base.errors import (
+    MAX_RETRY_AFTER_SECONDS,
     AuthenticationError,
     BackpressureError,
     EndpointGoneError,
@@ -133,13 +138,25 @@ def translate_http_errors(*, partner: str, endpoint: str) -> Iterator[None]:
         raise PermanentError("invalid URL", partner=partner, endpoint=endpoint) from exc
 
 
-def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
-    """Parse a ``Retry-After`` value into seconds from now.
+def parse_retry_after(
+    value: str | None,
+    *,
+    now: Callable[[], float] = time.time,
+    max_seconds: float = MAX_RETRY_AFTER_SECONDS,
+) -> float | None:
+    """Parse a ``Retry-After`` value into a bounded number of seconds from now.
 
-    Accepts delta-seconds (``"120"``, also tolerating a decimal part) and an HTTP-date
-    (``"Wed, 21 Oct 2015 07:28:00 GMT"``), the latter measured against ``now`` (wall-clock
-    Unix seconds, injectable for tests). A date in the past gives ``0.0``; a value that is
-    neither form gives ``None``.
+    Accepts delta-seconds (``"120"``, also tolerating a decimal part or an exponent) and an
+    HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``), the latter measured against ``now``
+    (wall-clock Unix seconds, injectable for tests). The answer is always in
+    ``[0, max_seconds]`` (one hour by default) or ``None``, and parsing never raises:
+
+    - a number or a date further away than ``max_seconds`` (``1e308``, ``inf``, a huge
+      integer, the year 9999) gives ``max_seconds``: the partner asked for a long wait, and
+      gets the longest we grant;
+    - a date in the past gives ``0.0``;
+    - anything else (``nan``, a negative number, a date that does not exist, garbage,
+      ``None``, an empty value) gives ``None``: no usable hint, so the caller's default applies.
     """
     if value is None:
         return None
@@ -151,14 +168,20 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     except ValueError:
         pass
     else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        if math.isnan(seconds) or seconds < 0:
+            return None
+        return min(seconds, max_seconds)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        wait = when.timestamp() - now()
+    except (TypeError, ValueError, OverflowError, IndexError):
+        # ValueError: no such date or offset; OverflowError: a year or offset past C's ints.
         return None
-    if when.tzinfo is None:
+    if math.isnan(wait):
         return None
-    return max(0.0, when.timestamp() - now())
+    return min(max(0.0, wait), max_seconds)
 
 
 def raise_for_response(
@@ -172,7 +195,9 @@ def raise_for_response(
     """Return if ``response`` is a 2xx; otherwise raise the outcome its status means.
 
     See the module docstring for the table. ``clock`` is the wall clock used to turn an
-    HTTP-date ``Retry-After`` into seconds.
+    HTTP-date ``Retry-After`` into seconds. The ``Retry-After`` read here is bounded by
+    :func:`parse_retry_after` (at most :data:`MAX_RETRY_AFTER_SECONDS`), so no answer a
+    partner can give makes this raise anything but a connector error.
     """
     status = response.status_code
     if 200 <= status < 300:

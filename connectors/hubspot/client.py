@@ -65,6 +65,8 @@ import httpx
 from connectors.base.config import reveal_secret
 from connectors.base.context import Clock
 from connectors.base.errors import (
+    MAX_QUOTA_RESET_SECONDS,
+    MAX_RETRY_AFTER_SECONDS,
     AuthenticationError,
     BackpressureError,
     ConnectorError,
@@ -230,7 +232,21 @@ class _RollingWindow:
             self.limit, self.interval = limit, interval
 
 
-def _header_number(headers: httpx.Headers, name: str) -> float | None:
+_MAX_HEADER_COUNT: Final[float] = 1e9
+"""Counts in rate-limit headers above this are HubSpot's mistake, read as this."""
+_MAX_WINDOW_MS: Final[float] = 60_000.0
+"""HubSpot's burst windows are seconds long; a longer reported window is read as a minute."""
+
+
+def _header_number(
+    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
+) -> float | None:
+    """A rate-limit header as a number in ``[minimum, maximum]``; never raises.
+
+    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
+    infinity included, are ``maximum``: a partner's number is bounded before it is used
+    (a limit of ``1e-300`` or a window of ``1e308`` ms would otherwise stop the connection).
+    """
     value = headers.get(name)
     if value is None:
         return None
@@ -238,7 +254,9 @@ def _header_number(headers: httpx.Headers, name: str) -> float | None:
         number = float(value.strip())
     except ValueError:
         return None
-    return number if math.isfinite(number) and number >= 0 else None
+    if math.isnan(number) or number < minimum:
+        return None
+    return min(number, maximum)
 
 
 def seconds_to_utc_midnight(now: float) -> float:
@@ -315,16 +333,30 @@ class HubSpotRateLimiter:
 
     def observe(self, headers: httpx.Headers) -> None:
         """Correct the burst pacing from a response's ``X-HubSpot-RateLimit-*`` headers."""
-        limit = _header_number(headers, "x-hubspot-ratelimit-max")
-        remaining = _header_number(headers, "x-hubspot-ratelimit-remaining")
-        interval_ms = _header_number(headers, "x-hubspot-ratelimit-interval-milliseconds")
+        limit = _header_number(
+            headers, "x-hubspot-ratelimit-max", minimum=1.0, maximum=_MAX_HEADER_COUNT
+        )
+        remaining = _header_number(
+            headers, "x-hubspot-ratelimit-remaining", maximum=_MAX_HEADER_COUNT
+        )
+        interval_ms = _header_number(
+            headers,
+            "x-hubspot-ratelimit-interval-milliseconds",
+            minimum=1.0,
+            maximum=_MAX_WINDOW_MS,
+        )
         scaled: float | None = None
         if limit is not None and limit > 0:
             interval = interval_ms / 1000 if interval_ms else self._per_seconds
-            scaled = limit * self._per_seconds / interval
+            # The bucket keeps room for one request: a window of a few requests a minute
+            # scales to less than one token, which the bucket could never grant. The window
+            # below does the pacing then.
+            scaled = max(1.0, limit * self._per_seconds / interval)
             self._windows["burst"].lower(math.floor(limit), interval)
         self._buckets["burst"].observe_headers(limit=scaled, remaining=remaining)
-        daily_remaining = _header_number(headers, "x-hubspot-ratelimit-daily-remaining")
+        daily_remaining = _header_number(
+            headers, "x-hubspot-ratelimit-daily-remaining", maximum=_MAX_HEADER_COUNT
+        )
         if daily_remaining is not None and daily_remaining <= 0:
             self.exhaust_daily(None)
 
@@ -587,8 +619,11 @@ class HubSpotClient:
             body = _json(response)
             policy = body.get("policyName")
             policy_name = policy if isinstance(policy, str) else "unknown"
+            # A daily quota may reset hours away; any other 429 waits at most an hour.
             retry_after = parse_retry_after(
-                response.headers.get("retry-after"), now=self._clock.time
+                response.headers.get("retry-after"),
+                now=self._clock.time,
+                max_seconds=MAX_QUOTA_RESET_SECONDS,
             )
             context = _ErrorContext(partner=_PARTNER, endpoint=endpoint, status_code=status)
             if policy_name == "DAILY":
@@ -599,6 +634,8 @@ class HubSpotClient:
                 raise QuotaExhaustedError(
                     "HubSpot daily request limit reached", retry_after=wait, **context
                 )
+            if retry_after is not None:
+                retry_after = min(retry_after, MAX_RETRY_AFTER_SECONDS)
             wait = self._limiter.throttled(scope, retry_after)
             self._logger.warning(
                 "hubspot.rate_limited",

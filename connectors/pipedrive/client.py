@@ -53,6 +53,7 @@ import httpx
 
 from connectors.base.context import Clock
 from connectors.base.errors import (
+    MAX_RETRY_AFTER_SECONDS,
     BackpressureError,
     PermanentError,
     QuotaExhaustedError,
@@ -220,7 +221,19 @@ class PipedriveResponse:
     next_cursor: str | None = None
 
 
-def _header_number(headers: httpx.Headers, name: str) -> float | None:
+_MAX_HEADER_COUNT: Final[float] = 1e9
+"""Counts and costs in Pipedrive's headers above this are read as this."""
+
+
+def _header_number(
+    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
+) -> float | None:
+    """A rate-limit header as a number in ``[minimum, maximum]``; never raises.
+
+    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
+    infinity included, are ``maximum``: a reset of ``1e308`` s would otherwise close the
+    bucket for ever, and a limit of ``1e-300`` would set its rate to nothing.
+    """
     raw = headers.get(name)
     if raw is None:
         return None
@@ -228,7 +241,9 @@ def _header_number(headers: httpx.Headers, name: str) -> float | None:
         value = float(raw.strip())
     except ValueError:
         return None
-    return value if math.isfinite(value) and value >= 0 else None
+    if math.isnan(value) or value < minimum:
+        return None
+    return min(value, maximum)
 
 
 class PipedriveClient:
@@ -474,17 +489,17 @@ class PipedriveClient:
     def _observe(self, response: httpx.Response, *, cost: int, search: bool) -> None:
         """Account for the response's cost and correct the buckets from its headers."""
         headers = response.headers
-        reported = _header_number(headers, "x-token-cost")
+        reported = _header_number(headers, "x-token-cost", maximum=_MAX_HEADER_COUNT)
         if reported is not None:
             self.budget.charge(reported)
         elif response.status_code != 429:
             self.budget.charge(cost)
-        writes_left = _header_number(headers, "x-daily-requests-left")
+        writes_left = _header_number(headers, "x-daily-requests-left", maximum=_MAX_HEADER_COUNT)
         if writes_left is not None:
             self.budget.observe_writes_left(int(writes_left))
-        limit = _header_number(headers, "x-ratelimit-limit")
-        remaining = _header_number(headers, "x-ratelimit-remaining")
-        reset = _header_number(headers, "x-ratelimit-reset")
+        limit = _header_number(headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT)
+        remaining = _header_number(headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT)
+        reset = _header_number(headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS)
         bucket = self.search_bucket if search else self.burst
         bucket.observe_headers(limit=limit, remaining=remaining, reset_seconds=reset)
 
@@ -492,12 +507,16 @@ class PipedriveClient:
         self, response: httpx.Response, *, endpoint: str, write: bool, search: bool
     ) -> None:
         """Raise the outcome of a 429 (see the module docstring)."""
-        remaining = _header_number(response.headers, "x-ratelimit-remaining")
+        remaining = _header_number(
+            response.headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT
+        )
         budget_refusal = remaining is not None and remaining > 0
         if search:
             # Only trust the count if it is the search window's own (10 per 2 s): a count of
             # the general burst window says nothing about the search limit.
-            limit = _header_number(response.headers, "x-ratelimit-limit")
+            limit = _header_number(
+                response.headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT
+            )
             budget_refusal = budget_refusal and limit == SEARCH_LIMIT_PER_WINDOW
         if budget_refusal:
             self.budget.exhaust()
@@ -513,7 +532,9 @@ class PipedriveClient:
                 endpoint=endpoint,
                 status_code=429,
             )
-        reset = _header_number(response.headers, "x-ratelimit-reset")
+        reset = _header_number(
+            response.headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS
+        )
         retry_after = reset if reset is not None and reset > 0 else BURST_RETRY_SECONDS
         bucket = self.search_bucket if search else self.burst
         bucket.observe_headers(remaining=0, reset_seconds=retry_after)

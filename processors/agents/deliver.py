@@ -3,10 +3,29 @@
 - ``deliver-<connector>`` consumes ``integrations.exports.<connector>`` with manual acks and
   hands every record to the engine; the engine acknowledges it once its outcome is written.
 - ``retry-<connector>`` consumes ``integrations.retry.<connector>`` into a delay queue ordered by
-  ``not_before`` (bounded by ``QI_DELIVERY_RETRY_BUFFER_MAX``: when full, the agent stops reading
-  until records fall due) and hands records to the engine when they are due. Records are held in
+  ``not_before`` and hands records to the engine when they are due. Records are held in
   memory, not on a blocked partition, so a long backoff of one tenant never holds up another's
-  retries; their offsets stay uncommitted until they are handled, so a crash re-reads them.
+  retries; their offsets stay uncommitted while they are held, so a crash re-reads them.
+
+How long a record is held (``QI_DELIVERY_RETRY_HOLD_SECONDS``, default five minutes): a
+record due within the hold is held until it is due; a record due later is held for the hold
+and then *re-queued*: written back to the retry topic unchanged (same ``not_before``, attempt
+count and history) as its next hop, and acknowledged (:meth:`DeliveryEngine.requeue`). So no
+held record keeps the retry topic's committed offset back for more than about the hold, and
+a restart re-reads at most that much; the hop number makes the engine drop the old copy if a
+crash comes between the write and the commit. The price is one write per waiting record per
+hold: a record deferred an hour is written about twelve times.
+
+The buffer (``QI_DELIVERY_RETRY_BUFFER_MAX`` records) is shared by every tenant of the
+connector. When it is full the agent stops reading until a record falls due or its hold ends,
+which is at most one hold away: far-future records of one tenant (a partner asking for hours,
+a spent quota) can slow reading to about ``buffer / hold`` records a second while there are
+more of them than the buffer holds, but never stop the other tenants' retries. Re-queueing
+early to make room was rejected: while the far records outnumber the buffer, the record
+pushed out comes straight back and is pushed out again, spinning at full speed.
+
+A ``not_before`` further away than the retry budget (a hand-made record) is held as if due at
+the end of the budget; the engine dead-letters it if its age budget is spent by then.
 
 A record without a usable envelope (it cannot come from the router) is dead-lettered at once.
 """
@@ -19,7 +38,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import faust
 from faust.types import EventT
@@ -83,6 +102,11 @@ class _EngineHolder:
             for r in records
         ]
         await asyncio.gather(*pending)
+
+    async def requeue(self, held: Sequence[tuple[DeliveryItem, Ack]]) -> None:
+        """See :meth:`DeliveryEngine.requeue`."""
+        engine = await self.engine()
+        await engine.requeue(held)
 
     async def engine(self) -> DeliveryEngine:
         async with self._lock:
@@ -160,33 +184,98 @@ class _EngineHolder:
         )
 
 
-class _DelayQueue:
-    """Retry records by due time; ``put`` waits while the buffer is full."""
+Requeue = Callable[[Sequence[tuple[DeliveryItem, Ack]]], Awaitable[None]]
 
-    def __init__(self, capacity: int) -> None:
-        self._heap: list[tuple[float, int, DeliveryItem, Ack]] = []
+_REQUEUE_RETRY_SECONDS = 1.0
+_REQUEUE_BATCH = 500
+
+
+class _DelayQueue:
+    """Retry records by due time, each held at most ``hold_seconds`` (see the module docstring).
+
+    ``put`` waits while ``capacity`` records are held. ``due`` returns the next record that is
+    due; a record whose hold ends first is handed to ``requeue`` (written back to the retry
+    topic and acknowledged, up to 500 in one go) and leaves the buffer. A failed requeue
+    (Redis or Kafka down) is tried again a second later; the records stay held meanwhile.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        hold_seconds: float,
+        max_wait_seconds: float,
+        requeue: Requeue,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._heap: list[tuple[float, int, float, DeliveryItem, Ack]] = []
         self._order = itertools.count()
         self._changed = asyncio.Event()
         self._space = asyncio.Semaphore(capacity)
+        self._hold = hold_seconds
+        self._max_wait = max_wait_seconds
+        self._requeue = requeue
+        self._clock = clock
 
-    async def put(self, due: float, item: DeliveryItem, ack: Ack) -> None:
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    async def put(self, item: DeliveryItem, ack: Ack) -> None:
+        """Hold ``item`` until it is due or its hold ends, whichever comes first."""
         await self._space.acquire()
-        heapq.heappush(self._heap, (due, next(self._order), item, ack))
+        now = self._clock()
+        # not_before is the envelope's integer, which may be anything: compare as integers
+        due_ms = max(0, min(item.not_before_ms, int((now + self._max_wait) * 1000)))
+        due = due_ms / 1000
+        self._push(min(due, now + self._hold), due, item, ack)
+
+    def _push(self, wake: float, due: float, item: DeliveryItem, ack: Ack) -> None:
+        heapq.heappush(self._heap, (wake, next(self._order), due, item, ack))
         self._changed.set()
 
     async def due(self) -> tuple[DeliveryItem, Ack]:
+        """The next record that is due (waiting for it); re-queues expired holds meanwhile."""
         while True:
+            wait: float | None = None
             if self._heap:
-                wait = self._heap[0][0] - time.time()
+                now = self._clock()
+                wait = self._heap[0][0] - now
                 if wait <= 0:
-                    _due, _n, item, ack = heapq.heappop(self._heap)
-                    self._space.release()
-                    return item, ack
-            else:
-                wait = None
+                    _wake, _n, due, item, ack = heapq.heappop(self._heap)
+                    if due <= now:
+                        self._space.release()
+                        return item, ack
+                    expired = [(due, item, ack)]
+                    while (
+                        self._heap
+                        and len(expired) < _REQUEUE_BATCH
+                        and self._heap[0][0] <= now
+                        and self._heap[0][2] > now
+                    ):
+                        _wake, _n, due, item, ack = heapq.heappop(self._heap)
+                        expired.append((due, item, ack))
+                    await self._requeue_or_keep(expired)
+                    continue
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
+
+    async def _requeue_or_keep(self, expired: list[tuple[float, DeliveryItem, Ack]]) -> None:
+        try:
+            await self._requeue([(item, ack) for _due, item, ack in expired])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis or Kafka: keep the records, try again shortly
+            logger.warning(
+                "delivery.retry.requeue_failed",
+                extra={"records": len(expired), "error": type(exc).__name__},
+            )
+            again = self._clock() + _REQUEUE_RETRY_SECONDS
+            for due, item, ack in expired:
+                self._push(again, due, item, ack)
+            return
+        for _ in expired:
+            self._space.release()
 
 
 def register_delivery_agents(app: faust.App, *, connector: str, settings: Settings) -> None:
@@ -196,7 +285,12 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
     holder = _EngineHolder(app, connector, settings)
     exports = raw_topic(app, holder.topics.exports(connector))
     retries = raw_topic(app, holder.topics.retry(connector))
-    delays = _DelayQueue(settings.delivery.retry_buffer_max)
+    delays = _DelayQueue(
+        settings.delivery.retry_buffer_max,
+        hold_seconds=settings.delivery.retry_hold_seconds,
+        max_wait_seconds=settings.delivery.retry_timeout_seconds,
+        requeue=holder.requeue,
+    )
 
     @app.agent(exports, name=f"deliver-{connector}")
     async def deliver(stream: faust.StreamT[bytes]) -> None:
@@ -228,6 +322,6 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
                     await holder.dead_letter_unusable(event, exc)
                     event.ack()
                     continue
-                await delays.put(item.not_before_ms / 1000, item, event.ack)
+                await delays.put(item, event.ack)
         finally:
             releaser.cancel()

@@ -26,6 +26,16 @@ dead-letters the record and marks the connection ``gone``; 401 marks it ``needs_
 records of a gone, unauthorised or disabled connection are parked on the retry topic (no
 attempt spent) until the connection is updated, or until the age budget ends.
 
+Waits are bounded and budgeted. A partner's wait hint reaches the engine already bounded
+(``Retry-After`` and reset headers at most one hour, a spent quota at most a day: see
+:mod:`connectors.base.errors`), and the engine bounds every delay again before using it, so
+no answer (``Retry-After: 1e308``, ``inf``, ``1e9``) can raise in a lane or push a record
+decades away. Every wait a record is given, a retry, a deferral (full lane, paused
+connection, global throttle), a park or a quota wait, counts against its age budget
+(``retry_timeout_seconds`` from its first attempt or first deferral): a wait that would end
+after the budget dead-letters the record at once, with its error history. Deferrals and
+parks spend no attempt, so the age budget is what ends them.
+
 Delivery modes: the webhook engine also delivers the webhook copies of HubSpot and Pipedrive
 connections in delivery mode ``webhook`` or ``both``. A lane is one *destination*: a
 connection as delivered by this engine's connector, keyed by
@@ -48,6 +58,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +67,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import (
+    MAX_RETRY_AFTER_SECONDS,
     AuthenticationError,
     BackpressureError,
     BaseSink,
@@ -68,6 +80,7 @@ from connectors.base import (
     QuotaExhaustedError,
     RecordFailure,
     TransientError,
+    bounded_wait,
 )
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
@@ -205,6 +218,45 @@ class DeliveryEngine:
             self._reschedule(outputs, item, ack, kind="deferred", delay=delay, now=self._clock())
             await self._commit(outputs)
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
+
+    async def requeue(self, held: Sequence[tuple[DeliveryItem, Ack]]) -> None:
+        """Write retry records that are not due yet back to the retry topic, then acknowledge.
+
+        The retry agent calls this for records it has held in memory as long as it holds any
+        (see :mod:`processors.agents.deliver`), so their offsets do not pin the retry topic's
+        committed offset. Each copy is the same delivery, with the same ``not_before``,
+        attempt count, first attempt and history, as the next hop (so the held copy, should
+        it be read again after a crash, is dropped as a leftover). It is not an outcome: no
+        delivery record is written. A held copy that is itself a leftover is only
+        acknowledged. One Redis round trip and one produce for the lot; raises if Redis or
+        Kafka fail, and nothing is acknowledged then.
+        """
+        if not held:
+            return
+        states = await self._state.load([item for item, _ in held])
+        outputs = _Outputs(acks=[ack for _, ack in held])
+        now_ms = int(self._clock() * 1000)
+        for (item, _ack), state in zip(held, states, strict=True):
+            if item.hop < state.newest_hop:
+                continue
+            headers = retry_headers(
+                item,
+                kind=item.headers.get("qi.retry.kind") or "retry",
+                attempts_made=item.attempts_made,
+                not_before_ms=item.not_before_ms,
+                now_ms=now_ms,
+            )
+            outputs.produce.append(
+                OutgoingRecord(
+                    topic=self._topics.retry(self._connector),
+                    key=item.tenant_id.encode(),
+                    value=item.value,
+                    headers=tuple(headers),
+                )
+            )
+            outputs.hops.append((item.delivery_id, item.hop + 1))
+        await self._commit(outputs)
+        metrics.RETRIES_SCHEDULED.labels(self._connector, "requeued").inc(len(outputs.hops))
 
     def queued(self) -> int:
         return sum(q.qsize() for lane in self._lanes.values() for q in lane.queues)
@@ -520,7 +572,10 @@ class DeliveryEngine:
         status = error.status_code
         if status == 429:
             metrics.PARTNER_429.labels(self._connector).inc()
-        retry_after = getattr(error, "retry_after", None)
+        # bounded again here: a connector may have built its error around a partner's number
+        retry_after = bounded_wait(
+            getattr(error, "retry_after", None), maximum=MAX_RETRY_AFTER_SECONDS
+        )
         history = AttemptError(
             attempt=attempt,
             at=_now_dt(finished),
@@ -670,7 +725,31 @@ class DeliveryEngine:
         attempts_made: int | None = None,
         last_error: AttemptError | None = None,
     ) -> None:
+        """Write ``item``'s next hop to the retry topic, ``delay`` seconds from ``now``.
+
+        Every wait counts against the record's age budget, whatever its kind (a retry, a
+        deferral, a pause, a park): a wait that would end after ``retry_timeout_seconds``
+        from the first attempt dead-letters the record now, with its history.
+        """
         attempts = item.attempts_made if attempts_made is None else attempts_made
+        delay = bounded_wait(delay, maximum=math.inf) or 0.0  # NaN and negatives: no wait
+        first = item.first_attempt_at_ms / 1000 if item.first_attempt_at_ms is not None else now
+        if now + delay - first > self._settings.retry_timeout_seconds:
+            spent = f"retry budget spent: a {kind} wait of {delay:.0f}s ends after the " + (
+                f"{self._settings.retry_timeout_seconds:.0f}s budget"
+            )
+            error = (
+                last_error.model_copy(update={"reason": f"{last_error.reason}; {spent}"})
+                if last_error is not None
+                else AttemptError(
+                    attempt=attempts,
+                    at=_now_dt(now),
+                    error_class="RetryBudgetSpent",
+                    reason=spent,
+                )
+            )
+            self._dead_letter(outputs, item, ack, error, now, attempt=attempts)
+            return
         headers = retry_headers(
             item,
             kind=kind,
@@ -707,7 +786,11 @@ class DeliveryEngine:
         attempt: int | None = None,
     ) -> None:
         attempts = item.attempts_made if attempt is None else attempt
-        if not item.errors or item.errors[-1] != error:
+        last = item.errors[-1] if item.errors else None
+        same = ("attempt", "at", "error_class", "status_code")
+        if last is not None and all(getattr(last, f) == getattr(error, f) for f in same):
+            item.errors[-1] = error  # the same failure, its reason completed (budget spent)
+        else:
             item.errors.append(error)
         extra = {
             "qi.attempt": str(attempts),
@@ -877,10 +960,11 @@ def _asked_to_wait_until(outcome: BatchOutcome, now: float) -> float:
 
     Every other record of the connection would get the same answer before then, so the lane
     holds them (short waits) or defers them without an attempt (long ones) instead of
-    spending requests, retries and the partner's patience on them.
+    spending requests, retries and the partner's patience on them. A pause is at most
+    :data:`~connectors.base.MAX_RETRY_AFTER_SECONDS` (one hour), whatever the partner asked.
     """
     waits = [
-        failure.error.retry_after
+        bounded_wait(failure.error.retry_after, maximum=MAX_RETRY_AFTER_SECONDS) or 0.0
         for failure in outcome.failed
         if failure.attempted
         and isinstance(failure.error, TransientError)

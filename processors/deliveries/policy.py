@@ -1,7 +1,9 @@
 """The retry policy: exponential backoff with full jitter inside a budget of attempts and age.
 
 ``delay(attempt)`` draws uniformly from ``[0, min(max_delay, base * 2 ** (attempt - 1))]``
-(full jitter) and never undercuts the partner's ``Retry-After`` or reset time. A delivery
+(full jitter) and never undercuts the partner's ``Retry-After`` or reset time. That hint is
+bounded first (NaN or negative: no hint; infinite: as long as the age budget), so no
+partner's number can make a delay infinite or raise. A delivery
 whose next attempt would exceed ``max_attempts`` or start later than ``timeout`` after its
 first attempt is exhausted and dead-lettered with its error history.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from connectors.base import bounded_wait
 
 __all__ = ["RetryDecision", "RetryPolicy"]
 
@@ -34,9 +38,11 @@ class RetryPolicy:
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        cap = min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** max(attempt - 1, 0))
+        exponent = min(max(attempt - 1, 0), 64)  # 2 ** 64 base delays is past any cap
+        cap = min(self.max_delay_seconds, self.base_delay_seconds * 2.0**exponent)
         jittered = float(self.rng()) * cap
-        return max(jittered, retry_after) if retry_after is not None else jittered
+        hint = bounded_wait(retry_after, maximum=self.timeout_seconds)
+        return max(jittered, hint) if hint is not None else jittered
 
     def decide(
         self,

@@ -84,7 +84,9 @@ class Behaviour(BaseModel):
     behaviour being set, get ``fail_status``; the rest get ``status``. Only requests past the
     401 and 429 gates count towards ``fail_first_n``. Every non-2xx answer carries
     ``Retry-After: retry_after`` when it is set (429 otherwise carries the bucket's refill
-    time). Every answer waits ``delay_seconds`` first.
+    time). ``retry_after_text``, when set, is sent verbatim as ``Retry-After`` instead
+    (a hostile or broken endpoint: ``1e308``, ``inf``, a date in the year 9999). Every answer
+    waits ``delay_seconds`` first.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -94,6 +96,7 @@ class Behaviour(BaseModel):
     fail_for_seconds: float = Field(default=0.0, ge=0)
     fail_first_n: int = Field(default=0, ge=0)
     retry_after: float | None = Field(default=None, ge=0)
+    retry_after_text: str | None = Field(default=None, max_length=1000)
     delay_seconds: float = Field(default=0.0, ge=0)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
     reject_bad_signatures: bool = False
@@ -379,7 +382,9 @@ class ReceiverState:
     @staticmethod
     def _answer(b: Behaviour, status: int) -> _Decision:
         headers: dict[str, str] = {}
-        if not 200 <= status < 300 and b.retry_after is not None:
+        if not 200 <= status < 300 and b.retry_after_text is not None:
+            headers["retry-after"] = b.retry_after_text
+        elif not 200 <= status < 300 and b.retry_after is not None:
             headers["retry-after"] = _format_seconds(b.retry_after)
         return _Decision(status, headers, b.delay_seconds)
 

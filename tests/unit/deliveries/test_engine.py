@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 
 from connectors.base import (
@@ -26,11 +27,12 @@ from connectors.base import (
     RecordFailure,
     SinkContext,
     TransientError,
+    raise_for_response,
 )
 from processors.contracts import ContractFamily, default_registry, encode
 from processors.deliveries.engine import DeliveryEngine
 from processors.deliveries.envelope import DeliveryItem, EnvelopeError, item_from_record
-from processors.deliveries.models import DeliveryRecord
+from processors.deliveries.models import AttemptError, DeliveryRecord
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import (
@@ -168,6 +170,7 @@ class Harness:
                 lane_concurrency=1,
                 lane_batches=2,
                 park_recheck_seconds=30.0,
+                retry_timeout_seconds=3600,
             ),
             state=self.state,
             connections=self.connections,
@@ -644,3 +647,184 @@ async def test_a_retried_copy_keeps_its_owner() -> None:
 def test_an_unknown_owner_or_connector_is_an_unusable_envelope(extra: dict[str, str]) -> None:
     with pytest.raises(EnvelopeError, match="names no known connector"):
         _item(1, extra=extra)
+
+
+# -- hostile wait hints: bounded, budgeted, and never a stuck lane ---------------------------
+
+
+class _ByTenant(ConnectionRepository):
+    """One webhook connection per tenant."""
+
+    def __init__(self, *tenants: str) -> None:
+        self.connections = {t: _connection(tenant_id=t, connection_id=f"conn_{t}") for t in tenants}
+
+    async def get(self, tenant_id: str, connector: Connector) -> ConnectionRecord | None:
+        return self.connections.get(tenant_id)
+
+
+def _of(tenant: str, n: int, **extra: str) -> DeliveryItem:
+    return _item(n, extra={"qi.tenant_id": tenant, "qi.connection_id": f"conn_{tenant}", **extra})
+
+
+def _answer(status: int, retry_after: str) -> ConnectorError:
+    """What the webhook connector raises for this answer (the real status mapping)."""
+    response = httpx.Response(status, headers={"retry-after": retry_after})
+    try:
+        raise_for_response(response, partner="webhook", endpoint="hooks.example", clock=lambda: NOW)
+    except ConnectorError as error:
+        return error
+    raise AssertionError("not an error status")
+
+
+@pytest.mark.parametrize("retry_after", ["1e308", "1e9", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_hostile_retry_after_neither_raises_nor_stalls_any_lane(
+    retry_after: str, status: int
+) -> None:
+    hostile = _answer(status, retry_after)
+    h = Harness(lambda r: hostile if r.connection_id == "conn_t_bad" else None)
+    h.engine._connections = _ByTenant("t_bad", "t_ok")
+    items = [_of("t_bad", 1), _of("t_ok", 2), _of("t_bad", 3), _of("t_ok", 4), _of("t_bad", 5)]
+    acked = await h.run_more(items)
+    assert sorted(acked) == ["d-1", "d-2", "d-3", "d-4", "d-5"], "every record was handled"
+    assert all(not t.done() for lane in h.engine._lanes.values() for t in lane.tasks)
+    # the well-behaved connection delivered; the hostile one waits at most an hour
+    records = [json.loads(r.value) for r in h.on("delivery-records")]
+    assert {r["delivery_id"] for r in records if r["status"] == "delivered"} == {"d-2", "d-4"}
+    waits = h.on("retry.webhook")
+    assert {_headers(r)["qi.delivery_id"] for r in waits} == {"d-1", "d-3", "d-5"}
+    for record in waits:
+        assert int(NOW * 1000) <= int(_headers(record)["qi.not_before"]) <= (NOW + 3600) * 1000
+    # the lane is alive and keeps serving once the pause is over
+    h.clock = NOW + 3601
+    h.script = lambda r: None
+    assert await h.run([_of("t_bad", 6)]) == ["d-6"]
+    assert _topic_statuses(h)[-1] == "delivered"
+
+
+async def test_a_wait_hint_the_engine_gets_unbounded_is_bounded_there_too() -> None:
+    error = TransientError("429", status_code=429, retry_after=1.0)
+    error.retry_after = 1e308  # a connector that built its own error around a partner's number
+    h = Harness(lambda r: error)
+    assert await h.run([_item(1)]) == ["d-1"]
+    (retry,) = h.on("retry.webhook")
+    assert int(_headers(retry)["qi.not_before"]) <= (NOW + 3600) * 1000
+
+
+def _aged(n: int, age: float, **extra: str) -> DeliveryItem:
+    """An item first attempted ``age`` seconds ago (the harness's budget is 3600 s)."""
+    return _item(
+        n,
+        extra={
+            "qi.attempt": "1",
+            "qi.hop": "1",
+            "qi.first_attempt_at": str(int((NOW - age) * 1000)),
+            "qi.errors": "[]",
+            **extra,
+        },
+    )
+
+
+async def test_a_wait_past_the_retry_budget_dead_letters_with_the_history() -> None:
+    h = Harness(lambda r: _answer(429, "1e9"))
+    await h.run([_aged(1, age=3000)])  # 600 s of budget left, and an hour asked for
+    (dead,) = h.on("dlq.webhook")
+    headers = _headers(dead)
+    assert "retry budget spent" in headers["qi.error.reason"]
+    assert [e["status_code"] for e in json.loads(headers["qi.errors"])] == [429]
+    assert h.on("retry.webhook") == []
+
+
+async def test_a_paused_connection_defers_only_within_the_budget() -> None:
+    h = Harness(lambda r: _answer(429, "1e308"))
+    await h.run_more([_item(1)])  # pauses the connection for the hour
+    h.script = lambda r: None
+    acked = await h.run([_item(2), _aged(3, age=3000)])
+    assert sorted(acked) == ["d-2", "d-3"]
+    assert h.sent() == 1
+    deferred = [
+        _headers(r) for r in h.on("retry.webhook") if _headers(r)["qi.delivery_id"] == "d-2"
+    ]
+    assert [d["qi.retry.kind"] for d in deferred] == ["deferred"]
+    assert deferred[0]["qi.attempt"] == "0", "a deferral spends no attempt"
+    (dead,) = h.on("dlq.webhook")
+    assert _headers(dead)["qi.delivery_id"] == "d-3", "its age budget could not cover the pause"
+    assert _headers(dead)["qi.error.class"] == "RetryBudgetSpent"
+
+
+@pytest.mark.parametrize("age", [3599.5, 3600 * 24 * 365.0])
+async def test_a_full_lane_cannot_defer_a_record_forever(age: float) -> None:
+    release = asyncio.Event()
+    h = Harness(lambda r: None, lane_capacity=1)
+
+    async def slow_sink(connection: ConnectionRecord) -> BaseSink[Any]:
+        await release.wait()
+        return await Harness._sink(h, connection)
+
+    h.engine._sink_factory = slow_sink
+    acked: list[str] = []
+    for n in range(1, 4):
+        await h.engine.submit(_item(n), functools.partial(acked.append, f"d-{n}"))
+    await h.engine.submit(_aged(4, age=age), functools.partial(acked.append, "d-4"))
+    assert "d-4" in acked
+    (dead,) = h.on("dlq.webhook")
+    assert _headers(dead)["qi.delivery_id"] == "d-4"
+    assert "deferred wait" in _headers(dead)["qi.error.reason"]
+    release.set()
+    await h.engine.close()
+
+
+async def test_a_quota_reset_past_the_budget_dead_letters_instead_of_parking() -> None:
+    h = Harness(lambda r: QuotaExhaustedError(retry_after=1e308, status_code=429))
+    await h.run([_item(1)])
+    assert h.on("retry.webhook") == []
+    (dead,) = h.on("dlq.webhook")
+    assert "retry budget spent" in _headers(dead)["qi.error.reason"]
+
+
+# -- re-queueing a held retry record ----------------------------------------------------------
+
+
+async def test_requeue_writes_the_same_wait_as_the_next_hop_and_acknowledges() -> None:
+    h = Harness(lambda r: None)
+    held = _aged(1, age=60, **{"qi.not_before": str(int((NOW + 1800) * 1000))})
+    held.errors.append(
+        AttemptError(
+            attempt=1,
+            at=datetime.fromtimestamp(NOW - 60, UTC),
+            error_class="BackpressureError",
+            reason="rate limited",
+            status_code=429,
+            retry_after_s=3600.0,
+        )
+    )
+    acked: list[str] = []
+    await h.engine.requeue([(held, functools.partial(acked.append, "d-1"))])
+    assert acked == ["d-1"]
+    (copy,) = h.on("retry.webhook")
+    headers = _headers(copy)
+    assert headers["qi.hop"] == "2"
+    assert headers["qi.attempt"] == "1", "no attempt spent"
+    assert headers["qi.not_before"] == str(int((NOW + 1800) * 1000)), "the same wait"
+    assert headers["qi.first_attempt_at"] == str(int((NOW - 60) * 1000)), "the same budget"
+    assert [e["status_code"] for e in json.loads(headers["qi.errors"])] == [429]
+    assert copy.value == held.value
+    assert h.state.hops == {"d-1": 2}
+    assert h.on("delivery-records") == [], "not an outcome"
+    # the held copy, read again after a crash, is a leftover now
+    assert await h.run([held]) == ["d-1"]
+    assert h.sent() == 0
+
+
+async def test_requeue_of_a_leftover_copy_only_acknowledges_it() -> None:
+    h = Harness(lambda r: None)
+    h.state.hops["d-1"] = 5
+    acked: list[str] = []
+    await h.engine.requeue(
+        [
+            (_aged(1, age=60), functools.partial(acked.append, "d-1")),
+            (_aged(2, age=60), functools.partial(acked.append, "d-2")),
+        ]
+    )
+    assert acked == ["d-1", "d-2"]
+    assert [_headers(r)["qi.delivery_id"] for r in h.produced] == ["d-2"]

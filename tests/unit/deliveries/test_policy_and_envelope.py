@@ -119,3 +119,25 @@ def test_retry_headers_round_trip_and_advance_the_hop() -> None:
     assert third["qi.first_attempt_at"] == "1000"
     assert third["qi.hop"] == "2"
     assert [k for k, _ in pairs].count("qi.hop") == 1
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [
+        (float("inf"), 3600.0),
+        (1e308, 3600.0),
+        (float("nan"), 2.0),
+        (-5.0, 2.0),
+    ],
+)
+def test_a_wait_hint_is_bounded_by_the_age_budget(retry_after: float, expected: float) -> None:
+    assert _policy(rng=1.0).delay(1, retry_after=retry_after) == expected
+
+
+def test_a_huge_attempt_count_is_the_capped_delay_not_an_overflow() -> None:
+    assert _policy(rng=1.0).delay(10**6) == 60.0
+    decision = _policy(rng=1.0).decide(
+        attempts_made=1, first_attempt_at=0, now=0, retry_after=float("inf")
+    )
+    assert decision.retry
+    assert decision.delay_seconds == 3600.0

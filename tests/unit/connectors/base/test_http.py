@@ -8,8 +8,11 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.base import (
+    MAX_RETRY_AFTER_SECONDS,
     USER_AGENT,
     AuthenticationError,
     BackpressureError,
@@ -62,11 +65,95 @@ def _raise(status: int, **headers: str) -> ConnectorError | None:
         ("soon", None),
         ("", None),
         (None, None),
-        ("inf", None),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=lambda: NOW) == expected
+
+
+HOUR = MAX_RETRY_AFTER_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1e308", HOUR),
+        ("1e9", HOUR),
+        ("inf", HOUR),
+        ("+Infinity", HOUR),
+        ("9" * 5000, HOUR),
+        ("3600", HOUR),
+        ("3599.5", 3599.5),
+        ("nan", None),
+        ("-1e308", None),
+        ("-inf", None),
+        ("-0", 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", HOUR),
+        ("Fri, 31 Dec 9999 23:59:59 -2359", HOUR),
+        ("Mon, 01 Jan 1900 00:00:00 GMT", 0.0),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("Fri, 31 Dec 99999 23:59:59 GMT", None),
+        ("Fri, 31 Dec 999999999999999999999 23:59:59 GMT", None),
+        ("Mon, 01 Jan 2020 00:00:00 +99999999999999999999", None),
+        ("Mon, 01 Jan 2020 99:99:99 GMT", None),
+        ("Mon, 01 Jan 2020 00:00:00", None),
+        ("1" + "0" * 300 + " seconds", None),
+        ("\x00\xff", None),
+    ],
+)
+def test_hostile_retry_after_values_are_bounded_or_ignored(
+    value: str, expected: float | None
+) -> None:
+    assert parse_retry_after(value, now=lambda: NOW) == expected
+
+
+def test_the_bound_is_the_callers_choice() -> None:
+    assert parse_retry_after("1e308", now=lambda: NOW, max_seconds=30.0) == 30.0
+    assert parse_retry_after(_http_date(NOW + 90), now=lambda: NOW, max_seconds=60.0) == 60.0
+
+
+@given(st.text(max_size=300))
+def test_parse_retry_after_never_raises_and_stays_bounded(value: str) -> None:
+    parsed = parse_retry_after(value, now=lambda: NOW)
+    assert parsed is None or 0.0 <= parsed <= HOUR
+
+
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.integers(min_value=-(10**400), max_value=10**400).map(str),
+        st.datetimes(timezones=st.timezones()).map(email.utils.format_datetime),
+    )
+)
+def test_numbers_and_dates_of_any_size_stay_bounded(value: str) -> None:
+    parsed = parse_retry_after(value, now=lambda: NOW)
+    assert parsed is None or 0.0 <= parsed <= HOUR
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (429, BackpressureError),
+        (502, BackpressureError),
+        (503, TransientError),
+        (423, TransientError),
+        (408, TransientError),
+    ],
+)
+@pytest.mark.parametrize("header", ["1e308", "1e9", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_hostile_retry_after_becomes_an_error_with_a_bounded_wait(
+    status: int, error_class: type[TransientError], header: str
+) -> None:
+    error = _raise(status, **{"retry-after": header})
+    assert type(error) is error_class
+    assert error.retry_after == HOUR
+
+
+@pytest.mark.parametrize("header", ["nan", "-5", "soon", "Mon, 01 Jan 2020 99:99:99 GMT"])
+def test_an_unusable_retry_after_on_429_falls_back_to_the_default(header: str) -> None:
+    error = _raise(429, **{"retry-after": header})
+    assert isinstance(error, BackpressureError)
+    assert error.retry_after == 5.0
 
 
 # --- status mapping ------------------------------------------------------------------
@@ -334,3 +421,31 @@ async def test_a_pinned_request_never_falls_back_to_resolving_the_name() -> None
     assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
     assert unpinned.status_code == 200
     assert len(peer.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("1e308", HOUR),
+        ("1e9", HOUR),
+        ("inf", HOUR),
+        ("nan", 5.0),
+        ("-1", 5.0),
+        ("9" * 4400, HOUR),
+        (_http_date(NOW + 10 * 365 * 86400), HOUR),
+        (_http_date(NOW - 50 * 365 * 86400), 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", HOUR),
+        ("tomorrow-ish", 5.0),
+    ],
+)
+async def test_a_hostile_endpoint_over_http_gets_a_bounded_wait(
+    header: str, expected: float
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"retry-after": header})
+
+    async with http_client_factory(transport=httpx.MockTransport(handler)) as client:
+        response = await client.post("https://hooks.example.com/")
+    with pytest.raises(BackpressureError) as caught:
+        raise_for_response(response, partner="webhook", endpoint="hooks", clock=lambda: NOW)
+    assert caught.value.retry_after == expected

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from connectors.base import (
     BackpressureError,
     PermanentError,
+    QuotaExhaustedError,
     RateLimit,
     TransientError,
     http_client_factory,
@@ -361,3 +362,72 @@ async def test_closing_cancels_callers_still_waiting() -> None:
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert await batcher.search([]) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-HubSpot-RateLimit-Max": "1", "X-HubSpot-RateLimit-Interval-Milliseconds": "1e308"},
+        {"X-HubSpot-RateLimit-Max": "1e-300", "X-HubSpot-RateLimit-Remaining": "0"},
+        {"X-HubSpot-RateLimit-Max": "inf", "X-HubSpot-RateLimit-Interval-Milliseconds": "inf"},
+        {"X-HubSpot-RateLimit-Max": "nan", "X-HubSpot-RateLimit-Remaining": "nan"},
+    ],
+)
+def test_hostile_rate_limit_headers_slow_the_connection_at_most_to_one_a_minute(
+    headers: dict[str, str],
+) -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    limiter.observe(httpx.Headers(headers))
+    assert limiter.reserve("burst") <= 61.0
+    clock.advance(61.0)  # a minute, and the window's margin
+    assert limiter.reserve("burst") == 0.0
+
+
+class _Answers:
+    """Answers every request with one scripted 429."""
+
+    def __init__(self, policy: str, retry_after: str) -> None:
+        self.policy, self.retry_after = policy, retry_after
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429,
+            headers={"retry-after": self.retry_after},
+            json={"category": "RATE_LIMITS", "policyName": self.policy},
+        )
+
+
+async def _upsert_against(answers: _Answers, clock: FakeClock) -> tuple[Exception, HubSpotClient]:
+    async with http_client_factory(transport=httpx.MockTransport(answers)) as http:
+        client = HubSpotClient(
+            http_client=http,
+            api_root="https://api.hubapi.com",
+            tokens=PrivateAppToken(SecretStr("pat")),
+            limiter=_limiter(clock),
+            clock=clock,
+            logger=logging.getLogger("test.hubspot.client"),
+            max_wait=1.0,
+        )
+        try:
+            await client.upsert("companies", [("t1", "a.example", {})], id_property="domain")
+        except Exception as error:
+            return error, client
+    raise AssertionError("the 429 was not raised")
+
+
+@pytest.mark.parametrize("retry_after", ["1e308", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_a_hostile_retry_after_blocks_a_window_at_most_an_hour(retry_after: str) -> None:
+    error, client = await _upsert_against(_Answers("SECONDLY", retry_after), FakeClock())
+    assert isinstance(error, BackpressureError)
+    assert error.retry_after == 3600.0
+    assert client.limiter.peek("burst") <= 3600.0
+
+
+async def test_a_hostile_retry_after_on_the_daily_limit_parks_at_most_a_day() -> None:
+    error, client = await _upsert_against(_Answers("DAILY", "1e9"), FakeClock())
+    assert isinstance(error, QuotaExhaustedError)
+    assert error.retry_after == 25 * 3600.0
+    reset_in = client.limiter.quota_reset_in()
+    assert reset_in is not None
+    assert reset_in <= 25 * 3600.0

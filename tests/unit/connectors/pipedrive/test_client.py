@@ -531,3 +531,34 @@ def test_a_refusal_by_pipedrive_holds_for_an_hour_at_most_then_probes() -> None:
     assert budget.remaining == 49_990, "our own count of the day is kept"
     budget.exhaust()  # refused again: another hold
     assert budget.exhausted()
+
+
+@pytest.mark.parametrize("reset", ["1e308", "inf", "9" * 400])
+async def test_a_hostile_reset_header_is_a_wait_of_at_most_an_hour(reset: str) -> None:
+    api = MockPipedrive()
+    headers = {"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+    api.on("POST", "/api/v2/organizations", failure(429, headers=headers))
+    async with _client(api) as client:
+        with pytest.raises(BackpressureError) as caught:
+            await client.create(ORGS, {"name": "x"})
+        assert client.burst.try_acquire() <= 3600.0 + 0.11  # the bucket reopens within the hour
+    assert caught.value.retry_after == 3600.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-limit": "1e-300", "x-ratelimit-remaining": "5"},
+        {"x-ratelimit-limit": "nan", "x-ratelimit-remaining": "nan", "x-ratelimit-reset": "nan"},
+        {"x-token-cost": "1e308", "x-daily-requests-left": "1e308"},
+    ],
+)
+async def test_hostile_rate_limit_numbers_never_stop_the_connection(
+    headers: dict[str, str],
+) -> None:
+    api = MockPipedrive()
+    api.on("GET", "/api/v2/organizations/7", ok(_org(), headers=headers), ok(_org()))
+    async with _client(api) as client:
+        await client.get(ORGS, 7)
+        assert client.burst.refill_per_second >= 1.0 / 2.0  # at least the limit of one per window
+        assert client.budget.spent <= 1e9
