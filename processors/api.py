@@ -12,6 +12,11 @@ document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`proces
 ``{"error": {"code", "message"}}``. Request bodies under ``/v1`` and ``/admin`` are limited to
 :data:`MAX_BODY_BYTES` (413 beyond it, checked on the declared length and on the bytes read).
 
+A Redis that does not answer (refused, timed out after the client's own retries, see
+:mod:`processors.redis_client`) is 503 ``store_unavailable`` with ``Retry-After: 5``, in the same
+JSON shape as every other error, never a plain-text 500; the error class is logged, never the
+command's arguments.
+
 ``app.state`` holds ``settings``, ``redis`` (one client per process, closed with the app) and
 ``token_verifier``; the domains' dependencies read them from there.
 """
@@ -23,10 +28,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,10 +40,12 @@ from processors.errors import (
     BadRequest,
     PayloadTooLarge,
     ServiceError,
+    ServiceUnavailable,
     error_body,
     install_error_handlers,
 )
 from processors.identity.endpoints import router as identity_router
+from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
 
@@ -130,9 +136,27 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
+_REDIS_RETRY_AFTER_SECONDS: Final = 5
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    _log.warning(
+        "api.redis.unavailable",
+        extra={"path": request.url.path, "method": request.method, "error": type(exc).__name__},
+    )
+    error = ServiceUnavailable(
+        "the configuration store is unavailable, try again shortly", code="store_unavailable"
+    )
+    return JSONResponse(
+        error_body(error),
+        status_code=error.status_code,
+        headers={"Retry-After": str(_REDIS_RETRY_AFTER_SECONDS)},
+    )
+
+
 def create_api(settings: Settings) -> FastAPI:
     """The FastAPI app; one Redis client per process, opened and closed with the app."""
-    redis = Redis.from_url(settings.redis.url)
+    redis = redis_client(settings.redis)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -152,6 +176,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.redis = redis
     app.state.token_verifier = TokenVerifier.from_settings(settings.auth)
     install_error_handlers(app)
+    app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 
     @app.get("/healthz", tags=["operations"])

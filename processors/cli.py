@@ -131,12 +131,11 @@ def _cmd_connections_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis  # noqa: PLC0415
-
+    from processors.redis_client import redis_client  # noqa: PLC0415
     from processors.tenants.rotation import RotationReport, rotate_keys  # noqa: PLC0415
 
     async def run() -> RotationReport:
-        redis = Redis.from_url(settings.redis.url)
+        redis = redis_client(settings.redis)
         try:
             return await rotate_keys(
                 redis, key_prefix=settings.redis.key_prefix, box=settings.secrets.secret_box()

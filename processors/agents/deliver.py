@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 
 import faust
 from faust.types import EventT
-from redis.asyncio import Redis
 
 from connectors.registry import get_connector
 from processors.agents.streams import concrete_stream
@@ -38,6 +37,7 @@ from processors.deliveries.throttle import GlobalThrottle
 from processors.deliveries.tokens import OAuthTokenStore
 from processors.identity.repository import IdentityRepository
 from processors.kafka import header_value
+from processors.redis_client import redis_client
 from processors.routing.service import OutgoingRecord
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -93,7 +93,7 @@ class _EngineHolder:
     def _build(self) -> DeliveryEngine:
         s = self._settings
         delivery = s.delivery
-        redis = Redis.from_url(s.redis.url)
+        redis = redis_client(s.redis)
         prefix = s.redis.key_prefix
         return DeliveryEngine(
             connector=self._connector,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from redis.asyncio import Redis
 
+from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
@@ -92,7 +92,7 @@ async def seed_from_file(path: Path, *, settings: Settings) -> SeedReport:
     """Validate the whole file, then write the allowlist and the connections."""
     seed = load_seed_file(path)
     box = settings.secrets.secret_box()
-    redis = Redis.from_url(settings.redis.url)
+    redis = redis_client(settings.redis)
     try:
         repository = ConnectionRepository(redis, key_prefix=settings.redis.key_prefix)
         for tenant_id in seed.allowlist:
