@@ -155,7 +155,7 @@ class _EngineHolder:
                 dedupe_ttl_seconds=delivery.dedupe_ttl_seconds,
                 hop_ttl_seconds=int(delivery.retry_timeout_seconds) + 86400,
             ),
-            connections=ConnectionRepository(redis, key_prefix=prefix),
+            connections=ConnectionRepository(redis, key_prefix=prefix, detect_config_loss=True),
             records=DeliveryRecordIndex(
                 redis, key_prefix=prefix, retention_seconds=delivery.records_retention_seconds
             ),
