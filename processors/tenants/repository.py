@@ -23,6 +23,11 @@ missing, so deliveries wait instead of being dead-lettered as "connection remove
 resumes by itself once configuration is written again: ``connections seed``, any allowlist or
 connection write through the API, or ``connections init`` (writes the epoch alone).
 
+Any configuration write marks the configuration as the one to route by: after a loss, restore
+the whole configuration (from the seed file or a backup) before, or instead of, single API
+writes, or the tenants not yet restored are routed as "not allowlisted" from then on. (After a
+flush only a platform admin can write: a tenant admin needs the allowlist.)
+
 A brand-new deployment has no epoch either, and holds its events in Kafka, routed nothing and
 committed nothing, until its configuration is first written (``connections seed`` or the API)
 or an operator runs ``connections init`` to say "start with no tenants". Nothing writes the

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.tenants.repository import ConfigurationLostError, ConnectionRepository
-from processors.tenants.seed import seed_from_file
+from processors.tenants.seed import initialise_configuration, seed_from_file
 from processors.topics import TopicMap
 from tests.integration.conftest import PARTITIONS, start_worker
 from tests.support.kafka_io import ConsumedRecord, TopicReader, produce
@@ -158,3 +160,19 @@ async def test_a_seed_file_even_an_empty_one_writes_the_epoch(
     assert await repository.epoch() is not None
     routing = await repository.routing_for([TENANT])  # no ConfigurationLostError
     assert not routing[TENANT].allowlisted
+
+
+async def test_the_loss_is_logged_once_per_interval_not_once_per_batch(
+    settings: Settings, repository: ConnectionRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="processors.tenants.repository")
+    for _ in range(5):
+        with pytest.raises(ConfigurationLostError):
+            await repository.routing_for([TENANT])
+    lost = [r for r in caplog.records if r.getMessage() == "routing.config.lost"]
+    assert len(lost) == 1
+    assert lost[0].levelno == logging.ERROR
+    assert REGISTRY.get_sample_value("qi_config_lost") == 1.0
+    await initialise_configuration(settings=settings)
+    await repository.routing_for([TENANT])
+    assert REGISTRY.get_sample_value("qi_config_lost") == 0.0
