@@ -16,10 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from processors.settings import Settings
+from processors.cli import main
+from processors.settings import Settings, get_settings
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.tenants.repository import ConfigurationLostError, ConnectionRepository
 from processors.tenants.seed import initialise_configuration, seed_from_file
@@ -176,3 +178,24 @@ async def test_the_loss_is_logged_once_per_interval_not_once_per_batch(
     await initialise_configuration(settings=settings)
     await repository.routing_for([TENANT])
     assert REGISTRY.get_sample_value("qi_config_lost") == 0.0
+
+
+def test_connections_init_writes_the_epoch_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QI_REDIS_URL", settings.redis.url)
+    monkeypatch.setenv("QI_REDIS_KEY_PREFIX", settings.redis.key_prefix)
+    key = f"{settings.redis.key_prefix}config:epoch"
+    get_settings.cache_clear()
+    client = SyncRedis.from_url(settings.redis.url)
+    try:
+        assert main(["connections", "init"]) == 0
+        first = client.get(key)
+        assert isinstance(first, bytes)
+        assert main(["connections", "init"]) == 0
+        assert client.get(key) == first, "an existing epoch is kept"
+        assert f"configuration epoch: {first.decode()}" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
+        client.delete(key)
+        client.close()
