@@ -27,10 +27,10 @@ from processors.settings import RedisSettings
 __all__ = ["redis_client"]
 
 
-def redis_client(settings: RedisSettings, *, url: str | None = None) -> Redis:
-    """A client for ``settings.url`` (or ``url``) with the configured timeouts and retries."""
+def redis_client(settings: RedisSettings) -> Redis:
+    """A client for ``settings.url`` with the configured timeouts and retries."""
     return Redis.from_url(
-        url or settings.url,
+        settings.url,
         socket_connect_timeout=settings.connect_timeout_seconds,
         socket_timeout=settings.socket_timeout_seconds,
         socket_keepalive=True,
