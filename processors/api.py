@@ -26,6 +26,11 @@ not UTF-8 JSON, 422 for one that does not validate.
 The body read timeout is a parameter of :func:`create_api`, not an environment setting: the
 default suits every client of a 64 KiB configuration API, and tests shorten it.
 
+A Redis that does not answer (refused, timed out after the client's own retries, see
+:mod:`processors.redis_client`) is 503 ``store_unavailable`` with ``Retry-After: 5``, in the same
+JSON shape as every other error, never a plain-text 500; the error class is logged, never the
+command's arguments.
+
 ``app.state`` holds ``settings``, ``redis`` (one client per process, closed with the app) and
 ``token_verifier``; the domains' dependencies read them from there.
 """
@@ -38,11 +43,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final, Literal
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,9 +57,12 @@ from processors.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceError,
+    ServiceUnavailable,
+    error_body,
     install_error_handlers,
 )
 from processors.identity.endpoints import router as identity_router
+from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
 
@@ -191,6 +198,24 @@ class BoundedBodyMiddleware:
         await self._app(scope, body.receive, send_closing)
 
 
+_REDIS_RETRY_AFTER_SECONDS: Final = 5
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    _log.warning(
+        "api.redis.unavailable",
+        extra={"path": request.url.path, "method": request.method, "error": type(exc).__name__},
+    )
+    error = ServiceUnavailable(
+        "the configuration store is unavailable, try again shortly", code="store_unavailable"
+    )
+    return JSONResponse(
+        error_body(error),
+        status_code=error.status_code,
+        headers={"Retry-After": str(_REDIS_RETRY_AFTER_SECONDS)},
+    )
+
+
 class Health(BaseModel):
     """The body of ``/healthz``: ``ok``, or ``unavailable`` with the Redis error's class."""
 
@@ -202,7 +227,7 @@ def create_api(
     settings: Settings, *, body_read_timeout_seconds: float = BODY_READ_TIMEOUT_SECONDS
 ) -> FastAPI:
     """The FastAPI app; one Redis client per process, opened and closed with the app."""
-    redis = Redis.from_url(settings.redis.url)
+    redis = redis_client(settings.redis)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -227,6 +252,7 @@ def create_api(
         max_bytes=MAX_BODY_BYTES,
         timeout_seconds=body_read_timeout_seconds,
     )
+    app.add_exception_handler(RedisError, _redis_unavailable)
 
     @app.get(
         "/healthz",

@@ -7,6 +7,7 @@ Commands (``queast-integrations COMMAND --help`` for each):
 - ``topics ensure``: create every topic with the configured partition count (idempotent);
 - ``publish FILE``: publish domain events from a JSON-lines file, keyed by tenant id;
 - ``connections seed FILE``: load the allowlist and connections from a JSON file;
+- ``connections init``: write the configuration epoch alone (a deployment that starts empty);
 - ``keys rotate``: re-wrap every stored secret under the newest key;
 - ``demo``: the local end-to-end run behind ``make run``.
 
@@ -171,13 +172,20 @@ def _cmd_connections_seed(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis  # noqa: PLC0415
+def _cmd_connections_init(settings: Settings, _args: argparse.Namespace) -> int:
+    from processors.tenants.seed import initialise_configuration  # noqa: PLC0415
 
+    epoch = asyncio.run(initialise_configuration(settings=settings))
+    print(f"configuration epoch: {epoch}")
+    return EXIT_OK
+
+
+def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
+    from processors.redis_client import redis_client  # noqa: PLC0415
     from processors.tenants.rotation import RotationReport, rotate_keys  # noqa: PLC0415
 
     async def run() -> RotationReport:
-        redis = Redis.from_url(settings.redis.url)
+        redis = redis_client(settings.redis)
         try:
             return await rotate_keys(
                 redis, key_prefix=settings.redis.key_prefix, box=settings.secrets.secret_box()
@@ -246,6 +254,10 @@ def _parser() -> argparse.ArgumentParser:
     seed = conn_commands.add_parser("seed", help="load allowlist and connections from JSON")
     seed.add_argument("file")
     seed.set_defaults(handler=_cmd_connections_seed)
+    init = conn_commands.add_parser(
+        "init", help="write the configuration epoch (a deployment that starts with no tenants)"
+    )
+    init.set_defaults(handler=_cmd_connections_init)
 
     keys = commands.add_parser("keys", help="manage the secrets key ring")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -32,13 +32,13 @@ from pathlib import Path
 import httpx
 import jwt
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
-from redis.asyncio import Redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from processors.kafka import client_config, ensure_topics, header_value
 from processors.publishing import publish_lines
+from processors.redis_client import redis_client
 from processors.samples import invalid_samples, sample_events, to_json_line
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
@@ -97,7 +97,7 @@ def _demo_connections() -> list[ConnectionRecord]:
 
 async def _seed(settings: Settings) -> None:
     box = settings.secrets.secret_box()
-    redis = Redis.from_url(settings.redis.url)
+    redis = redis_client(settings.redis)
     try:
         repository = ConnectionRepository(redis, key_prefix=settings.redis.key_prefix)
         for tenant in _ALLOWLISTED:

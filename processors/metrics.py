@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ATTEMPT_SECONDS",
+    "BACKEND_RETRIES",
+    "CONFIG_LOST",
     "CONNECTIONS_PARKED",
     "DELIVERIES",
     "DLQ_RECORDS",
@@ -46,6 +48,18 @@ ROUTING_BATCH_SECONDS = Histogram(
     "qi_routing_batch_seconds",
     "Time to route one batch of domain events, Redis lookups and produce included.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+BACKEND_RETRIES = Counter(
+    "qi_backend_retries",
+    "Redis or Kafka operations that failed and are tried again (nothing acknowledged meanwhile),"
+    " by component and error class.",
+    ["component", "error"],
+)
+CONFIG_LOST = Gauge(
+    "qi_config_lost",
+    "1 while the routing agent finds no configuration epoch in Redis (configuration lost or never"
+    " written) and holds its partitions; 0 otherwise.",
 )
 
 DELIVERIES = Counter(

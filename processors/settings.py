@@ -14,6 +14,10 @@ Variables (defaults in brackets):
   ``QI_KAFKA_SSL_CERTFILE`` / ``QI_KAFKA_SSL_KEYFILE`` / ``QI_KAFKA_SSL_KEY_PASSWORD``: see
   :class:`KafkaSettings`
 - ``QI_REDIS_URL`` [redis://127.0.0.1:6379/0], ``QI_REDIS_KEY_PREFIX`` [qi:]
+- ``QI_REDIS_URL`` [redis://127.0.0.1:6379/0], ``QI_REDIS_KEY_PREFIX`` [qi:],
+  ``QI_REDIS_CONNECT_TIMEOUT_SECONDS`` [2], ``QI_REDIS_SOCKET_TIMEOUT_SECONDS`` [5],
+  ``QI_REDIS_HEALTH_CHECK_INTERVAL_SECONDS`` [15], ``QI_REDIS_RETRIES`` [3],
+  ``QI_REDIS_RETRY_BACKOFF_CAP_SECONDS`` [1] (see :mod:`processors.redis_client`)
 - ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1]
 - ``QI_ROUTING_MAX_EVENT_BYTES`` [524288], ``QI_ROUTING_BATCH_SIZE`` [500],
   ``QI_ROUTING_BATCH_WITHIN_SECONDS`` [0.2], ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` [true]
@@ -138,6 +142,11 @@ class RedisSettings(BaseSettings):
 
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = Field(default="qi:", pattern=r"^[A-Za-z0-9:._-]*$", max_length=100)
+    connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    socket_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    health_check_interval_seconds: int = Field(default=15, ge=0, le=3600)
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_backoff_cap_seconds: float = Field(default=1.0, gt=0, le=30)
 
 
 class TopicSettings(BaseSettings):

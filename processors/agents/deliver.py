@@ -28,12 +28,21 @@ A ``not_before`` further away than the retry budget (a hand-made record) is held
 the end of the budget; the engine dead-letters it if its age budget is spent by then.
 
 A record without a usable envelope (it cannot come from the router) is dead-lettered at once.
+
+Neither agent dies of a Redis or Kafka error, and the retry agent's release task never stops
+silently: handing a record to the engine and dead-lettering an unusable one are tried again
+with capped exponential backoff (:func:`until_written`) until they succeed, and the record is
+acknowledged only after that, so the partition waits instead of skipping a record or leaving
+it unacknowledged behind a crashed agent. Every failed try is logged (``delivery.agent.retrying``;
+an error that is neither Redis's nor Kafka's nor the network's is logged with its traceback,
+``delivery.agent.failed``) and counted in ``qi_backend_retries_total{component}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -41,10 +50,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.types import EventT
-from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from connectors.registry import get_connector
+from processors import metrics
 from processors.agents.streams import concrete_stream
 from processors.contracts import default_registry
 from processors.deliveries.engine import Ack, DeliveryEngine
@@ -57,14 +68,52 @@ from processors.deliveries.throttle import GlobalThrottle
 from processors.deliveries.tokens import OAuthTokenStore
 from processors.identity.repository import IdentityRepository
 from processors.kafka import header_value
+from processors.redis_client import redis_client
 from processors.routing.service import OutgoingRecord
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 
-__all__ = ["register_delivery_agents"]
+__all__ = ["register_delivery_agents", "release_due", "until_written"]
 
 logger = logging.getLogger(__name__)
+
+_FIRST_BACKOFF_SECONDS = 0.5
+_MAX_BACKOFF_SECONDS = 30.0
+_INFRASTRUCTURE_ERRORS = (RedisError, OSError, ProducerSendError)
+
+
+async def until_written(
+    operation: Callable[[], Awaitable[object]],
+    *,
+    connector: str,
+    component: str,
+    first_backoff: float = _FIRST_BACKOFF_SECONDS,
+    max_backoff: float = _MAX_BACKOFF_SECONDS,
+) -> None:
+    """Run ``operation`` until it returns, sleeping with capped exponential backoff between
+    failed tries. Only cancellation gets through: an agent must outlive any one failure."""
+    backoff = first_backoff
+    while True:
+        try:
+            await operation()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.BACKEND_RETRIES.labels(component, type(exc).__name__).inc()
+            extra = {
+                "connector": connector,
+                "component": component,
+                "error": type(exc).__name__,
+                "backoff_s": backoff,
+            }
+            if isinstance(exc, _INFRASTRUCTURE_ERRORS):
+                logger.warning("delivery.agent.retrying", extra=extra)
+            else:
+                logger.exception("delivery.agent.failed", extra=extra)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
 
 
 def _headers(event: EventT[bytes]) -> dict[str, str]:
@@ -117,7 +166,7 @@ class _EngineHolder:
     def _build(self) -> DeliveryEngine:
         s = self._settings
         delivery = s.delivery
-        redis = Redis.from_url(s.redis.url)
+        redis = redis_client(s.redis)
         prefix = s.redis.key_prefix
         return DeliveryEngine(
             connector=self._connector,
@@ -130,7 +179,7 @@ class _EngineHolder:
                 dedupe_ttl_seconds=delivery.dedupe_ttl_seconds,
                 hop_ttl_seconds=int(delivery.retry_timeout_seconds) + 86400,
             ),
-            connections=ConnectionRepository(redis, key_prefix=prefix),
+            connections=ConnectionRepository(redis, key_prefix=prefix, detect_config_loss=True),
             records=DeliveryRecordIndex(
                 redis, key_prefix=prefix, retention_seconds=delivery.records_retention_seconds
             ),
@@ -278,6 +327,36 @@ class _DelayQueue:
             self._space.release()
 
 
+async def release_due(
+    due: Callable[[], Awaitable[tuple[DeliveryItem, Ack]]],
+    submit: Callable[[DeliveryItem, Ack], Awaitable[None]],
+    *,
+    connector: str,
+    first_backoff: float = _FIRST_BACKOFF_SECONDS,
+) -> None:
+    """The retry agent's release task: hand each record to the engine when it falls due.
+
+    Runs until cancelled; a failed hand-over is tried again (:func:`until_written`) with the
+    same record, so no due record is dropped and the task never ends on an error.
+    """
+    while True:
+        item, ack = await due()
+        await until_written(
+            functools.partial(submit, item, ack),
+            connector=connector,
+            component="retry.release",
+            first_backoff=first_backoff,
+        )
+
+
+def _release_stopped(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "delivery.retry.release_stopped",
+            extra={"task": task.get_name(), "error": type(task.exception()).__name__},
+        )
+
+
 def register_delivery_agents(app: faust.App, *, connector: str, settings: Settings) -> None:
     """Register ``deliver-<connector>`` and ``retry-<connector>`` on ``app``."""
     from processors.app import raw_topic  # noqa: PLC0415  (app imports this module)
@@ -299,27 +378,38 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
             try:
                 item = _item(event)
             except EnvelopeError as exc:
-                await holder.dead_letter_unusable(event, exc)
+                await until_written(
+                    functools.partial(holder.dead_letter_unusable, event, exc),
+                    connector=connector,
+                    component="deliver.dead_letter",
+                )
                 event.ack()
                 continue
-            await engine.submit(item, event.ack)
+            await until_written(
+                functools.partial(engine.submit, item, event.ack),
+                connector=connector,
+                component="deliver.submit",
+            )
 
     @app.agent(retries, name=f"retry-{connector}")
     async def retry(stream: faust.StreamT[bytes]) -> None:
         engine = await holder.engine()
 
-        async def release() -> None:
-            while True:
-                item, ack = await delays.due()
-                await engine.submit(item, ack)
-
-        releaser = asyncio.create_task(release(), name=f"retry-release-{connector}")
+        releaser = asyncio.create_task(
+            release_due(delays.due, engine.submit, connector=connector),
+            name=f"retry-release-{connector}",
+        )
+        releaser.add_done_callback(_release_stopped)
         try:
             async for event in concrete_stream(stream).noack().events():
                 try:
                     item = _item(event)
                 except EnvelopeError as exc:
-                    await holder.dead_letter_unusable(event, exc)
+                    await until_written(
+                        functools.partial(holder.dead_letter_unusable, event, exc),
+                        connector=connector,
+                        component="retry.dead_letter",
+                    )
                     event.ack()
                     continue
                 await delays.put(item, event.ack)

@@ -43,12 +43,12 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 import faust
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from faust.types import EventT
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from processors.agents.streams import concrete_stream
 from processors.contracts import default_registry
 from processors.metrics import ROUTING_BATCH_SECONDS
+from processors.redis_client import redis_client
 from processors.routing.service import IncomingRecord, OutgoingRecord, RoutingService
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -261,7 +261,7 @@ def register_route_agent(app: faust.App, *, source: faust.TopicT, settings: Sett
 
     @app.agent(source, name="route")
     async def route(stream: faust.StreamT[bytes]) -> None:
-        redis = Redis.from_url(settings.redis.url)
+        redis = redis_client(settings.redis)
         service = RoutingService(
             topics=topics,
             connections=ConnectionRepository(redis, key_prefix=settings.redis.key_prefix),

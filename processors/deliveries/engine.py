@@ -17,6 +17,12 @@ a partner:
   the delivery record are produced and acknowledged by the broker, delivered keys are marked in
   Redis, and only then is the source offset released for commit. A crash anywhere re-delivers
   at most the items in flight, and the dedupe keys stop most of those from being sent again.
+- A Redis or Kafka error while writing an outcome (a deferral in :meth:`DeliveryEngine.submit`,
+  a lane's batch) never escapes to the agents: the write is tried again with capped exponential
+  backoff, resuming at the step that failed (a step already written is not repeated, a partner
+  already called is not called again), and nothing is acknowledged until every step is
+  written. Each failed try is logged (``delivery.commit.retrying``) and counted in
+  ``qi_backend_retries_total{component="delivery.commit"}``.
 
 Outcomes: 2xx delivered; transient errors retried with exponential backoff and full jitter
 inside the retry budget, then dead-lettered with the error history; permanent errors
@@ -117,6 +123,7 @@ SinkFactory = Callable[[ConnectionRecord], Awaitable[BaseSink[Any]]]
 
 _CONNECTION_CACHE_SECONDS = 5.0
 _INDEX_INTERVAL_SECONDS = 0.1
+_FIRST_COMMIT_BACKOFF = 0.5
 _MAX_COMMIT_BACKOFF = 30.0
 
 
@@ -216,7 +223,7 @@ class DeliveryEngine:
             outputs = _Outputs()
             delay = self._defer_delay(queue)
             self._reschedule(outputs, item, ack, kind="deferred", delay=delay, now=self._clock())
-            await self._commit(outputs)
+            await self._commit_until_written(outputs, connection_id=item.connection_id)
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
 
     async def requeue(self, held: Sequence[tuple[DeliveryItem, Ack]]) -> None:
@@ -360,16 +367,20 @@ class DeliveryEngine:
     async def _process_until_written(
         self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]
     ) -> None:
-        """Process a batch; if Redis or Kafka fail, try again (nothing is acknowledged)."""
-        backoff = 0.5
+        """Process a batch; if Redis or Kafka fail, try again (nothing is acknowledged).
+
+        Processing is retried until it returns; its outputs are then written until written,
+        without processing (and calling the partner) again.
+        """
+        backoff = _FIRST_COMMIT_BACKOFF
         while True:
             try:
                 outputs = await self._process(lane, batch)
-                await self._commit(outputs)
-                return
+                break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis, Kafka: the batch stays unacknowledged
+                metrics.BACKEND_RETRIES.labels("delivery.batch", type(exc).__name__).inc()
                 logger.warning(
                     "delivery.batch.retrying",
                     extra={
@@ -381,6 +392,7 @@ class DeliveryEngine:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_COMMIT_BACKOFF)
+        await self._commit_until_written(outputs, connection_id=lane.connection_id)
 
     async def _process(self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]) -> _Outputs:
         outputs = _Outputs()
@@ -885,14 +897,44 @@ class DeliveryEngine:
             )
         )
 
+    async def _commit_until_written(self, outputs: _Outputs, *, connection_id: str) -> None:
+        """:meth:`_commit`, tried again with capped backoff until it succeeds."""
+        backoff = _FIRST_COMMIT_BACKOFF
+        while True:
+            try:
+                await self._commit(outputs)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis, Kafka: nothing is acknowledged yet
+                metrics.BACKEND_RETRIES.labels("delivery.commit", type(exc).__name__).inc()
+                logger.warning(
+                    "delivery.commit.retrying",
+                    extra={
+                        "connector": self._connector,
+                        "connection_id": connection_id,
+                        "error": type(exc).__name__,
+                        "backoff_s": backoff,
+                    },
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_COMMIT_BACKOFF)
+
     async def _commit(self, outputs: _Outputs) -> None:
-        """Write everything the batch decided, then acknowledge its items."""
+        """Write everything the batch decided, then acknowledge its items.
+
+        Each step is cleared from ``outputs`` once written, so a call after a failure resumes
+        at the step that failed instead of writing the earlier ones twice.
+        """
         if outputs.delivered:
             await self._state.mark_delivered(outputs.delivered)
+            outputs.delivered = []
         if outputs.produce:
             await self._produce(outputs.produce)
+            outputs.produce = []
         if outputs.hops:
             await self._state.record_hops(outputs.hops)
+            outputs.hops = []
         for ack in outputs.acks:
             ack()
         if outputs.records:

@@ -3,7 +3,7 @@ matches waiting for a decision, and the decisions a tenant admin can make.
 
 ::
 
-    GET    /v1/tenants/{tenant_id}/connections/{connector}/matches
+    GET    /v1/tenants/{tenant_id}/connections/{connector}/matches?limit=&cursor=
     POST   /v1/tenants/{tenant_id}/connections/{connector}/matches/{kind}/{queast_id}/confirm
     PUT    /v1/tenants/{tenant_id}/connections/{connector}/matches/{kind}/{queast_id}
            {"partner_object_id": "..."}            link (or relink) by hand
@@ -13,20 +13,31 @@ matches waiting for a decision, and the decisions a tenant admin can make.
 confirmed link recorded with the caller's ``sub``. Access: a tenant admin of that tenant, or a
 platform admin. Records held for review are delivered by the next export of their entity;
 re-delivering the held one on a decision is not built yet.
+
+The listing is paginated (:meth:`~processors.identity.repository.IdentityRepository.match_page`):
+``limit`` is 1 to 500 (100 by default) and a page holds about that many links and reviews
+together; ``next_cursor`` is null on the last page, else passed back as ``cursor``. A cursor this
+API did not issue is 400 ``invalid_cursor``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
-from processors.errors import NotFound, error_responses
-from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+from processors.errors import BadRequest, NotFound, error_responses
+from processors.identity.repository import (
+    IdentityLink,
+    IdentityRepository,
+    InvalidMatchCursorError,
+    LinkState,
+    ReviewEntry,
+)
 from processors.settings import Settings
 from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
@@ -63,6 +74,9 @@ QueastId = Annotated[str, Path(min_length=1, max_length=128)]
 class MatchesOut(BaseModel):
     links: list[IdentityLink]
     reviews: list[ReviewEntry]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class LinkIn(BaseModel):
@@ -100,13 +114,16 @@ async def list_matches(
     connector: Connector,
     _actor: Annotated[Principal, Depends(require_tenant_access)],
     stores: Stores,
+    *,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> MatchesOut:
     connection_id = await _connection_id(stores, tenant_id, connector)
-    identity = stores[0]
-    links = await identity.links(connection_id, "company") + await identity.links(
-        connection_id, "person"
-    )
-    return MatchesOut(links=links, reviews=await identity.reviews(connection_id))
+    try:
+        page = await stores[0].match_page(connection_id, limit=limit, cursor=cursor)
+    except InvalidMatchCursorError:
+        raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+    return MatchesOut(links=page.links, reviews=page.reviews, next_cursor=page.next_cursor)
 
 
 @router.post(
@@ -129,8 +146,7 @@ async def confirm_match(
     if link is not None:
         confirmed = link.model_copy(update={"state": LinkState.CONFIRMED, "decided_by": actor.sub})
     else:
-        reviews = {(r.kind, r.queast_id): r for r in await identity.reviews(connection_id)}
-        entry = reviews.get((kind, queast_id))
+        entry = await identity.review(connection_id, kind, queast_id)
         if entry is None or entry.best_candidate_id is None:
             raise NotFound("no link or review entry for this entity", code="match_not_found")
         confirmed = IdentityLink(

@@ -14,10 +14,22 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
   link; a company stores its link *then* reads this set. With both writing before reading, no
   interleaving of the two leaves a person unassociated (both may write it; associating is
   idempotent in both partners). Members are removed only after the association is written.
+
+Listing for the API (:meth:`IdentityRepository.match_page`) never reads a whole hash: it walks
+the company links, the person links and the review entries, in that order, with ``HSCAN``, and
+hands back an opaque cursor (the hash and its ``HSCAN`` position). A page holds about ``limit``
+entries (``HSCAN``'s ``COUNT`` is a hint; a page may hold a few more, or fewer, even none, with
+a cursor still to follow) and at most :data:`MAX_SCANS_PER_PAGE` scan calls are made per page.
+Entries come in storage order (sorted by time within a page only). As with any ``HSCAN``, an
+entry present from the first page to the last is listed at least once; one written or removed
+meanwhile may be listed or not, and one may be listed twice.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -25,7 +37,52 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-__all__ = ["IdentityLink", "IdentityRepository", "LinkState", "ReviewEntry"]
+__all__ = [
+    "MAX_SCANS_PER_PAGE",
+    "IdentityLink",
+    "IdentityRepository",
+    "InvalidMatchCursorError",
+    "LinkState",
+    "MatchPage",
+    "ReviewEntry",
+]
+
+MAX_SCANS_PER_PAGE = 10
+"""``HSCAN`` calls one page may make (scans that find nothing still end the page then)."""
+
+_CURSOR_VERSION = "m1"
+_STAGES = ("company", "person", "reviews")
+_MAX_SCAN_POSITION = 2**64
+
+
+class InvalidMatchCursorError(ValueError):
+    """The cursor was not issued by :meth:`IdentityRepository.match_page`."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPage:
+    links: list[IdentityLink]
+    reviews: list[ReviewEntry]
+    next_cursor: str | None
+
+
+def _encode_cursor(stage: int, position: int) -> str:
+    raw = f"{_CURSOR_VERSION}:{stage}:{position}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, stage_text, position_text = raw.split(":")
+        stage, position = int(stage_text), int(position_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidMatchCursorError(cursor) from None
+    if version != _CURSOR_VERSION or not (
+        0 <= stage < len(_STAGES) and 0 <= position < _MAX_SCAN_POSITION
+    ):
+        raise InvalidMatchCursorError(cursor)
+    return stage, position
 
 
 class LinkState(StrEnum):
@@ -129,6 +186,44 @@ class IdentityRepository:
             (IdentityLink.model_validate_json(v) for v in raw.values()),
             key=lambda link: link.matched_at,
         )
+
+    async def review(self, connection_id: str, kind: str, queast_id: str) -> ReviewEntry | None:
+        raw = await self._redis.hget(self._reviews(connection_id), f"{kind}:{queast_id}")
+        return None if raw is None else ReviewEntry.model_validate_json(raw)
+
+    async def match_page(
+        self, connection_id: str, *, limit: int, cursor: str | None = None
+    ) -> MatchPage:
+        """About ``limit`` links and review entries from ``cursor`` on (see the module doc).
+
+        Raises :class:`InvalidMatchCursorError` for a cursor this method did not issue.
+        """
+        stage, position = (0, 0) if cursor is None else _decode_cursor(cursor)
+        links: list[IdentityLink] = []
+        reviews: list[ReviewEntry] = []
+        for _ in range(MAX_SCANS_PER_PAGE):
+            if stage >= len(_STAGES) or len(links) + len(reviews) >= limit:
+                break
+            kind = _STAGES[stage]
+            key = (
+                self._reviews(connection_id)
+                if kind == "reviews"
+                else self._links(connection_id, kind)
+            )
+            position, found = await self._redis.hscan(
+                key, position, count=limit - len(links) - len(reviews)
+            )
+            values = found.values() if isinstance(found, dict) else ()  # a list: keys only
+            if kind == "reviews":
+                reviews.extend(ReviewEntry.model_validate_json(v) for v in values)
+            else:
+                links.extend(IdentityLink.model_validate_json(v) for v in values)
+            if position == 0:
+                stage += 1
+        links.sort(key=lambda link: link.matched_at)
+        reviews.sort(key=lambda entry: entry.created_at)
+        next_cursor = None if stage >= len(_STAGES) else _encode_cursor(stage, position)
+        return MatchPage(links=links, reviews=reviews, next_cursor=next_cursor)
 
     async def add_review(self, entry: ReviewEntry) -> None:
         await self._redis.hset(

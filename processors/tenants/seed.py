@@ -10,7 +10,14 @@ File format::
 
 Each connection replaces the tenant's connection for that connector (one per connector per
 tenant). Secret fields in ``settings`` are sealed before they are stored. The whole file is
-validated before anything is written: a bad file changes nothing.
+validated before anything is written: a bad file changes nothing. A seed, even of an empty
+file, writes the configuration epoch (see :mod:`processors.tenants.repository`): it states
+what the configuration is, so routing may go on.
+
+``queast-integrations connections init`` (:func:`initialise_configuration`) writes the epoch
+alone, for a deployment that starts with no tenants at all, or to tell a worker holding its
+partitions after a configuration loss that the (restored or deliberately empty) configuration
+is the one to route by.
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from redis.asyncio import Redis
 
+from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.secret_fields import seal_settings
 
-__all__ = ["SeedError", "SeedFile", "SeedReport", "seed_from_file"]
+__all__ = ["SeedError", "SeedFile", "SeedReport", "initialise_configuration", "seed_from_file"]
 
 _MAX_SEED_BYTES = 4 * 1024 * 1024
 
@@ -92,7 +99,7 @@ async def seed_from_file(path: Path, *, settings: Settings) -> SeedReport:
     """Validate the whole file, then write the allowlist and the connections."""
     seed = load_seed_file(path)
     box = settings.secrets.secret_box()
-    redis = Redis.from_url(settings.redis.url)
+    redis = redis_client(settings.redis)
     try:
         repository = ConnectionRepository(redis, key_prefix=settings.redis.key_prefix)
         for tenant_id in seed.allowlist:
@@ -105,6 +112,16 @@ async def seed_from_file(path: Path, *, settings: Settings) -> SeedReport:
                 connection_id=connection.connection_id,
             )
             await repository.put(connection.model_copy(update={"settings": sealed}))
+        await repository.initialise()
     finally:
         await redis.aclose()
     return SeedReport(allowlisted=len(seed.allowlist), connections=len(seed.connections))
+
+
+async def initialise_configuration(*, settings: Settings) -> str:
+    """Write the configuration epoch if it is missing; returns the epoch now stored."""
+    redis = redis_client(settings.redis)
+    try:
+        return await ConnectionRepository(redis, key_prefix=settings.redis.key_prefix).initialise()
+    finally:
+        await redis.aclose()
