@@ -108,7 +108,13 @@ async def _connection_id(stores: Stores, tenant_id: str, connector: Connector) -
     return connection.connection_id
 
 
-@router.get("", summary="Links (auto-linked included) and matches waiting for review")
+@router.get(
+    "",
+    summary="Links (auto-linked included) and matches waiting for review, a page at a time",
+    responses=error_responses(
+        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
+    ),
+)
 async def list_matches(
     tenant_id: TenantId,
     connector: Connector,
