@@ -8,7 +8,8 @@ Variables (defaults in brackets):
 
 - ``QI_KAFKA_BOOTSTRAP_SERVERS`` [127.0.0.1:9092], ``QI_KAFKA_CLIENT_ID`` [queast-integrations]
 - ``QI_REDIS_URL`` [redis://127.0.0.1:6379/0], ``QI_REDIS_KEY_PREFIX`` [qi:]
-- ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1]
+- ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1],
+  ``QI_TOPIC_MIN_INSYNC_REPLICAS`` [the broker's default]
 - ``QI_ROUTING_MAX_EVENT_BYTES`` [524288], ``QI_ROUTING_BATCH_SIZE`` [500],
   ``QI_ROUTING_BATCH_WITHIN_SECONDS`` [0.2], ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` [true]
 - ``QI_SECRETS_KEYS`` [the published development key; see :mod:`processors.secrets`]
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.secrets import SecretsSettings
@@ -71,6 +72,19 @@ class TopicSettings(BaseSettings):
     prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=16)
+    min_insync_replicas: int | None = Field(default=None, ge=1, le=16)
+    """``min.insync.replicas`` of new topics; unset: the broker's default. With the producers'
+    ``acks=all`` a write is acknowledged once this many replicas have it. Production:
+    replication factor 3, min.insync.replicas 2."""
+
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> TopicSettings:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            msg = "min_insync_replicas cannot exceed replication_factor"
+            raise ValueError(msg)
+        return self
 
 
 class RoutingSettings(BaseSettings):
@@ -146,6 +160,8 @@ class DeliverySettings(BaseSettings):
     ``lane_concurrency`` queues, each holding at least ``lane_batches`` of the connector's
     full batches); past it, records are deferred to the retry topic.
     ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
+    ``claim_lease_seconds`` is the lease of a send claim (renewed every third of it while a
+    batch is with the partner): how long a worker that died holding claims delays others.
     """
 
     model_config = SettingsConfigDict(env_prefix="QI_DELIVERY_", frozen=True, extra="ignore")
@@ -166,6 +182,7 @@ class DeliverySettings(BaseSettings):
     dedupe_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     records_retention_seconds: int = Field(default=30 * 86400, ge=60)
     retry_buffer_max: int = Field(default=100_000, ge=100)
+    claim_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
 
 
 class Settings(BaseSettings):
