@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export QI_KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install up down status lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-identity bench-hubspot bench-pipedrive clean
+.PHONY: install up down status lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive clean
 
 install: $(STAMP)
 
@@ -53,13 +53,16 @@ test: install lint typecheck up
 run: install up
 	$(BIN)/queast-integrations demo
 
-bench: bench-routing bench-delivery bench-identity bench-hubspot bench-pipedrive
+bench: bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive
 
 bench-routing: install up
 	$(BIN)/python -m bench.routing
 
 bench-delivery: install up
 	$(BIN)/python -m bench.delivery
+
+bench-isolation: install up
+	$(BIN)/python -m bench.isolation
 
 bench-identity: install
 	$(BIN)/python -m bench.identity.evaluate
