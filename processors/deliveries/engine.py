@@ -375,7 +375,7 @@ class DeliveryEngine:
                     item,
                     ack,
                     kind="deferred",
-                    delay=self._settings.defer_min_seconds,
+                    delay=self._claim_wait(item, claim.lease_left_ms),
                     now=now,
                 )
             else:
@@ -392,6 +392,18 @@ class DeliveryEngine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewing
         return outputs
+
+    def _claim_wait(self, item: DeliveryItem, lease_left_ms: int | None) -> float:
+        """How long an item waits for another engine's claim.
+
+        Doubling from ``defer_min_seconds`` with each hop (a live holder releases within one
+        request), never past the holder's remaining lease (a dead holder's claim is free
+        then) nor ``defer_max_seconds``.
+        """
+        floor = self._settings.defer_min_seconds
+        backoff = floor * (1 << min(item.hop, 6))
+        left = (lease_left_ms or 0) / 1000
+        return max(floor, min(backoff, left, self._settings.defer_max_seconds))
 
     async def _renew_claims(self, items: list[DeliveryItem], lease: float) -> None:
         """Keep this batch's leases alive while it waits for room and for the partner."""

@@ -828,6 +828,7 @@ async def test_a_claim_left_by_a_dead_worker_defers_until_its_lease_ends() -> No
     assert (h.sent(), h.statuses()) == (0, ["deferred"])
     (deferred,) = _returned(h)
     assert deferred.attempts_made == 0, "waiting for a claim spends no attempt"
+    assert deferred.not_before_ms <= int((NOW + 1.0) * 1000), "back when the lease ends"
     del shared.claims["conn_1|company:co_1"]  # the lease expired
     await h.run([deferred])
     assert h.sent() == 1
