@@ -6,7 +6,11 @@ builds it and hands it to a Faust worker; tests build their own with their own t
 Faust settings that matter for correctness:
 
 - ``consumer_auto_offset_reset=earliest``: a new consumer group starts at the beginning;
-- ``producer_acks=-1``: exports are acknowledged by all in-sync replicas; ``producer_linger``
+- the producer is idempotent with ``acks=all`` (:class:`IdempotentProducer`): a produce the
+  client retries after a lost acknowledgement is written once, in order, and a write is
+  acknowledged only once all in-sync replicas (at least ``QI_TOPIC_MIN_INSYNC_REPLICAS``) have
+  it. Faust's settings only turn idempotence on for transactions, so the app builds its own
+  producer. ``producer_linger``
   of 5 ms lets records produced by concurrent lanes share requests (measured with
   ``bench/delivery.py``; per-record requests spent a third of the worker's time in writes);
 - Faust commits a partition's offset only past events the agent acknowledged, and flushes the
@@ -27,9 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaFaustProducer
+from faust.types import ProducerT
 from faust.types.auth import CredentialsT
 
 from processors.agents.deliver import register_delivery_agents
@@ -39,9 +47,23 @@ from processors.kafka import ssl_context
 from processors.settings import KafkaSettings, Settings
 from processors.topics import TopicMap
 
-__all__ = ["broker_credentials", "create_app", "raw_topic"]
+__all__ = ["IdempotentProducer", "WorkerApp", "broker_credentials", "create_app", "raw_topic"]
 
 logger = logging.getLogger(__name__)
+
+
+class IdempotentProducer(AIOKafkaFaustProducer):
+    """Faust's aiokafka producer with ``enable_idempotence=True`` and ``acks=all``."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class WorkerApp(faust.App):
+    """The Faust app, producing through :class:`IdempotentProducer`."""
+
+    def _new_producer(self) -> ProducerT:
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
 
 def _broker_url(bootstrap_servers: str) -> str:
@@ -79,7 +101,7 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
 
 def create_app(settings: Settings) -> faust.App:
     """The worker's app with every agent registered."""
-    app = faust.App(
+    app = WorkerApp(
         settings.worker.app_id,
         broker=_broker_url(settings.kafka.bootstrap_servers),
         broker_client_id=settings.kafka.client_id,

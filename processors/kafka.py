@@ -131,6 +131,13 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
     return AdminClient(config)
 
 
+def _topic_config(spec: TopicSpec, topics: TopicSettings) -> dict[str, str]:
+    config = dict(spec.config)
+    if topics.min_insync_replicas is not None:
+        config["min.insync.replicas"] = str(topics.min_insync_replicas)
+    return config
+
+
 def ensure_topics(
     kafka: KafkaSettings,
     topics: TopicSettings,
@@ -140,9 +147,12 @@ def ensure_topics(
 ) -> list[TopicEnsureResult]:
     """Create the missing topics; check that existing ones have the configured partition count.
 
-    Idempotent. Raises :class:`TopicPartitionMismatchError` when an existing topic has another
-    partition count (a family must line up; fixing it is an operator's decision), and
-    ``KafkaException`` when the broker cannot be reached.
+    Idempotent. New topics get ``topics.replication_factor`` replicas and, when
+    ``topics.min_insync_replicas`` is set, that ``min.insync.replicas`` (existing topics are left
+    as they are: changing either is an operator's reassignment or ``kafka-configs`` call).
+    Raises :class:`TopicPartitionMismatchError` when an existing topic has another partition
+    count (a family must line up; fixing it is an operator's decision), and ``KafkaException``
+    when the broker cannot be reached.
     """
     admin = admin_client(kafka)
     metadata = admin.list_topics(timeout=timeout)
@@ -168,7 +178,7 @@ def ensure_topics(
                     spec.name,
                     num_partitions=topics.partitions,
                     replication_factor=topics.replication_factor,
-                    config=dict(spec.config),
+                    config=_topic_config(spec, topics),
                 )
                 for spec in missing
             ],

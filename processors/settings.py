@@ -13,12 +13,12 @@ Variables (defaults in brackets):
   ``QI_KAFKA_SASL_USERNAME`` / ``QI_KAFKA_SASL_PASSWORD``, ``QI_KAFKA_SSL_CAFILE`` /
   ``QI_KAFKA_SSL_CERTFILE`` / ``QI_KAFKA_SSL_KEYFILE`` / ``QI_KAFKA_SSL_KEY_PASSWORD``: see
   :class:`KafkaSettings`
-- ``QI_REDIS_URL`` [redis://127.0.0.1:6379/0], ``QI_REDIS_KEY_PREFIX`` [qi:]
 - ``QI_REDIS_URL`` [redis://127.0.0.1:6379/0], ``QI_REDIS_KEY_PREFIX`` [qi:],
   ``QI_REDIS_CONNECT_TIMEOUT_SECONDS`` [2], ``QI_REDIS_SOCKET_TIMEOUT_SECONDS`` [5],
   ``QI_REDIS_HEALTH_CHECK_INTERVAL_SECONDS`` [15], ``QI_REDIS_RETRIES`` [3],
   ``QI_REDIS_RETRY_BACKOFF_CAP_SECONDS`` [1] (see :mod:`processors.redis_client`)
-- ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1]
+- ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1],
+  ``QI_TOPIC_MIN_INSYNC_REPLICAS`` [the broker's default]
 - ``QI_ROUTING_MAX_EVENT_BYTES`` [524288], ``QI_ROUTING_BATCH_SIZE`` [500],
   ``QI_ROUTING_BATCH_WITHIN_SECONDS`` [0.2], ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` [true]
 - ``QI_SECRETS_KEYS`` [the published development key], ``QI_SECRETS_ACTIVE_KEY_ID`` [the last
@@ -157,6 +157,19 @@ class TopicSettings(BaseSettings):
     prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=16)
+    min_insync_replicas: int | None = Field(default=None, ge=1, le=16)
+    """``min.insync.replicas`` of new topics; unset: the broker's default. With the producers'
+    ``acks=all`` a write is acknowledged once this many replicas have it. Production:
+    replication factor 3, min.insync.replicas 2."""
+
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> TopicSettings:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            msg = "min_insync_replicas cannot exceed replication_factor"
+            raise ValueError(msg)
+        return self
 
 
 class RoutingSettings(BaseSettings):
@@ -260,6 +273,8 @@ class DeliverySettings(BaseSettings):
     ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
     ``retry_hold_seconds`` is the longest a retry record waits in memory (its offset
     uncommitted) before it is re-queued on the retry topic (see ``processors.agents.deliver``).
+    ``claim_lease_seconds`` is the lease of a send claim (renewed every third of it while a
+    batch is with the partner): how long a worker that died holding claims delays others.
     """
 
     model_config = SettingsConfigDict(env_prefix="QI_DELIVERY_", frozen=True, extra="ignore")
@@ -281,6 +296,7 @@ class DeliverySettings(BaseSettings):
     records_retention_seconds: int = Field(default=30 * 86400, ge=60)
     retry_buffer_max: int = Field(default=100_000, ge=100)
     retry_hold_seconds: float = Field(default=300.0, gt=0, le=3600)
+    claim_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
 
 
 class RuntimeSettings(BaseSettings):

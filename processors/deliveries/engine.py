@@ -10,9 +10,17 @@ a partner:
   destination is slow, limited or down: the item is *deferred* (written to the retry topic
   with a short ``not_before``, no attempt spent) and the partition moves on. One tenant's
   trouble never delays another tenant.
-- A lane task takes up to the connector's bulk limit of items, loads their state from Redis in
-  one round trip, drops stale copies, skips keys already delivered and versions older than the
-  one the destination has, takes tokens from the global throttle, and calls the sink.
+- A lane task takes up to the connector's bulk limit of items and *claims* them in Redis in one
+  round trip (:meth:`~processors.deliveries.state.DeliveryStateRepository.claim`): one atomic
+  script per item drops stale copies, skips keys already delivered and versions older than the
+  one the destination has, and leases the entity at that destination to this engine. Only
+  claimed items are sent: the engine takes tokens from the global throttle and calls the sink,
+  renewing its leases while the partner answers, writes the outcomes, and then releases the
+  claims. An entity leased by another worker (a partition that moved in a rebalance while the
+  old owner still held its records, or a worker that died holding the lease) is deferred to
+  the retry topic, no attempt spent, and decided when it comes back. So two workers never send
+  one entity to one destination at the same time, and an older version is never sent after a
+  newer one was delivered; the protocol and its limits are in :mod:`processors.deliveries.state`.
 - Every outcome is written before the item is acknowledged: the retry or dead-letter record and
   the delivery record are produced and acknowledged by the broker, delivered keys are marked in
   Redis, and only then is the source offset released for commit. A crash anywhere re-delivers
@@ -65,7 +73,9 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +105,7 @@ from processors.deliveries.models import AttemptError, DeliveryRecord, DeliveryS
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import (
+    ClaimResult,
     ConnectionHealth,
     ConnectionState,
     DeliveryStateRepository,
@@ -136,6 +147,8 @@ class _Outputs:
     delivered: list[DeliveryItem] = field(default_factory=list)
     hops: list[tuple[str, int]] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
+    claimed: list[DeliveryItem] = field(default_factory=list)
+    """Items this engine claimed; released once everything above is written."""
 
 
 @dataclass(slots=True)
@@ -203,6 +216,9 @@ class DeliveryEngine:
         self._clock = clock
         self._lanes: dict[str, _Lane] = {}
         self._closed = False
+        self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
+        """This engine's claim owner id: unique per process start, so a restarted worker
+        never mistakes a dead predecessor's claims for its own."""
         self._index_buffer: list[DeliveryRecord] = []
         self._indexer: asyncio.Task[None] | None = None
 
@@ -397,24 +413,73 @@ class DeliveryEngine:
     async def _process(self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]) -> _Outputs:
         outputs = _Outputs()
         now = self._clock()
-        states = await self._state.load([item for item, _ in batch])
+        lease = self._settings.claim_lease_seconds
+        items = [item for item, _ in batch]
+        claims = await self._state.claim(items, owner=self._owner, lease_seconds=lease)
         sendable: list[tuple[DeliveryItem, Ack]] = []
-        for (item, ack), state in zip(batch, states, strict=True):
-            if item.hop < state.newest_hop:
+        sending: set[str] = set()
+        for (item, ack), claim in zip(batch, claims, strict=True):
+            if claim.result is ClaimResult.LEFTOVER:
                 outputs.acks.append(ack)  # a leftover copy: a newer hop exists
-            elif state.delivered and item.replay_id is None:
+                continue
+            if claim.result is ClaimResult.CLAIMED:
+                outputs.claimed.append(item)
+            if claim.result is ClaimResult.DELIVERED:
                 self._record(outputs, item, DeliveryStatus.DUPLICATE_SKIPPED, now, now)
                 outputs.acks.append(ack)
-            elif state.delivered_version is not None and state.delivered_version > (
-                item.entity_version
-            ):
+            elif claim.result is ClaimResult.STALE:
                 self._record(outputs, item, DeliveryStatus.STALE_SKIPPED, now, now)
                 outputs.acks.append(ack)
+            elif claim.result is ClaimResult.BUSY or item.idempotency_key in sending:
+                # Another worker sends this entity now (or this batch holds the key twice,
+                # after a partition came back): defer; the outcome decides it later.
+                metrics.RATE_LIMIT_WAITS.labels(self._connector, "claimed").inc()
+                self._reschedule(
+                    outputs,
+                    item,
+                    ack,
+                    kind="deferred",
+                    delay=self._claim_wait(item, claim.lease_left_ms),
+                    now=now,
+                )
             else:
+                sending.add(item.idempotency_key)
                 sendable.append((item, ack))
         if sendable:
-            await self._send(lane, sendable, outputs, now)
+            renewing = asyncio.create_task(
+                self._renew_claims(outputs.claimed, lease), name=f"claims-{lane.key}"
+            )
+            try:
+                await self._send(lane, sendable, outputs, now)
+            finally:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
         return outputs
+
+    def _claim_wait(self, item: DeliveryItem, lease_left_ms: int | None) -> float:
+        """How long an item waits for another engine's claim.
+
+        Doubling from ``defer_min_seconds`` with each hop (a live holder releases within one
+        request), never past the holder's remaining lease (a dead holder's claim is free
+        then) nor ``defer_max_seconds``.
+        """
+        floor = self._settings.defer_min_seconds
+        backoff = floor * (1 << min(item.hop, 6))
+        left = (lease_left_ms or 0) / 1000
+        return max(floor, min(backoff, left, self._settings.defer_max_seconds))
+
+    async def _renew_claims(self, items: list[DeliveryItem], lease: float) -> None:
+        """Keep this batch's leases alive while it waits for room and for the partner."""
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self._state.renew(items, owner=self._owner, lease_seconds=lease)
+            except Exception as exc:  # Redis blip: the next round tries again
+                logger.warning(
+                    "delivery.claim.renew_failed",
+                    extra={"connector": self._connector, "error": type(exc).__name__},
+                )
 
     async def _wait_for_room(
         self,
@@ -940,6 +1005,18 @@ class DeliveryEngine:
         if outputs.records:
             self._index_buffer.extend(outputs.records)
             self._ensure_indexer()
+        if outputs.claimed:  # last: the next claimant must see the outcomes written above
+            await self._release_claims(outputs.claimed)
+
+    async def _release_claims(self, items: list[DeliveryItem]) -> None:
+        """Release after the outcomes are written; a failure leaves the lease to expire."""
+        try:
+            await self._state.release(items, owner=self._owner)
+        except Exception as exc:  # the outcome is written; the lease only delays others
+            logger.warning(
+                "delivery.claim.release_failed",
+                extra={"connector": self._connector, "error": type(exc).__name__},
+            )
 
     # -- connections and sinks ----------------------------------------------------------------
 

@@ -8,7 +8,38 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
   delivered to the connection's destination, raised only (a Lua compare-and-set);
 - ``hop:{delivery_id}``: the newest hop of a re-scheduled delivery; older copies are dropped;
 - ``connstate:{connection_id}``: hash ``state`` (``needs_reauth`` or ``gone``), ``reason``,
-  ``since`` (epoch seconds). A connection updated after ``since`` is healthy again.
+  ``since`` (epoch seconds). A connection updated after ``since`` is healthy again;
+- ``claim:{connection_id}|{version_field}``: the send lease of one entity at one destination,
+  holding the id of the engine that may send it (``PX`` = ``QI_DELIVERY_CLAIM_LEASE_SECONDS``).
+
+Claims (why and how). With several workers in one consumer group, a partition that moves
+from one worker to another is read again by the new owner from its last committed offset
+while the old owner may still hold the same records in its lanes and its retry buffer. A
+check that *reads* the dedupe key and the delivered version and *then* sends lets both send
+the same key, or lets the old owner send version 3 after the new owner delivered version 4.
+So an item is sent only under a claim taken by :meth:`DeliveryStateRepository.claim`, one Lua
+script per item that, atomically:
+
+1. drops a leftover copy (its hop is older than ``hop:``),
+2. skips a delivered key (``dlv:``; replays excepted) and a version older than ``ver:``,
+3. answers *busy* when another engine holds the entity's claim (the caller defers the item
+   to the retry topic, no attempt spent: it is never dropped, and when it comes back the
+   holder's outcome decides it: delivered, stale, or free to send),
+4. else sets the claim to the caller's owner id with the lease (re-entrant: the same engine
+   may claim again, which refreshes the lease).
+
+The claim is per destination and entity, not per key, so it orders versions too: while one
+engine sends version 3, no other engine can send version 4, and once version 4 is marked
+delivered no engine can claim version 3. The holder writes the outcome (``dlv:``/``ver:``
+for a delivery, the next hop for a reschedule) *before* :meth:`release` deletes the claim
+(only if it still holds it), so the next claimant sees the outcome. While a batch is with
+the partner the engine renews its claims (:meth:`renew`) every third of the lease. A worker
+that crashes while holding claims leaves them to expire: other workers defer those entities
+until then, at most one lease. A worker stalled longer than the lease (no renewal) can lose
+its claim while its request is in flight; only then, or when a worker dies between the
+partner's answer and the outcome write, can a key be sent twice, and webhooks carry the key as
+``webhook-id`` for receivers to dedupe. The scripts touch several keys, so a Redis Cluster
+would need them in one hash slot (a single Redis is what the project runs).
 
 Delivery modes: the engine keys ``connstate:`` by destination (the connection id, or
 ``{connection_id}:webhook`` for a partner connection's webhook copy, see
@@ -28,7 +59,14 @@ from redis.asyncio import Redis
 
 from processors.deliveries.envelope import DeliveryItem
 
-__all__ = ["ConnectionHealth", "ConnectionState", "DeliveryState", "DeliveryStateRepository"]
+__all__ = [
+    "Claim",
+    "ClaimResult",
+    "ConnectionHealth",
+    "ConnectionState",
+    "DeliveryState",
+    "DeliveryStateRepository",
+]
 
 _RAISE_VERSION = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
@@ -43,6 +81,42 @@ local current = redis.call('GET', KEYS[1])
 if (not current) or tonumber(current) < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   return 1
+end
+return 0
+"""
+
+# KEYS: dlv, ver, hop, claim. ARGV: version field, entity version, hop, owner, lease ms,
+# "1" to skip a delivered key (a replay passes "0").
+# Returns {code, detail}: 0 claimed, 1 leftover, 2 delivered, 3 stale (detail: the delivered
+# version), 4 busy (detail: the lease's remaining milliseconds).
+_CLAIM = """
+local newest_hop = redis.call('GET', KEYS[3])
+if newest_hop and tonumber(ARGV[3]) < tonumber(newest_hop) then
+  return {1, ''}
+end
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return {2, ''}
+end
+local delivered = redis.call('HGET', KEYS[2], ARGV[1])
+if delivered and tonumber(delivered) > tonumber(ARGV[2]) then
+  return {3, delivered}
+end
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[4] then
+  return {4, tostring(redis.call('PTTL', KEYS[4]))}
+end
+redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
+return {0, ''}
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -64,6 +138,39 @@ class DeliveryState:
     delivered: bool
     newest_hop: int
     delivered_version: int | None
+
+
+class ClaimResult(StrEnum):
+    """What :meth:`DeliveryStateRepository.claim` decided for one item."""
+
+    CLAIMED = "claimed"
+    """The caller holds the entity's lease and may send."""
+    LEFTOVER = "leftover"
+    """A newer hop of the delivery exists: this copy is a leftover of a crash."""
+    DELIVERED = "delivered"
+    """The key was delivered already (never for a replay)."""
+    STALE = "stale"
+    """The destination has a newer version of the entity."""
+    BUSY = "busy"
+    """Another engine holds the entity's lease: defer, do not drop."""
+
+
+_CLAIM_RESULTS = (
+    ClaimResult.CLAIMED,
+    ClaimResult.LEFTOVER,
+    ClaimResult.DELIVERED,
+    ClaimResult.STALE,
+    ClaimResult.BUSY,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One item's claim outcome; ``delivered_version`` is set when it is stale."""
+
+    result: ClaimResult
+    delivered_version: int | None = None
+    lease_left_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +195,9 @@ class DeliveryStateRepository:
         self._hop_ttl = hop_ttl_seconds
         self._raise_version = redis.register_script(_RAISE_VERSION)
         self._raise_hop = redis.register_script(_RAISE_HOP)
+        self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
 
     def _dlv(self, key: str) -> str:
         return f"{self._prefix}dlv:{key}"
@@ -100,6 +210,9 @@ class DeliveryStateRepository:
 
     def _state(self, connection_id: str) -> str:
         return f"{self._prefix}connstate:{connection_id}"
+
+    def _claim_key(self, item: DeliveryItem) -> str:
+        return f"{self._prefix}claim:{item.connection_id}|{item.version_field}"
 
     async def load(self, items: Sequence[DeliveryItem]) -> list[DeliveryState]:
         pipe = self._redis.pipeline(transaction=False)
@@ -119,6 +232,71 @@ class DeliveryStateRepository:
                 )
             )
         return states
+
+    async def claim(
+        self, items: Sequence[DeliveryItem], *, owner: str, lease_seconds: float
+    ) -> list[Claim]:
+        """Check and claim every item atomically (one script each, one round trip).
+
+        See the module docstring for the protocol. ``owner`` identifies the calling engine;
+        its own claims are re-entrant and refreshed.
+        """
+        if not items:
+            return []
+        lease_ms = max(1, int(lease_seconds * 1000))
+        pipe = self._redis.pipeline(transaction=False)
+        for item in items:
+            await self._claim(
+                keys=[
+                    self._dlv(item.idempotency_key),
+                    self._ver(item.connection_id),
+                    self._hop(item.delivery_id),
+                    self._claim_key(item),
+                ],
+                args=[
+                    item.version_field,
+                    item.entity_version,
+                    item.hop,
+                    owner,
+                    lease_ms,
+                    "1" if item.replay_id is None else "0",
+                ],
+                client=pipe,
+            )
+        replies = await pipe.execute()
+        claims = []
+        for code, detail in replies:
+            result = _CLAIM_RESULTS[int(code)]
+            text = _text(detail)
+            claims.append(
+                Claim(
+                    result,
+                    delivered_version=int(text) if result is ClaimResult.STALE else None,
+                    lease_left_ms=int(text) if result is ClaimResult.BUSY else None,
+                )
+            )
+        return claims
+
+    async def renew(
+        self, items: Sequence[DeliveryItem], *, owner: str, lease_seconds: float
+    ) -> None:
+        """Extend the leases ``owner`` still holds (a claim it lost stays lost)."""
+        if not items:
+            return
+        lease_ms = max(1, int(lease_seconds * 1000))
+        pipe = self._redis.pipeline(transaction=False)
+        for key in dict.fromkeys(self._claim_key(item) for item in items):
+            await self._renew(keys=[key], args=[owner, lease_ms], client=pipe)
+        await pipe.execute()
+
+    async def release(self, items: Sequence[DeliveryItem], *, owner: str) -> None:
+        """Drop the claims ``owner`` holds, after the items' outcomes were written."""
+        if not items:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key in dict.fromkeys(self._claim_key(item) for item in items):
+            await self._release(keys=[key], args=[owner], client=pipe)
+        await pipe.execute()
 
     async def mark_delivered(self, items: Sequence[DeliveryItem]) -> None:
         """Remember the keys and raise the delivered versions (one round trip)."""

@@ -1,7 +1,9 @@
 """Integration fixtures: the real Kafka and Redis, and per-test topics and keys.
 
 Each test gets its own topic prefix, Redis key prefix and consumer group, so tests never see
-each other's records and can run against a shared broker.
+each other's records and can run against a shared broker. After each test,
+:func:`leaves_nothing_behind` deletes its topics, keys and consumer group (whoever created them:
+a fixture, a worker, the API) and fails the test if any topic or key is still there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.sandboxes.pipedrive import PipedriveSandbox
+from tests.support.hygiene import remove_prefix
 from tests.support.infrastructure import Infrastructure, infrastructure
 from tests.support.worker import WorkerProcess, free_port
 
@@ -42,6 +45,24 @@ def infra() -> Iterator[Infrastructure]:
 @pytest.fixture
 def test_id() -> str:
     return f"it{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_behind(infra: Infrastructure, test_id: str) -> Iterator[None]:
+    """At teardown (after the workers stopped): delete the test's prefix, check it is empty.
+
+    Autouse fixtures are set up first, so this one is torn down last.
+    """
+    yield
+    left = remove_prefix(
+        bootstrap_servers=infra.bootstrap_servers,
+        redis_url=infra.redis_url,
+        topic_prefix=f"{test_id}.",
+        key_prefix=f"{test_id}:",
+        group_prefix=test_id,
+    )
+    assert not left.topics, f"topics left behind: {left.topics[:5]}"
+    assert not left.keys, f"Redis keys left behind: {left.keys[:5]}"
 
 
 @pytest.fixture

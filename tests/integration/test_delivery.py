@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
-from processors.kafka import producer
 from processors.routing.idempotency import idempotency_key
 from processors.samples import sample_events, to_json_line
 from processors.settings import Settings
@@ -265,46 +263,18 @@ async def test_receiver_answering_400_dead_letters_at_once_with_the_reason(
     assert set(counts.values()) == {1}, "a permanent failure is not retried"
 
 
-def _publish_at_rate(
-    client: Producer, topics: TopicMap, events: list[dict[str, Any]], per_second: float
-) -> dict[str, float]:
-    """Publish at a fixed rate through a producer that is already connected.
-
-    Returns each event id's publish time. A producer made for the phase would spend its first
-    half second on metadata and its idempotence id, and that wait would be charged to the
-    worker as latency of the phase's first events.
-    """
-    sent: dict[str, float] = {}
-    started = time.time()
-    for n, event in enumerate(events):
-        due = started + n / per_second
-        pause = due - time.time()
-        if pause > 0:
-            time.sleep(pause)
-        sent[event["event_id"]] = time.time()
-        client.produce(
-            topics.domain_events, key=event["tenant_id"].encode(), value=to_json_line(event)
-        )
-        client.poll(0)
-    client.flush(30)
-    return sent
-
-
-def _latencies(receiver: ReceiverServer, tenants: list[str], sent: dict[str, float]) -> list[float]:
-    values = []
+def _delivered_ids(receiver: ReceiverServer, tenants: list[str]) -> set[str]:
+    """Event ids answered 2xx at the given tenants' endpoints."""
+    ids = set()
     for tenant in tenants:
         for delivery in receiver.received(tenant):
             event_id = delivery.data.get("event_id") if isinstance(delivery.data, dict) else None
-            if delivery.delivered and event_id in sent:
-                values.append(delivery.received_at - sent[event_id])
-    return sorted(values)
+            if delivery.delivered and isinstance(event_id, str):
+                ids.add(event_id)
+    return ids
 
 
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
-async def test_one_tenants_hanging_or_throttled_endpoint_does_not_slow_the_others(
+async def test_one_tenants_hanging_or_throttled_endpoint_does_not_stop_the_others(
     settings: Settings,
     topics: TopicMap,
     repository: ConnectionRepository,
@@ -313,44 +283,37 @@ async def test_one_tenants_hanging_or_throttled_endpoint_does_not_slow_the_other
     receiver: ReceiverServer,
     tmp_path: Path,
 ) -> None:
+    """While one endpoint hangs or throttles, every other tenant's delivery arrives, once.
+
+    How much the faulty tenant costs the others in latency is measured by
+    ``bench/isolation.py`` (``make bench-isolation``), against a baseline of the same run.
+    """
     healthy = [f"t_ok_{i:02d}" for i in range(19)]
     faulty = "t_faulty"
     tenants = [*healthy, faulty]
     await _connect(repository, settings, receiver, tenants)
-    env = {**delivery_env, "QI_ROUTING_BATCH_WITHIN_SECONDS": "0.05"}
-    start_worker(worker_factory, env, tmp_path)
-    rate, per_phase = 100.0, 2500
-    client = producer(settings.kafka, **{"linger.ms": 0})
-    # warm-up: consumer groups joined, connections and sinks open, the publisher connected
-    warm = sample_events(tenants, 200, seed=50)
-    await asyncio.to_thread(_publish_at_rate, client, topics, warm, 1000.0)
-    assert await _wait(lambda: len(_applied(receiver, tenants)) >= 200, within=120)
-
-    figures: dict[str, tuple[float, float, int]] = {}
+    start_worker(worker_factory, delivery_env, tmp_path)
     phases = [
         ("no fault", None),
         ("hanging endpoint", Behaviour(delay_seconds=60.0)),
         ("throttled endpoint", Behaviour(rate_limit_per_second=2.0, retry_after=1.0)),
     ]
+    expected: set[str] = set()
     for seed, (name, behaviour) in enumerate(phases, start=51):
         receiver.set_behaviour(faulty, behaviour)
-        events = sample_events(tenants, per_phase, seed=seed, version_offset=seed * 1000)
-        sent = await asyncio.to_thread(_publish_at_rate, client, topics, events, rate)
+        events = sample_events(tenants, 1000, seed=seed, version_offset=seed * 1000)
+        _publish(settings, topics, events)
         wanted = {e["event_id"] for e in events if e["tenant_id"] != faulty}
+        expected |= _expected_keys([e for e in events if e["tenant_id"] != faulty])
 
-        def healthy_done(sent: dict[str, float] = sent, wanted: set[str] = wanted) -> bool:
-            return len(_latencies(receiver, healthy, sent)) >= len(wanted)
+        def healthy_done(wanted: set[str] = wanted) -> bool:
+            return wanted <= _delivered_ids(receiver, healthy)
 
         assert await _wait(healthy_done, within=120), name
-        values = _latencies(receiver, healthy, sent)
-        figures[name] = (_pct(values, 0.5), _pct(values, 0.99), len(values))
-    for name, (p50, p99, n) in figures.items():
-        print(
-            f"{name:20} healthy tenants: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (n={n})"
-        )
-    baseline_p99 = figures["no fault"][1]
-    for name in ("hanging endpoint", "throttled endpoint"):
-        assert figures[name][1] <= baseline_p99 * 1.10, (name, figures)
+    receiver.set_behaviour(faulty, None)
+    applied = _applied(receiver, healthy)
+    assert set(applied) == expected
+    assert max(applied.values()) == 1, "a healthy tenant's key was delivered twice"
 
 
 async def test_worker_killed_mid_delivery_loses_nothing(

@@ -36,6 +36,8 @@ from processors.deliveries.models import AttemptError, DeliveryRecord
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import (
+    Claim,
+    ClaimResult,
     ConnectionHealth,
     ConnectionState,
     DeliveryState,
@@ -57,6 +59,8 @@ class _State(DeliveryStateRepository):
         self.versions: dict[str, int] = {}
         self.hops: dict[str, int] = {}
         self.health: dict[str, ConnectionState] = {}
+        self.claims: dict[str, str] = {}
+        """Claim key -> owner; leases never expire here (a test deletes a claim instead)."""
 
     async def load(self, items: Sequence[DeliveryItem]) -> list[DeliveryState]:
         return [
@@ -67,6 +71,38 @@ class _State(DeliveryStateRepository):
             )
             for i in items
         ]
+
+    async def claim(
+        self, items: Sequence[DeliveryItem], *, owner: str, lease_seconds: float
+    ) -> list[Claim]:
+        """The Redis script's decisions, in the same order (see ``state.py``)."""
+        claims = []
+        for i in items:
+            key = f"{i.connection_id}|{i.version_field}"
+            delivered = self.versions.get(i.version_field)
+            if i.hop < self.hops.get(i.delivery_id, 0):
+                claims.append(Claim(ClaimResult.LEFTOVER))
+            elif i.replay_id is None and i.idempotency_key in self.delivered:
+                claims.append(Claim(ClaimResult.DELIVERED))
+            elif delivered is not None and delivered > i.entity_version:
+                claims.append(Claim(ClaimResult.STALE, delivered_version=delivered))
+            elif self.claims.get(key, owner) != owner:
+                claims.append(Claim(ClaimResult.BUSY, lease_left_ms=1000))
+            else:
+                self.claims[key] = owner
+                claims.append(Claim(ClaimResult.CLAIMED))
+        return claims
+
+    async def renew(
+        self, items: Sequence[DeliveryItem], *, owner: str, lease_seconds: float
+    ) -> None:
+        return None
+
+    async def release(self, items: Sequence[DeliveryItem], *, owner: str) -> None:
+        for i in items:
+            key = f"{i.connection_id}|{i.version_field}"
+            if self.claims.get(key) == owner:
+                del self.claims[key]
 
     async def mark_delivered(self, items: Sequence[DeliveryItem]) -> None:
         for item in items:
@@ -151,9 +187,10 @@ class Harness:
         connection: ConnectionRecord | None = None,
         lane_capacity: int = 100,
         throttle_wait: float = 0.0,
+        state: _State | None = None,
     ) -> None:
         self.clock = NOW
-        self.state = _State()
+        self.state = state if state is not None else _State()
         self.connection = connection if connection is not None else _connection()
         self.connections = _Connections(self.connection)
         self.records = _Records()
@@ -828,3 +865,156 @@ async def test_requeue_of_a_leftover_copy_only_acknowledges_it() -> None:
     )
     assert acked == ["d-1", "d-2"]
     assert [_headers(r)["qi.delivery_id"] for r in h.produced] == ["d-2"]
+
+
+# -- claims: two workers sharing one Redis (a partition moved between them) -------------------
+
+
+class _GatedSink(_ScriptedSink):
+    """Holds every write until ``gate`` opens: a request still with the partner."""
+
+    def __init__(self, context: SinkContext[_Config], script: Script) -> None:
+        super().__init__(context, script)
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().write(batch)
+
+
+class _GatedHarness(Harness):
+    """The old owner of a partition: its request is in flight until the test opens the gate."""
+
+    async def _sink(self, connection: ConnectionRecord) -> BaseSink[Any]:
+        self.built_for.append(connection)
+        context: SinkContext[_Config] = SinkContext(
+            tenant_id=connection.tenant_id,
+            connection_id=connection.connection_id,
+            connector="webhook",
+            config=_Config(),
+        )
+        sink = _GatedSink(context, self._scripted)
+        self.sinks.append(sink)
+        return sink
+
+    async def in_flight(self) -> _GatedSink:
+        for _ in range(200):
+            if (
+                self.sinks
+                and isinstance(sink := self.sinks[0], _GatedSink)
+                and sink.entered.is_set()
+            ):
+                return sink
+            await asyncio.sleep(0.01)
+        raise AssertionError("the old owner never reached the partner")
+
+
+def _returned(h: Harness) -> list[DeliveryItem]:
+    """The deferred copies ``h`` wrote to the retry topic, as its retry agent reads them."""
+    return [
+        item_from_record(
+            value=r.value,
+            headers=_headers(r),
+            topic=r.topic,
+            partition=0,
+            offset=n,
+        )
+        for n, r in enumerate(h.on("retry.webhook"))
+    ]
+
+
+def _version(n: int, version: int) -> DeliveryItem:
+    """Version ``version`` of company ``co_{n}``: its own key and delivery id."""
+    return _item(
+        n,
+        version=version,
+        extra={"qi.idempotency_key": f"qik_{n}_v{version}", "qi.delivery_id": f"d-{n}-v{version}"},
+    )
+
+
+async def test_a_key_in_flight_at_the_old_owner_is_deferred_not_sent_by_the_new_owner() -> None:
+    partner: list[str] = []
+
+    def accept(record: OutboundRecord) -> None:
+        partner.append(record.idempotency_key)
+
+    shared = _State()
+    old = _GatedHarness(accept, state=shared)
+    new = Harness(accept, state=shared)
+    old_acked: list[str] = []
+    await old.engine.submit(_item(1), functools.partial(old_acked.append, "d-1"))
+    sink = await old.in_flight()
+
+    assert await new.run_more([_item(1)]) == ["d-1"]  # the re-read copy, after the rebalance
+    assert new.sent() == 0
+    await new.engine.flush_index()
+    assert new.statuses() == ["deferred"]
+    sink.gate.set()
+    for _ in range(200):
+        if old_acked:
+            break
+        await asyncio.sleep(0.01)
+    assert old_acked == ["d-1"]
+    assert await new.run_more(_returned(new)) == ["d-1"]
+    await new.engine.flush_index()
+    assert new.statuses() == ["deferred", "duplicate_skipped"]
+    assert partner == [f"qik_{1:032x}"], "the partner got the key once"
+    assert shared.claims == {}, "claims are released after the outcome is written"
+    await old.engine.close()
+    await new.engine.close()
+
+
+async def test_an_older_version_in_flight_is_never_overtaken_by_a_newer_one() -> None:
+    partner: list[tuple[str, int]] = []
+
+    def accept(record: OutboundRecord) -> None:
+        partner.append((record.entity_id, record.entity_version))
+
+    shared = _State()
+    old = _GatedHarness(accept, state=shared)
+    new = Harness(accept, state=shared)
+    await old.engine.submit(_version(1, 1), lambda: None)
+    sink = await old.in_flight()
+
+    await new.run_more([_version(1, 2)])
+    assert new.sent() == 0, "version 2 waits while version 1 is with the partner"
+    sink.gate.set()
+    for _ in range(200):
+        if partner:
+            break
+        await asyncio.sleep(0.01)
+    await new.run_more(_returned(new))
+    assert partner == [("co_1", 1), ("co_1", 2)]
+    assert shared.versions == {"company:co_1": 2}
+    await old.engine.close()
+    await new.engine.close()
+
+
+async def test_an_older_version_claimed_after_a_newer_one_was_delivered_is_skipped() -> None:
+    shared = _State()
+    new = Harness(lambda r: None, state=shared)
+    old = Harness(lambda r: None, state=shared)
+    await new.run([_version(1, 2)])
+    await old.run([_version(1, 1)])  # the old owner's lane still held version 1
+    assert (new.sent(), old.sent()) == (1, 0)
+    assert old.statuses() == ["stale_skipped"]
+    assert shared.versions == {"company:co_1": 2}
+
+
+async def test_a_claim_left_by_a_dead_worker_defers_until_its_lease_ends() -> None:
+    shared = _State()
+    shared.claims["conn_1|company:co_1"] = "a-worker-that-died"
+    h = Harness(lambda r: None, state=shared)
+    await h.run_more([_item(1)])
+    await h.engine.flush_index()
+    assert (h.sent(), h.statuses()) == (0, ["deferred"])
+    (deferred,) = _returned(h)
+    assert deferred.attempts_made == 0, "waiting for a claim spends no attempt"
+    assert deferred.not_before_ms <= int((NOW + 1.0) * 1000), "back when the lease ends"
+    del shared.claims["conn_1|company:co_1"]  # the lease expired
+    await h.run([deferred])
+    assert h.sent() == 1
+    assert h.statuses() == ["deferred", "delivered"]
+    assert shared.claims == {}
