@@ -227,7 +227,7 @@ def _fault_run(
         yield run
     finally:
         for worker in run.workers:
-            worker.stop()
+            worker.stop(timeout=15)  # a worker stuck on a fault need not be waited out
         if before_cleanup is not None:
             before_cleanup()
         _cleanup(run)
