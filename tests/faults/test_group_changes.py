@@ -24,16 +24,16 @@ def test_workers_joining_and_leaving_write_each_export_once_and_never_an_older_v
     # (the state an old owner still holds when its partitions move).
     for tenant in tenants[:3]:
         receiver.set_behaviour(tenant, Behaviour(rate_limit_per_second=25, retry_after=0.5))
-    first = sample_events(tenants, 3000, seed=91)
-    newer = sample_events(tenants, 3000, seed=92, version_offset=1000)  # same entities
+    first = sample_events(tenants, 2000, seed=91)
+    newer = sample_events(tenants, 2000, seed=92, version_offset=1000)  # same entities
     shared_run.publish(first)
     leaving = shared_run.start_worker()
     staying = shared_run.start_worker()
-    assert wait_for(lambda: len(delivered_keys(receiver)) >= 1000, within=150)
+    assert wait_for(lambda: len(delivered_keys(receiver)) >= 700, within=150)
     joining = shared_run.start_worker()
     shared_run.publish(newer)
     events = first + newer
-    assert wait_for(lambda: len(delivered_keys(receiver)) >= 3500, within=150)
+    assert wait_for(lambda: len(delivered_keys(receiver)) >= 2400, within=150)
     at_leave = len(delivered_keys(receiver))
     leaving.stop()
     for tenant in tenants[:3]:  # the throttled endpoints recover once the group has settled

@@ -106,7 +106,8 @@ def test_redis_flushed_mid_run_stops_routing_loudly_until_config_is_restored(
     private_run.publish(after)
     loud = wait_for(
         lambda: any(
-            e.get("level") == "error" and str(e.get("logger", "")).startswith("processors")
+            e.get("level") in {"error", "critical"}
+            and str(e.get("logger", "")).startswith("processors")
             for e in worker.log_events()[lines_before:]
         ),
         within=30,
@@ -118,7 +119,7 @@ def test_redis_flushed_mid_run_stops_routing_loudly_until_config_is_restored(
     errors = [
         f"{e.get('logger')}: {e.get('event')}"
         for e in worker.log_events()[lines_before:]
-        if e.get("level") == "error"
+        if e.get("level") in {"error", "critical"}
     ]
 
     private_run.seed(endpoints)  # the operator restores the configuration

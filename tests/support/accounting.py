@@ -166,9 +166,15 @@ def account(
         for r in read_to_end(bootstrap_servers, [topics.dlq(connector)], partitions)
     }
     statuses: dict[str, Counter[str]] = {}
+    delivered_records: dict[str, list[str]] = {}
     for r in read_to_end(bootstrap_servers, [topics.delivery_records], partitions):
         record = json.loads(r.value or b"{}")
         statuses.setdefault(record["idempotency_key"], Counter())[record["status"]] += 1
+        if record["status"] == "delivered":
+            delivered_records.setdefault(record["idempotency_key"], []).append(
+                f"attempt {record['attempt']} finished {record['finished_at']} "
+                f"at {r.partition}:{r.offset}"
+            )
 
     accepted: Counter[str] = Counter()
     by_entity: dict[tuple[str, str, str], list[tuple[float, int, str]]] = {}
@@ -211,7 +217,7 @@ def account(
             result.unsettled.append(key)
         outcomes[outcome] += 1
         if seen["delivered"] > 1:
-            result.recorded_twice.append(key)
+            result.recorded_twice.append(f"{key}: {delivered_records.get(key)}")
 
     result.duplicated = {key: n for key, n in accepted.items() if n > 1}
     for entity, applied in by_entity.items():
