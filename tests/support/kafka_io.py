@@ -59,6 +59,10 @@ class TopicReader:
         self._consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
         self.records: list[ConsumedRecord] = []
 
+    @property
+    def consumer(self) -> Consumer:
+        return self._consumer
+
     def poll_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -100,3 +104,38 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def read_to_end(
+    bootstrap_servers: str, topics: list[str], partitions: int, *, timeout: float = 60.0
+) -> list[ConsumedRecord]:
+    """Every record of ``topics`` up to their high watermarks at the call.
+
+    Unlike :class:`TopicReader` it needs no expected count: it stops once each partition was
+    read to the end it had when the call began (``TimeoutError`` if that takes too long).
+    """
+    reader = TopicReader(bootstrap_servers, topics, partitions)
+    try:
+        ends = {}
+        for topic in topics:
+            for partition in range(partitions):
+                _low, high = reader.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=20
+                )
+                if high > 0:
+                    ends[(topic, partition)] = high
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while ends:
+            if time.monotonic() > deadline:
+                msg = f"reading {topics} timed out with {len(ends)} partitions unfinished"
+                raise TimeoutError(msg)
+            reader.poll_for(0.2)
+            for record in reader.records[seen:]:
+                end = ends.get((record.topic, record.partition))
+                if end is not None and record.offset + 1 >= end:
+                    del ends[(record.topic, record.partition)]
+            seen = len(reader.records)
+        return reader.records
+    finally:
+        reader.close()

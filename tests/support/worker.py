@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.infrastructure import REPO_ROOT
 
@@ -40,6 +45,39 @@ class WorkerProcess:
         return self
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of ``name``'s samples matching ``labels`` on the worker's ``/metrics``
+        (``QI_METRICS_PORT`` of its environment); 0 when it has none, or does not serve
+        metrics yet."""
+        url = f"http://127.0.0.1:{self._env['QI_METRICS_PORT']}/metrics"
+        try:
+            text = httpx.get(url, timeout=10).raise_for_status().text
+        except httpx.ConnectError:
+            if self.running:
+                return 0.0
+            raise
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The worker's JSON log lines so far (other output skipped)."""
+        events = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
+        return events
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -49,11 +87,12 @@ class WorkerProcess:
             self._process.send_signal(signal.SIGKILL)
             self._process.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=30)
+                self._process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=10)
