@@ -17,12 +17,19 @@ crash comes between the write and the commit. The price is one write per waiting
 hold: a record deferred an hour is written about twelve times.
 
 The buffer (``QI_DELIVERY_RETRY_BUFFER_MAX`` records) is shared by every tenant of the
-connector. When it is full the agent stops reading until a record falls due or its hold ends,
-which is at most one hold away: far-future records of one tenant (a partner asking for hours,
-a spent quota) can slow reading to about ``buffer / hold`` records a second while there are
-more of them than the buffer holds, but never stop the other tenants' retries. Re-queueing
-early to make room was rejected: while the far records outnumber the buffer, the record
-pushed out comes straight back and is pushed out again, spinning at full speed.
+connector, and far-future records of one tenant (a partner asking for hours, a spent quota)
+must not keep the others' retries out of it. When it is full:
+
+- a record due within the hold takes the place of the held record due last, if that one is
+  not due within the hold: the far record is re-queued at once (written back as its next hop
+  and acknowledged) and the near one is held;
+- a record due later than the hold is not held: it is re-queued at once, so reading goes on
+  to the records behind it. So that a partition holding nothing but far records does not spin
+  (each re-queued record is read again straight away), a record read less than
+  ``_MIN_LAP_SECONDS`` after it was written waits until it is that old first: such a tail is
+  gone round at most once every few seconds, one write per record and lap;
+- otherwise (the buffer is full of records due within the hold) reading waits until one is
+  due: genuine back-pressure, at most one hold long.
 
 A ``not_before`` further away than the retry budget (a hand-made record) is held as if due at
 the end of the budget; the engine dead-letters it if its age budget is spent by then.
@@ -134,6 +141,12 @@ def _item(event: EventT[bytes]) -> DeliveryItem:
     )
 
 
+def _written_at(event: EventT[bytes]) -> float | None:
+    """When the record was written (Kafka's timestamp, seconds), if the broker gave one."""
+    timestamp = event.message.timestamp
+    return float(timestamp) if timestamp and timestamp > 0 else None
+
+
 class _EngineHolder:
     """Builds the engine once, inside the worker's event loop, for both agents."""
 
@@ -237,6 +250,7 @@ Requeue = Callable[[Sequence[tuple[DeliveryItem, Ack]]], Awaitable[None]]
 
 _REQUEUE_RETRY_SECONDS = 1.0
 _REQUEUE_BATCH = 500
+_MIN_LAP_SECONDS = 5.0
 
 
 class _DelayQueue:
@@ -255,9 +269,14 @@ class _DelayQueue:
         hold_seconds: float,
         max_wait_seconds: float,
         requeue: Requeue,
+        min_lap_seconds: float = _MIN_LAP_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._min_lap = min_lap_seconds
         self._heap: list[tuple[float, int, float, DeliveryItem, Ack]] = []
+        self._far: list[tuple[float, int]] = []
+        """Held records due after their hold ends, as ``(-due, order)``: who makes room."""
+        self._live: set[int] = set()
         self._order = itertools.count()
         self._changed = asyncio.Event()
         self._space = asyncio.Semaphore(capacity)
@@ -269,17 +288,82 @@ class _DelayQueue:
     def __len__(self) -> int:
         return len(self._heap)
 
-    async def put(self, item: DeliveryItem, ack: Ack) -> None:
-        """Hold ``item`` until it is due or its hold ends, whichever comes first."""
-        await self._space.acquire()
+    async def put(self, item: DeliveryItem, ack: Ack, *, written_at: float | None = None) -> None:
+        """Hold ``item`` until it is due or its hold ends, whichever comes first.
+
+        ``written_at`` is when the retry record was written (its Kafka timestamp); when the
+        buffer is full, it bounds how often a far record goes round (module docstring).
+        """
         now = self._clock()
         # not_before is the envelope's integer, which may be anything: compare as integers
         due_ms = max(0, min(item.not_before_ms, int((now + self._max_wait) * 1000)))
         due = due_ms / 1000
-        self._push(min(due, now + self._hold), due, item, ack)
+        if self._space.locked():
+            if due > now + self._hold:
+                await self._pass_on(item, ack, written_at=written_at)
+                return
+            await self._make_room(now)
+        await self._space.acquire()
+        self._push(min(due, self._clock() + self._hold), due, item, ack)
+
+    async def _pass_on(self, item: DeliveryItem, ack: Ack, *, written_at: float | None) -> None:
+        """The buffer is full and ``item`` is not due soon: re-queue it instead of holding it."""
+        age = self._clock() - (written_at if written_at is not None else self._clock())
+        if age < self._min_lap:
+            await asyncio.sleep(self._min_lap - age)
+        while True:
+            try:
+                await self._requeue([(item, ack)])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or Kafka: the record stays unacknowledged
+                logger.warning(
+                    "delivery.retry.requeue_failed",
+                    extra={"records": 1, "error": type(exc).__name__},
+                )
+                await asyncio.sleep(_REQUEUE_RETRY_SECONDS)
+                continue
+            return
+
+    async def _make_room(self, now: float) -> None:
+        """Re-queue the held record due last, if it is not due within its hold."""
+        while self._far:
+            neg_due, order = self._far[0]
+            if order not in self._live:
+                heapq.heappop(self._far)  # already released or re-queued
+                continue
+            if -neg_due <= now + self._hold:
+                return
+            index = next(i for i, entry in enumerate(self._heap) if entry[1] == order)
+            _wake, _n, due, item, ack = self._heap[index]
+            self._heap[index] = self._heap[-1]
+            self._heap.pop()
+            heapq.heapify(self._heap)
+            heapq.heappop(self._far)
+            self._live.discard(order)
+            try:
+                await self._requeue([(item, ack)])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep it held; the caller waits for room instead
+                logger.warning(
+                    "delivery.retry.requeue_failed",
+                    extra={"records": 1, "error": type(exc).__name__},
+                )
+                self._push(self._clock() + _REQUEUE_RETRY_SECONDS, due, item, ack)
+                return
+            self._space.release()
+            return
 
     def _push(self, wake: float, due: float, item: DeliveryItem, ack: Ack) -> None:
-        heapq.heappush(self._heap, (wake, next(self._order), due, item, ack))
+        order = next(self._order)
+        heapq.heappush(self._heap, (wake, order, due, item, ack))
+        self._live.add(order)
+        if due > wake:
+            heapq.heappush(self._far, (-due, order))
+            if len(self._far) > 2 * len(self._heap) + 64:  # drop entries of records gone
+                self._far = [entry for entry in self._far if entry[1] in self._live]
+                heapq.heapify(self._far)
         self._changed.set()
 
     async def due(self) -> tuple[DeliveryItem, Ack]:
@@ -290,7 +374,8 @@ class _DelayQueue:
                 now = self._clock()
                 wait = self._heap[0][0] - now
                 if wait <= 0:
-                    _wake, _n, due, item, ack = heapq.heappop(self._heap)
+                    _wake, order, due, item, ack = heapq.heappop(self._heap)
+                    self._live.discard(order)
                     if due <= now:
                         self._space.release()
                         return item, ack
@@ -301,7 +386,8 @@ class _DelayQueue:
                         and self._heap[0][0] <= now
                         and self._heap[0][2] > now
                     ):
-                        _wake, _n, due, item, ack = heapq.heappop(self._heap)
+                        _wake, order, due, item, ack = heapq.heappop(self._heap)
+                        self._live.discard(order)
                         expired.append((due, item, ack))
                     await self._requeue_or_keep(expired)
                     continue
@@ -412,6 +498,6 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
                     )
                     event.ack()
                     continue
-                await delays.put(item, event.ack)
+                await delays.put(item, event.ack, written_at=_written_at(event))
         finally:
             releaser.cancel()
