@@ -118,6 +118,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_compression_type="lz4",
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.routing.batch_size * 2),
+        # never wait for agents to acknowledge what they hold before giving partitions up:
+        # the delivery agents drop what has not started instead (processors.agents.deliver)
+        stream_wait_empty=False,
     )
     topics = TopicMap(settings.topics.prefix)
     register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)

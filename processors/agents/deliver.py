@@ -47,11 +47,14 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any
 
 import faust
 from faust.exceptions import ProducerSendError
-from faust.types import EventT
+from faust.types import TP, EventT
+from mode.types.signals import BaseSignalT
 from redis.exceptions import RedisError
 
 from connectors.registry import get_connector
@@ -156,6 +159,10 @@ class _EngineHolder:
         """See :meth:`DeliveryEngine.requeue`."""
         engine = await self.engine()
         await engine.requeue(held)
+
+    def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
+        """See :meth:`DeliveryEngine.drop_partitions`; nothing to drop before it is built."""
+        return 0 if self._engine is None else self._engine.drop_partitions(revoked)
 
     async def engine(self) -> DeliveryEngine:
         async with self._lock:
@@ -278,6 +285,23 @@ class _DelayQueue:
         due = due_ms / 1000
         self._push(min(due, now + self._hold), due, item, ack)
 
+    def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
+        """Drop every held record read from a partition in ``revoked``, without acknowledging.
+
+        See the module docstring (rebalances). A record being re-queued or handed to the
+        engine at this moment is no longer held and goes on. Returns how many were dropped.
+        """
+        gone = set(revoked)
+        kept = [e for e in self._heap if (e[3].source_topic, e[3].source_partition) not in gone]
+        dropped = len(self._heap) - len(kept)
+        if dropped:
+            heapq.heapify(kept)
+            self._heap = kept
+            for _ in range(dropped):
+                self._space.release()
+            self._changed.set()
+        return dropped
+
     def _push(self, wake: float, due: float, item: DeliveryItem, ack: Ack) -> None:
         heapq.heappush(self._heap, (wake, next(self._order), due, item, ack))
         self._changed.set()
@@ -370,6 +394,28 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
         max_wait_seconds=settings.delivery.retry_timeout_seconds,
         requeue=holder.requeue,
     )
+
+    async def on_revoked(
+        _app: object, /, *args: object, signal: BaseSignalT[Any], **_kwargs: object
+    ) -> None:
+        """Faust's ``on_partitions_revoked`` signal: ``args`` is the set of revoked TPs."""
+        revoked = args[0] if args and isinstance(args[0], AbstractSet) else set()
+        owned = {(tp.topic, tp.partition) for tp in revoked if isinstance(tp, TP)}
+        lanes = holder.drop_partitions(owned)
+        held = delays.drop_partitions(owned)
+        metrics.REVOKED_DROPPED.labels(connector, "lane").inc(lanes)
+        metrics.REVOKED_DROPPED.labels(connector, "retry_buffer").inc(held)
+        logger.info(
+            "delivery.partitions.revoked",
+            extra={
+                "connector": connector,
+                "partitions": len(owned),
+                "dropped_lane": lanes,
+                "dropped_retry_buffer": held,
+            },
+        )
+
+    app.on_partitions_revoked.connect(on_revoked)
 
     @app.agent(exports, name=f"deliver-{connector}")
     async def deliver(stream: faust.StreamT[bytes]) -> None:
