@@ -13,10 +13,18 @@ Faust settings that matter for correctness:
   producer. ``producer_linger``
   of 5 ms lets records produced by concurrent lanes share requests (measured with
   ``bench/delivery.py``; per-record requests spent a third of the worker's time in writes);
-- Faust commits a partition's offset only past events the agent acknowledged, and flushes the
-  producer before committing. Agents acknowledge a batch only after every record it produced
-  was acknowledged by the broker, so a crash at any point loses nothing (records after the last
-  commit are routed again, with the same idempotency keys and delivery ids);
+- a partition's offset is committed only past events the agents acknowledged, and the
+  producer is flushed before committing. Agents acknowledge a batch only after every record it
+  produced was acknowledged by the broker, so a crash at any point loses nothing (records after
+  the last commit are routed again, with the same idempotency keys and delivery ids). Faust's
+  own consumer can commit past an unacknowledged record (see :class:`SafeCommitConsumer`), so
+  the app consumes through one that cannot;
+- ``stream_wait_empty=False``: in a rebalance and at shutdown, Faust does not wait for every
+  record the agents took to be acknowledged. The delivery agents drop what they hold of
+  revoked partitions instead (see :mod:`processors.agents.deliver`); a routing batch in flight
+  finishes, and its acknowledgement no longer counts (:class:`SafeCommitConsumer`): the new
+  owner routes it again with the same idempotency keys. At shutdown the consumer commits what
+  was acknowledged and nothing past what was not;
 - no web server, no leader topic, in-memory table store (there are no tables);
 - ``broker_credentials`` from ``QI_KAFKA_SECURITY_PROTOCOL`` and the SASL and TLS settings
   (:func:`broker_credentials`), so Faust's consumer, producer and admin client authenticate

@@ -29,6 +29,34 @@ the end of the budget; the engine dead-letters it if its age budget is spent by 
 
 A record without a usable envelope (it cannot come from the router) is dead-lettered at once.
 
+Rebalances. Faust's wait for every record its agents took to be acknowledged before it gives
+partitions up (``stream_wait_empty``) is off (:func:`processors.app.create_app`): these agents
+hold records unacknowledged for as long as a partner is slow or paused (lanes) and up to the
+hold (retry buffer), and one worker would hold up the whole group's rebalance past the
+broker's rebalance timeout, be evicted, and go on sending records the new owner reads again.
+Instead, on Faust's ``on_partitions_revoked`` signal (sent in every rebalance, after the
+consumer stopped reading and cleared the stream buffers, before the partitions are given up),
+every record of a revoked partition that has not started sending is dropped, without being
+acknowledged, from the engine's lane queues (:meth:`DeliveryEngine.drop_partitions`) and from
+the retry buffer; the log ``delivery.partitions.revoked`` and
+``qi_revoked_dropped_total{connector,held_in}`` count them. The partition's next owner reads
+them again from the committed offset, which they held back; it may be this worker again (the
+aiokafka consumer revokes every partition in a rebalance and assigns them afresh), and so no
+record is kept across a rebalance. What has started goes on: a batch a lane task took
+(claimed, waiting for room, at the partner) finishes and writes its outcome; its claims keep
+the new owner from sending the same entity meanwhile, and its acknowledgements are ignored
+(:class:`processors.app.SafeCommitConsumer` ignores acknowledgements of messages read before
+their partition was revoked). So are a record the retry buffer was re-queueing or handing to
+the engine at that moment, and a record an agent was handing to the engine or the buffer: they
+reach a lane or the buffer after the drop and are dealt with as usual, the claims deciding
+whether they are still to be sent. Records acknowledged within the last commit interval were
+not committed (Faust discards revoked partitions' pending acknowledgements) and are read
+again too; dedupe skips them.
+
+Shutdown (``SIGTERM``) does not wait either: the consumer stops reading and commits what was
+acknowledged, never past a record still held (:class:`processors.app.SafeCommitConsumer`);
+held and in-flight records are read again at the next start.
+
 Neither agent dies of a Redis or Kafka error, and the retry agent's release task never stops
 silently: handing a record to the engine and dead-lettering an unusable one are tried again
 with capped exponential backoff (:func:`until_written`) until they succeed, and the record is
