@@ -93,7 +93,10 @@ class SafeCommitConsumer(AIOKafkaFaustConsumer):
 
     Acknowledgements of messages read before their partition was revoked (a lane's batch
     finishing after a rebalance) are ignored: the partition's bookkeeping starts again at
-    the rebalance and its owner, perhaps this worker again, reads those records again.
+    the rebalance and its owner, perhaps this worker again, reads those records again. A
+    message is known by the consumer generation it was read in (Faust stamps each one): the
+    group's generation only grows while the group exists, which it does while this worker
+    is in it.
     """
 
     _fenced: Mapping[TP, int] = MappingProxyType({})
