@@ -24,6 +24,7 @@ __all__ = [
     "PARTNER_429",
     "RATE_LIMIT_WAITS",
     "RETRIES_SCHEDULED",
+    "REVOKED_DROPPED",
     "ROUTING_BATCH_SECONDS",
 ]
 
@@ -77,6 +78,12 @@ RETRIES_SCHEDULED = Counter(
     "qi_retries_scheduled",
     "Deliveries re-scheduled on the retry topic, by kind (retry, deferred, parked, requeued).",
     ["connector", "kind"],
+)
+REVOKED_DROPPED = Counter(
+    "qi_revoked_dropped",
+    "Deliveries dropped unacknowledged from lanes or the retry buffer because their partition"
+    " was revoked (the partition's next owner reads them again), by connector and where.",
+    ["connector", "held_in"],
 )
 DLQ_RECORDS = Counter(
     "qi_dlq_records",

@@ -36,6 +36,34 @@ the end of the budget; the engine dead-letters it if its age budget is spent by 
 
 A record without a usable envelope (it cannot come from the router) is dead-lettered at once.
 
+Rebalances. Faust's wait for every record its agents took to be acknowledged before it gives
+partitions up (``stream_wait_empty``) is off (:func:`processors.app.create_app`): these agents
+hold records unacknowledged for as long as a partner is slow or paused (lanes) and up to the
+hold (retry buffer), and one worker would hold up the whole group's rebalance past the
+broker's rebalance timeout, be evicted, and go on sending records the new owner reads again.
+Instead, on Faust's ``on_partitions_revoked`` signal (sent in every rebalance, after the
+consumer stopped reading and cleared the stream buffers, before the partitions are given up),
+every record of a revoked partition that has not started sending is dropped, without being
+acknowledged, from the engine's lane queues (:meth:`DeliveryEngine.drop_partitions`) and from
+the retry buffer; the log ``delivery.partitions.revoked`` and
+``qi_revoked_dropped_total{connector,held_in}`` count them. The partition's next owner reads
+them again from the committed offset, which they held back; it may be this worker again (the
+aiokafka consumer revokes every partition in a rebalance and assigns them afresh), and so no
+record is kept across a rebalance. What has started goes on: a batch a lane task took
+(claimed, waiting for room, at the partner) finishes and writes its outcome; its claims keep
+the new owner from sending the same entity meanwhile, and its acknowledgements are ignored
+(:class:`processors.app.SafeCommitConsumer` ignores acknowledgements of messages read before
+their partition was revoked). So are a record the retry buffer was re-queueing or handing to
+the engine at that moment, and a record an agent was handing to the engine or the buffer: they
+reach a lane or the buffer after the drop and are dealt with as usual, the claims deciding
+whether they are still to be sent. Records acknowledged within the last commit interval were
+not committed (Faust discards revoked partitions' pending acknowledgements) and are read
+again too; dedupe skips them.
+
+Shutdown (``SIGTERM``) does not wait either: the consumer stops reading and commits what was
+acknowledged, never past a record still held (:class:`processors.app.SafeCommitConsumer`);
+held and in-flight records are read again at the next start.
+
 Neither agent dies of a Redis or Kafka error, and the retry agent's release task never stops
 silently: handing a record to the engine and dead-lettering an unusable one are tried again
 with capped exponential backoff (:func:`until_written`) until they succeed, and the record is
@@ -54,11 +82,14 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any
 
 import faust
 from faust.exceptions import ProducerSendError
-from faust.types import EventT
+from faust.types import TP, EventT
+from mode.types.signals import BaseSignalT
 from redis.exceptions import RedisError
 
 from connectors.registry import get_connector
@@ -169,6 +200,10 @@ class _EngineHolder:
         """See :meth:`DeliveryEngine.requeue`."""
         engine = await self.engine()
         await engine.requeue(held)
+
+    def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
+        """See :meth:`DeliveryEngine.drop_partitions`; nothing to drop before it is built."""
+        return 0 if self._engine is None else self._engine.drop_partitions(revoked)
 
     async def engine(self) -> DeliveryEngine:
         async with self._lock:
@@ -355,6 +390,23 @@ class _DelayQueue:
             self._space.release()
             return
 
+    def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
+        """Drop every held record read from a partition in ``revoked``, without acknowledging.
+
+        See the module docstring (rebalances). A record being re-queued or handed to the
+        engine at this moment is no longer held and goes on. Returns how many were dropped.
+        """
+        gone = set(revoked)
+        kept = [e for e in self._heap if (e[3].source_topic, e[3].source_partition) not in gone]
+        dropped = len(self._heap) - len(kept)
+        if dropped:
+            heapq.heapify(kept)
+            self._heap = kept
+            for _ in range(dropped):
+                self._space.release()
+            self._changed.set()
+        return dropped
+
     def _push(self, wake: float, due: float, item: DeliveryItem, ack: Ack) -> None:
         order = next(self._order)
         heapq.heappush(self._heap, (wake, order, due, item, ack))
@@ -456,6 +508,28 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
         max_wait_seconds=settings.delivery.retry_timeout_seconds,
         requeue=holder.requeue,
     )
+
+    async def on_revoked(
+        _app: object, /, *args: object, signal: BaseSignalT[Any], **_kwargs: object
+    ) -> None:
+        """Faust's ``on_partitions_revoked`` signal: ``args`` is the set of revoked TPs."""
+        revoked = args[0] if args and isinstance(args[0], AbstractSet) else set()
+        owned = {(tp.topic, tp.partition) for tp in revoked if isinstance(tp, TP)}
+        lanes = holder.drop_partitions(owned)
+        held = delays.drop_partitions(owned)
+        metrics.REVOKED_DROPPED.labels(connector, "lane").inc(lanes)
+        metrics.REVOKED_DROPPED.labels(connector, "retry_buffer").inc(held)
+        logger.info(
+            "delivery.partitions.revoked",
+            extra={
+                "connector": connector,
+                "partitions": len(owned),
+                "dropped_lane": lanes,
+                "dropped_retry_buffer": held,
+            },
+        )
+
+    app.on_partitions_revoked.connect(on_revoked)
 
     @app.agent(exports, name=f"deliver-{connector}")
     async def deliver(stream: faust.StreamT[bytes]) -> None:

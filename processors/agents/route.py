@@ -32,6 +32,13 @@ acknowledgement alone never makes it so. If the agent crashes mid-batch, the bat
 are never dropped; Faust commits a partition only up to its first unacknowledged offset, so
 nothing from that offset on is committed by this process, and a restart or a rebalance consumes
 the batch again (same idempotency keys and delivery ids).
+
+Rebalances do not wait for a batch in flight (``stream_wait_empty`` is off, see
+:mod:`processors.app`): the batch finishes and drops its references, but an acknowledgement of
+a message read before its partition was revoked no longer counts
+(:class:`processors.app.SafeCommitConsumer`). The partition's next owner routes those records
+again; their exports carry the same idempotency keys and delivery ids, and delivery skips the
+copies as duplicates.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -283,6 +283,35 @@ class DeliveryEngine:
 
     def queued(self) -> int:
         return sum(q.qsize() for lane in self._lanes.values() for q in lane.queues)
+
+    def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
+        """Drop every queued item read from a partition in ``revoked``, without acknowledging.
+
+        Called when the worker's partitions are revoked in a rebalance (see
+        :mod:`processors.agents.deliver`): the partition's next owner, which may be this
+        worker again, re-reads those records from the committed offset, which an item never
+        acknowledged cannot have passed. Only items waiting in a lane queue are dropped; a
+        batch a lane task has already taken (claiming, waiting for room, at the partner)
+        finishes and writes its outcome as usual. Returns how many items were dropped.
+        """
+        gone = set(revoked)
+        dropped = 0
+        for lane in self._lanes.values():
+            for queue in lane.queues:
+                kept: list[tuple[DeliveryItem, Ack]] = []
+                while True:
+                    try:
+                        entry = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if (entry[0].source_topic, entry[0].source_partition) in gone:
+                        dropped += 1
+                    else:
+                        kept.append(entry)
+                for entry in kept:  # fewer than were taken out: always fits
+                    queue.put_nowait(entry)
+        metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
+        return dropped
 
     def _defer_delay(self, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> float:
         """Roughly how long the queue needs to drain, within the configured bounds."""

@@ -7,11 +7,11 @@ records again from the last committed offset. The receiver records every request
 accepted once (or skipped because a newer version of its entity was accepted first), and no
 entity's accepted versions ever go back.
 
-Faust waits, when partitions are revoked, until every record its agents took is acknowledged
-(``stream_wait_empty``), for up to the rebalance timeout; the send claim
-(:mod:`processors.deliveries.state`) is what keeps a worker that overruns it, or is evicted from
-the group while its requests are out, from writing what the new owner writes. The unit tests in
-``tests/unit/deliveries/test_engine.py`` put two engines exactly in that race.
+When partitions are revoked, a worker drops the records of theirs that have not started
+sending and gives the partitions up at once (:mod:`processors.agents.deliver`); the batches it
+already took finish while the new owner reads the same records again. The send claim
+(:mod:`processors.deliveries.state`) is what keeps the two from writing the same entity. The
+unit tests in ``tests/unit/deliveries/test_engine.py`` put two engines exactly in that race.
 """
 
 from __future__ import annotations

@@ -1,0 +1,3 @@
+# The part of aiokafka.partitioner the tests use (tests/integration/test_commit_safety.py).
+
+def murmur2(data: bytes) -> int: ...
