@@ -369,7 +369,10 @@ class _DelayQueue:
                 continue
             if -neg_due <= now + self._hold:
                 return
-            index = next(i for i, entry in enumerate(self._heap) if entry[1] == order)
+            index = next((i for i, entry in enumerate(self._heap) if entry[1] == order), -1)
+            if index < 0:  # not held any more (defensive: ``_live`` follows the heap)
+                self._live.discard(order)
+                continue
             _wake, _n, due, item, ack = self._heap[index]
             self._heap[index] = self._heap[-1]
             self._heap.pop()
@@ -402,6 +405,7 @@ class _DelayQueue:
         if dropped:
             heapq.heapify(kept)
             self._heap = kept
+            self._live = {entry[1] for entry in kept}  # ``_far`` skips the others later
             for _ in range(dropped):
                 self._space.release()
             self._changed.set()

@@ -241,3 +241,15 @@ async def test_a_buffer_full_of_near_records_still_waits_for_room() -> None:
     put.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await put
+
+
+async def test_room_is_made_from_held_records_only_after_a_revocation_dropped_some() -> None:
+    buffer = _FullBuffer()
+    await buffer.fill()
+    assert buffer.queue.drop_partitions({("integrations.retry.webhook", 0)}) == 3
+    assert buffer.acked == [], "dropped records are not acknowledged: the new owner reads them"
+    for n, days in ((5, 1), (6, 2), (7, 1)):
+        await buffer.put(_item(n, tenant="t_far", not_before_ms=_now_ms(days * 86400 * 1000)))
+    await asyncio.wait_for(buffer.put(_item(8, tenant="t_near", not_before_ms=_now_ms(50))), 5)
+    assert buffer.requeued == ["d-6"], "the held record due last, not one dropped before"
+    assert len(buffer.queue) == 3

@@ -95,10 +95,12 @@ async def test_held_retries_of_revoked_partitions_are_dropped_unacknowledged() -
 
 async def test_dropping_held_retries_makes_room_in_a_full_buffer() -> None:
     agent = _Agent(capacity=2)  # not started: nothing is released or re-queued
-    far = _now_ms(YEAR_MS)
-    await agent.put(_held(1, 1, not_before_ms=far))
-    await agent.put(_held(2, 1, not_before_ms=far))
-    waiting = asyncio.create_task(agent.put(_held(3, 0, not_before_ms=far)))
+    # due within the hold: a full buffer of these makes the next record wait for room (far
+    # records would make room themselves, by going back to the retry topic)
+    near = _now_ms(10)
+    await agent.put(_held(1, 1, not_before_ms=near))
+    await agent.put(_held(2, 1, not_before_ms=near))
+    waiting = asyncio.create_task(agent.put(_held(3, 0, not_before_ms=near)))
     await asyncio.sleep(0.05)
     assert not waiting.done(), "the buffer is full"
 
