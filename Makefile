@@ -48,8 +48,12 @@ test-integration: install up
 	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
 
 # Lint, types, then every test against the real Kafka and Redis that `up` started.
+# Two test processes, each taking whole files: most integration tests wait on a worker, a
+# broker or a partner sandbox rather than on the CPU.
+TEST_PROCESSES ?= 2
+
 test: install lint typecheck up
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # The main job on the local default: set up, run the worker on a sample stream, show it live.
 run: install up
