@@ -17,6 +17,9 @@ Decisions where the issue is silent:
 - :data:`InvalidReason.INTERNAL_ERROR` is set by the routing service, never here: it marks a
   record whose parsing, mapping or encoding raised something unforeseen (a bug), so that the
   record is dead-lettered instead of stopping its partition.
+- :data:`InvalidReason.CONFIGURATION_UNREADABLE` is set by the routing service too: the event
+  is fine, but one of its tenant's stored connection records does not validate; the event
+  waits in the dead-letter topic, to be republished once the connection is written again.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class InvalidReason(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     CONTRACT_VIOLATION = "contract_violation"
     INTERNAL_ERROR = "internal_error"
+    CONFIGURATION_UNREADABLE = "configuration_unreadable"
 
 
 class InvalidEventError(Exception):

@@ -148,6 +148,14 @@ class RoutingService:
             if not tenant.allowlisted:
                 self._skip(report, "tenant_not_allowlisted")
                 continue
+            if tenant.unreadable:
+                unreadable = InvalidEventError(
+                    InvalidReason.CONFIGURATION_UNREADABLE,
+                    "stored connection record does not validate: " + ", ".join(tenant.unreadable),
+                    tenant_id=tenant.tenant_id,
+                )
+                self._dead_letter(report, incoming, unreadable)
+                continue
             try:
                 produced = self._exports(incoming, event, tenant)
             except InvalidEventError as exc:

@@ -84,3 +84,6 @@ class TenantRouting:
     tenant_id: str
     allowlisted: bool
     connections: list[ConnectionRecord] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Connectors whose stored connection record does not validate (a corrupt or hand-edited
+    value): the tenant's events are dead-lettered until it is written again."""

@@ -240,9 +240,9 @@ class ConnectionRepository:
         routing: dict[str, TenantRouting] = {}
         for index, tenant_id in enumerate(tenants):
             allowed, raw = replies[2 * index], replies[2 * index + 1]
-            connections = [ConnectionRecord.model_validate_json(v) for v in raw.values()]
+            connections, unreadable = _readable_connections(tenant_id, raw)
             connections.sort(key=lambda c: c.connector.value)
-            routing[tenant_id] = TenantRouting(tenant_id, bool(allowed), connections)
+            routing[tenant_id] = TenantRouting(tenant_id, bool(allowed), connections, unreadable)
         return routing
 
     def _report_lost(self, event: str) -> None:
@@ -266,6 +266,33 @@ class ConnectionRepository:
             self._lost_logged_at = None
             logger.warning("routing.config.restored", extra={"epoch_key": self._epoch_key()})
         CONFIG_LOST.set(0)
+
+
+def _readable_connections(
+    tenant_id: str, raw: dict[bytes, bytes]
+) -> tuple[list[ConnectionRecord], list[str]]:
+    """The tenant's stored connection records that validate, and the connectors of the rest.
+
+    A stored value that does not validate (corrupt, hand-edited, written by a newer version)
+    is one tenant's problem: it is logged and reported, never raised for the whole batch.
+    """
+    connections: list[ConnectionRecord] = []
+    unreadable: list[str] = []
+    for name, value in raw.items():
+        connector = name.decode("utf-8", errors="replace")
+        try:
+            connections.append(ConnectionRecord.model_validate_json(value))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            unreadable.append(connector)
+            logger.error(
+                "routing.connection.unreadable",
+                extra={
+                    "tenant_id": tenant_id,
+                    "connector": connector,
+                    "error": type(exc).__name__,
+                },
+            )
+    return connections, sorted(unreadable)
 
 
 def _glob_escape(text: str) -> str:

@@ -328,4 +328,3 @@ async def test_one_tenants_hanging_or_throttled_endpoint_does_not_stop_the_other
     applied = _applied(receiver, healthy)
     assert set(applied) == expected
     assert max(applied.values()) == 1, "a healthy tenant's key was delivered twice"
-
