@@ -262,22 +262,14 @@ class DeliveryEngine:
         for (item, _ack), state in zip(held, states, strict=True):
             if item.hop < state.newest_hop:
                 continue
-            headers = retry_headers(
+            self._next_hop(
+                outputs,
                 item,
                 kind=item.headers.get("qi.retry.kind") or "retry",
                 attempts_made=item.attempts_made,
                 not_before_ms=item.not_before_ms,
                 now_ms=now_ms,
             )
-            outputs.produce.append(
-                OutgoingRecord(
-                    topic=self._topics.retry(self._connector),
-                    key=item.tenant_id.encode(),
-                    value=item.value,
-                    headers=tuple(headers),
-                )
-            )
-            outputs.hops.append((item.delivery_id, item.hop + 1))
         await self._commit(outputs)
         metrics.RETRIES_SCHEDULED.labels(self._connector, "requeued").inc(len(outputs.hops))
 
@@ -856,12 +848,41 @@ class DeliveryEngine:
             )
             self._dead_letter(outputs, item, ack, error, now, attempt=attempts)
             return
-        headers = retry_headers(
+        self._next_hop(
+            outputs,
             item,
             kind=kind,
             attempts_made=attempts,
             not_before_ms=int((now + delay) * 1000),
             now_ms=int(now * 1000),
+        )
+        outputs.acks.append(ack)
+        status = {
+            "retry": DeliveryStatus.RETRY_SCHEDULED,
+            "deferred": DeliveryStatus.DEFERRED,
+            "parked": DeliveryStatus.PARKED,
+        }[kind]
+        self._record(outputs, item, status, now, now, attempt=attempts, last_error=last_error)
+        metrics.RETRIES_SCHEDULED.labels(self._connector, kind).inc()
+
+    def _next_hop(
+        self,
+        outputs: _Outputs,
+        item: DeliveryItem,
+        *,
+        kind: str,
+        attempts_made: int,
+        not_before_ms: int,
+        now_ms: int,
+    ) -> None:
+        """Write ``item`` to the retry topic as its next hop (a retry, deferral, park or
+        re-queue), and record the hop so an older copy read later is dropped."""
+        headers = retry_headers(
+            item,
+            kind=kind,
+            attempts_made=attempts_made,
+            not_before_ms=not_before_ms,
+            now_ms=now_ms,
         )
         outputs.produce.append(
             OutgoingRecord(
@@ -872,14 +893,6 @@ class DeliveryEngine:
             )
         )
         outputs.hops.append((item.delivery_id, item.hop + 1))
-        outputs.acks.append(ack)
-        status = {
-            "retry": DeliveryStatus.RETRY_SCHEDULED,
-            "deferred": DeliveryStatus.DEFERRED,
-            "parked": DeliveryStatus.PARKED,
-        }[kind]
-        self._record(outputs, item, status, now, now, attempt=attempts, last_error=last_error)
-        metrics.RETRIES_SCHEDULED.labels(self._connector, kind).inc()
 
     def _dead_letter(
         self,
