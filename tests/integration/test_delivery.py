@@ -238,13 +238,30 @@ async def test_unavailable_receiver_gets_everything_after_recovery_honouring_ret
     assert min(gaps) >= 1.5 - 0.05, f"Retry-After undercut: {min(gaps):.3f}s"
     print(f"{len(retried)} records retried; shortest gap after a 503: {min(gaps):.2f}s")
 
-    records = _delivery_records(settings, topics, len(expected) + len(retried))
+    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.delivery_records], PARTITIONS)
+
+    def _all_delivered(raw: list[Any]) -> bool:
+        statuses = [json.loads(r.value or b"{}") for r in raw]
+        return len({s["idempotency_key"] for s in statuses if s["status"] == "delivered"}) >= len(
+            expected
+        )
+
+    raw_records = reader.wait_until(_all_delivered, timeout=60, settle=1.0)
+    reader.close()
+    records = [json.loads(r.value or b"{}") for r in raw_records]
     flaky = [r for r in records if r["tenant_id"] == "t_flaky"]
     scheduled = [r for r in flaky if r["status"] == "retry_scheduled"]
     assert scheduled
     assert all(r["last_error"]["status_code"] == 503 for r in scheduled)
     assert all(r["last_error"]["retry_after_s"] == 1.5 for r in scheduled)
-    assert {r["status"] for r in records if r["tenant_id"] == "t_steady"} == {"delivered"}
+    # The healthy tenant is never failed or retried for the flaky one's sake. A record of
+    # its may be deferred (its lane full while the flaky lane's retries are in flight on a
+    # busy machine): a deferral spends no attempt, and the record is delivered after it.
+    steady = [r for r in records if r["tenant_id"] == "t_steady"]
+    assert {r["status"] for r in steady} <= {"delivered", "deferred"}
+    delivered = {r["idempotency_key"] for r in steady if r["status"] == "delivered"}
+    assert {r["idempotency_key"] for r in steady} == delivered
+    assert all(r["attempt"] <= 1 for r in steady)
 
 
 async def test_receiver_answering_400_dead_letters_at_once_with_the_reason(
