@@ -27,24 +27,28 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from connectors.base.contract import (
+    CompanyRecord,
+    ContractViolation,
+    JobAdRecord,
+    PersonRecord,
+    RecordT,
+    SignalRecord,
+    parse_record,
+)
 from connectors.base.errors import PermanentError
 from connectors.base.identity import IdentityCandidate
+from connectors.base.matchkeys import clean_host, stripped
 from connectors.base.sink import OutboundRecord
 
 __all__ = [
     "MAX_NOTE_CHARS",
     "CompanyContract",
-    "EvidenceRef",
-    "JobAdContract",
     "PersonContract",
     "RecordKind",
-    "SignalContract",
-    "SignalReason",
     "classify",
     "job_ad_note_html",
     "merge_emails",
@@ -80,6 +84,12 @@ _EMAIL_LABEL: Final[str] = "work"
 _LINK_SCHEMES: Final[frozenset[str]] = frozenset({"http", "https"})
 
 
+CompanyContract = CompanyRecord
+"""Old name of :class:`~connectors.base.contract.CompanyRecord`, still used by ``sink.py``."""
+PersonContract = PersonRecord
+"""Old name of :class:`~connectors.base.contract.PersonRecord`, still used by ``sink.py``."""
+
+
 class RecordKind(StrEnum):
     """What a record asks of Pipedrive."""
 
@@ -91,84 +101,7 @@ class RecordKind(StrEnum):
     JOB_AD = "job_ad"
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
-
-
-class CompanyContract(_Contract):
-    """The fields of ``company.v1`` the connector uses."""
-
-    company_id: str = Field(min_length=1)
-    name: str | None = None
-    domain: str | None = None
-    domains: list[str] = Field(default_factory=list)
-    website: str | None = None
-    linkedin_url: str | None = None
-    employee_count: int | None = Field(default=None, ge=0)
-    deleted: bool = False
-
-
-class PersonContract(_Contract):
-    """The fields of ``person.v1`` the connector uses."""
-
-    person_id: str = Field(min_length=1)
-    company_id: str | None = None
-    full_name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    email: str | None = None
-    emails: list[str] = Field(default_factory=list)
-    deleted: bool = False
-
-
-class SignalReason(_Contract):
-    code: str
-    description: str
-    evidence_ids: list[str] = Field(default_factory=list)
-
-
-class EvidenceRef(_Contract):
-    kind: str
-    id: str
-    url: str | None = None
-    title: str | None = None
-
-
-class _Decorations(_Contract):
-    technology_tags: list[str] = Field(default_factory=list)
-
-
-class SignalContract(_Contract):
-    """The fields of ``signal.v1`` the connector uses."""
-
-    signal_id: str = Field(min_length=1)
-    company_id: str = Field(min_length=1)
-    signal_type: str
-    contract_mode: str
-    contract_version: str
-    title: str
-    summary: str | None = None
-    score: float | None = None
-    reasons: list[SignalReason] = Field(default_factory=list)
-    evidence: list[EvidenceRef] = Field(default_factory=list)
-    decorations: _Decorations = Field(default_factory=_Decorations)
-    detected_at: str
-
-
-class JobAdContract(_Contract):
-    """The fields of ``job_ad_evidence.v1`` the connector uses."""
-
-    job_ad_id: str = Field(min_length=1)
-    company_id: str = Field(min_length=1)
-    title: str | None = None
-    url: str | None = None
-    location: str | None = None
-    posted_at: str | None = None
-
-
 # -- classification and parsing -----------------------------------------------------------
-
-_ContractT = TypeVar("_ContractT", bound=_Contract)
 
 _FAMILIES: Final[dict[str, tuple[RecordKind, RecordKind | None]]] = {
     "company": (RecordKind.COMPANY, RecordKind.COMPANY_DELETION),
@@ -194,73 +127,55 @@ def classify(record: OutboundRecord) -> RecordKind:
     return upsert
 
 
-def _parse(model: type[_ContractT], payload: Mapping[str, Any], family: str) -> _ContractT:
+def _parse(model: type[RecordT], payload: Mapping[str, Any], family: str) -> RecordT:
     try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        fields = ", ".join(
-            sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)})
-        )
-        msg = f"payload does not match the {family} contract ({fields})"
+        return parse_record(model, payload)
+    except ContractViolation as exc:
+        msg = f"payload does not match the {family} contract ({', '.join(exc.fields)})"
         raise PermanentError(msg, partner=_PARTNER) from None
 
 
-def parse_company(payload: Mapping[str, Any]) -> CompanyContract:
-    """The company record; ``PermanentError`` if it does not match the contract."""
-    return _parse(CompanyContract, payload, "company")
+def parse_company(payload: Mapping[str, Any]) -> CompanyRecord:
+    """The company record; ``PermanentError`` if it does not match the contract or has a
+    negative ``employee_count`` (Pipedrive refuses one)."""
+    company = _parse(CompanyRecord, payload, "company")
+    if company.employee_count is not None and company.employee_count < 0:
+        msg = "payload does not match the company contract (employee_count)"
+        raise PermanentError(msg, partner=_PARTNER)
+    return company
 
 
-def parse_person(payload: Mapping[str, Any]) -> PersonContract:
+def parse_person(payload: Mapping[str, Any]) -> PersonRecord:
     """The person record; ``PermanentError`` if it does not match the contract."""
-    return _parse(PersonContract, payload, "person")
+    return _parse(PersonRecord, payload, "person")
 
 
-def parse_signal(payload: Mapping[str, Any]) -> SignalContract:
+def parse_signal(payload: Mapping[str, Any]) -> SignalRecord:
     """The signal record; ``PermanentError`` if it does not match the contract."""
-    return _parse(SignalContract, payload, "signal")
+    return _parse(SignalRecord, payload, "signal")
 
 
-def parse_job_ad(payload: Mapping[str, Any]) -> JobAdContract:
+def parse_job_ad(payload: Mapping[str, Any]) -> JobAdRecord:
     """The job ad record; ``PermanentError`` if it does not match the contract."""
-    return _parse(JobAdContract, payload, "job_ad_evidence")
+    return _parse(JobAdRecord, payload, "job_ad_evidence")
 
 
 # -- values -------------------------------------------------------------------------------
 
 
-def _text(value: str | None) -> str | None:
-    """``value`` stripped, or ``None`` when there is nothing left."""
-    if value is None:
-        return None
-    stripped = value.strip()
-    return stripped or None
-
-
-def _clean_domain(value: str | None) -> str | None:
-    text = _text(value)
-    if text is None:
-        return None
-    text = text.lower()
-    if "://" in text:
-        text = urlsplit(text).hostname or ""
-    text = text.split("/", 1)[0].split("?", 1)[0].rstrip(".")
-    text = text.removeprefix("www.")
-    return text or None
-
-
-def primary_domain(company: CompanyContract) -> str | None:
+def primary_domain(company: CompanyRecord) -> str | None:
     """The domain kept in the domain custom field: ``domain``, else the first of ``domains``.
 
     Lower-cased, without scheme, path or a leading ``www.``.
     """
     for candidate in (company.domain, *company.domains):
-        cleaned = _clean_domain(candidate)
+        cleaned = clean_host(candidate)
         if cleaned is not None:
             return cleaned
     return None
 
 
-def organization_lookups(company: CompanyContract) -> list[tuple[str, str]]:
+def organization_lookups(company: CompanyRecord) -> list[tuple[str, str]]:
     """``(term, fields)`` lookups for organizations that may be ``company``, in order.
 
     The domain in the domain custom field (``fields=custom_fields``), then the exact name
@@ -270,27 +185,27 @@ def organization_lookups(company: CompanyContract) -> list[tuple[str, str]]:
     domain = primary_domain(company)
     if domain is not None:
         lookups.append((domain, "custom_fields"))
-    name = _text(company.name)
+    name = stripped(company.name)
     if name is not None:
         lookups.append((name, "name"))
     return lookups
 
 
-def person_name(person: PersonContract) -> str | None:
+def person_name(person: PersonRecord) -> str | None:
     """``full_name``, else ``first_name`` and ``last_name`` joined, else ``None``."""
-    full = _text(person.full_name)
+    full = stripped(person.full_name)
     if full is not None:
         return full
-    parts = [p for p in (_text(person.first_name), _text(person.last_name)) if p is not None]
+    parts = [p for p in (stripped(person.first_name), stripped(person.last_name)) if p is not None]
     return " ".join(parts) or None
 
 
-def person_emails(person: PersonContract) -> list[str]:
+def person_emails(person: PersonRecord) -> list[str]:
     """``email`` first, then the rest of ``emails``; stripped, de-duplicated ignoring case."""
     seen: set[str] = set()
     result: list[str] = []
     for value in (person.email, *person.emails):
-        text = _text(value)
+        text = stripped(value)
         if text is None or "@" not in text or text.lower() in seen:
             continue
         seen.add(text.lower())
@@ -305,8 +220,32 @@ def _custom_fields(pairs: Iterable[tuple[str | None, str | None]]) -> dict[str, 
     return {key: value for key, value in pairs if key is not None and value is not None}
 
 
+_NAME_FALLBACKS: Final[Mapping[str, str]] = {"company": "a domain", "person": "an email"}
+
+
+def _put_name(
+    body: dict[str, Any],
+    name: str | None,
+    fallback: str | None,
+    *,
+    for_create: bool,
+    entity: Literal["company", "person"],
+) -> None:
+    """Set ``body["name"]``: ``name``, else (creating) ``fallback``; a new object without
+    either is a ``PermanentError``, since Pipedrive requires a name."""
+    if name is None and for_create:
+        name = fallback
+        if name is None:
+            msg = (
+                f"{entity} has neither a name nor {_NAME_FALLBACKS[entity]}; pipedrive needs a name"
+            )
+            raise PermanentError(msg, partner=_PARTNER)
+    if name is not None:
+        body["name"] = name
+
+
 def organization_body(
-    company: CompanyContract,
+    company: CompanyRecord,
     *,
     domain_field_key: str,
     queast_id_field_key: str | None,
@@ -320,20 +259,11 @@ def organization_body(
     """
     body: dict[str, Any] = {}
     domain = primary_domain(company)
-    name = _text(company.name)
-    if name is None and for_create:
-        name = domain
-        if name is None:
-            raise PermanentError(
-                "company has neither a name nor a domain; pipedrive needs a name",
-                partner=_PARTNER,
-            )
-    if name is not None:
-        body["name"] = name
-    website = _text(company.website)
+    _put_name(body, stripped(company.name), domain, for_create=for_create, entity="company")
+    website = stripped(company.website)
     if website is not None:
         body["website"] = website
-    linkedin = _text(company.linkedin_url)
+    linkedin = stripped(company.linkedin_url)
     if linkedin is not None:
         body["linkedin"] = linkedin
     if company.employee_count is not None:
@@ -376,7 +306,7 @@ def merge_emails(
 
 
 def person_body(
-    person: PersonContract,
+    person: PersonRecord,
     *,
     org_id: int | None,
     queast_id_field_key: str | None,
@@ -392,16 +322,8 @@ def person_body(
     """
     body: dict[str, Any] = {}
     emails = person_emails(person)
-    name = person_name(person)
-    if name is None and for_create:
-        name = emails[0] if emails else None
-        if name is None:
-            raise PermanentError(
-                "person has neither a name nor an email; pipedrive needs a name",
-                partner=_PARTNER,
-            )
-    if name is not None:
-        body["name"] = name
+    first_email = emails[0] if emails else None
+    _put_name(body, person_name(person), first_email, for_create=for_create, entity="person")
     if for_create:
         if emails:
             body["emails"] = [
@@ -435,7 +357,7 @@ def _esc(value: str, *, limit: int = _MAX_TEXT) -> str:
 
 def _link(url: str | None, label: str) -> str:
     """An ``<a>`` for http(s) URLs; anything else is shown as text, never as a link."""
-    target = _text(url)
+    target = stripped(url)
     shown = _esc(label, limit=_MAX_TITLE)
     if target is None or len(target) > _MAX_URL:
         return shown
@@ -480,7 +402,7 @@ class _Note:
         return _check_size("".join(self.parts))
 
 
-def signal_note_html(signal: SignalContract) -> str:
+def signal_note_html(signal: SignalRecord) -> str:
     """The note for a signal: title, summary, reasons with their codes, evidence links.
 
     Non-strict signals (informational, legacy) say so with their ``contract_mode`` and
@@ -490,7 +412,7 @@ def signal_note_html(signal: SignalContract) -> str:
     """
     note = _Note()
     note.add(f"<p><b>Queast signal: {_esc(signal.title, limit=_MAX_TITLE)}</b></p>")
-    summary = _text(signal.summary)
+    summary = stripped(signal.summary)
     if summary is not None:
         note.add(f"<p>{_esc(summary)}</p>")
     facts = [f"Type: {_esc(signal.signal_type, limit=_MAX_TITLE)}"]
@@ -525,7 +447,7 @@ def signal_note_html(signal: SignalContract) -> str:
             for ref in signal.evidence[:_MAX_EVIDENCE]
         ]
         note.add_list("<p><b>Evidence</b></p>", items)
-    tags = [tag for tag in (_text(t) for t in signal.decorations.technology_tags) if tag]
+    tags = [tag for tag in (stripped(t) for t in signal.decorations.technology_tags) if tag]
     if tags:
         shown = ", ".join(_esc(t, limit=_MAX_TITLE) for t in tags[:_MAX_TAGS])
         note.add(f"<p>Decorations (technology tags): {shown}</p>")
@@ -533,17 +455,17 @@ def signal_note_html(signal: SignalContract) -> str:
     return note.html()
 
 
-def job_ad_note_html(job_ad: JobAdContract) -> str:
+def job_ad_note_html(job_ad: JobAdRecord) -> str:
     """The note for a job ad (evidence): title, location, publication date and link."""
-    title = _text(job_ad.title) or "Job ad"
+    title = stripped(job_ad.title) or "Job ad"
     parts = [f"<p><b>Queast job ad: {_esc(title)}</b></p>"]
-    location = _text(job_ad.location)
+    location = stripped(job_ad.location)
     if location is not None:
         parts.append(f"<p>Location: {_esc(location)}</p>")
-    posted = _text(job_ad.posted_at)
+    posted = stripped(job_ad.posted_at)
     if posted is not None:
         parts.append(f"<p>Posted: {_esc(posted)}</p>")
-    url = _text(job_ad.url)
+    url = stripped(job_ad.url)
     if url is not None:
         parts.append(f"<p>{_link(url, url)}</p>")
     parts.append(f"<p>Queast job ad id: {_esc(job_ad.job_ad_id)}</p>")
@@ -569,12 +491,12 @@ def search_item_ids(data: object) -> list[int]:
     return ids
 
 
-def _custom_text(data: Mapping[str, Any], key: str | None) -> str | None:
+def _customstripped(data: Mapping[str, Any], key: str | None) -> str | None:
     custom = data.get("custom_fields")
     if key is None or not isinstance(custom, Mapping):
         return None
     value = custom.get(key)
-    return _text(value) if isinstance(value, str) else None
+    return stripped(value) if isinstance(value, str) else None
 
 
 def _object_id(data: Mapping[str, Any]) -> int | None:
@@ -594,10 +516,10 @@ def organization_candidate(
         return None
     domains = [
         value
-        for value in (_custom_text(data, domain_field_key), data.get("website"))
+        for value in (_customstripped(data, domain_field_key), data.get("website"))
         if isinstance(value, str) and value.strip()
     ]
-    queast_id = _custom_text(data, queast_id_field_key)
+    queast_id = _customstripped(data, queast_id_field_key)
     name = data.get("name")
     linkedin = data.get("linkedin")
     return IdentityCandidate(
@@ -622,7 +544,7 @@ def person_candidate(
         value = entry.get("value") if isinstance(entry, Mapping) else entry
         if isinstance(value, str) and value.strip():
             emails.append(value.strip())
-    queast_id = _custom_text(data, queast_id_field_key)
+    queast_id = _customstripped(data, queast_id_field_key)
     name = data.get("name")
     return IdentityCandidate(
         partner_object_id=str(object_id),

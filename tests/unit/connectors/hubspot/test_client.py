@@ -32,7 +32,7 @@ from connectors.hubspot.client import (
     seconds_to_utc_midnight,
 )
 from connectors.hubspot.config import HubSpotLimits
-from connectors.hubspot.payloads import Lookup, LookupStrategy
+from connectors.hubspot.search import Lookup, LookupStrategy
 from tests.unit.connectors.fakes import FakeClock
 
 ENDPOINT = "api.hubapi.com/crm/v3/objects/companies/batch/upsert"

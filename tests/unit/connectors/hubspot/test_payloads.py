@@ -11,35 +11,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.base import EntityKind, IdentityCandidate
-from connectors.hubspot.payloads import (
-    DEFAULT_STRATEGIES,
-    MAX_NOTE_BODY_CHARS,
-    MAX_SEARCH_BODY_CHARS,
-    CompanyWrite,
-    Deletion,
-    Lookup,
-    LookupStrategy,
-    NoteWrite,
-    PayloadError,
-    PersonWrite,
-    applicable_strategies,
+from connectors.base.matchkeys import clean_host as normalize_domain
+from connectors.base.matchkeys import normalize_linkedin_url
+from connectors.hubspot.bodies import (
     associate_default_body,
     batch_update_body,
     batch_upsert_body,
+    encode_json,
+    notes_create_body,
+)
+from connectors.hubspot.exports import CompanyWrite, Deletion, NoteWrite, PayloadError, PersonWrite
+from connectors.hubspot.notes import MAX_NOTE_BODY_CHARS, job_ad_note_body, signal_note_body
+from connectors.hubspot.payloads import export_for
+from connectors.hubspot.properties import company_properties, contact_properties
+from connectors.hubspot.search import (
+    DEFAULT_STRATEGIES,
+    MAX_SEARCH_BODY_CHARS,
+    Lookup,
+    LookupStrategy,
+    applicable_strategies,
     candidate_from_object,
     candidate_keys,
-    company_properties,
-    contact_properties,
-    encode_json,
     entity_keys,
-    export_for,
-    job_ad_note_body,
     lookups,
-    normalize_domain,
-    normalize_linkedin_url,
-    notes_create_body,
     search_requests,
-    signal_note_body,
 )
 from tests.unit.connectors.hubspot.fakes import company, deleted, job_ad, person, record, signal
 

@@ -7,13 +7,11 @@ from typing import Any
 import pytest
 
 from connectors.base import IdentityCandidate, PermanentError
+from connectors.base.contract import CompanyRecord as CompanyContract
+from connectors.base.contract import PersonRecord as PersonContract
+from connectors.base.contract import SignalRecord as SignalContract
 from connectors.pipedrive import payloads
-from connectors.pipedrive.payloads import (
-    CompanyContract,
-    PersonContract,
-    RecordKind,
-    SignalContract,
-)
+from connectors.pipedrive.payloads import RecordKind
 from tests.unit.connectors.pipedrive.fakes import (
     DOMAIN_KEY,
     QUEAST_KEY,
