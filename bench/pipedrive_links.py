@@ -50,15 +50,13 @@ from connectors.base import (
     SinkContext,
 )
 from connectors.pipedrive import PipedriveConnectionConfig, PipedrivePlan, PipedriveSink
-from processors.identity.matching import (
+from processors.identity.matching import MatchOutcome, match_company, match_person
+from processors.identity.strategies import (
     DEFAULT_COMPANY_STRATEGIES,
     DEFAULT_PERSON_STRATEGIES,
     CompanyIdentity,
-    MatchOutcome,
     PartnerCandidate,
     PersonIdentity,
-    match_company,
-    match_person,
 )
 from processors.samples import sample_sync
 from tests.sandboxes.pipedrive import AccountLimits, AccountSpec, PipedriveSandbox, SandboxStats

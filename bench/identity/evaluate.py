@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from processors.identity.matching import (
-    DEFAULT_AUTO_LINK_THRESHOLD,
-    DEFAULT_REVIEW_FLOOR,
-    explain_company_name_similarity,
-)
+from processors.identity.matching import DEFAULT_AUTO_LINK_THRESHOLD, DEFAULT_REVIEW_FLOOR
+from processors.identity.names import explain_company_name_similarity
 
 __all__ = [
     "DEFAULT_PAIRS_PATH",

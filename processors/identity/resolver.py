@@ -30,18 +30,20 @@ from connectors.base import (
 from processors.identity.matching import (
     DEFAULT_AMBIGUITY_MARGIN,
     DEFAULT_AUTO_LINK_THRESHOLD,
-    DEFAULT_COMPANY_STRATEGIES,
-    DEFAULT_PERSON_STRATEGIES,
-    CompanyIdentity,
     MatchDecision,
     MatchOutcome,
-    MatchStrategy,
-    PartnerCandidate,
-    PersonIdentity,
     match_company,
     match_person,
 )
 from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+from processors.identity.strategies import (
+    DEFAULT_COMPANY_STRATEGIES,
+    DEFAULT_PERSON_STRATEGIES,
+    CompanyIdentity,
+    MatchStrategy,
+    PartnerCandidate,
+    PersonIdentity,
+)
 
 __all__ = ["ConnectionIdentityResolver", "MatchPolicy"]
 

@@ -76,8 +76,8 @@ from pydantic import (
 from connectors.hubspot.config import HubSpotTier
 from connectors.pipedrive.config import PipedrivePlan
 from processors.domain.events import EventType
-from processors.identity.matching import MatchStrategy
 from processors.identity.resolver import MatchPolicy
+from processors.identity.strategies import MatchStrategy
 from processors.secrets import REDACTED
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
 from processors.tenants.secret_fields import SEALED_PREFIX, redact_settings

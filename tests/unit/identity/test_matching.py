@@ -7,15 +7,17 @@ from pydantic import ValidationError
 
 from processors.identity.matching import (
     DEFAULT_AUTO_LINK_THRESHOLD,
+    MatchOutcome,
+    match_company,
+    match_person,
+)
+from processors.identity.strategies import (
     DEFAULT_COMPANY_STRATEGIES,
     DEFAULT_PERSON_STRATEGIES,
     CompanyIdentity,
-    MatchOutcome,
     MatchStrategy,
     PartnerCandidate,
     PersonIdentity,
-    match_company,
-    match_person,
 )
 
 S = MatchStrategy

@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 
 from bench.identity.evaluate import MIN_PRECISION, load_pairs, metrics_at, score_pairs
 from bench.identity.evaluate import main as evaluate_main
-from processors.identity.matching import (
-    DEFAULT_AUTO_LINK_THRESHOLD,
-    DEFAULT_REVIEW_FLOOR,
+from processors.identity.matching import DEFAULT_AUTO_LINK_THRESHOLD, DEFAULT_REVIEW_FLOOR
+from processors.identity.names import (
     company_name_similarity,
     explain_company_name_similarity,
     normalize_company_name,

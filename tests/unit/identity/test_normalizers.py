@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.identity.matching import (
+from connectors.base.matchkeys import (
     normalize_domain,
     normalize_email,
     normalize_linkedin_url,

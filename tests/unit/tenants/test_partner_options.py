@@ -18,9 +18,9 @@ from connectors.webhook.config import WebhookConnectionConfig
 from processors.auth.principal import Principal, Role
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.errors import ValidationFailed
-from processors.identity.matching import MatchStrategy
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
+from processors.identity.strategies import MatchStrategy
 from processors.secrets import KeyRing, SecretBox
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.tenants.repository import ConnectionRepository

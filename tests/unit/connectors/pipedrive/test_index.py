@@ -28,14 +28,13 @@ from connectors.base import (
 from connectors.pipedrive import PipedriveConnectionConfig, PipedriveSink
 from connectors.pipedrive.client import PipedriveObject
 from connectors.pipedrive.index import IndexState, lookup_key
-from processors.identity.matching import (
+from processors.identity.matching import match_company, match_person
+from processors.identity.strategies import (
     DEFAULT_COMPANY_STRATEGIES,
     DEFAULT_PERSON_STRATEGIES,
     CompanyIdentity,
     PartnerCandidate,
     PersonIdentity,
-    match_company,
-    match_person,
 )
 from tests.sandboxes.pipedrive import (
     AccountInfo,
