@@ -37,7 +37,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from publicsuffixlist import PublicSuffixList
 
@@ -137,6 +137,19 @@ def _email_parts(value: str) -> tuple[str, str] | None:
     return local, ascii_host
 
 
+def _split_url(text: str, *, prefix: str) -> SplitResult | None:
+    """``text`` split as a URL, ``prefix`` put before it when it has no scheme; ``None``
+    when it cannot be parsed (an unclosed ``[``, say)."""
+    if not _SCHEME_RE.match(text):
+        text = prefix + text.lstrip("/")
+    try:
+        split = urlsplit(text)
+        _ = split.hostname
+    except ValueError:
+        return None
+    return split
+
+
 def normalize_domain(value: str | None) -> str | None:
     """Return the registrable domain (eTLD+1) of a domain, URL or e-mail address.
 
@@ -149,10 +162,8 @@ def normalize_domain(value: str | None) -> str | None:
     suffix: blanks, IP addresses, bare suffixes (``co.uk``), single labels (``localhost``),
     unknown TLDs and malformed hosts.
     """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
+    text = stripped(value)
+    if text is None:
         return None
     host: str | None
     is_url = _SCHEME_RE.match(text) is not None or "/" in text
@@ -160,13 +171,8 @@ def normalize_domain(value: str | None) -> str | None:
         parts = _email_parts(text)
         host = parts[1] if parts else None
     else:
-        if not _SCHEME_RE.match(text):
-            text = "//" + text.lstrip("/")
-        try:
-            split = urlsplit(text)
-            host = split.hostname
-        except ValueError:
-            return None
+        split = _split_url(text, prefix="//")
+        host = split.hostname if split is not None else None
     if not host:
         return None
     ascii_host = _ascii_hostname(host)
@@ -220,18 +226,11 @@ def normalize_linkedin_url(
     other hosts (``lnkd.in``, ``linkedin.com.evil.example``) and URLs with credentials return
     ``None``. With ``kind``, only that kind of page is accepted.
     """
-    if value is None:
+    text = stripped(value)
+    split = _split_url(text, prefix="https://") if text is not None else None
+    if split is None:
         return None
-    text = value.strip()
-    if not text:
-        return None
-    if not _SCHEME_RE.match(text):
-        text = "https://" + text.lstrip("/")
-    try:
-        split = urlsplit(text)
-        host = split.hostname
-    except ValueError:
-        return None
+    host = split.hostname
     if split.scheme.lower() not in {"http", "https"} or split.username is not None or not host:
         return None
     host = host.rstrip(".")

@@ -81,18 +81,16 @@ from connectors.base.http import (
     translate_http_errors,
 )
 from connectors.hubspot.auth import TokenSource
-from connectors.hubspot.config import HubSpotLimits
-from connectors.hubspot.payloads import (
-    MAX_SEARCH_BODY_CHARS,
-    Lookup,
+from connectors.hubspot.bodies import (
     archive_body,
     associate_default_body,
     batch_update_body,
     batch_upsert_body,
     encode_json,
     notes_create_body,
-    search_requests,
 )
+from connectors.hubspot.config import HubSpotLimits
+from connectors.hubspot.search import MAX_SEARCH_BODY_CHARS, Lookup, search_requests
 
 __all__ = [
     "AssociationResponse",

@@ -16,8 +16,7 @@ The pieces live in modules named for what they make: :mod:`~connectors.hubspot.p
 (company and contact properties), :mod:`~connectors.hubspot.notes` (the HTML note bodies,
 ``hs_timestamp`` being ISO-8601 UTC with milliseconds), :mod:`~connectors.hubspot.search`
 (first-link lookups and search packing) and :mod:`~connectors.hubspot.bodies` (request
-bodies). The names ``sink.py`` and ``client.py`` import are re-exported here until they
-import them from those modules.
+bodies).
 
 Contract violations raise :class:`PayloadError` (a ``ValueError`` whose message names
 fields, never values); the sink dead-letters the record.
@@ -37,14 +36,6 @@ from connectors.base.contract import (
 from connectors.base.identity import EntityKind
 from connectors.base.matchkeys import distinct, stripped
 from connectors.base.sink import OutboundRecord
-from connectors.hubspot.bodies import (
-    archive_body,
-    associate_default_body,
-    batch_update_body,
-    batch_upsert_body,
-    encode_json,
-    notes_create_body,
-)
 from connectors.hubspot.exports import (
     CompanyWrite,
     Deletion,
@@ -61,48 +52,8 @@ from connectors.hubspot.properties import (
     record_company_properties,
     record_contact_properties,
 )
-from connectors.hubspot.search import (
-    DEFAULT_STRATEGIES,
-    MAX_SEARCH_BODY_CHARS,
-    Lookup,
-    LookupStrategy,
-    MatchKey,
-    applicable_strategies,
-    candidate_from_object,
-    candidate_keys,
-    entity_keys,
-    lookups,
-    search_properties,
-    search_requests,
-)
 
-__all__ = [
-    "DEFAULT_STRATEGIES",
-    "MAX_SEARCH_BODY_CHARS",
-    "CompanyWrite",
-    "Deletion",
-    "Export",
-    "Lookup",
-    "LookupStrategy",
-    "MatchKey",
-    "NoteWrite",
-    "PayloadError",
-    "PersonWrite",
-    "applicable_strategies",
-    "archive_body",
-    "associate_default_body",
-    "batch_update_body",
-    "batch_upsert_body",
-    "candidate_from_object",
-    "candidate_keys",
-    "encode_json",
-    "entity_keys",
-    "export_for",
-    "lookups",
-    "notes_create_body",
-    "search_properties",
-    "search_requests",
-]
+__all__ = ["export_for"]
 
 
 def _iso_millis(value: str, *, field_name: str) -> str:

@@ -99,21 +99,23 @@ from connectors.hubspot.client import (
     SearchResult,
 )
 from connectors.hubspot.config import HubSpotConnectionConfig, limits_for
-from connectors.hubspot.payloads import (
-    DEFAULT_STRATEGIES,
+from connectors.hubspot.exports import (
     CompanyWrite,
     Deletion,
     Export,
-    LookupStrategy,
-    MatchKey,
     NoteWrite,
     PayloadError,
     PersonWrite,
+)
+from connectors.hubspot.payloads import export_for
+from connectors.hubspot.search import (
+    DEFAULT_STRATEGIES,
+    LookupStrategy,
+    MatchKey,
     applicable_strategies,
     candidate_from_object,
     candidate_keys,
     entity_keys,
-    export_for,
     lookups,
     search_properties,
 )
