@@ -25,11 +25,10 @@ __all__ = [
     "signal_note_body",
 ]
 
-MAX_NOTE_BODY_CHARS: Final[int] = 65_536
-_MAX_TITLE_CHARS: Final[int] = 500
 _MAX_TEXT_CHARS: Final[int] = 4_000
-_SAFE_URL_SCHEMES: Final[tuple[str, ...]] = ("https://", "http://")
-_DOT: Final[str] = " \u00b7 "
+"""Summaries and reason descriptions are cut to this many characters."""
+_MAX_TITLE_CHARS: Final[int] = 500
+"""Titles, codes, ids and labels are cut to this many characters."""
 
 
 def _esc(value: str, *, limit: int = _MAX_TEXT_CHARS) -> str:
@@ -39,12 +38,20 @@ def _esc(value: str, *, limit: int = _MAX_TEXT_CHARS) -> str:
     return html.escape(text, quote=True)
 
 
+_SAFE_URL_SCHEMES: Final[tuple[str, ...]] = ("https://", "http://")
+
+
 def _link(url: str | None, label: str) -> str:
     """An ``<a>`` for an http(s) URL; just the escaped label for anything else."""
     target = stripped(url)
     if target is None or not target.lower().startswith(_SAFE_URL_SCHEMES):
         return _esc(label, limit=_MAX_TITLE_CHARS)
     return f'<a href="{_esc(target)}">{_esc(label, limit=_MAX_TITLE_CHARS)}</a>'
+
+
+MAX_NOTE_BODY_CHARS: Final[int] = 65_536
+"""HubSpot's limit on ``hs_note_body``."""
+_DOT: Final[str] = " \u00b7 "
 
 
 def _more(count: int, noun: str) -> str:

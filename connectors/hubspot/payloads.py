@@ -36,15 +36,8 @@ from connectors.base.contract import (
 from connectors.base.identity import EntityKind
 from connectors.base.matchkeys import distinct, stripped
 from connectors.base.sink import OutboundRecord
-from connectors.hubspot.exports import (
-    CompanyWrite,
-    Deletion,
-    Export,
-    NoteWrite,
-    PayloadError,
-    PersonWrite,
-    parse,
-)
+from connectors.hubspot import exports
+from connectors.hubspot.exports import PayloadError, parse
 from connectors.hubspot.notes import render_job_ad_note, render_signal_note
 from connectors.hubspot.properties import (
     company_domains,
@@ -67,7 +60,7 @@ def _iso_millis(value: str, *, field_name: str) -> str:
     return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
+def export_for(record: OutboundRecord, *, queast_id_property: str) -> exports.Export:
     """What ``record`` asks HubSpot to do; raises :class:`PayloadError` for contract
     violations and event types this connector does not export."""
     event_type = record.event_type
@@ -75,7 +68,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
     if event_type == "company.upserted":
         company = parse(CompanyRecord, payload, event_type)
         domains = company_domains(company)
-        return CompanyWrite(
+        return exports.CompanyWrite(
             queast_id=company.company_id,
             properties=record_company_properties(company, queast_id_property=queast_id_property),
             domains=domains,
@@ -84,7 +77,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
         )
     if event_type == "person.upserted":
         person = parse(PersonRecord, payload, event_type)
-        return PersonWrite(
+        return exports.PersonWrite(
             queast_id=person.person_id,
             properties=record_contact_properties(person, queast_id_property=queast_id_property),
             emails=person_emails(person),
@@ -93,7 +86,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
         )
     if event_type == "signal.emitted":
         signal = parse(SignalRecord, payload, event_type)
-        return NoteWrite(
+        return exports.NoteWrite(
             key=f"queast-signal-{signal.signal_id}",
             company_queast_id=signal.company_id,
             person_queast_ids=distinct(stripped(p) for p in signal.person_ids),
@@ -105,7 +98,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
     if event_type == "job_ad.published":
         job_ad = parse(JobAdRecord, payload, event_type)
         when = stripped(job_ad.posted_at) or stripped(job_ad.occurred_at) or record.occurred_at
-        return NoteWrite(
+        return exports.NoteWrite(
             key=f"queast-job-ad-{job_ad.job_ad_id}",
             company_queast_id=job_ad.company_id,
             properties={
@@ -122,6 +115,6 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> Export:
         if queast_id is None:
             msg = f"{event_type} payload is invalid: {kind.value}_id"
             raise PayloadError(msg)
-        return Deletion(kind=kind, queast_id=queast_id)
+        return exports.Deletion(kind=kind, queast_id=queast_id)
     msg = f"event type {event_type!r} is not exported to HubSpot"
     raise PayloadError(msg)

@@ -61,12 +61,6 @@ MAX_SEARCH_BODY_CHARS: Final[int] = 3_000
 SEARCH_PAGE_LIMIT: Final[int] = 200
 """Results per search page, HubSpot's maximum."""
 
-_MAX_LOOKUPS_PER_STRATEGY: Final[int] = 3
-_MAX_SEARCH_VALUE_CHARS: Final[int] = 254
-_MAX_FILTER_GROUPS: Final[int] = 5
-_AFTER_RESERVE_CHARS: Final[int] = 24
-"""Room kept in every packed body for ``,"after":"<cursor>"`` of a following page."""
-
 
 class LookupStrategy(StrEnum):
     """The identity strategies lookups serve; the values are the identity layer's names."""
@@ -153,6 +147,12 @@ def _domain_key(value: str | None) -> str | None:
         return host.encode("idna").decode("ascii").lower()
     except UnicodeError:
         return host
+
+
+_MAX_LOOKUPS_PER_STRATEGY: Final[int] = 3
+"""Values looked up per strategy and entity (its first domains or addresses)."""
+_MAX_SEARCH_VALUE_CHARS: Final[int] = 254
+"""Longer values are not looked up (no real domain, address or name is that long)."""
 
 
 def _fits(value: str) -> bool:
@@ -297,6 +297,12 @@ def candidate_from_object(
         linkedin_url=stripped(str(props.get("queast_linkedin_url") or "")),
         queast_ids=queast_ids,
     )
+
+
+_MAX_FILTER_GROUPS: Final[int] = 5
+"""HubSpot's limit of filter groups per search body."""
+_AFTER_RESERVE_CHARS: Final[int] = 24
+"""Room kept in every packed body for ``,"after":"<cursor>"`` of a following page."""
 
 
 def _in_group(property_name: str, values: Sequence[str]) -> dict[str, Any]:

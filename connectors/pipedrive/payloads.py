@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -72,16 +73,28 @@ __all__ = [
 _PARTNER: Final[str] = "pipedrive"
 MAX_NOTE_CHARS: Final[int] = 100_000
 """Pipedrive's note size limit (about 100 KB)."""
-_MAX_REASONS: Final[int] = 50
-_MAX_EVIDENCE: Final[int] = 100
-_MAX_TEXT: Final[int] = 5_000
-_MAX_TITLE: Final[int] = 300
-_MAX_REASON: Final[int] = 2_000
-_MAX_TAGS: Final[int] = 50
-_MAX_URL: Final[int] = 2_048
-_FOOTER_RESERVE: Final[int] = 20_000
 _EMAIL_LABEL: Final[str] = "work"
 _LINK_SCHEMES: Final[frozenset[str]] = frozenset({"http", "https"})
+
+
+@dataclass(frozen=True, slots=True)
+class _NoteLimits:
+    """How much of a record a note shows, so it stays within :data:`MAX_NOTE_CHARS`."""
+
+    reasons: int = 50
+    evidence: int = 100
+    tags: int = 50
+    text: int = 5_000
+    """Characters of a summary, location or date."""
+    title: int = 300
+    """Characters of a title, code, id or label."""
+    reason: int = 2_000
+    url: int = 2_048
+    footer_reserve: int = 20_000
+    """Characters kept free for the closing lines while lists grow."""
+
+
+_LIMITS: Final[_NoteLimits] = _NoteLimits()
 
 
 CompanyContract = CompanyRecord
@@ -350,7 +363,7 @@ def note_body(content: str, *, org_id: int) -> dict[str, Any]:
 # -- notes --------------------------------------------------------------------------------
 
 
-def _esc(value: str, *, limit: int = _MAX_TEXT) -> str:
+def _esc(value: str, *, limit: int = _LIMITS.text) -> str:
     text = value if len(value) <= limit else value[: limit - 1] + "\u2026"
     return html.escape(text, quote=True)
 
@@ -358,12 +371,12 @@ def _esc(value: str, *, limit: int = _MAX_TEXT) -> str:
 def _link(url: str | None, label: str) -> str:
     """An ``<a>`` for http(s) URLs; anything else is shown as text, never as a link."""
     target = stripped(url)
-    shown = _esc(label, limit=_MAX_TITLE)
-    if target is None or len(target) > _MAX_URL:
+    shown = _esc(label, limit=_LIMITS.title)
+    if target is None or len(target) > _LIMITS.url:
         return shown
     if urlsplit(target).scheme.lower() not in _LINK_SCHEMES:
-        return f"{shown} ({_esc(target, limit=_MAX_TITLE)})"
-    return f'<a href="{_esc(target, limit=_MAX_URL)}">{shown}</a>'
+        return f"{shown} ({_esc(target, limit=_LIMITS.title)})"
+    return f'<a href="{_esc(target, limit=_LIMITS.url)}">{shown}</a>'
 
 
 def _check_size(content: str) -> str:
@@ -375,7 +388,7 @@ def _check_size(content: str) -> str:
 class _Note:
     """HTML parts that stop growing before Pipedrive's note size limit.
 
-    ``_FOOTER_RESERVE`` characters stay free for the closing lines; a list that does not
+    ``footer_reserve`` characters stay free for the closing lines; a list that does not
     fit ends with an "and N more" item instead.
     """
 
@@ -388,7 +401,7 @@ class _Note:
         self.size += len(part)
 
     def add_list(self, heading: str, items: Sequence[str]) -> None:
-        room = MAX_NOTE_CHARS - _FOOTER_RESERVE - self.size - len(heading) - len("<ul></ul>")
+        room = MAX_NOTE_CHARS - _LIMITS.footer_reserve - self.size - len(heading) - len("<ul></ul>")
         kept: list[str] = []
         for index, item in enumerate(items):
             if len(item) > room:
@@ -411,47 +424,48 @@ def signal_note_html(signal: SignalRecord) -> str:
     Long texts are cut and long lists shortened to stay within Pipedrive's note size.
     """
     note = _Note()
-    note.add(f"<p><b>Queast signal: {_esc(signal.title, limit=_MAX_TITLE)}</b></p>")
+    note.add(f"<p><b>Queast signal: {_esc(signal.title, limit=_LIMITS.title)}</b></p>")
     summary = stripped(signal.summary)
     if summary is not None:
         note.add(f"<p>{_esc(summary)}</p>")
-    facts = [f"Type: {_esc(signal.signal_type, limit=_MAX_TITLE)}"]
+    facts = [f"Type: {_esc(signal.signal_type, limit=_LIMITS.title)}"]
     if signal.score is not None:
         facts.append(f"Score: {signal.score:g}")
-    facts.append(f"Detected: {_esc(signal.detected_at, limit=_MAX_TITLE)}")
+    facts.append(f"Detected: {_esc(signal.detected_at, limit=_LIMITS.title)}")
     note.add(f"<p>{' | '.join(facts)}</p>")
     if signal.contract_mode != "strict":
         note.add(
             "<p><i>Not an actionable signal: "
-            f"contract_mode {_esc(signal.contract_mode, limit=_MAX_TITLE)}, "
-            f"contract_version {_esc(signal.contract_version, limit=_MAX_TITLE)}</i></p>"
+            f"contract_mode {_esc(signal.contract_mode, limit=_LIMITS.title)}, "
+            f"contract_version {_esc(signal.contract_version, limit=_LIMITS.title)}</i></p>"
         )
     if signal.reasons:
         items = []
-        for reason in signal.reasons[:_MAX_REASONS]:
+        for reason in signal.reasons[: _LIMITS.reasons]:
             item = (
-                f"<li><b>{_esc(reason.code, limit=_MAX_TITLE)}</b>: "
-                f"{_esc(reason.description, limit=_MAX_REASON)}"
+                f"<li><b>{_esc(reason.code, limit=_LIMITS.title)}</b>: "
+                f"{_esc(reason.description, limit=_LIMITS.reason)}"
             )
             if reason.evidence_ids:
                 refs = ", ".join(
-                    _esc(ref, limit=_MAX_TITLE) for ref in reason.evidence_ids[:_MAX_EVIDENCE]
+                    _esc(ref, limit=_LIMITS.title)
+                    for ref in reason.evidence_ids[: _LIMITS.evidence]
                 )
                 item += f" (evidence: {refs})"
             items.append(item + "</li>")
         note.add_list("<p><b>Reasons</b></p>", items)
     if signal.evidence:
         items = [
-            f"<li>{_esc(ref.kind, limit=_MAX_TITLE)} {_esc(ref.id, limit=_MAX_TITLE)}: "
+            f"<li>{_esc(ref.kind, limit=_LIMITS.title)} {_esc(ref.id, limit=_LIMITS.title)}: "
             f"{_link(ref.url, ref.title or ref.id)}</li>"
-            for ref in signal.evidence[:_MAX_EVIDENCE]
+            for ref in signal.evidence[: _LIMITS.evidence]
         ]
         note.add_list("<p><b>Evidence</b></p>", items)
     tags = [tag for tag in (stripped(t) for t in signal.decorations.technology_tags) if tag]
     if tags:
-        shown = ", ".join(_esc(t, limit=_MAX_TITLE) for t in tags[:_MAX_TAGS])
+        shown = ", ".join(_esc(t, limit=_LIMITS.title) for t in tags[: _LIMITS.tags])
         note.add(f"<p>Decorations (technology tags): {shown}</p>")
-    note.add(f"<p>Queast signal id: {_esc(signal.signal_id, limit=_MAX_TITLE)}</p>")
+    note.add(f"<p>Queast signal id: {_esc(signal.signal_id, limit=_LIMITS.title)}</p>")
     return note.html()
 
 
