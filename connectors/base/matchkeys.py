@@ -137,17 +137,16 @@ def _email_parts(value: str) -> tuple[str, str] | None:
     return local, ascii_host
 
 
-def _split_url(text: str, *, prefix: str) -> SplitResult | None:
-    """``text`` split as a URL, ``prefix`` put before it when it has no scheme; ``None``
-    when it cannot be parsed (an unclosed ``[``, say)."""
+def _split_url(text: str, *, prefix: str) -> tuple[SplitResult, str | None] | None:
+    """``text`` split as a URL, and its host; ``prefix`` is put before it when it has no
+    scheme. ``None`` when it cannot be parsed (an unclosed ``[``, say)."""
     if not _SCHEME_RE.match(text):
         text = prefix + text.lstrip("/")
     try:
         split = urlsplit(text)
-        _ = split.hostname
+        return split, split.hostname
     except ValueError:
         return None
-    return split
 
 
 def normalize_domain(value: str | None) -> str | None:
@@ -171,8 +170,8 @@ def normalize_domain(value: str | None) -> str | None:
         parts = _email_parts(text)
         host = parts[1] if parts else None
     else:
-        split = _split_url(text, prefix="//")
-        host = split.hostname if split is not None else None
+        parsed = _split_url(text, prefix="//")
+        host = parsed[1] if parsed is not None else None
     if not host:
         return None
     ascii_host = _ascii_hostname(host)
@@ -227,10 +226,10 @@ def normalize_linkedin_url(
     ``None``. With ``kind``, only that kind of page is accepted.
     """
     text = stripped(value)
-    split = _split_url(text, prefix="https://") if text is not None else None
-    if split is None:
+    parsed = _split_url(text, prefix="https://") if text is not None else None
+    if parsed is None:
         return None
-    host = split.hostname
+    split, host = parsed
     if split.scheme.lower() not in {"http", "https"} or split.username is not None or not host:
         return None
     host = host.rstrip(".")
@@ -244,15 +243,22 @@ def normalize_linkedin_url(
     if page_kind is None or (kind is not None and page_kind != kind):
         return None
     slug = unicodedata.normalize("NFC", segments[1]).strip().lower()
-    if (
-        not slug
-        or len(slug) > _MAX_LINKEDIN_SLUG_LENGTH
-        or any(
-            ch.isspace() or ch in "/?#" or unicodedata.category(ch).startswith("C") for ch in slug
-        )
-    ):
+    if not slug or len(slug) > _MAX_LINKEDIN_SLUG_LENGTH or not _plain_slug(slug):
         return None
     return f"linkedin.com/{path_kind}/{slug}"
+
+
+_ASCII_SLUG_REJECT = re.compile(r"[\x00-\x20\x7f/?#]")
+"""In ASCII, exactly the whitespace and control characters, and URL delimiters."""
+
+
+def _plain_slug(slug: str) -> bool:
+    """No whitespace, control or format character and no ``/``, ``?`` or ``#`` in ``slug``."""
+    if slug.isascii():
+        return _ASCII_SLUG_REJECT.search(slug) is None
+    return not any(
+        ch.isspace() or ch in "/?#" or unicodedata.category(ch).startswith("C") for ch in slug
+    )
 
 
 # --------------------------------------------------------------------------------------------
