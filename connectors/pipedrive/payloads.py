@@ -18,7 +18,10 @@ filled in must not be blanked by a record that does not know them. For the same 
 update adds missing emails to the person's list instead of replacing it
 (:func:`merge_emails`).
 
-A record that does not match its contract is a ``PermanentError`` (dead-letter); the
+Payloads are parsed into the kit's contract models (:mod:`connectors.base.contract`); the
+domain written to the domain field is the bare host of :func:`connectors.base.matchkeys.clean_host`,
+the same HubSpot stores. A record that does not match its contract (or has a negative
+``employee_count``, which Pipedrive refuses) is a ``PermanentError`` (dead-letter); the
 message never includes the payload.
 """
 
