@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 
 from connectors.base import http_client_factory
 from connectors.base.http import HttpClientFactory
+from connectors.base.oauth import OAuthGrant
 from connectors.hubspot import HubSpotSink
 from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.client import PipedriveObject
 from processors.deliveries.sinks import ConnectorSinkFactory
-from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore, credentials_fingerprint
+from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
 from processors.secrets import KeyRing, SecretBox
 from processors.tenants.models import ConnectionRecord

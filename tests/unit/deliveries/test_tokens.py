@@ -11,12 +11,8 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from processors.deliveries.tokens import (
-    GRANT_TTL_SECONDS,
-    OAuthGrant,
-    OAuthTokenStore,
-    credentials_fingerprint,
-)
+from connectors.base.oauth import OAuthGrant
+from processors.deliveries.tokens import GRANT_TTL_SECONDS, OAuthTokenStore, credentials_fingerprint
 from processors.secrets import KeyRing, SecretBox
 from tests.unit.deliveries.fakes import FakeRedis
 
