@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # the context module refers to GrantStore
 
 __all__ = [
     "GrantStore",
+    "OAuthCredentials",
     "OAuthGrant",
     "OAuthTokenSource",
     "StaticToken",
@@ -88,6 +89,23 @@ class OAuthGrant:
     refresh_token: SecretStr
     expires_at: float
     api_domain: str | None = None
+
+
+class OAuthCredentials(Protocol):
+    """What a connection's OAuth settings hold: the client, the refresh token and, if one is
+    stored, the access token with its expiry (Unix seconds). Each connector's config block
+    for OAuth has these fields."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> SecretStr: ...
+    @property
+    def refresh_token(self) -> SecretStr: ...
+    @property
+    def access_token(self) -> SecretStr | None: ...
+    @property
+    def expires_at(self) -> float | None: ...
 
 
 class GrantStore(Protocol):
@@ -171,14 +189,10 @@ class OAuthTokenSource:
 
     def __init__(
         self,
+        credentials: OAuthCredentials,
         *,
-        http_client: httpx.AsyncClient,
         token_url: str,
-        client_id: str,
-        client_secret: SecretStr,
-        refresh_token: SecretStr,
-        access_token: SecretStr | None = None,
-        expires_at: float | None = None,
+        http_client: httpx.AsyncClient,
         clock: Clock,
         store: GrantStore | None = None,
         refresh_margin_seconds: float | None = None,
@@ -188,12 +202,12 @@ class OAuthTokenSource:
         self._http = http_client
         self._token_url = token_url
         self._endpoint = endpoint_label(token_url)
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._refresh_token = refresh_token
-        self._access_token = access_token
+        self._client_id = credentials.client_id
+        self._client_secret = credentials.client_secret
+        self._refresh_token = credentials.refresh_token
+        self._access_token = credentials.access_token
         # A stored access token without an expiry is used until the partner rejects it.
-        self._expires_at = expires_at if access_token is not None else None
+        self._expires_at = None if self._access_token is None else credentials.expires_at
         self._margin = (
             self.default_refresh_margin
             if refresh_margin_seconds is None

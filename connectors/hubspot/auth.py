@@ -58,14 +58,11 @@ def token_source_for(
     auth = config.auth
     if not isinstance(auth, HubSpotOAuth):
         return PrivateAppToken(auth.token)
+    token_url = f"{config.api_root}{_OAUTH_GRANT_PATH}"
     return HubSpotOAuthSource(
+        auth,
+        token_url=token_url,
         http_client=http_client,
-        token_url=f"{config.api_root}{_OAUTH_GRANT_PATH}",
-        client_id=auth.client_id,
-        client_secret=auth.client_secret,
-        refresh_token=auth.refresh_token,
-        access_token=auth.access_token,
-        expires_at=auth.expires_at,
         clock=clock,
         store=store,
         logger=logger,

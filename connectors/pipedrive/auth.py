@@ -65,13 +65,9 @@ class PipedriveOAuthSource(OAuthTokenSource):
         log_fields: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
-            http_client=http_client,
+            config,
             token_url=str(config.token_url),
-            client_id=config.client_id,
-            client_secret=config.client_secret,
-            refresh_token=config.refresh_token,
-            access_token=config.access_token,
-            expires_at=config.expires_at,
+            http_client=http_client,
             clock=clock,
             store=store,
             refresh_margin_seconds=refresh_margin_seconds,

@@ -8,10 +8,10 @@ import logging
 from urllib.parse import parse_qs
 
 import httpx
-from pydantic import SecretStr
 
 from connectors.base import http_client_factory
 from connectors.hubspot.auth import HubSpotOAuthSource
+from connectors.hubspot.config import HubSpotOAuth
 from connectors.pipedrive.auth import PipedriveOAuthSource
 from connectors.pipedrive.config import PipedriveOAuth
 from tests.unit.connectors.fakes import FakeClock
@@ -45,12 +45,13 @@ async def _token(source: HubSpotOAuthSource) -> str:
 
 
 def _hubspot(endpoint: TokenEndpoint, clock: FakeClock) -> HubSpotOAuthSource:
+    credentials = HubSpotOAuth.model_validate(
+        {"type": "oauth", "client_id": "cid", "client_secret": "cs", "refresh_token": "rt-0"}
+    )
     return HubSpotOAuthSource(
+        credentials,
         http_client=http_client_factory(transport=httpx.MockTransport(endpoint)),
         token_url="https://api.hubapi.com/oauth/v1/token",
-        client_id="cid",
-        client_secret=SecretStr("cs"),
-        refresh_token=SecretStr("rt-0"),
         clock=clock,
         logger=logging.getLogger("test"),
     )

@@ -364,16 +364,11 @@ class ExampleSink(BaseSink[ExampleConfig]):
     default_rate_limit: ClassVar[RateLimit | None] = RateLimit(rate=10, per_seconds=1)
 
     async def setup(self) -> None:
-        auth = self.config.auth
         self._http = self.context.http_client_factory()
         self.tokens = ExampleOAuth(
+            self.config.auth,
             http_client=self._http,
             token_url="https://auth.example.com/oauth/token",
-            client_id=auth.client_id,
-            client_secret=auth.client_secret,
-            refresh_token=auth.refresh_token,
-            access_token=auth.access_token,
-            expires_at=auth.expires_at,
             clock=self.context.clock,
             store=self.context.grant_store,
         )

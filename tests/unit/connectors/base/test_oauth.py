@@ -7,6 +7,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
@@ -19,6 +20,19 @@ from connectors.base.oauth import GrantStore, OAuthGrant, OAuthTokenSource, Stat
 from tests.unit.connectors.fakes import FakeClock, MemoryGrantStore
 
 TOKEN_URL = "https://auth.example.com/token"
+CLIENT_SECRET = SecretStr("csecret")
+FIRST_REFRESH_TOKEN = SecretStr("rt-0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """A connection's OAuth settings (any object with these fields will do)."""
+
+    client_id: str = "cid"
+    client_secret: SecretStr = CLIENT_SECRET
+    refresh_token: SecretStr = FIRST_REFRESH_TOKEN
+    access_token: SecretStr | None = None
+    expires_at: float | None = None
 
 
 class ExampleOAuth(OAuthTokenSource):
@@ -94,12 +108,14 @@ def _source(
     kind: type[ExampleOAuth] = ExampleOAuth,
     **options: Any,
 ) -> ExampleOAuth:
+    credentials = Credentials(
+        access_token=options.pop("access_token", None),
+        expires_at=options.pop("expires_at", None),
+    )
     return kind(
+        credentials,
         http_client=http_client_factory(transport=httpx.MockTransport(partner)),
         token_url=TOKEN_URL,
-        client_id="cid",
-        client_secret=SecretStr("csecret"),
-        refresh_token=SecretStr(options.pop("refresh_token", "rt-0")),
         clock=clock,
         store=store,
         logger=logging.getLogger("test.oauth"),

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from connectors.base import AuthenticationError, TransientError, http_client_factory
 from connectors.base.oauth import OAuthGrant, bearer
 from connectors.hubspot.auth import HubSpotOAuthSource, PrivateAppToken
+from connectors.hubspot.config import HubSpotOAuth
 from tests.unit.connectors.fakes import FakeClock, MemoryGrantStore
 
 TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
@@ -46,6 +47,20 @@ class TokenEndpoint:
         )
 
 
+def _oauth(*, access_token: str | None = None, expires_at: float | None = None) -> HubSpotOAuth:
+    """The installation's credentials as the connection stores them."""
+    return HubSpotOAuth.model_validate(
+        {
+            "type": "oauth",
+            "client_id": "client-1",
+            "client_secret": "cs-secret",
+            "refresh_token": "rt-secret",
+            "access_token": access_token,
+            "expires_at": expires_at,
+        }
+    )
+
+
 async def _token(source: HubSpotOAuthSource) -> str:
     """The access token the source's next request would carry."""
     return (await source.headers())["authorization"].removeprefix("Bearer ")
@@ -74,13 +89,9 @@ def _source(
     hook: Callable[[OAuthGrant], object] | None = None,
 ) -> HubSpotOAuthSource:
     return HubSpotOAuthSource(
+        _oauth(access_token=access_token, expires_at=expires_at),
         http_client=http_client_factory(transport=httpx.MockTransport(endpoint)),
         token_url=TOKEN_URL,
-        client_id="client-1",
-        client_secret=SecretStr("cs-secret"),
-        refresh_token=SecretStr("rt-secret"),
-        access_token=None if access_token is None else SecretStr(access_token),
-        expires_at=expires_at,
         clock=clock,
         logger=logging.getLogger("test.hubspot.auth"),
         log_fields={"connection_id": "c_hs"},
@@ -239,13 +250,9 @@ def _sharing(
 ) -> HubSpotOAuthSource:
     """One sink's token source of a connection whose grant lives in ``store``."""
     return HubSpotOAuthSource(
+        _oauth(access_token=access_token, expires_at=expires_at),
         http_client=http_client_factory(transport=httpx.MockTransport(partner)),
         token_url=TOKEN_URL,
-        client_id="client-1",
-        client_secret=SecretStr("cs-secret"),
-        refresh_token=SecretStr("rt-secret"),
-        access_token=None if access_token is None else SecretStr(access_token),
-        expires_at=expires_at,
         clock=clock,
         logger=logging.getLogger("test.hubspot.auth"),
         log_fields={"connection_id": "c_hs"},
@@ -331,11 +338,9 @@ async def test_a_failing_reload_keeps_the_refusal(caplog: pytest.LogCaptureFixtu
             raise ConnectionError(msg)
 
     source = HubSpotOAuthSource(
+        _oauth(),
         http_client=http_client_factory(transport=httpx.MockTransport(partner)),
         token_url=TOKEN_URL,
-        client_id="client-1",
-        client_secret=SecretStr("cs-secret"),
-        refresh_token=SecretStr("rt-secret"),
         clock=clock,
         logger=logging.getLogger("test.hubspot.auth"),
         store=Broken(),
