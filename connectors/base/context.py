@@ -2,8 +2,9 @@
 
 The idea is Kafka Connect's ``SinkTaskContext``: the service builds one
 :class:`SinkContext` per connection (validated config, a way to read decrypted
-credentials, the network policy, a clock, an HTTP client factory and a logger) and hands
-it to the sink's constructor. Nothing here knows about Kafka, Redis or ``processors``.
+credentials, the network policy, a clock, an HTTP client factory, a logger and, for OAuth
+connections, the store of renewed grants) and hands it to the sink's constructor. Nothing
+here knows about Kafka, Redis or ``processors``.
 """
 
 from __future__ import annotations
