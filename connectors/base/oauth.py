@@ -10,6 +10,9 @@ Every connector that authenticates its requests uses the same three pieces:
   (:meth:`~TokenSource.renew_after_rejection`, given the headers that were rejected: whether
   retrying the request may help). :class:`StaticToken` is a credential that never changes
   (an API key, a private app token); :class:`OAuthTokenSource` is an OAuth installation.
+- :class:`OAuthCredentials`: what a connection's stored OAuth settings hold (client id and
+  secret, refresh token, optionally an access token and its expiry); each connector's OAuth
+  config block satisfies it, and a token source starts from it.
 - :class:`GrantStore`: where renewed grants are kept between sinks (``save`` after every
   refresh, ``reload`` for the latest one another sink may have saved). The service provides
   it through :attr:`~connectors.base.context.SinkContext.grant_store`.
