@@ -58,7 +58,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Protocol, TypedDict
 
 import httpx
 from pydantic import SecretStr
@@ -68,7 +68,7 @@ from connectors.base.errors import AuthenticationError, TransientError
 from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
 
 if TYPE_CHECKING:  # the context module refers to GrantStore
-    from connectors.base.context import Clock
+    from connectors.base.context import Clock, SinkContext
 
 __all__ = [
     "GrantStore",
@@ -77,7 +77,9 @@ __all__ = [
     "OAuthTokenSource",
     "StaticToken",
     "TokenSource",
+    "TokenSourceOptions",
     "bearer",
+    "options_from",
 ]
 
 _REFUSED_REFRESH_STATUSES: Final[frozenset[int]] = frozenset({400, 401, 403})
@@ -143,6 +145,26 @@ class TokenSource(Protocol):
         """Called once per request after a 401 answered the ``used`` headers: whether a
         different credential is now available to retry with. Raises like :meth:`headers`."""
         ...
+
+
+class TokenSourceOptions(TypedDict):
+    """What an :class:`OAuthTokenSource` takes from its sink's context."""
+
+    clock: Clock
+    store: GrantStore | None
+    logger: logging.Logger
+    log_fields: Mapping[str, Any]
+
+
+def options_from(context: SinkContext[Any]) -> TokenSourceOptions:
+    """The context's clock, grant store, logger and log fields, for a sink's token source
+    (``Source(credentials, token_url=..., http_client=..., **options_from(context))``)."""
+    return {
+        "clock": context.clock,
+        "store": context.grant_store,
+        "logger": context.logger,
+        "log_fields": context.log_fields(),
+    }
 
 
 def bearer(token: SecretStr) -> dict[str, str]:

@@ -14,15 +14,13 @@ Both are :class:`~connectors.base.oauth.TokenSource`\\ s of the OAuth kit
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 import httpx
 from pydantic import SecretStr
 
-from connectors.base.context import Clock
-from connectors.base.oauth import GrantStore, OAuthTokenSource, StaticToken
+from connectors.base.context import SinkContext
+from connectors.base.oauth import OAuthTokenSource, StaticToken, options_from
 from connectors.hubspot.config import HubSpotConnectionConfig, HubSpotOAuth
 
 __all__ = ["HubSpotOAuthSource", "PrivateAppToken", "token_source_for"]
@@ -49,10 +47,7 @@ def token_source_for(
     config: HubSpotConnectionConfig,
     *,
     http_client: httpx.AsyncClient,
-    clock: Clock,
-    logger: logging.Logger,
-    log_fields: Mapping[str, Any] | None = None,
-    store: GrantStore | None = None,
+    context: SinkContext[HubSpotConnectionConfig],
 ) -> PrivateAppToken | HubSpotOAuthSource:
     """The token source ``config.auth`` asks for (called once per sink setup)."""
     auth = config.auth
@@ -60,11 +55,5 @@ def token_source_for(
         return PrivateAppToken(auth.token)
     token_url = f"{config.api_root}{_OAUTH_GRANT_PATH}"
     return HubSpotOAuthSource(
-        auth,
-        token_url=token_url,
-        http_client=http_client,
-        clock=clock,
-        store=store,
-        logger=logger,
-        log_fields=log_fields,
+        auth, token_url=token_url, http_client=http_client, **options_from(context)
     )

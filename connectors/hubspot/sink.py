@@ -395,14 +395,7 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         self._client = HubSpotClient(
             http_client=self._http,
             api_root=config.api_root,
-            tokens=token_source_for(
-                config,
-                http_client=self._http,
-                clock=context.clock,
-                logger=context.logger,
-                log_fields=log_fields,
-                store=context.grant_store,
-            ),
+            tokens=token_source_for(config, http_client=self._http, context=context),
             limiter=HubSpotRateLimiter(limits_for(config), clock=context.clock),
             clock=context.clock,
             logger=context.logger,

@@ -50,7 +50,7 @@ from connectors.base.identity import (
     IdentityOutcome,
     IdentityResolver,
 )
-from connectors.base.oauth import TokenSource
+from connectors.base.oauth import TokenSource, options_from
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import (
     BatchingSink,
@@ -172,11 +172,8 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             auth = PipedriveOAuthSource(
                 config.auth,
                 http_client=self._http,
-                clock=clock,
                 allow_private_networks=self.context.allow_private_networks,
-                store=self.context.grant_store,
-                logger=self.context.logger,
-                log_fields=log_fields,
+                **options_from(self.context),
             )
         else:
             auth = ApiTokenAuth(config.auth.token)
