@@ -48,7 +48,9 @@ from connectors.base.oauth import (
     OAuthTokenSource,
     StaticToken,
     TokenSource,
+    TokenSourceOptions,
     bearer,
+    options_from,
 )
 from connectors.base.ratelimit import RateLimit, TokenBucket
 from connectors.base.sink import (
@@ -96,12 +98,14 @@ __all__ = [
     "SystemClock",
     "TokenBucket",
     "TokenSource",
+    "TokenSourceOptions",
     "TransientError",
     "allows_private_networks",
     "bearer",
     "bounded_wait",
     "endpoint_label",
     "http_client_factory",
+    "options_from",
     "parse_retry_after",
     "raise_for_response",
     "reveal_secret",
