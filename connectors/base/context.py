@@ -2,8 +2,9 @@
 
 The idea is Kafka Connect's ``SinkTaskContext``: the service builds one
 :class:`SinkContext` per connection (validated config, a way to read decrypted
-credentials, the network policy, a clock, an HTTP client factory and a logger) and hands
-it to the sink's constructor. Nothing here knows about Kafka, Redis or ``processors``.
+credentials, the network policy, a clock, an HTTP client factory, a logger and, for OAuth
+connections, the store of renewed grants) and hands it to the sink's constructor. Nothing
+here knows about Kafka, Redis or ``processors``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from connectors.base.config import ConnectionConfig
 from connectors.base.errors import AuthenticationError
 from connectors.base.http import HttpClientFactory, http_client_factory
 from connectors.base.identity import IdentityResolver
+from connectors.base.oauth import GrantStore
 
 __all__ = [
     "Clock",
@@ -106,6 +108,8 @@ class SinkContext(Generic[ConfigT]):
     http_client_factory: HttpClientFactory = http_client_factory
     identity: IdentityResolver | None = None
     """The tenant's mapping store and match policy; partner CRM connectors need it."""
+    grant_store: GrantStore | None = None
+    """Where an OAuth connection's renewed grants are kept between sinks (the service's)."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("connectors"))
 
     def log_fields(self) -> dict[str, str]:

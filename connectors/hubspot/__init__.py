@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from connectors.hubspot.auth import RefreshedToken, TokenRefreshedHook
 from connectors.hubspot.config import (
     HubSpotConnectionConfig,
     HubSpotOAuth,
@@ -17,6 +16,4 @@ __all__ = [
     "HubSpotPrivateApp",
     "HubSpotSink",
     "HubSpotTier",
-    "RefreshedToken",
-    "TokenRefreshedHook",
 ]

@@ -62,7 +62,6 @@ from typing import Any, Final, Literal, TypedDict
 
 import httpx
 
-from connectors.base.config import reveal_secret
 from connectors.base.context import Clock
 from connectors.base.errors import (
     MAX_QUOTA_RESET_SECONDS,
@@ -80,7 +79,7 @@ from connectors.base.http import (
     raise_for_response,
     translate_http_errors,
 )
-from connectors.hubspot.auth import TokenSource
+from connectors.base.oauth import TokenSource
 from connectors.hubspot.bodies import (
     archive_body,
     associate_default_body,
@@ -587,11 +586,11 @@ class HubSpotClient:
             # The token is taken after the rate-limit wait (up to 10 s), so a short-lived
             # access token cannot expire between the two.
             try:
-                token = await self._tokens.token()
+                used = await self._tokens.headers()
             except BaseException:
                 self._limiter.settle(scope, taken_at)
                 raise
-            headers = {"authorization": f"Bearer {reveal_secret(token)}"}
+            headers = dict(used)
             try:
                 with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                     if isinstance(body, bytes):
@@ -606,7 +605,7 @@ class HubSpotClient:
             if response.status_code != 401 or retried:
                 break
             retried = True
-            if not await self._tokens.renew_after_rejection(token):
+            if not await self._tokens.renew_after_rejection(used):
                 break
         self._raise_for(response, scope=scope, endpoint=endpoint)
         return response

@@ -88,7 +88,7 @@ from connectors.base.sink import (
     OutboundRecord,
     RecordFailure,
 )
-from connectors.hubspot.auth import GrantReloadHook, TokenRefreshedHook, token_source_for
+from connectors.hubspot.auth import token_source_for
 from connectors.hubspot.client import (
     BatchWriteResponse,
     HubSpotClient,
@@ -329,9 +329,8 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
     ``setup`` checks the config (``base_url`` over plain HTTP only with
     ``allow_private_networks``) and that the context carries an identity resolver, sizes
     the rate limiter from the tier and opens the HTTP client; ``close`` closes it.
-    ``on_token_refreshed`` is called with each renewed OAuth token (for the service to
-    store it), and ``reload_grant`` asked for the latest stored one after a refused renewal
-    (see :mod:`connectors.hubspot.auth`).
+    An OAuth connection keeps its renewed grants in the context's ``grant_store`` (see
+    :mod:`connectors.base.oauth`).
 
     Pacing waits are slept in the write, up to ``max_rate_limit_wait`` for a burst slot
     (one HubSpot window: a lane holding its batch while the window frees keeps its queue
@@ -352,14 +351,10 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         self,
         context: SinkContext[HubSpotConnectionConfig],
         *,
-        on_token_refreshed: TokenRefreshedHook | None = None,
-        reload_grant: GrantReloadHook | None = None,
         max_rate_limit_wait: float | None = None,
         max_search_wait: float | None = None,
     ) -> None:
         super().__init__(context)
-        self._on_token_refreshed = on_token_refreshed
-        self._reload_grant = reload_grant
         self._max_wait = (
             self.max_rate_limit_wait if max_rate_limit_wait is None else max_rate_limit_wait
         )
@@ -402,15 +397,7 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         self._client = HubSpotClient(
             http_client=self._http,
             api_root=config.api_root,
-            tokens=token_source_for(
-                config,
-                http_client=self._http,
-                clock=context.clock,
-                logger=context.logger,
-                log_fields=log_fields,
-                on_token_refreshed=self._on_token_refreshed,
-                reload_grant=self._reload_grant,
-            ),
+            tokens=token_source_for(config, http_client=self._http, context=context),
             limiter=HubSpotRateLimiter(limits_for(config), clock=context.clock),
             clock=context.clock,
             logger=context.logger,

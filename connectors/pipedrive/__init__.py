@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.pipedrive.auth import OAuthTokens, TokenRefreshedHook
 from connectors.pipedrive.config import PipedriveConnectionConfig, PipedrivePlan
 from connectors.pipedrive.sink import PipedriveSink
 
-__all__ = [
-    "OAuthTokens",
-    "PipedriveConnectionConfig",
-    "PipedrivePlan",
-    "PipedriveSink",
-    "TokenRefreshedHook",
-]
+__all__ = ["PipedriveConnectionConfig", "PipedrivePlan", "PipedriveSink"]

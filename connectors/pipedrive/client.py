@@ -35,8 +35,8 @@ Pacing and budgets (Pipedrive's rate-limiting guide):
   stays backpressure;
 - any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
 
-A 401 is retried once after :meth:`PipedriveAuth.refresh_after_unauthorized`; everything
-else goes through ``raise_for_response``, except 404 on ``get``/``update``/``delete``,
+A 401 is retried once after the token source's ``renew_after_rejection``; everything else
+goes through ``raise_for_response``, except 404 on ``get``/``update``/``delete``,
 which returns ``None``/``False`` (the object is gone: the caller decides).
 """
 
@@ -60,8 +60,8 @@ from connectors.base.errors import (
     TransientError,
 )
 from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
+from connectors.base.oauth import TokenSource
 from connectors.base.ratelimit import TokenBucket
-from connectors.pipedrive.auth import PipedriveAuth
 
 __all__ = [
     "BURST_RETRY_SECONDS",
@@ -259,7 +259,7 @@ class PipedriveClient:
         self,
         *,
         http_client: httpx.AsyncClient,
-        auth: PipedriveAuth,
+        auth: TokenSource,
         base_url: Callable[[], str],
         burst: TokenBucket,
         search_bucket: TokenBucket,
@@ -434,7 +434,7 @@ class PipedriveClient:
                     "pipedrive.request.unauthorized",
                     extra={**self._log_fields, "endpoint": endpoint},
                 )
-                if await self._auth.refresh_after_unauthorized(headers):
+                if await self._auth.renew_after_rejection(headers):
                     continue
             if response.status_code == 429:
                 self._throttled(response, endpoint=endpoint, write=write, search=search)

@@ -50,6 +50,7 @@ from connectors.base.identity import (
     IdentityOutcome,
     IdentityResolver,
 )
+from connectors.base.oauth import TokenSource, options_from
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import (
     BatchingSink,
@@ -59,13 +60,7 @@ from connectors.base.sink import (
     RecordFailure,
 )
 from connectors.pipedrive import payloads
-from connectors.pipedrive.auth import (
-    ApiTokenAuth,
-    GrantReloadHook,
-    OAuthAuth,
-    PipedriveAuth,
-    TokenRefreshedHook,
-)
+from connectors.pipedrive.auth import ApiTokenAuth, PipedriveOAuthSource
 from connectors.pipedrive.client import DailyBudget, PipedriveClient, PipedriveObject
 from connectors.pipedrive.config import (
     BURST_WINDOW_SECONDS,
@@ -109,9 +104,8 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     ``candidate_index`` settings; built on the first lookup of each kind), and search only
     when it is turned off or cannot answer (``connectors.pipedrive.index``).
 
-    ``on_token_refreshed`` (OAuth only) receives the new tokens after each refresh, for the
-    service to store; ``reload_grant`` returns the latest stored ones after a refused refresh
-    (see :mod:`connectors.pipedrive.auth`). ``search_rate_limit`` overrides the search pacing
+    An OAuth connection keeps its renewed grants in the context's ``grant_store`` (see
+    :mod:`connectors.base.oauth`). ``search_rate_limit`` overrides the search pacing
     (sandboxes only).
     """
 
@@ -135,13 +129,9 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         self,
         context: SinkContext[PipedriveConnectionConfig],
         *,
-        on_token_refreshed: TokenRefreshedHook | None = None,
-        reload_grant: GrantReloadHook | None = None,
         search_rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(context)
-        self._on_token_refreshed = on_token_refreshed
-        self._reload_grant = reload_grant
         self._search_limit = search_rate_limit or self.search_rate_limit
         self._http: httpx.AsyncClient | None = None
         self._client: PipedriveClient | None = None
@@ -177,17 +167,13 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             headers={"accept": "application/json"},
         )
         log_fields = self.context.log_fields()
-        auth: PipedriveAuth
+        auth: TokenSource
         if isinstance(config.auth, PipedriveOAuth):
-            auth = OAuthAuth(
+            auth = PipedriveOAuthSource(
                 config.auth,
                 http_client=self._http,
-                clock=clock,
                 allow_private_networks=self.context.allow_private_networks,
-                on_token_refreshed=self._on_token_refreshed,
-                reload_grant=self._reload_grant,
-                logger=self.context.logger,
-                log_fields=log_fields,
+                **options_from(self.context),
             )
         else:
             auth = ApiTokenAuth(config.auth.token)

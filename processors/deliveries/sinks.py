@@ -20,31 +20,29 @@ flag says; the pin is relaxed only when the operator points the connector at a l
 that is when its ``base_url`` (``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL``) is plain
 HTTP or names a loopback or private host.
 
-OAuth connections (HubSpot and Pipedrive ``auth.type == "oauth"``) with a token store: the
+OAuth connections (any connector whose ``auth.type`` is ``"oauth"``) with a token store: the
 sink starts from the connection's latest renewed grant in the store (access token, its
-expiry, the refresh token the partner may have rotated, Pipedrive's ``api_domain``) when it
-descends from the credentials stored on the connection, and its ``on_token_refreshed`` hook
-saves every renewal there (see :mod:`processors.deliveries.tokens`). Its ``reload_grant`` hook
-loads the latest stored grant again when the partner refuses a refresh, so a sink whose
-refresh token another sink of the connection has rotated picks up the new one instead of
-parking the connection.
+expiry, the refresh token the partner may have rotated, the ``api_domain`` the partner may
+have assigned) when it descends from the credentials stored on the connection, and its
+context's ``grant_store`` is that connection's store (see :mod:`processors.deliveries.tokens`
+and :mod:`connectors.base.oauth`): the token source saves every renewal there, and reloads
+the latest grant when the partner refuses a refresh, so a sink whose refresh token another
+sink of the connection has rotated picks up the new one instead of parking the connection.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
 from connectors.base import BaseSink, Clock, HttpClientFactory, PermanentError, SinkContext
-from connectors.hubspot import HubSpotSink, RefreshedToken
-from connectors.pipedrive import OAuthTokens, PipedriveSink
+from connectors.base.oauth import OAuthGrant
 from connectors.registry import get_connector
-from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore, credentials_fingerprint
+from processors.deliveries.tokens import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.secrets import SecretBox, SecretDecryptionError
@@ -105,65 +103,6 @@ def _with_grant(block: dict[str, Any], grant: OAuthGrant) -> dict[str, Any]:
     return {**block, "auth": auth}
 
 
-@dataclass(frozen=True, slots=True)
-class _GrantSaver:
-    """A sink's ``on_token_refreshed`` hooks: save each renewal of one connection."""
-
-    store: OAuthTokenStore
-    tenant_id: str
-    connection_id: str
-    credentials: str
-
-    async def _save(self, grant: OAuthGrant) -> None:
-        await self.store.save(
-            grant,
-            tenant_id=self.tenant_id,
-            connection_id=self.connection_id,
-            credentials=self.credentials,
-        )
-
-    async def hubspot(self, token: RefreshedToken) -> None:
-        await self._save(
-            OAuthGrant(
-                access_token=token.access_token,
-                refresh_token=token.refresh_token,
-                expires_at=token.expires_at,
-            )
-        )
-
-    async def pipedrive(self, tokens: OAuthTokens) -> None:
-        await self._save(
-            OAuthGrant(
-                access_token=tokens.access_token,
-                refresh_token=tokens.refresh_token,
-                expires_at=tokens.expires_at,
-                api_domain=tokens.api_domain,
-            )
-        )
-
-    async def _load(self) -> OAuthGrant | None:
-        return await self.store.load(
-            tenant_id=self.tenant_id, connection_id=self.connection_id, credentials=self.credentials
-        )
-
-    async def hubspot_reload(self) -> RefreshedToken | None:
-        grant = await self._load()
-        if grant is None:
-            return None
-        return RefreshedToken(grant.access_token, grant.expires_at, grant.refresh_token)
-
-    async def pipedrive_reload(self) -> OAuthTokens | None:
-        grant = await self._load()
-        if grant is None:
-            return None
-        return OAuthTokens(
-            access_token=grant.access_token,
-            refresh_token=grant.refresh_token,
-            expires_at=grant.expires_at,
-            api_domain=grant.api_domain,
-        )
-
-
 class ConnectorSinkFactory:
     """Creates and sets up sinks for one connector, from stored connections.
 
@@ -212,13 +151,15 @@ class ConnectorSinkFactory:
             msg = "a stored secret of the connection does not open"
             raise PermanentError(msg, partner=name) from exc
         block = _config_block(name, opened, base_url=self._base_url)
-        saver: _GrantSaver | None = None
+        grants: ConnectionGrants | None = None
         credentials = credentials_fingerprint(block.get("auth"))
         if self._tokens is not None and credentials is not None and name != "webhook":
-            saver = _GrantSaver(
-                self._tokens, connection.tenant_id, connection.connection_id, credentials
+            grants = self._tokens.for_connection(
+                tenant_id=connection.tenant_id,
+                connection_id=connection.connection_id,
+                credentials=credentials,
             )
-            block = await self._resume(saver, block)
+            block = await self._resume(grants, block)
         try:
             config = self._spec.config_class.validate_for_connection(
                 block, allow_private_networks=self._allow_private
@@ -247,9 +188,10 @@ class ConnectorSinkFactory:
             config=config,
             allow_private_networks=self._allow_private,
             identity=resolver,
+            grant_store=grants,
             **self._context_overrides,
         )
-        sink = self._sink(context, saver)
+        sink = self._spec.sink_class(context)
         try:
             await sink.setup()
         except BaseException:
@@ -257,13 +199,9 @@ class ConnectorSinkFactory:
             raise
         return sink
 
-    async def _resume(self, saver: _GrantSaver, block: dict[str, Any]) -> dict[str, Any]:
+    async def _resume(self, grants: ConnectionGrants, block: dict[str, Any]) -> dict[str, Any]:
         """``block`` continuing from the connection's stored grant, if it has a usable one."""
-        grant = await saver.store.load(
-            tenant_id=saver.tenant_id,
-            connection_id=saver.connection_id,
-            credentials=saver.credentials,
-        )
+        grant = await grants.reload()
         if grant is None:
             return block
         resumed = _with_grant(block, grant)
@@ -275,22 +213,10 @@ class ConnectorSinkFactory:
             logger.warning(
                 "oauth.grant.ignored",
                 extra={
-                    "tenant_id": saver.tenant_id,
-                    "connection_id": saver.connection_id,
+                    "tenant_id": grants.tenant_id,
+                    "connection_id": grants.connection_id,
                     "reason": "invalid",
                 },
             )
             return block
         return resumed
-
-    def _sink(self, context: SinkContext[Any], saver: _GrantSaver | None) -> BaseSink[Any]:
-        sink_class = self._spec.sink_class
-        if saver is not None and issubclass(sink_class, HubSpotSink):
-            return sink_class(
-                context, on_token_refreshed=saver.hubspot, reload_grant=saver.hubspot_reload
-            )
-        if saver is not None and issubclass(sink_class, PipedriveSink):
-            return sink_class(
-                context, on_token_refreshed=saver.pipedrive, reload_grant=saver.pipedrive_reload
-            )
-        return sink_class(context)

@@ -1,13 +1,15 @@
 """Renewed OAuth grants of partner connections, kept in Redis from one sink to the next.
 
-A HubSpot or Pipedrive OAuth sink renews its access token in memory
-(``connectors.hubspot.auth``, ``connectors.pipedrive.auth``), and the partner may hand out a
-new refresh token with it. Without this store the renewal dies with the sink: after a
-connection update (the engine rebuilds the sink), on another worker after a rebalance, or
-when the worker restarts, the next sink would start again from the refresh token stored on
-the connection, which a rotating partner has already invalidated. The sink factory
-(:mod:`processors.deliveries.sinks`) saves every renewal here and starts each new sink from
-the latest one.
+An OAuth sink renews its access token in memory (the connector kit's
+:class:`~connectors.base.oauth.OAuthTokenSource`), and the partner may hand out a new refresh
+token with it. Without this store the renewal dies with the sink: after a connection update
+(the engine rebuilds the sink), on another worker after a rebalance, or when the worker
+restarts, the next sink would start again from the refresh token stored on the connection,
+which a rotating partner has already invalidated. The sink factory
+(:mod:`processors.deliveries.sinks`) starts each new sink from the latest grant here and
+hands the sink :meth:`OAuthTokenStore.for_connection`, the kit's
+:class:`~connectors.base.oauth.GrantStore` of that connection: the token source saves every
+renewal through it, and reloads the latest grant when the partner refuses a refresh.
 
 The connection record itself is never rewritten: that bumps ``updated_at``, which makes the
 engine rebuild the connection's sinks and clears its health.
@@ -17,7 +19,9 @@ Key (under ``QI_REDIS_KEY_PREFIX``): ``oauth:{connection_id}``, a JSON string
 :data:`GRANT_TTL_SECONDS` after the last renewal. ``grant`` is sealed with the connection's
 :class:`~processors.secrets.SecretBox` (bound to tenant, connection and the purpose
 :data:`GRANT_PURPOSE`) and opens to ``{"access_token", "refresh_token", "expires_at",
-"api_domain", "credentials"}``.
+"api_domain", "credentials"}`` (the fields of :class:`~connectors.base.oauth.OAuthGrant`,
+``api_domain`` ``null`` for a partner that assigns no API host). Grants stored before the
+kit existed have exactly this form and load unchanged.
 
 ``credentials`` is a fingerprint of the OAuth credentials stored on the connection that the
 grant descends from (:func:`credentials_fingerprint`: auth type, client id and refresh
@@ -54,13 +58,14 @@ from typing import Any, Final, Literal
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from connectors.base.oauth import OAuthGrant
 from processors.secrets import SecretBox, SecretDecryptionError, SecretsError
 
 __all__ = [
     "GRANT_PURPOSE",
     "GRANT_TTL_SECONDS",
+    "ConnectionGrants",
     "GrantRewrap",
-    "OAuthGrant",
     "OAuthTokenStore",
     "credentials_fingerprint",
 ]
@@ -70,8 +75,8 @@ logger = logging.getLogger(__name__)
 GRANT_PURPOSE: Final[str] = "oauth_grant"
 """The secret box purpose of a stored grant (distinct from any settings field path)."""
 GRANT_TTL_SECONDS: Final[int] = 90 * 86_400
-"""Longer than Pipedrive keeps an unused refresh token (60 days); HubSpot does not rotate
-refresh tokens, so a grant that expired costs one renewal from the connection's own."""
+"""Longer than partners keep an unused refresh token (60 days is the shortest we know of);
+a grant that expired costs, at worst, one renewal from the connection's own refresh token."""
 _FORMAT_VERSION: Final[int] = 1
 _REWRAP_ATTEMPTS: Final[int] = 5
 
@@ -87,17 +92,6 @@ return 0
 GrantRewrap = Literal["missing", "current", "rewrapped"]
 """What :meth:`OAuthTokenStore.rewrap` did: no grant stored, already under the active key, or
 re-sealed."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class OAuthGrant:
-    """A renewed grant: the access token, when it expires (Unix seconds), the refresh token
-    to use from now on, and (Pipedrive) the account's API host."""
-
-    access_token: SecretStr
-    refresh_token: SecretStr
-    expires_at: float
-    api_domain: str | None = None
 
 
 def credentials_fingerprint(auth: object) -> str | None:
@@ -195,6 +189,15 @@ class OAuthTokenStore:
             logger.warning("oauth.grant.ignored", extra={**fields, "reason": "unreadable"})
         return grant
 
+    def for_connection(
+        self, *, tenant_id: str, connection_id: str, credentials: str
+    ) -> ConnectionGrants:
+        """The grant store of one connection whose OAuth credentials have ``credentials``
+        as fingerprint, for its sink's token source."""
+        return ConnectionGrants(
+            self, tenant_id=tenant_id, connection_id=connection_id, credentials=credentials
+        )
+
     async def delete(self, connection_id: str) -> None:
         """Forget the connection's grant (its next sink starts from the stored credentials)."""
         await self._redis.delete(self._key(connection_id))
@@ -245,6 +248,31 @@ class OAuthTokenStore:
         except (ValueError, SecretDecryptionError):  # JSONDecodeError is a ValueError
             return None
         return document if isinstance(document, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionGrants:
+    """One connection's grants in an :class:`OAuthTokenStore`: the kit's ``GrantStore``."""
+
+    store: OAuthTokenStore
+    tenant_id: str
+    connection_id: str
+    credentials: str
+
+    async def save(self, grant: OAuthGrant) -> None:
+        """Store ``grant`` as the connection's latest (Redis errors are raised)."""
+        await self.store.save(
+            grant,
+            tenant_id=self.tenant_id,
+            connection_id=self.connection_id,
+            credentials=self.credentials,
+        )
+
+    async def reload(self) -> OAuthGrant | None:
+        """The connection's latest grant, if it descends from its credentials."""
+        return await self.store.load(
+            tenant_id=self.tenant_id, connection_id=self.connection_id, credentials=self.credentials
+        )
 
 
 def _envelope(text: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -35,6 +36,7 @@ from tests.integration.conftest import start_worker
 from tests.integration.partners import connect, delivery_reader, partner_env, publish
 from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.sandboxes.pipedrive import AccountLimits, PipedriveSandbox
+from tests.support.infrastructure import REPO_ROOT
 from tests.support.worker import WorkerProcess
 
 FAST_DEFERS = {  # on top of partner_env's fast retries
@@ -306,7 +308,9 @@ async def test_pipedrive_budget_running_out_parks_deliveries_until_the_reset(
             connectors=["pipedrive"],
             pipedrive=pipedrive,
             QI_TEST_CLOCK_SECONDS_TO_MIDNIGHT=str(SECONDS_TO_MIDNIGHT),
-            PYTHONPATH=str(hook),
+            # The checkout first: the hook imports connectors before the worker's working
+            # directory is on sys.path, and must get this checkout's, not an installed one.
+            PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(hook)]),
         )
         | FAST_DEFERS
     )

@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore
+from connectors.base.oauth import OAuthGrant
+from processors.deliveries.tokens import OAuthTokenStore
 from processors.secrets import EncryptedSecret, KeyRing, SecretBox, SecretsSettings
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector

@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 from connectors.base import OutboundRecord
+from connectors.base.oauth import OAuthGrant
 
 _ids = itertools.count(1)
 
@@ -58,3 +59,25 @@ def make_record(**overrides: Any) -> OutboundRecord:
 
 def make_records(count: int, **overrides: Any) -> list[OutboundRecord]:
     return [make_record(**overrides) for _ in range(count)]
+
+
+class MemoryGrantStore:
+    """A connection's grant store in memory (the kit's ``GrantStore``): every saved grant in
+    order, the latest one, and how often it was reloaded. ``fail_save`` makes saving raise."""
+
+    def __init__(self, *, fail_save: bool = False) -> None:
+        self.saved: list[OAuthGrant] = []
+        self.latest: OAuthGrant | None = None
+        self.loads = 0
+        self._fail_save = fail_save
+
+    async def save(self, grant: OAuthGrant) -> None:
+        if self._fail_save:
+            msg = "store down"
+            raise RuntimeError(msg)
+        self.saved.append(grant)
+        self.latest = grant
+
+    async def reload(self) -> OAuthGrant | None:
+        self.loads += 1
+        return self.latest

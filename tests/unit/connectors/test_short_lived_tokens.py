@@ -8,11 +8,11 @@ import logging
 from urllib.parse import parse_qs
 
 import httpx
-from pydantic import SecretStr
 
 from connectors.base import http_client_factory
-from connectors.hubspot.auth import OAuthTokenSource
-from connectors.pipedrive.auth import OAuthAuth
+from connectors.hubspot.auth import HubSpotOAuthSource
+from connectors.hubspot.config import HubSpotOAuth
+from connectors.pipedrive.auth import PipedriveOAuthSource
 from connectors.pipedrive.config import PipedriveOAuth
 from tests.unit.connectors.fakes import FakeClock
 
@@ -39,19 +39,25 @@ class TokenEndpoint:
         )
 
 
-def _hubspot(endpoint: TokenEndpoint, clock: FakeClock) -> OAuthTokenSource:
-    return OAuthTokenSource(
+async def _token(source: HubSpotOAuthSource) -> str:
+    """The access token the source's next request would carry."""
+    return (await source.headers())["authorization"].removeprefix("Bearer ")
+
+
+def _hubspot(endpoint: TokenEndpoint, clock: FakeClock) -> HubSpotOAuthSource:
+    credentials = HubSpotOAuth.model_validate(
+        {"type": "oauth", "client_id": "cid", "client_secret": "cs", "refresh_token": "rt-0"}
+    )
+    return HubSpotOAuthSource(
+        credentials,
         http_client=http_client_factory(transport=httpx.MockTransport(endpoint)),
         token_url="https://api.hubapi.com/oauth/v1/token",
-        client_id="cid",
-        client_secret=SecretStr("cs"),
-        refresh_token=SecretStr("rt-0"),
         clock=clock,
         logger=logging.getLogger("test"),
     )
 
 
-def _pipedrive(endpoint: TokenEndpoint, clock: FakeClock) -> OAuthAuth:
+def _pipedrive(endpoint: TokenEndpoint, clock: FakeClock) -> PipedriveOAuthSource:
     config = PipedriveOAuth.model_validate(
         {
             "type": "oauth",
@@ -61,7 +67,7 @@ def _pipedrive(endpoint: TokenEndpoint, clock: FakeClock) -> OAuthAuth:
             "api_domain": "https://acme.pipedrive.com",
         }
     )
-    return OAuthAuth(
+    return PipedriveOAuthSource(
         config,
         http_client=http_client_factory(transport=httpx.MockTransport(endpoint)),
         clock=clock,
@@ -72,11 +78,11 @@ async def test_hubspot_renews_a_4_second_token_at_half_life() -> None:
     endpoint, clock = TokenEndpoint(expires_in=4), FakeClock()
     source = _hubspot(endpoint, clock)
 
-    tokens = [(await source.token()).get_secret_value() for _ in range(5)]
+    tokens = [await _token(source) for _ in range(5)]
     clock.advance(1.9)
-    tokens.append((await source.token()).get_secret_value())
+    tokens.append(await _token(source))
     clock.advance(0.2)  # 1.9 s left: renew
-    tokens.append((await source.token()).get_secret_value())
+    tokens.append(await _token(source))
 
     assert tokens == ["at-1"] * 6 + ["at-2"]
     assert endpoint.refresh_tokens == ["rt-0", "rt-1"]
@@ -85,11 +91,11 @@ async def test_hubspot_renews_a_4_second_token_at_half_life() -> None:
 async def test_hubspot_keeps_the_60_second_margin_for_long_lived_tokens() -> None:
     endpoint, clock = TokenEndpoint(expires_in=1800), FakeClock()
     source = _hubspot(endpoint, clock)
-    await source.token()
+    await source.headers()
     clock.advance(1800 - 61)
-    assert (await source.token()).get_secret_value() == "at-1"
+    assert await _token(source) == "at-1"
     clock.advance(2)
-    assert (await source.token()).get_secret_value() == "at-2"
+    assert await _token(source) == "at-2"
 
 
 async def test_pipedrive_renews_a_4_second_token_at_half_life() -> None:

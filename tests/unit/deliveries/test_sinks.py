@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, cast
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from redis.asyncio import Redis
 
-from connectors.base import http_client_factory
+from connectors.base import (
+    BaseSink,
+    BatchOutcome,
+    ConnectionConfig,
+    OutboundRecord,
+    RateLimit,
+    http_client_factory,
+)
 from connectors.base.http import HttpClientFactory
+from connectors.base.oauth import OAuthGrant, OAuthTokenSource
 from connectors.hubspot import HubSpotSink
 from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.client import PipedriveObject
+from connectors.registry import get_connector
 from processors.deliveries.sinks import ConnectorSinkFactory
-from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore, credentials_fingerprint
+from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
 from processors.secrets import KeyRing, SecretBox
 from processors.tenants.models import ConnectionRecord
@@ -319,3 +330,98 @@ async def test_two_sinks_of_one_connection_share_the_rotated_refresh_token(
         await second.close()
     assert partner.refreshed_with == ["rt-0", "rt-0"]  # the second was refused, then reloaded
     assert partner.bearers == ["Bearer at-1", "Bearer at-1"]
+
+
+class ExampleAuth(BaseModel):
+    """An OAuth block as a connector the factory knows nothing about declares it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["oauth"]
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr
+    access_token: SecretStr | None = None
+    expires_at: float | None = None
+
+
+class ExampleConfig(ConnectionConfig):
+    auth: ExampleAuth
+
+
+class ExampleOAuth(OAuthTokenSource):
+    partner: ClassVar[str] = "example"
+    log_prefix: ClassVar[str] = "example.oauth"
+
+
+class ExampleSink(BaseSink[ExampleConfig]):
+    """A sink of a made-up OAuth partner: its token source keeps grants in the context's
+    grant store, like every connector of the kit."""
+
+    name: ClassVar[str] = "example"
+    config_class: ClassVar[type[ConnectionConfig]] = ExampleConfig
+    max_batch_size: ClassVar[int] = 1
+    default_rate_limit: ClassVar[RateLimit | None] = RateLimit(rate=10, per_seconds=1)
+
+    async def setup(self) -> None:
+        self._http = self.context.http_client_factory()
+        self.tokens = ExampleOAuth(
+            self.config.auth,
+            http_client=self._http,
+            token_url="https://auth.example.com/oauth/token",
+            clock=self.context.clock,
+            store=self.context.grant_store,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
+        raise NotImplementedError
+
+
+async def test_any_oauth_connector_keeps_its_grants_through_the_factory(
+    monkeypatch: pytest.MonkeyPatch,
+    redis: FakeRedis,
+    clock: FakeClock,
+    identity: IdentityRepository,
+) -> None:
+    """No line of the factory names the connector: its sinks get the connection's grant
+    store through their context, save the rotated grant, resume from it and reload it."""
+    spec = dataclasses.replace(
+        get_connector("webhook"), name="example", sink_class=ExampleSink, config_class=ExampleConfig
+    )
+    monkeypatch.setattr("processors.deliveries.sinks.get_connector", lambda _: spec)
+    partner = Partner(rotating=True)
+    store = _store(redis, clock)
+    factory = _factory("example", store=store, partner=partner, clock=clock, identity=identity)
+    # the record's connector is only a label to the factory, which runs the spec it was given
+    connection = _connection("hubspot", {"auth": HUBSPOT_AUTH}).model_copy(
+        update={"connector": "example"}
+    )
+
+    first, second = await factory(connection), await factory(connection)
+    try:
+        assert isinstance(first, ExampleSink)
+        assert isinstance(second, ExampleSink)
+        assert await first.tokens.headers() == {"authorization": "Bearer at-1"}
+        # the second still holds rt-0, which the partner has rotated: it reloads at-1
+        assert await second.tokens.headers() == {"authorization": "Bearer at-1"}
+    finally:
+        await first.close()
+        await second.close()
+    assert partner.refreshed_with == ["rt-0", "rt-0"]
+
+    credentials = credentials_fingerprint(HUBSPOT_AUTH)
+    assert credentials is not None
+    grant = await store.load(tenant_id="t_1", connection_id="conn_hubspot", credentials=credentials)
+    assert grant is not None
+    assert grant.refresh_token.get_secret_value() == "rt-1"
+
+    third = await factory(connection)  # a new sink resumes from the stored grant
+    try:
+        assert isinstance(third, ExampleSink)
+        assert await third.tokens.headers() == {"authorization": "Bearer at-1"}
+    finally:
+        await third.close()
+    assert partner.refreshed_with == ["rt-0", "rt-0"]

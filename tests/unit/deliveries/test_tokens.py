@@ -11,12 +11,8 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from processors.deliveries.tokens import (
-    GRANT_TTL_SECONDS,
-    OAuthGrant,
-    OAuthTokenStore,
-    credentials_fingerprint,
-)
+from connectors.base.oauth import OAuthGrant
+from processors.deliveries.tokens import GRANT_TTL_SECONDS, OAuthTokenStore, credentials_fingerprint
 from processors.secrets import KeyRing, SecretBox
 from tests.unit.deliveries.fakes import FakeRedis
 
@@ -179,3 +175,63 @@ def test_the_fingerprint_follows_client_id_and_refresh_token_only() -> None:
 )
 def test_only_oauth_credentials_have_a_fingerprint(auth: object) -> None:
     assert credentials_fingerprint(auth) is None
+
+
+# Values the store wrote before the connector kit's grant type existed (sealed with KEY1 for
+# tenant t_1), one from each partner: Pipedrive's names an api_domain, HubSpot's does not.
+STORED_BEFORE_THE_KIT = {
+    "conn_pd": (
+        '{"v": 1, "refreshed_at": 1800000000.0, "grant": "qi-enc:v1:k1:h0KfXDZgWidm9taf:M0L0BF2Of'
+        "j4xJ2WlW7xt3jBcsxPTSvClpT0zqNmXnYrHsuOU4KrjpiMG-n2HFAjW3V0M4Fh-VEn_um3c1TxbSQWt7vCcR9Wb"
+        "e_AA-NXtErIAyzwi7sAUi4m6K3WtnZ-rWb7kNyXBO-2oBpGcQ_zUUq57X3SgngZCyW9DXQ9yxa-9bWG4gPvjGto"
+        "XeKj5X4Mo3jSnjLuiZlY-E17oIkJlGPvzzFzwDphac3FLSkQ-ltBjbHs-6N7Y2fWzy9ArjbCF2CyL8kQnwAojZ8O"
+        'cd1aawr5Yxjb0rEOB95u7-OE"}'
+    ),
+    "conn_hs": (
+        '{"v": 1, "refreshed_at": 1800000000.0, "grant": "qi-enc:v1:k1:aOC7QErMuMNCHR1X:QscaTQehv'
+        "-KizTnPDRQY5mfWyOGo36vFrcMoVGQwztQL9LwOuObrG9bekU8YP2m1YTmoedflDqDqhOQhq7-7PJwQtS5Qw6r_ru"
+        "qwA_E3hUD98_M0Nsl2u2Vdtq3mpz8ArAuf88VScnVsI3DMdWn4KbXkQ4yQeoGA988iP1r6fo19LKjttuteVWHuG7j"
+        "g4YyuGSs3k0XRfjO4p3y2h9_CkwtvwERWpFOV5ZMTgff1-h8VkHXINPGuxeOY8fimdmH_ltooTWc"
+        '"}'
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("connection_id", "api_domain"),
+    [("conn_pd", "https://acme.pipedrive.com"), ("conn_hs", None)],
+)
+async def test_grants_stored_before_the_kit_still_load(
+    connection_id: str, api_domain: str | None
+) -> None:
+    redis = FakeRedis()
+    redis.values[f"qi:oauth:{connection_id}"] = STORED_BEFORE_THE_KIT[connection_id]
+    grants = _store(redis).for_connection(
+        tenant_id="t_1", connection_id=connection_id, credentials=CREDENTIALS
+    )
+
+    assert await grants.reload() == OAuthGrant(
+        access_token=SecretStr("at-stored"),
+        refresh_token=SecretStr("rt-stored"),
+        expires_at=1_800_001_800.0,
+        api_domain=api_domain,
+    )
+
+
+async def test_a_connection_store_saves_and_reloads_in_the_same_format() -> None:
+    redis, box = FakeRedis(), _box()
+    grants = _store(redis, box).for_connection(credentials=CREDENTIALS, **COORDINATES)
+
+    await grants.save(GRANT)
+
+    assert await grants.reload() == GRANT
+    envelope = json.loads(redis.values["qi:oauth:conn_1"])
+    assert set(envelope) == {"v", "refreshed_at", "grant"}
+    opened = json.loads(box.decrypt(envelope["grant"], purpose="oauth_grant", **COORDINATES))
+    assert opened == {
+        "access_token": "at-secret-1",
+        "refresh_token": "rt-secret-2",
+        "expires_at": NOW + 1800,
+        "api_domain": "https://acme.pipedrive.com",
+        "credentials": CREDENTIALS,
+    }

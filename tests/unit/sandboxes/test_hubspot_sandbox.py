@@ -23,8 +23,9 @@ from connectors.base import (
     SinkContext,
     TransientError,
 )
-from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink, RefreshedToken
+from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink
 from tests.sandboxes.hubspot import HubSpotSandbox, PortalLimits
+from tests.unit.connectors.fakes import MemoryGrantStore
 from tests.unit.connectors.hubspot.fakes import FakeIdentity, company, deleted, person, signal
 
 TOKEN = "pat-sandbox-1"
@@ -54,7 +55,7 @@ async def open_sink(
     *,
     identity: FakeIdentity | None = None,
     auth: dict[str, Any] | None = None,
-    hook: list[RefreshedToken] | None = None,
+    grants: MemoryGrantStore | None = None,
     **config: Any,
 ) -> AsyncIterator[HubSpotSink]:
     settings = HubSpotConnectionConfig.validate_for_connection(
@@ -72,13 +73,9 @@ async def open_sink(
         config=settings,
         allow_private_networks=True,
         identity=identity if identity is not None else FakeIdentity(),
+        grant_store=grants,
     )
-
-    async def on_token_refreshed(token: RefreshedToken) -> None:
-        if hook is not None:
-            hook.append(token)
-
-    async with HubSpotSink(context, on_token_refreshed=on_token_refreshed) as sink:
+    async with HubSpotSink(context) as sink:
         yield sink
 
 
@@ -282,17 +279,17 @@ async def test_an_expired_token_is_refreshed_once_and_the_call_retried(
     sandbox: HubSpotSandbox, portal: int
 ) -> None:
     auth = _oauth(sandbox, portal, expires_in=1800)
-    refreshed: list[RefreshedToken] = []
+    grants = MemoryGrantStore()
     identity = FakeIdentity()
     identity.links[(C, "co_1")] = sandbox.seed(portal, "companies", {"name": "x"})
-    async with open_sink(sandbox, identity=identity, auth=auth, hook=refreshed) as sink:
+    async with open_sink(sandbox, identity=identity, auth=auth, grants=grants) as sink:
         assert len((await sink.deliver([company("co_1")])).delivered) == 1
         assert sandbox.expire_tokens(portal) == 1
         assert len((await sink.deliver([company("co_1")])).delivered) == 1
     statuses = [entry.status for entry in sandbox.requests(portal)]
     assert statuses == [200, 401, 200]
     assert sandbox.stats(portal).token_requests == 2
-    assert len(refreshed) == 2
+    assert len(grants.saved) == 2
 
 
 async def test_a_token_about_to_expire_is_refreshed_before_the_call(

@@ -30,9 +30,9 @@ from connectors.base import (
     TransientError,
     http_client_factory,
 )
-from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink, RefreshedToken
+from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink
 from tests.sandboxes.hubspot import HubSpotSandbox
-from tests.unit.connectors.fakes import FakeClock
+from tests.unit.connectors.fakes import FakeClock, MemoryGrantStore
 from tests.unit.connectors.hubspot.fakes import (
     FakeIdentity,
     ListingIdentity,
@@ -133,7 +133,7 @@ async def open_sink(
     identity: FakeIdentity | None = None,
     clock: FakeClock | None = None,
     auth: dict[str, Any] | None = None,
-    on_token_refreshed: Callable[[RefreshedToken], Any] | None = None,
+    grants: MemoryGrantStore | None = None,
     **config: Any,
 ) -> AsyncIterator[HubSpotSink]:
     settings = HubSpotConnectionConfig.validate_for_connection({"auth": auth or PRIVATE, **config})
@@ -149,10 +149,6 @@ async def open_sink(
             timeout_seconds=timeout_seconds, transport=httpx.MockTransport(hub)
         )
 
-    async def hook(token: RefreshedToken) -> None:
-        if on_token_refreshed is not None:
-            on_token_refreshed(token)
-
     context = SinkContext(
         tenant_id="t_42",
         connection_id="c_hs",
@@ -161,9 +157,10 @@ async def open_sink(
         clock=clock or FakeClock(),
         http_client_factory=client_factory,
         identity=FakeIdentity() if identity is None else identity,
+        grant_store=grants,
         logger=logging.getLogger("test.hubspot.sink"),
     )
-    async with HubSpotSink(context, on_token_refreshed=hook) as sink:
+    async with HubSpotSink(context) as sink:
         yield sink
 
 
@@ -1081,12 +1078,10 @@ OAUTH = {"type": "oauth", "client_id": "cid", "client_secret": "cs", "refresh_to
 async def test_oauth_refreshes_before_the_first_call_and_before_expiry() -> None:
     hub = MockHubSpot()
     clock = FakeClock()
-    refreshed: list[RefreshedToken] = []
+    grants = MemoryGrantStore()
     auth = {**OAUTH, "access_token": "stored", "expires_at": clock.wall + 90}
     identity = _linked((C, "co_1", "501"))
-    async with open_sink(
-        hub, identity=identity, clock=clock, auth=auth, on_token_refreshed=refreshed.append
-    ) as sink:
+    async with open_sink(hub, identity=identity, clock=clock, auth=auth, grants=grants) as sink:
         await sink.deliver([company("co_1")])
         clock.advance(31)  # 59 s left
         await sink.deliver([company("co_1")])
@@ -1097,7 +1092,7 @@ async def test_oauth_refreshes_before_the_first_call_and_before_expiry() -> None
     ]
     auth_headers = [r.headers.get("authorization") for r in hub.calls("batch/update")]
     assert auth_headers == ["Bearer stored", "Bearer at-1"]
-    assert [t.access_token.get_secret_value() for t in refreshed] == ["at-1"]
+    assert [t.access_token.get_secret_value() for t in grants.saved] == ["at-1"]
 
 
 async def test_a_401_refreshes_once_and_retries() -> None:

@@ -22,7 +22,8 @@ from connectors.base import (
     SinkContext,
     http_client_factory,
 )
-from connectors.pipedrive import PipedriveConnectionConfig, PipedriveSink, TokenRefreshedHook
+from connectors.base.oauth import GrantStore
+from connectors.pipedrive import PipedriveConnectionConfig, PipedriveSink
 from tests.unit.connectors.fakes import FakeClock, make_record
 
 DOMAIN_KEY = "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0"
@@ -324,7 +325,7 @@ async def open_sink(
     clock: Clock | None = None,
     settings: dict[str, Any] | None = None,
     allow_private_networks: bool = False,
-    on_token_refreshed: TokenRefreshedHook | None = None,
+    grants: GrantStore | None = None,
     **sink_options: Any,
 ) -> AsyncIterator[PipedriveSink]:
     """A set-up ``PipedriveSink`` talking to ``api`` (a mock, or a real client factory)."""
@@ -342,8 +343,7 @@ async def open_sink(
         clock=clock or FakeClock(),
         http_client_factory=factory,
         identity=identity if identity is not None else FakeIdentity(),
+        grant_store=grants,
     )
-    async with PipedriveSink(
-        context, on_token_refreshed=on_token_refreshed, **sink_options
-    ) as sink:
+    async with PipedriveSink(context, **sink_options) as sink:
         yield sink

@@ -15,9 +15,10 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.base import AuthenticationError, TransientError, http_client_factory
-from connectors.pipedrive.auth import ApiTokenAuth, OAuthAuth, OAuthTokens
+from connectors.base.oauth import OAuthGrant
+from connectors.pipedrive.auth import ApiTokenAuth, PipedriveOAuthSource
 from connectors.pipedrive.config import PipedriveOAuth
-from tests.unit.connectors.fakes import FakeClock
+from tests.unit.connectors.fakes import FakeClock, MemoryGrantStore
 from tests.unit.connectors.pipedrive.fakes import MockPipedrive
 
 TOKEN_PATH = "/oauth/token"
@@ -53,35 +54,31 @@ async def _oauth(
     api: MockPipedrive,
     *,
     clock: FakeClock | None = None,
-    stored: list[OAuthTokens] | None = None,
+    store: MemoryGrantStore | None = None,
     **config: Any,
-) -> AsyncIterator[OAuthAuth]:
-    async def store(tokens: OAuthTokens) -> None:
-        if stored is not None:
-            stored.append(tokens)
-
+) -> AsyncIterator[PipedriveOAuthSource]:
     async with http_client_factory(transport=httpx.MockTransport(api)) as http:
-        yield OAuthAuth(
+        yield PipedriveOAuthSource(
             _config(**config),
             http_client=http,
             clock=clock or FakeClock(),
-            on_token_refreshed=store,
+            store=store,
         )
 
 
 async def test_an_api_token_goes_in_the_x_api_token_header() -> None:
     auth = ApiTokenAuth(SecretStr("tok"))
     assert await auth.headers() == {"x-api-token": "tok"}
-    assert await auth.refresh_after_unauthorized({"x-api-token": "tok"}) is False
+    assert await auth.renew_after_rejection({"x-api-token": "tok"}) is False
     assert auth.api_domain is None
 
 
 async def test_the_first_request_refreshes_with_basic_client_credentials() -> None:
     api = MockPipedrive()
     api.on("POST", TOKEN_PATH, _granted())
-    stored: list[OAuthTokens] = []
+    store = MemoryGrantStore()
     clock = FakeClock()
-    async with _oauth(api, clock=clock, stored=stored) as auth:
+    async with _oauth(api, clock=clock, store=store) as auth:
         assert await auth.headers() == {"authorization": "Bearer access-1"}
         assert auth.api_domain == "https://acme-eu.pipedrive.com"
     (request,) = api.requests
@@ -93,7 +90,7 @@ async def test_the_first_request_refreshes_with_basic_client_credentials() -> No
         "grant_type": ["refresh_token"],
         "refresh_token": ["refresh-1"],
     }
-    (tokens,) = stored
+    (tokens,) = store.saved
     assert tokens.access_token.get_secret_value() == "access-1"
     assert tokens.refresh_token.get_secret_value() == "refresh-2"
     assert tokens.expires_at == clock.wall + 3599
@@ -155,10 +152,10 @@ async def test_after_a_401_the_token_is_refreshed_once() -> None:
         api, clock=clock, access_token="revoked", expires_at=clock.wall + 3000
     ) as auth:
         used = await auth.headers()
-        assert await auth.refresh_after_unauthorized(used) is True
+        assert await auth.renew_after_rejection(used) is True
         assert await auth.headers() == {"authorization": "Bearer access-2"}
         # Another request rejected with the old token does not refresh again.
-        assert await auth.refresh_after_unauthorized(used) is True
+        assert await auth.renew_after_rejection(used) is True
     assert len(api.requests) == 1
 
 
@@ -218,11 +215,9 @@ async def test_a_failing_store_hook_is_logged_not_raised(caplog: pytest.LogCaptu
     api = MockPipedrive()
     api.on("POST", TOKEN_PATH, _granted())
 
-    async def broken(tokens: OAuthTokens) -> None:
-        raise RuntimeError("redis down")
-
+    broken = MemoryGrantStore(fail_save=True)
     async with http_client_factory(transport=httpx.MockTransport(api)) as http:
-        auth = OAuthAuth(_config(), http_client=http, clock=FakeClock(), on_token_refreshed=broken)
+        auth = PipedriveOAuthSource(_config(), http_client=http, clock=FakeClock(), store=broken)
         with caplog.at_level(logging.INFO):
             assert await auth.headers() == {"authorization": "Bearer access-1"}
     assert "pipedrive.oauth.store_failed" in caplog.messages
@@ -262,35 +257,14 @@ class RotatingPipedrive:
         )
 
 
-class SharedTokens:
-    """The service's grant store as the sinks of one connection see it, in memory."""
-
-    def __init__(self) -> None:
-        self.latest: OAuthTokens | None = None
-        self.loads = 0
-
-    async def save(self, tokens: OAuthTokens) -> None:
-        self.latest = tokens
-
-    async def load(self) -> OAuthTokens | None:
-        self.loads += 1
-        return self.latest
-
-
 def _sharing(
-    http: httpx.AsyncClient, clock: FakeClock, store: SharedTokens, **config: Any
-) -> OAuthAuth:
-    return OAuthAuth(
-        _config(**config),
-        http_client=http,
-        clock=clock,
-        on_token_refreshed=store.save,
-        reload_grant=store.load,
-    )
+    http: httpx.AsyncClient, clock: FakeClock, store: MemoryGrantStore, **config: Any
+) -> PipedriveOAuthSource:
+    return PipedriveOAuthSource(_config(**config), http_client=http, clock=clock, store=store)
 
 
 async def test_a_refused_refresh_takes_the_tokens_another_sink_rotated() -> None:
-    partner, clock, store = RotatingPipedrive(), FakeClock(), SharedTokens()
+    partner, clock, store = RotatingPipedrive(), FakeClock(), MemoryGrantStore()
     async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
         first, second = _sharing(http, clock, store), _sharing(http, clock, store)
         assert await first.headers() == {"authorization": "Bearer access-r1"}
@@ -308,7 +282,7 @@ async def test_a_refused_refresh_takes_the_tokens_another_sink_rotated() -> None
 
 
 async def test_an_expired_reloaded_token_is_refreshed_with_the_stored_refresh_token() -> None:
-    partner, clock, store = RotatingPipedrive(), FakeClock(), SharedTokens()
+    partner, clock, store = RotatingPipedrive(), FakeClock(), MemoryGrantStore()
     async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
         first, second = _sharing(http, clock, store), _sharing(http, clock, store)
         await first.headers()
@@ -318,24 +292,24 @@ async def test_an_expired_reloaded_token_is_refreshed_with_the_stored_refresh_to
 
 
 async def test_after_a_401_the_reloaded_token_is_retried() -> None:
-    partner, clock, store = RotatingPipedrive(), FakeClock(), SharedTokens()
+    partner, clock, store = RotatingPipedrive(), FakeClock(), MemoryGrantStore()
     held = {"access_token": "revoked", "expires_at": clock.wall + 3000}
     async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
         first, second = _sharing(http, clock, store, **held), _sharing(http, clock, store, **held)
         used = await second.headers()
-        assert await first.refresh_after_unauthorized(used) is True
-        assert await second.refresh_after_unauthorized(used) is True
+        assert await first.renew_after_rejection(used) is True
+        assert await second.renew_after_rejection(used) is True
         assert await second.headers() == {"authorization": "Bearer access-r1"}
     assert (partner.refreshes, partner.refused) == (1, 1)
 
 
 async def test_nothing_new_to_reload_needs_reauthorisation() -> None:
-    partner, clock, store = RotatingPipedrive(first="other"), FakeClock(), SharedTokens()
+    partner, clock, store = RotatingPipedrive(first="other"), FakeClock(), MemoryGrantStore()
     async with http_client_factory(transport=httpx.MockTransport(partner)) as http:
         auth = _sharing(http, clock, store)
         with pytest.raises(AuthenticationError, match="refused"):
             await auth.headers()
-        store.latest = OAuthTokens(
+        store.latest = OAuthGrant(
             access_token=SecretStr("access-x"),
             refresh_token=SecretStr("refresh-stale"),
             expires_at=clock.wall - 1,

@@ -19,7 +19,8 @@ from connectors.base import (
     TransientError,
     http_client_factory,
 )
-from connectors.pipedrive.auth import ApiTokenAuth, OAuthAuth, PipedriveAuth
+from connectors.base.oauth import TokenSource
+from connectors.pipedrive.auth import ApiTokenAuth, PipedriveOAuthSource
 from connectors.pipedrive.client import (
     DailyBudget,
     PipedriveClient,
@@ -44,7 +45,7 @@ async def _client(
     budget: int = 30_000,
     burst: RateLimit | None = None,
     search: RateLimit | None = None,
-    auth: PipedriveAuth | None = None,
+    auth: TokenSource | None = None,
 ) -> AsyncIterator[PipedriveClient]:
     clock = clock or FakeClock()
     async with http_client_factory(transport=httpx.MockTransport(api)) as http:
@@ -420,7 +421,7 @@ async def test_a_search_429_with_the_search_window_full_is_backpressure() -> Non
 # -- 401 ----------------------------------------------------------------------------------
 
 
-def _oauth(api: MockPipedrive, http: httpx.AsyncClient, clock: FakeClock) -> OAuthAuth:
+def _oauth(api: MockPipedrive, http: httpx.AsyncClient, clock: FakeClock) -> PipedriveOAuthSource:
     config = PipedriveOAuth.model_validate(
         {
             "type": "oauth",
@@ -432,7 +433,7 @@ def _oauth(api: MockPipedrive, http: httpx.AsyncClient, clock: FakeClock) -> OAu
             "expires_at": clock.wall + 3000,
         }
     )
-    return OAuthAuth(config, http_client=http, clock=clock)
+    return PipedriveOAuthSource(config, http_client=http, clock=clock)
 
 
 def _token(access: str) -> httpx.Response:

@@ -20,7 +20,7 @@ from connectors.base import (
     SystemClock,
     http_client_factory,
 )
-from connectors.pipedrive import OAuthTokens, PipedriveSink
+from connectors.pipedrive import PipedriveSink
 from tests.sandboxes.pipedrive import (
     AccountInfo,
     AccountLimits,
@@ -28,6 +28,7 @@ from tests.sandboxes.pipedrive import (
     OAuthClientSpec,
     PipedriveSandbox,
 )
+from tests.unit.connectors.fakes import MemoryGrantStore
 from tests.unit.connectors.pipedrive.fakes import (
     API_TOKEN,
     SEARCH_PATH,
@@ -100,7 +101,7 @@ async def _sink(
     *,
     fast: bool = True,
     clock: SystemClock | None = None,
-    on_token_refreshed: Any = None,
+    grants: MemoryGrantStore | None = None,
     **overrides: Any,
 ) -> AsyncIterator[PipedriveSink]:
     if fast:
@@ -114,7 +115,7 @@ async def _sink(
         clock=clock or SystemClock(),
         settings=_settings(sandbox, info, **overrides),
         allow_private_networks=True,
-        on_token_refreshed=on_token_refreshed,
+        grants=grants,
         **options,
     ) as sink:
         yield sink
@@ -305,11 +306,7 @@ async def test_the_bucket_learns_the_window_from_the_headers(sandbox: PipedriveS
 
 async def test_oauth_tokens_expire_and_are_refreshed(sandbox: PipedriveSandbox) -> None:
     info = _account(sandbox)
-    stored: list[OAuthTokens] = []
-
-    async def store(tokens: OAuthTokens) -> None:
-        stored.append(tokens)
-
+    grants = MemoryGrantStore()
     oauth = {
         "type": "oauth",
         "client_id": "cid",
@@ -319,9 +316,7 @@ async def test_oauth_tokens_expire_and_are_refreshed(sandbox: PipedriveSandbox) 
         "token_url": sandbox.token_url,
     }
     identity = FakeIdentity()
-    async with _sink(
-        sandbox, info, identity, auth=oauth, base_url=None, on_token_refreshed=store
-    ) as sink:
+    async with _sink(sandbox, info, identity, auth=oauth, base_url=None, grants=grants) as sink:
         first = await sink.deliver(_companies(2))
         assert first.failed == ()
         assert sandbox.stats().token_refreshes == 1
@@ -330,8 +325,8 @@ async def test_oauth_tokens_expire_and_are_refreshed(sandbox: PipedriveSandbox) 
         assert second.failed == ()
     assert sandbox.stats().token_refreshes == 2
     assert sandbox.stats().by_status.get(401) == 1
-    assert len(stored) == 2
-    assert stored[0].api_domain == sandbox.url
+    assert len(grants.saved) == 2
+    assert grants.saved[0].api_domain == sandbox.url
     assert len(sandbox.organizations("acme")) == 3
 
 

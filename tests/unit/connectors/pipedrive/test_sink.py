@@ -19,8 +19,8 @@ from connectors.base import (
     SinkContext,
     TransientError,
 )
-from connectors.pipedrive import OAuthTokens, PipedriveConnectionConfig, PipedriveSink
-from tests.unit.connectors.fakes import FakeClock
+from connectors.pipedrive import PipedriveConnectionConfig, PipedriveSink
+from tests.unit.connectors.fakes import FakeClock, MemoryGrantStore
 from tests.unit.connectors.pipedrive.fakes import (
     API_TOKEN,
     DOMAIN_KEY,
@@ -465,11 +465,7 @@ async def test_oauth_refreshes_then_calls_the_api_domain_it_was_given() -> None:
         ),
     )
     api.on("PATCH", "/api/v2/organizations/42", ok(_org(42)))
-    stored: list[OAuthTokens] = []
-
-    async def store(tokens: OAuthTokens) -> None:
-        stored.append(tokens)
-
+    grants = MemoryGrantStore()
     clock = FakeClock()
     identity = FakeIdentity(links={(EntityKind.COMPANY, "co_1"): "42"})
     async with open_sink(
@@ -477,7 +473,7 @@ async def test_oauth_refreshes_then_calls_the_api_domain_it_was_given() -> None:
         identity=identity,
         clock=clock,
         settings=_oauth_settings(clock),
-        on_token_refreshed=store,
+        grants=grants,
     ) as sink:
         outcome = await sink.deliver([company_record()])
     assert outcome.delivered
@@ -486,7 +482,7 @@ async def test_oauth_refreshes_then_calls_the_api_domain_it_was_given() -> None:
     assert patch.url.host == "acme-eu.pipedrive.com"
     assert patch.headers["authorization"] == "Bearer access-1"
     assert "x-api-token" not in patch.headers
-    assert [t.refresh_token.get_secret_value() for t in stored] == ["refresh-2"]
+    assert [t.refresh_token.get_secret_value() for t in grants.saved] == ["refresh-2"]
 
 
 async def test_oauth_401_refreshes_once_then_is_an_authentication_error() -> None:
