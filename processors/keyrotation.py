@@ -29,6 +29,11 @@ re-sealed (nor one whose connection record does not parse): it is counted in
 ``grants_without_connection`` and logged, never touched; once the old key is retired it opens
 for nobody, so an operator can delete it.
 
+It lives at the top of ``processors`` because it spans three packages: the connection records
+(:mod:`processors.tenants`), the OAuth grants (:mod:`processors.deliveries.tokens`) and the key
+ring (:mod:`processors.secrets`); none of them imports it, so the tenants package need not
+depend on the deliveries package (which depends on it).
+
 The run is idempotent: run it again and everything is current. The active key is the last of
 ``QI_SECRETS_KEYS`` unless ``QI_SECRETS_ACTIVE_KEY_ID`` names another; the whole rotation
 (stage, activate, ``keys rotate``, retire) is in :mod:`processors.secrets.keyring`.
