@@ -154,24 +154,31 @@ class Conflict(ServiceError):
         super().__init__(409, code, message)
 
 
-class RequestTimeout(ServiceError):
-    """408: the request body did not arrive in time. Answered with ``Connection: close``: the
-    rest of the body is never read, so the connection cannot carry another request."""
+class _BodyLeftUnread(ServiceError):
+    """An answer given before the request body was read to its end. Answered with
+    ``Connection: close``: the rest of the body is never read, so the connection cannot carry
+    another request."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(status_code, code, message, headers={"Connection": "close"})
+
+
+class RequestTimeout(_BodyLeftUnread):
+    """408: the request body did not arrive in time (``Connection: close``)."""
 
     def __init__(
         self, message: str = "request body not received in time", *, code: str = "request_timeout"
     ) -> None:
-        super().__init__(408, code, message, headers={"Connection": "close"})
+        super().__init__(408, code, message)
 
 
-class PayloadTooLarge(ServiceError):
-    """413: the request body is larger than the API accepts (``Connection: close``: the rest
-    of the body is not read)."""
+class PayloadTooLarge(_BodyLeftUnread):
+    """413: the request body is larger than the API accepts (``Connection: close``)."""
 
     def __init__(
         self, message: str = "request body too large", *, code: str = "payload_too_large"
     ) -> None:
-        super().__init__(413, code, message, headers={"Connection": "close"})
+        super().__init__(413, code, message)
 
 
 class UnsupportedMediaType(ServiceError):

@@ -18,8 +18,6 @@ cursor the listing did not issue is :class:`~processors.errors.BadRequest` ``inv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from processors.errors import BadRequest, NotFound
 from processors.identity.repository import (
     IdentityLink,
@@ -27,42 +25,10 @@ from processors.identity.repository import (
     InvalidMatchCursorError,
     LinkState,
     MatchPage,
+    MatchRef,
 )
 
-__all__ = ["MatchRef", "MatchReviewService"]
-
-
-@dataclass(frozen=True, slots=True)
-class MatchRef:
-    """One Queast entity (``kind``, ``queast_id``) of one tenant connection."""
-
-    tenant_id: str
-    connection_id: str
-    kind: str
-    queast_id: str
-
-    def confirmed_link(
-        self,
-        partner_object_id: str,
-        *,
-        strategy: str,
-        confidence: float,
-        decided_by: str,
-        explanation: str,
-    ) -> IdentityLink:
-        """A confirmed link of this entity to ``partner_object_id``, decided by ``decided_by``."""
-        return IdentityLink(
-            tenant_id=self.tenant_id,
-            connection_id=self.connection_id,
-            kind=self.kind,
-            queast_id=self.queast_id,
-            partner_object_id=partner_object_id,
-            state=LinkState.CONFIRMED,
-            strategy=strategy,
-            confidence=confidence,
-            decided_by=decided_by,
-            explanation=explanation,
-        )
+__all__ = ["MatchReviewService"]
 
 
 class MatchReviewService:
@@ -89,8 +55,9 @@ class MatchReviewService:
             entry = await self._repository.review(ref.connection_id, ref.kind, ref.queast_id)
             if entry is None or entry.best_candidate_id is None:
                 raise NotFound("no link or review entry for this entity", code="match_not_found")
-            confirmed = ref.confirmed_link(
+            confirmed = ref.link(
                 entry.best_candidate_id,
+                state=LinkState.CONFIRMED,
                 strategy=entry.strategy or "review",
                 confidence=entry.confidence,
                 decided_by=decided_by,
@@ -101,8 +68,9 @@ class MatchReviewService:
 
     async def link(self, ref: MatchRef, partner_object_id: str, *, decided_by: str) -> IdentityLink:
         """Link (or relink) the entity to ``partner_object_id`` by hand."""
-        link = ref.confirmed_link(
+        link = ref.link(
             partner_object_id,
+            state=LinkState.CONFIRMED,
             strategy="manual",
             confidence=1.0,
             decided_by=decided_by,

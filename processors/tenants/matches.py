@@ -36,8 +36,8 @@ from redis.asyncio import Redis
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
 from processors.errors import error_responses
-from processors.identity.repository import IdentityLink, IdentityRepository, ReviewEntry
-from processors.identity.review import MatchRef, MatchReviewService
+from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
+from processors.identity.review import MatchReviewService
 from processors.settings import Settings
 from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
