@@ -31,14 +31,13 @@ from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from redis.asyncio import Redis
 
+from processors.appstate import api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
 from processors.errors import error_responses
 from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
 from processors.identity.review import MatchReviewService
-from processors.settings import Settings
 from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
 from processors.tenants.service import ConnectionService
@@ -88,11 +87,7 @@ class LinkIn(BaseModel):
 
 def _review_service(request: Request) -> MatchReviewService:
     """The review service over the app's Redis and settings (``app.state``)."""
-    redis = request.app.state.redis
-    settings = request.app.state.settings
-    if not isinstance(redis, Redis) or not isinstance(settings, Settings):
-        msg = "the app has no redis/settings state; build it with processors.api.create_api"
-        raise RuntimeError(msg)
+    redis, settings = api_state(request)
     return MatchReviewService(IdentityRepository(redis, key_prefix=settings.redis.key_prefix))
 
 
