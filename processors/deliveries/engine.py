@@ -50,11 +50,13 @@ connection, global throttle), a park or a quota wait, counts against its age bud
 after the budget dead-letters the record at once, with its error history. Deferrals and
 parks spend no attempt, so the age budget is what ends them.
 
-Where the pieces are: what a failed attempt becomes is the pure outcome table in
-:mod:`processors.deliveries.outcomes`; the retry, dead-letter and delivery records an outcome
-writes are built in :mod:`processors.deliveries.outputs`; the claim protocol is in
-:mod:`processors.deliveries.state`. This module holds the lanes, the claims and sending, and
-the commit that writes a batch's outputs in order.
+Where the pieces are: a destination's queues and cached connection and sink are a
+:class:`~processors.deliveries.lanes.Lane`; what a failed attempt becomes is the pure outcome
+table in :mod:`processors.deliveries.outcomes`; the retry, dead-letter and delivery records an
+outcome writes are built in :mod:`processors.deliveries.outputs`; delivery records are indexed
+for the API by :mod:`processors.deliveries.indexing`; the claim protocol is in
+:mod:`processors.deliveries.state`. This module holds the lane tasks, the claims and sending,
+and the commit that writes a batch's outputs in order.
 
 Delivery modes: the webhook engine also delivers the webhook copies of partner connections
 (a CRM connection in delivery mode ``webhook`` or ``both`` also pushes the contract to the
@@ -82,10 +84,7 @@ import logging
 import os
 import time
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 from connectors.base import (
@@ -102,7 +101,9 @@ from connectors.base import (
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
 from processors.deliveries.envelope import DeliveryItem, destination_key
-from processors.deliveries.models import AttemptError, DeliveryRecord, DeliveryStatus
+from processors.deliveries.indexing import RecordIndexer
+from processors.deliveries.lanes import Lane, LaneQueue, defer_delay, new_lane
+from processors.deliveries.models import AttemptError, DeliveryStatus
 from processors.deliveries.outcomes import DeadLetter, Hold, failure_outcome
 from processors.deliveries.outputs import Ack, OutcomeWriter, Outputs, now_dt
 from processors.deliveries.policy import RetryPolicy
@@ -137,32 +138,8 @@ SinkFactory = Callable[[ConnectionRecord], Awaitable[BaseSink[Any]]]
 _T = TypeVar("_T")
 
 _CONNECTION_CACHE_SECONDS = 5.0
-_INDEX_INTERVAL_SECONDS = 0.1
 _FIRST_COMMIT_BACKOFF = 0.5
 _MAX_COMMIT_BACKOFF = 30.0
-
-
-@dataclass(slots=True)
-class _Lane:
-    """One destination's bounded queues (one per task; an entity always on the same one).
-
-    ``key`` is the destination key; ``owner`` the connector whose connection record it loads.
-    """
-
-    tenant_id: str
-    connection_id: str
-    key: str
-    owner: Connector
-    queues: list[asyncio.Queue[tuple[DeliveryItem, Ack]]]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    connection: ConnectionRecord | None = None
-    health: ConnectionState | None = None
-    connection_loaded_at: float = float("-inf")
-    sink: BaseSink[Any] | None = None
-    sink_version: datetime | None = None
-    sink_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    paused_until: float = 0.0
-    """The destination asked us to slow down (429/503 with a wait) until this time."""
 
 
 _SLOW_DOWN_STATUSES = frozenset({429, 503})
@@ -194,7 +171,6 @@ class DeliveryEngine:
         self._settings = settings
         self._state = state
         self._connections = connections
-        self._records = records
         self._produce = produce
         self._sink_factory = sink_factory
         self._throttle = throttle
@@ -202,13 +178,12 @@ class DeliveryEngine:
         self._registry = registry
         self._clock = clock
         self._out = OutcomeWriter(connector=connector, topics=topics, settings=settings)
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         self._closed = False
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         """This engine's claim owner id: unique per process start, so a restarted worker
         never mistakes a dead predecessor's claims for its own."""
-        self._index_buffer: list[DeliveryRecord] = []
-        self._indexer: asyncio.Task[None] | None = None
+        self._indexer = RecordIndexer(records)
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -219,13 +194,13 @@ class DeliveryEngine:
         written (one produce), never for a partner.
         """
         lane = self._lane(item)
-        queue = lane.queues[zlib.crc32(item.version_field.encode()) % len(lane.queues)]
+        queue = lane.queue_for(item)
         try:
             queue.put_nowait((item, ack))
         except asyncio.QueueFull:
             metrics.RATE_LIMIT_WAITS.labels(self._connector, "lane_full").inc()
             outputs = Outputs()
-            delay = self._defer_delay(queue)
+            delay = defer_delay(queue, self._settings)
             self._out.reschedule(
                 outputs, item, ack, kind="deferred", delay=delay, now=self._clock()
             )
@@ -264,7 +239,7 @@ class DeliveryEngine:
         metrics.RETRIES_SCHEDULED.labels(self._connector, "requeued").inc(len(outputs.hops))
 
     def queued(self) -> int:
-        return sum(q.qsize() for lane in self._lanes.values() for q in lane.queues)
+        return sum(lane.queued() for lane in self._lanes.values())
 
     def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
         """Drop every queued item read from a partition in ``revoked``, without acknowledging.
@@ -277,88 +252,29 @@ class DeliveryEngine:
         finishes and writes its outcome as usual. Returns how many items were dropped.
         """
         gone = set(revoked)
-        dropped = 0
-        for lane in self._lanes.values():
-            for queue in lane.queues:
-                kept: list[tuple[DeliveryItem, Ack]] = []
-                while True:
-                    try:
-                        entry = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    if (entry[0].source_topic, entry[0].source_partition) in gone:
-                        dropped += 1
-                    else:
-                        kept.append(entry)
-                for entry in kept:  # fewer than were taken out: always fits
-                    queue.put_nowait(entry)
+        dropped = sum(lane.drop_partitions(gone) for lane in self._lanes.values())
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
         return dropped
 
-    def _defer_delay(self, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> float:
-        """Roughly how long the queue needs to drain, within the configured bounds."""
-        estimate = queue.qsize() * 0.05
-        return min(
-            max(estimate, self._settings.defer_min_seconds), self._settings.defer_max_seconds
-        )
-
-    def _lane(self, item: DeliveryItem) -> _Lane:
-        key = item.destination_key
-        lane = self._lanes.get(key)
+    def _lane(self, item: DeliveryItem) -> Lane:
+        lane = self._lanes.get(item.destination_key)
         if lane is None:
-            tasks = self._settings.lane_concurrency
-            # A queue holds at least ``lane_batches`` full batches of a batching connector
-            # (its bulk limit, ``max_batch_size`` records a request): with less, writes go
-            # out partly empty while the limit counts requests, not records, and a backlog
-            # is deferred record by record instead of written.
-            capacity = max(
-                self._settings.lane_capacity // tasks,
-                self._settings.lane_batches * self._max_batch,
-                1,
-            )
-            lane = _Lane(
-                tenant_id=item.tenant_id,
-                connection_id=item.connection_id,
-                key=key,
-                # exports from before qi.owner_connector are owned by this engine's connector
-                owner=Connector(
-                    item.owner_connector
-                    if item.headers.get("qi.owner_connector")
-                    else self._connector
-                ),
-                queues=[asyncio.Queue(maxsize=capacity) for _ in range(tasks)],
+            lane = new_lane(
+                item,
+                connector=self._connector,
+                settings=self._settings,
+                max_batch_size=self._max_batch,
             )
             lane.tasks = [
-                asyncio.create_task(self._serve(lane, queue), name=f"lane-{key}-{n}")
+                asyncio.create_task(self._serve(lane, queue), name=f"lane-{lane.key}-{n}")
                 for n, queue in enumerate(lane.queues)
             ]
-            self._lanes[key] = lane
+            self._lanes[lane.key] = lane
         return lane
 
-    def _ensure_indexer(self) -> None:
-        if self._indexer is None or self._indexer.done():
-            self._indexer = asyncio.create_task(self._index_loop(), name="delivery-index")
-
-    async def _index_loop(self) -> None:
-        """Index delivery records in Redis every 100 ms, all lanes in one pipeline.
-
-        The index serves the API; the topic is the durable copy (records indexed here are
-        already on ``integrations.delivery-records``), so a crash loses at most 100 ms of index.
-        """
-        while self._index_buffer:
-            await asyncio.sleep(_INDEX_INTERVAL_SECONDS)
-            batch, self._index_buffer = self._index_buffer, []
-            try:
-                await self._records.add_many(batch)
-            except Exception as exc:  # Redis down: keep the records for the next round
-                logger.warning("delivery.index.failed", extra={"error": type(exc).__name__})
-                self._index_buffer[:0] = batch
-
     async def flush_index(self) -> None:
-        """Index everything buffered now (shutdown, tests)."""
-        batch, self._index_buffer = self._index_buffer, []
-        if batch:
-            await self._records.add_many(batch)
+        """Index every delivery record written so far now (shutdown, tests)."""
+        await self._indexer.flush()
 
     async def close(self) -> None:
         """Stop the lanes (items in flight are not acknowledged) and close the sinks."""
@@ -372,15 +288,11 @@ class DeliveryEngine:
             if lane.sink is not None:
                 await lane.sink.close()
         self._lanes.clear()
-        if self._indexer is not None:
-            self._indexer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._indexer
-        await self.flush_index()
+        await self._indexer.close()
 
     # -- the lane loop ----------------------------------------------------------------------
 
-    async def _serve(self, lane: _Lane, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> None:
+    async def _serve(self, lane: Lane, queue: LaneQueue) -> None:
         while True:
             batch = [await queue.get()]
             while len(batch) < self._max_batch:
@@ -392,7 +304,7 @@ class DeliveryEngine:
             metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
 
     async def _process_until_written(
-        self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]
+        self, lane: Lane, batch: list[tuple[DeliveryItem, Ack]]
     ) -> None:
         """Process a batch; if Redis or Kafka fail, try again (nothing is acknowledged).
 
@@ -406,7 +318,7 @@ class DeliveryEngine:
         )
         await self._commit_until_written(outputs, connection_id=lane.connection_id)
 
-    async def _process(self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]) -> Outputs:
+    async def _process(self, lane: Lane, batch: list[tuple[DeliveryItem, Ack]]) -> Outputs:
         outputs = Outputs()
         now = self._clock()
         lease = self._settings.claim_lease_seconds
@@ -479,7 +391,7 @@ class DeliveryEngine:
 
     async def _wait_for_room(
         self,
-        lane: _Lane,
+        lane: Lane,
         items: list[tuple[DeliveryItem, Ack]],
         outputs: Outputs,
         now: float,
@@ -514,7 +426,7 @@ class DeliveryEngine:
 
     async def _send(
         self,
-        lane: _Lane,
+        lane: Lane,
         items: list[tuple[DeliveryItem, Ack]],
         outputs: Outputs,
         now: float,
@@ -777,8 +689,7 @@ class DeliveryEngine:
         for ack in outputs.acks:
             ack()
         if outputs.records:
-            self._index_buffer.extend(outputs.records)
-            self._ensure_indexer()
+            self._indexer.add(outputs.records)
         if outputs.claimed:  # last: the next claimant must see the outcomes written above
             await self._release_claims(outputs.claimed)
 
@@ -801,7 +712,7 @@ class DeliveryEngine:
             connector=self._connector,
         )
 
-    async def _connection(self, lane: _Lane, now: float) -> ConnectionRecord | None:
+    async def _connection(self, lane: Lane, now: float) -> ConnectionRecord | None:
         """The connection record that owns the lane's exports (cached a few seconds).
 
         A partner connection's webhook copy loads the partner's record (``lane.owner``), and
@@ -816,7 +727,7 @@ class DeliveryEngine:
             lane.connection_loaded_at = now
         return lane.connection
 
-    async def _sink(self, lane: _Lane, connection: ConnectionRecord) -> BaseSink[Any]:
+    async def _sink(self, lane: Lane, connection: ConnectionRecord) -> BaseSink[Any]:
         async with lane.sink_lock:
             if lane.sink is not None and lane.sink_version == connection.updated_at:
                 return lane.sink
