@@ -96,8 +96,9 @@ from connectors.registry import get_connector
 from processors import metrics
 from processors.agents.streams import concrete_stream, raw_topic
 from processors.contracts import default_registry
-from processors.deliveries.engine import Ack, DeliveryEngine
+from processors.deliveries.engine import DeliveryEngine
 from processors.deliveries.envelope import DeliveryItem, EnvelopeError, item_from_record
+from processors.deliveries.outputs import Ack
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.sinks import ConnectorSinkFactory

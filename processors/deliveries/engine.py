@@ -123,7 +123,6 @@ from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 
 __all__ = [
-    "Ack",
     "DeliveryEngine",
     "RecordProducer",
     "SinkFactory",
