@@ -61,10 +61,10 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
-from processors.identity.endpoints import router as identity_router
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
+from processors.tenants.matches import router as identity_router
 
 __all__ = ["BODY_READ_TIMEOUT_SECONDS", "MAX_BODY_BYTES", "BoundedBodyMiddleware", "create_api"]
 

@@ -55,6 +55,7 @@ from faust.utils.functional import consecutive_numbers
 
 from processors.agents.deliver import register_delivery_agents
 from processors.agents.route import register_route_agent
+from processors.agents.streams import raw_topic
 from processors.gcpause import freeze_long_lived_objects, observe_gc_pauses
 from processors.kafka import ssl_context
 from processors.settings import KafkaSettings, Settings
@@ -66,7 +67,6 @@ __all__ = [
     "WorkerApp",
     "broker_credentials",
     "create_app",
-    "raw_topic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,18 +198,6 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     if context is not None:
         return SSLCredentials(context)
     return None
-
-
-def raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    """A topic whose keys and values stay bytes: decoding is the agents' business."""
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        internal=False,
-    )
 
 
 def create_app(settings: Settings) -> faust.App:

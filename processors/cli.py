@@ -181,8 +181,8 @@ def _cmd_connections_init(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
+    from processors.keyrotation import RotationReport, rotate_keys  # noqa: PLC0415
     from processors.redis_client import redis_client  # noqa: PLC0415
-    from processors.tenants.rotation import RotationReport, rotate_keys  # noqa: PLC0415
 
     async def run() -> RotationReport:
         redis = redis_client(settings.redis)

@@ -43,7 +43,7 @@ from processors.samples import invalid_samples, sample_events, to_json_line
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
+from processors.tenants.seed import put_sealed
 from processors.topics import CONNECTOR_NAMES, TopicMap
 
 __all__ = ["DEMO_TENANTS", "run_demo"]
@@ -104,13 +104,7 @@ async def _seed(settings: Settings) -> None:
             await repository.allow(tenant)
         await repository.disallow(DEMO_TENANTS[2])
         for connection in _demo_connections():
-            sealed = seal_settings(
-                connection.settings,
-                box=box,
-                tenant_id=connection.tenant_id,
-                connection_id=connection.connection_id,
-            )
-            await repository.put(connection.model_copy(update={"settings": sealed}))
+            await put_sealed(repository, connection, box=box)
     finally:
         await redis.aclose()
 

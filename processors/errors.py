@@ -49,7 +49,8 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -113,11 +114,34 @@ class ServiceError(Exception):
         self.details: list[ErrorDetail] = list(details or [])
 
 
-class BadRequest(ServiceError):
-    """400: the request cannot be understood (malformed JSON, a cursor we did not issue)."""
+class _StatusError(ServiceError):
+    """An error raised as ``Error()``, ``Error("message")`` or ``Error(code="...")``; each
+    subclass states its status, default code and message (and fixed headers) once, in its
+    class line."""
 
-    def __init__(self, message: str = "bad request", *, code: str = "bad_request") -> None:
-        super().__init__(400, code, message)
+    status: ClassVar[int]
+    default_code: ClassVar[str]
+    default_message: ClassVar[str]
+    fixed_headers: ClassVar[Mapping[str, str] | None]
+
+    def __init_subclass__(
+        cls, *, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init_subclass__()
+        cls.status, cls.default_code, cls.default_message = status, code, message
+        cls.fixed_headers = headers
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(
+            self.status,
+            self.default_code if code is None else code,
+            self.default_message if message is None else message,
+            headers=self.fixed_headers,
+        )
+
+
+class BadRequest(_StatusError, status=400, code="bad_request", message="bad request"):
+    """400: the request cannot be understood (malformed JSON, a cursor we did not issue)."""
 
 
 class Unauthorized(ServiceError):
@@ -133,57 +157,50 @@ class Unauthorized(ServiceError):
         super().__init__(401, code, message, headers={"WWW-Authenticate": www_authenticate})
 
 
-class Forbidden(ServiceError):
+class Forbidden(_StatusError, status=403, code="forbidden", message="forbidden"):
     """403: the caller is authenticated but may not do this."""
 
-    def __init__(self, message: str = "forbidden", *, code: str = "forbidden") -> None:
-        super().__init__(403, code, message)
 
-
-class NotFound(ServiceError):
+class NotFound(_StatusError, status=404, code="not_found", message="not found"):
     """404: the target does not exist."""
 
-    def __init__(self, message: str = "not found", *, code: str = "not_found") -> None:
-        super().__init__(404, code, message)
 
-
-class Conflict(ServiceError):
+class Conflict(_StatusError, status=409, code="conflict", message="conflict"):
     """409: the request contradicts what is stored."""
 
-    def __init__(self, message: str = "conflict", *, code: str = "conflict") -> None:
-        super().__init__(409, code, message)
+
+_CLOSE: Final[Mapping[str, str]] = MappingProxyType({"Connection": "close"})
+"""Answered before the body was read to its end: the rest is never read, so the connection
+cannot carry another request."""
 
 
-class RequestTimeout(ServiceError):
-    """408: the request body did not arrive in time. Answered with ``Connection: close``: the
-    rest of the body is never read, so the connection cannot carry another request."""
-
-    def __init__(
-        self, message: str = "request body not received in time", *, code: str = "request_timeout"
-    ) -> None:
-        super().__init__(408, code, message, headers={"Connection": "close"})
-
-
-class PayloadTooLarge(ServiceError):
-    """413: the request body is larger than the API accepts (``Connection: close``: the rest
-    of the body is not read)."""
-
-    def __init__(
-        self, message: str = "request body too large", *, code: str = "payload_too_large"
-    ) -> None:
-        super().__init__(413, code, message, headers={"Connection": "close"})
+class RequestTimeout(
+    _StatusError,
+    status=408,
+    code="request_timeout",
+    message="request body not received in time",
+    headers=_CLOSE,
+):
+    """408: the request body did not arrive in time (``Connection: close``)."""
 
 
-class UnsupportedMediaType(ServiceError):
+class PayloadTooLarge(
+    _StatusError,
+    status=413,
+    code="payload_too_large",
+    message="request body too large",
+    headers=_CLOSE,
+):
+    """413: the request body is larger than the API accepts (``Connection: close``)."""
+
+
+class UnsupportedMediaType(
+    _StatusError,
+    status=415,
+    code="unsupported_media_type",
+    message="request body must be application/json",
+):
     """415: the request has a body that is not declared as JSON."""
-
-    def __init__(
-        self,
-        message: str = "request body must be application/json",
-        *,
-        code: str = "unsupported_media_type",
-    ) -> None:
-        super().__init__(415, code, message)
 
 
 class ValidationFailed(ServiceError):
@@ -206,13 +223,10 @@ class ValidationFailed(ServiceError):
         return cls(details=safe_error_details(exc.errors(), loc_prefix=loc_prefix))
 
 
-class ServiceUnavailable(ServiceError):
+class ServiceUnavailable(
+    _StatusError, status=503, code="service_unavailable", message="service unavailable"
+):
     """503: a dependency does not answer; the caller may retry."""
-
-    def __init__(
-        self, message: str = "service unavailable", *, code: str = "service_unavailable"
-    ) -> None:
-        super().__init__(503, code, message)
 
 
 def _loc_item(item: object) -> str | int:

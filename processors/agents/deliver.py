@@ -94,10 +94,11 @@ from redis.exceptions import RedisError
 
 from connectors.registry import get_connector
 from processors import metrics
-from processors.agents.streams import concrete_stream
+from processors.agents.streams import concrete_stream, raw_topic
 from processors.contracts import default_registry
-from processors.deliveries.engine import Ack, DeliveryEngine
+from processors.deliveries.engine import DeliveryEngine
 from processors.deliveries.envelope import DeliveryItem, EnvelopeError, item_from_record
+from processors.deliveries.outputs import Ack
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.sinks import ConnectorSinkFactory
@@ -501,8 +502,6 @@ def _release_stopped(task: asyncio.Task[None]) -> None:
 
 def register_delivery_agents(app: faust.App, *, connector: str, settings: Settings) -> None:
     """Register ``deliver-<connector>`` and ``retry-<connector>`` on ``app``."""
-    from processors.app import raw_topic  # noqa: PLC0415  (app imports this module)
-
     holder = _EngineHolder(app, connector, settings)
     exports = raw_topic(app, holder.topics.exports(connector))
     retries = raw_topic(app, holder.topics.retry(connector))
@@ -535,19 +534,26 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
 
     app.on_partitions_revoked.connect(on_revoked)
 
+    async def usable_item(event: EventT[bytes], agent: str) -> DeliveryItem | None:
+        """The event's delivery item, or None once an unusable event is dead-lettered and
+        acknowledged (``{agent}.dead_letter`` retries the write until it is written)."""
+        try:
+            return _item(event)
+        except EnvelopeError as exc:
+            await until_written(
+                functools.partial(holder.dead_letter_unusable, event, exc),
+                connector=connector,
+                component=f"{agent}.dead_letter",
+            )
+            event.ack()
+            return None
+
     @app.agent(exports, name=f"deliver-{connector}")
     async def deliver(stream: faust.StreamT[bytes]) -> None:
         engine = await holder.engine()
         async for event in concrete_stream(stream).noack().events():
-            try:
-                item = _item(event)
-            except EnvelopeError as exc:
-                await until_written(
-                    functools.partial(holder.dead_letter_unusable, event, exc),
-                    connector=connector,
-                    component="deliver.dead_letter",
-                )
-                event.ack()
+            item = await usable_item(event, "deliver")
+            if item is None:
                 continue
             await until_written(
                 functools.partial(engine.submit, item, event.ack),
@@ -566,15 +572,8 @@ def register_delivery_agents(app: faust.App, *, connector: str, settings: Settin
         releaser.add_done_callback(_release_stopped)
         try:
             async for event in concrete_stream(stream).noack().events():
-                try:
-                    item = _item(event)
-                except EnvelopeError as exc:
-                    await until_written(
-                        functools.partial(holder.dead_letter_unusable, event, exc),
-                        connector=connector,
-                        component="retry.dead_letter",
-                    )
-                    event.ack()
+                item = await usable_item(event, "retry")
+                if item is None:
                     continue
                 await delays.put(item, event.ack, written_at=_written_at(event))
         finally:

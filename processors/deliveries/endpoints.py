@@ -19,15 +19,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
-from redis.asyncio import Redis
 
+from processors.appstate import api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
 from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
 from processors.deliveries.schemas import DeliveryRecordPageOut
 from processors.errors import BadRequest, ValidationFailed, error_responses
-from processors.settings import Settings
 
 __all__ = ["get_delivery_record_index", "router"]
 
@@ -47,11 +46,7 @@ router = APIRouter(
 
 def get_delivery_record_index(request: Request) -> DeliveryRecordIndex:
     """The index over the app's Redis and settings (``app.state``)."""
-    redis = request.app.state.redis
-    settings = request.app.state.settings
-    if not isinstance(redis, Redis) or not isinstance(settings, Settings):
-        msg = "the app has no redis/settings state; build it with processors.api.create_api"
-        raise RuntimeError(msg)
+    redis, settings = api_state(request)
     return DeliveryRecordIndex(
         redis,
         key_prefix=settings.redis.key_prefix,

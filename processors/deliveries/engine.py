@@ -50,16 +50,25 @@ connection, global throttle), a park or a quota wait, counts against its age bud
 after the budget dead-letters the record at once, with its error history. Deferrals and
 parks spend no attempt, so the age budget is what ends them.
 
-Delivery modes: the webhook engine also delivers the webhook copies of HubSpot and Pipedrive
-connections in delivery mode ``webhook`` or ``both``. A lane is one *destination*: a
+Where the pieces are: a destination's queues and cached connection and sink are a
+:class:`~processors.deliveries.lanes.Lane`; what a failed attempt becomes is the pure outcome
+table in :mod:`processors.deliveries.outcomes`; the retry, dead-letter and delivery records an
+outcome writes are built in :mod:`processors.deliveries.outputs`; delivery records are indexed
+for the API by :mod:`processors.deliveries.indexing`; the claim protocol is in
+:mod:`processors.deliveries.state`. This module holds the lane tasks, the claims and sending,
+and the commit that writes a batch's outputs in order.
+
+Delivery modes: the webhook engine also delivers the webhook copies of partner connections
+(a CRM connection in delivery mode ``webhook`` or ``both`` also pushes the contract to the
+tenant's own signed endpoint). A lane is one *destination*: a
 connection as delivered by this engine's connector, keyed by
 :func:`~processors.deliveries.envelope.destination_key` (the bare ``connection_id`` for the
 connection's own connector, ``{connection_id}:webhook`` for a partner connection's webhook
 copy). The lane loads the record of the connector named in ``qi.owner_connector`` (same
 ``connection_id`` check as always) and builds the sink from it; the webhook sink reads the
 connection's ``webhook`` block. Connection health is stored under the same destination key,
-so a HubSpot 401 (``needs_reauth``) parks the HubSpot copies only, and a webhook endpoint that
-is gone parks the webhook copies only; the stale-version guard is per destination too
+so a partner's 401 (``needs_reauth``) parks that partner's copies only, and a webhook endpoint
+that is gone parks the webhook copies only; the stale-version guard is per destination too
 (:attr:`~processors.deliveries.envelope.DeliveryItem.version_field`). A record whose
 destination the connection's delivery mode no longer includes (``both`` changed to ``api``,
 say) is dead-lettered, like a record of a removed connection: the tenant asked for it not to
@@ -70,38 +79,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
-import math
 import os
 import time
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.base import (
     MAX_RETRY_AFTER_SECONDS,
     AuthenticationError,
-    BackpressureError,
     BaseSink,
     BatchOutcome,
     ConnectorError,
-    EndpointGoneError,
-    HeldForReviewError,
     OutboundRecord,
-    PermanentError,
-    QuotaExhaustedError,
     RecordFailure,
     TransientError,
     bounded_wait,
 )
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
-from processors.deliveries.envelope import DeliveryItem, destination_key, retry_headers
-from processors.deliveries.models import AttemptError, DeliveryRecord, DeliveryStatus
+from processors.deliveries.envelope import DeliveryItem, destination_key
+from processors.deliveries.indexing import RecordIndexer
+from processors.deliveries.lanes import Lane, LaneQueue, defer_delay, new_lane
+from processors.deliveries.models import AttemptError, DeliveryStatus
+from processors.deliveries.outcomes import DeadLetter, Hold, failure_outcome
+from processors.deliveries.outputs import Ack, OutcomeWriter, Outputs, now_dt
 from processors.deliveries.policy import RetryPolicy
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import (
@@ -119,7 +123,6 @@ from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 
 __all__ = [
-    "Ack",
     "DeliveryEngine",
     "RecordProducer",
     "SinkFactory",
@@ -127,58 +130,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Ack = Callable[[], object]
 RecordProducer = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
 SinkFactory = Callable[[ConnectionRecord], Awaitable[BaseSink[Any]]]
 """Builds and sets up the sink of a connection; raises ``ConnectorError`` when it cannot."""
 
+_T = TypeVar("_T")
+
 _CONNECTION_CACHE_SECONDS = 5.0
-_INDEX_INTERVAL_SECONDS = 0.1
 _FIRST_COMMIT_BACKOFF = 0.5
 _MAX_COMMIT_BACKOFF = 30.0
 
 
-@dataclass(slots=True)
-class _Outputs:
-    """Everything one batch must write before its items are acknowledged."""
-
-    produce: list[OutgoingRecord] = field(default_factory=list)
-    records: list[DeliveryRecord] = field(default_factory=list)
-    delivered: list[DeliveryItem] = field(default_factory=list)
-    hops: list[tuple[str, int]] = field(default_factory=list)
-    acks: list[Ack] = field(default_factory=list)
-    claimed: list[DeliveryItem] = field(default_factory=list)
-    """Items this engine claimed; released once everything above is written."""
-
-
-@dataclass(slots=True)
-class _Lane:
-    """One destination's bounded queues (one per task; an entity always on the same one).
-
-    ``key`` is the destination key; ``owner`` the connector whose connection record it loads.
-    """
-
-    tenant_id: str
-    connection_id: str
-    key: str
-    owner: Connector
-    queues: list[asyncio.Queue[tuple[DeliveryItem, Ack]]]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    connection: ConnectionRecord | None = None
-    health: ConnectionState | None = None
-    connection_loaded_at: float = float("-inf")
-    sink: BaseSink[Any] | None = None
-    sink_version: datetime | None = None
-    sink_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    paused_until: float = 0.0
-    """The destination asked us to slow down (429/503 with a wait) until this time."""
-
-
 _SLOW_DOWN_STATUSES = frozenset({429, 503})
-
-
-def _now_dt(now: float) -> datetime:
-    return datetime.fromtimestamp(now, UTC)
 
 
 class DeliveryEngine:
@@ -207,20 +170,19 @@ class DeliveryEngine:
         self._settings = settings
         self._state = state
         self._connections = connections
-        self._records = records
         self._produce = produce
         self._sink_factory = sink_factory
         self._throttle = throttle
         self._policy = policy
         self._registry = registry
         self._clock = clock
-        self._lanes: dict[str, _Lane] = {}
+        self._out = OutcomeWriter(connector=connector, topics=topics, settings=settings)
+        self._lanes: dict[str, Lane] = {}
         self._closed = False
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         """This engine's claim owner id: unique per process start, so a restarted worker
         never mistakes a dead predecessor's claims for its own."""
-        self._index_buffer: list[DeliveryRecord] = []
-        self._indexer: asyncio.Task[None] | None = None
+        self._indexer = RecordIndexer(records)
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -231,14 +193,16 @@ class DeliveryEngine:
         written (one produce), never for a partner.
         """
         lane = self._lane(item)
-        queue = lane.queues[zlib.crc32(item.version_field.encode()) % len(lane.queues)]
+        queue = lane.queue_for(item)
         try:
             queue.put_nowait((item, ack))
         except asyncio.QueueFull:
             metrics.RATE_LIMIT_WAITS.labels(self._connector, "lane_full").inc()
-            outputs = _Outputs()
-            delay = self._defer_delay(queue)
-            self._reschedule(outputs, item, ack, kind="deferred", delay=delay, now=self._clock())
+            outputs = Outputs()
+            delay = defer_delay(queue, self._settings)
+            self._out.reschedule(
+                outputs, item, ack, kind="deferred", delay=delay, now=self._clock()
+            )
             await self._commit_until_written(outputs, connection_id=item.connection_id)
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
 
@@ -257,12 +221,12 @@ class DeliveryEngine:
         if not held:
             return
         states = await self._state.load([item for item, _ in held])
-        outputs = _Outputs(acks=[ack for _, ack in held])
+        outputs = Outputs(acks=[ack for _, ack in held])
         now_ms = int(self._clock() * 1000)
         for (item, _ack), state in zip(held, states, strict=True):
             if item.hop < state.newest_hop:
                 continue
-            self._next_hop(
+            self._out.next_hop(
                 outputs,
                 item,
                 kind=item.headers.get("qi.retry.kind") or "retry",
@@ -274,7 +238,7 @@ class DeliveryEngine:
         metrics.RETRIES_SCHEDULED.labels(self._connector, "requeued").inc(len(outputs.hops))
 
     def queued(self) -> int:
-        return sum(q.qsize() for lane in self._lanes.values() for q in lane.queues)
+        return sum(lane.queued() for lane in self._lanes.values())
 
     def drop_partitions(self, revoked: Collection[tuple[str, int]]) -> int:
         """Drop every queued item read from a partition in ``revoked``, without acknowledging.
@@ -287,88 +251,29 @@ class DeliveryEngine:
         finishes and writes its outcome as usual. Returns how many items were dropped.
         """
         gone = set(revoked)
-        dropped = 0
-        for lane in self._lanes.values():
-            for queue in lane.queues:
-                kept: list[tuple[DeliveryItem, Ack]] = []
-                while True:
-                    try:
-                        entry = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    if (entry[0].source_topic, entry[0].source_partition) in gone:
-                        dropped += 1
-                    else:
-                        kept.append(entry)
-                for entry in kept:  # fewer than were taken out: always fits
-                    queue.put_nowait(entry)
+        dropped = sum(lane.drop_partitions(gone) for lane in self._lanes.values())
         metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
         return dropped
 
-    def _defer_delay(self, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> float:
-        """Roughly how long the queue needs to drain, within the configured bounds."""
-        estimate = queue.qsize() * 0.05
-        return min(
-            max(estimate, self._settings.defer_min_seconds), self._settings.defer_max_seconds
-        )
-
-    def _lane(self, item: DeliveryItem) -> _Lane:
-        key = item.destination_key
-        lane = self._lanes.get(key)
+    def _lane(self, item: DeliveryItem) -> Lane:
+        lane = self._lanes.get(item.destination_key)
         if lane is None:
-            tasks = self._settings.lane_concurrency
-            # A queue holds at least ``lane_batches`` full batches of a batching connector
-            # (HubSpot: 100 records a request): with less, writes go out partly empty while
-            # the limit counts requests, not records, and a backlog is deferred record by
-            # record instead of written.
-            capacity = max(
-                self._settings.lane_capacity // tasks,
-                self._settings.lane_batches * self._max_batch,
-                1,
-            )
-            lane = _Lane(
-                tenant_id=item.tenant_id,
-                connection_id=item.connection_id,
-                key=key,
-                # exports from before qi.owner_connector are owned by this engine's connector
-                owner=Connector(
-                    item.owner_connector
-                    if item.headers.get("qi.owner_connector")
-                    else self._connector
-                ),
-                queues=[asyncio.Queue(maxsize=capacity) for _ in range(tasks)],
+            lane = new_lane(
+                item,
+                connector=self._connector,
+                settings=self._settings,
+                max_batch_size=self._max_batch,
             )
             lane.tasks = [
-                asyncio.create_task(self._serve(lane, queue), name=f"lane-{key}-{n}")
+                asyncio.create_task(self._serve(lane, queue), name=f"lane-{lane.key}-{n}")
                 for n, queue in enumerate(lane.queues)
             ]
-            self._lanes[key] = lane
+            self._lanes[lane.key] = lane
         return lane
 
-    def _ensure_indexer(self) -> None:
-        if self._indexer is None or self._indexer.done():
-            self._indexer = asyncio.create_task(self._index_loop(), name="delivery-index")
-
-    async def _index_loop(self) -> None:
-        """Index delivery records in Redis every 100 ms, all lanes in one pipeline.
-
-        The index serves the API; the topic is the durable copy (records indexed here are
-        already on ``integrations.delivery-records``), so a crash loses at most 100 ms of index.
-        """
-        while self._index_buffer:
-            await asyncio.sleep(_INDEX_INTERVAL_SECONDS)
-            batch, self._index_buffer = self._index_buffer, []
-            try:
-                await self._records.add_many(batch)
-            except Exception as exc:  # Redis down: keep the records for the next round
-                logger.warning("delivery.index.failed", extra={"error": type(exc).__name__})
-                self._index_buffer[:0] = batch
-
     async def flush_index(self) -> None:
-        """Index everything buffered now (shutdown, tests)."""
-        batch, self._index_buffer = self._index_buffer, []
-        if batch:
-            await self._records.add_many(batch)
+        """Index every delivery record written so far now (shutdown, tests)."""
+        await self._indexer.flush()
 
     async def close(self) -> None:
         """Stop the lanes (items in flight are not acknowledged) and close the sinks."""
@@ -382,15 +287,11 @@ class DeliveryEngine:
             if lane.sink is not None:
                 await lane.sink.close()
         self._lanes.clear()
-        if self._indexer is not None:
-            self._indexer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._indexer
-        await self.flush_index()
+        await self._indexer.close()
 
     # -- the lane loop ----------------------------------------------------------------------
 
-    async def _serve(self, lane: _Lane, queue: asyncio.Queue[tuple[DeliveryItem, Ack]]) -> None:
+    async def _serve(self, lane: Lane, queue: LaneQueue) -> None:
         while True:
             batch = [await queue.get()]
             while len(batch) < self._max_batch:
@@ -402,37 +303,22 @@ class DeliveryEngine:
             metrics.LANE_DEPTH.labels(self._connector).set(self.queued())
 
     async def _process_until_written(
-        self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]
+        self, lane: Lane, batch: list[tuple[DeliveryItem, Ack]]
     ) -> None:
         """Process a batch; if Redis or Kafka fail, try again (nothing is acknowledged).
 
         Processing is retried until it returns; its outputs are then written until written,
         without processing (and calling the partner) again.
         """
-        backoff = _FIRST_COMMIT_BACKOFF
-        while True:
-            try:
-                outputs = await self._process(lane, batch)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis, Kafka: the batch stays unacknowledged
-                metrics.BACKEND_RETRIES.labels("delivery.batch", type(exc).__name__).inc()
-                logger.warning(
-                    "delivery.batch.retrying",
-                    extra={
-                        "connector": self._connector,
-                        "connection_id": lane.connection_id,
-                        "error": type(exc).__name__,
-                        "backoff_s": backoff,
-                    },
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_COMMIT_BACKOFF)
+        outputs = await self._until_done(
+            functools.partial(self._process, lane, batch),
+            step="delivery.batch",
+            connection_id=lane.connection_id,
+        )
         await self._commit_until_written(outputs, connection_id=lane.connection_id)
 
-    async def _process(self, lane: _Lane, batch: list[tuple[DeliveryItem, Ack]]) -> _Outputs:
-        outputs = _Outputs()
+    async def _process(self, lane: Lane, batch: list[tuple[DeliveryItem, Ack]]) -> Outputs:
+        outputs = Outputs()
         now = self._clock()
         lease = self._settings.claim_lease_seconds
         items = [item for item, _ in batch]
@@ -446,16 +332,16 @@ class DeliveryEngine:
             if claim.result is ClaimResult.CLAIMED:
                 outputs.claimed.append(item)
             if claim.result is ClaimResult.DELIVERED:
-                self._record(outputs, item, DeliveryStatus.DUPLICATE_SKIPPED, now, now)
+                self._out.record(outputs, item, DeliveryStatus.DUPLICATE_SKIPPED, now, now)
                 outputs.acks.append(ack)
             elif claim.result is ClaimResult.STALE:
-                self._record(outputs, item, DeliveryStatus.STALE_SKIPPED, now, now)
+                self._out.record(outputs, item, DeliveryStatus.STALE_SKIPPED, now, now)
                 outputs.acks.append(ack)
             elif claim.result is ClaimResult.BUSY or item.idempotency_key in sending:
                 # Another worker sends this entity now (or this batch holds the key twice,
                 # after a partition came back): defer; the outcome decides it later.
                 metrics.RATE_LIMIT_WAITS.labels(self._connector, "claimed").inc()
-                self._reschedule(
+                self._out.reschedule(
                     outputs,
                     item,
                     ack,
@@ -504,9 +390,9 @@ class DeliveryEngine:
 
     async def _wait_for_room(
         self,
-        lane: _Lane,
+        lane: Lane,
         items: list[tuple[DeliveryItem, Ack]],
-        outputs: _Outputs,
+        outputs: Outputs,
         now: float,
     ) -> bool:
         """Wait out the destination's pause and the global throttle, or defer ``items``.
@@ -526,53 +412,53 @@ class DeliveryEngine:
         scope: str,
         seconds: float,
         items: list[tuple[DeliveryItem, Ack]],
-        outputs: _Outputs,
+        outputs: Outputs,
         now: float,
     ) -> bool:
         metrics.RATE_LIMIT_WAITS.labels(self._connector, scope).inc()
         if seconds > self._settings.max_rate_limit_wait_seconds:
             for item, ack in items:
-                self._reschedule(outputs, item, ack, kind="deferred", delay=seconds, now=now)
+                self._out.reschedule(outputs, item, ack, kind="deferred", delay=seconds, now=now)
             return False
         await asyncio.sleep(seconds)
         return True
 
     async def _send(
         self,
-        lane: _Lane,
+        lane: Lane,
         items: list[tuple[DeliveryItem, Ack]],
-        outputs: _Outputs,
+        outputs: Outputs,
         now: float,
     ) -> None:
         connection = await self._connection(lane, now)
         if connection is None:
             error = AttemptError(
                 attempt=0,
-                at=_now_dt(now),
+                at=now_dt(now),
                 error_class="ConnectionRemoved",
                 reason="the connection no longer exists",
             )
             for item, ack in items:
-                self._dead_letter(outputs, item, ack, error, now)
+                self._out.dead_letter(outputs, item, ack, error, now)
             return
         if Connector(self._connector) not in export_destinations(connection):
             error = AttemptError(
                 attempt=0,
-                at=_now_dt(now),
+                at=now_dt(now),
                 error_class="DestinationRemoved",
                 reason=f"the connection's delivery mode no longer includes {self._connector}",
             )
             for item, ack in items:
-                self._dead_letter(outputs, item, ack, error, now)
+                self._out.dead_letter(outputs, item, ack, error, now)
             return
         if not connection.enabled:
             for item, ack in items:
-                self._park_or_expire(outputs, item, ack, now, reason="connection disabled")
+                self._out.park_or_expire(outputs, item, ack, now, reason="connection disabled")
             return
         health = lane.health
         if health is not None and health.since >= connection.updated_at.timestamp():
             for item, ack in items:
-                self._park_or_expire(outputs, item, ack, now, reason=health.health.value)
+                self._out.park_or_expire(outputs, item, ack, now, reason=health.health.value)
             return
         if not await self._wait_for_room(lane, items, outputs, now):
             return
@@ -588,11 +474,11 @@ class DeliveryEngine:
             except ContractError as exc:
                 error = AttemptError(
                     attempt=item.attempts_made,
-                    at=_now_dt(now),
+                    at=now_dt(now),
                     error_class="ContractDecodingError",
                     reason=str(exc)[:500],
                 )
-                self._dead_letter(outputs, item, ack, error, now)
+                self._out.dead_letter(outputs, item, ack, error, now)
         if not outbound:
             return
         started = self._clock()
@@ -620,7 +506,7 @@ class DeliveryEngine:
             if result is not None:
                 outputs.delivered.append(item)
                 outputs.acks.append(ack)
-                self._record(
+                self._out.record(
                     outputs,
                     item,
                     DeliveryStatus.DELIVERED,
@@ -644,7 +530,7 @@ class DeliveryEngine:
 
     async def _failed(
         self,
-        outputs: _Outputs,
+        outputs: Outputs,
         connection: ConnectionRecord,
         item: DeliveryItem,
         ack: Ack,
@@ -653,105 +539,61 @@ class DeliveryEngine:
         started: float,
         finished: float,
     ) -> None:
+        """Carry out the outcome table's decision (:func:`failure_outcome`) for one failure."""
         error = failure.error
-        if not failure.attempted:
-            delay = error.retry_after if isinstance(error, BackpressureError) else None
-            metrics.RATE_LIMIT_WAITS.labels(self._connector, "connection").inc()
-            self._reschedule(
-                outputs,
-                item,
-                ack,
-                kind="deferred",
-                delay=delay or self._settings.defer_min_seconds,
-                now=finished,
-            )
-            return
-        attempt = item.attempts_made + 1
-        status = error.status_code
-        if status == 429:
-            metrics.PARTNER_429.labels(self._connector).inc()
-        # bounded again here: a connector may have built its error around a partner's number
-        retry_after = bounded_wait(
-            getattr(error, "retry_after", None), maximum=MAX_RETRY_AFTER_SECONDS
+        if failure.attempted:
+            if error.status_code == 429:
+                metrics.PARTNER_429.labels(self._connector).inc()
+            if item.first_attempt_at_ms is None:
+                item.first_attempt_at_ms = int(started * 1000)
+            metrics.DELIVERIES.labels(self._connector, type(error).__name__).inc()
+        outcome = failure_outcome(
+            error,
+            attempted=failure.attempted,
+            attempts_made=item.attempts_made,
+            first_attempt_at=(item.first_attempt_at_ms or int(started * 1000)) / 1000,
+            now=finished,
+            policy=self._policy,
+            defer_seconds=self._settings.defer_min_seconds,
+            park_recheck_seconds=self._settings.park_recheck_seconds,
         )
-        history = AttemptError(
-            attempt=attempt,
-            at=_now_dt(finished),
-            error_class=type(error).__name__,
-            reason=error.reason,
-            status_code=status,
-            retry_after_s=retry_after,
-        )
-        item.errors.append(history)
-        if item.first_attempt_at_ms is None:
-            item.first_attempt_at_ms = int(started * 1000)
-        metrics.DELIVERIES.labels(self._connector, type(error).__name__).inc()
-        if isinstance(error, EndpointGoneError):
-            await self._mark_connection(connection, ConnectionHealth.GONE, error, finished)
-            self._dead_letter(outputs, item, ack, history, finished, attempt=attempt)
-        elif isinstance(error, QuotaExhaustedError):
-            metrics.RATE_LIMIT_WAITS.labels(self._connector, "quota").inc()
-            self._reschedule(
-                outputs,
-                item,
-                ack,
-                kind="parked",
-                delay=error.retry_after,
-                now=finished,
-                last_error=history,
-            )
-        elif isinstance(error, HeldForReviewError):
+        if outcome.history is not None:
+            item.errors.append(outcome.history)
+        if outcome.wait_scope is not None:
+            metrics.RATE_LIMIT_WAITS.labels(self._connector, outcome.wait_scope).inc()
+        if outcome.mark is not None:
+            await self._mark_connection(connection, outcome.mark, error, finished)
+        step = outcome.step
+        if isinstance(step, Hold):
             outputs.acks.append(ack)
-            self._record(
+            self._out.record(
                 outputs,
                 item,
                 DeliveryStatus.HELD_FOR_REVIEW,
                 started,
                 finished,
-                attempt=attempt,
-                last_error=history,
+                attempt=step.attempts_made,
+                last_error=step.error,
             )
-        elif isinstance(error, AuthenticationError):
-            await self._mark_connection(connection, ConnectionHealth.NEEDS_REAUTH, error, finished)
-            self._reschedule(
+        elif isinstance(step, DeadLetter):
+            self._out.dead_letter(
+                outputs, item, ack, step.error, finished, attempt=step.attempts_made
+            )
+        else:
+            self._out.reschedule(
                 outputs,
                 item,
                 ack,
-                kind="parked",
-                delay=self._settings.park_recheck_seconds,
+                kind=step.kind,
+                delay=step.delay,
                 now=finished,
-                attempts_made=attempt,
+                attempts_made=step.attempts_made,
+                last_error=step.last_error,
             )
-        elif isinstance(error, PermanentError):
-            self._dead_letter(outputs, item, ack, history, finished, attempt=attempt)
-        else:
-            first = (item.first_attempt_at_ms or int(started * 1000)) / 1000
-            decision = self._policy.decide(
-                attempts_made=attempt,
-                first_attempt_at=first,
-                now=finished,
-                retry_after=retry_after,
-            )
-            if decision.retry:
-                self._reschedule(
-                    outputs,
-                    item,
-                    ack,
-                    kind="retry",
-                    delay=decision.delay_seconds,
-                    now=finished,
-                    attempts_made=attempt,
-                    last_error=history,
-                )
-            else:
-                exhausted = history.model_copy(
-                    update={"reason": f"{history.reason}; {decision.reason}"}
-                )
-                self._dead_letter(outputs, item, ack, exhausted, finished, attempt=attempt)
 
     async def _connection_failed(
         self,
-        outputs: _Outputs,
+        outputs: Outputs,
         connection: ConnectionRecord,
         items: list[tuple[DeliveryItem, Ack]],
         exc: ConnectorError,
@@ -765,7 +607,7 @@ class DeliveryEngine:
         )
         await self._mark_connection(connection, health, exc, now)
         for item, ack in items:
-            self._park_or_expire(outputs, item, ack, now, reason=health.value)
+            self._out.park_or_expire(outputs, item, ack, now, reason=health.value)
 
     async def _mark_connection(
         self,
@@ -792,231 +634,32 @@ class DeliveryEngine:
             },
         )
 
-    def _park_or_expire(
-        self, outputs: _Outputs, item: DeliveryItem, ack: Ack, now: float, *, reason: str
-    ) -> None:
-        first = item.first_attempt_at_ms / 1000 if item.first_attempt_at_ms else now
-        if now + self._settings.park_recheck_seconds - first > self._settings.retry_timeout_seconds:
-            error = AttemptError(
-                attempt=item.attempts_made,
-                at=_now_dt(now),
-                error_class="ConnectionParked",
-                reason=f"{reason}; retry budget spent while parked",
-            )
-            self._dead_letter(outputs, item, ack, error, now)
-            return
-        if item.first_attempt_at_ms is None:
-            item.first_attempt_at_ms = int(now * 1000)
-        self._reschedule(
-            outputs, item, ack, kind="parked", delay=self._settings.park_recheck_seconds, now=now
-        )
-
-    def _reschedule(
-        self,
-        outputs: _Outputs,
-        item: DeliveryItem,
-        ack: Ack,
-        *,
-        kind: str,
-        delay: float,
-        now: float,
-        attempts_made: int | None = None,
-        last_error: AttemptError | None = None,
-    ) -> None:
-        """Write ``item``'s next hop to the retry topic, ``delay`` seconds from ``now``.
-
-        Every wait counts against the record's age budget, whatever its kind (a retry, a
-        deferral, a pause, a park): a wait that would end after ``retry_timeout_seconds``
-        from the first attempt dead-letters the record now, with its history.
-        """
-        attempts = item.attempts_made if attempts_made is None else attempts_made
-        delay = bounded_wait(delay, maximum=math.inf) or 0.0  # NaN and negatives: no wait
-        first = item.first_attempt_at_ms / 1000 if item.first_attempt_at_ms is not None else now
-        if now + delay - first > self._settings.retry_timeout_seconds:
-            spent = f"retry budget spent: a {kind} wait of {delay:.0f}s ends after the " + (
-                f"{self._settings.retry_timeout_seconds:.0f}s budget"
-            )
-            error = (
-                last_error.model_copy(update={"reason": f"{last_error.reason}; {spent}"})
-                if last_error is not None
-                else AttemptError(
-                    attempt=attempts,
-                    at=_now_dt(now),
-                    error_class="RetryBudgetSpent",
-                    reason=spent,
-                )
-            )
-            self._dead_letter(outputs, item, ack, error, now, attempt=attempts)
-            return
-        self._next_hop(
-            outputs,
-            item,
-            kind=kind,
-            attempts_made=attempts,
-            not_before_ms=int((now + delay) * 1000),
-            now_ms=int(now * 1000),
-        )
-        outputs.acks.append(ack)
-        status = {
-            "retry": DeliveryStatus.RETRY_SCHEDULED,
-            "deferred": DeliveryStatus.DEFERRED,
-            "parked": DeliveryStatus.PARKED,
-        }[kind]
-        self._record(outputs, item, status, now, now, attempt=attempts, last_error=last_error)
-        metrics.RETRIES_SCHEDULED.labels(self._connector, kind).inc()
-
-    def _next_hop(
-        self,
-        outputs: _Outputs,
-        item: DeliveryItem,
-        *,
-        kind: str,
-        attempts_made: int,
-        not_before_ms: int,
-        now_ms: int,
-    ) -> None:
-        """Write ``item`` to the retry topic as its next hop (a retry, deferral, park or
-        re-queue), and record the hop so an older copy read later is dropped."""
-        headers = retry_headers(
-            item,
-            kind=kind,
-            attempts_made=attempts_made,
-            not_before_ms=not_before_ms,
-            now_ms=now_ms,
-        )
-        outputs.produce.append(
-            OutgoingRecord(
-                topic=self._topics.retry(self._connector),
-                key=item.tenant_id.encode(),
-                value=item.value,
-                headers=tuple(headers),
-            )
-        )
-        outputs.hops.append((item.delivery_id, item.hop + 1))
-
-    def _dead_letter(
-        self,
-        outputs: _Outputs,
-        item: DeliveryItem,
-        ack: Ack,
-        error: AttemptError,
-        now: float,
-        *,
-        attempt: int | None = None,
-    ) -> None:
-        attempts = item.attempts_made if attempt is None else attempt
-        last = item.errors[-1] if item.errors else None
-        same = ("attempt", "at", "error_class", "status_code")
-        if last is not None and all(getattr(last, f) == getattr(error, f) for f in same):
-            item.errors[-1] = error  # the same failure, its reason completed (budget spent)
-        else:
-            item.errors.append(error)
-        extra = {
-            "qi.attempt": str(attempts),
-            "qi.errors": json.dumps([e.model_dump(mode="json") for e in item.errors[-50:]]),
-            "qi.error.class": error.error_class,
-            "qi.error.reason": error.reason,
-            "qi.error.status": "" if error.status_code is None else str(error.status_code),
-            "qi.original.topic": item.source_topic,
-            "qi.original.partition": str(item.source_partition),
-            "qi.original.offset": str(item.source_offset),
-            "qi.payload_included": "true" if self._settings.dlq_include_payload else "false",
-        }
-        headers = item.envelope_headers() + [(k, v.encode()) for k, v in extra.items()]
-        outputs.produce.append(
-            OutgoingRecord(
-                topic=self._topics.dlq(self._connector),
-                key=item.tenant_id.encode(),
-                value=item.value if self._settings.dlq_include_payload else b"",
-                headers=tuple(headers),
-            )
-        )
-        outputs.acks.append(ack)
-        self._record(
-            outputs,
-            item,
-            DeliveryStatus.DEAD_LETTERED,
-            now,
-            now,
-            attempt=attempts,
-            last_error=error,
-            status_code=error.status_code,
-        )
-        metrics.DLQ_RECORDS.labels(self._connector, error.error_class).inc()
-        logger.warning(
-            "delivery.dead_lettered",
-            extra={
-                "tenant_id": item.tenant_id,
-                "connection_id": item.connection_id,
-                "delivery_id": item.delivery_id,
-                "correlation_id": item.headers["qi.correlation_id"],
-                "error_class": error.error_class,
-                "status_code": error.status_code,
-                "attempt": attempts,
-            },
-        )
-
-    def _record(
-        self,
-        outputs: _Outputs,
-        item: DeliveryItem,
-        status: DeliveryStatus,
-        started: float,
-        finished: float,
-        *,
-        attempt: int | None = None,
-        status_code: int | None = None,
-        last_error: AttemptError | None = None,
-    ) -> None:
-        record = DeliveryRecord(
-            delivery_id=item.delivery_id,
-            event_id=item.headers["qi.event_id"],
-            correlation_id=item.headers["qi.correlation_id"],
-            tenant_id=item.tenant_id,
-            connection_id=item.connection_id,
-            connector=self._connector,
-            destination=self._connector,
-            event_type=item.headers["qi.event_type"],
-            idempotency_key=item.idempotency_key,
-            entity_id=item.headers["qi.entity_id"],
-            entity_version=item.entity_version,
-            attempt=item.attempts_made if attempt is None else attempt,
-            status=status,
-            status_code=status_code,
-            last_error=last_error,
-            replay_id=item.replay_id,
-            started_at=_now_dt(started),
-            finished_at=_now_dt(finished),
-            duration_ms=round((finished - started) * 1000, 3),
-            source=item.source,
-        )
-        outputs.records.append(record)
-        outputs.produce.append(
-            OutgoingRecord(
-                topic=self._topics.delivery_records,
-                key=item.tenant_id.encode(),
-                value=record.model_dump_json().encode(),
-                headers=(
-                    ("qi.delivery_id", item.delivery_id.encode()),
-                    ("qi.correlation_id", item.headers["qi.correlation_id"].encode()),
-                    ("qi.status", status.value.encode()),
-                ),
-            )
-        )
-
-    async def _commit_until_written(self, outputs: _Outputs, *, connection_id: str) -> None:
+    async def _commit_until_written(self, outputs: Outputs, *, connection_id: str) -> None:
         """:meth:`_commit`, tried again with capped backoff until it succeeds."""
+        await self._until_done(
+            functools.partial(self._commit, outputs),
+            step="delivery.commit",
+            connection_id=connection_id,
+        )
+
+    async def _until_done(
+        self, action: Callable[[], Awaitable[_T]], *, step: str, connection_id: str
+    ) -> _T:
+        """Run ``action`` until it returns, after a Redis or Kafka error with capped backoff.
+
+        Nothing is acknowledged while it fails. Each failed try is logged as
+        ``{step}.retrying`` and counted in ``qi_backend_retries_total{component=step}``.
+        """
         backoff = _FIRST_COMMIT_BACKOFF
         while True:
             try:
-                await self._commit(outputs)
-                return
+                return await action()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis, Kafka: nothing is acknowledged yet
-                metrics.BACKEND_RETRIES.labels("delivery.commit", type(exc).__name__).inc()
+                metrics.BACKEND_RETRIES.labels(step, type(exc).__name__).inc()
                 logger.warning(
-                    "delivery.commit.retrying",
+                    f"{step}.retrying",
                     extra={
                         "connector": self._connector,
                         "connection_id": connection_id,
@@ -1027,7 +670,7 @@ class DeliveryEngine:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_COMMIT_BACKOFF)
 
-    async def _commit(self, outputs: _Outputs) -> None:
+    async def _commit(self, outputs: Outputs) -> None:
         """Write everything the batch decided, then acknowledge its items.
 
         Each step is cleared from ``outputs`` once written, so a call after a failure resumes
@@ -1045,8 +688,7 @@ class DeliveryEngine:
         for ack in outputs.acks:
             ack()
         if outputs.records:
-            self._index_buffer.extend(outputs.records)
-            self._ensure_indexer()
+            self._indexer.add(outputs.records)
         if outputs.claimed:  # last: the next claimant must see the outcomes written above
             await self._release_claims(outputs.claimed)
 
@@ -1069,7 +711,7 @@ class DeliveryEngine:
             connector=self._connector,
         )
 
-    async def _connection(self, lane: _Lane, now: float) -> ConnectionRecord | None:
+    async def _connection(self, lane: Lane, now: float) -> ConnectionRecord | None:
         """The connection record that owns the lane's exports (cached a few seconds).
 
         A partner connection's webhook copy loads the partner's record (``lane.owner``), and
@@ -1084,7 +726,7 @@ class DeliveryEngine:
             lane.connection_loaded_at = now
         return lane.connection
 
-    async def _sink(self, lane: _Lane, connection: ConnectionRecord) -> BaseSink[Any]:
+    async def _sink(self, lane: Lane, connection: ConnectionRecord) -> BaseSink[Any]:
         async with lane.sink_lock:
             if lane.sink is not None and lane.sink_version == connection.updated_at:
                 return lane.sink

@@ -127,6 +127,8 @@ def _text(value: bytes | str) -> str:
 
 
 class ConnectionHealth(StrEnum):
+    """Why a destination is parked: its credentials were refused, or its endpoint is gone."""
+
     NEEDS_REAUTH = "needs_reauth"
     GONE = "gone"
 

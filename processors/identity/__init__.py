@@ -6,6 +6,8 @@
 - :mod:`processors.identity.names`: company-name normalisation and similarity;
 - :mod:`processors.identity.matching`: the decision (auto-linked, ambiguous or no match,
   with its explanation);
-- :mod:`processors.identity.resolver`, :mod:`~processors.identity.repository` and
-  :mod:`~processors.identity.endpoints`: links stored per connection, and their review API.
+- :mod:`processors.identity.resolver` and :mod:`~processors.identity.repository`: links
+  stored per connection;
+- :mod:`processors.identity.review`: the review decisions (confirm, relink, unlink) that
+  the match review API (:mod:`processors.tenants.matches`) calls.
 """

@@ -44,6 +44,7 @@ __all__ = [
     "InvalidMatchCursorError",
     "LinkState",
     "MatchPage",
+    "MatchRef",
     "ReviewEntry",
 ]
 
@@ -111,6 +112,40 @@ class IdentityLink(BaseModel):
     matched_at: datetime = Field(default_factory=_now)
     decided_by: str | None = None
     explanation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRef:
+    """One Queast entity (``kind``, ``queast_id``) of one tenant connection."""
+
+    tenant_id: str
+    connection_id: str
+    kind: str
+    queast_id: str
+
+    def link(
+        self,
+        partner_object_id: str,
+        *,
+        state: LinkState,
+        strategy: str,
+        confidence: float,
+        explanation: str,
+        decided_by: str | None = None,
+    ) -> IdentityLink:
+        """A link of this entity to ``partner_object_id``, matched now."""
+        return IdentityLink(
+            tenant_id=self.tenant_id,
+            connection_id=self.connection_id,
+            kind=self.kind,
+            queast_id=self.queast_id,
+            partner_object_id=partner_object_id,
+            state=state,
+            strategy=strategy,
+            confidence=confidence,
+            decided_by=decided_by,
+            explanation=explanation,
+        )
 
 
 class ReviewEntry(BaseModel):

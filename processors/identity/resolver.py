@@ -16,6 +16,7 @@ The policy lives in the connection's settings as ``match_policy``:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ from processors.identity.matching import (
     match_company,
     match_person,
 )
-from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+from processors.identity.repository import IdentityRepository, LinkState, MatchRef, ReviewEntry
 from processors.identity.strategies import (
     DEFAULT_COMPANY_STRATEGIES,
     DEFAULT_PERSON_STRATEGIES,
@@ -69,6 +70,27 @@ def _texts(payload: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
+def _company(queast_id: str, payload: Mapping[str, Any]) -> CompanyIdentity:
+    return CompanyIdentity(
+        company_id=queast_id,
+        name=_text(payload, "name"),
+        domain=_text(payload, "domain"),
+        domains=_texts(payload, "domains"),
+        website=_text(payload, "website"),
+        linkedin_url=_text(payload, "linkedin_url"),
+    )
+
+
+def _person(queast_id: str, payload: Mapping[str, Any]) -> PersonIdentity:
+    return PersonIdentity(
+        person_id=queast_id,
+        full_name=_text(payload, "full_name"),
+        email=_text(payload, "email"),
+        emails=_texts(payload, "emails"),
+        linkedin_url=_text(payload, "linkedin_url"),
+    )
+
+
 class ConnectionIdentityResolver:
     """Links of one tenant connection; built by the service for each partner sink."""
 
@@ -84,6 +106,9 @@ class ConnectionIdentityResolver:
         self._tenant_id = tenant_id
         self._connection_id = connection_id
         self._policy = policy
+
+    def _ref(self, kind: EntityKind, queast_id: str) -> MatchRef:
+        return MatchRef(self._tenant_id, self._connection_id, kind.value, queast_id)
 
     async def linked(self, kind: EntityKind, queast_id: str) -> str | None:
         link = await self._repository.get(self._connection_id, kind.value, queast_id)
@@ -111,12 +136,8 @@ class ConnectionIdentityResolver:
         decision = self._match(kind, queast_id, payload, offered)
         if decision.outcome is MatchOutcome.AUTO_LINKED and decision.partner_object_id:
             await self._repository.put(
-                IdentityLink(
-                    tenant_id=self._tenant_id,
-                    connection_id=self._connection_id,
-                    kind=kind.value,
-                    queast_id=queast_id,
-                    partner_object_id=decision.partner_object_id,
+                self._ref(kind, queast_id).link(
+                    decision.partner_object_id,
                     state=LinkState.AUTO_LINKED,
                     strategy=str(decision.strategy),
                     confidence=decision.confidence,
@@ -156,17 +177,14 @@ class ConnectionIdentityResolver:
     async def link(
         self, kind: EntityKind, queast_id: str, partner_object_id: str, *, strategy: str
     ) -> None:
+        made = f"partner object made by this connection ({strategy})"
         await self._repository.put(
-            IdentityLink(
-                tenant_id=self._tenant_id,
-                connection_id=self._connection_id,
-                kind=kind.value,
-                queast_id=queast_id,
-                partner_object_id=partner_object_id,
+            self._ref(kind, queast_id).link(
+                partner_object_id,
                 state=LinkState.CREATED,
                 strategy=strategy,
                 confidence=1.0,
-                explanation=f"partner object made by this connection ({strategy})",
+                explanation=made,
             )
         )
 
@@ -209,32 +227,15 @@ class ConnectionIdentityResolver:
     ) -> MatchDecision:
         policy = self._policy
         if kind is EntityKind.COMPANY:
-            company = CompanyIdentity(
-                company_id=queast_id,
-                name=_text(payload, "name"),
-                domain=_text(payload, "domain"),
-                domains=_texts(payload, "domains"),
-                website=_text(payload, "website"),
-                linkedin_url=_text(payload, "linkedin_url"),
+            match = functools.partial(
+                match_company, _company(queast_id, payload), strategies=policy.company_strategies
             )
-            return match_company(
-                company,
-                candidates,
-                strategies=policy.company_strategies,
-                auto_link_threshold=policy.auto_link_threshold,
-                ambiguity_margin=policy.ambiguity_margin,
+        else:
+            match = functools.partial(
+                match_person, _person(queast_id, payload), strategies=policy.person_strategies
             )
-        person = PersonIdentity(
-            person_id=queast_id,
-            full_name=_text(payload, "full_name"),
-            email=_text(payload, "email"),
-            emails=_texts(payload, "emails"),
-            linkedin_url=_text(payload, "linkedin_url"),
-        )
-        return match_person(
-            person,
+        return match(
             candidates,
-            strategies=policy.person_strategies,
             auto_link_threshold=policy.auto_link_threshold,
             ambiguity_margin=policy.ambiguity_margin,
         )

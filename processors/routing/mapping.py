@@ -71,34 +71,38 @@ def format_timestamp(value: datetime) -> str:
     return text + "Z"
 
 
-def _company(entity: CompanyData) -> dict[str, Any]:
-    return {
-        "company_id": entity.company_id,
-        "name": entity.name,
-        "domain": entity.domain,
-        "domains": list(entity.domains),
-        "website": entity.website,
-        "linkedin_url": entity.linkedin_url,
-        "industry": entity.industry,
-        "employee_count": entity.employee_count,
-        "country": entity.country,
-        "deleted": False,
-    }
+_COMPANY_FIELDS = (
+    "company_id",
+    "name",
+    "domain",
+    "domains",
+    "website",
+    "linkedin_url",
+    "industry",
+    "employee_count",
+    "country",
+)
+_PERSON_FIELDS = (
+    "person_id",
+    "company_id",
+    "full_name",
+    "first_name",
+    "last_name",
+    "email",
+    "emails",
+    "linkedin_url",
+    "title",
+)
 
 
-def _person(entity: PersonData) -> dict[str, Any]:
-    return {
-        "person_id": entity.person_id,
-        "company_id": entity.company_id,
-        "full_name": entity.full_name,
-        "first_name": entity.first_name,
-        "last_name": entity.last_name,
-        "email": entity.email,
-        "emails": list(entity.emails),
-        "linkedin_url": entity.linkedin_url,
-        "title": entity.title,
-        "deleted": False,
-    }
+def _field_for_field(entity: CompanyData | PersonData, names: tuple[str, ...]) -> dict[str, Any]:
+    """The entity's ``names`` under the same names (sequences as lists), not deleted."""
+    record: dict[str, Any] = {}
+    for name in names:
+        value = getattr(entity, name)
+        record[name] = list(value) if isinstance(value, tuple | list) else value
+    record["deleted"] = False
+    return record
 
 
 def _signal(entity: SignalData) -> dict[str, Any]:
@@ -147,9 +151,9 @@ def _body(event: DomainEvent) -> dict[str, Any]:
     if event_type in _DELETIONS:
         return _deletion(event_type, entity.entity_id)
     if isinstance(entity, CompanyData):
-        return _company(entity)
+        return _field_for_field(entity, _COMPANY_FIELDS)
     if isinstance(entity, PersonData):
-        return _person(entity)
+        return _field_for_field(entity, _PERSON_FIELDS)
     if isinstance(entity, SignalData):
         return _signal(entity)
     if isinstance(entity, JobAdData):

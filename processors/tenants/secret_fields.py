@@ -17,6 +17,7 @@ __all__ = [
     "SEALED_PREFIX",
     "SECRET_FIELD_NAMES",
     "iter_secret_paths",
+    "map_secret_fields",
     "open_settings",
     "redact_settings",
     "seal_settings",
@@ -37,14 +38,16 @@ SECRET_FIELD_NAMES: Final = frozenset(
 SEALED_PREFIX: Final = "qi-enc:"
 
 
-def _walk(
+def map_secret_fields(
     block: dict[str, Any], transform: Callable[[str, str], str], path: str = ""
 ) -> dict[str, Any]:
+    """A copy of ``block`` with each secret field's value replaced by
+    ``transform(dotted path, value)``; every other field as it is."""
     result: dict[str, Any] = {}
     for key, value in block.items():
         here = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            result[key] = _walk(value, transform, here)
+            result[key] = map_secret_fields(value, transform, here)
         elif key in SECRET_FIELD_NAMES and isinstance(value, str):
             result[key] = transform(here, value)
         else:
@@ -72,7 +75,7 @@ def seal_settings(
             return value
         return box.encrypt(value, tenant_id=tenant_id, connection_id=connection_id, purpose=path)
 
-    return _walk(block, _seal)
+    return map_secret_fields(block, _seal)
 
 
 def open_settings(
@@ -85,9 +88,9 @@ def open_settings(
             return value
         return box.decrypt(value, tenant_id=tenant_id, connection_id=connection_id, purpose=path)
 
-    return _walk(block, _open)
+    return map_secret_fields(block, _open)
 
 
 def redact_settings(block: dict[str, Any]) -> dict[str, Any]:
     """The block with every secret field replaced by the redaction marker."""
-    return _walk(block, lambda _path, _value: REDACTED)
+    return map_secret_fields(block, lambda _path, _value: REDACTED)

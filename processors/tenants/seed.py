@@ -30,12 +30,20 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from processors.redis_client import redis_client
+from processors.secrets import SecretBox
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.secret_fields import seal_settings
 
-__all__ = ["SeedError", "SeedFile", "SeedReport", "initialise_configuration", "seed_from_file"]
+__all__ = [
+    "SeedError",
+    "SeedFile",
+    "SeedReport",
+    "initialise_configuration",
+    "put_sealed",
+    "seed_from_file",
+]
 
 _MAX_SEED_BYTES = 4 * 1024 * 1024
 
@@ -95,6 +103,19 @@ def load_seed_file(path: Path) -> SeedFile:
     return seed
 
 
+async def put_sealed(
+    repository: ConnectionRepository, connection: ConnectionRecord, *, box: SecretBox
+) -> None:
+    """Store ``connection`` with its secret fields sealed, bound to its tenant and id."""
+    sealed = seal_settings(
+        connection.settings,
+        box=box,
+        tenant_id=connection.tenant_id,
+        connection_id=connection.connection_id,
+    )
+    await repository.put(connection.model_copy(update={"settings": sealed}))
+
+
 async def seed_from_file(path: Path, *, settings: Settings) -> SeedReport:
     """Validate the whole file, then write the allowlist and the connections."""
     seed = load_seed_file(path)
@@ -105,13 +126,7 @@ async def seed_from_file(path: Path, *, settings: Settings) -> SeedReport:
         for tenant_id in seed.allowlist:
             await repository.allow(tenant_id)
         for connection in seed.connections:
-            sealed = seal_settings(
-                connection.settings,
-                box=box,
-                tenant_id=connection.tenant_id,
-                connection_id=connection.connection_id,
-            )
-            await repository.put(connection.model_copy(update={"settings": sealed}))
+            await put_sealed(repository, connection, box=box)
         await repository.initialise()
     finally:
         await redis.aclose()

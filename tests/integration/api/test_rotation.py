@@ -14,11 +14,11 @@ from redis.asyncio import Redis
 
 from connectors.base.oauth import OAuthGrant
 from processors.deliveries.tokens import OAuthTokenStore
+from processors.keyrotation import RotationFailure, rotate_keys
 from processors.secrets import EncryptedSecret, KeyRing, SecretBox, SecretsSettings
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.tenants.repository import ConnectionRepository
-from processors.tenants.rotation import RotationFailure, rotate_keys
 from processors.tenants.secret_fields import iter_secret_paths, open_settings
 
 from .conftest import (
@@ -262,7 +262,7 @@ async def test_rotation_does_not_overwrite_a_concurrent_save(
     sealed_with_k1: Settings, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A connection saved between the read and the write is read again, not clobbered."""
-    import processors.tenants.rotation as rotation  # noqa: PLC0415
+    import processors.keyrotation as rotation  # noqa: PLC0415
 
     key = connections_key(sealed_with_k1, TENANT)
     original = rotation._rewrap_connection

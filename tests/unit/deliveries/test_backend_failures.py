@@ -15,8 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from connectors.base import BaseSink
 from processors.agents.deliver import release_due, until_written
 from processors.deliveries import engine as engine_module
-from processors.deliveries.engine import Ack
 from processors.deliveries.envelope import DeliveryItem
+from processors.deliveries.outputs import Ack
 from processors.routing.service import OutgoingRecord
 from processors.tenants.models import ConnectionRecord
 from tests.unit.deliveries.test_engine import Harness, _headers, _item, _State

@@ -11,8 +11,8 @@ import pytest
 
 from processors.agents.deliver import _DelayQueue
 from processors.contracts import ContractFamily, default_registry, encode
-from processors.deliveries.engine import Ack
 from processors.deliveries.envelope import DeliveryItem, item_from_record
+from processors.deliveries.outputs import Ack
 
 HOLD = 0.05
 YEAR_MS = 365 * 86400 * 1000

@@ -1,5 +1,10 @@
-"""Match review: every link of a connection (auto-linked ones included) and the ambiguous
+"""Match review API: every link of a connection (auto-linked ones included) and the ambiguous
 matches waiting for a decision, and the decisions a tenant admin can make.
+
+A sub-resource of a tenant's connection, so it lives with the connection API: the router finds
+the connection through :class:`~processors.tenants.service.ConnectionService` and hands the
+decision to :class:`~processors.identity.review.MatchReviewService`. Routers call services,
+services call repositories; the identity package never imports this one.
 
 ::
 
@@ -26,21 +31,16 @@ from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from redis.asyncio import Redis
 
+from processors.appstate import api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
-from processors.errors import BadRequest, NotFound, error_responses
-from processors.identity.repository import (
-    IdentityLink,
-    IdentityRepository,
-    InvalidMatchCursorError,
-    LinkState,
-    ReviewEntry,
-)
-from processors.settings import Settings
+from processors.errors import error_responses
+from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
+from processors.identity.review import MatchReviewService
+from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
-from processors.tenants.repository import ConnectionRepository
+from processors.tenants.service import ConnectionService
 
 __all__ = ["router"]
 
@@ -85,27 +85,22 @@ class LinkIn(BaseModel):
     partner_object_id: str = Field(min_length=1, max_length=128)
 
 
-def _stores(request: Request) -> tuple[IdentityRepository, ConnectionRepository]:
-    redis = request.app.state.redis
-    settings = request.app.state.settings
-    if not isinstance(redis, Redis) or not isinstance(settings, Settings):
-        msg = "the app has no redis/settings state; build it with processors.api.create_api"
-        raise RuntimeError(msg)
-    prefix = settings.redis.key_prefix
-    return IdentityRepository(redis, key_prefix=prefix), ConnectionRepository(
-        redis, key_prefix=prefix
-    )
+def _review_service(request: Request) -> MatchReviewService:
+    """The review service over the app's Redis and settings (``app.state``)."""
+    redis, settings = api_state(request)
+    return MatchReviewService(IdentityRepository(redis, key_prefix=settings.redis.key_prefix))
 
 
-Stores = Annotated[tuple[IdentityRepository, ConnectionRepository], Depends(_stores)]
+Reviews = Annotated[MatchReviewService, Depends(_review_service)]
+Connections = Annotated[ConnectionService, Depends(get_connection_service)]
 TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 
 
-async def _connection_id(stores: Stores, tenant_id: str, connector: Connector) -> str:
-    connection = await stores[1].get(tenant_id, connector)
-    if connection is None:
-        raise NotFound("no connection for this connector", code="connection_not_found")
-    return connection.connection_id
+async def _ref(
+    connections: ConnectionService, tenant_id: str, connector: Connector, kind: str, queast_id: str
+) -> MatchRef:
+    connection = await connections.get_connection(tenant_id, connector)
+    return MatchRef(tenant_id, connection.connection_id, kind, queast_id)
 
 
 @router.get(
@@ -119,16 +114,14 @@ async def list_matches(
     tenant_id: TenantId,
     connector: Connector,
     _actor: Annotated[Principal, Depends(require_tenant_access)],
-    stores: Stores,
+    connections: Connections,
+    reviews: Reviews,
     *,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> MatchesOut:
-    connection_id = await _connection_id(stores, tenant_id, connector)
-    try:
-        page = await stores[0].match_page(connection_id, limit=limit, cursor=cursor)
-    except InvalidMatchCursorError:
-        raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+    connection = await connections.get_connection(tenant_id, connector)
+    page = await reviews.page(connection.connection_id, limit=limit, cursor=cursor)
     return MatchesOut(links=page.links, reviews=page.reviews, next_cursor=page.next_cursor)
 
 
@@ -144,31 +137,11 @@ async def confirm_match(
     queast_id: QueastId,
     *,
     actor: Annotated[Principal, Depends(require_tenant_access)],
-    stores: Stores,
+    connections: Connections,
+    reviews: Reviews,
 ) -> IdentityLink:
-    connection_id = await _connection_id(stores, tenant_id, connector)
-    identity = stores[0]
-    link = await identity.get(connection_id, kind, queast_id)
-    if link is not None:
-        confirmed = link.model_copy(update={"state": LinkState.CONFIRMED, "decided_by": actor.sub})
-    else:
-        entry = await identity.review(connection_id, kind, queast_id)
-        if entry is None or entry.best_candidate_id is None:
-            raise NotFound("no link or review entry for this entity", code="match_not_found")
-        confirmed = IdentityLink(
-            tenant_id=tenant_id,
-            connection_id=connection_id,
-            kind=kind,
-            queast_id=queast_id,
-            partner_object_id=entry.best_candidate_id,
-            state=LinkState.CONFIRMED,
-            strategy=entry.strategy or "review",
-            confidence=entry.confidence,
-            decided_by=actor.sub,
-            explanation=entry.explanation,
-        )
-    await identity.put(confirmed)
-    return confirmed
+    ref = await _ref(connections, tenant_id, connector, kind, queast_id)
+    return await reviews.confirm(ref, decided_by=actor.sub)
 
 
 @router.put(
@@ -184,23 +157,11 @@ async def link_match(
     *,
     body: LinkIn,
     actor: Annotated[Principal, Depends(require_tenant_access)],
-    stores: Stores,
+    connections: Connections,
+    reviews: Reviews,
 ) -> IdentityLink:
-    connection_id = await _connection_id(stores, tenant_id, connector)
-    link = IdentityLink(
-        tenant_id=tenant_id,
-        connection_id=connection_id,
-        kind=kind,
-        queast_id=queast_id,
-        partner_object_id=body.partner_object_id,
-        state=LinkState.CONFIRMED,
-        strategy="manual",
-        confidence=1.0,
-        decided_by=actor.sub,
-        explanation="linked by hand",
-    )
-    await stores[0].put(link)
-    return link
+    ref = await _ref(connections, tenant_id, connector, kind, queast_id)
+    return await reviews.link(ref, body.partner_object_id, decided_by=actor.sub)
 
 
 @router.delete(
@@ -213,9 +174,8 @@ async def unlink_match(
     queast_id: QueastId,
     *,
     _actor: Annotated[Principal, Depends(require_tenant_access)],
-    stores: Stores,
+    connections: Connections,
+    reviews: Reviews,
 ) -> Response:
-    connection_id = await _connection_id(stores, tenant_id, connector)
-    if not await stores[0].unlink(connection_id, kind, queast_id):
-        raise NotFound("no link for this entity", code="match_not_found")
+    await reviews.unlink(await _ref(connections, tenant_id, connector, kind, queast_id))
     return Response(status_code=204)

@@ -29,6 +29,11 @@ re-sealed (nor one whose connection record does not parse): it is counted in
 ``grants_without_connection`` and logged, never touched; once the old key is retired it opens
 for nobody, so an operator can delete it.
 
+It lives at the top of ``processors`` because it spans three packages: the connection records
+(:mod:`processors.tenants`), the OAuth grants (:mod:`processors.deliveries.tokens`) and the key
+ring (:mod:`processors.secrets`); none of them imports it, so the tenants package need not
+depend on the deliveries package (which depends on it).
+
 The run is idempotent: run it again and everything is current. The active key is the last of
 ``QI_SECRETS_KEYS`` unless ``QI_SECRETS_ACTIVE_KEY_ID`` names another; the whole rotation
 (stage, activate, ``keys rotate``, retire) is in :mod:`processors.secrets.keyring`.
@@ -37,7 +42,6 @@ The run is idempotent: run it again and everything is current. The active key is
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -48,7 +52,7 @@ from redis.commands.core import AsyncScript
 from processors.deliveries.tokens import GRANT_PURPOSE, OAuthTokenStore
 from processors.secrets import SecretBox, SecretsError
 from processors.tenants.models import ConnectionRecord
-from processors.tenants.secret_fields import SEALED_PREFIX, iter_secret_paths
+from processors.tenants.secret_fields import SEALED_PREFIX, iter_secret_paths, map_secret_fields
 
 __all__ = ["RotationFailure", "RotationReport", "rotate_keys"]
 
@@ -111,19 +115,6 @@ class _Outcome:
         return bool(self.rewrapped or self.sealed)
 
 
-def _replace(
-    block: dict[str, Any], replacements: Mapping[str, str], path: str = ""
-) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in block.items():
-        here = f"{path}.{key}" if path else key
-        if isinstance(value, dict):
-            result[key] = _replace(value, replacements, here)
-        else:
-            result[key] = replacements.get(here, value)
-    return result
-
-
 def _rewrap_connection(record: ConnectionRecord, box: SecretBox) -> _Outcome:
     outcome = _Outcome(settings=record.settings)
     replacements: dict[str, str] = {}
@@ -152,12 +143,16 @@ def _rewrap_connection(record: ConnectionRecord, box: SecretBox) -> _Outcome:
             replacements[path] = rewrapped
             outcome.rewrapped += 1
     if replacements:
-        outcome.settings = _replace(record.settings, replacements)
+        outcome.settings = map_secret_fields(record.settings, replacements.get)
     return outcome
 
 
-def _tenant_of(key: str, prefix: str) -> str:
-    return key.removeprefix(f"{prefix}tenant:").removesuffix(":connections")
+def _unread(key: str, prefix: str, connector: str, reason: str) -> RotationFailure:
+    """A connection that was not rotated as a whole (no connection id or field to name)."""
+    tenant_id = key.removeprefix(f"{prefix}tenant:").removesuffix(":connections")
+    return RotationFailure(
+        tenant_id=tenant_id, connector=connector, connection_id="", path="", reason=reason
+    )
 
 
 async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> RotationReport:
@@ -234,16 +229,7 @@ async def _rotate_one(
         try:
             record = ConnectionRecord.model_validate_json(raw)
         except ValidationError:
-            _fail(
-                report,
-                RotationFailure(
-                    tenant_id=_tenant_of(key, prefix),
-                    connector=connector,
-                    connection_id="",
-                    path="",
-                    reason="stored connection record is not valid",
-                ),
-            )
+            _fail(report, _unread(key, prefix, connector, "stored connection record is not valid"))
             return
         outcome = _rewrap_connection(record, box)
         if outcome.changed:
@@ -260,16 +246,8 @@ async def _rotate_one(
         visited.add(record.connection_id)
         await _rotate_grant(record, grants, report)
         return
-    _fail(
-        report,
-        RotationFailure(
-            tenant_id=_tenant_of(key, prefix),
-            connector=connector,
-            connection_id="",
-            path="",
-            reason="connection kept changing during the rotation; run it again",
-        ),
-    )
+    changing = "connection kept changing during the rotation; run it again"
+    _fail(report, _unread(key, prefix, connector, changing))
 
 
 async def _count_orphan_grants(redis: Redis, prefix: str, connection_ids: set[str]) -> int:
