@@ -939,6 +939,28 @@ class SandboxState:
             )
         return problems
 
+    def _invalid_properties(
+        self,
+        portal: _Portal,
+        object_type: ObjectType,
+        properties: Mapping[str, Value],
+        trace: str | None,
+    ) -> dict[str, Any] | None:
+        """The input's error when a property is unknown, read-only or badly typed."""
+        problems = self._property_problems(portal, object_type, properties)
+        if not problems:
+            return None
+        return self._input_error(_error("Property values were not valid", errors=problems), trace)
+
+    @staticmethod
+    def _traced_view(obj: _Object, trace: str | None, **extra: bool) -> dict[str, Any]:
+        """An object as a batch result: ``extra`` fields, then the input's write trace id."""
+        view = obj.view()
+        view.update(extra)
+        if trace is not None:
+            view["objectWriteTraceId"] = trace
+        return view
+
     def _conflict(
         self,
         portal: _Portal,
@@ -1057,13 +1079,9 @@ class SandboxState:
                         )
                     )
                     continue
-                problems = self._property_problems(portal, object_type, item.properties)
-                if problems:
-                    errors.append(
-                        self._input_error(
-                            _error("Property values were not valid", errors=problems), trace
-                        )
-                    )
+                invalid = self._invalid_properties(portal, object_type, item.properties, trace)
+                if invalid is not None:
+                    errors.append(invalid)
                     continue
                 written = {k: _as_text(v) for k, v in item.properties.items()}
                 written[item.idProperty] = item.id
@@ -1081,11 +1099,7 @@ class SandboxState:
                 else:
                     self._write(portal, object_type, existing, written)
                     new = False
-                view = existing.view()
-                view["new"] = new
-                if trace is not None:
-                    view["objectWriteTraceId"] = trace
-                results.append(view)
+                results.append(self._traced_view(existing, trace, new=new))
             return self._batch_answer(results, errors, ok=200, started=started)
 
         return run
@@ -1122,13 +1136,9 @@ class SandboxState:
                         )
                     )
                     continue
-                problems = self._property_problems(portal, object_type, item.properties)
-                if problems:
-                    errors.append(
-                        self._input_error(
-                            _error("Property values were not valid", errors=problems), trace
-                        )
-                    )
+                invalid = self._invalid_properties(portal, object_type, item.properties, trace)
+                if invalid is not None:
+                    errors.append(invalid)
                     continue
                 written = {k: _as_text(v) for k, v in item.properties.items()}
                 conflict = self._conflict(portal, object_type, written, own_id=obj.id)
@@ -1136,10 +1146,7 @@ class SandboxState:
                     errors.append(self._input_error(conflict, trace))
                     continue
                 self._write(portal, object_type, obj, written)
-                view = obj.view()
-                if trace is not None:
-                    view["objectWriteTraceId"] = trace
-                results.append(view)
+                results.append(self._traced_view(obj, trace))
             return self._batch_answer(results, errors, ok=200, started=started)
 
         return run
@@ -1188,10 +1195,7 @@ class SandboxState:
                 self._store(portal, object_type, obj)
                 for to_type, to_id, type_id in targets:
                     self._associate(portal, object_type, obj.id, to_type, to_id, type_id)
-                view = obj.view()
-                if trace is not None:
-                    view["objectWriteTraceId"] = trace
-                results.append(view)
+                results.append(self._traced_view(obj, trace))
             return self._batch_answer(results, errors, ok=201, started=started)
 
         return run

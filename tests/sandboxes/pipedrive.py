@@ -113,43 +113,26 @@ _MAX_SEARCH_LIMIT: Final[int] = 500
 _MAX_LIST_LIMIT: Final[int] = 500
 _MAX_LIST_CUSTOM_FIELDS: Final[int] = 15
 _LIST_SORT_FIELDS: Final[frozenset[str]] = frozenset({"id", "update_time", "add_time"})
+_LIST_SHARED_PARAMETERS: Final[frozenset[str]] = frozenset(
+    {
+        "filter_id",
+        "ids",
+        "owner_id",
+        "updated_since",
+        "updated_until",
+        "sort_by",
+        "sort_direction",
+        "include_fields",
+        "custom_fields",
+        "include_option_labels",
+        "include_labels",
+        "limit",
+        "cursor",
+    }
+)
 _LIST_PARAMETERS: Final[Mapping[Collection, frozenset[str]]] = {
-    "organizations": frozenset(
-        {
-            "filter_id",
-            "ids",
-            "owner_id",
-            "updated_since",
-            "updated_until",
-            "sort_by",
-            "sort_direction",
-            "include_fields",
-            "custom_fields",
-            "include_option_labels",
-            "include_labels",
-            "limit",
-            "cursor",
-        }
-    ),
-    "persons": frozenset(
-        {
-            "filter_id",
-            "ids",
-            "owner_id",
-            "org_id",
-            "deal_id",
-            "updated_since",
-            "updated_until",
-            "sort_by",
-            "sort_direction",
-            "include_fields",
-            "custom_fields",
-            "include_option_labels",
-            "include_labels",
-            "limit",
-            "cursor",
-        }
-    ),
+    "organizations": _LIST_SHARED_PARAMETERS,
+    "persons": _LIST_SHARED_PARAMETERS | {"org_id", "deal_id"},
 }
 _OBJECT_OPERATIONS: Final[Mapping[str, Operation]] = {
     "GET": "get",
