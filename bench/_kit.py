@@ -9,7 +9,7 @@ they have in common, so each benchmark module holds only what it measures:
   ``QI_KAFKA_BOOTSTRAP_SERVERS`` and ``QI_REDIS_URL``, defaulting to the local services): a
   run id that prefixes its topics (``{run_id}.``), Redis keys (``{run_id}:``) and consumer
   groups (``{run_id}``), the worker environment that points at them, and
-  :meth:`BenchRun.cleanup`, which deletes all three when the run ends (``with BenchRun(...)``);
+  ``with BenchRun(...)``, which creates the run's topics and deletes all three at the end;
 - :func:`start_worker` / :func:`stop_worker`: ``python -m processors worker`` as a child;
   :func:`start_server` a loopback server child, returned once its probe URL answers;
 - :func:`publish`: domain events to a topic, all at once or at a fixed rate, with the wall
@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -52,9 +51,9 @@ from processors.settings import KafkaSettings, RedisSettings, TopicSettings
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.secret_fields import seal_settings
-from processors.topics import TopicMap, TopicSpec
+from processors.topics import TopicFamily, TopicMap, TopicSpec
 from tests.support.hygiene import remove_prefix
-from tests.support.lifecycle import end_process
+from tests.support.lifecycle import StartStop, end_process
 from tests.support.worker import free_port
 
 __all__ = [
@@ -84,15 +83,18 @@ def parser(doc: str | None, *, prog: str | None = None) -> argparse.ArgumentPars
 
 
 @dataclass(slots=True)
-class BenchRun:
-    """One benchmark run's prefixes on the shared Kafka and Redis; ``with`` cleans them up.
+class BenchRun(StartStop):
+    """One benchmark run's prefixes on the shared Kafka and Redis.
 
-    ``tag`` is a short name of the benchmark (``"bd"``): the run id is the tag and eight hex
-    digits, so two runs (or a run and a test) never share a topic, key or group.
+    ``with BenchRun("bd", 8) as run:`` creates the run's topics (every family of the topic
+    map, plus ``extra_topics``, named under the prefix) and deletes its topics, keys and
+    consumer groups on the way out. ``tag`` is a short name of the benchmark: the run id is
+    the tag and eight hex digits, so two runs (or a run and a test) never share a name.
     """
 
     tag: str
     partitions: int
+    extra_topics: tuple[str, ...] = ()
     run_id: str = field(init=False)
     kafka: KafkaSettings = field(init=False)
     redis: RedisSettings = field(init=False)
@@ -111,9 +113,19 @@ class BenchRun:
         self.topic_settings = TopicSettings(prefix=f"{self.run_id}.", partitions=self.partitions)
         self.topics = TopicMap(self.topic_settings.prefix)
 
-    def ensure_topics(self, *extra: TopicSpec) -> None:
-        """Create the run's topics (every family of the topic map, and ``extra``)."""
-        ensure_topics(self.kafka, self.topic_settings, [*self.topics.all_specs(), *extra])
+    def topic(self, name: str) -> str:
+        """``name`` under the run's topic prefix."""
+        return f"{self.topic_settings.prefix}{name}"
+
+    def start(self) -> Self:
+        """Create the run's topics (what was created is removed again if that fails)."""
+        extra = [TopicSpec(self.topic(name), TopicFamily.EXPORTS) for name in self.extra_topics]
+        try:
+            ensure_topics(self.kafka, self.topic_settings, [*self.topics.all_specs(), *extra])
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def worker_env(self, **settings: str) -> dict[str, str]:
         """The ``QI_*`` settings of a worker on this run's prefixes, plus ``settings``
@@ -138,7 +150,7 @@ class BenchRun:
         finally:
             await client.aclose()
 
-    def cleanup(self) -> None:
+    def stop(self) -> None:
         """Delete the run's topics, keys and consumer groups; say on stderr what is left."""
         left = remove_prefix(
             bootstrap_servers=self.kafka.bootstrap_servers,
@@ -149,17 +161,6 @@ class BenchRun:
         )
         if left:
             print(f"left behind: {left}", file=sys.stderr)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
 
 def start_worker(env: Mapping[str, str]) -> subprocess.Popen[bytes]:

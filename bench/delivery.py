@@ -195,7 +195,6 @@ def main() -> int:
     args = parser.parse_args()
     port = kit.free_port()
     with BenchRun("bd", PARTITIONS) as run:
-        run.ensure_topics()
         receiver = _start_receiver(port)
         try:
             result = _measure(args, run, port)

@@ -395,7 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     with BenchRun("bh", PARTITIONS) as run:
-        run.ensure_topics()
         result = _measure(args, run)
     kit.write_results("hubspot_rate", result)
     return 0

@@ -139,11 +139,9 @@ def main() -> int:
         "events_per_phase": args.per_phase,
         "healthy_tenants": len(HEALTHY),
     }
-    with BenchRun("bi", PARTITIONS) as run:
-        run.ensure_topics()
-        with ReceiverServer() as receiver:
-            asyncio.run(_seed(run, receiver))
-            result["phases"] = _run(args, receiver, run)
+    with BenchRun("bi", PARTITIONS) as run, ReceiverServer() as receiver:
+        asyncio.run(_seed(run, receiver))
+        result["phases"] = _run(args, receiver, run)
     kit.write_results("isolation", result, echo=False)
     for name, f in result["phases"].items():
         print(

@@ -31,10 +31,10 @@ from bench._kit import BenchRun, store_connection
 from processors.kafka import producer
 from processors.samples import sample_events
 from processors.settings import KafkaSettings
-from processors.topics import TopicFamily, TopicSpec
 
 PARTITIONS = 8
 TENANTS = tuple(f"t_bench_{i}" for i in range(10))
+BASELINE_SINK = "baseline-sink"
 
 
 def _timestamps(kafka: KafkaSettings, topic: str, expected: int, timeout: float) -> list[int]:
@@ -105,7 +105,7 @@ def main() -> int:
     parser = kit.parser(__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    with BenchRun("bench", PARTITIONS) as run:
+    with BenchRun("bench", PARTITIONS, extra_topics=(BASELINE_SINK,)) as run:
         result = _measure(run, args.events)
     kit.write_results("routing", result)
     return 0 if result["worker_exports"] == result["events"] else 1
@@ -113,8 +113,7 @@ def main() -> int:
 
 def _measure(run: BenchRun, count: int) -> dict[str, Any]:
     kafka, topics = run.kafka, run.topics
-    baseline_sink = f"{run.run_id}.baseline-sink"
-    run.ensure_topics(TopicSpec(baseline_sink, TopicFamily.EXPORTS))
+    baseline_sink = run.topic(BASELINE_SINK)
     asyncio.run(_seed(run))
     events = sample_events(TENANTS, count, seed=5)
     print(f"publishing {len(events):,} events ...", flush=True)
