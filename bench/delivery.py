@@ -18,7 +18,8 @@ Latency (publish to receiver, p50/p99) at a fixed rate (``--rate`` events/s for
   plus an HTTP request;
 - **worker**: the real path (domain event, routing, export topic, delivery).
 
-Results are printed and written to ``bench/results/delivery.json``.
+Results are printed and written to ``bench/results/delivery.json``; the run's topics and keys
+are deleted at the end.
 Run: ``make bench-delivery`` (``python -m bench.delivery``).
 """
 
@@ -27,69 +28,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from confluent_kafka import Consumer
 from httpx_aiohttp import AiohttpTransport
-from redis.asyncio import Redis
 
-from processors.kafka import ensure_topics, producer
-from processors.samples import sample_events, to_json_line
+from bench import _kit as kit
+from bench._kit import BenchRun, store_connection
+from processors.kafka import producer
+from processors.samples import sample_events
 from processors.secrets import SecretsSettings
-from processors.settings import KafkaSettings, RedisSettings, TopicSettings
-from processors.tenants.models import ConnectionRecord
-from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
-from processors.topics import TopicMap
+from processors.settings import KafkaSettings
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "delivery.json"
 PARTITIONS = 8
 TENANTS = tuple(f"t_bd_{i}" for i in range(10))
 SECRET = "whsec_" + "YmVuY2htYXJrLXNlY3JldC1ieXRlcy0zMi1sb25nISE="
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_receiver(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.sandboxes.webhook_receiver",
-            "--port",
-            str(port),
-            "--secret",
-            SECRET,
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return kit.start_server(
+        ["tests.sandboxes.webhook_receiver", "--port", str(port), "--secret", SECRET],
+        f"http://127.0.0.1:{port}/_control/received",
+        name="receiver",
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/_control/received", timeout=1)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("receiver did not start")
 
 
 def _received(port: int) -> list[dict[str, Any]]:
@@ -116,53 +84,18 @@ async def _client_ceiling(url: str, transport: httpx.AsyncBaseTransport | None, 
         return (n // 16 * 16) / (time.perf_counter() - started)
 
 
-async def _seed(redis_settings: RedisSettings, port: int) -> None:
-    client = Redis.from_url(redis_settings.url)
-    repository = ConnectionRepository(client, key_prefix=redis_settings.key_prefix)
+async def _seed(run: BenchRun, port: int) -> None:
     box = SecretsSettings().secret_box()
-    for tenant in TENANTS:
-        connection = ConnectionRecord.model_validate(
-            {
-                "tenant_id": tenant,
-                "connector": "webhook",
-                "connection_id": f"conn_{tenant}",
-                "delivery_mode": "webhook",
+    async with run.connections() as repository:
+        for tenant in TENANTS:
+            block = {
+                "webhook": {"url": f"http://127.0.0.1:{port}/hooks/{tenant}", "secret": SECRET},
+                "rate_limit_per_second": 1000,
+                "max_concurrency": 16,
             }
-        )
-        block = {
-            "webhook": {"url": f"http://127.0.0.1:{port}/hooks/{tenant}", "secret": SECRET},
-            "rate_limit_per_second": 1000,
-            "max_concurrency": 16,
-        }
-        sealed = seal_settings(
-            block, box=box, tenant_id=tenant, connection_id=connection.connection_id
-        )
-        await repository.allow(tenant)
-        await repository.put(connection.model_copy(update={"settings": sealed}))
-    await client.aclose()
-
-
-def _publish(
-    kafka: KafkaSettings, topic: str, events: list[dict[str, Any]], rate: float | None = None
-) -> dict[str, float]:
-    client = producer(kafka, **{"linger.ms": 0 if rate else 5})
-    sent: dict[str, float] = {}
-    started = time.time()
-    for n, event in enumerate(events):
-        if rate:
-            pause = started + n / rate - time.time()
-            if pause > 0:
-                time.sleep(pause)
-        sent[event["event_id"]] = time.time()
-        while True:
-            try:
-                client.produce(topic, key=event["tenant_id"].encode(), value=to_json_line(event))
-                break
-            except BufferError:
-                client.poll(0.05)
-        client.poll(0)
-    client.flush(60)
-    return sent
+            await store_connection(
+                repository, box, tenant, "webhook", block, delivery_mode="webhook"
+            )
 
 
 def _latencies(received: list[dict[str, Any]], sent: dict[str, float]) -> list[float]:
@@ -176,7 +109,7 @@ def _latencies(received: list[dict[str, Any]], sent: dict[str, float]) -> list[f
 
 
 def _pct(values: list[float], q: float) -> float:
-    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+    return round(kit.percentile(values, q) * 1000, 1)
 
 
 def _bare_relay(
@@ -206,16 +139,6 @@ def _bare_relay(
                 client.post(f"{url}/hooks/relay-{event.get('tenant_id')}", json=body)
                 relayed += 1
     consumer.close()
-
-
-def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "processors", "worker", "--loglevel", "warning"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def _outcomes(
@@ -254,40 +177,35 @@ def _outcomes(
 
 def _wait_for(port: int, count: int, timeout: float) -> list[dict[str, Any]]:
     """Until ``count`` deliveries arrived, or none arrived for 15 s (reported, not hidden)."""
-    deadline = time.monotonic() + timeout
     received: list[dict[str, Any]] = []
-    last, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        received = _received(port)
-        done = len([d for d in received if 200 <= d["status"] < 300])
-        if done >= count:
-            break
-        if done != last:
-            last, last_change = done, time.monotonic()
-        elif time.monotonic() - last_change > 15:
-            break
-        time.sleep(1)
+
+    def delivered() -> int:
+        received[:] = _received(port)
+        return len([d for d in received if 200 <= d["status"] < 300])
+
+    kit.wait_for_progress(delivered, count, timeout=timeout, stalled_after=15, interval=1)
     return received
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = kit.parser(__doc__)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    run_id = f"bd{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(
-        bootstrap_servers=os.environ.get("QI_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    redis_settings = RedisSettings(
-        url=os.environ.get("QI_REDIS_URL", "redis://127.0.0.1:6379/0"), key_prefix=f"{run_id}:"
-    )
-    topic_settings = TopicSettings(prefix=f"{run_id}.", partitions=PARTITIONS)
-    topics = TopicMap(topic_settings.prefix)
-    ensure_topics(kafka, topic_settings, topics.all_specs())
-    port = _free_port()
-    receiver = _start_receiver(port)
+    port = kit.free_port()
+    with BenchRun("bd", PARTITIONS) as run:
+        receiver = _start_receiver(port)
+        try:
+            result = _measure(args, run, port)
+        finally:
+            receiver.terminate()
+    kit.write_results("delivery", result)
+    return 0
+
+
+def _measure(args: argparse.Namespace, run: BenchRun, port: int) -> dict[str, Any]:
+    kafka, topics = run.kafka, run.topics
     url = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {"events": args.events, "tenants": len(TENANTS)}
     worker: subprocess.Popen[bytes] | None = None
@@ -300,44 +218,36 @@ def main() -> int:
             asyncio.run(_client_ceiling(f"{url}/hooks/ceiling", None, n))
         )
         _reset(port)
-        asyncio.run(_seed(redis_settings, port))
+        asyncio.run(_seed(run, port))
         events = sample_events(TENANTS, args.events, seed=3)
         print(f"publishing {len(events):,} events ...", flush=True)
-        _publish(kafka, topics.domain_events, events)
-        env = {
-            **os.environ,
-            "QI_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "QI_REDIS_URL": redis_settings.url,
-            "QI_REDIS_KEY_PREFIX": redis_settings.key_prefix,
-            "QI_TOPIC_PREFIX": topic_settings.prefix,
-            "QI_TOPIC_PARTITIONS": str(PARTITIONS),
-            "QI_WORKER_APP_ID": run_id,
-            "QI_METRICS_PORT": "0",
-            "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-            "QI_DELIVERY_LANE_CONCURRENCY": "8",
-            "QI_ROUTING_BATCH_WITHIN_SECONDS": "0.05",
-        }
+        kit.publish(producer(kafka, **{"linger.ms": 5}), topics.domain_events, events)
+        env = run.worker_env(
+            QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+            QI_DELIVERY_LANE_CONCURRENCY="8",
+            QI_ROUTING_BATCH_WITHIN_SECONDS="0.05",
+        )
         print("worker: throughput ...", flush=True)
-        worker = _worker(env)
+        worker = kit.start_worker(env)
         outcomes = _outcomes(kafka, topics.delivery_records, len(events), 600)
         stamps = sorted(outcomes["delivered"])
         span = stamps[-1] - stamps[0]
         result["worker_outcomes"] = {status: len(v) for status, v in outcomes.items()}
         result["worker_delivered"] = len(stamps)
         result["worker_events_per_s"] = round(len(stamps) / span)
-        result["worker_to_client_ceiling"] = round(
-            result["worker_events_per_s"] / result["client_ceiling_req_per_s"], 3
+        result["worker_to_client_ceiling"] = kit.ratio(
+            result["worker_events_per_s"], result["client_ceiling_req_per_s"]
         )
 
         count = int(args.rate * args.seconds)
         print(f"worker: latency at {args.rate:.0f}/s ...", flush=True)
         _reset(port)
         fixed = sample_events(TENANTS, count, seed=4, version_offset=10_000)
-        sent = _publish(kafka, topics.domain_events, fixed, rate=args.rate)
+        paced = producer(kafka, **{"linger.ms": 0})
+        sent = kit.publish(paced, topics.domain_events, fixed, rate=args.rate)
         lat = _latencies(_wait_for(port, count, 120), sent)
         result["worker_latency_ms"] = {"p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "n": len(lat)}
-        worker.terminate()
-        worker.wait(30)
+        kit.stop_worker(worker)
         worker = None
 
         print(f"bare relay: latency at {args.rate:.0f}/s ...", flush=True)
@@ -349,7 +259,8 @@ def main() -> int:
         relay.start()
         time.sleep(5)  # the relay's consumer joins and sits at the end of the topic
         baseline_events = sample_events(TENANTS, count, seed=5, version_offset=20_000)
-        sent = _publish(kafka, topics.domain_events, baseline_events, rate=args.rate)
+        paced = producer(kafka, **{"linger.ms": 0})
+        sent = kit.publish(paced, topics.domain_events, baseline_events, rate=args.rate)
         relay.join(120)
         stop.set()
         lat = _latencies(_received(port), sent)
@@ -359,16 +270,8 @@ def main() -> int:
             "n": len(lat),
         }
     finally:
-        if worker is not None:
-            worker.terminate()
-        receiver.terminate()
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    result["python"] = platform.python_version()
-    result["date"] = time.strftime("%Y-%m-%d")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
+        kit.stop_worker(worker)
+    return result
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ The worker runs with batches of 100 and the engine's default lanes (``--lane-cap
 10 full batches). With queues of 50 (before that floor) a write carried at most 50 records,
 half the ceiling, and a backlog was deferred record by record to the retry topic.
 
-Results are printed and written to ``bench/results/hubspot_rate.json``.
+Results are printed and written to ``bench/results/hubspot_rate.json``; the run's topics and
+keys are deleted at the end.
 Run: ``make bench-hubspot`` (``python -m bench.hubspot_rate --tenants 1 --versions 8``; more
 tenants share one worker process, which runs short of CPU on 2 cores before HubSpot's limits).
 """
@@ -38,11 +39,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
-import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -54,23 +52,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from confluent_kafka import Consumer
-from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
-from processors.kafka import ensure_topics, producer
-from processors.samples import to_json_line
+from bench import _kit as kit
+from bench._kit import BenchRun, store_connection
+from processors.kafka import producer
 from processors.secrets import SecretsSettings
-from processors.settings import KafkaSettings, RedisSettings, TopicSettings
-from processors.tenants.models import ConnectionRecord
-from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
-from processors.topics import TopicMap
+from processors.settings import KafkaSettings
+from tests.sandboxes._server import listen, serve_until_interrupted, uvicorn_server
 from tests.sandboxes.hubspot import PortalLimits, SandboxApp, SandboxState
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "hubspot_rate.json"
 PARTITIONS = 8
 BURST_MAX = 100
 INTERVAL_S = 10.0
@@ -102,43 +94,17 @@ def serve_sandbox(port: int) -> None:
             return
         await sandbox(scope, receive, send)
 
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="asyncio",
-        http=http,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
-    uvicorn.Server(config).run()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    sock = listen("127.0.0.1", port)
+    serve_until_interrupted(uvicorn_server(app, configure_logging=True, log_level="warning"), sock)
 
 
 def _start_sandbox(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.hubspot_rate", "--serve-sandbox", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return kit.start_server(
+        ["bench.hubspot_rate", "--serve-sandbox", str(port)],
+        f"http://127.0.0.1:{port}/_bench/requests/0",
+        within=30,
+        name="the HubSpot sandbox",
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/_bench/requests/0", timeout=1)
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        else:
-            return process
-    process.kill()
-    raise RuntimeError("the HubSpot sandbox did not start")
 
 
 def _add_portal(url: str, portal: int, token: str) -> None:
@@ -209,35 +175,12 @@ def _events(tenants: Sequence[str], companies: int, versions: range) -> list[dic
     return events
 
 
-def _publish(
-    kafka: KafkaSettings, topic: str, events: list[dict[str, Any]], rate: float | None = None
-) -> None:
-    """All at once, or ``rate`` events/s."""
-    client = producer(kafka, **{"linger.ms": 5})
-    started = time.monotonic()
-    for n, event in enumerate(events):
-        if rate:
-            pause = started + n / rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-        while True:
-            try:
-                client.produce(topic, key=event["tenant_id"].encode(), value=to_json_line(event))
-                break
-            except BufferError:
-                client.poll(0.05)
-        client.poll(0)
-    client.flush(120)
-
-
 async def _seed_connections(
-    redis_settings: RedisSettings, url: str, tenants: Sequence[str], companies: int
+    run: BenchRun, url: str, tenants: Sequence[str], companies: int
 ) -> dict[str, int]:
-    client = Redis.from_url(redis_settings.url)
-    repository = ConnectionRepository(client, key_prefix=redis_settings.key_prefix)
     box = SecretsSettings().secret_box()
     portals: dict[str, int] = {}
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with run.connections() as repository, httpx.AsyncClient(timeout=30) as http:
         for number, tenant in enumerate(tenants, start=1):
             token = f"pat-bench-{tenant}"
             portals[tenant] = number
@@ -249,18 +192,8 @@ async def _seed_connections(
                         f"{url}/_control/portals/{number}/objects/companies",
                         json={"properties": seeded},
                     )
-            connection = ConnectionRecord.model_validate(
-                {"tenant_id": tenant, "connector": "hubspot", "connection_id": f"conn_{tenant}"}
-            )
-            sealed = seal_settings(
-                {"auth": {"type": "private_app", "token": token}},
-                box=box,
-                tenant_id=tenant,
-                connection_id=connection.connection_id,
-            )
-            await repository.allow(tenant)
-            await repository.put(connection.model_copy(update={"settings": sealed}))
-    await client.aclose()
+            block = {"auth": {"type": "private_app", "token": token}}
+            await store_connection(repository, box, tenant, "hubspot", block)
     return portals
 
 
@@ -345,18 +278,9 @@ class Outcomes:
             return len(self.terminal)
 
     def wait(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        last, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            done = self.settled()
-            if done >= count:
-                return True
-            if done != last:
-                last, last_change = done, time.monotonic()
-            elif time.monotonic() - last_change > 60:
-                return False
-            time.sleep(0.5)
-        return False
+        return kit.wait_for_progress(
+            self.settled, count, timeout=timeout, stalled_after=60, interval=0.5
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -367,16 +291,6 @@ def _cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "processors", "worker", "--loglevel", "warning"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 # -- the figures -------------------------------------------------------------------------------
@@ -462,7 +376,7 @@ def _figures(per_portal: dict[str, list[dict[str, Any]]], companies: int) -> dic
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = kit.parser(__doc__)
     parser.add_argument("--serve-sandbox", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--companies", type=int, default=2000, help="per tenant")
@@ -480,24 +394,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_sandbox(args.serve_sandbox)
         return 0
 
-    run_id = f"bh{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(
-        bootstrap_servers=os.environ.get("QI_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    redis_settings = RedisSettings(
-        url=os.environ.get("QI_REDIS_URL", "redis://127.0.0.1:6379/0"), key_prefix=f"{run_id}:"
-    )
-    topic_settings = TopicSettings(prefix=f"{run_id}.", partitions=PARTITIONS)
-    topics = TopicMap(topic_settings.prefix)
-    ensure_topics(kafka, topic_settings, topics.all_specs())
+    with BenchRun("bh", PARTITIONS) as run:
+        result = _measure(args, run)
+    kit.write_results("hubspot_rate", result)
+    return 0
+
+
+def _measure(args: argparse.Namespace, run: BenchRun) -> dict[str, Any]:
+    kafka, topics = run.kafka, run.topics
     tenants = [f"t_hs_{i}" for i in range(args.tenants)]
-    port = _free_port()
+    port = kit.free_port()
     url = f"http://127.0.0.1:{port}"
     sandbox = _start_sandbox(port)
     worker: subprocess.Popen[bytes] | None = None
     outcomes: Outcomes | None = None
     result: dict[str, Any] = {
-        "run_id": run_id,
+        "run_id": run.run_id,
         "tenants": len(tenants),
         "companies_per_tenant": args.companies,
         "update_rounds": args.versions,
@@ -509,32 +421,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"baseline: a bare client at the limit for {args.baseline_seconds:g} s ...")
         result["baseline"] = _baseline(url, args.baseline_seconds)
-        portals = asyncio.run(_seed_connections(redis_settings, url, tenants, args.companies))
+        portals = asyncio.run(_seed_connections(run, url, tenants, args.companies))
         seeded = sum(1 for i in range(args.companies) if _seeded(tenants[0], i) is not None)
         result["already_in_portal_per_tenant"] = seeded
-        env = {
-            **os.environ,
-            "QI_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "QI_REDIS_URL": redis_settings.url,
-            "QI_REDIS_KEY_PREFIX": redis_settings.key_prefix,
-            "QI_TOPIC_PREFIX": topic_settings.prefix,
-            "QI_TOPIC_PARTITIONS": str(PARTITIONS),
-            "QI_WORKER_APP_ID": run_id,
-            "QI_METRICS_PORT": "0",
-            "QI_WORKER_DELIVERY_CONNECTORS": '["hubspot"]',
-            "QI_HUBSPOT_BASE_URL": url,
-            "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-            "QI_DELIVERY_LANE_CAPACITY": str(args.lane_capacity),
-            "QI_DELIVERY_GLOBAL_RATE_PER_SECOND": "100000",
-            "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "1",
-            "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "5",
-        }
+        env = run.worker_env(
+            QI_WORKER_DELIVERY_CONNECTORS='["hubspot"]',
+            QI_HUBSPOT_BASE_URL=url,
+            QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+            QI_DELIVERY_LANE_CAPACITY=str(args.lane_capacity),
+            QI_DELIVERY_GLOBAL_RATE_PER_SECOND="100000",
+            QI_DELIVERY_RETRY_BASE_DELAY_SECONDS="1",
+            QI_DELIVERY_RETRY_MAX_DELAY_SECONDS="5",
+        )
         outcomes = Outcomes(kafka, topics.delivery_records)
         first = _events(tenants, args.companies, range(1, 2))
         updates = _events(tenants, args.companies, range(2, 2 + args.versions))
         print(f"first links: {len(first):,} events ...", flush=True)
-        _publish(kafka, topics.domain_events, first)
-        worker = _worker(env)
+        kit.publish(producer(kafka, **{"linger.ms": 5}), topics.domain_events, first)
+        worker = kit.start_worker(env)
         started, cpu = time.time(), 0.0
         settled = outcomes.wait(len(first), 900)
         elapsed, cpu = time.time() - started, _cpu_seconds(worker.pid)
@@ -544,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = args.publish_factor * CEILING_PER_PORTAL * len(tenants) or None
         print(f"updates: {len(updates):,} events ...", flush=True)
         started = time.time()
-        _publish(kafka, topics.domain_events, updates, rate=rate)
+        kit.publish(producer(kafka, **{"linger.ms": 5}), topics.domain_events, updates, rate=rate)
         settled = settled and outcomes.wait(len(first) + len(updates), 900)
         elapsed = time.time() - started
         result["updates_published_per_s"] = round(rate) if rate else "at once"
@@ -581,20 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "share_429_below_1_percent": result["share_429"] < 0.01,
         }
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(60)
+        kit.stop_worker(worker, timeout=60)
         if outcomes is not None:
             outcomes.close()
         sandbox.terminate()
         sandbox.wait(30)
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    result["python"] = platform.python_version()
-    result["date"] = time.strftime("%Y-%m-%d")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -23,34 +23,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-from redis.asyncio import Redis
-
-from processors.kafka import ensure_topics, producer
-from processors.samples import sample_events, to_json_line
+from bench import _kit as kit
+from bench._kit import BenchRun, store_connection
+from processors.kafka import producer
+from processors.samples import sample_events
 from processors.secrets import SecretsSettings
-from processors.settings import KafkaSettings, RedisSettings, TopicSettings
-from processors.tenants.models import ConnectionRecord
-from processors.tenants.repository import ConnectionRepository
-from processors.tenants.secret_fields import seal_settings
-from processors.topics import TopicMap
 from tests.sandboxes.webhook_receiver import Behaviour, ReceiverServer, generate_secret
-from tests.support.hygiene import remove_prefix
 from tests.support.worker import WorkerProcess
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "isolation.json"
 PARTITIONS = 4
 HEALTHY = tuple(f"t_ok_{i:02d}" for i in range(19))
 FAULTY = "t_faulty"
@@ -61,49 +48,20 @@ PHASES: tuple[tuple[str, Behaviour | None], ...] = (
 )
 
 
-async def _seed(redis_settings: RedisSettings, receiver: ReceiverServer) -> None:
-    client = Redis.from_url(redis_settings.url)
-    repository = ConnectionRepository(client, key_prefix=redis_settings.key_prefix)
+async def _seed(run: BenchRun, receiver: ReceiverServer) -> None:
     box = SecretsSettings().secret_box()
-    for tenant in (*HEALTHY, FAULTY):
-        secret = generate_secret()
-        receiver.set_secret(tenant, secret)
-        connection = ConnectionRecord.model_validate(
-            {
-                "tenant_id": tenant,
-                "connector": "webhook",
-                "connection_id": f"conn_{tenant}",
-                "delivery_mode": "webhook",
+    async with run.connections() as repository:
+        for tenant in (*HEALTHY, FAULTY):
+            secret = generate_secret()
+            receiver.set_secret(tenant, secret)
+            block = {
+                "webhook": {"url": receiver.endpoint_url(tenant), "secret": secret},
+                "rate_limit_per_second": 1000,
+                "max_concurrency": 8,
             }
-        )
-        block = {
-            "webhook": {"url": receiver.endpoint_url(tenant), "secret": secret},
-            "rate_limit_per_second": 1000,
-            "max_concurrency": 8,
-        }
-        sealed = seal_settings(
-            block, box=box, tenant_id=tenant, connection_id=connection.connection_id
-        )
-        await repository.allow(tenant)
-        await repository.put(connection.model_copy(update={"settings": sealed}))
-    await client.aclose()
-
-
-def _publish_at_rate(
-    client: Producer, topic: str, events: list[dict[str, Any]], per_second: float
-) -> dict[str, float]:
-    """Publish at a fixed rate through a connected producer; each event id's publish time."""
-    sent: dict[str, float] = {}
-    started = time.time()
-    for n, event in enumerate(events):
-        pause = started + n / per_second - time.time()
-        if pause > 0:
-            time.sleep(pause)
-        sent[event["event_id"]] = time.time()
-        client.produce(topic, key=event["tenant_id"].encode(), value=to_json_line(event))
-        client.poll(0)
-    client.flush(30)
-    return sent
+            await store_connection(
+                repository, box, tenant, "webhook", block, delivery_mode="webhook"
+            )
 
 
 def _latencies(receiver: ReceiverServer, sent: dict[str, float]) -> list[float]:
@@ -116,10 +74,6 @@ def _latencies(receiver: ReceiverServer, sent: dict[str, float]) -> list[float]:
     return sorted(values)
 
 
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 def _wait(condition: Callable[[], bool], within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -129,15 +83,22 @@ def _wait(condition: Callable[[], bool], within: float) -> bool:
     return bool(condition())
 
 
-def _run(args: argparse.Namespace, receiver: ReceiverServer, env: dict[str, str]) -> dict[str, Any]:
-    kafka = KafkaSettings(bootstrap_servers=env["QI_KAFKA_BOOTSTRAP_SERVERS"])
-    topics = TopicMap(env["QI_TOPIC_PREFIX"])
+def _run(args: argparse.Namespace, receiver: ReceiverServer, run: BenchRun) -> dict[str, Any]:
+    kafka, topics = run.kafka, run.topics
+    env = run.worker_env(
+        QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+        QI_ROUTING_BATCH_WITHIN_SECONDS="0.05",
+        QI_DELIVERY_RETRY_BASE_DELAY_SECONDS="0.2",
+        QI_DELIVERY_RETRY_MAX_DELAY_SECONDS="2",
+        QI_DELIVERY_DEFER_MIN_SECONDS="0.5",
+        QI_DELIVERY_DEFER_MAX_SECONDS="2",
+    )
     tenants = [*HEALTHY, FAULTY]
     client = producer(kafka, **{"linger.ms": 0})
     with tempfile.TemporaryDirectory() as logs, WorkerProcess(env, Path(logs) / "worker.log"):
         # warm-up: consumer groups joined, connections and sinks open, the publisher connected
         warm = sample_events(tenants, 200, seed=50)
-        _publish_at_rate(client, topics.domain_events, warm, 1000.0)
+        kit.publish(client, topics.domain_events, warm, rate=1000.0)
         warm_ids = {e["event_id"]: 0.0 for e in warm if e["tenant_id"] != FAULTY}
         if not _wait(lambda: len(_latencies(receiver, warm_ids)) >= len(warm_ids), 120):
             raise RuntimeError("the worker did not deliver the warm-up events")
@@ -146,7 +107,7 @@ def _run(args: argparse.Namespace, receiver: ReceiverServer, env: dict[str, str]
             print(f"{name} ...", flush=True)
             receiver.set_behaviour(FAULTY, behaviour)
             events = sample_events(tenants, args.per_phase, seed=seed, version_offset=seed * 1000)
-            sent = _publish_at_rate(client, topics.domain_events, events, args.rate)
+            sent = kit.publish(client, topics.domain_events, events, rate=args.rate)
             wanted = sum(1 for e in events if e["tenant_id"] != FAULTY)
 
             def arrived(sent: dict[str, float] = sent, wanted: int = wanted) -> bool:
@@ -156,71 +117,32 @@ def _run(args: argparse.Namespace, receiver: ReceiverServer, env: dict[str, str]
                 raise RuntimeError(f"{name}: healthy tenants' deliveries did not all arrive")
             values = _latencies(receiver, sent)
             phases[name] = {
-                "p50_ms": round(_pct(values, 0.5) * 1000, 1),
-                "p99_ms": round(_pct(values, 0.99) * 1000, 1),
+                "p50_ms": round(kit.percentile(values, 0.5) * 1000, 1),
+                "p99_ms": round(kit.percentile(values, 0.99) * 1000, 1),
                 "n": len(values),
             }
         receiver.set_behaviour(FAULTY, None)
     base = phases["no fault"]
     for figures in phases.values():
-        figures["p50_ratio"] = round(figures["p50_ms"] / base["p50_ms"], 3)
-        figures["p99_ratio"] = round(figures["p99_ms"] / base["p99_ms"], 3)
+        figures["p50_ratio"] = kit.ratio(figures["p50_ms"], base["p50_ms"])
+        figures["p99_ratio"] = kit.ratio(figures["p99_ms"], base["p99_ms"])
     return phases
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = kit.parser(__doc__)
     parser.add_argument("--rate", type=float, default=100.0, help="events/s, all tenants")
     parser.add_argument("--per-phase", type=int, default=2500, help="events per phase")
     args = parser.parse_args()
-    run_id = f"bi{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(
-        bootstrap_servers=os.environ.get("QI_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    redis_settings = RedisSettings(
-        url=os.environ.get("QI_REDIS_URL", "redis://127.0.0.1:6379/0"), key_prefix=f"{run_id}:"
-    )
-    topic_settings = TopicSettings(prefix=f"{run_id}.", partitions=PARTITIONS)
-    env = {
-        "QI_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "QI_REDIS_URL": redis_settings.url,
-        "QI_REDIS_KEY_PREFIX": redis_settings.key_prefix,
-        "QI_TOPIC_PREFIX": topic_settings.prefix,
-        "QI_TOPIC_PARTITIONS": str(PARTITIONS),
-        "QI_WORKER_APP_ID": run_id,
-        "QI_METRICS_PORT": "0",
-        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        "QI_ROUTING_BATCH_WITHIN_SECONDS": "0.05",
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "2",
-        "QI_DELIVERY_DEFER_MIN_SECONDS": "0.5",
-        "QI_DELIVERY_DEFER_MAX_SECONDS": "2",
-    }
     result: dict[str, Any] = {
         "rate_per_s": args.rate,
         "events_per_phase": args.per_phase,
         "healthy_tenants": len(HEALTHY),
     }
-    try:
-        ensure_topics(kafka, topic_settings, TopicMap(topic_settings.prefix).all_specs())
-        with ReceiverServer() as receiver:
-            asyncio.run(_seed(redis_settings, receiver))
-            result["phases"] = _run(args, receiver, env)
-    finally:
-        left = remove_prefix(
-            bootstrap_servers=kafka.bootstrap_servers,
-            redis_url=redis_settings.url,
-            topic_prefix=topic_settings.prefix,
-            key_prefix=redis_settings.key_prefix,
-            group_prefix=run_id,
-        )
-        if left:
-            print(f"left behind: {left}", file=sys.stderr)
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    result["python"] = platform.python_version()
-    result["date"] = time.strftime("%Y-%m-%d")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    with BenchRun("bi", PARTITIONS) as run, ReceiverServer() as receiver:
+        asyncio.run(_seed(run, receiver))
+        result["phases"] = _run(args, receiver, run)
+    kit.write_results("isolation", result, echo=False)
     for name, f in result["phases"].items():
         print(
             f"{name:20} healthy tenants: p50 {f['p50_ms']:.0f} ms ({f['p50_ratio']:.2f}x), "

@@ -29,17 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import os
-import platform
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import date
-from pathlib import Path
 from typing import Any
 
+from bench import _kit as kit
 from connectors.base import (
     BackpressureError,
     EntityKind,
@@ -61,7 +57,6 @@ from processors.identity.strategies import (
 from processors.samples import sample_sync
 from tests.sandboxes.pipedrive import AccountLimits, AccountSpec, PipedriveSandbox, SandboxStats
 
-RESULTS = Path(__file__).resolve().parent / "results" / "pipedrive_links.json"
 TENANT = "t_pd_bench"
 _BURST = {"lite": 20, "growth": 40, "premium": 100, "ultimate": 120}
 _CALLERS = 4
@@ -341,27 +336,18 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "runs": runs,
         "speedup": round(search["wall_s"] / index["wall_s"], 1),
         "tokens_saved": search["tokens"] - index["tokens"],
-        "machine": f"{platform.machine()}, {_cores()} cores",
-        "python": platform.python_version(),
-        "date": date.today().isoformat(),
     }
 
 
-def _cores() -> int:
-    return os.cpu_count() or 1
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipedrive_links")
+    parser = kit.parser(__doc__, prog="python -m bench.pipedrive_links")
     parser.add_argument("--companies", type=int, default=400)
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--plan", choices=[p.value for p in PipedrivePlan], default="lite")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     result = asyncio.run(_main(args))
-    stored: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    stored[args.plan] = result
-    RESULTS.write_text(json.dumps(stored, indent=2) + "\n")
+    kit.write_results("pipedrive_links", result, key=args.plan, echo=False)
     print(f"search/index wall time: {result['speedup']}x; tokens saved: {result['tokens_saved']}")
 
 

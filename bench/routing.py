@@ -10,50 +10,31 @@ write one record per event:
 
 Throughput is records out over the span of their broker timestamps (first to last output
 record), so process start-up and consumer-group joins do not count for either side. Results
-are printed and written to ``bench/results/routing.json``.
+are printed and written to ``bench/results/routing.json``; the run's topics and keys are
+deleted at the end.
 
 Run: ``make bench-routing`` (or ``python -m bench.routing --events 100000``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from redis.asyncio import Redis
 
-from processors.kafka import ensure_topics, producer
-from processors.samples import sample_events, to_json_line
-from processors.settings import KafkaSettings, RedisSettings, TopicSettings
-from processors.tenants.models import ConnectionRecord
-from processors.tenants.repository import ConnectionRepository
-from processors.topics import TopicFamily, TopicMap, TopicSpec
+from bench import _kit as kit
+from bench._kit import BenchRun, store_connection
+from processors.kafka import producer
+from processors.samples import sample_events
+from processors.settings import KafkaSettings
 
 PARTITIONS = 8
 TENANTS = tuple(f"t_bench_{i}" for i in range(10))
-RESULTS = Path(__file__).resolve().parent / "results" / "routing.json"
-
-
-def _publish(kafka: KafkaSettings, topic: str, events: list[dict[str, Any]]) -> None:
-    client = producer(kafka)
-    for event in events:
-        while True:
-            try:
-                client.produce(topic, key=event["tenant_id"].encode(), value=to_json_line(event))
-                break
-            except BufferError:
-                client.poll(0.05)
-    client.flush(120)
+BASELINE_SINK = "baseline-sink"
 
 
 def _timestamps(kafka: KafkaSettings, topic: str, expected: int, timeout: float) -> list[int]:
@@ -114,77 +95,43 @@ def _baseline(kafka: KafkaSettings, source: str, sink: str, events: int) -> None
     consumer.close()
 
 
-async def _seed(redis_settings: RedisSettings) -> None:
-    client = Redis.from_url(redis_settings.url)
-    repository = ConnectionRepository(client, key_prefix=redis_settings.key_prefix)
-    for tenant in TENANTS:
-        await repository.allow(tenant)
-        await repository.put(
-            ConnectionRecord.model_validate(
-                {
-                    "tenant_id": tenant,
-                    "connector": "webhook",
-                    "connection_id": f"conn_{tenant}",
-                    "delivery_mode": "webhook",
-                }
-            )
-        )
-    await client.aclose()
+async def _seed(run: BenchRun) -> None:
+    async with run.connections() as repository:
+        for tenant in TENANTS:
+            await store_connection(repository, None, tenant, "webhook", delivery_mode="webhook")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = kit.parser(__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    run_id = f"bench{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(
-        bootstrap_servers=os.environ.get("QI_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    redis_settings = RedisSettings(
-        url=os.environ.get("QI_REDIS_URL", "redis://127.0.0.1:6379/0"), key_prefix=f"{run_id}:"
-    )
-    topic_settings = TopicSettings(prefix=f"{run_id}.", partitions=PARTITIONS)
-    topics = TopicMap(topic_settings.prefix)
-    baseline_sink = f"{run_id}.baseline-sink"
-    ensure_topics(
-        kafka,
-        topic_settings,
-        [*topics.all_specs(), TopicSpec(baseline_sink, TopicFamily.EXPORTS)],
-    )
-    asyncio.run(_seed(redis_settings))
-    events = sample_events(TENANTS, args.events, seed=5)
+    with BenchRun("bench", PARTITIONS, extra_topics=(BASELINE_SINK,)) as run:
+        result = _measure(run, args.events)
+    kit.write_results("routing", result)
+    return 0 if result["worker_exports"] == result["events"] else 1
+
+
+def _measure(run: BenchRun, count: int) -> dict[str, Any]:
+    kafka, topics = run.kafka, run.topics
+    baseline_sink = run.topic(BASELINE_SINK)
+    asyncio.run(_seed(run))
+    events = sample_events(TENANTS, count, seed=5)
     print(f"publishing {len(events):,} events ...", flush=True)
-    _publish(kafka, topics.domain_events, events)
+    kit.publish(producer(kafka), topics.domain_events, events)
 
     print("baseline: bare confluent-kafka consume-then-produce loop ...", flush=True)
     _baseline(kafka, topics.domain_events, baseline_sink, len(events))
     base_rate, base_span = _rate(_timestamps(kafka, baseline_sink, len(events), 120))
 
     print("worker: queast-integrations worker ...", flush=True)
-    env = {
-        **os.environ,
-        "QI_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "QI_REDIS_URL": redis_settings.url,
-        "QI_REDIS_KEY_PREFIX": redis_settings.key_prefix,
-        "QI_TOPIC_PREFIX": topic_settings.prefix,
-        "QI_TOPIC_PARTITIONS": str(PARTITIONS),
-        "QI_WORKER_APP_ID": run_id,
-        "QI_METRICS_PORT": "0",
-        "QI_WORKER_DELIVERY_CONNECTORS": "[]",  # routing alone: delivery has its own bench
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "processors", "worker", "--loglevel", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # routing alone: delivery has its own bench
+    worker = kit.start_worker(run.worker_env(QI_WORKER_DELIVERY_CONNECTORS="[]"))
     try:
         stamps = _timestamps(kafka, topics.exports("webhook"), len(events), 600)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        kit.stop_worker(worker)
     worker_rate, worker_span = _rate(stamps)
-    result = {
+    return {
         "events": len(events),
         "partitions": PARTITIONS,
         "baseline_events_per_s": round(base_rate),
@@ -192,15 +139,8 @@ def main() -> int:
         "worker_events_per_s": round(worker_rate),
         "worker_span_s": round(worker_span, 2),
         "worker_exports": len(stamps),
-        "ratio_worker_to_baseline": round(worker_rate / base_rate, 3),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
+        "ratio_worker_to_baseline": kit.ratio(worker_rate, base_rate),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0 if len(stamps) == len(events) else 1
 
 
 if __name__ == "__main__":

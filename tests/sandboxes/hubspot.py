@@ -55,13 +55,9 @@ for local runs, ``python -m tests.sandboxes.hubspot --port 8910 --token pat-loca
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import importlib.util
 import itertools
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -69,8 +65,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -80,6 +75,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.sandboxes._server import (
+    ThreadedServer,
+    base_url,
+    listen,
+    serve_until_interrupted,
+    uvicorn_server,
+)
 
 __all__ = [
     "ASSOCIATION_TYPES",
@@ -97,9 +100,6 @@ __all__ = [
 
 ObjectType = Literal["companies", "contacts", "notes"]
 
-_HTTP_IMPL: Final[Literal["h11", "httptools"]] = (
-    "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-)
 _TYPE_ALIASES: Final[dict[str, ObjectType]] = {
     "companies": "companies",
     "company": "companies",
@@ -185,7 +185,6 @@ _MAX_FILTERS: Final[int] = 18
 _MAX_SEARCH_LIMIT: Final[int] = 200
 _MAX_SEARCH_BODY_CHARS: Final[int] = 3000
 _SEARCH_WINDOW_SECONDS: Final[float] = 1.0
-_SHUTDOWN_GRACE_SECONDS: Final[int] = 2
 
 
 # -- public models -----------------------------------------------------------------------------
@@ -940,6 +939,28 @@ class SandboxState:
             )
         return problems
 
+    def _invalid_properties(
+        self,
+        portal: _Portal,
+        object_type: ObjectType,
+        properties: Mapping[str, Value],
+        trace: str | None,
+    ) -> dict[str, Any] | None:
+        """The input's error when a property is unknown, read-only or badly typed."""
+        problems = self._property_problems(portal, object_type, properties)
+        if not problems:
+            return None
+        return self._input_error(_error("Property values were not valid", errors=problems), trace)
+
+    @staticmethod
+    def _traced_view(obj: _Object, trace: str | None, **extra: bool) -> dict[str, Any]:
+        """An object as a batch result: ``extra`` fields, then the input's write trace id."""
+        view = obj.view()
+        view.update(extra)
+        if trace is not None:
+            view["objectWriteTraceId"] = trace
+        return view
+
     def _conflict(
         self,
         portal: _Portal,
@@ -1058,13 +1079,9 @@ class SandboxState:
                         )
                     )
                     continue
-                problems = self._property_problems(portal, object_type, item.properties)
-                if problems:
-                    errors.append(
-                        self._input_error(
-                            _error("Property values were not valid", errors=problems), trace
-                        )
-                    )
+                invalid = self._invalid_properties(portal, object_type, item.properties, trace)
+                if invalid is not None:
+                    errors.append(invalid)
                     continue
                 written = {k: _as_text(v) for k, v in item.properties.items()}
                 written[item.idProperty] = item.id
@@ -1082,11 +1099,7 @@ class SandboxState:
                 else:
                     self._write(portal, object_type, existing, written)
                     new = False
-                view = existing.view()
-                view["new"] = new
-                if trace is not None:
-                    view["objectWriteTraceId"] = trace
-                results.append(view)
+                results.append(self._traced_view(existing, trace, new=new))
             return self._batch_answer(results, errors, ok=200, started=started)
 
         return run
@@ -1123,13 +1136,9 @@ class SandboxState:
                         )
                     )
                     continue
-                problems = self._property_problems(portal, object_type, item.properties)
-                if problems:
-                    errors.append(
-                        self._input_error(
-                            _error("Property values were not valid", errors=problems), trace
-                        )
-                    )
+                invalid = self._invalid_properties(portal, object_type, item.properties, trace)
+                if invalid is not None:
+                    errors.append(invalid)
                     continue
                 written = {k: _as_text(v) for k, v in item.properties.items()}
                 conflict = self._conflict(portal, object_type, written, own_id=obj.id)
@@ -1137,10 +1146,7 @@ class SandboxState:
                     errors.append(self._input_error(conflict, trace))
                     continue
                 self._write(portal, object_type, obj, written)
-                view = obj.view()
-                if trace is not None:
-                    view["objectWriteTraceId"] = trace
-                results.append(view)
+                results.append(self._traced_view(obj, trace))
             return self._batch_answer(results, errors, ok=200, started=started)
 
         return run
@@ -1189,10 +1195,7 @@ class SandboxState:
                 self._store(portal, object_type, obj)
                 for to_type, to_id, type_id in targets:
                     self._associate(portal, object_type, obj.id, to_type, to_id, type_id)
-                view = obj.view()
-                if trace is not None:
-                    view["objectWriteTraceId"] = trace
-                results.append(view)
+                results.append(self._traced_view(obj, trace))
             return self._batch_answer(results, errors, ok=201, started=started)
 
         return run
@@ -1774,112 +1777,24 @@ class SandboxApp:
 # -- serving --------------------------------------------------------------------------------------
 
 
-class _Uvicorn(uvicorn.Server):
-    def __init__(self, app: SandboxApp, *, configure_logging: bool, log_level: str) -> None:
-        extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
-        config = uvicorn.Config(
-            app,
-            loop="asyncio",
-            http=_HTTP_IMPL,
-            ws="none",
-            lifespan="off",
-            log_level=log_level,
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
-            **extra,
-        )
-        super().__init__(config)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=1024)
-
-
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class HubSpotSandbox:
+class HubSpotSandbox(ThreadedServer):
     """A :class:`SandboxApp` served by uvicorn in a daemon thread (loopback, ephemeral port).
 
     ``with HubSpotSandbox() as sandbox: portal = sandbox.add_portal(private_app_token="t")``;
     point a HubSpot connection's ``base_url`` at ``sandbox.url``.
     """
 
+    name = "the HubSpot sandbox"
+    backlog = 1024
+
     def __init__(
         self, *, host: str = "127.0.0.1", port: int = 0, state: SandboxState | None = None
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self.state = state or SandboxState()
-        self._url: str | None = None
-        self._server: _Uvicorn | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the running sandbox."""
-        if self._url is None:
-            raise RuntimeError("the HubSpot sandbox is not running")
-        return self._url
-
-    def start(self, *, timeout: float = 10.0) -> Self:
-        """Bind, serve in a background thread, and return once uvicorn has started."""
-        if self._thread is not None:
-            raise RuntimeError("the HubSpot sandbox is already running")
-        sock = _listen(self._host, self._port)
-        server = _Uvicorn(SandboxApp(self.state), configure_logging=False, log_level="warning")
-        self._server, self._error = server, None
-        port: int = sock.getsockname()[1]
-        thread = threading.Thread(
-            target=self._serve, args=(server, sock), name=f"hubspot-sandbox:{port}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the HubSpot sandbox did not start") from self._error
-            time.sleep(0.005)
-        self._url = _url(self._host, port)
-        return self
-
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Shut down and join the thread; idempotent."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        self._url = None
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _serve(self, server: _Uvicorn, sock: socket.socket) -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported by start(); uvicorn may raise SystemExit
-            self._error = exc
-        finally:
-            sock.close()
+    def _new_server(self) -> uvicorn.Server:
+        return uvicorn_server(SandboxApp(self.state), configure_logging=False, log_level="warning")
 
     # -- the SandboxState API, for convenience -----------------------------------------------
 
@@ -1972,11 +1887,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
     state = SandboxState()
     state.add_portal(1, private_app_token=args.token, limits=PortalLimits(burst_max=args.burst_max))
-    sock = _listen(args.host, args.port)
-    server = _Uvicorn(SandboxApp(state), configure_logging=True, log_level=args.log_level)
-    print(f"HubSpot sandbox on {_url(args.host, sock.getsockname()[1])} (portal 1)", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+    sock = listen(args.host, args.port, backlog=HubSpotSandbox.backlog)
+    server = uvicorn_server(SandboxApp(state), configure_logging=True, log_level=args.log_level)
+    print(f"HubSpot sandbox on {base_url(args.host, sock.getsockname()[1])} (portal 1)", flush=True)
+    serve_until_interrupted(server, sock)
 
 
 if __name__ == "__main__":

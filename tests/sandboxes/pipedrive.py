@@ -49,22 +49,17 @@ For the demo: ``python -m tests.sandboxes.pipedrive --port 8910 --api-token tok`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import binascii
-import contextlib
-import importlib.util
 import json
 import secrets
-import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import uvicorn
@@ -74,6 +69,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.sandboxes._server import (
+    ThreadedServer,
+    base_url,
+    listen,
+    serve_until_interrupted,
+    uvicorn_server,
+)
 
 __all__ = [
     "COSTS",
@@ -103,9 +106,6 @@ COSTS: Final[Mapping[Operation, int]] = {
 }
 """``x-token-cost`` per operation (Pipedrive's v2 cost table; v1 ``POST /notes`` is 10)."""
 
-_HTTP_IMPL: Final[Literal["h11", "httptools"]] = (
-    "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-)
 _WRITES: Final[frozenset[Operation]] = frozenset({"create", "update", "note"})
 _OWNER_ID: Final[int] = 1
 _VISIBLE_TO: Final[int] = 3
@@ -113,43 +113,26 @@ _MAX_SEARCH_LIMIT: Final[int] = 500
 _MAX_LIST_LIMIT: Final[int] = 500
 _MAX_LIST_CUSTOM_FIELDS: Final[int] = 15
 _LIST_SORT_FIELDS: Final[frozenset[str]] = frozenset({"id", "update_time", "add_time"})
+_LIST_SHARED_PARAMETERS: Final[frozenset[str]] = frozenset(
+    {
+        "filter_id",
+        "ids",
+        "owner_id",
+        "updated_since",
+        "updated_until",
+        "sort_by",
+        "sort_direction",
+        "include_fields",
+        "custom_fields",
+        "include_option_labels",
+        "include_labels",
+        "limit",
+        "cursor",
+    }
+)
 _LIST_PARAMETERS: Final[Mapping[Collection, frozenset[str]]] = {
-    "organizations": frozenset(
-        {
-            "filter_id",
-            "ids",
-            "owner_id",
-            "updated_since",
-            "updated_until",
-            "sort_by",
-            "sort_direction",
-            "include_fields",
-            "custom_fields",
-            "include_option_labels",
-            "include_labels",
-            "limit",
-            "cursor",
-        }
-    ),
-    "persons": frozenset(
-        {
-            "filter_id",
-            "ids",
-            "owner_id",
-            "org_id",
-            "deal_id",
-            "updated_since",
-            "updated_until",
-            "sort_by",
-            "sort_direction",
-            "include_fields",
-            "custom_fields",
-            "include_option_labels",
-            "include_labels",
-            "limit",
-            "cursor",
-        }
-    ),
+    "organizations": _LIST_SHARED_PARAMETERS,
+    "persons": _LIST_SHARED_PARAMETERS | {"org_id", "deal_id"},
 }
 _OBJECT_OPERATIONS: Final[Mapping[str, Operation]] = {
     "GET": "get",
@@ -1458,36 +1441,7 @@ def _render(answer: Answer) -> Response:
 # -- the runner ---------------------------------------------------------------------------
 
 
-class _Uvicorn(uvicorn.Server):
-    def __init__(self, app: SandboxApp, *, configure_logging: bool, log_level: str) -> None:
-        extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
-        super().__init__(
-            uvicorn.Config(
-                app,
-                loop="asyncio",
-                http=_HTTP_IMPL,
-                ws="none",
-                lifespan="off",
-                log_level=log_level,
-                access_log=False,
-                proxy_headers=False,
-                server_header=False,
-                timeout_graceful_shutdown=2,
-                **extra,
-            )
-        )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
-
-
-def _base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class PipedriveSandbox:
+class PipedriveSandbox(ThreadedServer):
     """A ``SandboxApp`` served for real by uvicorn in a daemon thread.
 
     ``with PipedriveSandbox() as sandbox: sandbox.add_account("acme", api_tokens=["t"])``;
@@ -1495,83 +1449,24 @@ class PipedriveSandbox:
     :attr:`token_url`. The port is bound in ``start()`` (``0``: ephemeral).
     """
 
+    name = "the Pipedrive sandbox"
+
     def __init__(
         self, *, host: str = "127.0.0.1", port: int = 0, state: SandboxState | None = None
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self.state = state or SandboxState()
-        self._url: str | None = None
-        self._server: _Uvicorn | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the running sandbox."""
-        if self._url is None:
-            raise RuntimeError("the sandbox is not running")
-        return self._url
 
     @property
     def token_url(self) -> str:
         """The OAuth token endpoint."""
         return f"{self.url}/oauth/token"
 
-    def start(self, *, timeout: float = 10.0) -> Self:
-        """Bind, serve in a background thread, and return once uvicorn has started."""
-        if self._thread is not None:
-            raise RuntimeError("the sandbox is already running")
-        sock = _bind(self._host, self._port)
-        port: int = sock.getsockname()[1]
-        server = _Uvicorn(SandboxApp(self.state), configure_logging=False, log_level="warning")
-        self._server, self._error = server, None
-        self.state.api_domain = _base_url(self._host, port)
-        thread = threading.Thread(
-            target=self._serve, args=(server, sock), name=f"pipedrive-sandbox:{port}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the pipedrive sandbox did not start") from self._error
-            time.sleep(0.005)
-        self._url = _base_url(self._host, port)
-        return self
+    def _new_server(self) -> uvicorn.Server:
+        return uvicorn_server(SandboxApp(self.state), configure_logging=False, log_level="warning")
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Shut down and join the thread; idempotent."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        self._url = None
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _serve(self, server: _Uvicorn, sock: socket.socket) -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported by start(); uvicorn may raise SystemExit
-            self._error = exc
-        finally:
-            sock.close()
+    def _bound(self, url: str) -> None:
+        self.state.api_domain = url
 
     # -- the SandboxState API, for convenience ------------------------------------------
 
@@ -1642,8 +1537,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Serve in the foreground with one account until interrupted (the local demo)."""
     args = _parse_args(argv)
     state = SandboxState()
-    sock = _bind(args.host, args.port)
-    state.api_domain = _base_url(args.host, sock.getsockname()[1])
+    sock = listen(args.host, args.port)
+    state.api_domain = base_url(args.host, sock.getsockname()[1])
     info = state.add_account(
         AccountSpec(
             name=args.account,
@@ -1656,9 +1551,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"domain_field_key={info.domain_field_key}, queast_id_field_key={info.queast_id_field_key}",
         flush=True,
     )
-    server = _Uvicorn(SandboxApp(state), configure_logging=True, log_level=args.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+    server = uvicorn_server(SandboxApp(state), configure_logging=True, log_level=args.log_level)
+    serve_until_interrupted(server, sock)
 
 
 if __name__ == "__main__":

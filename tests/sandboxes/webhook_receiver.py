@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
-import importlib.util
 import json
 import secrets
 import socket
@@ -32,8 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,6 +40,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.sandboxes._server import (
+    ThreadedServer,
+    base_url,
+    listen,
+    serve_until_interrupted,
+    uvicorn_config,
+)
 
 __all__ = [
     "Behaviour",
@@ -58,9 +63,6 @@ __all__ = [
 
 DeliveryState = Literal["pending", "answered", "abandoned"]
 
-_HTTP_IMPL: Final[Literal["h11", "httptools"]] = (
-    "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-)
 _SIGNATURE_HEADERS: Final[tuple[str, ...]] = (
     "webhook-id",
     "webhook-timestamp",
@@ -558,25 +560,12 @@ class ReceiverApp:
 
 
 class _Uvicorn(uvicorn.Server):
-    """uvicorn tuned for many short concurrent requests; shutting down ends running delays."""
+    """The sandboxes' uvicorn; shutting down ends running delays."""
 
     def __init__(self, app: ReceiverApp, *, configure_logging: bool, log_level: str) -> None:
-        extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
-        config = uvicorn.Config(
-            app,
-            loop="asyncio",
-            http=_HTTP_IMPL,
-            ws="none",
-            lifespan="off",
-            log_level=log_level,
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            limit_concurrency=None,
-            timeout_graceful_shutdown=2,
-            **extra,
+        super().__init__(
+            uvicorn_config(app, configure_logging=configure_logging, log_level=log_level)
         )
-        super().__init__(config)
         self.receiver = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -585,23 +574,15 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (``0``: an ephemeral port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
-
-
-def _base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class ReceiverServer:
+class ReceiverServer(ThreadedServer):
     """A ``ReceiverApp`` served for real by uvicorn in a daemon thread.
 
     ``with ReceiverServer(default_secret=s) as srv: httpx.post(srv.endpoint_url("t_001"))``.
     The port is bound in ``start()`` (``0``: ephemeral), so ``url`` is known from then on.
     Stopping ends running delays with a 503 rather than waiting them out.
     """
+
+    name = "the webhook receiver"
 
     def __init__(
         self,
@@ -612,80 +593,17 @@ class ReceiverServer:
         default_behaviour: Behaviour | None = None,
         state: ReceiverState | None = None,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self.state = state or ReceiverState(
             default_secret=default_secret, default_behaviour=default_behaviour
         )
-        self._url: str | None = None
-        self._server: _Uvicorn | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the running server."""
-        if self._url is None:
-            raise RuntimeError("the receiver is not running")
-        return self._url
 
     def endpoint_url(self, endpoint: str) -> str:
         """The URL webhooks for ``endpoint`` are posted to."""
         return f"{self.url}/hooks/{endpoint}"
 
-    def start(self, *, timeout: float = 10.0) -> Self:
-        """Bind, serve in a background thread, and return once uvicorn has started."""
-        if self._thread is not None:
-            raise RuntimeError("the receiver is already running")
-        sock = _bind(self._host, self._port)
-        server = _Uvicorn(ReceiverApp(self.state), configure_logging=False, log_level="warning")
-        self._server, self._error = server, None
-        port: int = sock.getsockname()[1]
-        thread = threading.Thread(
-            target=self._serve, args=(server, sock), name=f"webhook-receiver:{port}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the webhook receiver did not start") from self._error
-            time.sleep(0.005)
-        self._url = _base_url(self._host, port)
-        return self
-
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Shut down (pending delays answer 503) and join the thread; idempotent."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        self._url = None
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _serve(self, server: _Uvicorn, sock: socket.socket) -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported by start(); uvicorn may raise SystemExit
-            self._error = exc
-        finally:
-            sock.close()
+    def _new_server(self) -> uvicorn.Server:
+        return _Uvicorn(ReceiverApp(self.state), configure_logging=False, log_level="warning")
 
     # -- the ReceiverState API, for convenience ------------------------------------------
 
@@ -778,14 +696,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
-    sock = _bind(args.host, args.port)
+    sock = listen(args.host, args.port)
     server = _Uvicorn(ReceiverApp(state), configure_logging=True, log_level=args.log_level)
     print(
-        f"webhook receiver on {_base_url(args.host, sock.getsockname()[1])}/hooks/<endpoint>",
+        f"webhook receiver on {base_url(args.host, sock.getsockname()[1])}/hooks/<endpoint>",
         flush=True,
     )
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
-        server.run(sockets=[sock])
+    serve_until_interrupted(server, sock)
 
 
 if __name__ == "__main__":

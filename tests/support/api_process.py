@@ -7,15 +7,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import httpx
 
 from tests.support.infrastructure import REPO_ROOT
+from tests.support.lifecycle import StartStop, end_process
 from tests.support.worker import free_port
 
 
-class ApiProcess:
+class ApiProcess(StartStop):
     """One API process on a free loopback port; logs go to ``log_path``."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
@@ -28,7 +29,7 @@ class ApiProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, ready_within: float = 60.0) -> ApiProcess:
+    def start(self, *, ready_within: float = 60.0) -> Self:
         """Start it and return once ``/healthz`` answers 200 (``RuntimeError`` otherwise)."""
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
@@ -55,21 +56,4 @@ class ApiProcess:
         raise RuntimeError(msg)
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
-
-    def __enter__(self) -> ApiProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        end_process(self._process)

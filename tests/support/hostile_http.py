@@ -19,8 +19,9 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
+
+from tests.support.lifecycle import StartStop
 
 __all__ = ["HostileRequest", "HostileServer", "Hostility"]
 
@@ -44,7 +45,7 @@ class HostileRequest:
     received_at: float
 
 
-class HostileServer:
+class HostileServer(StartStop):
     """``with HostileServer({"t_x": Hostility(retry_after="1e308")}) as srv: srv.url``."""
 
     def __init__(self, endpoints: dict[str, Hostility]) -> None:
@@ -110,17 +111,6 @@ class HostileServer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- the request path --------------------------------------------------------------------
 

@@ -9,13 +9,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.infrastructure import REPO_ROOT
+from tests.support.lifecycle import StartStop, end_process
 
 
 def free_port() -> int:
@@ -24,7 +24,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class WorkerProcess:
+class WorkerProcess(StartStop):
     """One worker; logs go to ``log_path``."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
@@ -32,7 +32,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "processors", "worker"],
@@ -89,21 +89,4 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
-
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        end_process(self._process, timeout=timeout)
