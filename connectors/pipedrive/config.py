@@ -50,6 +50,7 @@ from connectors.base.config import ConnectionConfig, allows_private_networks
 __all__ = [
     "DEFAULT_BASE_URL",
     "OAUTH_REFRESH_URL",
+    "FieldKey",
     "PipedriveApiTokenAuth",
     "PipedriveCandidateIndex",
     "PipedriveConnectionConfig",
@@ -130,9 +131,10 @@ def _check_url(url: HttpUrl, info: ValidationInfo, *, what: str) -> HttpUrl:
     return url
 
 
-_FieldKey = Annotated[
+FieldKey = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^\w+$")
 ]
+"""A Pipedrive custom field key: word characters, at most 64."""
 _ClientId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 
 
@@ -209,8 +211,8 @@ class PipedriveConnectionConfig(ConnectionConfig):
 
     auth: PipedriveAuthConfig
     base_url: HttpUrl | None = None
-    domain_field_key: _FieldKey
-    queast_id_field_key: _FieldKey | None = None
+    domain_field_key: FieldKey
+    queast_id_field_key: FieldKey | None = None
     plan: PipedrivePlan = PipedrivePlan.LITE
     daily_budget: int | None = Field(default=None, gt=0)
     timeout_seconds: float = Field(default=15.0, gt=0, le=60)

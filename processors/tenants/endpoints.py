@@ -13,6 +13,12 @@ Tenant (a ``tenant_admin`` of that tenant, or a ``platform_admin``)::
     GET    /v1/tenants/{tenant_id}/connections/{connector}    200, 404 if none
     DELETE /v1/tenants/{tenant_id}/connections/{connector}    204, 404 if none
 
+The PUT is one implementation (:func:`_put_connection`) mounted once per registered connector
+(``/connections/<name>``, operation ``put_<name>_connection``), because each connector has its
+own body model (:func:`~processors.tenants.schemas.connection_body`) and so its own OpenAPI
+request schema. :func:`tenant_router` builds the router from the registry each time it is
+called, so an app serves the connectors registered when it is created.
+
 Authentication and tenant scoping run before anything is read, the request body included
 (the routers' route classes, :mod:`processors.auth.routes`), so a caller without access gets
 401/403 whatever the path names and whatever the body holds. Every operation declares in
@@ -24,11 +30,14 @@ OpenAPI each status it answers, with the error body's schema
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from redis.asyncio import Redis
 
+from connectors.registry import get_connector
 from processors.auth import (
     TENANT_ID_PATTERN,
     Principal,
@@ -42,12 +51,10 @@ from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.schemas import (
     AllowlistStatus,
-    ConnectionIn,
+    ConnectionBody,
     ConnectionList,
     ConnectionOut,
-    HubSpotConnectionIn,
-    PipedriveConnectionIn,
-    WebhookConnectionIn,
+    connection_body,
 )
 from processors.tenants.service import ConnectionService
 
@@ -102,12 +109,6 @@ admin_router = APIRouter(
     responses=error_responses(401, 403, 422, 503),
     route_class=PlatformAdminRoute,
 )
-tenant_router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["connections"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=TenantRoute,
-)
 
 
 @admin_router.put(
@@ -137,7 +138,6 @@ async def allowlist_status(
     return AllowlistStatus(tenant_id=tenant_id, allowlisted=await service.is_allowlisted(tenant_id))
 
 
-@tenant_router.get("/connections", summary="List the tenant's connections")
 async def list_connections(
     tenant_id: TenantId, _actor: TenantAccess, service: Service
 ) -> ConnectionList:
@@ -145,72 +145,33 @@ async def list_connections(
     return ConnectionList(items=[ConnectionOut.from_record(c) for c in connections])
 
 
-async def _save(
-    tenant_id: str,
-    connector: Connector,
-    body: ConnectionIn,
-    *,
-    actor: Principal,
-    service: ConnectionService,
-    response: Response,
-) -> ConnectionOut:
-    record, created = await service.save_connection(tenant_id, connector, body, actor=actor)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return ConnectionOut.from_record(record)
+PutConnection = Callable[..., Awaitable[ConnectionOut]]
 
 
-@tenant_router.put(
-    "/connections/webhook",
-    summary="Create or replace the tenant's signed-webhook connection",
-    responses=_SAVED,
-)
-async def put_webhook_connection(
-    tenant_id: TenantId,
-    body: WebhookConnectionIn,
-    actor: TenantAccess,
-    service: Service,
-    response: Response,
-) -> ConnectionOut:
-    return await _save(
-        tenant_id, Connector.WEBHOOK, body, actor=actor, service=service, response=response
+def _put_connection(connector: Connector) -> PutConnection:
+    """The PUT of one connector: the same steps for every one, with its own body model."""
+    body_model = connection_body(connector)
+
+    async def put_connection(
+        tenant_id: TenantId,
+        body: ConnectionBody,
+        actor: TenantAccess,
+        service: Service,
+        response: Response,
+    ) -> ConnectionOut:
+        record, created = await service.save_connection(tenant_id, connector, body, actor=actor)
+        response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return ConnectionOut.from_record(record)
+
+    # FastAPI reads the body model from the signature: this connector's.
+    signature = inspect.signature(put_connection)
+    body = signature.parameters["body"].replace(annotation=body_model)
+    put_connection.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[body if p.name == "body" else p for p in signature.parameters.values()]
     )
+    return put_connection
 
 
-@tenant_router.put(
-    "/connections/hubspot",
-    summary="Create or replace the tenant's HubSpot connection",
-    responses=_SAVED,
-)
-async def put_hubspot_connection(
-    tenant_id: TenantId,
-    body: HubSpotConnectionIn,
-    actor: TenantAccess,
-    service: Service,
-    response: Response,
-) -> ConnectionOut:
-    return await _save(
-        tenant_id, Connector.HUBSPOT, body, actor=actor, service=service, response=response
-    )
-
-
-@tenant_router.put(
-    "/connections/pipedrive",
-    summary="Create or replace the tenant's Pipedrive connection",
-    responses=_SAVED,
-)
-async def put_pipedrive_connection(
-    tenant_id: TenantId,
-    body: PipedriveConnectionIn,
-    actor: TenantAccess,
-    service: Service,
-    response: Response,
-) -> ConnectionOut:
-    return await _save(
-        tenant_id, Connector.PIPEDRIVE, body, actor=actor, service=service, response=response
-    )
-
-
-@tenant_router.put("/connections/{connector}", include_in_schema=False)
 async def put_unknown_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess
 ) -> None:
@@ -219,25 +180,57 @@ async def put_unknown_connection(
     raise NotFound("unknown connector", code="unknown_connector")
 
 
-@tenant_router.get(
-    "/connections/{connector}",
-    summary="The tenant's connection to a connector",
-    responses=_NOT_FOUND,
-)
 async def get_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess, service: Service
 ) -> ConnectionOut:
     return ConnectionOut.from_record(await service.get_connection(tenant_id, connector))
 
 
-@tenant_router.delete(
-    "/connections/{connector}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Remove the tenant's connection to a connector",
-    responses=_NOT_FOUND,
-)
 async def delete_connection(
     tenant_id: TenantId, connector: Connector, actor: TenantAccess, service: Service
 ) -> Response:
     await service.delete_connection(tenant_id, connector, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def tenant_router() -> APIRouter:
+    """The tenant's connection endpoints, one PUT per connector registered now."""
+    router = APIRouter(
+        prefix="/v1/tenants/{tenant_id}",
+        tags=["connections"],
+        responses=error_responses(401, 403, 422, 503),
+        route_class=TenantRoute,
+    )
+    router.add_api_route("/connections", list_connections, summary="List the tenant's connections")
+    for connector in Connector:
+        spec = get_connector(connector)
+        router.add_api_route(
+            f"/connections/{connector}",
+            _put_connection(connector),
+            methods=["PUT"],
+            name=f"put_{connector}_connection",
+            summary=f"Create or replace the tenant's {spec.display_name} connection",
+            responses=_SAVED,
+        )
+    router.add_api_route(
+        "/connections/{connector}",
+        put_unknown_connection,
+        methods=["PUT"],
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        "/connections/{connector}",
+        get_connection,
+        methods=["GET"],
+        summary="The tenant's connection to a connector",
+        responses=_NOT_FOUND,
+    )
+    router.add_api_route(
+        "/connections/{connector}",
+        delete_connection,
+        methods=["DELETE"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        summary="Remove the tenant's connection to a connector",
+        responses=_NOT_FOUND,
+    )
+    return router
