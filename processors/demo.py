@@ -36,6 +36,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from connectors.registry import registered
 from processors.kafka import client_config, ensure_topics, header_value
 from processors.publishing import publish_lines
 from processors.redis_client import redis_client
@@ -44,7 +45,7 @@ from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.secret_fields import seal_settings
-from processors.topics import CONNECTOR_NAMES, TopicMap
+from processors.topics import TopicMap
 
 __all__ = ["DEMO_TENANTS", "run_demo"]
 
@@ -124,7 +125,7 @@ def _watch_consumer(settings: Settings, topics: TopicMap) -> Consumer:
             "enable.auto.commit": False,
         }
     )
-    names = [topics.exports(c) for c in CONNECTOR_NAMES]
+    names = [topics.exports(c) for c in registered()]
     names += [topics.invalid_events, topics.delivery_records]
     assignment: list[TopicPartition] = []
     for name in names:
