@@ -36,12 +36,11 @@ from connectors.base.api import ConnectionOptions, EndpointOptions
 from connectors.base.config import ConnectionConfig
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import BaseSink
-from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink
+from connectors.hubspot import HubSpotSink
 from connectors.hubspot.api import HubSpotOptions
-from connectors.pipedrive import PipedriveConnectionConfig, PipedriveSink
+from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.api import PipedriveOptions
 from connectors.webhook.api import WebhookEndpointIn
-from connectors.webhook.config import WebhookConnectionConfig
 from connectors.webhook.sink import WebhookSink
 
 __all__ = [
@@ -81,7 +80,8 @@ class ConnectorSpec:
     - ``api_options``: the connector's part of the connection body (see
       :mod:`connectors.base.api`); its fields but ``auth`` are the connector's options
       (:attr:`option_names`), stored at the top of the connection's settings;
-      ``api_body_name`` names the composed body in the OpenAPI document;
+      ``api_body_name`` names the composed body in the OpenAPI document (default:
+      ``<Title>ConnectionIn``);
     - ``carries_webhook_copies``: the connector delivers to endpoints tenants name (so
       ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` governs its destinations), its connections'
       settings are their ``webhook`` block, and it delivers the webhook copies of other
@@ -130,14 +130,47 @@ class ConnectorSpec:
             msg = "the connector that carries webhook copies takes an EndpointOptions block"
             raise ValueError(msg)
 
+    @classmethod
+    def of(
+        cls,
+        sink_class: type[BaseSink[Any]],
+        api_options: type[ConnectionOptions],
+        *,
+        title: str = "",
+        api_body_name: str = "",
+        carries_webhook_copies: bool = False,
+        resolves_identities: bool = False,
+        webhook_verifier: WebhookVerifier | None = None,
+    ) -> ConnectorSpec:
+        """The spec of ``sink_class``, taking ``name``, ``config_class``, ``max_batch_size`` and
+        ``default_rate_limit`` from the sink's class attributes."""
+        return cls(
+            name=sink_class.name,
+            sink_class=sink_class,
+            config_class=sink_class.config_class,
+            max_batch_size=sink_class.max_batch_size,
+            default_rate_limit=sink_class.default_rate_limit,
+            title=title,
+            api_options=api_options,
+            api_body_name=api_body_name,
+            carries_webhook_copies=carries_webhook_copies,
+            resolves_identities=resolves_identities,
+            webhook_verifier=webhook_verifier,
+        )
+
     @property
     def display_name(self) -> str:
         return self.title or self.name
 
     @property
     def body_name(self) -> str:
-        """The OpenAPI name of the connection body."""
-        return self.api_body_name or f"{self.name.capitalize()}ConnectionIn"
+        """The OpenAPI name of the connection body: ``api_body_name``, else
+        ``<title>ConnectionIn`` (``title`` without spaces or dashes, else the name,
+        capitalised)."""
+        if self.api_body_name:
+            return self.api_body_name
+        title = self.title.replace(" ", "").replace("-", "") or self.name.capitalize()
+        return f"{title}ConnectionIn"
 
     @property
     def option_names(self) -> frozenset[str]:
@@ -163,42 +196,20 @@ class ConnectorSpec:
         return options
 
 
-CONNECTORS: Mapping[str, ConnectorSpec] = MappingProxyType(
-    {
-        "webhook": ConnectorSpec(
-            name="webhook",
-            sink_class=WebhookSink,
-            config_class=WebhookConnectionConfig,
-            max_batch_size=1,
-            default_rate_limit=RateLimit(rate=10, per_seconds=1),
-            title="signed-webhook",
-            api_options=WebhookEndpointIn,
-            api_body_name="WebhookConnectionIn",
-            carries_webhook_copies=True,
-        ),
-        "hubspot": ConnectorSpec(
-            name="hubspot",
-            sink_class=HubSpotSink,
-            config_class=HubSpotConnectionConfig,
-            max_batch_size=100,
-            default_rate_limit=RateLimit(rate=100, per_seconds=10),
-            title="HubSpot",
-            api_options=HubSpotOptions,
-            api_body_name="HubSpotConnectionIn",
-            resolves_identities=True,
-        ),
-        "pipedrive": ConnectorSpec(
-            name="pipedrive",
-            sink_class=PipedriveSink,
-            config_class=PipedriveConnectionConfig,
-            max_batch_size=1,
-            default_rate_limit=RateLimit(rate=20, per_seconds=2),
-            title="Pipedrive",
-            api_options=PipedriveOptions,
-            api_body_name="PipedriveConnectionIn",
-            resolves_identities=True,
-        ),
-    }
+def _by_name(*specs: ConnectorSpec) -> Mapping[str, ConnectorSpec]:
+    return MappingProxyType({spec.name: spec for spec in specs})
+
+
+CONNECTORS: Mapping[str, ConnectorSpec] = _by_name(
+    ConnectorSpec.of(
+        WebhookSink,
+        WebhookEndpointIn,
+        title="signed-webhook",
+        api_body_name="WebhookConnectionIn",
+        carries_webhook_copies=True,
+    ),
+    ConnectorSpec.of(HubSpotSink, HubSpotOptions, title="HubSpot", resolves_identities=True),
+    ConnectorSpec.of(PipedriveSink, PipedriveOptions, title="Pipedrive", resolves_identities=True),
 )
 """The built-in connectors."""
 

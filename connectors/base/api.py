@@ -25,7 +25,7 @@ service agree on them without connectors importing the service).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, StringConstraints
 
@@ -38,6 +38,7 @@ __all__ = [
     "ClientId",
     "ConnectionOptions",
     "EndpointOptions",
+    "OAuthInstallInput",
     "PlainSecret",
     "SchemaHook",
     "SecretSource",
@@ -136,6 +137,18 @@ def _is_secret(annotation: object) -> bool:
     if annotation is SecretStr:
         return True
     return any(_is_secret(arg) for arg in getattr(annotation, "__args__", ()))
+
+
+class OAuthInstallInput(AuthInput):
+    """An OAuth app installation as a body gives it: the client and a refresh token (the
+    connector gets access tokens itself). Connectors subclass it under their own name."""
+
+    model_config = ConfigDict(json_schema_extra=secrets_required("client_secret", "refresh_token"))
+
+    type: Literal["oauth"]
+    client_id: ClientId
+    client_secret: PlainSecret | None = None
+    refresh_token: PlainSecret | None = None
 
 
 class ConnectionOptions(ApiModel):

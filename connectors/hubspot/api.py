@@ -19,8 +19,8 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from connectors.base.api import (
     AuthInput,
-    ClientId,
     ConnectionOptions,
+    OAuthInstallInput,
     PlainSecret,
     secrets_required,
 )
@@ -41,13 +41,9 @@ class HubSpotPrivateApp(AuthInput):
     token: PlainSecret | None = None
 
 
-class HubSpotOAuth(AuthInput):
-    model_config = ConfigDict(json_schema_extra=secrets_required("client_secret", "refresh_token"))
-
-    type: Literal["oauth"]
-    client_id: ClientId
-    client_secret: PlainSecret | None = None
-    refresh_token: PlainSecret | None = None
+class HubSpotOAuth(OAuthInstallInput):
+    # A public app installation. No docstring: the OpenAPI schema has no description.
+    pass
 
 
 HubSpotAuthIn = Annotated[HubSpotPrivateApp | HubSpotOAuth, Field(discriminator="type")]

@@ -20,8 +20,8 @@ from pydantic import AfterValidator, ConfigDict, Field, HttpUrl
 
 from connectors.base.api import (
     AuthInput,
-    ClientId,
     ConnectionOptions,
+    OAuthInstallInput,
     PlainSecret,
     SecretSource,
     secrets_required,
@@ -51,13 +51,10 @@ def _pipedrive_domain(url: HttpUrl) -> HttpUrl:
     return url
 
 
-class PipedriveOAuth(AuthInput):
-    model_config = ConfigDict(json_schema_extra=secrets_required("client_secret", "refresh_token"))
+class PipedriveOAuth(OAuthInstallInput):
+    # A Marketplace app installation with the company's api_domain. No docstring: the OpenAPI
+    # schema has no description.
 
-    type: Literal["oauth"]
-    client_id: ClientId
-    client_secret: PlainSecret | None = None
-    refresh_token: PlainSecret | None = None
     api_domain: Annotated[HttpUrl, AfterValidator(_pipedrive_domain)]
 
     def settings(self, secret: SecretSource) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from pydantic import (
     field_validator,
 )
 
-from connectors.base.config import ConnectionConfig, allows_private_networks
+from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -109,17 +109,9 @@ def check_partner_url(url: str | HttpUrl, *, allow_private_networks: bool, what:
     scheme but ``https`` or a host outside ``pipedrive.com``.
     """
     parsed = url if isinstance(url, HttpUrl) else HttpUrl(url)
-    if parsed.username or parsed.password:
-        msg = f"{what} must not contain credentials"
-        raise ValueError(msg)
-    if parsed.query or parsed.fragment:
-        msg = f"{what} must not have a query or fragment"
-        raise ValueError(msg)
+    check_url(parsed, what=what, allow_private_networks=allow_private_networks)
     if not allow_private_networks:
         host = (parsed.host or "").lower().rstrip(".")
-        if parsed.scheme != "https":
-            msg = f"{what} must use https"
-            raise ValueError(msg)
         if host != _PIPEDRIVE_HOST and not host.endswith("." + _PIPEDRIVE_HOST):
             msg = f"{what} must be on a {_PIPEDRIVE_HOST} host"
             raise ValueError(msg)
