@@ -35,9 +35,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
-from redis.asyncio import Redis
 
 from connectors.registry import get_connector
+from processors.app_state import app_resources
 from processors.auth import (
     TENANT_ID_PATTERN,
     Principal,
@@ -46,7 +46,6 @@ from processors.auth import (
 )
 from processors.auth.routes import PlatformAdminRoute, TenantRoute
 from processors.errors import NotFound, error_responses
-from processors.settings import Settings
 from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.schemas import (
@@ -89,11 +88,7 @@ _SAVED: Final[dict[int | str, dict[str, Any]]] = {
 
 def get_connection_service(request: Request) -> ConnectionService:
     """The service over the app's Redis and settings (``app.state``)."""
-    redis = request.app.state.redis
-    settings = request.app.state.settings
-    if not isinstance(redis, Redis) or not isinstance(settings, Settings):
-        msg = "the app has no redis/settings state; build it with processors.api.create_api"
-        raise RuntimeError(msg)
+    redis, settings = app_resources(request)
     return ConnectionService(
         ConnectionRepository(redis, key_prefix=settings.redis.key_prefix),
         box=settings.secrets.secret_box(),
@@ -111,24 +106,30 @@ admin_router = APIRouter(
 )
 
 
-@admin_router.put(
-    "/allowlist/{tenant_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Allow a tenant to use integrations",
-)
-async def allow_tenant(tenant_id: TenantId, actor: PlatformAdmin, service: Service) -> Response:
-    await service.set_allowlisted(tenant_id, True, actor=actor)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+def _allowlist_setter(allowlisted: bool) -> Callable[..., Awaitable[Response]]:
+    """The endpoint that puts a tenant on the allowlist (``True``) or takes it off."""
+
+    async def set_allowlisted(
+        tenant_id: TenantId, actor: PlatformAdmin, service: Service
+    ) -> Response:
+        await service.set_allowlisted(tenant_id, allowlisted, actor=actor)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return set_allowlisted
 
 
-@admin_router.delete(
-    "/allowlist/{tenant_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Take a tenant off the integrations allowlist",
-)
-async def disallow_tenant(tenant_id: TenantId, actor: PlatformAdmin, service: Service) -> Response:
-    await service.set_allowlisted(tenant_id, False, actor=actor)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+for _method, _allowlisted, _name, _summary in (
+    ("PUT", True, "allow_tenant", "Allow a tenant to use integrations"),
+    ("DELETE", False, "disallow_tenant", "Take a tenant off the integrations allowlist"),
+):
+    admin_router.add_api_route(
+        "/allowlist/{tenant_id}",
+        _allowlist_setter(_allowlisted),
+        methods=[_method],
+        name=_name,
+        status_code=status.HTTP_204_NO_CONTENT,
+        summary=_summary,
+    )
 
 
 @admin_router.get("/allowlist/{tenant_id}", summary="Whether a tenant is on the allowlist")
