@@ -164,12 +164,12 @@ def _put_connection(connector: Connector) -> PutConnection:
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return ConnectionOut.from_record(record)
 
-    # FastAPI reads the body model from the signature: this connector's.
+    # FastAPI reads the body model from the signature (``inspect.signature`` honours a
+    # function's ``__signature__``): this connector's model instead of the base class.
     signature = inspect.signature(put_connection)
     body = signature.parameters["body"].replace(annotation=body_model)
-    put_connection.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[body if p.name == "body" else p for p in signature.parameters.values()]
-    )
+    parameters = [body if p.name == "body" else p for p in signature.parameters.values()]
+    put_connection.__dict__["__signature__"] = signature.replace(parameters=parameters)
     return put_connection
 
 
