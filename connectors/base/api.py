@@ -162,7 +162,8 @@ class ConnectionOptions(ApiModel):
 
 class EndpointOptions(ConnectionOptions):
     """A signed endpoint the tenant names: the options of the connector that carries
-    webhook copies, and the ``webhook`` block of every connection body."""
+    webhook copies, and the ``webhook`` block of every connection body. ``url`` and
+    ``secret`` are fields of that connector's config class too, which checks them."""
 
     url: str
     secret: PlainSecret | None = None

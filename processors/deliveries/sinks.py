@@ -51,7 +51,7 @@ from processors.deliveries.tokens import OAuthGrant, OAuthTokenStore, credential
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.secrets import SecretBox, SecretDecryptionError
-from processors.tenants.models import ConnectionRecord
+from processors.tenants.models import SERVICE_KEYS, ConnectionRecord
 from processors.tenants.secret_fields import open_settings
 
 __all__ = ["ConnectorSinkFactory"]
@@ -59,9 +59,6 @@ __all__ = ["ConnectorSinkFactory"]
 logger = logging.getLogger(__name__)
 
 _CONNECTION_LEVEL_KEYS = ("rate_limit_per_second", "max_concurrency")
-
-
-_SERVICE_KEYS = ("webhook", "match_policy")
 
 
 def _is_sandbox_url(url: str | None) -> bool:
@@ -91,7 +88,7 @@ def _config_block(
             msg = "connection settings have no 'webhook' block"
             raise PermanentError(msg, partner=spec.name)
         return {**block, **extra}
-    partner = {k: v for k, v in settings.items() if k not in _SERVICE_KEYS and v is not None}
+    partner = {k: v for k, v in settings.items() if k not in SERVICE_KEYS and v is not None}
     if base_url is not None:
         partner.setdefault("base_url", base_url)
     return partner

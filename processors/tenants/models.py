@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Final, Self
 
 from pydantic import (
     BaseModel,
@@ -38,7 +38,18 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from connectors.registry import registered
 from processors.domain.events import ContractMode, EventType
 
-__all__ = ["ConnectionRecord", "Connector", "DeliveryMode", "TenantRouting", "new_connection_id"]
+__all__ = [
+    "SERVICE_KEYS",
+    "ConnectionRecord",
+    "Connector",
+    "DeliveryMode",
+    "TenantRouting",
+    "new_connection_id",
+]
+
+SERVICE_KEYS: Final = frozenset({"webhook", "match_policy"})
+"""Keys of a connection's ``settings`` that are the service's, not the connector's config: the
+tenant's own ``webhook`` endpoint and the identity ``match_policy``."""
 
 
 class _Registered(type):

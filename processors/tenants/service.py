@@ -62,6 +62,7 @@ from processors.auth.principal import Principal
 from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
 from processors.secrets import SecretBox, SecretDecryptionError
 from processors.tenants.models import (
+    SERVICE_KEYS,
     ConnectionRecord,
     Connector,
     DeliveryMode,
@@ -76,8 +77,6 @@ __all__ = ["ConnectionService"]
 _log = logging.getLogger(__name__)
 
 _LOCAL_HOST_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
-_SERVICE_KEYS: Final = frozenset({"webhook", "match_policy"})
-"""Keys of a connection's settings that are not the connector's config (see sinks)."""
 
 
 def _is_private_host(host: str) -> bool:
@@ -314,7 +313,7 @@ class ConnectionService:
                 return
         elif body.delivery_mode is DeliveryMode.WEBHOOK:
             return
-        partner = {k: v for k, v in block.items() if k not in _SERVICE_KEYS}
+        partner = {k: v for k, v in block.items() if k not in SERVICE_KEYS}
         try:
             spec.config_class.validate_for_connection(
                 partner, allow_private_networks=self._allow_private_networks
