@@ -67,7 +67,7 @@ class WebhookVerifier(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class ConnectorSpec:
     """What the service needs to know to run one connector.
 
@@ -92,6 +92,7 @@ class ConnectorSpec:
       the connection's identity resolver and its body takes a ``match_policy``;
     - ``webhook_verifier``: for inbound webhooks (see the module docstring).
 
+    Specs compare by identity (the service keeps per-spec state, such as its body model).
     A config class with a ``base_url`` field is pointed at a sandbox by the environment
     variable :attr:`base_url_setting` (``QI_<NAME>_BASE_URL``).
     """
@@ -128,6 +129,10 @@ class ConnectorSpec:
             raise ValueError(msg)
         if self.carries_webhook_copies and not issubclass(self.api_options, EndpointOptions):
             msg = "the connector that carries webhook copies takes an EndpointOptions block"
+            raise ValueError(msg)
+        unknown = sorted(self.option_names - set(self.config_class.model_fields))
+        if unknown:
+            msg = f"connector spec {self.name!r}: options {unknown} are not fields of its config"
             raise ValueError(msg)
 
     @classmethod

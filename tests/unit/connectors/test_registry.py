@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.base import RateLimit
+from connectors.hubspot.api import HubSpotOptions
 from connectors.registry import (
     CONNECTORS,
     ConnectorSpec,
@@ -132,3 +133,8 @@ def test_option_names_are_the_connector_body_fields_but_auth() -> None:
     assert get_connector("webhook").option_names == frozenset()
     for spec in CONNECTORS.values():
         assert spec.option_names <= set(spec.config_class.model_fields)
+
+
+def test_a_spec_refuses_options_its_config_does_not_take() -> None:
+    with pytest.raises(ValueError, match="not fields of its config"):
+        ConnectorSpec.of(WebhookSink, HubSpotOptions)
