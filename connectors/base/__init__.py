@@ -5,7 +5,20 @@ Import from here, not from the modules: this ``__all__`` is the supported surfac
 
 from __future__ import annotations
 
-from connectors.base.config import ConnectionConfig, allows_private_networks, reveal_secret
+from connectors.base.api import (
+    AuthInput,
+    ConnectionOptions,
+    EndpointOptions,
+    OAuthInstallInput,
+    PlainSecret,
+    secrets_required,
+)
+from connectors.base.config import (
+    ConnectionConfig,
+    allows_private_networks,
+    check_url,
+    reveal_secret,
+)
 from connectors.base.context import (
     Clock,
     CredentialsAccessor,
@@ -54,6 +67,7 @@ from connectors.base.sink import (
 __all__ = [
     "MAX_RETRY_AFTER_SECONDS",
     "USER_AGENT",
+    "AuthInput",
     "AuthenticationError",
     "BackpressureError",
     "BaseSink",
@@ -61,10 +75,12 @@ __all__ = [
     "BatchingSink",
     "Clock",
     "ConnectionConfig",
+    "ConnectionOptions",
     "ConnectorError",
     "CredentialsAccessor",
     "DeliveryResult",
     "EndpointGoneError",
+    "EndpointOptions",
     "EntityKind",
     "HeldForReviewError",
     "HttpClientFactory",
@@ -72,8 +88,10 @@ __all__ = [
     "IdentityDecision",
     "IdentityOutcome",
     "IdentityResolver",
+    "OAuthInstallInput",
     "OutboundRecord",
     "PermanentError",
+    "PlainSecret",
     "QuotaExhaustedError",
     "RateLimit",
     "RecordFailure",
@@ -84,10 +102,12 @@ __all__ = [
     "TransientError",
     "allows_private_networks",
     "bounded_wait",
+    "check_url",
     "endpoint_label",
     "http_client_factory",
     "parse_retry_after",
     "raise_for_response",
     "reveal_secret",
+    "secrets_required",
     "translate_http_errors",
 ]

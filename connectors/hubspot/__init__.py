@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from connectors.hubspot.api import HubSpotOptions
 from connectors.hubspot.auth import RefreshedToken, TokenRefreshedHook
 from connectors.hubspot.config import (
     HubSpotConnectionConfig,
@@ -14,6 +15,7 @@ from connectors.hubspot.sink import HubSpotSink
 __all__ = [
     "HubSpotConnectionConfig",
     "HubSpotOAuth",
+    "HubSpotOptions",
     "HubSpotPrivateApp",
     "HubSpotSink",
     "HubSpotTier",

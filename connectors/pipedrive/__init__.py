@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from connectors.pipedrive.api import PipedriveOptions
 from connectors.pipedrive.auth import OAuthTokens, TokenRefreshedHook
 from connectors.pipedrive.config import PipedriveConnectionConfig, PipedrivePlan
 from connectors.pipedrive.sink import PipedriveSink
@@ -9,6 +10,7 @@ from connectors.pipedrive.sink import PipedriveSink
 __all__ = [
     "OAuthTokens",
     "PipedriveConnectionConfig",
+    "PipedriveOptions",
     "PipedrivePlan",
     "PipedriveSink",
     "TokenRefreshedHook",
