@@ -40,7 +40,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, FilePath, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.registry import registered
@@ -264,12 +264,14 @@ def _base_urls_from_environment() -> dict[str, str]:
     return found
 
 
-class PartnerSettings(BaseSettings):
+class PartnerSettings(BaseModel):
     """Partner API base URLs, for pointing connectors at sandboxes (a connection's own
     ``base_url`` wins): ``QI_<CONNECTOR>_BASE_URL`` for each registered connector whose config
-    class has a ``base_url`` (the spec's ``base_url_setting``), read when the settings are."""
+    class has a ``base_url`` (the spec's ``base_url_setting``), read when the settings are.
+    The variables are named by the registry, so this is a plain model read by hand, not a
+    settings class with a prefix of its own."""
 
-    model_config = SettingsConfigDict(env_prefix="QI_PARTNER_", frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     base_urls: dict[str, str] = Field(default_factory=_base_urls_from_environment)
 
