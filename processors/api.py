@@ -274,7 +274,7 @@ def create_api(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin_router)
-    app.include_router(tenant_router)
+    app.include_router(tenant_router())
     app.include_router(deliveries_router)
     app.include_router(identity_router)
     return app

@@ -15,6 +15,12 @@
 
 The demo sets ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true`` for its processes (the receiver is on
 loopback) and ``QI_AUTH_JWT_SECRET`` to a local value unless one is set.
+
+The worker delivers for every registered connector. Acme's HubSpot exports go to a local
+HubSpot sandbox (``tests/sandboxes``, port 8910, started with the demo connection's token)
+unless ``QI_HUBSPOT_BASE_URL`` is set, in which case they go there. Every other connector with
+a base-URL setting that is not set is named at start: its exports (none, with the demo's
+connections) would go to the partner's own API.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from connectors.registry import registered
 from processors.kafka import client_config, ensure_topics, header_value
 from processors.publishing import publish_lines
 from processors.redis_client import redis_client
@@ -44,7 +51,7 @@ from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.seed import put_sealed
-from processors.topics import CONNECTOR_NAMES, TopicMap
+from processors.topics import TopicMap
 
 __all__ = ["DEMO_TENANTS", "run_demo"]
 
@@ -54,6 +61,8 @@ _DEMO_WEBHOOK_SECRET = "whsec_" + "ZGVtby1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9uLXVzZ
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout the demo runs from: the receiver sandbox lives in its ``tests/`` folder."""
 _RECEIVER_PORT = 8900
+_HUBSPOT_PORT = 8910
+_DEMO_HUBSPOT_TOKEN = "demo-private-app-token"  # noqa: S105 - the sandbox's, not a partner's
 _API_PORT = 8080
 _RECEIVER_URL = f"http://127.0.0.1:{_RECEIVER_PORT}/hooks/{{tenant}}"
 _DEMO_JWT_SECRET = "local-demo-jwt-secret-not-for-production"  # noqa: S105
@@ -84,7 +93,7 @@ def _demo_connections() -> list[ConnectionRecord]:
             "connector": Connector.HUBSPOT,
             "connection_id": "conn_t_demo_acme_hubspot",
             "event_types": {"job_ad.published": False},
-            "settings": {"auth": {"type": "private_app", "token": "demo-private-app-token"}},
+            "settings": {"auth": {"type": "private_app", "token": _DEMO_HUBSPOT_TOKEN}},
         }
     )
     return [
@@ -118,7 +127,7 @@ def _watch_consumer(settings: Settings, topics: TopicMap) -> Consumer:
             "enable.auto.commit": False,
         }
     )
-    names = [topics.exports(c) for c in CONNECTOR_NAMES]
+    names = [topics.exports(c) for c in registered()]
     names += [topics.invalid_events, topics.delivery_records]
     assignment: list[TopicPartition] = []
     for name in names:
@@ -225,6 +234,31 @@ def _configure_receiver() -> None:
         httpx.put(f"{base}/endpoints/{tenant}", json=body, timeout=5).raise_for_status()
 
 
+def _partner_sandboxes(
+    console: Console, processes: list[subprocess.Popen[bytes]], logs: Path, env: dict[str, str]
+) -> bool:
+    """Start the HubSpot sandbox unless ``QI_HUBSPOT_BASE_URL`` is set (``env`` then points the
+    worker at it), and name the connectors left on their partners' own APIs."""
+    if not env.get("QI_HUBSPOT_BASE_URL"):
+        sandbox = ["-m", "tests.sandboxes.hubspot", "--port", str(_HUBSPOT_PORT)]
+        sandbox += ["--token", _DEMO_HUBSPOT_TOKEN]
+        processes.append(_spawn(sandbox, logs / "hubspot.log", env))
+        url = f"http://127.0.0.1:{_HUBSPOT_PORT}"
+        if not _wait_http(url):
+            console.print(f"[red]the HubSpot sandbox did not start; see {logs / 'hubspot.log'}")
+            return False
+        env["QI_HUBSPOT_BASE_URL"] = url
+    console.print(f"[bold]hubspot[/] deliveries go to {env['QI_HUBSPOT_BASE_URL']}")
+    for name, spec in registered().items():
+        setting = spec.base_url_setting
+        if setting is not None and not env.get(setting):
+            console.print(
+                f"[yellow]{name}[/] has no {setting}: its exports would go to the partner's own"
+                " API (the demo seeds no connection for it)"
+            )
+    return True
+
+
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -267,6 +301,8 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
             console.print(f"[red]the receiver did not start; see {logs / 'receiver.log'}")
             return 1
         _configure_receiver()
+        if not _partner_sandboxes(console, processes, logs, env):
+            return 1
         processes.append(
             _spawn(["-m", "processors", "api", "--port", str(_API_PORT)], logs / "api.log", env)
         )

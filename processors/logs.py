@@ -9,12 +9,12 @@ and coordinates only; two last lines of defence stand behind them:
   e-mail addresses (also URL-encoded, ``%40``), URL query strings (scheme, host and path are
   kept: ``https://h/p?***redacted***``), ``Bearer``/``Basic`` credentials and
   ``Authorization``-like ``name: value`` or ``name=value`` pairs, JWTs, ``whsec_`` signing
-  secrets and HubSpot-style ``pat-`` tokens (their prefixes are kept, so a line still says
-  what kind of secret it was).
+  secrets and ``pat-`` private app tokens (their prefixes are kept, so a line still says what
+  kind of secret it was).
 
 Third-party libraries log at INFO things we must not keep: httpx writes
-``HTTP Request: POST <full URL>`` for every call (Pipedrive search terms carry e-mails, tenant
-webhook URLs carry tokens in their query strings), uvicorn writes every request line. So the
+``HTTP Request: POST <full URL>`` for every call (partner search terms in query strings carry
+e-mails, tenant webhook URLs carry tokens), uvicorn writes every request line. So the
 loggers in :data:`THIRD_PARTY_LOGGERS` (and their children) are set to WARNING by default
 (``QI_LOG_THIRD_PARTY_LEVEL``); what they still write is redacted like everything else.
 """

@@ -28,19 +28,22 @@ Variables (defaults in brackets):
 - ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
 - ``QI_LOG_THIRD_PARTY_LEVEL`` [warning]
 - ``QI_DELIVERY_*``: see :class:`DeliverySettings`
-- ``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL`` [the partners' own]
-- ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_METRICS_PORT`` [9101],
-  ``QI_METRICS_HOST`` [127.0.0.1]
+- ``QI_<CONNECTOR>_BASE_URL`` [the partner's own]: for each registered connector whose config
+  has a ``base_url`` (the connector's name upper-cased); see :class:`PartnerSettings`
+- ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_WORKER_DELIVERY_CONNECTORS`` [every
+  registered connector], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1]
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, FilePath, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.registry import registered
 from processors.secrets import SecretsSettings
 
 __all__ = [
@@ -194,8 +197,9 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QI_WORKER_", frozen=True, extra="ignore")
 
     app_id: str = Field(default="queast-integrations", pattern=r"^[A-Za-z0-9._-]+$")
-    delivery_connectors: tuple[str, ...] = ("webhook",)
-    """Connectors this worker delivers for (``QI_WORKER_DELIVERY_CONNECTORS='["webhook"]'``)."""
+    delivery_connectors: tuple[str, ...] = Field(default_factory=lambda: tuple(registered()))
+    """Connectors this worker delivers for, every registered one unless told otherwise
+    (``QI_WORKER_DELIVERY_CONNECTORS='["webhook"]'``: that one only)."""
     gc_freeze_after_seconds: float = Field(default=5.0, ge=0, le=3600)
     """Seconds after start when long-lived objects leave full GC collections (0: never)."""
 
@@ -251,14 +255,29 @@ class LogSettings(BaseSettings):
     third_party_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
 
 
-class PartnerSettings(BaseSettings):
+def _base_urls_from_environment() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, spec in registered().items():
+        variable = spec.base_url_setting
+        if variable is not None and os.environ.get(variable):
+            found[name] = os.environ[variable]
+    return found
+
+
+class PartnerSettings(BaseModel):
     """Partner API base URLs, for pointing connectors at sandboxes (a connection's own
-    ``base_url`` wins)."""
+    ``base_url`` wins): ``QI_<CONNECTOR>_BASE_URL`` for each registered connector whose config
+    class has a ``base_url`` (the spec's ``base_url_setting``), read when the settings are.
+    The variables are named by the registry, so this is a plain model read by hand, not a
+    settings class with a prefix of its own."""
 
-    model_config = SettingsConfigDict(env_prefix="QI_", frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hubspot_base_url: str | None = None
-    pipedrive_base_url: str | None = None
+    base_urls: dict[str, str] = Field(default_factory=_base_urls_from_environment)
+
+    def base_url(self, connector: str) -> str | None:
+        """The base URL the environment sets for ``connector``, if any."""
+        return self.base_urls.get(connector)
 
 
 class DeliverySettings(BaseSettings):

@@ -1,6 +1,8 @@
 """Every topic the service reads or writes, declared once.
 
-Names take the optional ``QI_TOPIC_PREFIX``. All topics share one partition count
+Names take the optional ``QI_TOPIC_PREFIX``. Every registered connector
+(:func:`connectors.registry.registered`) has its own export, retry and dead-letter topics,
+``integrations.{exports,retry,dlq}.<name>``. All topics share one partition count
 (``QI_TOPIC_PARTITIONS``): the families that must line up (input, exports, retry, dead letters,
 delivery records) then always do, and a tenant keyed by ``tenant_id`` lands on the same
 partition number in each of them, so one worker owns all of that tenant's state.
@@ -14,15 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from connectors.registry import registered
+
 __all__ = [
-    "CONNECTOR_NAMES",
     "TopicFamily",
     "TopicMap",
     "TopicSpec",
 ]
-
-CONNECTOR_NAMES: tuple[str, ...] = ("webhook", "hubspot", "pipedrive")
-"""Connectors with their own export, retry and dead-letter topics."""
 
 _FOREVER = "-1"
 _THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
@@ -97,7 +97,7 @@ class TopicMap:
         forever = (("retention.ms", _FOREVER),)
         thirty_days = (("retention.ms", _THIRTY_DAYS_MS),)
         specs = [TopicSpec(self.domain_events, TopicFamily.DOMAIN_EVENTS)]
-        for connector in CONNECTOR_NAMES:
+        for connector in registered():
             specs.append(TopicSpec(self.exports(connector), TopicFamily.EXPORTS, forever))
             specs.append(TopicSpec(self.retry(connector), TopicFamily.RETRY))
             specs.append(TopicSpec(self.dlq(connector), TopicFamily.DLQ, thirty_days))

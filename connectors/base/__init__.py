@@ -5,7 +5,20 @@ Import from here, not from the modules: this ``__all__`` is the supported surfac
 
 from __future__ import annotations
 
-from connectors.base.config import ConnectionConfig, allows_private_networks, reveal_secret
+from connectors.base.api import (
+    AuthInput,
+    ConnectionOptions,
+    EndpointOptions,
+    OAuthInstallInput,
+    PlainSecret,
+    secrets_required,
+)
+from connectors.base.config import (
+    ConnectionConfig,
+    allows_private_networks,
+    check_url,
+    reveal_secret,
+)
 from connectors.base.context import (
     Clock,
     CredentialsAccessor,
@@ -65,6 +78,7 @@ from connectors.base.sink import (
 __all__ = [
     "MAX_RETRY_AFTER_SECONDS",
     "USER_AGENT",
+    "AuthInput",
     "AuthenticationError",
     "BackpressureError",
     "BaseSink",
@@ -72,10 +86,12 @@ __all__ = [
     "BatchingSink",
     "Clock",
     "ConnectionConfig",
+    "ConnectionOptions",
     "ConnectorError",
     "CredentialsAccessor",
     "DeliveryResult",
     "EndpointGoneError",
+    "EndpointOptions",
     "EntityKind",
     "GrantStore",
     "HeldForReviewError",
@@ -86,9 +102,11 @@ __all__ = [
     "IdentityResolver",
     "OAuthCredentials",
     "OAuthGrant",
+    "OAuthInstallInput",
     "OAuthTokenSource",
     "OutboundRecord",
     "PermanentError",
+    "PlainSecret",
     "QuotaExhaustedError",
     "RateLimit",
     "RecordFailure",
@@ -103,11 +121,13 @@ __all__ = [
     "allows_private_networks",
     "bearer",
     "bounded_wait",
+    "check_url",
     "endpoint_label",
     "http_client_factory",
     "options_from",
     "parse_retry_after",
     "raise_for_response",
     "reveal_secret",
+    "secrets_required",
     "translate_http_errors",
 ]

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationInfo
+from pydantic import BaseModel, ConfigDict, HttpUrl, SecretStr, ValidationInfo
 
 __all__ = [
     "ALLOW_PRIVATE_NETWORKS",
     "ConnectionConfig",
     "allows_private_networks",
+    "check_url",
     "reveal_secret",
 ]
 
@@ -34,6 +35,27 @@ def allows_private_networks(info: ValidationInfo) -> bool:
     """Read the ``allow_private_networks`` flag from a validator's context (default off)."""
     context = info.context
     return bool(isinstance(context, dict) and context.get(ALLOW_PRIVATE_NETWORKS, False))
+
+
+def check_url(
+    url: HttpUrl, *, what: str, allow_private_networks: bool, allow_query: bool = False
+) -> HttpUrl:
+    """``url`` if a connector may send credentials or data there; ``ValueError`` otherwise.
+
+    Refused, in this order: user info (credentials belong in secrets, and URLs are shown in
+    API responses), a query or fragment (unless ``allow_query``), and any scheme but ``https``
+    unless ``allow_private_networks``. ``what`` names the field in the message.
+    """
+    if url.username or url.password:
+        msg = f"{what} must not contain credentials"
+        raise ValueError(msg)
+    if not allow_query and (url.query or url.fragment):
+        msg = f"{what} must not have a query or fragment"
+        raise ValueError(msg)
+    if url.scheme != "https" and not allow_private_networks:
+        msg = f"{what} must use https"
+        raise ValueError(msg)
+    return url
 
 
 def reveal_secret(secret: SecretStr) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from connectors.hubspot.api import HubSpotOptions
 from connectors.hubspot.config import (
     HubSpotConnectionConfig,
     HubSpotOAuth,
@@ -13,6 +14,7 @@ from connectors.hubspot.sink import HubSpotSink
 __all__ = [
     "HubSpotConnectionConfig",
     "HubSpotOAuth",
+    "HubSpotOptions",
     "HubSpotPrivateApp",
     "HubSpotSink",
     "HubSpotTier",

@@ -39,7 +39,7 @@ from pydantic import (
     field_validator,
 )
 
-from connectors.base.config import ConnectionConfig, allows_private_networks
+from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
 from connectors.base.ratelimit import RateLimit
 
 __all__ = [
@@ -138,16 +138,7 @@ class HubSpotConnectionConfig(ConnectionConfig):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
-        if url.username or url.password:
-            msg = "base_url must not contain credentials"
-            raise ValueError(msg)
-        if url.query or url.fragment:
-            msg = "base_url must not have a query or fragment"
-            raise ValueError(msg)
-        if url.scheme != "https" and not allows_private_networks(info):
-            msg = "base_url must use https"
-            raise ValueError(msg)
-        return url
+        return check_url(url, what="base_url", allow_private_networks=allows_private_networks(info))
 
     @property
     def effective_tier(self) -> HubSpotTier:

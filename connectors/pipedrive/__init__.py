@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from connectors.pipedrive.api import PipedriveOptions
 from connectors.pipedrive.config import PipedriveConnectionConfig, PipedrivePlan
 from connectors.pipedrive.sink import PipedriveSink
 
-__all__ = ["PipedriveConnectionConfig", "PipedrivePlan", "PipedriveSink"]
+__all__ = ["PipedriveConnectionConfig", "PipedriveOptions", "PipedrivePlan", "PipedriveSink"]

@@ -45,11 +45,12 @@ from pydantic import (
     field_validator,
 )
 
-from connectors.base.config import ConnectionConfig, allows_private_networks
+from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "OAUTH_REFRESH_URL",
+    "FieldKey",
     "PipedriveApiTokenAuth",
     "PipedriveCandidateIndex",
     "PipedriveConnectionConfig",
@@ -108,17 +109,9 @@ def check_partner_url(url: str | HttpUrl, *, allow_private_networks: bool, what:
     scheme but ``https`` or a host outside ``pipedrive.com``.
     """
     parsed = url if isinstance(url, HttpUrl) else HttpUrl(url)
-    if parsed.username or parsed.password:
-        msg = f"{what} must not contain credentials"
-        raise ValueError(msg)
-    if parsed.query or parsed.fragment:
-        msg = f"{what} must not have a query or fragment"
-        raise ValueError(msg)
+    check_url(parsed, what=what, allow_private_networks=allow_private_networks)
     if not allow_private_networks:
         host = (parsed.host or "").lower().rstrip(".")
-        if parsed.scheme != "https":
-            msg = f"{what} must use https"
-            raise ValueError(msg)
         if host != _PIPEDRIVE_HOST and not host.endswith("." + _PIPEDRIVE_HOST):
             msg = f"{what} must be on a {_PIPEDRIVE_HOST} host"
             raise ValueError(msg)
@@ -130,9 +123,10 @@ def _check_url(url: HttpUrl, info: ValidationInfo, *, what: str) -> HttpUrl:
     return url
 
 
-_FieldKey = Annotated[
+FieldKey = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^\w+$")
 ]
+"""A Pipedrive custom field key: word characters, at most 64."""
 _ClientId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 
 
@@ -209,8 +203,8 @@ class PipedriveConnectionConfig(ConnectionConfig):
 
     auth: PipedriveAuthConfig
     base_url: HttpUrl | None = None
-    domain_field_key: _FieldKey
-    queast_id_field_key: _FieldKey | None = None
+    domain_field_key: FieldKey
+    queast_id_field_key: FieldKey | None = None
     plan: PipedrivePlan = PipedrivePlan.LITE
     daily_budget: int | None = Field(default=None, gt=0)
     timeout_seconds: float = Field(default=15.0, gt=0, le=60)

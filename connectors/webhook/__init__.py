@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from connectors.webhook.api import WebhookEndpointIn
 from connectors.webhook.config import WebhookConnectionConfig
 from connectors.webhook.sink import WebhookSink
 
-__all__ = ["WebhookConnectionConfig", "WebhookSink"]
+__all__ = [
+    "WebhookConnectionConfig",
+    "WebhookEndpointIn",
+    "WebhookSink",
+]

@@ -22,7 +22,12 @@ from typing import Final
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 
-from connectors.base.config import ConnectionConfig, allows_private_networks, reveal_secret
+from connectors.base.config import (
+    ConnectionConfig,
+    allows_private_networks,
+    check_url,
+    reveal_secret,
+)
 
 __all__ = ["WebhookConnectionConfig", "decode_signing_secret"]
 
@@ -66,13 +71,12 @@ class WebhookConnectionConfig(ConnectionConfig):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
-        if url.username or url.password:
-            msg = "webhook URL must not contain credentials"
-            raise ValueError(msg)
-        if url.scheme != "https" and not allows_private_networks(info):
-            msg = "webhook URL must use https"
-            raise ValueError(msg)
-        return url
+        return check_url(
+            url,
+            what="webhook URL",
+            allow_private_networks=allows_private_networks(info),
+            allow_query=True,
+        )
 
     @field_validator("secret")
     @classmethod

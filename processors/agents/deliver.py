@@ -238,10 +238,7 @@ class _EngineHolder:
                 box=s.secrets.secret_box(),
                 allow_private_networks=s.webhook.allow_private_networks,
                 identity=IdentityRepository(redis, key_prefix=prefix),
-                base_url={
-                    "hubspot": s.partners.hubspot_base_url,
-                    "pipedrive": s.partners.pipedrive_base_url,
-                }.get(self._connector),
+                base_url=s.partners.base_url(self._connector),
                 tokens=OAuthTokenStore(redis, box=s.secrets.secret_box(), key_prefix=prefix),
             ),
             throttle=GlobalThrottle(

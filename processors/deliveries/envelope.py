@@ -17,14 +17,14 @@ Dead letters add ``qi.error.class``, ``qi.error.reason``, ``qi.error.status`` an
 
 Owner and destination: ``qi.connector`` is the connector that delivers the export (its topic);
 ``qi.owner_connector`` is the connector of the connection record that owns it. They differ for
-a HubSpot or Pipedrive connection's webhook copy (delivery mode ``webhook`` or ``both``, see
-:mod:`processors.routing.destinations`). Exports written before the header existed lack it and
-are owned by their delivering connector. A delivery's *destination* is keyed by
-:func:`destination_key`: the bare ``connection_id`` when the connection's own connector
-delivers it (the keys used before delivery modes, kept so stored state stays valid), else
-``{connection_id}:{connector}``. The engine keeps lanes and connection health
-(``needs_reauth``, ``gone``) per destination, and :attr:`DeliveryItem.version_field` carries
-the delivering connector for a copy, so a partner's health or delivered versions never
+a connection's webhook copy (delivery mode ``webhook`` or ``both``, see
+:mod:`processors.routing.destinations`); both must name a registered connector. Exports written
+before the header existed lack it and are owned by their delivering connector. A delivery's
+*destination* is keyed by :func:`destination_key`: the bare ``connection_id`` when the
+connection's own connector delivers it (the keys used before delivery modes, kept so stored
+state stays valid), else ``{connection_id}:{connector}``. The engine keeps lanes and connection
+health (``needs_reauth``, ``gone``) per destination, and :attr:`DeliveryItem.version_field`
+carries the delivering connector for a copy, so a partner's health or delivered versions never
 govern the connection's webhook copy, nor the other way round.
 """
 
@@ -37,8 +37,8 @@ from typing import Final
 
 from pydantic import TypeAdapter, ValidationError
 
+from connectors.registry import registered
 from processors.deliveries.models import AttemptError
-from processors.tenants.models import Connector
 
 __all__ = [
     "REQUIRED_HEADERS",
@@ -67,7 +67,6 @@ _RETRY_HEADERS: Final = frozenset(
     {"qi.attempt", "qi.hop", "qi.not_before", "qi.first_attempt_at", "qi.errors", "qi.retry.kind"}
 )
 _ERRORS = TypeAdapter(list[AttemptError])
-_CONNECTORS: Final = frozenset(c.value for c in Connector)
 
 
 class EnvelopeError(ValueError):
@@ -184,7 +183,7 @@ def item_from_record(
     _int(headers, "qi.entity_version", 0)
     if headers.get("qi.owner_connector"):  # a copy names both connectors; check them
         for name in ("qi.owner_connector", "qi.connector"):
-            if headers[name] not in _CONNECTORS:
+            if headers[name] not in registered():
                 msg = f"header {name} names no known connector"
                 raise EnvelopeError(msg)
     errors: list[AttemptError] = []

@@ -1,24 +1,27 @@
 """Building a connection's sink: open its sealed settings, validate them, set the sink up.
 
-The connector's block of a connection's settings is validated with the connector's own
+What a connector needs comes from its registry spec (:mod:`connectors.registry`); this module
+names none. The connector's block of a connection's settings is validated with the spec's
 ``config_class``:
 
-- webhook: ``settings["webhook"]`` plus the connection-level ``rate_limit_per_second`` and
+- the connector that carries webhook copies (``carries_webhook_copies``):
+  ``settings["webhook"]`` plus the connection-level ``rate_limit_per_second`` and
   ``max_concurrency`` when set;
-- HubSpot and Pipedrive: the connection's settings without its ``webhook`` block (which is for
-  the tenant's own endpoint) and ``match_policy`` (which is the service's), with ``base_url``
-  from ``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL`` unless the connection sets one. Their
-  sinks get the connection's identity resolver.
+- every other connector: the connection's settings without its ``webhook`` block (which is
+  for the tenant's own endpoint) and ``match_policy`` (which is the service's), with
+  ``base_url`` from the connector's ``QI_<CONNECTOR>_BASE_URL`` (the spec's
+  ``base_url_setting``) unless the connection sets one. Sinks of connectors that resolve
+  identities (``resolves_identities``) get the connection's identity resolver.
 
 Invalid stored settings or a secret that no longer opens make the connection unusable
 (``PermanentError``), which parks it.
 
 Private networks: ``allow_private_networks`` (``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS``) is for
-webhook sinks only. A partner connector keeps its own host pin (HubSpot and Pipedrive: https
-on the partner's hosts, for ``base_url``, OAuth ``token_url`` and ``api_domain``) whatever that
-flag says; the pin is relaxed only when the operator points the connector at a local sandbox,
-that is when its ``base_url`` (``QI_HUBSPOT_BASE_URL`` / ``QI_PIPEDRIVE_BASE_URL``) is plain
-HTTP or names a loopback or private host.
+the carrier of webhook copies only, whose destinations tenants name. Every other connector
+keeps its own host pin (for example https on the partner's hosts, for ``base_url``, OAuth
+``token_url`` and ``api_domain``) whatever that flag says; the pin is relaxed only when the
+operator points the connector at a local sandbox, that is when its ``base_url`` setting is
+plain HTTP or names a loopback or private host.
 
 OAuth connections (any connector whose ``auth.type`` is ``"oauth"``) with a token store: the
 sink starts from the connection's latest renewed grant in the store (access token, its
@@ -41,12 +44,12 @@ from pydantic import ValidationError
 
 from connectors.base import BaseSink, Clock, HttpClientFactory, PermanentError, SinkContext
 from connectors.base.oauth import OAuthGrant
-from connectors.registry import get_connector
+from connectors.registry import ConnectorSpec, get_connector
 from processors.deliveries.tokens import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.secrets import SecretBox, SecretDecryptionError
-from processors.tenants.models import ConnectionRecord
+from processors.tenants.models import SERVICE_KEYS, ConnectionRecord
 from processors.tenants.secret_fields import open_settings
 
 __all__ = ["ConnectorSinkFactory"]
@@ -54,9 +57,6 @@ __all__ = ["ConnectorSinkFactory"]
 logger = logging.getLogger(__name__)
 
 _CONNECTION_LEVEL_KEYS = ("rate_limit_per_second", "max_concurrency")
-
-
-_SERVICE_KEYS = ("webhook", "match_policy")
 
 
 def _is_sandbox_url(url: str | None) -> bool:
@@ -77,16 +77,16 @@ def _is_sandbox_url(url: str | None) -> bool:
 
 
 def _config_block(
-    connector: str, settings: dict[str, Any], *, base_url: str | None
+    spec: ConnectorSpec, settings: dict[str, Any], *, base_url: str | None
 ) -> dict[str, Any]:
     extra = {k: settings[k] for k in _CONNECTION_LEVEL_KEYS if settings.get(k) is not None}
-    if connector == "webhook":
+    if spec.carries_webhook_copies:
         block = settings.get("webhook")
         if not isinstance(block, dict):
             msg = "connection settings have no 'webhook' block"
-            raise PermanentError(msg, partner=connector)
+            raise PermanentError(msg, partner=spec.name)
         return {**block, **extra}
-    partner = {k: v for k, v in settings.items() if k not in _SERVICE_KEYS and v is not None}
+    partner = {k: v for k, v in settings.items() if k not in SERVICE_KEYS and v is not None}
     if base_url is not None:
         partner.setdefault("base_url", base_url)
     return partner
@@ -108,8 +108,8 @@ class ConnectorSinkFactory:
 
     ``tokens`` keeps OAuth renewals between sinks (see the module docstring); ``clock`` and
     ``http_client_factory`` replace the real ones in every sink's context (tests).
-    ``allow_private_networks`` applies to the webhook connector only; a partner connector's
-    pin is relaxed by a sandbox ``base_url`` alone (see the module docstring).
+    ``allow_private_networks`` applies to the carrier of webhook copies only; another
+    connector's pin is relaxed by a sandbox ``base_url`` alone (see the module docstring).
     """
 
     def __init__(
@@ -127,7 +127,9 @@ class ConnectorSinkFactory:
         self._spec = get_connector(connector)
         self._box = box
         self._allow_private = (
-            allow_private_networks if self._spec.name == "webhook" else _is_sandbox_url(base_url)
+            allow_private_networks
+            if self._spec.carries_webhook_copies
+            else _is_sandbox_url(base_url)
         )
         self._identity = identity
         self._base_url = base_url
@@ -150,10 +152,14 @@ class ConnectorSinkFactory:
         except SecretDecryptionError as exc:
             msg = "a stored secret of the connection does not open"
             raise PermanentError(msg, partner=name) from exc
-        block = _config_block(name, opened, base_url=self._base_url)
+        block = _config_block(self._spec, opened, base_url=self._base_url)
         grants: ConnectionGrants | None = None
         credentials = credentials_fingerprint(block.get("auth"))
-        if self._tokens is not None and credentials is not None and name != "webhook":
+        if (
+            self._tokens is not None
+            and credentials is not None
+            and not self._spec.carries_webhook_copies
+        ):
             grants = self._tokens.for_connection(
                 tenant_id=connection.tenant_id,
                 connection_id=connection.connection_id,
@@ -173,7 +179,7 @@ class ConnectorSinkFactory:
             raise PermanentError(msg, partner=name) from exc
         resolver = (
             None
-            if self._identity is None or name == "webhook"
+            if self._identity is None or not self._spec.resolves_identities
             else ConnectionIdentityResolver(
                 self._identity,
                 tenant_id=connection.tenant_id,

@@ -14,12 +14,12 @@ delivery envelope (``qi.*``: delivery id, connector, connection, event type and 
 key, correlation id, entity id and version, contract family and version, source coordinates).
 
 Delivery modes: a connection produces one export per destination of its delivery mode
-(:func:`~processors.routing.destinations.export_destinations`): a HubSpot or Pipedrive
-connection in ``both`` mode gives one export to its partner topic and one to
-``integrations.exports.webhook``, with distinct idempotency keys and delivery ids.
+(:func:`~processors.routing.destinations.export_destinations`): a connection in ``both`` mode
+gives one export to its own connector's topic and one to the topic of the connector that
+carries webhook copies, with distinct idempotency keys and delivery ids.
 ``qi.connector`` names the delivering connector (the export topic); ``qi.owner_connector``
 names the connector of the connection record that owns the export, whose settings the
-delivery engine loads (they differ only for a partner connection's webhook copy).
+delivery engine loads (they differ only for a connection's webhook copy).
 
 Dead-letter records carry the reason and detail and the original coordinates as headers
 (``qi.error.*``, ``qi.original.*``, after Kafka Connect's ``__connect.errors.*``), and the

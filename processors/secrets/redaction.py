@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from pydantic import Secret
 
-__all__ = ["KNOWN_SECRET_PREFIXES", "REDACTED", "RedactedStr", "redact"]
+from connectors.base.api import REDACTED
 
-REDACTED = "***redacted***"
-"""The marker every secret is replaced by."""
+__all__ = ["KNOWN_SECRET_PREFIXES", "REDACTED", "RedactedStr", "redact"]
 
 KNOWN_SECRET_PREFIXES: tuple[str, ...] = ("whsec_",)
 """Prefixes kept by :func:`redact` (Standard Webhooks signing secrets)."""

@@ -13,6 +13,12 @@ Tenant (a ``tenant_admin`` of that tenant, or a ``platform_admin``)::
     GET    /v1/tenants/{tenant_id}/connections/{connector}    200, 404 if none
     DELETE /v1/tenants/{tenant_id}/connections/{connector}    204, 404 if none
 
+The PUT is one implementation (:func:`_put_connection`) mounted once per registered connector
+(``/connections/<name>``, operation ``put_<name>_connection``), because each connector has its
+own body model (:func:`~processors.tenants.schemas.connection_body`) and so its own OpenAPI
+request schema. :func:`tenant_router` builds the router from the registry each time it is
+called, so an app serves the connectors registered when it is created.
+
 Authentication and tenant scoping run before anything is read, the request body included
 (the routers' route classes, :mod:`processors.auth.routes`), so a caller without access gets
 401/403 whatever the path names and whatever the body holds. Every operation declares in
@@ -24,11 +30,14 @@ OpenAPI each status it answers, with the error body's schema
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
-from redis.asyncio import Redis
 
+from connectors.registry import get_connector
+from processors.appstate import api_state
 from processors.auth import (
     TENANT_ID_PATTERN,
     Principal,
@@ -37,17 +46,14 @@ from processors.auth import (
 )
 from processors.auth.routes import PlatformAdminRoute, TenantRoute
 from processors.errors import NotFound, error_responses
-from processors.settings import Settings
 from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.schemas import (
     AllowlistStatus,
-    ConnectionIn,
+    ConnectionBody,
     ConnectionList,
     ConnectionOut,
-    HubSpotConnectionIn,
-    PipedriveConnectionIn,
-    WebhookConnectionIn,
+    connection_body,
 )
 from processors.tenants.service import ConnectionService
 
@@ -82,11 +88,7 @@ _SAVED: Final[dict[int | str, dict[str, Any]]] = {
 
 def get_connection_service(request: Request) -> ConnectionService:
     """The service over the app's Redis and settings (``app.state``)."""
-    redis = request.app.state.redis
-    settings = request.app.state.settings
-    if not isinstance(redis, Redis) or not isinstance(settings, Settings):
-        msg = "the app has no redis/settings state; build it with processors.api.create_api"
-        raise RuntimeError(msg)
+    redis, settings = api_state(request)
     return ConnectionService(
         ConnectionRepository(redis, key_prefix=settings.redis.key_prefix),
         box=settings.secrets.secret_box(),
@@ -102,32 +104,32 @@ admin_router = APIRouter(
     responses=error_responses(401, 403, 422, 503),
     route_class=PlatformAdminRoute,
 )
-tenant_router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["connections"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=TenantRoute,
-)
 
 
-@admin_router.put(
-    "/allowlist/{tenant_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Allow a tenant to use integrations",
-)
-async def allow_tenant(tenant_id: TenantId, actor: PlatformAdmin, service: Service) -> Response:
-    await service.set_allowlisted(tenant_id, True, actor=actor)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+def _allowlist_setter(allowlisted: bool) -> Callable[..., Awaitable[Response]]:
+    """The endpoint that puts a tenant on the allowlist (``True``) or takes it off."""
+
+    async def set_allowlisted(
+        tenant_id: TenantId, actor: PlatformAdmin, service: Service
+    ) -> Response:
+        await service.set_allowlisted(tenant_id, allowlisted, actor=actor)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return set_allowlisted
 
 
-@admin_router.delete(
-    "/allowlist/{tenant_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Take a tenant off the integrations allowlist",
-)
-async def disallow_tenant(tenant_id: TenantId, actor: PlatformAdmin, service: Service) -> Response:
-    await service.set_allowlisted(tenant_id, False, actor=actor)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+for _method, _allowlisted, _name, _summary in (
+    ("PUT", True, "allow_tenant", "Allow a tenant to use integrations"),
+    ("DELETE", False, "disallow_tenant", "Take a tenant off the integrations allowlist"),
+):
+    admin_router.add_api_route(
+        "/allowlist/{tenant_id}",
+        _allowlist_setter(_allowlisted),
+        methods=[_method],
+        name=_name,
+        status_code=status.HTTP_204_NO_CONTENT,
+        summary=_summary,
+    )
 
 
 @admin_router.get("/allowlist/{tenant_id}", summary="Whether a tenant is on the allowlist")
@@ -137,7 +139,6 @@ async def allowlist_status(
     return AllowlistStatus(tenant_id=tenant_id, allowlisted=await service.is_allowlisted(tenant_id))
 
 
-@tenant_router.get("/connections", summary="List the tenant's connections")
 async def list_connections(
     tenant_id: TenantId, _actor: TenantAccess, service: Service
 ) -> ConnectionList:
@@ -145,72 +146,33 @@ async def list_connections(
     return ConnectionList(items=[ConnectionOut.from_record(c) for c in connections])
 
 
-async def _save(
-    tenant_id: str,
-    connector: Connector,
-    body: ConnectionIn,
-    *,
-    actor: Principal,
-    service: ConnectionService,
-    response: Response,
-) -> ConnectionOut:
-    record, created = await service.save_connection(tenant_id, connector, body, actor=actor)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return ConnectionOut.from_record(record)
+PutConnection = Callable[..., Awaitable[ConnectionOut]]
 
 
-@tenant_router.put(
-    "/connections/webhook",
-    summary="Create or replace the tenant's signed-webhook connection",
-    responses=_SAVED,
-)
-async def put_webhook_connection(
-    tenant_id: TenantId,
-    body: WebhookConnectionIn,
-    actor: TenantAccess,
-    service: Service,
-    response: Response,
-) -> ConnectionOut:
-    return await _save(
-        tenant_id, Connector.WEBHOOK, body, actor=actor, service=service, response=response
-    )
+def _put_connection(connector: Connector) -> PutConnection:
+    """The PUT of one connector: the same steps for every one, with its own body model."""
+    body_model = connection_body(connector)
+
+    async def put_connection(
+        tenant_id: TenantId,
+        body: ConnectionBody,
+        actor: TenantAccess,
+        service: Service,
+        response: Response,
+    ) -> ConnectionOut:
+        record, created = await service.save_connection(tenant_id, connector, body, actor=actor)
+        response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return ConnectionOut.from_record(record)
+
+    # FastAPI reads the body model from the signature (``inspect.signature`` honours a
+    # function's ``__signature__``): this connector's model instead of the base class.
+    signature = inspect.signature(put_connection)
+    body = signature.parameters["body"].replace(annotation=body_model)
+    parameters = [body if p.name == "body" else p for p in signature.parameters.values()]
+    put_connection.__dict__["__signature__"] = signature.replace(parameters=parameters)
+    return put_connection
 
 
-@tenant_router.put(
-    "/connections/hubspot",
-    summary="Create or replace the tenant's HubSpot connection",
-    responses=_SAVED,
-)
-async def put_hubspot_connection(
-    tenant_id: TenantId,
-    body: HubSpotConnectionIn,
-    actor: TenantAccess,
-    service: Service,
-    response: Response,
-) -> ConnectionOut:
-    return await _save(
-        tenant_id, Connector.HUBSPOT, body, actor=actor, service=service, response=response
-    )
-
-
-@tenant_router.put(
-    "/connections/pipedrive",
-    summary="Create or replace the tenant's Pipedrive connection",
-    responses=_SAVED,
-)
-async def put_pipedrive_connection(
-    tenant_id: TenantId,
-    body: PipedriveConnectionIn,
-    actor: TenantAccess,
-    service: Service,
-    response: Response,
-) -> ConnectionOut:
-    return await _save(
-        tenant_id, Connector.PIPEDRIVE, body, actor=actor, service=service, response=response
-    )
-
-
-@tenant_router.put("/connections/{connector}", include_in_schema=False)
 async def put_unknown_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess
 ) -> None:
@@ -219,25 +181,57 @@ async def put_unknown_connection(
     raise NotFound("unknown connector", code="unknown_connector")
 
 
-@tenant_router.get(
-    "/connections/{connector}",
-    summary="The tenant's connection to a connector",
-    responses=_NOT_FOUND,
-)
 async def get_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess, service: Service
 ) -> ConnectionOut:
     return ConnectionOut.from_record(await service.get_connection(tenant_id, connector))
 
 
-@tenant_router.delete(
-    "/connections/{connector}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    summary="Remove the tenant's connection to a connector",
-    responses=_NOT_FOUND,
-)
 async def delete_connection(
     tenant_id: TenantId, connector: Connector, actor: TenantAccess, service: Service
 ) -> Response:
     await service.delete_connection(tenant_id, connector, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def tenant_router() -> APIRouter:
+    """The tenant's connection endpoints, one PUT per connector registered now."""
+    router = APIRouter(
+        prefix="/v1/tenants/{tenant_id}",
+        tags=["connections"],
+        responses=error_responses(401, 403, 422, 503),
+        route_class=TenantRoute,
+    )
+    router.add_api_route("/connections", list_connections, summary="List the tenant's connections")
+    for connector in Connector:
+        spec = get_connector(connector)
+        router.add_api_route(
+            f"/connections/{connector}",
+            _put_connection(connector),
+            methods=["PUT"],
+            name=f"put_{connector}_connection",
+            summary=f"Create or replace the tenant's {spec.display_name} connection",
+            responses=_SAVED,
+        )
+    router.add_api_route(
+        "/connections/{connector}",
+        put_unknown_connection,
+        methods=["PUT"],
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        "/connections/{connector}",
+        get_connection,
+        methods=["GET"],
+        summary="The tenant's connection to a connector",
+        responses=_NOT_FOUND,
+    )
+    router.add_api_route(
+        "/connections/{connector}",
+        delete_connection,
+        methods=["DELETE"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        summary="Remove the tenant's connection to a connector",
+        responses=_NOT_FOUND,
+    )
+    return router

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from connectors.base.api import SEALED_PREFIX
 from processors.secrets import REDACTED, SecretBox
 
 __all__ = [
@@ -35,7 +36,6 @@ SECRET_FIELD_NAMES: Final = frozenset(
         "http_auth_password",
     }
 )
-SEALED_PREFIX: Final = "qi-enc:"
 
 
 def map_secret_fields(

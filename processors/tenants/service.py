@@ -9,11 +9,12 @@ act on the tenant (see :mod:`processors.auth`). Every method raises a
 - :class:`~processors.errors.NotFound` (``connection_not_found``): no connection for that
   connector;
 - :class:`~processors.errors.ValidationFailed`: the webhook URL or secret is refused by the
-  webhook connector's config, a private address is named while private networks are not
-  allowed, a secret is missing (left out with nothing stored to keep), or the partner block
-  of a HubSpot or Pipedrive connection that delivers through the API (``api`` or ``both``) is
-  refused by the connector's own config class (for example a Pipedrive connection without
-  ``domain_field_key``); ``details`` name the body field;
+  config class of the connector that carries webhook copies, a private address is named while
+  private networks are not allowed, a secret is missing (left out with nothing stored to
+  keep), or the block of a connection that delivers through its connector (with ``auth``, or
+  for a connector without credentials with delivery mode ``api`` or ``both``) is refused by
+  the connector's own config class (for example a connection without an option that class
+  requires); ``details`` name the body field;
 - :class:`~processors.errors.Conflict` (``stored_secret_unreadable``): a kept webhook secret
   cannot be opened (its key left the ring); the caller must send it again.
 
@@ -22,27 +23,25 @@ Saving a connection: one per connector per tenant. A replace keeps ``connection_
 sealed, as they are (they stay bound to the same tenant, connection and field). New secrets
 are sealed with :func:`~processors.tenants.secret_fields.seal_settings` before they are stored.
 
-Stored ``settings`` by connector (secret fields sealed; ``?``: only when given)::
+Stored ``settings`` (secret fields sealed; ``?``: only when given)::
 
-    webhook:   {"webhook": {"url", "secret"}, "rate_limit_per_second"?, "max_concurrency"?}
-    hubspot:   {"auth"?: {"type": "private_app", "token"}
-                       | {"type": "oauth", "client_id", "client_secret", "refresh_token"},
-                "queast_id_property"?, "note_id_property"?, "tier"?,
-                "match_policy"?: {"company_strategies"?, "person_strategies"?,
-                                  "auto_link_threshold"?, "ambiguity_margin"?},
-                "webhook"?: {"url", "secret"}, "rate_limit_per_second"?, "max_concurrency"?}
-    pipedrive: {"auth"?: {"type": "api_token", "token"}
-                       | {"type": "oauth", "client_id", "client_secret", "refresh_token",
-                          "api_domain"},
-                "domain_field_key"?, "queast_id_field_key"?, "plan"?, "daily_budget"?,
-                "match_policy"?: {...}, "webhook"?: {...}, "rate_limit_per_second"?,
-                "max_concurrency"?}
+    carrier of webhook copies: {"webhook": {"url", "secret"}, "rate_limit_per_second"?,
+                                "max_concurrency"?}
+    every other connector:     {"auth"?: {"type", ...the auth kind's fields},
+                                <the connector's options>?,
+                                "match_policy"?: {"company_strategies"?, "person_strategies"?,
+                                                  "auto_link_threshold"?, "ambiguity_margin"?},
+                                "webhook"?: {"url", "secret"}, "rate_limit_per_second"?,
+                                "max_concurrency"?}
 
-Partner options sit at the top of the block under the names of the connector's config class,
-so the sink factory (:mod:`processors.deliveries.sinks`) hands everything but ``webhook`` and
-``match_policy`` to that class unchanged, and ``match_policy`` to
-:class:`~processors.identity.resolver.MatchPolicy`. Only what the body gives is stored (the
-defaults stay the connector's), and a replace stores exactly the new body's options.
+The ``auth`` block is what the body's auth kind makes of itself
+(:meth:`connectors.base.api.AuthInput.settings`), with each secret either new or kept from
+the stored block of the same ``type``. Options sit at the top of the block under the names
+of the connector's config class, so the sink factory (:mod:`processors.deliveries.sinks`)
+hands everything but ``webhook`` and ``match_policy`` to that class unchanged, and
+``match_policy`` to :class:`~processors.identity.resolver.MatchPolicy`. Only what the body
+gives is stored (the defaults stay the connector's), and a replace stores exactly the new
+body's options.
 
 Logs (``connection.saved``, ``connection.deleted``, ``allowlist.changed``) carry ids and the
 actor's ``sub`` only.
@@ -57,22 +56,20 @@ from typing import Any, Final
 
 from pydantic import SecretStr, ValidationError
 
-from connectors.base import ConnectionConfig
-from connectors.hubspot.config import HubSpotConnectionConfig
-from connectors.pipedrive.config import PipedriveConnectionConfig
-from connectors.webhook.config import WebhookConnectionConfig
+from connectors.base.api import AuthInput, EndpointOptions
+from connectors.registry import ConnectorSpec, get_connector, webhook_copy_carrier
 from processors.auth.principal import Principal
 from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
 from processors.secrets import SecretBox, SecretDecryptionError
-from processors.tenants.models import ConnectionRecord, Connector, new_connection_id
-from processors.tenants.repository import ConnectionRepository
-from processors.tenants.schemas import (
-    ConnectionIn,
-    HubSpotConnectionIn,
-    PipedriveConnectionIn,
-    PipedriveOAuth,
-    WebhookEndpointIn,
+from processors.tenants.models import (
+    SERVICE_KEYS,
+    ConnectionRecord,
+    Connector,
+    DeliveryMode,
+    new_connection_id,
 )
+from processors.tenants.repository import ConnectionRepository
+from processors.tenants.schemas import ConnectionBody, connection_body
 from processors.tenants.secret_fields import SEALED_PREFIX, seal_settings
 
 __all__ = ["ConnectionService"]
@@ -80,12 +77,6 @@ __all__ = ["ConnectionService"]
 _log = logging.getLogger(__name__)
 
 _LOCAL_HOST_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
-_PARTNER_CONFIGS: Final[dict[Connector, type[ConnectionConfig]]] = {
-    Connector.HUBSPOT: HubSpotConnectionConfig,
-    Connector.PIPEDRIVE: PipedriveConnectionConfig,
-}
-_SERVICE_KEYS: Final = frozenset({"webhook", "match_policy"})
-"""Keys of a partner connection's settings that are not the partner's config (see sinks)."""
 
 
 def _is_private_host(host: str) -> bool:
@@ -136,7 +127,7 @@ class _SettingsBuilder:
         self.missing.append({"loc": ["body", *loc, field], "msg": "Field required"})
         return ""
 
-    def webhook(self, endpoint: WebhookEndpointIn) -> dict[str, Any]:
+    def webhook(self, endpoint: EndpointOptions) -> dict[str, Any]:
         stored = self._stored.get("webhook")
         secret = self.secret(endpoint.secret, stored, "secret", ("webhook",))
         if not secret:
@@ -156,14 +147,14 @@ class _SettingsBuilder:
                     code="stored_secret_unreadable",
                 ) from None
         try:
-            config = WebhookConnectionConfig.validate_for_connection(
+            config = webhook_copy_carrier().config_class.validate_for_connection(
                 {"url": endpoint.url, "secret": plain},
                 allow_private_networks=self._allow_private_networks,
             )
         except ValidationError as exc:
             raise ValidationFailed.from_pydantic(exc, loc_prefix=("body", "webhook")) from None
-        host = config.url.host or ""
-        if not self._allow_private_networks and _is_private_host(host):
+        url = config.model_dump(include={"url"})["url"]  # the carrier's validated HttpUrl
+        if not self._allow_private_networks and _is_private_host(url.host or ""):
             raise ValidationFailed(
                 details=[
                     {
@@ -172,36 +163,12 @@ class _SettingsBuilder:
                     }
                 ]
             )
-        return {"url": str(config.url), "secret": secret}
+        return {"url": str(url), "secret": secret}
 
-    def hubspot_auth(self, body: HubSpotConnectionIn) -> dict[str, Any] | None:
-        auth = body.auth
-        if auth is None:
-            return None
+    def auth(self, auth: AuthInput) -> dict[str, Any]:
+        """The ``auth`` block of ``auth``: new secrets, or those kept from the same kind."""
         stored = self._same_type_auth(auth.type)
-        if auth.type == "private_app":
-            return {"type": auth.type, "token": self.secret(auth.token, stored, "token", ("auth",))}
-        return {
-            "type": auth.type,
-            "client_id": auth.client_id,
-            "client_secret": self.secret(auth.client_secret, stored, "client_secret", ("auth",)),
-            "refresh_token": self.secret(auth.refresh_token, stored, "refresh_token", ("auth",)),
-        }
-
-    def pipedrive_auth(self, body: PipedriveConnectionIn) -> dict[str, Any] | None:
-        auth = body.auth
-        if auth is None:
-            return None
-        stored = self._same_type_auth(auth.type)
-        if not isinstance(auth, PipedriveOAuth):
-            return {"type": auth.type, "token": self.secret(auth.token, stored, "token", ("auth",))}
-        return {
-            "type": auth.type,
-            "client_id": auth.client_id,
-            "client_secret": self.secret(auth.client_secret, stored, "client_secret", ("auth",)),
-            "refresh_token": self.secret(auth.refresh_token, stored, "refresh_token", ("auth",)),
-            "api_domain": str(auth.api_domain).rstrip("/"),
-        }
+        return auth.settings(lambda value, field: self.secret(value, stored, field, ("auth",)))
 
     def _same_type_auth(self, auth_type: str) -> dict[str, Any] | None:
         stored = self._stored.get("auth")
@@ -270,7 +237,7 @@ class ConnectionService:
         )
 
     async def save_connection(
-        self, tenant_id: str, connector: Connector, body: ConnectionIn, *, actor: Principal
+        self, tenant_id: str, connector: Connector, body: ConnectionBody, *, actor: Principal
     ) -> tuple[ConnectionRecord, bool]:
         """Create or replace the tenant's connection; returns it and whether it was created.
 
@@ -292,10 +259,14 @@ class ConnectionService:
             connection_id=connection_id,
             allow_private_networks=self._allow_private_networks,
         )
-        block = self._settings_block(connector, body, builder)
+        spec = get_connector(connector)
+        if not isinstance(body, connection_body(connector)):
+            msg = f"body {type(body).__name__} does not belong to connector {connector}"
+            raise TypeError(msg)
+        block = self._settings_block(spec, body, builder)
         if builder.missing:
             raise ValidationFailed(details=builder.missing)
-        self._check_partner_block(connector, block)
+        self._check_partner_block(spec, body, block)
         now = datetime.now(UTC)
         record = ConnectionRecord(
             tenant_id=tenant_id,
@@ -325,18 +296,26 @@ class ConnectionService:
         )
         return record, existing is None
 
-    def _check_partner_block(self, connector: Connector, block: dict[str, Any]) -> None:
-        """Validate a partner block that will reach the partner sink, as the sink will.
+    def _check_partner_block(
+        self, spec: ConnectorSpec, body: ConnectionBody, block: dict[str, Any]
+    ) -> None:
+        """Validate a block that will reach the connector's sink, as the sink will.
 
-        Connections that do not call the partner API (no ``auth``) are not checked: their
-        partner options are stored for later and checked when an auth block comes.
+        Connections that do not deliver through their connector are not checked: their options
+        are stored for later and checked when an auth block comes. That is a connection
+        without ``auth`` when the connector takes one, else one whose delivery mode is
+        ``webhook``; the carrier of webhook copies is checked by :meth:`_SettingsBuilder.webhook`.
         """
-        config_class = _PARTNER_CONFIGS.get(connector)
-        if config_class is None or "auth" not in block:
+        if spec.carries_webhook_copies:
             return
-        partner = {k: v for k, v in block.items() if k not in _SERVICE_KEYS}
+        if "auth" in spec.api_options.model_fields:
+            if "auth" not in block:
+                return
+        elif body.delivery_mode is DeliveryMode.WEBHOOK:
+            return
+        partner = {k: v for k, v in block.items() if k not in SERVICE_KEYS}
         try:
-            config_class.validate_for_connection(
+            spec.config_class.validate_for_connection(
                 partner, allow_private_networks=self._allow_private_networks
             )
         except ValidationError as exc:
@@ -344,28 +323,18 @@ class ConnectionService:
 
     @staticmethod
     def _settings_block(
-        connector: Connector, body: ConnectionIn, builder: _SettingsBuilder
+        spec: ConnectorSpec, body: ConnectionBody, builder: _SettingsBuilder
     ) -> dict[str, Any]:
         block: dict[str, Any] = {}
-        if isinstance(body, HubSpotConnectionIn) and connector is Connector.HUBSPOT:
-            auth = builder.hubspot_auth(body)
-        elif isinstance(body, PipedriveConnectionIn) and connector is Connector.PIPEDRIVE:
-            auth = builder.pipedrive_auth(body)
-        elif connector is Connector.WEBHOOK and not isinstance(
-            body, HubSpotConnectionIn | PipedriveConnectionIn
-        ):
-            auth = None
-        else:  # pragma: no cover - the endpoints pair each connector with its body
-            msg = f"body {type(body).__name__} does not belong to connector {connector.value}"
-            raise TypeError(msg)
+        auth = body.auth_input
         if auth is not None:
-            block["auth"] = auth
-        if isinstance(body, HubSpotConnectionIn | PipedriveConnectionIn):
-            block.update(body.partner_options())
-            if body.match_policy is not None:
-                block["match_policy"] = body.match_policy.model_dump(
-                    mode="json", exclude_unset=True
-                )
+            block["auth"] = builder.auth(auth)
+        block.update(
+            body.model_dump(mode="json", include=set(spec.option_names), exclude_none=True)
+        )
+        match_policy = body.match_policy_settings()
+        if match_policy is not None:
+            block["match_policy"] = match_policy
         if body.webhook is not None:
             block["webhook"] = builder.webhook(body.webhook)
         if body.rate_limit_per_second is not None:

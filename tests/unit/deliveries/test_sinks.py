@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import itertools
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, cast
@@ -22,12 +21,13 @@ from connectors.base import (
     RateLimit,
     http_client_factory,
 )
+from connectors.base.api import ConnectionOptions
 from connectors.base.http import HttpClientFactory
 from connectors.base.oauth import OAuthGrant, OAuthTokenSource
 from connectors.hubspot import HubSpotSink
 from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.client import PipedriveObject
-from connectors.registry import get_connector
+from connectors.registry import ConnectorSpec
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
@@ -388,9 +388,7 @@ async def test_any_oauth_connector_keeps_its_grants_through_the_factory(
 ) -> None:
     """No line of the factory names the connector: its sinks get the connection's grant
     store through their context, save the rotated grant, resume from it and reload it."""
-    spec = dataclasses.replace(
-        get_connector("webhook"), name="example", sink_class=ExampleSink, config_class=ExampleConfig
-    )
+    spec = ConnectorSpec.of(ExampleSink, ConnectionOptions)
     monkeypatch.setattr("processors.deliveries.sinks.get_connector", lambda _: spec)
     partner = Partner(rotating=True)
     store = _store(redis, clock)

@@ -26,13 +26,22 @@ from processors.tenants.models import ConnectionRecord, Connector
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.schemas import (
     ConnectionOut,
-    HubSpotConnectionIn,
+    IdentityConnectionBody,
     MatchPolicyIn,
-    PipedriveConnectionIn,
-    WebhookConnectionIn,
+    connection_body,
 )
 from processors.tenants.service import ConnectionService
 
+
+def _identity_body(connector: str) -> type[IdentityConnectionBody]:
+    body = connection_body(connector)
+    assert issubclass(body, IdentityConnectionBody)
+    return body
+
+
+HubSpotConnectionIn = _identity_body("hubspot")
+PipedriveConnectionIn = _identity_body("pipedrive")
+WebhookConnectionIn = connection_body("webhook")
 WHSEC = "whsec_" + base64.b64encode(b"unit-partner-options-secret-32by").decode()
 ADMIN = Principal(sub="ops", roles=frozenset({Role.PLATFORM_ADMIN}))
 MATCH_POLICY = {
@@ -195,7 +204,7 @@ def test_options_left_out_are_not_stored_defaults() -> None:
     ],
 )
 def test_bad_options_are_refused_naming_the_field(
-    model: type[HubSpotConnectionIn | PipedriveConnectionIn],
+    model: type[IdentityConnectionBody],
     changes: dict[str, Any],
     loc: tuple[str | int, ...],
 ) -> None:

@@ -38,6 +38,7 @@ def test_the_package_has_the_fixed_module_names() -> None:
     root = Path(package.__file__).parent
     assert {p.name for p in root.glob("*.py")} == {
         "__init__.py",
+        "api.py",
         "auth.py",
         "client.py",
         "config.py",
