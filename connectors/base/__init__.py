@@ -41,7 +41,13 @@ from connectors.base.identity import (
     IdentityOutcome,
     IdentityResolver,
 )
-from connectors.base.ratelimit import RateLimit, TokenBucket
+from connectors.base.ratelimit import (
+    RateLimit,
+    RatePolicy,
+    RollingWindow,
+    TokenBucket,
+    take_or_defer,
+)
 from connectors.base.sink import (
     BaseSink,
     BatchingSink,
@@ -76,7 +82,9 @@ __all__ = [
     "PermanentError",
     "QuotaExhaustedError",
     "RateLimit",
+    "RatePolicy",
     "RecordFailure",
+    "RollingWindow",
     "SinkContext",
     "StaticCredentials",
     "SystemClock",
@@ -89,5 +97,6 @@ __all__ = [
     "parse_retry_after",
     "raise_for_response",
     "reveal_secret",
+    "take_or_defer",
     "translate_http_errors",
 ]

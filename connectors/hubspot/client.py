@@ -10,9 +10,9 @@ Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
   second (Free/Starter), each with the full batch that gathered meanwhile, instead of
   spending a window's worth on whatever was queued, waiting with nothing to send, and
   echoing that burst window after window. A request holds its window slot until its answer
-  is back, plus the window (see :class:`_RollingWindow`). Responses correct both from
-  ``X-HubSpot-RateLimit-Max`` / ``-Interval-Milliseconds`` (a lower limit) and
-  ``-Remaining`` (never more tokens than HubSpot says are left);
+  is back, plus the window (see :class:`~connectors.base.ratelimit.RollingWindow`).
+  Responses correct both from ``X-HubSpot-RateLimit-Max`` / ``-Interval-Milliseconds``
+  (a lower limit) and ``-Remaining`` (never more tokens than HubSpot says are left);
 - **search**: a separate bucket and one-second window (5 per second by default); search
   responses carry no rate-limit headers. Searches may wait up to ``max_search_wait``
   (longer than ``max_wait``): the lookups of a write are worth waiting for, since a
@@ -51,7 +51,6 @@ Answers (after :func:`translate_http_errors` for transport failures):
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import math
@@ -80,6 +79,7 @@ from connectors.base.http import (
     raise_for_response,
     translate_http_errors,
 )
+from connectors.base.ratelimit import RateLimit, RollingWindow, take_or_defer
 from connectors.hubspot.auth import TokenSource
 from connectors.hubspot.config import HubSpotLimits
 from connectors.hubspot.payloads import (
@@ -177,61 +177,6 @@ class AssociationResponse:
 # -- pacing -------------------------------------------------------------------------------------
 
 
-class _RollingWindow:
-    """At most ``limit`` requests in any ``interval`` seconds (HubSpot's rolling window).
-
-    A request holds its place from when its slot is taken until its answer is back
-    (:meth:`settle`), and for ``interval`` after that: HubSpot stamps it somewhere in
-    between, and a request that left late (a busy event loop) must not free its slot early
-    and earn a 429 for the one that takes it.
-    """
-
-    def __init__(self, limit: int, interval: float) -> None:
-        self.limit = max(1, limit)
-        self.interval = interval
-        self._sent: list[float] = []  # sorted
-
-    def _purge(self, now: float) -> None:
-        horizon = now - self.interval - _WINDOW_MARGIN_SECONDS
-        expired = bisect.bisect_right(self._sent, horizon)
-        if expired:
-            del self._sent[:expired]
-
-    def wait(self, now: float) -> float:
-        """Seconds until a send fits (0.0: now)."""
-        self._purge(now)
-        if len(self._sent) < self.limit:
-            return 0.0
-        index = len(self._sent) - self.limit
-        return max(0.0, self._sent[index] + self.interval + _WINDOW_MARGIN_SECONDS - now)
-
-    def until_oldest_expires(self, now: float) -> float:
-        """Seconds until the oldest send leaves the window; the whole interval if none."""
-        self._purge(now)
-        if not self._sent:
-            return self.interval
-        return max(0.0, self._sent[0] + self.interval + _WINDOW_MARGIN_SECONDS - now)
-
-    def record(self, now: float) -> None:
-        bisect.insort(self._sent, now)
-
-    def settle(self, taken_at: float, now: float) -> None:
-        """The request whose slot was taken at ``taken_at`` is answered: it counts from now."""
-        index = bisect.bisect_left(self._sent, taken_at)
-        if index < len(self._sent) and self._sent[index] == taken_at:
-            del self._sent[index]
-        bisect.insort(self._sent, max(taken_at, now))
-
-    def lower(self, limit: int, interval: float) -> None:
-        """Adopt HubSpot's reported limit when it is stricter (a lower rate) than ours."""
-        if limit <= 0 or interval <= 0:
-            return
-        if limit / interval < self.limit / self.interval or (
-            interval == self.interval and limit < self.limit
-        ):
-            self.limit, self.interval = limit, interval
-
-
 _MAX_HEADER_COUNT: Final[float] = 1e9
 """Counts in rate-limit headers above this are HubSpot's mistake, read as this."""
 _MAX_WINDOW_MS: Final[float] = 60_000.0
@@ -266,6 +211,15 @@ def seconds_to_utc_midnight(now: float) -> float:
     return max(1.0, midnight.timestamp() - now)
 
 
+def _window(limit: RateLimit, clock: Clock) -> RollingWindow:
+    return RollingWindow(
+        math.floor(limit.rate),
+        limit.per_seconds,
+        margin=_WINDOW_MARGIN_SECONDS,
+        clock=clock.monotonic,
+    )
+
+
 class HubSpotRateLimiter:
     """Request pacing for one HubSpot account; see the module docstring.
 
@@ -280,9 +234,9 @@ class HubSpotRateLimiter:
             "burst": burst.bucket(clock=clock.monotonic),
             "search": search.bucket(clock=clock.monotonic),
         }
-        self._windows = {
-            "burst": _RollingWindow(math.floor(burst.rate), burst.per_seconds),
-            "search": _RollingWindow(math.floor(search.rate), search.per_seconds),
+        self._windows: dict[Scope, RollingWindow] = {
+            "burst": _window(burst, clock),
+            "search": _window(search, clock),
         }
         self._blocked_until: dict[Scope, float] = {"burst": 0.0, "search": 0.0}
         self._quota_until: float | None = None
@@ -555,23 +509,27 @@ class HubSpotClient:
 
     async def _slot(self, scope: Scope, endpoint: str) -> float:
         """Take a ``scope`` slot, sleeping while the wait fits; return when it was taken."""
-        waited = 0.0
-        while True:
-            now = self._clock.monotonic()
-            wait = self._limiter.reserve(scope, now=now)
-            if wait == 0.0:
-                return now
-            if waited + wait > self._max_waits[scope]:
-                raise RequestDeferred(
-                    BackpressureError(
-                        f"{scope} rate limit wait too long",
-                        retry_after=wait,
-                        partner=_PARTNER,
-                        endpoint=endpoint,
-                    )
+        taken_at = 0.0
+
+        def take() -> float:
+            nonlocal taken_at
+            taken_at = self._clock.monotonic()
+            return self._limiter.reserve(scope, now=taken_at)
+
+        def too_long(wait: float) -> RequestDeferred:
+            return RequestDeferred(
+                BackpressureError(
+                    f"{scope} rate limit wait too long",
+                    retry_after=wait,
+                    partner=_PARTNER,
+                    endpoint=endpoint,
                 )
-            waited += wait
-            await self._clock.sleep(wait)
+            )
+
+        await take_or_defer(
+            take, max_wait=self._max_waits[scope], sleep=self._clock.sleep, deferred=too_long
+        )
+        return taken_at
 
     async def _post(
         self, path: str, body: Mapping[str, Any] | bytes, *, scope: Scope

@@ -60,7 +60,7 @@ from connectors.base.errors import (
     TransientError,
 )
 from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
-from connectors.base.ratelimit import TokenBucket
+from connectors.base.ratelimit import TokenBucket, take_or_defer
 from connectors.pipedrive.auth import PipedriveAuth
 
 __all__ = [
@@ -473,18 +473,17 @@ class PipedriveClient:
         further away. Each sleep lasts at least a millisecond, so float rounding in the
         bucket cannot turn the loop into a spin.
         """
-        waited = 0.0
-        while True:
-            wait = bucket.try_acquire()
-            if wait == 0.0:
-                return
-            if waited + wait > self._max_wait:
-                raise BackpressureError(
-                    "rate limit wait too long", retry_after=wait, partner=_PARTNER
-                )
-            pause = max(wait, _MIN_SLEEP_SECONDS)
-            await self._clock.sleep(pause)
-            waited += pause
+
+        def too_long(wait: float) -> BackpressureError:
+            return BackpressureError("rate limit wait too long", retry_after=wait, partner=_PARTNER)
+
+        await take_or_defer(
+            bucket.try_acquire,
+            max_wait=self._max_wait,
+            sleep=self._clock.sleep,
+            deferred=too_long,
+            min_sleep=_MIN_SLEEP_SECONDS,
+        )
 
     def _observe(self, response: httpx.Response, *, cost: int, search: bool) -> None:
         """Account for the response's cost and correct the buckets from its headers."""
