@@ -56,11 +56,11 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, TypedDict
 
 import httpx
 
+from connectors.base.attempts import seconds_until_midnight_utc
 from connectors.base.config import reveal_secret
 from connectors.base.context import Clock
 from connectors.base.errors import (
@@ -75,6 +75,7 @@ from connectors.base.errors import (
 )
 from connectors.base.http import (
     endpoint_label,
+    header_number,
     parse_retry_after,
     raise_for_response,
     translate_http_errors,
@@ -183,32 +184,9 @@ _MAX_WINDOW_MS: Final[float] = 60_000.0
 """HubSpot's burst windows are seconds long; a longer reported window is read as a minute."""
 
 
-def _header_number(
-    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
-) -> float | None:
-    """A rate-limit header as a number in ``[minimum, maximum]``; never raises.
-
-    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
-    infinity included, are ``maximum``: a partner's number is bounded before it is used
-    (a limit of ``1e-300`` or a window of ``1e308`` ms would otherwise stop the connection).
-    """
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    if math.isnan(number) or number < minimum:
-        return None
-    return min(number, maximum)
-
-
 def seconds_to_utc_midnight(now: float) -> float:
     """Seconds from ``now`` (Unix) to the next midnight UTC, at least one second."""
-    current = datetime.fromtimestamp(now, tz=UTC)
-    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(1.0, midnight.timestamp() - now)
+    return max(1.0, seconds_until_midnight_utc(now))
 
 
 def _window(limit: RateLimit, clock: Clock) -> RollingWindow:
@@ -287,13 +265,13 @@ class HubSpotRateLimiter:
 
     def observe(self, headers: httpx.Headers) -> None:
         """Correct the burst pacing from a response's ``X-HubSpot-RateLimit-*`` headers."""
-        limit = _header_number(
+        limit = header_number(
             headers, "x-hubspot-ratelimit-max", minimum=1.0, maximum=_MAX_HEADER_COUNT
         )
-        remaining = _header_number(
+        remaining = header_number(
             headers, "x-hubspot-ratelimit-remaining", maximum=_MAX_HEADER_COUNT
         )
-        interval_ms = _header_number(
+        interval_ms = header_number(
             headers,
             "x-hubspot-ratelimit-interval-milliseconds",
             minimum=1.0,
@@ -308,7 +286,7 @@ class HubSpotRateLimiter:
             scaled = max(1.0, limit * self._per_seconds / interval)
             self._windows["burst"].lower(math.floor(limit), interval)
         self._buckets["burst"].observe_headers(limit=scaled, remaining=remaining)
-        daily_remaining = _header_number(
+        daily_remaining = header_number(
             headers, "x-hubspot-ratelimit-daily-remaining", maximum=_MAX_HEADER_COUNT
         )
         if daily_remaining is not None and daily_remaining <= 0:

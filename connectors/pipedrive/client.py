@@ -51,6 +51,7 @@ from typing import Any, Final
 
 import httpx
 
+from connectors.base.attempts import seconds_until_midnight_utc
 from connectors.base.context import Clock
 from connectors.base.errors import (
     MAX_RETRY_AFTER_SECONDS,
@@ -59,7 +60,12 @@ from connectors.base.errors import (
     QuotaExhaustedError,
     TransientError,
 )
-from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
+from connectors.base.http import (
+    endpoint_label,
+    header_number,
+    raise_for_response,
+    translate_http_errors,
+)
 from connectors.base.ratelimit import TokenBucket, take_or_defer
 from connectors.pipedrive.auth import PipedriveAuth
 
@@ -72,7 +78,6 @@ __all__ = [
     "PipedriveClient",
     "PipedriveObject",
     "PipedriveResponse",
-    "seconds_until_midnight_utc",
 ]
 
 _PARTNER: Final[str] = "pipedrive"
@@ -108,12 +113,6 @@ class PipedriveObject(StrEnum):
 
     ORGANIZATION = "organizations"
     PERSON = "persons"
-
-
-def seconds_until_midnight_utc(now: float) -> float:
-    """Seconds from Unix time ``now`` to the next 00:00 UTC (a full day at midnight itself)."""
-    next_midnight = (math.floor(now) // _DAY_SECONDS + 1) * _DAY_SECONDS
-    return float(next_midnight - now)
 
 
 class DailyBudget:
@@ -223,27 +222,6 @@ class PipedriveResponse:
 
 _MAX_HEADER_COUNT: Final[float] = 1e9
 """Counts and costs in Pipedrive's headers above this are read as this."""
-
-
-def _header_number(
-    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
-) -> float | None:
-    """A rate-limit header as a number in ``[minimum, maximum]``; never raises.
-
-    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
-    infinity included, are ``maximum``: a reset of ``1e308`` s would otherwise close the
-    bucket for ever, and a limit of ``1e-300`` would set its rate to nothing.
-    """
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        return None
-    if math.isnan(value) or value < minimum:
-        return None
-    return min(value, maximum)
 
 
 class PipedriveClient:
@@ -488,17 +466,17 @@ class PipedriveClient:
     def _observe(self, response: httpx.Response, *, cost: int, search: bool) -> None:
         """Account for the response's cost and correct the buckets from its headers."""
         headers = response.headers
-        reported = _header_number(headers, "x-token-cost", maximum=_MAX_HEADER_COUNT)
+        reported = header_number(headers, "x-token-cost", maximum=_MAX_HEADER_COUNT)
         if reported is not None:
             self.budget.charge(reported)
         elif response.status_code != 429:
             self.budget.charge(cost)
-        writes_left = _header_number(headers, "x-daily-requests-left", maximum=_MAX_HEADER_COUNT)
+        writes_left = header_number(headers, "x-daily-requests-left", maximum=_MAX_HEADER_COUNT)
         if writes_left is not None:
             self.budget.observe_writes_left(int(writes_left))
-        limit = _header_number(headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT)
-        remaining = _header_number(headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT)
-        reset = _header_number(headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS)
+        limit = header_number(headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT)
+        remaining = header_number(headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT)
+        reset = header_number(headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS)
         bucket = self.search_bucket if search else self.burst
         bucket.observe_headers(limit=limit, remaining=remaining, reset_seconds=reset)
 
@@ -506,14 +484,14 @@ class PipedriveClient:
         self, response: httpx.Response, *, endpoint: str, write: bool, search: bool
     ) -> None:
         """Raise the outcome of a 429 (see the module docstring)."""
-        remaining = _header_number(
+        remaining = header_number(
             response.headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT
         )
         budget_refusal = remaining is not None and remaining > 0
         if search:
             # Only trust the count if it is the search window's own (10 per 2 s): a count of
             # the general burst window says nothing about the search limit.
-            limit = _header_number(
+            limit = header_number(
                 response.headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT
             )
             budget_refusal = budget_refusal and limit == SEARCH_LIMIT_PER_WINDOW
@@ -531,7 +509,7 @@ class PipedriveClient:
                 endpoint=endpoint,
                 status_code=429,
             )
-        reset = _header_number(
+        reset = header_number(
             response.headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS
         )
         retry_after = reset if reset is not None and reset > 0 else BURST_RETRY_SECONDS

@@ -84,6 +84,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from connectors.base.attempts import ms_since
 from connectors.base.context import Clock
 from connectors.base.errors import (
     AuthenticationError,
@@ -405,22 +406,9 @@ class CandidateIndex:
         started, started_wall = self._clock.monotonic(), self._clock.time()
         table = _Table()
         state.deleted.clear()
-        state.pending.clear()
-        state.fetching = True
-        try:
-            pages = await self._fetch(state, table, updated_since=None)
-        except _TooLargeError as exc:
-            self._disable(state, "too_large", objects=exc.objects)
+        pages = await self._fill(state, table, updated_since=None, failure="build_failed")
+        if pages is None:
             return None
-        except (QuotaExhaustedError, AuthenticationError):
-            raise  # the connection's outcome: the search would meet it too
-        except ConnectorError as exc:
-            self._disable(state, "build_failed", error=exc)
-            return None
-        finally:
-            state.fetching = False
-            pending, state.pending = state.pending, []
-        _replay(table, pending)
         state.table = table
         state.built_at = state.fetched_at = started
         state.since = started_wall
@@ -432,7 +420,7 @@ class CandidateIndex:
                 "kind": state.kind.value,
                 "objects": len(table),
                 "pages": pages,
-                "duration_ms": round((self._clock.monotonic() - started) * 1000, 1),
+                "duration_ms": ms_since(started, self._clock),
             },
         )
         return table
@@ -444,22 +432,9 @@ class CandidateIndex:
         started, started_wall = self._clock.monotonic(), self._clock.time()
         since = _rfc3339(state.since - self._settings.refresh_overlap_seconds)
         before = len(table)
-        state.pending.clear()
-        state.fetching = True
-        try:
-            pages = await self._fetch(state, table, updated_since=since)
-        except _TooLargeError as exc:
-            self._disable(state, "too_large", objects=exc.objects)
+        pages = await self._fill(state, table, updated_since=since, failure="refresh_failed")
+        if pages is None:
             return None
-        except (QuotaExhaustedError, AuthenticationError):
-            raise
-        except ConnectorError as exc:
-            self._disable(state, "refresh_failed", error=exc)
-            return None
-        finally:
-            state.fetching = False
-            pending, state.pending = state.pending, []
-        _replay(table, pending)  # a page read before one of our writes must not undo it
         state.fetched_at = started
         state.since = started_wall
         self.counters.refreshes += 1
@@ -474,6 +449,34 @@ class CandidateIndex:
             },
         )
         return table
+
+    async def _fill(
+        self, state: _KindIndex, table: _Table, *, updated_since: str | None, failure: str
+    ) -> int | None:
+        """Fetch into ``table``, then replay the writes made meanwhile; the pages read, or
+        ``None`` when the kind's index was disabled (too large, or ``failure``).
+
+        A page read before one of our writes must not undo it, hence the replay. A spent
+        quota or rejected credentials are the connection's outcome (the search would meet
+        them too): they are raised.
+        """
+        state.pending.clear()
+        state.fetching = True
+        try:
+            pages = await self._fetch(state, table, updated_since=updated_since)
+        except _TooLargeError as exc:
+            self._disable(state, "too_large", objects=exc.objects)
+            return None
+        except (QuotaExhaustedError, AuthenticationError):
+            raise
+        except ConnectorError as exc:
+            self._disable(state, failure, error=exc)
+            return None
+        finally:
+            state.fetching = False
+            pending, state.pending = state.pending, []
+        _replay(table, pending)
+        return pages
 
     async def _fetch(self, state: _KindIndex, table: _Table, *, updated_since: str | None) -> int:
         """Page through the list endpoint into ``table``; returns the pages read."""
