@@ -81,6 +81,8 @@ from connectors.base.http import (
     translate_http_errors,
 )
 from connectors.base.ratelimit import RateLimit, RollingWindow, take_or_defer
+from connectors.base.tracing import Correlated, carrying, trace_headers
+from connectors.base.tracing import carried as carried_records
 from connectors.hubspot.auth import TokenSource
 from connectors.hubspot.config import HubSpotLimits
 from connectors.hubspot.payloads import (
@@ -519,6 +521,9 @@ class HubSpotClient:
         quota = self.quota_error()
         if quota is not None:
             raise quota
+        trace = trace_headers(
+            partner=_PARTNER, endpoint=endpoint, logger=self._logger, log_fields=self._log_fields
+        )
         retried = False
         while True:
             taken_at = await self._slot(scope, endpoint)
@@ -529,7 +534,7 @@ class HubSpotClient:
             except BaseException:
                 self._limiter.settle(scope, taken_at)
                 raise
-            headers = {"authorization": f"Bearer {reveal_secret(token)}"}
+            headers = {"authorization": f"Bearer {reveal_secret(token)}", **trace}
             try:
                 with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                     if isinstance(body, bytes):
@@ -758,6 +763,7 @@ class _Waiting:
     lookups: list[Lookup]
     outstanding: set[LookupKey]
     future: asyncio.Future[list[SearchAnswer]]
+    records: Sequence[Correlated]
     answers: list[SearchAnswer] = field(default_factory=list)
 
     def answer(self, keys: set[LookupKey], result: SearchResult | Exception) -> None:
@@ -795,7 +801,9 @@ class SearchBatcher:
         if not unique:
             return []
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(list(unique.values()), set(unique), loop.create_future())
+        waiting = _Waiting(
+            list(unique.values()), set(unique), loop.create_future(), carried_records()
+        )
         self._waiting.append(waiting)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._dispatch(), name="hubspot-search-batcher")
@@ -826,9 +834,12 @@ class SearchBatcher:
                             wanted.setdefault(key, lookup)
                 request = search_requests(wanted.values(), properties=self._properties)[0]
                 carried = {(v.property_name, v.value) for v in request.lookups}
+                concerned = [w for w in self._waiting if w.outstanding & carried]
+                records = [r for w in concerned for r in w.records]
                 result: SearchResult | Exception
                 try:
-                    result = await self._client.search(self._object_type, request.body)
+                    with carrying(records):
+                        result = await self._client.search(self._object_type, request.body)
                 except (ConnectorError, RequestDeferred) as error:
                     result = error
                 concerned = [w for w in self._waiting if w.outstanding & carried]

@@ -88,6 +88,7 @@ from connectors.base.sink import (
     OutboundRecord,
     RecordFailure,
 )
+from connectors.base.tracing import carrying
 from connectors.hubspot.auth import GrantReloadHook, TokenRefreshedHook, token_source_for
 from connectors.hubspot.client import (
     BatchWriteResponse,
@@ -504,7 +505,8 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
     async def _call(self, run: _Run, groups: Sequence[_Group], call: Awaitable[_T]) -> _T | None:
         """Await one HubSpot call for ``groups``; on failure record it and return ``None``."""
         try:
-            return await call
+            with carrying([r for g in groups for r in g.records]):
+                return await call
         except (RequestDeferred, ConnectorError) as error:
             self._failed(run, groups, error)
         return None
@@ -668,9 +670,10 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
         for group in groups:
             finder.looked_up.setdefault(group.trace_id, set()).update(strategies)
         run.count("looked_up", sum(1 for values in wanted.values() if values))
-        answers = await self._searches[finder.kind].search(
-            [lookup for values in wanted.values() for lookup in values]
-        )
+        with carrying([r for g in groups for r in g.records]):
+            answers = await self._searches[finder.kind].search(
+                [lookup for values in wanted.values() for lookup in values]
+            )
         for answer in answers:
             result = answer.result
             if isinstance(result, SearchResult):

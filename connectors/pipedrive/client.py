@@ -67,6 +67,7 @@ from connectors.base.http import (
     translate_http_errors,
 )
 from connectors.base.ratelimit import TokenBucket, take_or_defer
+from connectors.base.tracing import trace_headers
 from connectors.pipedrive.auth import PipedriveAuth
 
 __all__ = [
@@ -395,15 +396,23 @@ class PipedriveClient:
         Returns the response unless it is a 401 or 429; raises for those as the module
         docstring says.
         """
+        trace: dict[str, str] | None = None
         refreshed = False
         while True:
             headers = await self._auth.headers()  # may refresh, and move the api_domain
             url = f"{self._base_url()}{path}"
             endpoint = endpoint_label(url)
             await self._admit(cost, write=write, search=search, endpoint=endpoint)
+            if trace is None:  # drawn once: a re-send after a 401 is the same request
+                trace = trace_headers(
+                    partner=_PARTNER,
+                    endpoint=endpoint,
+                    logger=self._logger,
+                    log_fields=self._log_fields,
+                )
             with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                 response = await self._http.request(
-                    method, url, params=params, json=json, headers=headers
+                    method, url, params=params, json=json, headers={**headers, **trace}
                 )
             self._observe(response, cost=cost, search=search)
             if response.status_code == 401 and not refreshed:

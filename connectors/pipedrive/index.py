@@ -93,6 +93,7 @@ from connectors.base.errors import (
     QuotaExhaustedError,
 )
 from connectors.base.identity import IdentityCandidate
+from connectors.base.tracing import carrying
 from connectors.pipedrive import payloads
 from connectors.pipedrive.client import (
     MAX_LIST_LIMIT,
@@ -463,7 +464,8 @@ class CandidateIndex:
         state.pending.clear()
         state.fetching = True
         try:
-            pages = await self._fetch(state, table, updated_since=updated_since)
+            with carrying(()):  # shared by every record: it carries none of them
+                pages = await self._fetch(state, table, updated_since=updated_since)
         except _TooLargeError as exc:
             self._disable(state, "too_large", objects=exc.objects)
             return None

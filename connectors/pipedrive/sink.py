@@ -59,6 +59,7 @@ from connectors.base.sink import (
     OutboundRecord,
     RecordFailure,
 )
+from connectors.base.tracing import carrying
 from connectors.pipedrive import payloads
 from connectors.pipedrive.auth import (
     ApiTokenAuth,
@@ -281,7 +282,8 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         attempt = Attempt(self.context.clock, self.context.logger, fields)
         try:
             async with self._concurrency:
-                written = await self._dispatch(record)
+                with carrying((record,)):
+                    written = await self._dispatch(record)
         except HeldForReviewError as held:
             self.context.logger.info(
                 "pipedrive.identity.held", extra={**fields, **held.log_fields()}
