@@ -169,12 +169,10 @@ class TransientError(ConnectorError):
         self,
         reason: str | None = None,
         *,
-        partner: str | None = None,
-        endpoint: str | None = None,
-        status_code: int | None = None,
         retry_after: float | None = None,
+        **where: Unpack[ErrorContext],
     ) -> None:
-        super().__init__(reason, partner=partner, endpoint=endpoint, status_code=status_code)
+        super().__init__(reason, **where)
         self.retry_after = _check_retry_after(retry_after)
 
     def _context(self) -> dict[str, Any]:

@@ -20,17 +20,9 @@ __all__ = ["delete"]
 
 async def delete(w: Writer, run: Run, groups: list[Group]) -> None:
     """Archive the linked objects of the deletions in ``groups``."""
-    groups = run.open(groups)
     by_kind: dict[EntityKind, list[tuple[Group, str]]] = {}
-    for group in groups:
-        deletion = group.export
-        if not isinstance(deletion, Deletion):
-            continue
-        object_id = await w.identity_call(
-            run, group, w.linked(run, deletion.kind, deletion.queast_id)
-        )
-        if group.winner.delivery_id in run.results:
-            continue
+    linked = w.linked_exports(run, groups, Deletion, lambda d: (d.kind, d.queast_id))
+    async for group, deletion, object_id in linked:
         if object_id is None:
             run.count("deletions_unlinked")
             run.deliver(group, status_code=_NO_REQUEST_STATUS, partner_object_id=None)

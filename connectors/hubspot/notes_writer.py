@@ -22,17 +22,11 @@ __all__ = ["write_notes"]
 
 async def write_notes(w: Writer, run: Run, groups: list[Group]) -> None:
     """Write the notes of ``groups`` on their linked companies; see the module docstring."""
-    groups = run.open(groups)
     targets: list[tuple[Group, NoteWrite, str, list[str]]] = []
-    for group in groups:
-        note = group.export
-        if not isinstance(note, NoteWrite):
-            continue
-        company = await w.identity_call(
-            run, group, w.linked(run, EntityKind.COMPANY, note.company_queast_id)
-        )
-        if group.winner.delivery_id in run.results:
-            continue
+    linked = w.linked_exports(
+        run, groups, NoteWrite, lambda n: (EntityKind.COMPANY, n.company_queast_id)
+    )
+    async for group, note, company in linked:
         if company is None:
             run.count("notes_waiting_for_company")
             run.fail(

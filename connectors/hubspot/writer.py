@@ -21,7 +21,7 @@ with :mod:`~connectors.hubspot.lookup`), :mod:`~connectors.hubspot.associations`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -37,7 +37,7 @@ from connectors.hubspot.client import (
     SearchBatcher,
 )
 from connectors.hubspot.config import HubSpotConnectionConfig
-from connectors.hubspot.payloads import CompanyWrite, PersonWrite
+from connectors.hubspot.payloads import CompanyWrite, Export, PersonWrite
 from connectors.hubspot.run import Group, Run, is_request_scoped
 
 __all__ = ["IDENTITY_LOOKUPS_AT_ONCE", "OBJECT_TYPES", "Writer"]
@@ -50,6 +50,7 @@ OBJECT_TYPES: Final[Mapping[EntityKind, ObjectType]] = {
     EntityKind.PERSON: "contacts",
 }
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=Export)
 
 
 @dataclass(slots=True)
@@ -109,6 +110,25 @@ class Writer:
         if found is not None:
             run.links[(kind, queast_id)] = found
         return found
+
+    async def linked_exports(
+        self,
+        run: Run,
+        groups: Sequence[Group],
+        export_type: type[_E],
+        target: Callable[[_E], tuple[EntityKind, str]],
+    ) -> AsyncIterator[tuple[Group, _E, str | None]]:
+        """For each open group whose export is an ``export_type``: the group, its export and
+        the object id its ``target`` entity is linked to (``None``: not linked). A group
+        whose identity call failed is failed and skipped."""
+        for group in run.open(groups):
+            export = group.export
+            if not isinstance(export, export_type):
+                continue
+            kind, queast_id = target(export)
+            object_id = await self.identity_call(run, group, self.linked(run, kind, queast_id))
+            if group.winner.delivery_id not in run.results:
+                yield group, export, object_id
 
     async def link(self, kind: EntityKind, queast_id: str, object_id: str) -> bool:
         """Record the link to an object the connector created; ``True`` once recorded."""

@@ -404,52 +404,41 @@ class CandidateIndex:
         return state.table
 
     async def _build(self, state: _KindIndex) -> _Table | None:
-        started, started_wall = self._clock.monotonic(), self._clock.time()
         table = _Table()
         state.deleted.clear()
         pages = await self._fill(state, table, updated_since=None, failure="build_failed")
         if pages is None:
             return None
         state.table = table
-        state.built_at = state.fetched_at = started
-        state.since = started_wall
+        state.built_at = state.fetched_at
         self.counters.builds += 1
-        self._logger.info(
-            "pipedrive.index.built",
-            extra={
-                **self._log_fields,
-                "kind": state.kind.value,
-                "objects": len(table),
-                "pages": pages,
-                "duration_ms": ms_since(started, self._clock),
-            },
-        )
+        duration_ms = ms_since(state.fetched_at, self._clock)
+        self._filled(logging.INFO, "built", state, table, pages, duration_ms=duration_ms)
         return table
 
     async def _refresh(self, state: _KindIndex) -> _Table | None:
         table = state.table
         if table is None:  # pragma: no cover - _fresh builds first
             return None
-        started, started_wall = self._clock.monotonic(), self._clock.time()
         since = _rfc3339(state.since - self._settings.refresh_overlap_seconds)
         before = len(table)
         pages = await self._fill(state, table, updated_since=since, failure="refresh_failed")
         if pages is None:
             return None
-        state.fetched_at = started
-        state.since = started_wall
         self.counters.refreshes += 1
-        self._logger.debug(
-            "pipedrive.index.refreshed",
-            extra={
-                **self._log_fields,
-                "kind": state.kind.value,
-                "objects": len(table),
-                "added": len(table) - before,
-                "pages": pages,
-            },
-        )
+        self._filled(logging.DEBUG, "refreshed", state, table, pages, added=len(table) - before)
         return table
+
+    def _filled(
+        self, level: int, what: str, state: _KindIndex, table: _Table, pages: int, **extra: float
+    ) -> None:
+        fields: dict[str, object] = {
+            "kind": state.kind.value,
+            "objects": len(table),
+            "pages": pages,
+        }
+        fields.update(extra)
+        self._logger.log(level, f"pipedrive.index.{what}", extra={**self._log_fields, **fields})
 
     async def _fill(
         self, state: _KindIndex, table: _Table, *, updated_since: str | None, failure: str
@@ -459,8 +448,9 @@ class CandidateIndex:
 
         A page read before one of our writes must not undo it, hence the replay. A spent
         quota or rejected credentials are the connection's outcome (the search would meet
-        them too): they are raised.
+        them too): they are raised. On success the kind counts as fetched when this began.
         """
+        started, started_wall = self._clock.monotonic(), self._clock.time()
         state.pending.clear()
         state.fetching = True
         try:
@@ -478,6 +468,8 @@ class CandidateIndex:
             state.fetching = False
             pending, state.pending = state.pending, []
         _replay(table, pending)
+        state.fetched_at = started
+        state.since = started_wall
         return pages
 
     async def _fetch(self, state: _KindIndex, table: _Table, *, updated_since: str | None) -> int:
