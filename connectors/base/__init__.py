@@ -5,6 +5,7 @@ Import from here, not from the modules: this ``__all__`` is the supported surfac
 
 from __future__ import annotations
 
+from connectors.base.attempts import Attempt, ms_since, seconds_until_midnight_utc
 from connectors.base.config import ConnectionConfig, allows_private_networks, reveal_secret
 from connectors.base.context import (
     Clock,
@@ -19,6 +20,7 @@ from connectors.base.errors import (
     BackpressureError,
     ConnectorError,
     EndpointGoneError,
+    ErrorContext,
     HeldForReviewError,
     PermanentError,
     QuotaExhaustedError,
@@ -29,6 +31,7 @@ from connectors.base.http import (
     USER_AGENT,
     HttpClientFactory,
     endpoint_label,
+    header_number,
     http_client_factory,
     parse_retry_after,
     raise_for_response,
@@ -56,10 +59,20 @@ from connectors.base.sink import (
     OutboundRecord,
     RecordFailure,
 )
+from connectors.base.tracing import (
+    CORRELATION_ID_HEADER,
+    REQUEST_ID_HEADER,
+    Correlated,
+    carrying,
+    trace_headers,
+)
 
 __all__ = [
+    "CORRELATION_ID_HEADER",
     "MAX_RETRY_AFTER_SECONDS",
+    "REQUEST_ID_HEADER",
     "USER_AGENT",
+    "Attempt",
     "AuthenticationError",
     "BackpressureError",
     "BaseSink",
@@ -68,10 +81,12 @@ __all__ = [
     "Clock",
     "ConnectionConfig",
     "ConnectorError",
+    "Correlated",
     "CredentialsAccessor",
     "DeliveryResult",
     "EndpointGoneError",
     "EntityKind",
+    "ErrorContext",
     "HeldForReviewError",
     "HttpClientFactory",
     "IdentityCandidate",
@@ -92,11 +107,16 @@ __all__ = [
     "TransientError",
     "allows_private_networks",
     "bounded_wait",
+    "carrying",
     "endpoint_label",
+    "header_number",
     "http_client_factory",
+    "ms_since",
     "parse_retry_after",
     "raise_for_response",
     "reveal_secret",
+    "seconds_until_midnight_utc",
     "take_or_defer",
+    "trace_headers",
     "translate_http_errors",
 ]

@@ -22,7 +22,7 @@ Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
   account's time zone is not known here).
 
 A wait up to ``max_wait`` seconds (``max_search_wait`` for searches) is slept (through the
-context clock); a longer one is not: the call raises :class:`RequestDeferred` without
+context clock, by :func:`~connectors.base.ratelimit.take_or_defer`); a longer one is not: the call raises :class:`RequestDeferred` without
 sending anything, and the sink defers the records with a ``BackpressureError`` that is not
 counted as an attempt.
 
@@ -33,6 +33,11 @@ and follow ``paging.next.after`` until the last page (HubSpot stops at 10,000 re
 look up at the same time: one request at a time per object type, packed with the oldest
 waiting lookups of every write, so that when the search budget is what limits, every
 request it allows is full.
+
+Every request carries ``X-Request-Id``; one that carries a single record also sends its
+``X-Correlation-Id``, and a batch logs its correlation ids at debug
+(:mod:`connectors.base.tracing`). The records are the ones the sink's step set around the
+call; a shared search carries the records of the writes whose lookups it packed.
 
 Answers (after :func:`translate_http_errors` for transport failures):
 

@@ -35,6 +35,11 @@ Pacing and budgets (Pipedrive's rate-limiting guide):
   stays backpressure;
 - any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
 
+Every request carries ``X-Request-Id`` and, when the sink sends it for one record (every
+request of a write does), that record's ``X-Correlation-Id`` (:mod:`connectors.base.tracing`);
+index pages carry no record. A wait is slept or deferred by
+:func:`~connectors.base.ratelimit.take_or_defer`.
+
 A 401 is retried once after :meth:`PipedriveAuth.refresh_after_unauthorized`; everything
 else goes through ``raise_for_response``, except 404 on ``get``/``update``/``delete``,
 which returns ``None``/``False`` (the object is gone: the caller decides).
