@@ -22,9 +22,9 @@ Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
   account's time zone is not known here).
 
 A wait up to ``max_wait`` seconds (``max_search_wait`` for searches) is slept (through the
-context clock, by :func:`~connectors.base.ratelimit.take_or_defer`); a longer one is not: the call raises :class:`RequestDeferred` without
-sending anything, and the sink defers the records with a ``BackpressureError`` that is not
-counted as an attempt.
+context clock, by :func:`~connectors.base.ratelimit.take_or_defer`); a longer one is not:
+the call raises :class:`RequestDeferred` without sending anything, and the sink defers the
+records with a ``BackpressureError`` that is not counted as an attempt.
 
 Searches (:meth:`HubSpotClient.search`) send a body packed by
 :func:`~connectors.hubspot.payloads.search_requests` as the exact bytes it was measured on,
