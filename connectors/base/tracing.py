@@ -43,17 +43,18 @@ __all__ = [
     "trace_headers",
 ]
 
-CORRELATION_ID_HEADER: Final[str] = "X-Correlation-Id"
-REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
-
-_HEADER_VALUE: Final[re.Pattern[str]] = re.compile(r"[\x21-\x7e]{1,256}")
-
 
 class Correlated(Protocol):
     """Anything with a correlation id (an ``OutboundRecord``)."""
 
     @property
     def correlation_id(self) -> str: ...
+
+
+CORRELATION_ID_HEADER: Final[str] = "X-Correlation-Id"
+REQUEST_ID_HEADER: Final[str] = "X-Request-Id"
+
+_HEADER_VALUE: Final[re.Pattern[str]] = re.compile(r"[\x21-\x7e]{1,256}")
 
 
 _CARRIED: ContextVar[Sequence[Correlated]] = ContextVar("qi_request_records", default=())

@@ -22,6 +22,7 @@ from connectors.base import (
     DeliveryResult,
     EntityKind,
     HeldForReviewError,
+    HttpClientFactory,
     IdentityOutcome,
     OutboundRecord,
     PermanentError,
@@ -845,6 +846,33 @@ def sandbox() -> Iterator[HubSpotSandbox]:
         yield server
 
 
+@asynccontextmanager
+async def sandbox_sink(
+    sandbox: HubSpotSandbox,
+    token: str,
+    identity: FakeIdentity,
+    *,
+    client_factory: HttpClientFactory = http_client_factory,
+    **config: Any,
+) -> AsyncIterator[HubSpotSink]:
+    """A set-up sink writing to ``sandbox`` with the private app ``token``."""
+    settings = HubSpotConnectionConfig.validate_for_connection(
+        {"auth": {"type": "private_app", "token": token}, "base_url": sandbox.url, **config},
+        allow_private_networks=True,
+    )
+    context = SinkContext(
+        tenant_id="t_42",
+        connection_id="c_hs",
+        connector="hubspot",
+        config=settings,
+        allow_private_networks=True,
+        http_client_factory=client_factory,
+        identity=identity,
+    )
+    async with HubSpotSink(context) as sink:
+        yield sink
+
+
 async def test_lanes_writing_people_and_companies_concurrently_associate_every_contact(
     sandbox: HubSpotSandbox,
 ) -> None:
@@ -858,19 +886,7 @@ async def test_lanes_writing_people_and_companies_concurrently_associate_every_c
         *(person(p, company_id=c) for p, c in companies_of.items()),
         *(company(f"co_{n}") for n in range(8)),
     ]
-    settings = HubSpotConnectionConfig.validate_for_connection(
-        {"auth": {"type": "private_app", "token": "pat-lanes"}, "base_url": sandbox.url},
-        allow_private_networks=True,
-    )
-    context = SinkContext(
-        tenant_id="t_42",
-        connection_id="c_hs",
-        connector="hubspot",
-        config=settings,
-        allow_private_networks=True,
-        identity=identity,
-    )
-    async with HubSpotSink(context) as sink:
+    async with sandbox_sink(sandbox, "pat-lanes", identity) as sink:
 
         async def lane(mine: list[OutboundRecord]) -> list[BatchOutcome]:
             return [await sink.deliver(mine[i : i + 5]) for i in range(0, len(mine), 5)]
@@ -1304,61 +1320,34 @@ async def test_a_batch_request_sends_a_request_id_and_logs_its_correlation_ids(
     assert "co-1.example" not in entry.getMessage() + repr(entry.__dict__)  # no payloads
 
 
-class _RecordingTransport(httpx.AsyncBaseTransport):
-    """Sends through a real transport and keeps each request's headers."""
-
-    def __init__(self) -> None:
-        self.sent: list[httpx.Headers] = []
-        self._inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request.headers)
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 async def test_the_sandbox_accepts_the_correlation_headers(sandbox: HubSpotSandbox) -> None:
     sandbox.state.reset()
     portal = sandbox.add_portal(1, private_app_token="pat-corr")
-    recording = _RecordingTransport()
+    sent: list[httpx.Headers] = []
 
-    def client_factory(
-        *,
-        timeout_seconds: float = 15.0,
-        connect_timeout_seconds: float = 5.0,
-        max_connections: int = 10,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.AsyncClient:
-        return http_client_factory(timeout_seconds=timeout_seconds, transport=recording)
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request.headers)
 
-    settings = HubSpotConnectionConfig.validate_for_connection(
-        {
-            "auth": {"type": "private_app", "token": "pat-corr"},
-            "base_url": sandbox.url,
-            "note_id_property": "queast_note_id",
-        },
-        allow_private_networks=True,
-    )
-    context = SinkContext(
-        tenant_id="t_42",
-        connection_id="c_hs",
-        connector="hubspot",
-        config=settings,
-        allow_private_networks=True,
-        http_client_factory=client_factory,
-        identity=FakeIdentity(),
-    )
+    def recording(**options: Any) -> httpx.AsyncClient:
+        client = http_client_factory(**options)
+        client.event_hooks["request"].append(keep)
+        return client
+
     records = [
         _correlated(company("co_1"), "corr-c"),
         _correlated(person("p_1", company_id="co_1"), "corr-p"),
     ]
-    async with HubSpotSink(context) as sink:
+    async with sandbox_sink(
+        sandbox,
+        "pat-corr",
+        FakeIdentity(),
+        client_factory=recording,
+        note_id_property="queast_note_id",
+    ) as sink:
         outcome = await sink.deliver(records)
         notes = await sink.deliver([_correlated(signal("s_1", "co_1"), "corr-n")])
     assert outcome.failed == ()
     assert notes.failed == ()
-    assert {h.get("x-correlation-id") for h in recording.sent} == {"corr-c", "corr-p", "corr-n"}
-    assert all("x-request-id" in h for h in recording.sent)
+    assert {h.get("x-correlation-id") for h in sent} == {"corr-c", "corr-p", "corr-n"}
+    assert all("x-request-id" in h for h in sent)
     assert len(sandbox.objects(portal, "notes")) == 1
