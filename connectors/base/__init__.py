@@ -13,6 +13,7 @@ from connectors.base.api import (
     PlainSecret,
     secrets_required,
 )
+from connectors.base.attempts import Attempt, ms_since, seconds_until_midnight_utc
 from connectors.base.config import (
     ConnectionConfig,
     allows_private_networks,
@@ -32,6 +33,7 @@ from connectors.base.errors import (
     BackpressureError,
     ConnectorError,
     EndpointGoneError,
+    ErrorContext,
     HeldForReviewError,
     PermanentError,
     QuotaExhaustedError,
@@ -42,6 +44,7 @@ from connectors.base.http import (
     USER_AGENT,
     HttpClientFactory,
     endpoint_label,
+    header_number,
     http_client_factory,
     parse_retry_after,
     raise_for_response,
@@ -65,7 +68,13 @@ from connectors.base.oauth import (
     bearer,
     options_from,
 )
-from connectors.base.ratelimit import RateLimit, TokenBucket
+from connectors.base.ratelimit import (
+    RateLimit,
+    RatePolicy,
+    RollingWindow,
+    TokenBucket,
+    take_or_defer,
+)
 from connectors.base.sink import (
     BaseSink,
     BatchingSink,
@@ -74,10 +83,20 @@ from connectors.base.sink import (
     OutboundRecord,
     RecordFailure,
 )
+from connectors.base.tracing import (
+    CORRELATION_ID_HEADER,
+    REQUEST_ID_HEADER,
+    Correlated,
+    carrying,
+    trace_headers,
+)
 
 __all__ = [
+    "CORRELATION_ID_HEADER",
     "MAX_RETRY_AFTER_SECONDS",
+    "REQUEST_ID_HEADER",
     "USER_AGENT",
+    "Attempt",
     "AuthInput",
     "AuthenticationError",
     "BackpressureError",
@@ -88,11 +107,13 @@ __all__ = [
     "ConnectionConfig",
     "ConnectionOptions",
     "ConnectorError",
+    "Correlated",
     "CredentialsAccessor",
     "DeliveryResult",
     "EndpointGoneError",
     "EndpointOptions",
     "EntityKind",
+    "ErrorContext",
     "GrantStore",
     "HeldForReviewError",
     "HttpClientFactory",
@@ -109,7 +130,9 @@ __all__ = [
     "PlainSecret",
     "QuotaExhaustedError",
     "RateLimit",
+    "RatePolicy",
     "RecordFailure",
+    "RollingWindow",
     "SinkContext",
     "StaticCredentials",
     "StaticToken",
@@ -121,13 +144,19 @@ __all__ = [
     "allows_private_networks",
     "bearer",
     "bounded_wait",
+    "carrying",
     "check_url",
     "endpoint_label",
+    "header_number",
     "http_client_factory",
+    "ms_since",
     "options_from",
     "parse_retry_after",
     "raise_for_response",
     "reveal_secret",
+    "seconds_until_midnight_utc",
     "secrets_required",
+    "take_or_defer",
+    "trace_headers",
     "translate_http_errors",
 ]

@@ -45,7 +45,7 @@ returns them ready for ``logger.warning(..., extra=...)``.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypedDict, Unpack
 
 __all__ = [
     "MAX_QUOTA_RESET_SECONDS",
@@ -54,6 +54,7 @@ __all__ = [
     "BackpressureError",
     "ConnectorError",
     "EndpointGoneError",
+    "ErrorContext",
     "HeldForReviewError",
     "PermanentError",
     "QuotaExhaustedError",
@@ -99,6 +100,14 @@ def bounded_wait(seconds: float | None, *, maximum: float) -> float | None:
 
 def _check_retry_after(retry_after: float | None) -> float | None:
     return bounded_wait(retry_after, maximum=MAX_RETRY_AFTER_SECONDS)
+
+
+class ErrorContext(TypedDict, total=False):
+    """The keyword context every connector error takes (see the module docstring)."""
+
+    partner: str | None
+    endpoint: str | None
+    status_code: int | None
 
 
 class ConnectorError(Exception):
@@ -160,12 +169,10 @@ class TransientError(ConnectorError):
         self,
         reason: str | None = None,
         *,
-        partner: str | None = None,
-        endpoint: str | None = None,
-        status_code: int | None = None,
         retry_after: float | None = None,
+        **where: Unpack[ErrorContext],
     ) -> None:
-        super().__init__(reason, partner=partner, endpoint=endpoint, status_code=status_code)
+        super().__init__(reason, **where)
         self.retry_after = _check_retry_after(retry_after)
 
     def _context(self) -> dict[str, Any]:
@@ -183,21 +190,9 @@ class BackpressureError(TransientError):
     retry_after: float
 
     def __init__(
-        self,
-        reason: str | None = None,
-        *,
-        retry_after: float,
-        partner: str | None = None,
-        endpoint: str | None = None,
-        status_code: int | None = None,
+        self, reason: str | None = None, *, retry_after: float, **where: Unpack[ErrorContext]
     ) -> None:
-        super().__init__(
-            reason,
-            partner=partner,
-            endpoint=endpoint,
-            status_code=status_code,
-            retry_after=retry_after,
-        )
+        super().__init__(reason, retry_after=retry_after, **where)
 
 
 class PermanentError(ConnectorError):
@@ -234,15 +229,9 @@ class QuotaExhaustedError(ConnectorError):
     retry_after: float
 
     def __init__(
-        self,
-        reason: str | None = None,
-        *,
-        retry_after: float,
-        partner: str | None = None,
-        endpoint: str | None = None,
-        status_code: int | None = None,
+        self, reason: str | None = None, *, retry_after: float, **where: Unpack[ErrorContext]
     ) -> None:
-        super().__init__(reason, partner=partner, endpoint=endpoint, status_code=status_code)
+        super().__init__(reason, **where)
         self.retry_after = bounded_wait(retry_after, maximum=MAX_QUOTA_RESET_SECONDS) or 0.0
 
 

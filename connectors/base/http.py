@@ -65,6 +65,7 @@ __all__ = [
     "HttpClientFactory",
     "RequestDeadlineExceeded",
     "endpoint_label",
+    "header_number",
     "http_client_factory",
     "parse_retry_after",
     "raise_for_response",
@@ -494,3 +495,25 @@ def _pin_of(request: httpx.Request) -> tuple[str, tuple[str, ...]] | None:
         raise httpx.LocalProtocolError(msg)
     addresses = tuple(str(v) for v in value)
     return _normal_host(request.url.raw_host.decode("ascii")), addresses
+
+
+def header_number(
+    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
+) -> float | None:
+    """A partner's numeric header (rate limits, costs) in ``[minimum, maximum]``; never raises.
+
+    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
+    infinity included, are ``maximum``: a partner's number is bounded before it is used (a
+    reset of ``1e308`` s would close a bucket for ever, a limit of ``1e-300`` would set its
+    rate to nothing).
+    """
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    if math.isnan(value) or value < minimum:
+        return None
+    return min(value, maximum)

@@ -10,9 +10,9 @@ Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
   second (Free/Starter), each with the full batch that gathered meanwhile, instead of
   spending a window's worth on whatever was queued, waiting with nothing to send, and
   echoing that burst window after window. A request holds its window slot until its answer
-  is back, plus the window (see :class:`_RollingWindow`). Responses correct both from
-  ``X-HubSpot-RateLimit-Max`` / ``-Interval-Milliseconds`` (a lower limit) and
-  ``-Remaining`` (never more tokens than HubSpot says are left);
+  is back, plus the window (see :class:`~connectors.base.ratelimit.RollingWindow`).
+  Responses correct both from ``X-HubSpot-RateLimit-Max`` / ``-Interval-Milliseconds``
+  (a lower limit) and ``-Remaining`` (never more tokens than HubSpot says are left);
 - **search**: a separate bucket and one-second window (5 per second by default); search
   responses carry no rate-limit headers. Searches may wait up to ``max_search_wait``
   (longer than ``max_wait``): the lookups of a write are worth waiting for, since a
@@ -22,9 +22,9 @@ Pacing (:class:`HubSpotRateLimiter`), per connection (one HubSpot account):
   account's time zone is not known here).
 
 A wait up to ``max_wait`` seconds (``max_search_wait`` for searches) is slept (through the
-context clock); a longer one is not: the call raises :class:`RequestDeferred` without
-sending anything, and the sink defers the records with a ``BackpressureError`` that is not
-counted as an attempt.
+context clock, by :func:`~connectors.base.ratelimit.take_or_defer`); a longer one is not:
+the call raises :class:`RequestDeferred` without sending anything, and the sink defers the
+records with a ``BackpressureError`` that is not counted as an attempt.
 
 Searches (:meth:`HubSpotClient.search`) send a body packed by
 :func:`~connectors.hubspot.payloads.search_requests` as the exact bytes it was measured on,
@@ -33,6 +33,11 @@ and follow ``paging.next.after`` until the last page (HubSpot stops at 10,000 re
 look up at the same time: one request at a time per object type, packed with the oldest
 waiting lookups of every write, so that when the search budget is what limits, every
 request it allows is full.
+
+Every request carries ``X-Request-Id``; one that carries a single record also sends its
+``X-Correlation-Id``, and a batch logs its correlation ids at debug
+(:mod:`connectors.base.tracing`). The records are the ones the sink's step set around the
+call; a shared search carries the records of the writes whose lookups it packed.
 
 Answers (after :func:`translate_http_errors` for transport failures):
 
@@ -51,17 +56,16 @@ Answers (after :func:`translate_http_errors` for transport failures):
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, TypedDict
 
 import httpx
 
+from connectors.base.attempts import seconds_until_midnight_utc
 from connectors.base.context import Clock
 from connectors.base.errors import (
     MAX_QUOTA_RESET_SECONDS,
@@ -75,11 +79,15 @@ from connectors.base.errors import (
 )
 from connectors.base.http import (
     endpoint_label,
+    header_number,
     parse_retry_after,
     raise_for_response,
     translate_http_errors,
 )
 from connectors.base.oauth import TokenSource
+from connectors.base.ratelimit import RateLimit, RollingWindow, take_or_defer
+from connectors.base.tracing import Correlated, carrying, trace_headers
+from connectors.base.tracing import carried as carried_records
 from connectors.hubspot.bodies import (
     archive_body,
     associate_default_body,
@@ -174,93 +182,24 @@ class AssociationResponse:
 # -- pacing -------------------------------------------------------------------------------------
 
 
-class _RollingWindow:
-    """At most ``limit`` requests in any ``interval`` seconds (HubSpot's rolling window).
-
-    A request holds its place from when its slot is taken until its answer is back
-    (:meth:`settle`), and for ``interval`` after that: HubSpot stamps it somewhere in
-    between, and a request that left late (a busy event loop) must not free its slot early
-    and earn a 429 for the one that takes it.
-    """
-
-    def __init__(self, limit: int, interval: float) -> None:
-        self.limit = max(1, limit)
-        self.interval = interval
-        self._sent: list[float] = []  # sorted
-
-    def _purge(self, now: float) -> None:
-        horizon = now - self.interval - _WINDOW_MARGIN_SECONDS
-        expired = bisect.bisect_right(self._sent, horizon)
-        if expired:
-            del self._sent[:expired]
-
-    def wait(self, now: float) -> float:
-        """Seconds until a send fits (0.0: now)."""
-        self._purge(now)
-        if len(self._sent) < self.limit:
-            return 0.0
-        index = len(self._sent) - self.limit
-        return max(0.0, self._sent[index] + self.interval + _WINDOW_MARGIN_SECONDS - now)
-
-    def until_oldest_expires(self, now: float) -> float:
-        """Seconds until the oldest send leaves the window; the whole interval if none."""
-        self._purge(now)
-        if not self._sent:
-            return self.interval
-        return max(0.0, self._sent[0] + self.interval + _WINDOW_MARGIN_SECONDS - now)
-
-    def record(self, now: float) -> None:
-        bisect.insort(self._sent, now)
-
-    def settle(self, taken_at: float, now: float) -> None:
-        """The request whose slot was taken at ``taken_at`` is answered: it counts from now."""
-        index = bisect.bisect_left(self._sent, taken_at)
-        if index < len(self._sent) and self._sent[index] == taken_at:
-            del self._sent[index]
-        bisect.insort(self._sent, max(taken_at, now))
-
-    def lower(self, limit: int, interval: float) -> None:
-        """Adopt HubSpot's reported limit when it is stricter (a lower rate) than ours."""
-        if limit <= 0 or interval <= 0:
-            return
-        if limit / interval < self.limit / self.interval or (
-            interval == self.interval and limit < self.limit
-        ):
-            self.limit, self.interval = limit, interval
-
-
 _MAX_HEADER_COUNT: Final[float] = 1e9
 """Counts in rate-limit headers above this are HubSpot's mistake, read as this."""
 _MAX_WINDOW_MS: Final[float] = 60_000.0
 """HubSpot's burst windows are seconds long; a longer reported window is read as a minute."""
 
 
-def _header_number(
-    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
-) -> float | None:
-    """A rate-limit header as a number in ``[minimum, maximum]``; never raises.
-
-    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
-    infinity included, are ``maximum``: a partner's number is bounded before it is used
-    (a limit of ``1e-300`` or a window of ``1e308`` ms would otherwise stop the connection).
-    """
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    if math.isnan(number) or number < minimum:
-        return None
-    return min(number, maximum)
-
-
 def seconds_to_utc_midnight(now: float) -> float:
     """Seconds from ``now`` (Unix) to the next midnight UTC, at least one second."""
-    current = datetime.fromtimestamp(now, tz=UTC)
-    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(1.0, midnight.timestamp() - now)
+    return max(1.0, seconds_until_midnight_utc(now))
+
+
+def _window(limit: RateLimit, clock: Clock) -> RollingWindow:
+    return RollingWindow(
+        math.floor(limit.rate),
+        limit.per_seconds,
+        margin=_WINDOW_MARGIN_SECONDS,
+        clock=clock.monotonic,
+    )
 
 
 class HubSpotRateLimiter:
@@ -277,9 +216,9 @@ class HubSpotRateLimiter:
             "burst": burst.bucket(clock=clock.monotonic),
             "search": search.bucket(clock=clock.monotonic),
         }
-        self._windows = {
-            "burst": _RollingWindow(math.floor(burst.rate), burst.per_seconds),
-            "search": _RollingWindow(math.floor(search.rate), search.per_seconds),
+        self._windows: dict[Scope, RollingWindow] = {
+            "burst": _window(burst, clock),
+            "search": _window(search, clock),
         }
         self._blocked_until: dict[Scope, float] = {"burst": 0.0, "search": 0.0}
         self._quota_until: float | None = None
@@ -330,13 +269,13 @@ class HubSpotRateLimiter:
 
     def observe(self, headers: httpx.Headers) -> None:
         """Correct the burst pacing from a response's ``X-HubSpot-RateLimit-*`` headers."""
-        limit = _header_number(
+        limit = header_number(
             headers, "x-hubspot-ratelimit-max", minimum=1.0, maximum=_MAX_HEADER_COUNT
         )
-        remaining = _header_number(
+        remaining = header_number(
             headers, "x-hubspot-ratelimit-remaining", maximum=_MAX_HEADER_COUNT
         )
-        interval_ms = _header_number(
+        interval_ms = header_number(
             headers,
             "x-hubspot-ratelimit-interval-milliseconds",
             minimum=1.0,
@@ -351,7 +290,7 @@ class HubSpotRateLimiter:
             scaled = max(1.0, limit * self._per_seconds / interval)
             self._windows["burst"].lower(math.floor(limit), interval)
         self._buckets["burst"].observe_headers(limit=scaled, remaining=remaining)
-        daily_remaining = _header_number(
+        daily_remaining = header_number(
             headers, "x-hubspot-ratelimit-daily-remaining", maximum=_MAX_HEADER_COUNT
         )
         if daily_remaining is not None and daily_remaining <= 0:
@@ -552,23 +491,27 @@ class HubSpotClient:
 
     async def _slot(self, scope: Scope, endpoint: str) -> float:
         """Take a ``scope`` slot, sleeping while the wait fits; return when it was taken."""
-        waited = 0.0
-        while True:
-            now = self._clock.monotonic()
-            wait = self._limiter.reserve(scope, now=now)
-            if wait == 0.0:
-                return now
-            if waited + wait > self._max_waits[scope]:
-                raise RequestDeferred(
-                    BackpressureError(
-                        f"{scope} rate limit wait too long",
-                        retry_after=wait,
-                        partner=_PARTNER,
-                        endpoint=endpoint,
-                    )
+        taken_at = 0.0
+
+        def take() -> float:
+            nonlocal taken_at
+            taken_at = self._clock.monotonic()
+            return self._limiter.reserve(scope, now=taken_at)
+
+        def too_long(wait: float) -> RequestDeferred:
+            return RequestDeferred(
+                BackpressureError(
+                    f"{scope} rate limit wait too long",
+                    retry_after=wait,
+                    partner=_PARTNER,
+                    endpoint=endpoint,
                 )
-            waited += wait
-            await self._clock.sleep(wait)
+            )
+
+        await take_or_defer(
+            take, max_wait=self._max_waits[scope], sleep=self._clock.sleep, deferred=too_long
+        )
+        return taken_at
 
     async def _post(
         self, path: str, body: Mapping[str, Any] | bytes, *, scope: Scope
@@ -580,6 +523,9 @@ class HubSpotClient:
         quota = self.quota_error()
         if quota is not None:
             raise quota
+        trace = trace_headers(
+            partner=_PARTNER, endpoint=endpoint, logger=self._logger, log_fields=self._log_fields
+        )
         retried = False
         while True:
             taken_at = await self._slot(scope, endpoint)
@@ -590,7 +536,7 @@ class HubSpotClient:
             except BaseException:
                 self._limiter.settle(scope, taken_at)
                 raise
-            headers = dict(used)
+            headers = {**used, **trace}
             try:
                 with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                     if isinstance(body, bytes):
@@ -819,6 +765,7 @@ class _Waiting:
     lookups: list[Lookup]
     outstanding: set[LookupKey]
     future: asyncio.Future[list[SearchAnswer]]
+    records: Sequence[Correlated]
     answers: list[SearchAnswer] = field(default_factory=list)
 
     def answer(self, keys: set[LookupKey], result: SearchResult | Exception) -> None:
@@ -856,7 +803,9 @@ class SearchBatcher:
         if not unique:
             return []
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(list(unique.values()), set(unique), loop.create_future())
+        waiting = _Waiting(
+            list(unique.values()), set(unique), loop.create_future(), carried_records()
+        )
         self._waiting.append(waiting)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._dispatch(), name="hubspot-search-batcher")
@@ -887,9 +836,12 @@ class SearchBatcher:
                             wanted.setdefault(key, lookup)
                 request = search_requests(wanted.values(), properties=self._properties)[0]
                 carried = {(v.property_name, v.value) for v in request.lookups}
+                concerned = [w for w in self._waiting if w.outstanding & carried]
+                records = [r for w in concerned for r in w.records]
                 result: SearchResult | Exception
                 try:
-                    result = await self._client.search(self._object_type, request.body)
+                    with carrying(records):
+                        result = await self._client.search(self._object_type, request.body)
                 except (ConnectorError, RequestDeferred) as error:
                     result = error
                 concerned = [w for w in self._waiting if w.outstanding & carried]

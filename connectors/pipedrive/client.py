@@ -35,6 +35,11 @@ Pacing and budgets (Pipedrive's rate-limiting guide):
   stays backpressure;
 - any other 429: ``BackpressureError(retry_after=x-ratelimit-reset, else 2 s)``.
 
+Every request carries ``X-Request-Id`` and, when the sink sends it for one record (every
+request of a write does), that record's ``X-Correlation-Id`` (:mod:`connectors.base.tracing`);
+index pages carry no record. A wait is slept or deferred by
+:func:`~connectors.base.ratelimit.take_or_defer`.
+
 A 401 is retried once after the token source's ``renew_after_rejection``; everything else
 goes through ``raise_for_response``, except 404 on ``get``/``update``/``delete``,
 which returns ``None``/``False`` (the object is gone: the caller decides).
@@ -51,6 +56,7 @@ from typing import Any, Final
 
 import httpx
 
+from connectors.base.attempts import seconds_until_midnight_utc
 from connectors.base.context import Clock
 from connectors.base.errors import (
     MAX_RETRY_AFTER_SECONDS,
@@ -59,9 +65,15 @@ from connectors.base.errors import (
     QuotaExhaustedError,
     TransientError,
 )
-from connectors.base.http import endpoint_label, raise_for_response, translate_http_errors
+from connectors.base.http import (
+    endpoint_label,
+    header_number,
+    raise_for_response,
+    translate_http_errors,
+)
 from connectors.base.oauth import TokenSource
-from connectors.base.ratelimit import TokenBucket
+from connectors.base.ratelimit import TokenBucket, take_or_defer
+from connectors.base.tracing import trace_headers
 
 __all__ = [
     "BURST_RETRY_SECONDS",
@@ -72,7 +84,6 @@ __all__ = [
     "PipedriveClient",
     "PipedriveObject",
     "PipedriveResponse",
-    "seconds_until_midnight_utc",
 ]
 
 _PARTNER: Final[str] = "pipedrive"
@@ -108,12 +119,6 @@ class PipedriveObject(StrEnum):
 
     ORGANIZATION = "organizations"
     PERSON = "persons"
-
-
-def seconds_until_midnight_utc(now: float) -> float:
-    """Seconds from Unix time ``now`` to the next 00:00 UTC (a full day at midnight itself)."""
-    next_midnight = (math.floor(now) // _DAY_SECONDS + 1) * _DAY_SECONDS
-    return float(next_midnight - now)
 
 
 class DailyBudget:
@@ -223,27 +228,6 @@ class PipedriveResponse:
 
 _MAX_HEADER_COUNT: Final[float] = 1e9
 """Counts and costs in Pipedrive's headers above this are read as this."""
-
-
-def _header_number(
-    headers: httpx.Headers, name: str, *, maximum: float, minimum: float = 0.0
-) -> float | None:
-    """A rate-limit header as a number in ``[minimum, maximum]``; never raises.
-
-    Garbage, NaN and values below ``minimum`` are ignored (``None``); larger values,
-    infinity included, are ``maximum``: a reset of ``1e308`` s would otherwise close the
-    bucket for ever, and a limit of ``1e-300`` would set its rate to nothing.
-    """
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        return None
-    if math.isnan(value) or value < minimum:
-        return None
-    return min(value, maximum)
 
 
 class PipedriveClient:
@@ -417,15 +401,23 @@ class PipedriveClient:
         Returns the response unless it is a 401 or 429; raises for those as the module
         docstring says.
         """
+        trace: dict[str, str] | None = None
         refreshed = False
         while True:
             headers = await self._auth.headers()  # may refresh, and move the api_domain
             url = f"{self._base_url()}{path}"
             endpoint = endpoint_label(url)
             await self._admit(cost, write=write, search=search, endpoint=endpoint)
+            if trace is None:  # drawn once: a re-send after a 401 is the same request
+                trace = trace_headers(
+                    partner=_PARTNER,
+                    endpoint=endpoint,
+                    logger=self._logger,
+                    log_fields=self._log_fields,
+                )
             with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
                 response = await self._http.request(
-                    method, url, params=params, json=json, headers=headers
+                    method, url, params=params, json=json, headers={**headers, **trace}
                 )
             self._observe(response, cost=cost, search=search)
             if response.status_code == 401 and not refreshed:
@@ -473,33 +465,32 @@ class PipedriveClient:
         further away. Each sleep lasts at least a millisecond, so float rounding in the
         bucket cannot turn the loop into a spin.
         """
-        waited = 0.0
-        while True:
-            wait = bucket.try_acquire()
-            if wait == 0.0:
-                return
-            if waited + wait > self._max_wait:
-                raise BackpressureError(
-                    "rate limit wait too long", retry_after=wait, partner=_PARTNER
-                )
-            pause = max(wait, _MIN_SLEEP_SECONDS)
-            await self._clock.sleep(pause)
-            waited += pause
+
+        def too_long(wait: float) -> BackpressureError:
+            return BackpressureError("rate limit wait too long", retry_after=wait, partner=_PARTNER)
+
+        await take_or_defer(
+            bucket.try_acquire,
+            max_wait=self._max_wait,
+            sleep=self._clock.sleep,
+            deferred=too_long,
+            min_sleep=_MIN_SLEEP_SECONDS,
+        )
 
     def _observe(self, response: httpx.Response, *, cost: int, search: bool) -> None:
         """Account for the response's cost and correct the buckets from its headers."""
         headers = response.headers
-        reported = _header_number(headers, "x-token-cost", maximum=_MAX_HEADER_COUNT)
+        reported = header_number(headers, "x-token-cost", maximum=_MAX_HEADER_COUNT)
         if reported is not None:
             self.budget.charge(reported)
         elif response.status_code != 429:
             self.budget.charge(cost)
-        writes_left = _header_number(headers, "x-daily-requests-left", maximum=_MAX_HEADER_COUNT)
+        writes_left = header_number(headers, "x-daily-requests-left", maximum=_MAX_HEADER_COUNT)
         if writes_left is not None:
             self.budget.observe_writes_left(int(writes_left))
-        limit = _header_number(headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT)
-        remaining = _header_number(headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT)
-        reset = _header_number(headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS)
+        limit = header_number(headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT)
+        remaining = header_number(headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT)
+        reset = header_number(headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS)
         bucket = self.search_bucket if search else self.burst
         bucket.observe_headers(limit=limit, remaining=remaining, reset_seconds=reset)
 
@@ -507,14 +498,14 @@ class PipedriveClient:
         self, response: httpx.Response, *, endpoint: str, write: bool, search: bool
     ) -> None:
         """Raise the outcome of a 429 (see the module docstring)."""
-        remaining = _header_number(
+        remaining = header_number(
             response.headers, "x-ratelimit-remaining", maximum=_MAX_HEADER_COUNT
         )
         budget_refusal = remaining is not None and remaining > 0
         if search:
             # Only trust the count if it is the search window's own (10 per 2 s): a count of
             # the general burst window says nothing about the search limit.
-            limit = _header_number(
+            limit = header_number(
                 response.headers, "x-ratelimit-limit", minimum=1.0, maximum=_MAX_HEADER_COUNT
             )
             budget_refusal = budget_refusal and limit == SEARCH_LIMIT_PER_WINDOW
@@ -532,7 +523,7 @@ class PipedriveClient:
                 endpoint=endpoint,
                 status_code=429,
             )
-        reset = _header_number(
+        reset = header_number(
             response.headers, "x-ratelimit-reset", maximum=MAX_RETRY_AFTER_SECONDS
         )
         retry_after = reset if reset is not None and reset > 0 else BURST_RETRY_SECONDS

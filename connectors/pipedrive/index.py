@@ -84,6 +84,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from connectors.base.attempts import ms_since
 from connectors.base.context import Clock
 from connectors.base.errors import (
     AuthenticationError,
@@ -92,6 +93,7 @@ from connectors.base.errors import (
     QuotaExhaustedError,
 )
 from connectors.base.identity import IdentityCandidate
+from connectors.base.tracing import carrying
 from connectors.pipedrive import payloads
 from connectors.pipedrive.client import (
     MAX_LIST_LIMIT,
@@ -402,78 +404,73 @@ class CandidateIndex:
         return state.table
 
     async def _build(self, state: _KindIndex) -> _Table | None:
-        started, started_wall = self._clock.monotonic(), self._clock.time()
         table = _Table()
         state.deleted.clear()
-        state.pending.clear()
-        state.fetching = True
-        try:
-            pages = await self._fetch(state, table, updated_since=None)
-        except _TooLargeError as exc:
-            self._disable(state, "too_large", objects=exc.objects)
+        pages = await self._fill(state, table, updated_since=None, failure="build_failed")
+        if pages is None:
             return None
-        except (QuotaExhaustedError, AuthenticationError):
-            raise  # the connection's outcome: the search would meet it too
-        except ConnectorError as exc:
-            self._disable(state, "build_failed", error=exc)
-            return None
-        finally:
-            state.fetching = False
-            pending, state.pending = state.pending, []
-        _replay(table, pending)
         state.table = table
-        state.built_at = state.fetched_at = started
-        state.since = started_wall
+        state.built_at = state.fetched_at
         self.counters.builds += 1
-        self._logger.info(
-            "pipedrive.index.built",
-            extra={
-                **self._log_fields,
-                "kind": state.kind.value,
-                "objects": len(table),
-                "pages": pages,
-                "duration_ms": round((self._clock.monotonic() - started) * 1000, 1),
-            },
-        )
+        duration_ms = ms_since(state.fetched_at, self._clock)
+        self._filled(logging.INFO, "built", state, table, pages, duration_ms=duration_ms)
         return table
 
     async def _refresh(self, state: _KindIndex) -> _Table | None:
         table = state.table
         if table is None:  # pragma: no cover - _fresh builds first
             return None
-        started, started_wall = self._clock.monotonic(), self._clock.time()
         since = _rfc3339(state.since - self._settings.refresh_overlap_seconds)
         before = len(table)
+        pages = await self._fill(state, table, updated_since=since, failure="refresh_failed")
+        if pages is None:
+            return None
+        self.counters.refreshes += 1
+        self._filled(logging.DEBUG, "refreshed", state, table, pages, added=len(table) - before)
+        return table
+
+    def _filled(
+        self, level: int, what: str, state: _KindIndex, table: _Table, pages: int, **extra: float
+    ) -> None:
+        fields: dict[str, object] = {
+            "kind": state.kind.value,
+            "objects": len(table),
+            "pages": pages,
+        }
+        fields.update(extra)
+        self._logger.log(level, f"pipedrive.index.{what}", extra={**self._log_fields, **fields})
+
+    async def _fill(
+        self, state: _KindIndex, table: _Table, *, updated_since: str | None, failure: str
+    ) -> int | None:
+        """Fetch into ``table``, then replay the writes made meanwhile; the pages read, or
+        ``None`` when the kind's index was disabled (too large, or ``failure``).
+
+        A page read before one of our writes must not undo it, hence the replay. A spent
+        quota or rejected credentials are the connection's outcome (the search would meet
+        them too): they are raised. On success the kind counts as fetched when this began.
+        """
+        started, started_wall = self._clock.monotonic(), self._clock.time()
         state.pending.clear()
         state.fetching = True
         try:
-            pages = await self._fetch(state, table, updated_since=since)
+            with carrying(()):  # shared by every record: it carries none of them
+                pages = await self._fetch(state, table, updated_since=updated_since)
         except _TooLargeError as exc:
             self._disable(state, "too_large", objects=exc.objects)
             return None
         except (QuotaExhaustedError, AuthenticationError):
             raise
         except ConnectorError as exc:
-            self._disable(state, "refresh_failed", error=exc)
+            self._disable(state, failure, error=exc)
             return None
         finally:
             state.fetching = False
             pending, state.pending = state.pending, []
-        _replay(table, pending)  # a page read before one of our writes must not undo it
+        _replay(table, pending)
         state.fetched_at = started
         state.since = started_wall
-        self.counters.refreshes += 1
-        self._logger.debug(
-            "pipedrive.index.refreshed",
-            extra={
-                **self._log_fields,
-                "kind": state.kind.value,
-                "objects": len(table),
-                "added": len(table) - before,
-                "pages": pages,
-            },
-        )
-        return table
+        return pages
 
     async def _fetch(self, state: _KindIndex, table: _Table, *, updated_since: str | None) -> int:
         """Page through the list endpoint into ``table``; returns the pages read."""

@@ -37,7 +37,8 @@ from typing import Any, ClassVar, Final
 import httpx
 from pydantic import HttpUrl
 
-from connectors.base.context import Clock, SinkContext
+from connectors.base.attempts import Attempt
+from connectors.base.context import SinkContext
 from connectors.base.errors import (
     ConnectorError,
     HeldForReviewError,
@@ -59,6 +60,7 @@ from connectors.base.sink import (
     OutboundRecord,
     RecordFailure,
 )
+from connectors.base.tracing import carrying
 from connectors.pipedrive import payloads
 from connectors.pipedrive.auth import ApiTokenAuth, PipedriveOAuthSource
 from connectors.pipedrive.client import DailyBudget, PipedriveClient, PipedriveObject
@@ -262,37 +264,22 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         return BatchOutcome(delivered=tuple(delivered), failed=tuple(failed))
 
     async def _send(self, record: OutboundRecord) -> DeliveryResult | RecordFailure:
-        clock = self.context.clock
-        logger = self.context.logger
         fields = record.log_fields()
-        started = clock.monotonic()
+        attempt = Attempt(self.context.clock, self.context.logger, fields)
         try:
             async with self._concurrency:
-                written = await self._dispatch(record)
+                with carrying((record,)):
+                    written = await self._dispatch(record)
         except HeldForReviewError as held:
-            logger.info("pipedrive.identity.held", extra={**fields, **held.log_fields()})
+            self.context.logger.info(
+                "pipedrive.identity.held", extra={**fields, **held.log_fields()}
+            )
             return RecordFailure(record.delivery_id, held)
         except ConnectorError as error:
-            logger.warning(
-                "delivery.attempt.failed",
-                extra={**fields, **error.log_fields(), "duration_ms": _ms_since(started, clock)},
-            )
+            attempt.failed(error)
             raise
-        duration_ms = _ms_since(started, clock)
-        logger.info(
-            "delivery.attempt.delivered",
-            extra={
-                **fields,
-                "status_code": written.status_code,
-                "partner_object_id": written.partner_object_id,
-                "duration_ms": duration_ms,
-            },
-        )
-        return DeliveryResult(
-            delivery_id=record.delivery_id,
-            status_code=written.status_code,
-            duration_ms=duration_ms,
-            partner_object_id=written.partner_object_id,
+        return attempt.delivered(
+            record.delivery_id, written.status_code, partner_object_id=written.partner_object_id
         )
 
     async def _dispatch(self, record: OutboundRecord) -> _Written:
@@ -583,7 +570,3 @@ def _gone(collection: PipedriveObject) -> PermanentError:
         partner="pipedrive",
         status_code=404,
     )
-
-
-def _ms_since(started: float, clock: Clock) -> float:
-    return round((clock.monotonic() - started) * 1000, 1)

@@ -23,7 +23,8 @@ from typing import ClassVar, Final
 
 import httpx
 
-from connectors.base.context import Clock, SinkContext
+from connectors.base.attempts import Attempt
+from connectors.base.context import SinkContext
 from connectors.base.errors import ConnectorError, PermanentError
 from connectors.base.ratelimit import RateLimit, TokenBucket
 from connectors.base.sink import BatchingSink, BatchOutcome, DeliveryResult, OutboundRecord
@@ -117,16 +118,16 @@ class WebhookSink(BatchingSink[WebhookConnectionConfig]):
             raise RuntimeError(msg)
         client = self._client
         clock = self.context.clock
-        logger = self.context.logger
-        fields = {**record.log_fields(), "endpoint": client.endpoint}
-        started = clock.monotonic()
+        attempt = Attempt(
+            clock, self.context.logger, {**record.log_fields(), "endpoint": client.endpoint}
+        )
         try:
             if self._bucket is not None:
                 await self._bucket.acquire_or_wait(
                     max_wait=self.max_rate_limit_wait, partner=self.name, sleep=clock.sleep
                 )
             async with self._concurrency:
-                started = clock.monotonic()  # the attempt itself, not the waits before it
+                attempt.restart()  # the attempt itself, not the waits before it
                 request = build_webhook_request(
                     record,
                     secret=self.config.secret,
@@ -134,20 +135,6 @@ class WebhookSink(BatchingSink[WebhookConnectionConfig]):
                 )
                 status_code = await client.send(request)
         except ConnectorError as error:
-            logger.warning(
-                "delivery.attempt.failed",
-                extra={**fields, **error.log_fields(), "duration_ms": _ms_since(started, clock)},
-            )
+            attempt.failed(error)
             raise
-        duration_ms = _ms_since(started, clock)
-        logger.info(
-            "delivery.attempt.delivered",
-            extra={**fields, "status_code": status_code, "duration_ms": duration_ms},
-        )
-        return DeliveryResult(
-            delivery_id=record.delivery_id, status_code=status_code, duration_ms=duration_ms
-        )
-
-
-def _ms_since(started: float, clock: Clock) -> float:
-    return round((clock.monotonic() - started) * 1000, 1)
+        return attempt.delivered(record.delivery_id, status_code)

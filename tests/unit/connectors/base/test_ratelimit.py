@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import BackpressureError, RateLimit, TokenBucket
+from connectors.base import (
+    BackpressureError,
+    RateLimit,
+    RatePolicy,
+    RollingWindow,
+    TokenBucket,
+    take_or_defer,
+)
 from tests.unit.connectors.fakes import FakeClock
 
 
@@ -133,3 +140,119 @@ async def test_acquire_or_wait_rechecks_after_sleeping() -> None:
     with pytest.raises(BackpressureError):
         await bucket.acquire_or_wait(max_wait=0.15, sleep=sleep_while_another_task_takes_the_token)
     assert clock.slept == [pytest.approx(0.1)]
+
+
+# -- the rolling window policy and the one wait-or-defer loop -------------------------------
+
+
+def _window(clock: FakeClock, *, limit: int = 3, interval: float = 10.0) -> RollingWindow:
+    return RollingWindow(limit, interval, clock=clock.monotonic)
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "now", "expected"),
+    [
+        ([], 0.0, 0.0),  # empty window: go
+        ([0.0, 1.0], 2.0, 0.0),  # room for one more
+        ([0.0, 1.0, 2.0], 3.0, 7.0),  # full: wait until the oldest leaves
+        ([0.0, 1.0, 2.0], 10.0, 0.0),  # the oldest left at 10 s
+        ([0.0, 1.0, 2.0], 10.5, 0.0),
+        ([5.0, 5.0, 5.0], 6.0, 9.0),
+    ],
+)
+def test_rolling_window_waits_until_a_request_leaves(
+    sent_at: list[float], now: float, expected: float
+) -> None:
+    clock = FakeClock(monotonic=now)
+    window = _window(clock)
+    for at in sent_at:
+        window.record(at)
+    assert window.wait() == pytest.approx(expected)
+    assert window.try_acquire() == pytest.approx(expected)
+    if expected:  # a refusal counts nothing
+        assert window.wait() == pytest.approx(expected)
+    else:  # an admission counts one request
+        assert window.wait() > 0.0 or len(sent_at) + 1 < 3
+
+
+def test_rolling_window_never_sends_more_than_its_limit_in_any_interval() -> None:
+    clock = FakeClock()
+    window = _window(clock, limit=3, interval=10.0)
+    admitted: list[float] = []
+    for _ in range(20):
+        wait = window.try_acquire()
+        if wait == 0.0:
+            admitted.append(clock.monotonic())
+        else:
+            clock.advance(wait)
+    assert len(admitted) > 3
+    for index in range(len(admitted) - 3):
+        assert admitted[index + 3] - admitted[index] >= 10.0
+
+
+def test_rolling_window_counts_a_request_from_its_answer() -> None:
+    clock = FakeClock()
+    window = _window(clock, limit=1, interval=10.0)
+    assert window.try_acquire(now=0.0) == 0.0
+    window.settle(0.0, now=4.0)  # answered 4 s later
+    assert window.wait(now=10.0) == pytest.approx(4.0)
+    assert window.wait(now=14.0) == 0.0
+
+
+def test_rolling_window_margin_and_lower() -> None:
+    clock = FakeClock()
+    window = RollingWindow(2, 10.0, margin=0.5, clock=clock.monotonic)
+    assert window.try_acquire(2) == 0.0
+    assert window.try_acquire() == pytest.approx(10.5)
+    window.lower(1, 10.0)
+    assert window.limit == 1
+    window.lower(5, 10.0)  # a looser limit is ignored
+    assert window.limit == 1
+    with pytest.raises(ValueError, match="cannot admit"):
+        window.try_acquire(2)
+
+
+def test_both_policies_answer_the_rate_policy_protocol() -> None:
+    clock = FakeClock()
+    policies: list[RatePolicy] = [_bucket(clock, rate=1, burst=1), _window(clock, limit=1)]
+    for policy in policies:
+        assert policy.try_acquire() == 0.0
+        assert policy.try_acquire() > 0.0
+
+
+@pytest.mark.parametrize(
+    ("waits", "max_wait", "slept", "deferred_after"),
+    [
+        ([0.0], 1.0, [], None),
+        ([0.3, 0.0], 1.0, [0.3], None),
+        ([0.3, 0.5, 0.0], 1.0, [0.3, 0.5], None),
+        ([0.3, 0.8], 1.0, [0.3], 0.8),  # 0.3 + 0.8 > 1: defer with the wait left
+        ([2.0], 1.0, [], 2.0),  # too long at once: nothing slept
+        ([1e-9, 0.0], 1.0, [0.001], None),  # the minimum sleep
+    ],
+)
+async def test_take_or_defer_sleeps_short_waits_and_defers_long_ones(
+    waits: list[float], max_wait: float, slept: list[float], deferred_after: float | None
+) -> None:
+    clock = FakeClock()
+    answers = iter(waits)
+
+    def deferred(wait: float) -> BackpressureError:
+        return BackpressureError("too long", retry_after=wait)
+
+    async def run() -> None:
+        await take_or_defer(
+            lambda: next(answers),
+            max_wait=max_wait,
+            sleep=clock.sleep,
+            deferred=deferred,
+            min_sleep=0.001,
+        )
+
+    if deferred_after is None:
+        await run()
+    else:
+        with pytest.raises(BackpressureError) as caught:
+            await run()
+        assert caught.value.retry_after == pytest.approx(deferred_after)
+    assert clock.slept == [pytest.approx(s) for s in slept]

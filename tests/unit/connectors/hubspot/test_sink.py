@@ -22,6 +22,7 @@ from connectors.base import (
     DeliveryResult,
     EntityKind,
     HeldForReviewError,
+    HttpClientFactory,
     IdentityOutcome,
     OutboundRecord,
     PermanentError,
@@ -842,6 +843,33 @@ def sandbox() -> Iterator[HubSpotSandbox]:
         yield server
 
 
+@asynccontextmanager
+async def sandbox_sink(
+    sandbox: HubSpotSandbox,
+    token: str,
+    identity: FakeIdentity,
+    *,
+    client_factory: HttpClientFactory = http_client_factory,
+    **config: Any,
+) -> AsyncIterator[HubSpotSink]:
+    """A set-up sink writing to ``sandbox`` with the private app ``token``."""
+    settings = HubSpotConnectionConfig.validate_for_connection(
+        {"auth": {"type": "private_app", "token": token}, "base_url": sandbox.url, **config},
+        allow_private_networks=True,
+    )
+    context = SinkContext(
+        tenant_id="t_42",
+        connection_id="c_hs",
+        connector="hubspot",
+        config=settings,
+        allow_private_networks=True,
+        http_client_factory=client_factory,
+        identity=identity,
+    )
+    async with HubSpotSink(context) as sink:
+        yield sink
+
+
 async def test_lanes_writing_people_and_companies_concurrently_associate_every_contact(
     sandbox: HubSpotSandbox,
 ) -> None:
@@ -855,19 +883,7 @@ async def test_lanes_writing_people_and_companies_concurrently_associate_every_c
         *(person(p, company_id=c) for p, c in companies_of.items()),
         *(company(f"co_{n}") for n in range(8)),
     ]
-    settings = HubSpotConnectionConfig.validate_for_connection(
-        {"auth": {"type": "private_app", "token": "pat-lanes"}, "base_url": sandbox.url},
-        allow_private_networks=True,
-    )
-    context = SinkContext(
-        tenant_id="t_42",
-        connection_id="c_hs",
-        connector="hubspot",
-        config=settings,
-        allow_private_networks=True,
-        identity=identity,
-    )
-    async with HubSpotSink(context) as sink:
+    async with sandbox_sink(sandbox, "pat-lanes", identity) as sink:
 
         async def lane(mine: list[OutboundRecord]) -> list[BatchOutcome]:
             return [await sink.deliver(mine[i : i + 5]) for i in range(0, len(mine), 5)]
@@ -1217,3 +1233,116 @@ async def test_logs_carry_ids_and_counts_never_tokens_or_personal_data(
     logged = " ".join(str(r.__dict__) for r in caplog.records)
     for secret in ("pat-secret-token", "ada@secret.example", "priv.example", "Lovelace"):
         assert secret not in logged
+
+
+# -- correlation and request ids on every request ----------------------------------------------
+
+
+def _correlated(record: OutboundRecord, correlation_id: str) -> OutboundRecord:
+    return record.model_copy(update={"correlation_id": correlation_id})
+
+
+def _request_ids(hub: MockHubSpot) -> list[str]:
+    ids = [r.headers.get("x-request-id", "") for r in hub.requests]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)  # one per request
+    return ids
+
+
+async def test_single_record_requests_carry_the_records_correlation_id() -> None:
+    hub = MockHubSpot()
+    acme = _correlated(company("co_1"), "corr-company")
+    ada = _correlated(person("p_1", company_id="co_1"), "corr-person")
+    async with open_sink(hub) as sink:
+        outcome = await sink.deliver([ada, acme])
+    assert len(outcome.delivered) == 2
+    _request_ids(hub)
+    seen = [(r.url.path, r.headers.get("x-correlation-id")) for r in hub.requests]
+    assert seen == [
+        ("/crm/v3/objects/companies/search", "corr-company"),  # the person's company lookup
+        ("/crm/v3/objects/companies/search", "corr-company"),
+        ("/crm/v3/objects/companies/batch/upsert", "corr-company"),
+        ("/crm/v3/objects/contacts/search", "corr-person"),
+        ("/crm/v3/objects/contacts/batch/upsert", "corr-person"),
+        ("/crm/v4/associations/contacts/companies/batch/associate/default", "corr-person"),
+    ]
+
+
+async def test_note_requests_carry_the_notes_correlation_id() -> None:
+    hub = MockHubSpot()
+    identity = _linked((C, "co_1", "501"), (P, "p_1", "601"))
+    note = _correlated(signal("s_1", "co_1", person_ids=["p_1"]), "corr-note")
+    async with open_sink(hub, identity=identity, note_id_property="queast_note_id") as sink:
+        await sink.deliver([note])
+    _request_ids(hub)
+    assert [(r.url.path, r.headers.get("x-correlation-id")) for r in hub.requests] == [
+        ("/crm/v3/objects/notes/batch/upsert", "corr-note"),
+        ("/crm/v4/associations/notes/companies/batch/associate/default", "corr-note"),
+        ("/crm/v4/associations/notes/contacts/batch/associate/default", "corr-note"),
+    ]
+
+    created = MockHubSpot()
+    async with open_sink(created, identity=identity) as sink:
+        await sink.deliver([note])
+    assert [r.headers.get("x-correlation-id") for r in created.calls("/notes/batch/create")] == [
+        "corr-note"
+    ]
+
+
+async def test_a_batch_request_sends_a_request_id_and_logs_its_correlation_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = MockHubSpot()
+    first = _correlated(company("co_1"), "corr-b")
+    second = _correlated(company("co_2"), "corr-a")
+    with caplog.at_level(logging.DEBUG, logger="test.hubspot.sink"):
+        async with open_sink(hub) as sink:
+            await sink.deliver([first, second])
+    request_ids = _request_ids(hub)
+    upsert = hub.calls("/companies/batch/upsert")[0]
+    assert "x-correlation-id" not in upsert.headers
+    logged = {
+        r.__dict__["request_id"]: r
+        for r in caplog.records
+        if r.name == "test.hubspot.sink" and r.msg == "hubspot.request.records"
+    }
+    entry = logged[upsert.headers["x-request-id"]]
+    assert entry.levelno == logging.DEBUG
+    assert entry.__dict__["correlation_ids"] == ["corr-a", "corr-b"]
+    assert entry.__dict__["records"] == 2
+    assert entry.__dict__["connection_id"] == "c_hs"
+    assert set(logged) <= set(request_ids)
+    assert "co-1.example" not in entry.getMessage() + repr(entry.__dict__)  # no payloads
+
+
+async def test_the_sandbox_accepts_the_correlation_headers(sandbox: HubSpotSandbox) -> None:
+    sandbox.state.reset()
+    portal = sandbox.add_portal(1, private_app_token="pat-corr")
+    sent: list[httpx.Headers] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request.headers)
+
+    def recording(**options: Any) -> httpx.AsyncClient:
+        client = http_client_factory(**options)
+        client.event_hooks["request"].append(keep)
+        return client
+
+    records = [
+        _correlated(company("co_1"), "corr-c"),
+        _correlated(person("p_1", company_id="co_1"), "corr-p"),
+    ]
+    async with sandbox_sink(
+        sandbox,
+        "pat-corr",
+        FakeIdentity(),
+        client_factory=recording,
+        note_id_property="queast_note_id",
+    ) as sink:
+        outcome = await sink.deliver(records)
+        notes = await sink.deliver([_correlated(signal("s_1", "co_1"), "corr-n")])
+    assert outcome.failed == ()
+    assert notes.failed == ()
+    assert {h.get("x-correlation-id") for h in sent} == {"corr-c", "corr-p", "corr-n"}
+    assert all("x-request-id" in h for h in sent)
+    assert len(sandbox.objects(portal, "notes")) == 1

@@ -19,13 +19,13 @@ from connectors.base import (
     TransientError,
     http_client_factory,
 )
+from connectors.base.attempts import seconds_until_midnight_utc
 from connectors.base.oauth import TokenSource
 from connectors.pipedrive.auth import ApiTokenAuth, PipedriveOAuthSource
 from connectors.pipedrive.client import (
     DailyBudget,
     PipedriveClient,
     PipedriveObject,
-    seconds_until_midnight_utc,
 )
 from connectors.pipedrive.config import PipedriveOAuth
 from tests.unit.connectors.fakes import FakeClock

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.base import (
@@ -381,3 +382,39 @@ async def test_a_company_linked_while_its_person_is_written_is_still_associated(
     (person,) = sandbox.persons("acme")
     assert person["org_id"] == org["id"]
     assert identity.waiting == {"co_0": set()}
+
+
+async def test_the_sandbox_accepts_the_correlation_headers(sandbox: PipedriveSandbox) -> None:
+    info = _account(sandbox)
+    sent: list[httpx.Headers] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request.headers)
+
+    def recording_factory(**options: Any) -> httpx.AsyncClient:
+        client = http_client_factory(**options)
+        client.event_hooks["request"].append(keep)
+        return client
+
+    identity = FakeIdentity()
+    records = [
+        company_record("co_1", domain="c1.example", domains=[]).model_copy(
+            update={"correlation_id": "corr-org"}
+        ),
+        person_record("pe_1", company_id="co_1").model_copy(
+            update={"correlation_id": "corr-person"}
+        ),
+        signal_record("co_1").model_copy(update={"correlation_id": "corr-note"}),
+    ]
+    async with open_sink(
+        recording_factory,
+        identity=identity,
+        clock=SystemClock(),
+        settings=_settings(sandbox, info, rate_limit_per_second=1000),
+        allow_private_networks=True,
+        search_rate_limit=RateLimit(rate=5000, per_seconds=1),
+    ) as sink:
+        outcomes = [await sink.deliver([record]) for record in records]
+    assert [o.failed for o in outcomes] == [(), (), ()]
+    assert {h.get("x-correlation-id") for h in sent} == {"corr-org", "corr-person", "corr-note"}
+    assert all("x-request-id" in h for h in sent)

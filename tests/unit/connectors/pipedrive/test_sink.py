@@ -524,3 +524,50 @@ async def test_logs_carry_ids_never_tokens_or_personal_data(
     logged = " ".join(str(vars(r)) for r in caplog.records)
     for secret in (API_TOKEN, "ada@acme.example", "Ada Lovelace"):
         assert secret not in logged
+
+
+# -- correlation and request ids ----------------------------------------------------------
+
+
+def _traced(api: MockPipedrive) -> list[tuple[str, str, str | None]]:
+    request_ids = [r.headers["x-request-id"] for r in api.requests]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in request_ids)
+    assert len(set(request_ids)) == len(request_ids)  # one per request
+    return [(r.method, r.url.path, r.headers.get("x-correlation-id")) for r in api.requests]
+
+
+async def test_every_request_for_a_record_carries_its_correlation_id() -> None:
+    api = MockPipedrive()
+    api.on("GET", ORG_SEARCH, ok(search_result(5)))
+    api.on("GET", "/api/v2/organizations/5", ok(_org(5, **{DOMAIN_KEY: "acme.example"})))
+    api.on("PATCH", "/api/v2/organizations/5", ok(_org(5)))
+    api.on("GET", PERSON_SEARCH, ok(search_result()))
+    api.on("POST", "/api/v2/persons", ok(_person(11)))
+    api.on("POST", "/v1/notes", ok({"id": 501}, status=201))
+    identity = FakeIdentity()
+    company = company_record().model_copy(update={"correlation_id": "corr-org"})
+    person = person_record().model_copy(update={"correlation_id": "corr-person"})
+    note = signal_record().model_copy(update={"correlation_id": "corr-note"})
+    async with open_sink(api, identity=identity) as sink:
+        for record in (company, person, note):
+            outcome = await sink.deliver([record])
+            assert outcome.failed == ()
+    assert _traced(api) == [
+        ("GET", ORG_SEARCH, "corr-org"),
+        ("GET", "/api/v2/organizations/5", "corr-org"),
+        ("PATCH", "/api/v2/organizations/5", "corr-org"),
+        ("GET", PERSON_SEARCH, "corr-person"),
+        ("POST", "/api/v2/persons", "corr-person"),
+        ("POST", "/v1/notes", "corr-note"),
+    ]
+
+
+async def test_a_correlation_id_that_is_no_header_value_is_left_out() -> None:
+    api = MockPipedrive()
+    api.on("PATCH", "/api/v2/organizations/42", ok(_org(42)))
+    identity = FakeIdentity(links={(EntityKind.COMPANY, "co_1"): "42"})
+    record = company_record().model_copy(update={"correlation_id": "bad id\nwith newline"})
+    async with open_sink(api, identity=identity) as sink:
+        outcome = await sink.deliver([record])
+    assert outcome.failed == ()
+    assert _traced(api) == [("PATCH", "/api/v2/organizations/42", None)]
