@@ -27,7 +27,7 @@ the call raises :class:`RequestDeferred` without sending anything, and the sink 
 records with a ``BackpressureError`` that is not counted as an attempt.
 
 Searches (:meth:`HubSpotClient.search`) send a body packed by
-:func:`~connectors.hubspot.payloads.search_requests` as the exact bytes it was measured on,
+:func:`~connectors.hubspot.search.search_requests` as the exact bytes it was measured on,
 and follow ``paging.next.after`` until the last page (HubSpot stops at 10,000 results).
 :class:`SearchBatcher` shares search requests between the writes of one connection that
 look up at the same time: one request at a time per object type, packed with the oldest
@@ -780,7 +780,7 @@ class SearchBatcher:
 
     :meth:`search` queues a caller's lookups and returns once each was searched (or its
     search failed). One request is in flight at a time: it carries the oldest waiting
-    lookups of all callers, packed by :func:`~connectors.hubspot.payloads.search_requests`
+    lookups of all callers, packed by :func:`~connectors.hubspot.search.search_requests`
     (a value several callers wait for is sent once and answers all of them), and the next
     one is packed when it returns, with whatever arrived meanwhile. A failure that concerns
     the connection (rate limits, outages, a wait too long: :class:`RequestDeferred`) answers

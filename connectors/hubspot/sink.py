@@ -35,7 +35,7 @@ layer's defaults apply):
 
 - one pass for the exact strategies (``partner_id``: the Queast id property; ``domain``;
   ``email``; ``linkedin_url``): every entity's values in ``IN`` filters, packed into as few
-  search bodies as fit 3,000 characters (:func:`~connectors.hubspot.payloads.search_requests`),
+  search bodies as fit 3,000 characters (:func:`~connectors.hubspot.search.search_requests`),
   each followed to its last page. The connection's writes share requests
   (:class:`~connectors.hubspot.client.SearchBatcher`): lookups of writes running at the same
   time (the service's lanes) travel together;
