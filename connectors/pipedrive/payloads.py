@@ -46,6 +46,7 @@ from connectors.base.contract import (
 from connectors.base.errors import PermanentError
 from connectors.base.identity import IdentityCandidate
 from connectors.base.matchkeys import clean_host, stripped
+from connectors.base.notes import job_ad_facts, signal_facts
 from connectors.base.sink import OutboundRecord
 from connectors.pipedrive.config import PARTNER
 
@@ -431,10 +432,7 @@ def signal_note_html(signal: SignalRecord) -> str:
     summary = stripped(signal.summary)
     if summary is not None:
         note.add(f"<p>{_esc(summary)}</p>")
-    facts = [f"Type: {_esc(signal.signal_type, limit=_LIMITS.title)}"]
-    if signal.score is not None:
-        facts.append(f"Score: {signal.score:g}")
-    facts.append(f"Detected: {_esc(signal.detected_at, limit=_LIMITS.title)}")
+    facts = signal_facts(signal, escape=lambda v: _esc(v, limit=_LIMITS.title), type_label="Type")
     note.add(f"<p>{' | '.join(facts)}</p>")
     if signal.contract_mode != "strict":
         note.add(
@@ -476,12 +474,7 @@ def job_ad_note_html(job_ad: JobAdRecord) -> str:
     """The note for a job ad (evidence): title, location, publication date and link."""
     title = stripped(job_ad.title) or "Job ad"
     parts = [f"<p><b>Queast job ad: {_esc(title)}</b></p>"]
-    location = stripped(job_ad.location)
-    if location is not None:
-        parts.append(f"<p>Location: {_esc(location)}</p>")
-    posted = stripped(job_ad.posted_at)
-    if posted is not None:
-        parts.append(f"<p>Posted: {_esc(posted)}</p>")
+    parts.extend(f"<p>{fact}</p>" for fact in job_ad_facts(job_ad, escape=_esc))
     url = stripped(job_ad.url)
     if url is not None:
         parts.append(f"<p>{_link(url, url)}</p>")
