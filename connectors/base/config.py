@@ -15,7 +15,7 @@ rest.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, HttpUrl, SecretStr, ValidationInfo
 
@@ -85,13 +85,27 @@ class ConnectionConfig(BaseModel):
 
     @classmethod
     def secret_field_names(cls) -> frozenset[str]:
-        """Names of the ``SecretStr`` fields (to encrypt at rest and redact in responses)."""
-        return frozenset(
-            name
-            for name, field in cls.model_fields.items()
-            if field.annotation is SecretStr or field.annotation == SecretStr | None
-        )
+        """Names of the ``SecretStr`` fields (to encrypt at rest and redact in responses), at
+        any depth: the fields of nested models (``auth: OAuth | PrivateApp``) count too."""
+        return _secret_names(cls, frozenset())
 
     def redacted(self) -> dict[str, Any]:
         """JSON-able settings with every secret shown as ``**********``."""
         return self.model_dump(mode="json")
+
+
+def _secret_names(model: type[BaseModel], outer: frozenset[type[BaseModel]]) -> frozenset[str]:
+    """The ``SecretStr`` field names of ``model`` and of the models its fields hold (through
+    unions, optionals and containers); ``outer`` are the models already being walked."""
+    names: set[str] = set()
+    pending: list[tuple[str, Any]] = [(n, f.annotation) for n, f in model.model_fields.items()]
+    while pending:
+        name, annotation = pending.pop()
+        if annotation is SecretStr:
+            names.add(name)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in outer and annotation is not model:
+                names |= _secret_names(annotation, outer | {model})
+        else:
+            pending.extend((name, argument) for argument in get_args(annotation))
+    return frozenset(names)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from connectors.base.contract import JobAdRecord, SignalRecord
 from connectors.base.matchkeys import stripped
+from connectors.base.notes import job_ad_facts, signal_facts
 from connectors.hubspot.exports import parse
 
 __all__ = [
@@ -36,6 +37,10 @@ def _esc(value: str, *, limit: int = _MAX_TEXT_CHARS) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "\u2026"
     return html.escape(text, quote=True)
+
+
+def _esc_short(value: str) -> str:
+    return _esc(value, limit=_MAX_TITLE_CHARS)
 
 
 _SAFE_URL_SCHEMES: Final[tuple[str, ...]] = ("https://", "http://")
@@ -88,11 +93,7 @@ def render_signal_note(signal: SignalRecord) -> str:
     summary = stripped(signal.summary)
     if summary is not None:
         head.append(f"<p>{_esc(summary)}</p>")
-    facts = [f"Signal type: {_esc(signal.signal_type, limit=_MAX_TITLE_CHARS)}"]
-    if signal.score is not None:
-        facts.append(f"Score: {signal.score:g}")
-    facts.append(f"Detected: {_esc(signal.detected_at, limit=_MAX_TITLE_CHARS)}")
-    head.append(f"<p>{_DOT.join(facts)}</p>")
+    head.append(f"<p>{_DOT.join(signal_facts(signal, escape=_esc_short))}</p>")
 
     tags = [t for t in (stripped(tag) for tag in signal.decorations.technology_tags) if t]
     tail: list[str] = []
@@ -141,13 +142,7 @@ def render_job_ad_note(job_ad: JobAdRecord) -> str:
     """The HTML ``hs_note_body`` of a parsed job ad record."""
     title = stripped(job_ad.title) or "untitled job ad"
     parts = [f"<p><strong>Queast job ad: {_esc(title, limit=_MAX_TITLE_CHARS)}</strong></p>"]
-    facts = []
-    location = stripped(job_ad.location)
-    if location is not None:
-        facts.append(f"Location: {_esc(location, limit=_MAX_TITLE_CHARS)}")
-    posted = stripped(job_ad.posted_at)
-    if posted is not None:
-        facts.append(f"Posted: {_esc(posted, limit=_MAX_TITLE_CHARS)}")
+    facts = job_ad_facts(job_ad, escape=_esc_short)
     if facts:
         parts.append(f"<p>{_DOT.join(facts)}</p>")
     url = stripped(job_ad.url)

@@ -74,6 +74,7 @@ from connectors.base.http import (
 from connectors.base.oauth import TokenSource
 from connectors.base.ratelimit import TokenBucket, take_or_defer
 from connectors.base.tracing import trace_headers
+from connectors.pipedrive.config import PARTNER
 
 __all__ = [
     "BURST_RETRY_SECONDS",
@@ -86,7 +87,6 @@ __all__ = [
     "PipedriveResponse",
 ]
 
-_PARTNER: Final[str] = "pipedrive"
 _DAY_SECONDS: Final[int] = 86_400
 REFUSAL_PROBE_SECONDS: Final[float] = 3_600.0
 """After Pipedrive itself refuses for the day's budget, try again at most this much later.
@@ -370,7 +370,7 @@ class PipedriveClient:
         if not isinstance(page.data, list):
             raise TransientError(
                 "pipedrive list response without a list",
-                partner=_PARTNER,
+                partner=PARTNER,
                 endpoint=endpoint,
                 status_code=page.status_code,
             )
@@ -410,12 +410,12 @@ class PipedriveClient:
             await self._admit(cost, write=write, search=search, endpoint=endpoint)
             if trace is None:  # drawn once: a re-send after a 401 is the same request
                 trace = trace_headers(
-                    partner=_PARTNER,
+                    partner=PARTNER,
                     endpoint=endpoint,
                     logger=self._logger,
                     log_fields=self._log_fields,
                 )
-            with translate_http_errors(partner=_PARTNER, endpoint=endpoint):
+            with translate_http_errors(partner=PARTNER, endpoint=endpoint):
                 response = await self._http.request(
                     method, url, params=params, json=json, headers={**headers, **trace}
                 )
@@ -432,7 +432,7 @@ class PipedriveClient:
                 self._throttled(response, endpoint=endpoint, write=write, search=search)
             if response.status_code == 401:
                 raise_for_response(
-                    response, partner=_PARTNER, endpoint=endpoint, clock=self._clock.time
+                    response, partner=PARTNER, endpoint=endpoint, clock=self._clock.time
                 )
             return response, endpoint
 
@@ -451,7 +451,7 @@ class PipedriveClient:
             raise QuotaExhaustedError(
                 "daily api token budget spent",
                 retry_after=self.budget.seconds_until_reset(),
-                partner=_PARTNER,
+                partner=PARTNER,
                 endpoint=endpoint,
             )
         if search:
@@ -467,7 +467,7 @@ class PipedriveClient:
         """
 
         def too_long(wait: float) -> BackpressureError:
-            return BackpressureError("rate limit wait too long", retry_after=wait, partner=_PARTNER)
+            return BackpressureError("rate limit wait too long", retry_after=wait, partner=PARTNER)
 
         await take_or_defer(
             bucket.try_acquire,
@@ -519,7 +519,7 @@ class PipedriveClient:
             raise QuotaExhaustedError(
                 "daily api token budget spent",
                 retry_after=self.budget.seconds_until_reset(),
-                partner=_PARTNER,
+                partner=PARTNER,
                 endpoint=endpoint,
                 status_code=429,
             )
@@ -536,7 +536,7 @@ class PipedriveClient:
         raise BackpressureError(
             "rate limited",
             retry_after=retry_after,
-            partner=_PARTNER,
+            partner=PARTNER,
             endpoint=endpoint,
             status_code=429,
         )
@@ -545,7 +545,7 @@ class PipedriveClient:
         self, response: httpx.Response, endpoint: str, *, expect_id: bool
     ) -> PipedriveResponse:
         """The ``data`` of a 2xx answer; raises the outcome of any other status."""
-        raise_for_response(response, partner=_PARTNER, endpoint=endpoint, clock=self._clock.time)
+        raise_for_response(response, partner=PARTNER, endpoint=endpoint, clock=self._clock.time)
         status = response.status_code
         try:
             document = response.json()
@@ -554,14 +554,14 @@ class PipedriveClient:
         if not isinstance(document, dict):
             raise TransientError(
                 "unreadable pipedrive response",
-                partner=_PARTNER,
+                partner=PARTNER,
                 endpoint=endpoint,
                 status_code=status,
             )
         if document.get("success") is False:
             raise PermanentError(
                 "pipedrive reported failure",
-                partner=_PARTNER,
+                partner=PARTNER,
                 endpoint=endpoint,
                 status_code=status,
             )
@@ -569,7 +569,7 @@ class PipedriveClient:
         if expect_id and not (isinstance(data, dict) and _is_id(data.get("id"))):
             raise TransientError(
                 "pipedrive response without an object id",
-                partner=_PARTNER,
+                partner=PARTNER,
                 endpoint=endpoint,
                 status_code=status,
             )

@@ -50,6 +50,7 @@ from connectors.base.config import ConnectionConfig, allows_private_networks, ch
 __all__ = [
     "DEFAULT_BASE_URL",
     "OAUTH_REFRESH_URL",
+    "PARTNER",
     "FieldKey",
     "PipedriveApiTokenAuth",
     "PipedriveCandidateIndex",
@@ -60,6 +61,8 @@ __all__ = [
     "check_partner_url",
 ]
 
+PARTNER: Final[str] = "pipedrive"
+"""The partner named in this connector's errors (``ConnectorError.partner``)."""
 DEFAULT_BASE_URL: Final[str] = "https://api.pipedrive.com"
 OAUTH_REFRESH_URL: Final[str] = "https://oauth.pipedrive.com/oauth/token"
 BASE_DAILY_TOKENS: Final[int] = 30_000

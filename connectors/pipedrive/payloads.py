@@ -46,7 +46,9 @@ from connectors.base.contract import (
 from connectors.base.errors import PermanentError
 from connectors.base.identity import IdentityCandidate
 from connectors.base.matchkeys import clean_host, stripped
+from connectors.base.notes import job_ad_facts, signal_facts
 from connectors.base.sink import OutboundRecord
+from connectors.pipedrive.config import PARTNER
 
 __all__ = [
     "MAX_NOTE_CHARS",
@@ -73,7 +75,6 @@ __all__ = [
     "signal_note_html",
 ]
 
-_PARTNER: Final[str] = "pipedrive"
 MAX_NOTE_CHARS: Final[int] = 100_000
 """Pipedrive's note size limit (about 100 KB)."""
 _EMAIL_LABEL: Final[str] = "work"
@@ -136,7 +137,7 @@ def classify(record: OutboundRecord) -> RecordKind:
     family, _, action = record.event_type.partition(".")
     kinds = _FAMILIES.get(family)
     if kinds is None:
-        raise PermanentError("event type not exported to pipedrive", partner=_PARTNER)
+        raise PermanentError("event type not exported to pipedrive", partner=PARTNER)
     upsert, deletion = kinds
     if deletion is not None and (action == "deleted" or record.payload.get("deleted") is True):
         return deletion
@@ -148,7 +149,7 @@ def _parse(model: type[RecordT], payload: Mapping[str, Any], family: str) -> Rec
         return parse_record(model, payload)
     except ContractViolation as exc:
         msg = f"payload does not match the {family} contract ({', '.join(exc.fields)})"
-        raise PermanentError(msg, partner=_PARTNER) from None
+        raise PermanentError(msg, partner=PARTNER) from None
 
 
 def parse_company(payload: Mapping[str, Any]) -> CompanyRecord:
@@ -157,7 +158,7 @@ def parse_company(payload: Mapping[str, Any]) -> CompanyRecord:
     company = _parse(CompanyRecord, payload, "company")
     if company.employee_count is not None and company.employee_count < 0:
         msg = "payload does not match the company contract (employee_count)"
-        raise PermanentError(msg, partner=_PARTNER)
+        raise PermanentError(msg, partner=PARTNER)
     return company
 
 
@@ -255,7 +256,7 @@ def _put_name(
             msg = (
                 f"{entity} has neither a name nor {_NAME_FALLBACKS[entity]}; pipedrive needs a name"
             )
-            raise PermanentError(msg, partner=_PARTNER)
+            raise PermanentError(msg, partner=PARTNER)
     if name is not None:
         body["name"] = name
 
@@ -384,7 +385,7 @@ def _link(url: str | None, label: str) -> str:
 
 def _check_size(content: str) -> str:
     if len(content) > MAX_NOTE_CHARS:
-        raise PermanentError("note exceeds pipedrive's size limit", partner=_PARTNER)
+        raise PermanentError("note exceeds pipedrive's size limit", partner=PARTNER)
     return content
 
 
@@ -431,10 +432,7 @@ def signal_note_html(signal: SignalRecord) -> str:
     summary = stripped(signal.summary)
     if summary is not None:
         note.add(f"<p>{_esc(summary)}</p>")
-    facts = [f"Type: {_esc(signal.signal_type, limit=_LIMITS.title)}"]
-    if signal.score is not None:
-        facts.append(f"Score: {signal.score:g}")
-    facts.append(f"Detected: {_esc(signal.detected_at, limit=_LIMITS.title)}")
+    facts = signal_facts(signal, escape=lambda v: _esc(v, limit=_LIMITS.title), type_label="Type")
     note.add(f"<p>{' | '.join(facts)}</p>")
     if signal.contract_mode != "strict":
         note.add(
@@ -476,12 +474,7 @@ def job_ad_note_html(job_ad: JobAdRecord) -> str:
     """The note for a job ad (evidence): title, location, publication date and link."""
     title = stripped(job_ad.title) or "Job ad"
     parts = [f"<p><b>Queast job ad: {_esc(title)}</b></p>"]
-    location = stripped(job_ad.location)
-    if location is not None:
-        parts.append(f"<p>Location: {_esc(location)}</p>")
-    posted = stripped(job_ad.posted_at)
-    if posted is not None:
-        parts.append(f"<p>Posted: {_esc(posted)}</p>")
+    parts.extend(f"<p>{fact}</p>" for fact in job_ad_facts(job_ad, escape=_esc))
     url = stripped(job_ad.url)
     if url is not None:
         parts.append(f"<p>{_link(url, url)}</p>")

@@ -1,7 +1,14 @@
 """Secret fields inside a connection's ``settings`` block: sealed at rest, redacted on display.
 
-A field is secret by its name (:data:`SECRET_FIELD_NAMES`), at any depth of the block
-(``{"webhook": {"secret": ...}}``, ``{"auth": {"refresh_token": ...}}``). Sealed values are
+A field is secret by its name (:func:`secret_field_names`), at any depth of the block
+(``{"webhook": {"secret": ...}}``, ``{"auth": {"refresh_token": ...}}``). The names come from
+the registry: every field a registered connector's config class declares as ``SecretStr``
+(:meth:`~connectors.base.config.ConnectionConfig.secret_field_names`), so a new connector's
+secrets are sealed and redacted whatever it calls them, with no edit here. A name is secret in
+every connection's block once any registered connector declares it. (The fixed list this
+replaced also named ``api_token``, ``password`` and ``http_auth_password``, which no connector
+declares: a settings block with such a key fails its connector's validation, so none is stored.)
+Sealed values are
 :mod:`processors.secrets` tokens bound to the tenant, the connection and the field's dotted path
 (the purpose), so a token copied to another tenant, connection or field does not open.
 """
@@ -9,33 +16,33 @@ A field is secret by its name (:data:`SECRET_FIELD_NAMES`), at any depth of the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from functools import lru_cache
+from typing import Any
 
 from connectors.base.api import SEALED_PREFIX
+from connectors.base.config import ConnectionConfig
+from connectors.registry import registered
 from processors.secrets import REDACTED, SecretBox
 
 __all__ = [
     "SEALED_PREFIX",
-    "SECRET_FIELD_NAMES",
     "iter_secret_paths",
     "map_secret_fields",
     "open_settings",
     "redact_settings",
     "seal_settings",
+    "secret_field_names",
 ]
 
-SECRET_FIELD_NAMES: Final = frozenset(
-    {
-        "secret",
-        "token",
-        "api_token",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "password",
-        "http_auth_password",
-    }
-)
+
+def secret_field_names() -> frozenset[str]:
+    """The names of the secret fields of every registered connector's config class."""
+    return _names_of(tuple(spec.config_class for spec in registered().values()))
+
+
+@lru_cache(maxsize=8)
+def _names_of(config_classes: tuple[type[ConnectionConfig], ...]) -> frozenset[str]:
+    return frozenset().union(*(config.secret_field_names() for config in config_classes))
 
 
 def map_secret_fields(
@@ -43,12 +50,18 @@ def map_secret_fields(
 ) -> dict[str, Any]:
     """A copy of ``block`` with each secret field's value replaced by
     ``transform(dotted path, value)``; every other field as it is."""
+    return _map(block, transform, path, secret_field_names())
+
+
+def _map(
+    block: dict[str, Any], transform: Callable[[str, str], str], path: str, names: frozenset[str]
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in block.items():
         here = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            result[key] = map_secret_fields(value, transform, here)
-        elif key in SECRET_FIELD_NAMES and isinstance(value, str):
+            result[key] = _map(value, transform, here, names)
+        elif key in names and isinstance(value, str):
             result[key] = transform(here, value)
         else:
             result[key] = value
@@ -57,11 +70,12 @@ def map_secret_fields(
 
 def iter_secret_paths(block: dict[str, Any], path: str = "") -> Iterator[tuple[str, str]]:
     """``(dotted path, value)`` of every secret field."""
+    names = secret_field_names()
     for key, value in block.items():
         here = f"{path}.{key}" if path else key
         if isinstance(value, dict):
             yield from iter_secret_paths(value, here)
-        elif key in SECRET_FIELD_NAMES and isinstance(value, str):
+        elif key in names and isinstance(value, str):
             yield here, value
 
 

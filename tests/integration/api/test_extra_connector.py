@@ -1,7 +1,10 @@
 """A connector the service has never heard of, defined in this file and registered with
 :func:`connectors.registry.extended`: the API takes its connection, the router routes an event
 to its exports topic (real Kafka), and the delivery engine (real Redis) hands the record to its
-sink, which keeps it in a list. Nothing outside this file knows the connector."""
+sink, which keeps it in a list. Nothing outside this file knows the connector.
+
+A second connector keeps its secret under a name no built-in connector uses: the service seals
+it at rest and redacts it in responses all the same."""
 
 from __future__ import annotations
 
@@ -28,8 +31,11 @@ from processors.deliveries.throttle import GlobalThrottle
 from processors.kafka import ensure_topics, producer
 from processors.routing.service import IncomingRecord, OutgoingRecord, RoutingService
 from processors.samples import sample_events, to_json_line
+from processors.secrets import REDACTED
 from processors.settings import Settings
+from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
+from processors.tenants.secret_fields import SEALED_PREFIX, open_settings
 from processors.topics import TopicMap
 from tests.integration.conftest import PARTITIONS
 from tests.support.kafka_io import TopicReader
@@ -102,6 +108,54 @@ SPEC = ConnectorSpec(
     api_options=ListOptions,
     api_body_name="ListConnectionIn",
 )
+
+
+KEYED = "keyedsink"
+SIGNING_KEY = "keyed-signing-key-7d30e4"
+
+
+class _KeyedAuthConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["key"]
+    signing_key: SecretStr
+
+
+class KeyedConfig(ConnectionConfig):
+    """The keyed connector's connection settings: a signing key, a name no other uses."""
+
+    auth: _KeyedAuthConfig
+
+
+class KeyedAuth(AuthInput):
+    model_config = ConfigDict(json_schema_extra=secrets_required("signing_key"))
+
+    type: Literal["key"]
+    signing_key: PlainSecret | None = None
+
+
+class KeyedOptions(ConnectionOptions):
+    """A keyed connection: just its signing key."""
+
+    auth: KeyedAuth | None = None
+
+    @property
+    def auth_input(self) -> AuthInput | None:
+        return self.auth
+
+
+class KeyedSink(BaseSink[KeyedConfig]):
+    """Delivers nothing; only its connection's settings matter here."""
+
+    name: ClassVar[str] = KEYED
+    config_class: ClassVar[type[ConnectionConfig]] = KeyedConfig
+    max_batch_size: ClassVar[int] = 1
+
+    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
+        return BatchOutcome()
+
+
+KEYED_SPEC = ConnectorSpec.of(KeyedSink, KeyedOptions, title="keyed")
 
 
 @pytest.fixture
@@ -255,3 +309,39 @@ async def test_a_connector_registered_in_a_test_is_served_routed_and_delivered(
     statuses = [r.headers for r in produced if r.topic == topics.delivery_records]
     assert statuses, "a delivery record is written"
     assert not [r for r in produced if r.topic in (topics.retry(NAME), topics.dlq(NAME))]
+
+
+async def test_an_extra_connector_s_differently_named_secret_is_sealed_and_redacted(
+    client_for: Callable[[Settings], Any], api_settings: Settings, redis: Redis
+) -> None:
+    with extended(KEYED_SPEC):
+        async with client_for(api_settings) as client:
+            allowed = await client.put(f"/admin/v1/allowlist/{TENANT}", headers=PLATFORM)
+            assert allowed.status_code == 204
+            created = await client.put(
+                f"/v1/tenants/{TENANT}/connections/{KEYED}",
+                json={"auth": {"type": "key", "signing_key": SIGNING_KEY}},
+                headers=TENANT_ADMIN,
+            )
+            assert created.status_code == 201, created.text
+            assert SIGNING_KEY not in created.text
+            assert created.json()["settings"]["auth"] == {"type": "key", "signing_key": REDACTED}
+            fetched = await client.get(
+                f"/v1/tenants/{TENANT}/connections/{KEYED}", headers=PLATFORM
+            )
+            assert fetched.status_code == 200
+            assert SIGNING_KEY not in fetched.text
+            assert fetched.json()["settings"]["auth"]["signing_key"] == REDACTED
+
+        repository = ConnectionRepository(redis, key_prefix=api_settings.redis.key_prefix)
+        stored = await repository.get(TENANT, Connector(KEYED))
+        assert stored is not None
+        sealed = stored.settings["auth"]["signing_key"]
+        assert sealed.startswith(SEALED_PREFIX)
+        opened = open_settings(
+            stored.settings,
+            box=api_settings.secrets.secret_box(),
+            tenant_id=TENANT,
+            connection_id=stored.connection_id,
+        )
+        assert opened["auth"] == {"type": "key", "signing_key": SIGNING_KEY}

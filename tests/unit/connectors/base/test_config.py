@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, SecretStr, ValidationError, field_validator
 
 from connectors.base import ConnectionConfig, StaticCredentials
 from connectors.base.errors import AuthenticationError
@@ -51,3 +53,30 @@ async def test_static_credentials() -> None:
     assert (await credentials.get("api_token")).get_secret_value() == "x"
     with pytest.raises(AuthenticationError, match="not configured"):
         await credentials.get("refresh_token")
+
+
+class _OAuth(BaseModel):
+    type: Literal["oauth"]
+    client_secret: SecretStr
+    refresh_token: SecretStr | None = None
+
+
+class _Key(BaseModel):
+    type: Literal["key"]
+    signing_key: SecretStr
+
+
+class NestedConfig(ConnectionConfig):
+    auth: _OAuth | _Key
+    fallbacks: tuple[_Key, ...] = ()
+    password: SecretStr | None = None
+    label: str = ""
+
+
+def test_secret_field_names_include_the_fields_of_nested_models() -> None:
+    assert NestedConfig.secret_field_names() == {
+        "client_secret",
+        "refresh_token",
+        "signing_key",
+        "password",
+    }
