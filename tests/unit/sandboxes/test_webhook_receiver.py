@@ -2,7 +2,8 @@
 
 The receiver's clock is a :class:`SteeredClock`: real time unless a test about a scripted
 time window freezes it and moves it by hand, so no outcome depends on how fast a loaded
-machine sends the requests. No test asserts how long anything took.
+machine sends the requests. No test bounds how long anything may take (request timeouts
+only end a hang); the delay tests check outcomes, and that a scripted delay was waited out.
 """
 
 from __future__ import annotations
@@ -266,9 +267,9 @@ def test_rate_limit_answers_429_with_retry_after(
 
 
 async def test_delay_on_one_endpoint_does_not_delay_another(server: ReceiverServer) -> None:
-    server.set_behaviour("slow", Behaviour(delay_seconds=30))
+    server.set_behaviour("slow", Behaviour(delay_seconds=600))
     body = envelope()
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=HANG_GUARD_SECONDS) as client:
         slow = asyncio.create_task(
             client.post(server.endpoint_url("slow"), content=body, headers=signed(body))
         )
@@ -278,7 +279,7 @@ async def test_delay_on_one_endpoint_does_not_delay_another(server: ReceiverServ
 
         fast = await client.post(server.endpoint_url("fast"), content=body, headers=signed(body))
 
-        # answered while the slow one still waits out its 30 s: not queued behind it
+        # answered while the slow one still waits out its delay: not queued behind it
         assert fast.status_code == 200
         assert not slow.done()
         assert [d.state for d in server.received("slow")] == ["pending"]
