@@ -11,7 +11,12 @@ the sandboxes' ``python -m`` entry points for the local demo.
 
 uvicorn is tuned for many short concurrent requests from one test: no access log, no
 lifespan, no proxy headers or server header, ``httptools`` when installed, a two-second
-graceful shutdown.
+graceful shutdown, and idle keep-alive connections kept for two minutes. uvicorn's own
+default closes them after five seconds, shorter than the clients in this project keep them
+(the connectors' pool: 30 s): on a loaded machine a client then reuses a connection at the
+moment the server closes it, and the request is lost with a read error. A server that keeps
+idle connections longer than every client means the client always retires them first.
+Stopping is not slowed: shutdown closes idle connections at once.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ _HTTP_IMPL: Final[Literal["h11", "httptools"]] = (
     "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 )
 _SHUTDOWN_GRACE_SECONDS: Final[int] = 2
+_KEEP_ALIVE_SECONDS: Final[int] = 120
 
 
 def uvicorn_config(app: ASGIApp, *, configure_logging: bool, log_level: str) -> uvicorn.Config:
@@ -59,6 +65,7 @@ def uvicorn_config(app: ASGIApp, *, configure_logging: bool, log_level: str) -> 
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+        timeout_keep_alive=_KEEP_ALIVE_SECONDS,
         **extra,
     )
 

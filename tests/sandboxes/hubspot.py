@@ -48,6 +48,10 @@ Controls, from Python (:class:`SandboxState`, :class:`HubSpotSandbox`) or over H
 - ``POST   /_control/portals/{portal}/refresh-tokens``  install it with a refresh token
 - ``DELETE /_control``                                  forget everything
 
+Time comes from ``SandboxState(clock=..., monotonic=...)`` (default: real wall and monotonic
+time): the sandbox's own unit tests inject a clock they move by hand, so rolling windows and
+token expiry never depend on how fast a loaded machine runs the requests.
+
 In tests ``with HubSpotSandbox() as sandbox:`` serves it on loopback in a daemon thread;
 for local runs, ``python -m tests.sandboxes.hubspot --port 8910 --token pat-local``.
 """
@@ -498,9 +502,21 @@ class _Portal:
 
 
 class SandboxState:
-    """Every portal, token and object of the sandbox; thread-safe (one lock)."""
+    """Every portal, token and object of the sandbox; thread-safe (one lock).
 
-    def __init__(self) -> None:
+    ``clock`` (wall seconds) stamps objects and expires access tokens; ``monotonic`` drives
+    the rate-limit windows and stamps :class:`RequestEntry`. Both default to real time;
+    tests of the sandbox itself inject a clock they move by hand.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._ids = itertools.count(10_000_001)
         self._portals: dict[int, _Portal] = {}
@@ -565,7 +581,7 @@ class SandboxState:
         token = "sbx-at-" + secrets.token_urlsafe(24)
         with self._lock:
             self._portal(portal_id)
-            self._tokens[token] = _Token(portal_id, "oauth", time.time() + expires_in)
+            self._tokens[token] = _Token(portal_id, "oauth", self._clock() + expires_in)
         return token
 
     def set_limits(self, portal_id: int, limits: PortalLimits) -> None:
@@ -597,7 +613,7 @@ class SandboxState:
 
     def expire_tokens(self, portal_id: int) -> int:
         """Expire the portal's OAuth access tokens now; returns how many."""
-        now = time.time()
+        now = self._clock()
         expired = 0
         with self._lock:
             for token in self._tokens.values():
@@ -700,7 +716,7 @@ class SandboxState:
             portal = self._portal(installation[1])
             portal.token_requests += 1
             access = "sbx-at-" + secrets.token_urlsafe(24)
-            self._tokens[access] = _Token(portal.portal_id, "oauth", time.time() + app.expires_in)
+            self._tokens[access] = _Token(portal.portal_id, "oauth", self._clock() + app.expires_in)
             return ApiResponse(
                 200,
                 {
@@ -723,7 +739,7 @@ class SandboxState:
         scope: Literal["burst", "search"] = "burst",
     ) -> ApiResponse:
         """One authenticated API request: auth, limits, scripted failures, then ``route``."""
-        now_wall = time.time()
+        now_wall = self._clock()
         with self._lock:
             token = self._authenticate(authorization)
             if isinstance(token, ApiResponse):
@@ -731,11 +747,11 @@ class SandboxState:
             if token.expires_at is not None and now_wall >= token.expires_at:
                 portal = self._portal(token.portal_id)
                 portal.log.append(
-                    RequestEntry(at=time.monotonic(), method=method, path=path, status=401)
+                    RequestEntry(at=self._monotonic(), method=method, path=path, status=401)
                 )
                 return self._expired(now_wall - token.expires_at)
             portal = self._portal(token.portal_id)
-            now = time.monotonic()
+            now = self._monotonic()
             limited = self._admit(portal, scope, now, token)
             if limited is not None:
                 portal.log.append(
@@ -883,7 +899,7 @@ class SandboxState:
     # -- routes (lock held) -----------------------------------------------------------------
 
     def _new_object(self, properties: Mapping[str, str]) -> _Object:
-        now = time.time()
+        now = self._clock()
         object_id = str(next(self._ids))
         props = dict(properties)
         props.update(
@@ -1009,7 +1025,7 @@ class SandboxState:
         obj: _Object,
         properties: Mapping[str, Value],
     ) -> None:
-        now = time.time()
+        now = self._clock()
         self._unindex(portal, object_type, obj)
         for name, value in properties.items():
             obj.properties[name] = _as_text(value)
@@ -1030,15 +1046,19 @@ class SandboxState:
         entry.pop("correlationId", None)
         return entry
 
-    @staticmethod
     def _batch_answer(
-        results: list[dict[str, Any]], errors: list[dict[str, Any]], *, ok: int, started: float
+        self,
+        results: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+        *,
+        ok: int,
+        started: float,
     ) -> ApiResponse:
         body: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,
             "startedAt": _iso(started),
-            "completedAt": _iso(time.time()),
+            "completedAt": _iso(self._clock()),
         }
         if errors:
             body["numErrors"] = len(errors)
@@ -1060,7 +1080,7 @@ class SandboxState:
 
     def route_upsert(self, object_type: ObjectType) -> Callable[[_Portal, Any], ApiResponse]:
         def run(portal: _Portal, body: _UpsertBody) -> ApiResponse:
-            started = time.time()
+            started = self._clock()
             too_many = self._too_many(len(body.inputs), _MAX_BATCH_INPUTS)
             if too_many is not None:
                 return too_many
@@ -1106,7 +1126,7 @@ class SandboxState:
 
     def route_update(self, object_type: ObjectType) -> Callable[[_Portal, Any], ApiResponse]:
         def run(portal: _Portal, body: _UpdateBody) -> ApiResponse:
-            started = time.time()
+            started = self._clock()
             too_many = self._too_many(len(body.inputs), _MAX_BATCH_INPUTS)
             if too_many is not None:
                 return too_many
@@ -1153,7 +1173,7 @@ class SandboxState:
 
     def route_create(self, object_type: ObjectType) -> Callable[[_Portal, Any], ApiResponse]:
         def run(portal: _Portal, body: _CreateBody) -> ApiResponse:
-            started = time.time()
+            started = self._clock()
             too_many = self._too_many(len(body.inputs), _MAX_BATCH_INPUTS)
             if too_many is not None:
                 return too_many
@@ -1252,7 +1272,7 @@ class SandboxState:
 
     def route_read(self, object_type: ObjectType) -> Callable[[_Portal, Any], ApiResponse]:
         def run(portal: _Portal, body: _ReadBody) -> ApiResponse:
-            started = time.time()
+            started = self._clock()
             too_many = self._too_many(len(body.inputs), _MAX_BATCH_INPUTS)
             if too_many is not None:
                 return too_many
@@ -1289,7 +1309,7 @@ class SandboxState:
             too_many = self._too_many(len(body.inputs), _MAX_BATCH_INPUTS)
             if too_many is not None:
                 return too_many
-            now = time.time()
+            now = self._clock()
             for item in body.inputs:
                 obj = portal.objects[object_type].get(str(item.id))
                 if obj is not None and not obj.archived:
@@ -1360,7 +1380,7 @@ class SandboxState:
                         ],
                     ),
                 )
-            visible_before = time.time() - portal.search_delay
+            visible_before = self._clock() - portal.search_delay
             compiled = [[_compile(f) for f in g.filters] for g in groups]
             matches = [
                 obj
@@ -1387,7 +1407,7 @@ class SandboxState:
         self, from_type: ObjectType, to_type: ObjectType
     ) -> Callable[[_Portal, Any], ApiResponse]:
         def run(portal: _Portal, body: _AssociateBody) -> ApiResponse:
-            started = time.time()
+            started = self._clock()
             too_many = self._too_many(len(body.inputs), _MAX_ASSOCIATION_INPUTS)
             if too_many is not None:
                 return too_many

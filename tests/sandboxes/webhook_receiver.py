@@ -13,6 +13,12 @@ secret (or the default secret) and recorded, valid or not; it is answered as the
 - ``GET    /_control/received``                       every endpoint's deliveries
 - ``DELETE /_control``                                back to the state the receiver started with
 
+Time comes from ``ReceiverState(clock=..., monotonic=...)`` (default: real wall and monotonic
+time): ``monotonic`` times ``fail_for_seconds`` and the rate limit, ``clock`` stamps
+``received_at`` and ``answered_at``. The receiver's own unit tests inject a clock they move
+by hand, so scripted windows never depend on how fast a loaded machine sends requests;
+``delay_seconds`` is always a real wait (it holds a real connection open).
+
 In tests, ``ReceiverServer`` runs it in a daemon thread (``with ReceiverServer(...) as srv``);
 for the demo, ``python -m tests.sandboxes.webhook_receiver --port 8900 --secret whsec_...``.
 """
@@ -145,7 +151,8 @@ class Delivery(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class _Policy:
-    """A behaviour and when it was set (``time.monotonic``); a new one resets counters."""
+    """A behaviour and when it was set (the state's monotonic clock); a new one resets
+    counters."""
 
     behaviour: Behaviour
     set_at: float
@@ -194,7 +201,11 @@ def _verifier(secret: str) -> Webhook:
 
 
 class ReceiverState:
-    """Thread-safe secrets, behaviours and recorded deliveries of every endpoint."""
+    """Thread-safe secrets, behaviours and recorded deliveries of every endpoint.
+
+    ``clock`` (wall seconds) stamps deliveries; ``monotonic`` times behaviours (see the
+    module docstring). Both default to real time.
+    """
 
     def __init__(
         self,
@@ -202,13 +213,17 @@ class ReceiverState:
         default_secret: str | None = None,
         default_behaviour: Behaviour | None = None,
         endpoint_secrets: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._initial_secret = default_secret
         self._initial_behaviour = default_behaviour or Behaviour()
         self._initial_endpoint_secrets = dict(endpoint_secrets or {})
         self._default_verifier: Webhook | None = None
-        self._default_policy = _Policy(self._initial_behaviour, time.monotonic())
+        self._default_policy = _Policy(self._initial_behaviour, self._monotonic())
         self._endpoints: dict[str, _Endpoint] = {}
         self._generation = 0
         self.reset()
@@ -217,14 +232,14 @@ class ReceiverState:
 
     def set_behaviour(self, endpoint: str, behaviour: Behaviour | None) -> None:
         """Script ``endpoint``; ``None`` makes it follow the default behaviour again."""
-        policy = None if behaviour is None else _Policy(behaviour, time.monotonic())
+        policy = None if behaviour is None else _Policy(behaviour, self._monotonic())
         with self._lock:
             self._endpoint(endpoint).policy = policy
 
     def set_default_behaviour(self, behaviour: Behaviour) -> None:
         """Behaviour of every endpoint without its own; its clocks and counters restart."""
         with self._lock:
-            self._default_policy = _Policy(behaviour, time.monotonic())
+            self._default_policy = _Policy(behaviour, self._monotonic())
 
     def set_secret(self, endpoint: str, secret: str | None) -> None:
         """``endpoint``'s secret; ``None`` makes it use the default secret."""
@@ -270,7 +285,11 @@ class ReceiverState:
             self._endpoints = {name: _Endpoint(verifier=v) for name, v in own.items()}
             self._generation += 1
             self._default_verifier = default
-            self._default_policy = _Policy(self._initial_behaviour, time.monotonic())
+            self._default_policy = _Policy(self._initial_behaviour, self._monotonic())
+
+    def now(self) -> float:
+        """Wall-clock seconds from the state's clock (what deliveries are stamped with)."""
+        return self._clock()
 
     # -- records -------------------------------------------------------------------------
 
@@ -320,7 +339,7 @@ class ReceiverState:
 
     def decide(self, endpoint: str, *, signature_valid: bool) -> _Decision:
         """The answer to a request arriving now on ``endpoint``."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             ep = self._endpoint(endpoint)
             policy = self._policy_of(ep)
@@ -360,7 +379,7 @@ class ReceiverState:
                 return
             current = ep.deliveries[handle.index]
             ep.deliveries[handle.index] = current.model_copy(
-                update={"status": status, "state": state, "answered_at": time.time()}
+                update={"status": status, "state": state, "answered_at": self._clock()}
             )
 
     # -- internals (lock held) -----------------------------------------------------------
@@ -454,7 +473,7 @@ class ReceiverApp:
     # -- webhooks ------------------------------------------------------------------------
 
     async def _hook(self, request: Request) -> Response:
-        received_at = time.time()
+        received_at = self.state.now()
         endpoint: str = request.path_params["endpoint"]
         body = await request.body()
         headers = {
@@ -470,7 +489,7 @@ class ReceiverApp:
             signature_valid=error is None,
             signature_error=error,
             received_at=received_at,
-            answered_at=None if decision.delay > 0 else time.time(),
+            answered_at=None if decision.delay > 0 else self.state.now(),
             type=kind,
             timestamp=stamp,
             data=data,

@@ -1,10 +1,14 @@
-"""The local HubSpot sandbox, served for real on loopback, and the HubSpot sink against it."""
+"""The local HubSpot sandbox, served for real on loopback, and the HubSpot sink against it.
+
+The sandbox's time is a :class:`SteeredClock`: real for the sink's end-to-end tests (the
+sink paces itself with real waits), frozen and moved by hand where a test is about rolling
+windows or token expiry, so no outcome depends on how fast a loaded machine sends requests.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,26 +25,42 @@ from connectors.base import (
     HeldForReviewError,
     OutboundRecord,
     SinkContext,
+    SystemClock,
     TransientError,
 )
 from connectors.hubspot import HubSpotConnectionConfig, HubSpotSink
-from tests.sandboxes.hubspot import HubSpotSandbox, PortalLimits
+from tests.sandboxes.hubspot import HubSpotSandbox, PortalLimits, SandboxState
 from tests.unit.connectors.fakes import MemoryGrantStore
 from tests.unit.connectors.hubspot.fakes import FakeIdentity, company, deleted, person, signal
+from tests.unit.sandboxes.clocks import SteeredClock
 
 TOKEN = "pat-sandbox-1"
 C, P = EntityKind.COMPANY, EntityKind.PERSON
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[HubSpotSandbox]:
-    with HubSpotSandbox() as server:
+def module_clock() -> SteeredClock:
+    return SteeredClock()
+
+
+@pytest.fixture
+def clock(module_clock: SteeredClock) -> Iterator[SteeredClock]:
+    """The sandbox's clock: real time unless the test freezes it; real again afterwards."""
+    module_clock.release()
+    yield module_clock
+    module_clock.release()
+
+
+@pytest.fixture(scope="module")
+def sandbox(module_clock: SteeredClock) -> Iterator[HubSpotSandbox]:
+    state = SandboxState(clock=module_clock.time, monotonic=module_clock.monotonic)
+    with HubSpotSandbox(state=state) as server:
         yield server
 
 
 @pytest.fixture
-def portal(sandbox: HubSpotSandbox) -> int:
-    """A fresh portal (its own token) per test."""
+def portal(sandbox: HubSpotSandbox, clock: SteeredClock) -> int:
+    """A fresh portal (its own token) per test, on a sandbox clock following real time."""
     sandbox.state.reset()
     return sandbox.add_portal(1, private_app_token=TOKEN)
 
@@ -56,6 +76,7 @@ async def open_sink(
     identity: FakeIdentity | None = None,
     auth: dict[str, Any] | None = None,
     grants: MemoryGrantStore | None = None,
+    clock: SteeredClock | None = None,
     **config: Any,
 ) -> AsyncIterator[HubSpotSink]:
     settings = HubSpotConnectionConfig.validate_for_connection(
@@ -74,6 +95,7 @@ async def open_sink(
         allow_private_networks=True,
         identity=identity if identity is not None else FakeIdentity(),
         grant_store=grants,
+        clock=clock if clock is not None else SystemClock(),
     )
     async with HubSpotSink(context) as sink:
         yield sink
@@ -180,16 +202,15 @@ async def test_the_sink_keeps_inside_a_small_window_and_never_gets_a_429(
     identity = FakeIdentity()
     for i in range(20):
         identity.links[(C, f"co_{i}")] = sandbox.seed(portal, "companies", {"name": f"n{i}"})
-    started = time.monotonic()
     async with open_sink(sandbox, identity=identity) as sink:
         for i in range(20):  # one request each
             _, failed = await deliver_all(sink, [company(f"co_{i}")])
             assert failed == {}
-    elapsed = time.monotonic() - started
     stats = sandbox.stats(portal)
+    # all 20 admitted and a full window reached: the sink waited for the window to roll
+    # (which takes at least 3 s of the sandbox's own time) instead of being refused
     assert stats.by_status == {200: 20}
     assert stats.max_burst_in_window == 5
-    assert 2.9 < elapsed < 8
 
 
 async def test_seeded_partner_objects_are_linked_or_held_for_review(
@@ -293,15 +314,17 @@ async def test_an_expired_token_is_refreshed_once_and_the_call_retried(
 
 
 async def test_a_token_about_to_expire_is_refreshed_before_the_call(
-    sandbox: HubSpotSandbox, portal: int
+    sandbox: HubSpotSandbox, portal: int, clock: SteeredClock
 ) -> None:
-    # renewed 60 s before expiry, or at half-life for a token that lives less than 120 s
+    # renewed 60 s before expiry, or at half-life for a token that lives less than 120 s;
+    # the sink and the sandbox share one frozen clock, so 1.1 s pass exactly for both
+    clock.freeze()
     auth = _oauth(sandbox, portal, expires_in=2)
     identity = FakeIdentity()
     identity.links[(C, "co_1")] = sandbox.seed(portal, "companies", {"name": "x"})
-    async with open_sink(sandbox, identity=identity, auth=auth) as sink:
+    async with open_sink(sandbox, identity=identity, auth=auth, clock=clock) as sink:
         await sink.deliver([company("co_1")])
-        await asyncio.sleep(1.1)
+        clock.advance(1.1)
         await sink.deliver([company("co_1")])
     assert [entry.status for entry in sandbox.requests(portal)] == [200, 200]
     assert sandbox.stats(portal).token_requests == 2
@@ -318,7 +341,8 @@ async def test_a_revoked_refresh_token_is_an_authentication_error(
     assert sandbox.requests(portal) == []
 
 
-def test_token_endpoint_shapes(sandbox: HubSpotSandbox, portal: int) -> None:
+def test_token_endpoint_shapes(sandbox: HubSpotSandbox, portal: int, clock: SteeredClock) -> None:
+    clock.freeze()
     _oauth(sandbox, portal, expires_in=1)
     form = {
         "grant_type": "refresh_token",
@@ -338,7 +362,7 @@ def test_token_endpoint_shapes(sandbox: HubSpotSandbox, portal: int) -> None:
     ok = httpx.post(url, json={"inputs": []}, headers=_headers(body["access_token"]))
     assert ok.status_code == 200
     assert "x-hubspot-ratelimit-daily" not in ok.headers  # OAuth calls omit daily headers
-    time.sleep(1.05)
+    clock.advance(1.05)
     expired = httpx.post(url, json={"inputs": []}, headers=_headers(body["access_token"]))
     assert expired.status_code == 401
     assert expired.json()["category"] == "EXPIRED_AUTHENTICATION"
@@ -350,8 +374,9 @@ def test_token_endpoint_shapes(sandbox: HubSpotSandbox, portal: int) -> None:
 
 
 def test_the_ten_second_window_answers_429_with_hubspots_body_and_headers(
-    sandbox: HubSpotSandbox, portal: int
+    sandbox: HubSpotSandbox, portal: int, clock: SteeredClock
 ) -> None:
+    clock.freeze()
     sandbox.set_limits(portal, PortalLimits(burst_max=3))
     url = f"{sandbox.url}/crm/v3/objects/companies/batch/read"
     answers = [httpx.post(url, json={"inputs": []}, headers=_headers()) for _ in range(4)]
@@ -373,7 +398,8 @@ def test_the_ten_second_window_answers_429_with_hubspots_body_and_headers(
     assert stats.rate_limited == {"TEN_SECONDLY_ROLLING": 1}
 
 
-def test_the_window_rolls(sandbox: HubSpotSandbox, portal: int) -> None:
+def test_the_window_rolls(sandbox: HubSpotSandbox, portal: int, clock: SteeredClock) -> None:
+    clock.freeze()
     sandbox.set_limits(portal, PortalLimits(burst_max=2, interval_ms=400))
     url = f"{sandbox.url}/crm/v3/objects/companies/batch/read"
 
@@ -381,11 +407,14 @@ def test_the_window_rolls(sandbox: HubSpotSandbox, portal: int) -> None:
         return httpx.post(url, json={"inputs": []}, headers=_headers()).status_code
 
     assert [status(), status(), status()] == [200, 200, 429]
-    time.sleep(0.45)
+    clock.advance(0.45)
     assert [status(), status(), status()] == [200, 200, 429]
 
 
-def test_search_limit_and_headers(sandbox: HubSpotSandbox, portal: int) -> None:
+def test_search_limit_and_headers(
+    sandbox: HubSpotSandbox, portal: int, clock: SteeredClock
+) -> None:
+    clock.freeze()
     url = f"{sandbox.url}/crm/v3/objects/contacts/search"
     body = {
         "filterGroups": [
@@ -613,7 +642,8 @@ def test_search_validation(sandbox: HubSpotSandbox, portal: int) -> None:
     assert [r["properties"]["name"] for r in results] == ["A"]
 
 
-def test_the_control_api(sandbox: HubSpotSandbox) -> None:
+def test_the_control_api(sandbox: HubSpotSandbox, clock: SteeredClock) -> None:
+    clock.freeze()
     sandbox.state.reset()
     control = f"{sandbox.url}/_control"
     created = httpx.post(f"{control}/portals", json={"portal_id": 7, "private_app_token": "t7"})

@@ -1,4 +1,9 @@
-"""The local Pipedrive sandbox, served for real on loopback and driven with httpx."""
+"""The local Pipedrive sandbox, served for real on loopback and driven with httpx.
+
+The served sandbox's time is a :class:`SteeredClock` (real unless a test freezes it), so a
+test about a rolling window does not depend on how fast a loaded machine sends requests;
+the limit tests that need no server drive a :class:`SandboxState` on a fake clock.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from tests.sandboxes.pipedrive import (
     PipedriveSandbox,
     SandboxState,
 )
+from tests.unit.sandboxes.clocks import SteeredClock
 
 TOKEN = "tok-acme"
 OTHER_TOKEN = "tok-globex"
@@ -24,13 +30,27 @@ ERROR_KEYS = {"success", "error", "error_info", "data", "additional_data"}
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[PipedriveSandbox]:
-    with PipedriveSandbox() as sandbox:
+def module_clock() -> SteeredClock:
+    return SteeredClock()
+
+
+@pytest.fixture(scope="module")
+def server(module_clock: SteeredClock) -> Iterator[PipedriveSandbox]:
+    state = SandboxState(clock=module_clock.time, monotonic=module_clock.monotonic)
+    with PipedriveSandbox(state=state) as sandbox:
         yield sandbox
 
 
 @pytest.fixture
-def sandbox(server: PipedriveSandbox) -> Iterator[PipedriveSandbox]:
+def clock(module_clock: SteeredClock) -> Iterator[SteeredClock]:
+    """The served sandbox's clock: real time unless the test freezes it."""
+    module_clock.release()
+    yield module_clock
+    module_clock.release()
+
+
+@pytest.fixture
+def sandbox(server: PipedriveSandbox, clock: SteeredClock) -> Iterator[PipedriveSandbox]:
     server.reset()
     yield server
     server.reset()
@@ -403,7 +423,8 @@ def test_failures_can_be_injected_and_cost_nothing() -> None:
 # -- control over HTTP ------------------------------------------------------------------------
 
 
-def test_the_control_api(sandbox: PipedriveSandbox) -> None:
+def test_the_control_api(sandbox: PipedriveSandbox, clock: SteeredClock) -> None:
+    clock.freeze()  # the burst of 1 is per 2 s window
     with httpx.Client(base_url=sandbox.url) as control:
         created = control.post(
             "/_control/accounts",

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -48,6 +49,42 @@ def _refuses(url: str) -> bool:
     except httpx.ConnectError:
         return True
     return False
+
+
+def _get_on(sock: socket.socket) -> bytes:
+    """One ``GET /`` on an open connection; the response's status line, or ``b""`` if the
+    server closed the connection instead of answering."""
+    sock.sendall(b"GET / HTTP/1.1\r\nhost: sandbox\r\n\r\n")
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return b""
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return b""
+        body += chunk
+    return lines[0]
+
+
+def test_an_idle_keep_alive_connection_is_kept_longer_than_clients_keep_theirs() -> None:
+    # uvicorn's default closes an idle connection after 5 s; a client reusing it at that
+    # moment loses its request (a read error), which a loaded machine makes likely
+    with _Hello() as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            first = _get_on(sock)
+            time.sleep(6)  # idle past uvicorn's default keep-alive
+            second = _get_on(sock)
+    assert first == b"HTTP/1.1 200 OK"
+    assert second == b"HTTP/1.1 200 OK"
 
 
 def test_serves_on_an_ephemeral_loopback_port_in_a_named_thread_and_stops() -> None:
