@@ -39,6 +39,7 @@ from pydantic import HttpUrl
 
 from connectors.base.attempts import Attempt
 from connectors.base.context import SinkContext
+from connectors.base.contract import CompanyRecord, ContractViolation, PersonRecord
 from connectors.base.errors import (
     ConnectorError,
     HeldForReviewError,
@@ -141,6 +142,13 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         self._concurrency = asyncio.Semaphore(_DEFAULT_MAX_CONCURRENCY)
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def contract_error(
+        self, record: OutboundRecord, violation: ContractViolation
+    ) -> ConnectorError | None:
+        """The ``PermanentError`` the ``parse_*`` functions of :mod:`connectors.pipedrive.payloads`
+        give a record that fails its model."""
+        return payloads.contract_error(violation)
 
     async def setup(self) -> None:
         """Called once before the first write: check the config, size the limits, open the client.
@@ -289,21 +297,21 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         if kind is payloads.RecordKind.PERSON:
             return await self._upsert_person(record)
         if kind is payloads.RecordKind.SIGNAL:
-            signal = payloads.parse_signal(record.payload)
+            signal = payloads.parse_signal(record)
             return await self._add_note(signal.company_id, payloads.signal_note_html(signal))
         if kind is payloads.RecordKind.JOB_AD:
-            job_ad = payloads.parse_job_ad(record.payload)
+            job_ad = payloads.parse_job_ad(record)
             return await self._add_note(job_ad.company_id, payloads.job_ad_note_html(job_ad))
         if kind is payloads.RecordKind.COMPANY_DELETION:
-            company = payloads.parse_company(record.payload)
+            company = payloads.parse_company(record)
             return await self._delete(EntityKind.COMPANY, company.company_id)
-        person = payloads.parse_person(record.payload)
+        person = payloads.parse_person(record)
         return await self._delete(EntityKind.PERSON, person.person_id)
 
     # -- companies ------------------------------------------------------------------------
 
     async def _upsert_company(self, record: OutboundRecord) -> _Written:
-        company = payloads.parse_company(record.payload)
+        company = payloads.parse_company(record)
         config = self.config
 
         def body(*, for_create: bool) -> dict[str, Any]:
@@ -344,9 +352,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         if done:
             await self.identity.associated(company_id, done)
 
-    async def _company_candidates(
-        self, company: payloads.CompanyContract
-    ) -> list[IdentityCandidate]:
+    async def _company_candidates(self, company: CompanyRecord) -> list[IdentityCandidate]:
         """Organizations that may be ``company``.
 
         With the index: those with its domain *and* those with its name, both free, so the
@@ -379,7 +385,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     # -- persons --------------------------------------------------------------------------
 
     async def _upsert_person(self, record: OutboundRecord) -> _Written:
-        person = payloads.parse_person(record.payload)
+        person = payloads.parse_person(record)
         org_id: int | None = None
         if person.company_id:
             linked_org = await self.identity.linked(EntityKind.COMPANY, person.company_id)
@@ -399,7 +405,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         return written
 
     async def _write_person(
-        self, record: OutboundRecord, person: payloads.PersonContract, org_id: int | None
+        self, record: OutboundRecord, person: PersonRecord, org_id: int | None
     ) -> _Written:
         config = self.config
         target = await self._resolve(
@@ -430,7 +436,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         )
         return await self._update(PipedriveObject.PERSON, target, body)
 
-    async def _person_candidates(self, person: payloads.PersonContract) -> list[IdentityCandidate]:
+    async def _person_candidates(self, person: PersonRecord) -> list[IdentityCandidate]:
         emails = payloads.person_emails(person)
         if not emails:
             return []
