@@ -48,6 +48,7 @@ from connectors.base.errors import (
 )
 from connectors.base.identity import (
     EntityKind,
+    EntityRecord,
     IdentityCandidate,
     IdentityOutcome,
     IdentityResolver,
@@ -326,6 +327,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             EntityKind.COMPANY,
             company.company_id,
             record,
+            company,
             lambda: self._company_candidates(company),
         )
         if target is None:
@@ -412,6 +414,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             EntityKind.PERSON,
             person.person_id,
             record,
+            person,
             lambda: self._person_candidates(person),
         )
         if target is None:
@@ -461,17 +464,19 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         kind: EntityKind,
         queast_id: str,
         record: OutboundRecord,
+        entity: EntityRecord,
         find_candidates: Callable[[], Awaitable[list[IdentityCandidate]]],
     ) -> int | None:
         """The Pipedrive id to update, or ``None`` to create; see the identity module doc.
 
+        ``entity`` is ``record``'s typed contract record, which the resolver matches.
         Raises ``HeldForReviewError`` for an ambiguous match (nothing is written).
         """
         linked = await self.identity.linked(kind, queast_id)
         if linked is not None:
             return _object_id(linked, kind.value)
         candidates = await find_candidates()
-        decision = await self.identity.decide(kind, queast_id, record.payload, candidates)
+        decision = await self.identity.decide(kind, queast_id, entity, candidates)
         if decision.outcome is IdentityOutcome.LINKED:
             if decision.partner_object_id is None:
                 raise PermanentError("identity decision without an object id", partner=self.name)

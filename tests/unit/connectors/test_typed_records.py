@@ -94,3 +94,51 @@ def test_a_deletion_reads_the_id_from_the_typed_record(
     assert pipedrive_payloads.classify(record) is pipedrive_payloads.RecordKind.PERSON_DELETION
     assert pipedrive_payloads.parse_person(record).person_id == "pe_typed"
     assert parses == []
+
+
+class _KeepsRecords:
+    """Wraps a fake resolver and keeps what ``decide`` was given to match."""
+
+    def __init__(self) -> None:
+        self.records: list[object] = []
+
+    def wrap(self, identity: Any) -> Any:
+        decide = identity.decide
+
+        async def keeping(kind: EntityKind, queast_id: str, record: object, candidates: Any) -> Any:
+            self.records.append(record)
+            return await decide(kind, queast_id, record, candidates)
+
+        identity.decide = keeping
+        return identity
+
+
+async def test_hubspot_identity_decisions_match_the_typed_record() -> None:
+    kept = _KeepsRecords()
+    typed = CompanyRecord(company_id="co_1", name="Typed", domain="typed.example")
+    record = hubspot_fakes.company("co_1").model_copy(update={"record": typed})
+    identity = kept.wrap(hubspot_fakes.FakeIdentity())
+    async with open_hubspot(MockHubSpot(), identity=identity) as sink:
+        outcome = await sink.deliver([record])
+    assert outcome.failed == ()
+    assert kept.records == [typed]
+
+
+async def test_pipedrive_identity_decisions_match_the_typed_record() -> None:
+    kept = _KeepsRecords()
+    api = pipedrive_fakes.MockPipedrive()
+    api.on(
+        "GET", "/api/v2/organizations/search", pipedrive_fakes.ok(pipedrive_fakes.search_result())
+    )
+    api.on(
+        "POST",
+        "/api/v2/organizations",
+        pipedrive_fakes.ok({"id": 77, "name": "Typed", "custom_fields": {}}),
+    )
+    typed = CompanyRecord(company_id="co_1", name="Typed", domain="typed.example")
+    record = pipedrive_fakes.company_record().model_copy(update={"record": typed})
+    identity = kept.wrap(pipedrive_fakes.FakeIdentity())
+    async with pipedrive_fakes.open_sink(api, identity=identity) as sink:
+        outcome = await sink.deliver([record])
+    assert outcome.failed == ()
+    assert kept.records == [typed]
