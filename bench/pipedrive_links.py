@@ -39,6 +39,7 @@ from bench import _kit as kit
 from connectors.base import (
     BackpressureError,
     EntityKind,
+    EntityRecord,
     IdentityCandidate,
     IdentityDecision,
     IdentityOutcome,
@@ -78,7 +79,7 @@ class MemoryIdentity:
         self,
         kind: EntityKind,
         queast_id: str,
-        payload: Mapping[str, Any],
+        record: EntityRecord,
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
         offered = [
@@ -97,10 +98,10 @@ class MemoryIdentity:
             decision = match_company(
                 CompanyIdentity(
                     company_id=queast_id,
-                    name=payload.get("name"),
-                    domain=payload.get("domain"),
-                    domains=tuple(payload.get("domains") or ()),
-                    linkedin_url=payload.get("linkedin_url"),
+                    name=getattr(record, "name", None),
+                    domain=getattr(record, "domain", None),
+                    domains=tuple(getattr(record, "domains", None) or ()),
+                    linkedin_url=getattr(record, "linkedin_url", None),
                 ),
                 offered,
                 strategies=DEFAULT_COMPANY_STRATEGIES,
@@ -109,10 +110,10 @@ class MemoryIdentity:
             decision = match_person(
                 PersonIdentity(
                     person_id=queast_id,
-                    full_name=payload.get("full_name"),
-                    email=payload.get("email"),
-                    emails=tuple(payload.get("emails") or ()),
-                    linkedin_url=payload.get("linkedin_url"),
+                    full_name=getattr(record, "full_name", None),
+                    email=getattr(record, "email", None),
+                    emails=tuple(getattr(record, "emails", None) or ()),
+                    linkedin_url=getattr(record, "linkedin_url", None),
                 ),
                 offered,
                 strategies=DEFAULT_PERSON_STRATEGIES,

@@ -52,6 +52,7 @@ from connectors.base.http import (
 )
 from connectors.base.identity import (
     EntityKind,
+    EntityRecord,
     IdentityCandidate,
     IdentityDecision,
     IdentityOutcome,
@@ -113,6 +114,7 @@ __all__ = [
     "EndpointGoneError",
     "EndpointOptions",
     "EntityKind",
+    "EntityRecord",
     "ErrorContext",
     "GrantStore",
     "HeldForReviewError",

@@ -8,11 +8,23 @@ signal's ``contract_mode`` is the Avro enum); the envelope fields every record a
 :class:`~connectors.base.sink.OutboundRecord` itself, except ``occurred_at`` where a
 connector dates something by it.
 
-A connector parses a payload with :func:`parse_record` and maps the typed record to its
-partner's request bodies; it never reads the payload dict itself. A record that does not
-match raises :class:`ContractViolation`, whose ``fields`` name what is wrong and never a
-value (models are built with ``hide_input_in_errors``); each connector turns it into its
-own permanent error, so the record is dead-lettered and nothing is lost.
+The contract keeps one form through delivery: the delivery engine decodes each export once,
+parses it with :func:`parse_record` into the model of its contract family
+(:func:`model_for_family`) and hands the typed record to the connector on
+:attr:`OutboundRecord.record <connectors.base.sink.OutboundRecord.record>`. A connector maps
+that typed record to its partner's request bodies and never reads the payload dict itself
+(:meth:`~connectors.base.sink.OutboundRecord.contract` parses the payload only for a record
+built by hand without a typed one, as tools and tests do). A deletion travels as its
+family's record (``deleted`` set); :class:`DeletionRecord` is the lenient reading of a
+hand-built deletion.
+
+A record that decodes but does not match its model raises :class:`ContractViolation`,
+whose ``fields`` name what is wrong and never a value (models are built with
+``hide_input_in_errors``). The engine does not send such a record: it asks the connection's
+sink which error it is (:meth:`~connectors.base.sink.BaseSink.contract_error`, each partner
+connector giving the same permanent error its own parsing gave before), and the record is
+dead-lettered with that reason, counted as an attempt, while the rest of the batch is sent.
+A connector that sends the JSON form as it is (the webhook) declines, and the record is sent.
 
 Constraints a partner adds on top of the contract (Pipedrive refusing a negative employee
 count, say) are the connector's, not these models'.
@@ -37,6 +49,7 @@ __all__ = [
     "SignalDecorations",
     "SignalReason",
     "SignalRecord",
+    "model_for_family",
     "parse_record",
 ]
 
@@ -143,11 +156,29 @@ class DeletionRecord(ContractRecord):
 
 
 class ContractViolation(ValueError):
-    """A payload that does not match its contract; ``fields`` are the offending paths."""
+    """A payload that does not match its contract; ``fields`` are the offending paths and
+    ``model`` the contract model it was parsed as."""
 
-    def __init__(self, fields: tuple[str, ...]) -> None:
+    def __init__(
+        self, fields: tuple[str, ...], model: type[ContractRecord] = ContractRecord
+    ) -> None:
         super().__init__(f"payload does not match its contract: {', '.join(fields)}")
         self.fields = fields
+        self.model = model
+
+
+_FAMILY_MODELS: dict[str, type[ContractRecord]] = {
+    "company": CompanyRecord,
+    "person": PersonRecord,
+    "signal": SignalRecord,
+    "job_ad_evidence": JobAdRecord,
+}
+
+
+def model_for_family(family: str) -> type[ContractRecord] | None:
+    """The model of contract family ``family`` (``company``, ``person``, ``signal``,
+    ``job_ad_evidence``), or ``None`` for a family without one."""
+    return _FAMILY_MODELS.get(family)
 
 
 RecordT = TypeVar("RecordT", bound=ContractRecord)
@@ -162,4 +193,4 @@ def parse_record(model: type[RecordT], payload: Mapping[str, Any]) -> RecordT:
         fields = sorted(
             {".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)}
         )
-        raise ContractViolation(tuple(fields)) from None
+        raise ContractViolation(tuple(fields), model) from None

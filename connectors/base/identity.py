@@ -11,7 +11,7 @@ The flow for a record whose entity has no link yet:
    auto-linked before), else ``None``;
 2. the connector searches its partner and turns what it finds into
    :class:`IdentityCandidate` objects;
-3. ``await resolver.decide(kind, queast_id, payload, candidates)`` applies the connection's
+3. ``await resolver.decide(kind, queast_id, record, candidates)`` applies the connection's
    strategies and threshold and returns an :class:`IdentityDecision`:
    ``linked`` (write to that object; the link is already stored, provenance included),
    ``no_match`` (create the object, then call ``resolver.link`` with the new id) or
@@ -31,8 +31,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from connectors.base.contract import CompanyRecord, PersonRecord
+
 __all__ = [
     "EntityKind",
+    "EntityRecord",
     "IdentityCandidate",
     "IdentityDecision",
     "IdentityOutcome",
@@ -43,6 +46,11 @@ __all__ = [
 class EntityKind(StrEnum):
     COMPANY = "company"
     PERSON = "person"
+
+
+EntityRecord = CompanyRecord | PersonRecord
+"""The typed contract record of the entity a connector links: what :meth:`IdentityResolver.decide`
+matches against the candidates (the record the delivery engine decoded, never a payload dict)."""
 
 
 class IdentityOutcome(StrEnum):
@@ -85,10 +93,11 @@ class IdentityResolver(Protocol):
         self,
         kind: EntityKind,
         queast_id: str,
-        payload: Mapping[str, Any],
+        record: EntityRecord,
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
-        """Match ``payload`` (the contract record) against ``candidates``; see the module doc."""
+        """Match ``record`` (the entity's typed contract record) against ``candidates``; see the
+        module doc."""
         ...
 
     async def link(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base.config import ConnectionConfig
 from connectors.base.context import ConfigT, SinkContext
+from connectors.base.contract import ContractRecord, ContractViolation, RecordT, parse_record
 from connectors.base.errors import (
     ConnectorError,
     EndpointGoneError,
@@ -43,8 +44,14 @@ class OutboundRecord(BaseModel):
     """One export to deliver to one connection's destination.
 
     ``idempotency_key`` is stable per (destination, event type, entity, entity version)
-    and across retries; ``attempt`` is 1-based and grows with each retry. ``payload`` is the
-    contract record as a JSON-able dict.
+    and across retries; ``attempt`` is 1-based and grows with each retry.
+
+    ``record`` is the contract record as its typed model (:mod:`connectors.base.contract`),
+    decoded once by the delivery engine; partner connectors read it through
+    :meth:`contract`. ``payload`` is the same record as a JSON-able dict, for a connector
+    that sends the contract as JSON (the webhook's body). ``record`` is ``None`` only for a
+    record built by hand from a payload, or one whose connector sends payloads that fail
+    their model as they are (see :meth:`BaseSink.contract_error`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,6 +70,18 @@ class OutboundRecord(BaseModel):
     schema_version: str
     payload: dict[str, Any]
     attempt: int = Field(ge=1)
+    record: ContractRecord | None = None
+
+    def contract(self, model: type[RecordT]) -> RecordT:
+        """The typed contract record as ``model``.
+
+        The engine's typed record when it is one; otherwise (a record built by hand) the
+        payload parsed as ``model``, raising :class:`~connectors.base.contract.ContractViolation`.
+        """
+        typed = self.record
+        if isinstance(typed, model):
+            return typed
+        return parse_record(model, self.payload)
 
     def log_fields(self) -> dict[str, Any]:
         """Coordinates and ids for structured logging; never the payload."""
@@ -191,6 +210,22 @@ class BaseSink(abc.ABC, Generic[ConfigT]):
 
     async def setup(self) -> None:
         """Called once before the first write; see the class docstring."""
+
+    def contract_error(
+        self, record: OutboundRecord, violation: ContractViolation
+    ) -> ConnectorError | None:
+        """The error for ``record``, whose payload fails its contract model, or ``None``.
+
+        Called by the delivery engine instead of :meth:`write` for such a record; the error
+        is reported as the record's attempted failure (a ``PermanentError`` dead-letters it).
+        ``None`` means the connector sends the record without its typed form (``record`` is
+        ``None``). The default is a ``PermanentError`` naming the offending fields.
+        """
+        return PermanentError(
+            f"{record.event_type} payload does not match its contract: "
+            f"{', '.join(violation.fields)}",
+            partner=self.name,
+        )
 
     async def close(self) -> None:
         """Called once at shutdown; must not raise."""

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from connectors.base.contract import ContractViolation, RecordT, parse_record
 from connectors.base.identity import EntityKind
+from connectors.base.sink import OutboundRecord
 
 __all__ = [
     "CompanyWrite",
@@ -23,6 +24,8 @@ __all__ = [
     "NoteWrite",
     "PayloadError",
     "PersonWrite",
+    "contract_of",
+    "invalid_payload",
     "parse",
 ]
 
@@ -76,10 +79,23 @@ class Deletion:
 Export = CompanyWrite | PersonWrite | NoteWrite | Deletion
 
 
+def invalid_payload(event_type: str, violation: ContractViolation) -> PayloadError:
+    """The error for a record of ``event_type`` that fails its model: at most five fields."""
+    return PayloadError(f"{event_type} payload is invalid: {', '.join(violation.fields[:5])}")
+
+
 def parse(model: type[RecordT], payload: Mapping[str, Any], event_type: str) -> RecordT:
     """``payload`` as ``model``; :class:`PayloadError` naming at most five bad fields."""
     try:
         return parse_record(model, payload)
     except ContractViolation as exc:
-        msg = f"{event_type} payload is invalid: {', '.join(exc.fields[:5])}"
-        raise PayloadError(msg) from None
+        raise invalid_payload(event_type, exc) from None
+
+
+def contract_of(record: OutboundRecord, model: type[RecordT]) -> RecordT:
+    """``record``'s typed contract record as ``model`` (parsed from its payload only when it
+    was built without one); :class:`PayloadError` naming at most five bad fields."""
+    try:
+        return record.contract(model)
+    except ContractViolation as exc:
+        raise invalid_payload(record.event_type, exc) from None

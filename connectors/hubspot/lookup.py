@@ -24,8 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from connectors.base.contract import CompanyRecord, PersonRecord
 from connectors.base.errors import ConnectorError, HeldForReviewError, TransientError
-from connectors.base.identity import EntityKind, IdentityCandidate, IdentityOutcome
+from connectors.base.identity import EntityKind, EntityRecord, IdentityCandidate, IdentityOutcome
 from connectors.base.tracing import carrying
 from connectors.hubspot.client import RequestDeferred, SearchResult
 from connectors.hubspot.exports import CompanyWrite
@@ -134,6 +135,13 @@ async def decide(
     return linked, create
 
 
+def _entity_record(group: Group, kind: EntityKind) -> EntityRecord:
+    """The typed contract record of the group's newest version (the one its write carries)."""
+    if kind is EntityKind.COMPANY:
+        return group.winner.contract(CompanyRecord)
+    return group.winner.contract(PersonRecord)
+
+
 async def _apply_decisions(
     w: Writer, run: Run, kind: EntityKind, finder: _Finder, groups: list[Group]
 ) -> tuple[list[tuple[Group, str]], list[Group]]:
@@ -144,10 +152,11 @@ async def _apply_decisions(
         if not run.is_open(group):
             continue
         write = entity(group)
+        offered = finder.offered(group)
         decision = await w.identity_call(
             run,
             group,
-            w.resolver.decide(kind, write.queast_id, group.winner.payload, finder.offered(group)),
+            w.resolver.decide(kind, write.queast_id, _entity_record(group, kind), offered),
         )
         if decision is None:
             continue

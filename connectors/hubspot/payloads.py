@@ -1,8 +1,8 @@
 """Contract records in, HubSpot writes out: :func:`export_for`, pure, no I/O.
 
-:func:`export_for` turns one :class:`~connectors.base.sink.OutboundRecord` (its ``payload``
-is an Avro contract record, parsed into the kit's models of :mod:`connectors.base.contract`)
-into what the sink writes (:mod:`connectors.hubspot.exports`):
+:func:`export_for` turns one :class:`~connectors.base.sink.OutboundRecord` (its typed contract
+``record``, one of the kit's models of :mod:`connectors.base.contract`, as the delivery
+engine decoded it) into what the sink writes (:mod:`connectors.hubspot.exports`):
 
 ==================  ========================================================================
 ``company.upserted``  :class:`CompanyWrite`: company properties
@@ -37,7 +37,7 @@ from connectors.base.identity import EntityKind
 from connectors.base.matchkeys import distinct, stripped
 from connectors.base.sink import OutboundRecord
 from connectors.hubspot import exports
-from connectors.hubspot.exports import PayloadError, parse
+from connectors.hubspot.exports import PayloadError, contract_of
 from connectors.hubspot.notes import render_job_ad_note, render_signal_note
 from connectors.hubspot.properties import (
     company_domains,
@@ -60,13 +60,24 @@ def _iso_millis(value: str, *, field_name: str) -> str:
     return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _deleted_id(record: OutboundRecord, kind: EntityKind) -> str | None:
+    """The id a deletion names: from the typed company or person record the engine decoded,
+    else from the payload read leniently (:class:`DeletionRecord`)."""
+    typed = record.record
+    if kind is EntityKind.COMPANY and isinstance(typed, CompanyRecord):
+        return typed.company_id
+    if kind is EntityKind.PERSON and isinstance(typed, PersonRecord):
+        return typed.person_id
+    deleted = contract_of(record, DeletionRecord)
+    return deleted.company_id if kind is EntityKind.COMPANY else deleted.person_id
+
+
 def export_for(record: OutboundRecord, *, queast_id_property: str) -> exports.Export:
     """What ``record`` asks HubSpot to do; raises :class:`PayloadError` for contract
     violations and event types this connector does not export."""
     event_type = record.event_type
-    payload = record.payload
     if event_type == "company.upserted":
-        company = parse(CompanyRecord, payload, event_type)
+        company = contract_of(record, CompanyRecord)
         domains = company_domains(company)
         return exports.CompanyWrite(
             queast_id=company.company_id,
@@ -76,7 +87,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> exports.Ex
             linkedin_url=stripped(company.linkedin_url),
         )
     if event_type == "person.upserted":
-        person = parse(PersonRecord, payload, event_type)
+        person = contract_of(record, PersonRecord)
         return exports.PersonWrite(
             queast_id=person.person_id,
             properties=record_contact_properties(person, queast_id_property=queast_id_property),
@@ -85,7 +96,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> exports.Ex
             linkedin_url=stripped(person.linkedin_url),
         )
     if event_type == "signal.emitted":
-        signal = parse(SignalRecord, payload, event_type)
+        signal = contract_of(record, SignalRecord)
         return exports.NoteWrite(
             key=f"queast-signal-{signal.signal_id}",
             company_queast_id=signal.company_id,
@@ -96,7 +107,7 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> exports.Ex
             },
         )
     if event_type == "job_ad.published":
-        job_ad = parse(JobAdRecord, payload, event_type)
+        job_ad = contract_of(record, JobAdRecord)
         when = stripped(job_ad.posted_at) or stripped(job_ad.occurred_at) or record.occurred_at
         return exports.NoteWrite(
             key=f"queast-job-ad-{job_ad.job_ad_id}",
@@ -107,11 +118,8 @@ def export_for(record: OutboundRecord, *, queast_id_property: str) -> exports.Ex
             },
         )
     if event_type in ("company.deleted", "person.deleted"):
-        deleted = parse(DeletionRecord, payload, event_type)
         kind = EntityKind.COMPANY if event_type == "company.deleted" else EntityKind.PERSON
-        queast_id = stripped(
-            deleted.company_id if kind is EntityKind.COMPANY else deleted.person_id
-        )
+        queast_id = stripped(_deleted_id(record, kind))
         if queast_id is None:
             msg = f"{event_type} payload is invalid: {kind.value}_id"
             raise PayloadError(msg)

@@ -72,7 +72,8 @@ import httpx
 
 from connectors.base.attempts import ms_since
 from connectors.base.context import SinkContext
-from connectors.base.errors import BackpressureError, PermanentError
+from connectors.base.contract import ContractViolation
+from connectors.base.errors import BackpressureError, ConnectorError, PermanentError
 from connectors.base.identity import EntityKind, IdentityResolver
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import BatchingSink, BatchOutcome, OutboundRecord
@@ -82,6 +83,7 @@ from connectors.hubspot.client import HubSpotClient, HubSpotRateLimiter, SearchB
 from connectors.hubspot.config import HubSpotConnectionConfig, limits_for
 from connectors.hubspot.deletions import delete
 from connectors.hubspot.entities import write_entities
+from connectors.hubspot.exports import invalid_payload
 from connectors.hubspot.notes_writer import write_notes
 from connectors.hubspot.run import Run, group_batch
 from connectors.hubspot.search import search_properties
@@ -139,6 +141,13 @@ class HubSpotSink(BatchingSink[HubSpotConnectionConfig]):
             msg = "HubSpotSink.setup() must be called before write()"
             raise RuntimeError(msg)
         return self._client
+
+    def contract_error(
+        self, record: OutboundRecord, violation: ContractViolation
+    ) -> ConnectorError | None:
+        """The ``PermanentError`` :func:`~connectors.hubspot.payloads.export_for` gives a record
+        that fails its model: the event type and at most five offending fields."""
+        return PermanentError(str(invalid_payload(record.event_type, violation)), partner=self.name)
 
     async def setup(self) -> None:
         """Called once before the first write: check the config and context, open the client.

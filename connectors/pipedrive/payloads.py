@@ -18,7 +18,8 @@ filled in must not be blanked by a record that does not know them. For the same 
 update adds missing emails to the person's list instead of replacing it
 (:func:`merge_emails`).
 
-Payloads are parsed into the kit's contract models (:mod:`connectors.base.contract`); the
+Records arrive as the kit's typed contract models (:mod:`connectors.base.contract`), which
+the ``parse_*`` functions take from the record (a payload dict is parsed); the
 domain written to the domain field is the bare host of :func:`connectors.base.matchkeys.clean_host`,
 the same HubSpot stores. A record that does not match its contract (or has a negative
 ``employee_count``, which Pipedrive refuses) is a ``PermanentError`` (dead-letter); the
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 
 from connectors.base.contract import (
     CompanyRecord,
+    ContractRecord,
     ContractViolation,
     JobAdRecord,
     PersonRecord,
@@ -52,10 +54,9 @@ from connectors.pipedrive.config import PARTNER
 
 __all__ = [
     "MAX_NOTE_CHARS",
-    "CompanyContract",
-    "PersonContract",
     "RecordKind",
     "classify",
+    "contract_error",
     "job_ad_note_html",
     "merge_emails",
     "note_body",
@@ -101,12 +102,6 @@ class _NoteLimits:
 _LIMITS: Final[_NoteLimits] = _NoteLimits()
 
 
-CompanyContract = CompanyRecord
-"""Old name of :class:`~connectors.base.contract.CompanyRecord`, still used by ``sink.py``."""
-PersonContract = PersonRecord
-"""Old name of :class:`~connectors.base.contract.PersonRecord`, still used by ``sink.py``."""
-
-
 class RecordKind(StrEnum):
     """What a record asks of Pipedrive."""
 
@@ -139,42 +134,70 @@ def classify(record: OutboundRecord) -> RecordKind:
     if kinds is None:
         raise PermanentError("event type not exported to pipedrive", partner=PARTNER)
     upsert, deletion = kinds
-    if deletion is not None and (action == "deleted" or record.payload.get("deleted") is True):
+    if deletion is not None and (action == "deleted" or _marked_deleted(record)):
         return deletion
     return upsert
 
 
-def _parse(model: type[RecordT], payload: Mapping[str, Any], family: str) -> RecordT:
+def _marked_deleted(record: OutboundRecord) -> bool:
+    typed = record.record
+    if isinstance(typed, CompanyRecord | PersonRecord):
+        return typed.deleted
+    return record.payload.get("deleted") is True
+
+
+_FAMILY_NAMES: Final[dict[type[ContractRecord], str]] = {
+    CompanyRecord: "company",
+    PersonRecord: "person",
+    SignalRecord: "signal",
+    JobAdRecord: "job_ad_evidence",
+}
+
+
+def contract_error(violation: ContractViolation) -> PermanentError:
+    """The ``PermanentError`` for a record that does not match its contract model."""
+    family = _FAMILY_NAMES.get(violation.model, "record")
+    msg = f"payload does not match the {family} contract ({', '.join(violation.fields)})"
+    return PermanentError(msg, partner=PARTNER)
+
+
+Source = OutboundRecord | Mapping[str, Any]
+"""What the ``parse_*`` functions read: a record (its typed contract record, as the delivery
+engine decoded it) or a payload dict (parsed, for records and payloads built by hand)."""
+
+
+def _parse(model: type[RecordT], source: Source) -> RecordT:
     try:
-        return parse_record(model, payload)
+        if isinstance(source, OutboundRecord):
+            return source.contract(model)
+        return parse_record(model, source)
     except ContractViolation as exc:
-        msg = f"payload does not match the {family} contract ({', '.join(exc.fields)})"
-        raise PermanentError(msg, partner=PARTNER) from None
+        raise contract_error(exc) from None
 
 
-def parse_company(payload: Mapping[str, Any]) -> CompanyRecord:
+def parse_company(source: Source) -> CompanyRecord:
     """The company record; ``PermanentError`` if it does not match the contract or has a
     negative ``employee_count`` (Pipedrive refuses one)."""
-    company = _parse(CompanyRecord, payload, "company")
+    company = _parse(CompanyRecord, source)
     if company.employee_count is not None and company.employee_count < 0:
         msg = "payload does not match the company contract (employee_count)"
         raise PermanentError(msg, partner=PARTNER)
     return company
 
 
-def parse_person(payload: Mapping[str, Any]) -> PersonRecord:
+def parse_person(source: Source) -> PersonRecord:
     """The person record; ``PermanentError`` if it does not match the contract."""
-    return _parse(PersonRecord, payload, "person")
+    return _parse(PersonRecord, source)
 
 
-def parse_signal(payload: Mapping[str, Any]) -> SignalRecord:
+def parse_signal(source: Source) -> SignalRecord:
     """The signal record; ``PermanentError`` if it does not match the contract."""
-    return _parse(SignalRecord, payload, "signal")
+    return _parse(SignalRecord, source)
 
 
-def parse_job_ad(payload: Mapping[str, Any]) -> JobAdRecord:
+def parse_job_ad(source: Source) -> JobAdRecord:
     """The job ad record; ``PermanentError`` if it does not match the contract."""
-    return _parse(JobAdRecord, payload, "job_ad_evidence")
+    return _parse(JobAdRecord, source)
 
 
 # -- values -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from pydantic import HttpUrl
 
 from connectors.base.attempts import Attempt
 from connectors.base.context import SinkContext
+from connectors.base.contract import CompanyRecord, ContractViolation, PersonRecord
 from connectors.base.errors import (
     ConnectorError,
     HeldForReviewError,
@@ -47,6 +48,7 @@ from connectors.base.errors import (
 )
 from connectors.base.identity import (
     EntityKind,
+    EntityRecord,
     IdentityCandidate,
     IdentityOutcome,
     IdentityResolver,
@@ -141,6 +143,13 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         self._concurrency = asyncio.Semaphore(_DEFAULT_MAX_CONCURRENCY)
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def contract_error(
+        self, record: OutboundRecord, violation: ContractViolation
+    ) -> ConnectorError | None:
+        """The ``PermanentError`` the ``parse_*`` functions of :mod:`connectors.pipedrive.payloads`
+        give a record that fails its model."""
+        return payloads.contract_error(violation)
 
     async def setup(self) -> None:
         """Called once before the first write: check the config, size the limits, open the client.
@@ -289,21 +298,21 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         if kind is payloads.RecordKind.PERSON:
             return await self._upsert_person(record)
         if kind is payloads.RecordKind.SIGNAL:
-            signal = payloads.parse_signal(record.payload)
+            signal = payloads.parse_signal(record)
             return await self._add_note(signal.company_id, payloads.signal_note_html(signal))
         if kind is payloads.RecordKind.JOB_AD:
-            job_ad = payloads.parse_job_ad(record.payload)
+            job_ad = payloads.parse_job_ad(record)
             return await self._add_note(job_ad.company_id, payloads.job_ad_note_html(job_ad))
         if kind is payloads.RecordKind.COMPANY_DELETION:
-            company = payloads.parse_company(record.payload)
+            company = payloads.parse_company(record)
             return await self._delete(EntityKind.COMPANY, company.company_id)
-        person = payloads.parse_person(record.payload)
+        person = payloads.parse_person(record)
         return await self._delete(EntityKind.PERSON, person.person_id)
 
     # -- companies ------------------------------------------------------------------------
 
     async def _upsert_company(self, record: OutboundRecord) -> _Written:
-        company = payloads.parse_company(record.payload)
+        company = payloads.parse_company(record)
         config = self.config
 
         def body(*, for_create: bool) -> dict[str, Any]:
@@ -318,6 +327,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
             EntityKind.COMPANY,
             company.company_id,
             record,
+            company,
             lambda: self._company_candidates(company),
         )
         if target is None:
@@ -344,9 +354,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         if done:
             await self.identity.associated(company_id, done)
 
-    async def _company_candidates(
-        self, company: payloads.CompanyContract
-    ) -> list[IdentityCandidate]:
+    async def _company_candidates(self, company: CompanyRecord) -> list[IdentityCandidate]:
         """Organizations that may be ``company``.
 
         With the index: those with its domain *and* those with its name, both free, so the
@@ -379,7 +387,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
     # -- persons --------------------------------------------------------------------------
 
     async def _upsert_person(self, record: OutboundRecord) -> _Written:
-        person = payloads.parse_person(record.payload)
+        person = payloads.parse_person(record)
         org_id: int | None = None
         if person.company_id:
             linked_org = await self.identity.linked(EntityKind.COMPANY, person.company_id)
@@ -399,13 +407,14 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         return written
 
     async def _write_person(
-        self, record: OutboundRecord, person: payloads.PersonContract, org_id: int | None
+        self, record: OutboundRecord, person: PersonRecord, org_id: int | None
     ) -> _Written:
         config = self.config
         target = await self._resolve(
             EntityKind.PERSON,
             person.person_id,
             record,
+            person,
             lambda: self._person_candidates(person),
         )
         if target is None:
@@ -430,7 +439,7 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         )
         return await self._update(PipedriveObject.PERSON, target, body)
 
-    async def _person_candidates(self, person: payloads.PersonContract) -> list[IdentityCandidate]:
+    async def _person_candidates(self, person: PersonRecord) -> list[IdentityCandidate]:
         emails = payloads.person_emails(person)
         if not emails:
             return []
@@ -455,17 +464,19 @@ class PipedriveSink(BatchingSink[PipedriveConnectionConfig]):
         kind: EntityKind,
         queast_id: str,
         record: OutboundRecord,
+        entity: EntityRecord,
         find_candidates: Callable[[], Awaitable[list[IdentityCandidate]]],
     ) -> int | None:
         """The Pipedrive id to update, or ``None`` to create; see the identity module doc.
 
+        ``entity`` is ``record``'s typed contract record, which the resolver matches.
         Raises ``HeldForReviewError`` for an ambiguous match (nothing is written).
         """
         linked = await self.identity.linked(kind, queast_id)
         if linked is not None:
             return _object_id(linked, kind.value)
         candidates = await find_candidates()
-        decision = await self.identity.decide(kind, queast_id, record.payload, candidates)
+        decision = await self.identity.decide(kind, queast_id, entity, candidates)
         if decision.outcome is IdentityOutcome.LINKED:
             if decision.partner_object_id is None:
                 raise PermanentError("identity decision without an object id", partner=self.name)

@@ -11,6 +11,10 @@ Outcomes (Standard Webhooks "Delivery success and failure"; mapping in
 - 401: ``AuthenticationError``;
 - 3xx (redirects are never followed), other 4xx, a refused destination: ``PermanentError``.
 
+The body carries the record's JSON form (``payload``) as the contract's Avro schema gave
+it, never the typed record, so a payload that fails the kit's contract model is still sent
+(:meth:`WebhookSink.contract_error` declines) and the signed body stays byte-identical.
+
 Every attempt is signed afresh: ``webhook-id`` stays the record's idempotency key while
 ``webhook-timestamp`` is the time of the attempt, read from the context's clock.
 """
@@ -25,6 +29,7 @@ import httpx
 
 from connectors.base.attempts import Attempt
 from connectors.base.context import SinkContext
+from connectors.base.contract import ContractViolation
 from connectors.base.errors import ConnectorError, PermanentError
 from connectors.base.ratelimit import RateLimit, TokenBucket
 from connectors.base.sink import BatchingSink, BatchOutcome, DeliveryResult, OutboundRecord
@@ -68,6 +73,12 @@ class WebhookSink(BatchingSink[WebhookConnectionConfig]):
         self._client: WebhookClient | None = None
         self._bucket: TokenBucket | None = None
         self._concurrency = asyncio.Semaphore(_DEFAULT_MAX_CONCURRENCY)
+
+    def contract_error(
+        self, record: OutboundRecord, violation: ContractViolation
+    ) -> ConnectorError | None:
+        """``None``: the webhook sends the JSON form as it is, whatever the typed model says."""
+        return None
 
     async def setup(self) -> None:
         """Called once before the first write: check the config, size the limits, open the client.

@@ -40,6 +40,18 @@ dead-letters the record and marks the connection ``gone``; 401 marks it ``needs_
 records of a gone, unauthorised or disabled connection are parked on the retry topic (no
 attempt spent) until the connection is updated, or until the age budget ends.
 
+The contract is decoded once: a lane turns each item's Avro bytes into the JSON dict and,
+by the writer schema's contract family, into the kit's typed record
+(:mod:`connectors.base.contract`), and hands both to the sink on the
+:class:`~connectors.base.sink.OutboundRecord` (``record`` and ``payload``); the item keeps its
+bytes, so a retry decodes them again. Bytes that do not decode are dead-lettered
+(``ContractDecodingError``). A record that decodes but fails its model is not sent: the
+sink's :meth:`~connectors.base.sink.BaseSink.contract_error` names its error (HubSpot and
+Pipedrive give the permanent error their own parsing gave before), which is that record's
+attempted failure, so it is dead-lettered at once with the offending fields as its reason
+while the rest of the batch is sent; the webhook connector, which sends the JSON as it is,
+declines and the record is sent.
+
 Waits are bounded and budgeted. A partner's wait hint reaches the engine already bounded
 (``Retry-After`` and reset headers at most one hour, a spent quota at most a day: see
 :mod:`connectors.base.errors`), and the engine bounds every delay again before using it, so
@@ -97,6 +109,12 @@ from connectors.base import (
     RecordFailure,
     TransientError,
     bounded_wait,
+)
+from connectors.base.contract import (
+    ContractRecord,
+    ContractViolation,
+    model_for_family,
+    parse_record,
 )
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
@@ -467,24 +485,13 @@ class DeliveryEngine:
         except ConnectorError as exc:
             await self._connection_failed(outputs, connection, items, exc, now)
             return
-        outbound: list[tuple[DeliveryItem, Ack, OutboundRecord]] = []
-        for item, ack in items:
-            try:
-                outbound.append((item, ack, self._outbound(item)))
-            except ContractError as exc:
-                error = AttemptError(
-                    attempt=item.attempts_made,
-                    at=now_dt(now),
-                    error_class="ContractDecodingError",
-                    reason=str(exc)[:500],
-                )
-                self._out.dead_letter(outputs, item, ack, error, now)
+        outbound, refused = self._decode(items, sink, outputs, now)
         if not outbound:
             return
         started = self._clock()
-        records = [record for _, _, record in outbound]
+        records = [record for _, _, record in outbound if record.delivery_id not in refused]
         try:
-            outcome = await sink.deliver(records)
+            outcome = await sink.deliver(records) if records else BatchOutcome()
         except Exception as exc:  # a connector bug: the records retry within their budget
             logger.exception(
                 "delivery.sink.crashed",
@@ -499,7 +506,7 @@ class DeliveryEngine:
         finished = self._clock()
         metrics.ATTEMPT_SECONDS.labels(self._connector).observe(finished - started)
         delivered = {result.delivery_id: result for result in outcome.delivered}
-        failed = {failure.delivery_id: failure for failure in outcome.failed}
+        failed = {failure.delivery_id: failure for failure in outcome.failed} | refused
         lane.paused_until = max(lane.paused_until, _asked_to_wait_until(outcome, finished))
         for item, ack, _record in outbound:
             result = delivered.get(item.delivery_id)
@@ -737,9 +744,63 @@ class DeliveryEngine:
             lane.sink_version = connection.updated_at
             return lane.sink
 
-    def _outbound(self, item: DeliveryItem) -> OutboundRecord:
-        _schema, contract = decode(item.value, registry=self._registry)
+    def _decode(
+        self,
+        items: list[tuple[DeliveryItem, Ack]],
+        sink: BaseSink[Any],
+        outputs: Outputs,
+        now: float,
+    ) -> tuple[list[tuple[DeliveryItem, Ack, OutboundRecord]], dict[str, RecordFailure]]:
+        """Decode each item once (:meth:`_outbound`); bytes that do not decode are
+        dead-lettered here. Returns the records and the failures of those the sink refuses
+        for failing their contract model (not sent; see the module doc)."""
+        outbound: list[tuple[DeliveryItem, Ack, OutboundRecord]] = []
+        refused: dict[str, RecordFailure] = {}
+        for item, ack in items:
+            try:
+                record, refusal = self._outbound(item, sink)
+            except ContractError as exc:
+                error = AttemptError(
+                    attempt=item.attempts_made,
+                    at=now_dt(now),
+                    error_class="ContractDecodingError",
+                    reason=str(exc)[:500],
+                )
+                self._out.dead_letter(outputs, item, ack, error, now)
+                continue
+            outbound.append((item, ack, record))
+            if refusal is not None:
+                refused[item.delivery_id] = RecordFailure(item.delivery_id, refusal)
+        return outbound, refused
+
+    def _outbound(
+        self, item: DeliveryItem, sink: BaseSink[Any]
+    ) -> tuple[OutboundRecord, ConnectorError | None]:
+        """The item as the sink receives it, decoded once into its typed contract record.
+
+        Returns the record and, for a record whose payload fails its contract model, the
+        sink's error for it (``None``: send it). Raises ``ContractError`` for bytes that do
+        not decode. See :mod:`connectors.base.contract`.
+        """
+        schema, contract = decode(item.value, registry=self._registry)
         payload = to_json_dict(contract)
+        model = model_for_family(schema.family)
+        try:
+            typed = None if model is None else parse_record(model, payload)
+        except ContractViolation as violation:
+            record = self._outbound_record(item, payload, None)
+            refusal = sink.contract_error(record, violation)
+            if refusal is not None:
+                logger.warning(
+                    "delivery.contract.refused",
+                    extra={**record.log_fields(), "fields": list(violation.fields[:10])},
+                )
+            return record, refusal
+        return self._outbound_record(item, payload, typed), None
+
+    def _outbound_record(
+        self, item: DeliveryItem, payload: dict[str, Any], typed: ContractRecord | None
+    ) -> OutboundRecord:
         return OutboundRecord(
             delivery_id=item.delivery_id,
             tenant_id=item.tenant_id,
@@ -755,6 +816,7 @@ class DeliveryEngine:
             schema_version=item.headers["qi.schema_version"],
             payload=payload,
             attempt=item.attempts_made + 1,
+            record=typed,
         )
 
 

@@ -2,7 +2,9 @@
 
 Partner sinks find candidates in their partner; this resolver applies the connection's match
 policy (strategies in order, auto-link threshold, ambiguity margin) with
-:mod:`processors.identity.matching` and keeps the outcome in the mapping store:
+:mod:`processors.identity.matching` to the entity's typed contract record (its match keys
+copied into a :class:`~processors.identity.strategies.CompanyIdentity` or
+``PersonIdentity``, a blank value being no key) and keeps the outcome in the mapping store:
 
 - an auto-linked match is stored with its provenance and is still listed for review;
 - an ambiguous one writes a review entry (nothing is written to the partner);
@@ -17,13 +19,14 @@ The policy lives in the connection's settings as ``match_policy``:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import (
     EntityKind,
+    EntityRecord,
     IdentityCandidate,
     IdentityDecision,
     IdentityOutcome,
@@ -60,35 +63,28 @@ class MatchPolicy(BaseModel):
     ambiguity_margin: float = Field(default=DEFAULT_AMBIGUITY_MARGIN, ge=0.0, le=0.5)
 
 
-def _text(payload: Mapping[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    return value if isinstance(value, str) and value else None
+_IDENTITY_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
+    CompanyIdentity: ("name", "domain", "domains", "website", "linkedin_url"),
+    PersonIdentity: ("full_name", "email", "emails", "linkedin_url"),
+}
+"""The match keys each identity copies from the entity's contract record (same names)."""
 
 
-def _texts(payload: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = payload.get(key)
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+_IdentityT = TypeVar("_IdentityT", CompanyIdentity, PersonIdentity)
 
 
-def _company(queast_id: str, payload: Mapping[str, Any]) -> CompanyIdentity:
-    return CompanyIdentity(
-        company_id=queast_id,
-        name=_text(payload, "name"),
-        domain=_text(payload, "domain"),
-        domains=_texts(payload, "domains"),
-        website=_text(payload, "website"),
-        linkedin_url=_text(payload, "linkedin_url"),
-    )
-
-
-def _person(queast_id: str, payload: Mapping[str, Any]) -> PersonIdentity:
-    return PersonIdentity(
-        person_id=queast_id,
-        full_name=_text(payload, "full_name"),
-        email=_text(payload, "email"),
-        emails=_texts(payload, "emails"),
-        linkedin_url=_text(payload, "linkedin_url"),
-    )
+def _identity(
+    model: type[_IdentityT], id_field: str, queast_id: str, record: EntityRecord
+) -> _IdentityT:
+    """The match keys of ``record`` as ``model``; a blank string is no key."""
+    values: dict[str, Any] = {id_field: queast_id}
+    for name in _IDENTITY_FIELDS[model]:
+        value = getattr(record, name, None)
+        if isinstance(value, list):
+            values[name] = tuple(value)
+        elif value:
+            values[name] = value
+    return model(**values)
 
 
 class ConnectionIdentityResolver:
@@ -118,7 +114,7 @@ class ConnectionIdentityResolver:
         self,
         kind: EntityKind,
         queast_id: str,
-        payload: Mapping[str, Any],
+        record: EntityRecord,
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
         free = [c for c in candidates if await self._free_for(kind, queast_id, c)]
@@ -133,7 +129,7 @@ class ConnectionIdentityResolver:
             )
             for c in free
         ]
-        decision = self._match(kind, queast_id, payload, offered)
+        decision = self._match(kind, queast_id, record, offered)
         if decision.outcome is MatchOutcome.AUTO_LINKED and decision.partner_object_id:
             await self._repository.put(
                 self._ref(kind, queast_id).link(
@@ -222,18 +218,16 @@ class ConnectionIdentityResolver:
         self,
         kind: EntityKind,
         queast_id: str,
-        payload: Mapping[str, Any],
+        record: EntityRecord,
         candidates: Sequence[PartnerCandidate],
     ) -> MatchDecision:
         policy = self._policy
         if kind is EntityKind.COMPANY:
-            match = functools.partial(
-                match_company, _company(queast_id, payload), strategies=policy.company_strategies
-            )
+            company = _identity(CompanyIdentity, "company_id", queast_id, record)
+            match = functools.partial(match_company, company, strategies=policy.company_strategies)
         else:
-            match = functools.partial(
-                match_person, _person(queast_id, payload), strategies=policy.person_strategies
-            )
+            person = _identity(PersonIdentity, "person_id", queast_id, record)
+            match = functools.partial(match_person, person, strategies=policy.person_strategies)
         return match(
             candidates,
             auto_link_threshold=policy.auto_link_threshold,

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from connectors.base import EntityKind, IdentityCandidate, IdentityOutcome
+from connectors.base.contract import CompanyRecord, PersonRecord
 from processors.identity.repository import IdentityRepository, LinkState
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.settings import Settings
@@ -31,13 +32,13 @@ def _resolver(
     )
 
 
-ACME = {
-    "company_id": "co_1",
-    "name": "Acme Robotics AB",
-    "domain": "acme-robotics.se",
-    "domains": ["acme-robotics.se"],
-    "website": "https://www.acme-robotics.se/",
-}
+ACME = CompanyRecord(
+    company_id="co_1",
+    name="Acme Robotics AB",
+    domain="acme-robotics.se",
+    domains=["acme-robotics.se"],
+    website="https://www.acme-robotics.se/",
+)
 
 
 async def test_a_confident_match_is_linked_with_provenance(store: IdentityRepository) -> None:
@@ -95,7 +96,7 @@ async def test_people_match_by_email_and_links_are_per_connection(
     store: IdentityRepository,
 ) -> None:
     resolver = _resolver(store)
-    person = {"person_id": "pe_1", "full_name": "Ada Lovelace", "email": "Ada@Example.com"}
+    person = PersonRecord(person_id="pe_1", full_name="Ada Lovelace", email="Ada@Example.com")
     candidates = [IdentityCandidate("c_5", name="Ada L", emails=("ada@example.com",))]
     decision = await resolver.decide(EntityKind.PERSON, "pe_1", person, candidates)
     assert decision.outcome is IdentityOutcome.LINKED

@@ -6,6 +6,7 @@ import httpx
 from redis.asyncio import Redis
 
 from connectors.base import EntityKind, IdentityCandidate
+from connectors.base.contract import CompanyRecord
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.settings import Settings
@@ -33,7 +34,9 @@ async def _prepare(client: httpx.AsyncClient, redis_client: Redis, settings: Set
         connection_id=connection_id,
         policy=MatchPolicy(),
     )
-    company = {"name": "Acme AB", "domain": "acme.se", "domains": ["acme.se"]}
+    company = CompanyRecord(
+        company_id="co_1", name="Acme AB", domain="acme.se", domains=["acme.se"]
+    )
     await resolver.decide(
         EntityKind.COMPANY,
         "co_1",
@@ -43,7 +46,7 @@ async def _prepare(client: httpx.AsyncClient, redis_client: Redis, settings: Set
     await resolver.decide(
         EntityKind.COMPANY,
         "co_2",
-        {"name": "Globex", "domain": "globex.se"},
+        CompanyRecord(company_id="co_2", name="Globex", domain="globex.se"),
         [
             IdentityCandidate("p_2", domains=("globex.se",)),
             IdentityCandidate("p_3", domains=("globex.se",)),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Any
 
+import pytest
+
 from connectors.base import OutboundRecord
+from connectors.base.contract import ContractRecord
 from connectors.base.oauth import OAuthGrant
 
 _ids = itertools.count(1)
@@ -81,3 +85,17 @@ class MemoryGrantStore:
     async def reload(self) -> OAuthGrant | None:
         self.loads += 1
         return self.latest
+
+
+def count_contract_parses(monkeypatch: pytest.MonkeyPatch) -> list[type[ContractRecord]]:
+    """Every contract model validation from now on (until ``monkeypatch`` undoes it), by model."""
+    calls: list[type[ContractRecord]] = []
+    original = inspect.getattr_static(ContractRecord, "model_validate").__func__
+
+    def spy(cls: type[ContractRecord], /, obj: Any, **options: Any) -> ContractRecord:
+        calls.append(cls)
+        result: ContractRecord = original(cls, obj, **options)
+        return result
+
+    monkeypatch.setattr(ContractRecord, "model_validate", classmethod(spy))
+    return calls

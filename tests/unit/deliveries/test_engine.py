@@ -284,7 +284,13 @@ def _connection(**overrides: Any) -> ConnectionRecord:
     )
 
 
-def _item(n: int = 1, *, version: int = 1, extra: dict[str, str] | None = None) -> DeliveryItem:
+def _item(
+    n: int = 1,
+    *,
+    version: int = 1,
+    extra: dict[str, str] | None = None,
+    company_id: str | None = None,
+) -> DeliveryItem:
     schema = default_registry().latest(ContractFamily.COMPANY)
     record = {
         "event_type": "company.upserted",
@@ -296,7 +302,7 @@ def _item(n: int = 1, *, version: int = 1, extra: dict[str, str] | None = None) 
         "correlation_id": f"corr-{n}",
         "event_id": f"ev-{n}",
         "entity_version": version,
-        "company_id": f"co_{n}",
+        "company_id": f"co_{n}" if company_id is None else company_id,
     }
     base = {
         "qi.delivery_id": f"d-{n}",

@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.base import (
     EntityKind,
+    EntityRecord,
     IdentityCandidate,
     IdentityDecision,
     IdentityOutcome,
@@ -58,7 +59,7 @@ class FakeIdentity:
         self,
         kind: EntityKind,
         queast_id: str,
-        payload: Mapping[str, Any],
+        record: EntityRecord,
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
         offered = tuple(candidates)

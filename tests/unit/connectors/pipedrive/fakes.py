@@ -14,6 +14,7 @@ import httpx
 from connectors.base import (
     Clock,
     EntityKind,
+    EntityRecord,
     HttpClientFactory,
     IdentityCandidate,
     IdentityDecision,
@@ -140,11 +141,11 @@ class FakeIdentity:
         self,
         kind: EntityKind,
         queast_id: str,
-        payload: Mapping[str, Any],
+        record: EntityRecord,
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
         self.decided.append((kind, queast_id, tuple(candidates)))
-        matches = [c for c in candidates if _matches(c, queast_id, payload)]
+        matches = [c for c in candidates if _matches(c, queast_id, record)]
         outcome = self.outcome
         if outcome is None:
             outcome = (
@@ -183,13 +184,17 @@ class FakeIdentity:
         self.waiting.get(company_id, set()).difference_update(person_ids)
 
 
-def _matches(candidate: IdentityCandidate, queast_id: str, payload: Mapping[str, Any]) -> bool:
+def _matches(candidate: IdentityCandidate, queast_id: str, record: EntityRecord) -> bool:
     if queast_id in candidate.queast_ids:
         return True
     domains = {d.lower() for d in candidate.domains}
     emails = {e.lower() for e in candidate.emails}
-    wanted_domains = {str(d).lower() for d in [payload.get("domain"), *payload.get("domains", [])]}
-    wanted_emails = {str(e).lower() for e in [payload.get("email"), *payload.get("emails", [])]}
+    wanted_domains = {
+        str(d).lower() for d in [getattr(record, "domain", None), *getattr(record, "domains", [])]
+    }
+    wanted_emails = {
+        str(e).lower() for e in [getattr(record, "email", None), *getattr(record, "emails", [])]
+    }
     return bool(domains & wanted_domains or emails & wanted_emails)
 
 
