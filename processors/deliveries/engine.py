@@ -46,11 +46,11 @@ by the writer schema's contract family, into the kit's typed record
 :class:`~connectors.base.sink.OutboundRecord` (``record`` and ``payload``); the item keeps its
 bytes, so a retry decodes them again. Bytes that do not decode are dead-lettered
 (``ContractDecodingError``). A record that decodes but fails its model is not sent: the
-sink's :meth:`~connectors.base.sink.BaseSink.contract_error` names its error (HubSpot and
-Pipedrive give the permanent error their own parsing gave before), which is that record's
+sink's :meth:`~connectors.base.sink.BaseSink.contract_error` names its error (a partner
+connector gives the permanent error its own parsing gave before), which is that record's
 attempted failure, so it is dead-lettered at once with the offending fields as its reason
-while the rest of the batch is sent; the webhook connector, which sends the JSON as it is,
-declines and the record is sent.
+while the rest of the batch is sent; a connector that sends the JSON as it is (the signed
+webhook) declines and the record is sent.
 
 Waits are bounded and budgeted. A partner's wait hint reaches the engine already bounded
 (``Retry-After`` and reset headers at most one hour, a spent quota at most a day: see
