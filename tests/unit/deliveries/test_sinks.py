@@ -377,7 +377,8 @@ class ExampleSink(BaseSink[ExampleConfig]):
         await self._http.aclose()
 
     async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
-        raise NotImplementedError
+        msg = "the grant-store test builds sinks and asks for tokens; it never writes"
+        raise AssertionError(msg)
 
 
 async def test_any_oauth_connector_keeps_its_grants_through_the_factory(
