@@ -9,7 +9,9 @@ Commands (``queast-integrations COMMAND --help`` for each):
 - ``connections seed FILE``: load the allowlist and connections from a JSON file;
 - ``connections init``: write the configuration epoch alone (a deployment that starts empty);
 - ``keys rotate``: re-wrap every stored secret under the newest key;
-- ``demo``: the local end-to-end run behind ``make run``.
+- ``demo``: the local end-to-end run behind ``make run``;
+- the operator commands of :mod:`processors.operations.commands` (replay, backfill, dead
+  letters, preview, ...).
 
 Exit codes: 0 success, 1 the operation failed (broker or Redis unreachable, records refused),
 2 bad usage or bad input (a missing or malformed file, invalid settings, or settings the
@@ -31,6 +33,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rich.console import Console
 
+from processors.operations.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REGISTRARS
 from processors.secrets import KeyRingError
 from processors.settings import Settings, get_settings
 from processors.startup import Component, UnsafeSettingsError, check_startup
@@ -38,9 +41,6 @@ from processors.topics import TopicMap
 
 __all__ = ["main"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -272,6 +272,8 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)"
     )
     demo.set_defaults(handler=_cmd_demo)
+    for register in REGISTRARS:
+        register(commands)
     return parser
 
 
