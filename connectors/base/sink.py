@@ -71,6 +71,8 @@ class OutboundRecord(BaseModel):
     payload: dict[str, Any]
     attempt: int = Field(ge=1)
     record: ContractRecord | None = None
+    replay_id: str | None = None
+    """The operator run (replay, redrive, release, backfill) sending this copy, if any."""
 
     def contract(self, model: type[RecordT]) -> RecordT:
         """The typed contract record as ``model``.

@@ -10,7 +10,9 @@ Headers:
 - ``webhook-timestamp``: integer Unix seconds of *this* attempt (the caller passes it);
 - ``webhook-signature``: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``
   computed by the ``standardwebhooks`` reference library;
-- ``content-type``, ``user-agent`` and ``x-correlation-id``.
+- ``content-type``, ``user-agent`` and ``x-correlation-id``;
+- ``x-queast-replay-id``: the operator run (replay, redrive, ...) that sent this copy again,
+  when there is one (the ``webhook-id`` stays the artifact's).
 
 The signed id and timestamp must not contain ``.`` (the spec forbids it: the signed
 content would be ambiguous), so an idempotency key with a dot is refused as permanent.
@@ -115,4 +117,6 @@ def build_webhook_request(
     }
     if _HEADER_VALUE.fullmatch(record.correlation_id):
         headers["x-correlation-id"] = record.correlation_id
+    if record.replay_id is not None and _HEADER_VALUE.fullmatch(record.replay_id):
+        headers["x-queast-replay-id"] = record.replay_id
     return WebhookRequest(body=body, headers=headers)

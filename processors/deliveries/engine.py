@@ -817,6 +817,7 @@ class DeliveryEngine:
             payload=payload,
             attempt=item.attempts_made + 1,
             record=typed,
+            replay_id=item.replay_id,
         )
 
 

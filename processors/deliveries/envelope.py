@@ -12,6 +12,14 @@ connector's retry topic with the envelope plus:
 - ``qi.errors``: the error history, JSON;
 - ``qi.retry.kind``: ``retry``, ``deferred`` or ``parked``.
 
+A record sent again by an operator's run (:mod:`processors.operations.reinject`) carries
+``qi.replay_id`` (the run's id, copied into every delivery record of it) and ``qi.run.kind``:
+``replay`` re-delivers an artifact even when its key was delivered before (the stale-version
+guard still applies); ``redrive`` (a dead letter sent again), ``release`` (a record held for a
+match review, released by the decision) and ``backfill`` never send a delivered key again. A
+run's copy has its own delivery id (:func:`~processors.routing.idempotency.delivery_id_for`),
+so its hops never meet the original's; it keeps the artifact's idempotency key.
+
 Dead letters add ``qi.error.class``, ``qi.error.reason``, ``qi.error.status`` and
 ``qi.original.topic|partition|offset`` (Kafka Connect's ``__connect.errors.*`` idea).
 
@@ -42,6 +50,7 @@ from processors.deliveries.models import AttemptError
 
 __all__ = [
     "REQUIRED_HEADERS",
+    "RUN_KINDS",
     "DeliveryItem",
     "EnvelopeError",
     "destination_key",
@@ -63,6 +72,8 @@ REQUIRED_HEADERS: Final = (
     "qi.contract",
     "qi.schema_version",
 )
+RUN_KINDS: Final = ("replay", "redrive", "release", "backfill")
+"""What an operator's run does (``qi.run.kind``); only a ``replay`` re-sends a delivered key."""
 _RETRY_HEADERS: Final = frozenset(
     {"qi.attempt", "qi.hop", "qi.not_before", "qi.first_attempt_at", "qi.errors", "qi.retry.kind"}
 )
@@ -151,6 +162,21 @@ class DeliveryItem:
         return self.headers.get("qi.replay_id")
 
     @property
+    def run_kind(self) -> str | None:
+        """The operator run that sent this copy (``qi.run.kind``), ``None`` for live traffic.
+
+        A copy with a replay id and no kind is a replay (copies written before the kind).
+        """
+        if self.replay_id is None:
+            return None
+        return self.headers.get("qi.run.kind") or "replay"
+
+    @property
+    def skips_delivered(self) -> bool:
+        """Whether a key delivered before is skipped: always, except in a replay."""
+        return self.run_kind != "replay"
+
+    @property
     def source(self) -> str:
         return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
 
@@ -181,6 +207,8 @@ def item_from_record(
         msg = f"missing envelope headers: {', '.join(missing)}"
         raise EnvelopeError(msg)
     _int(headers, "qi.entity_version", 0)
+    if headers.get("qi.run.kind") and headers["qi.run.kind"] not in RUN_KINDS:
+        raise EnvelopeError("header qi.run.kind names no known run")
     if headers.get("qi.owner_connector"):  # a copy names both connectors; check them
         for name in ("qi.owner_connector", "qi.connector"):
             if headers[name] not in registered():

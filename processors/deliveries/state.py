@@ -261,7 +261,7 @@ class DeliveryStateRepository:
                     item.hop,
                     owner,
                     lease_ms,
-                    "1" if item.replay_id is None else "0",
+                    "1" if item.skips_delivered else "0",
                 ],
                 client=pipe,
             )

@@ -24,7 +24,9 @@ ENTITIES = 50
 LEASE = 30.0
 
 
-def _item(entity: int, version: int, *, hop: int = 0, replay: bool = False) -> DeliveryItem:
+def _item(
+    entity: int, version: int, *, hop: int = 0, replay: bool = False, run_kind: str | None = None
+) -> DeliveryItem:
     headers = {
         "qi.delivery_id": f"d-{entity}-{version}",
         "qi.tenant_id": "t_1",
@@ -40,8 +42,10 @@ def _item(entity: int, version: int, *, hop: int = 0, replay: bool = False) -> D
         "qi.schema_version": "1.0",
         "qi.hop": str(hop),
     }
-    if replay:
+    if replay or run_kind is not None:
         headers["qi.replay_id"] = "r-1"
+    if run_kind is not None:
+        headers["qi.run.kind"] = run_kind
     return item_from_record(
         value=b"contract", headers=headers, topic="exports", partition=0, offset=entity
     )
@@ -115,6 +119,9 @@ async def test_versions_race_and_the_older_one_loses_once_the_newer_is_delivered
     assert (stale.result, stale.delivered_version) == (ClaimResult.STALE, 5)
     (replayed,) = await old.claim([_item(1, 5, replay=True)], owner="old", lease_seconds=LEASE)
     assert replayed.result is ClaimResult.CLAIMED, "a replay bypasses dedupe, not the guard"
+    for kind in ("redrive", "release", "backfill"):
+        (again,) = await old.claim([_item(1, 5, run_kind=kind)], owner="old", lease_seconds=LEASE)
+        assert again.result is ClaimResult.DELIVERED, f"a {kind} never sends a delivered key"
     (newer,) = await new.claim([_item(1, 6)], owner="new", lease_seconds=LEASE)
     assert newer.result is ClaimResult.BUSY
 

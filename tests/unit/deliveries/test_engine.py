@@ -82,7 +82,7 @@ class _State(DeliveryStateRepository):
             delivered = self.versions.get(i.version_field)
             if i.hop < self.hops.get(i.delivery_id, 0):
                 claims.append(Claim(ClaimResult.LEFTOVER))
-            elif i.replay_id is None and i.idempotency_key in self.delivered:
+            elif i.skips_delivered and i.idempotency_key in self.delivered:
                 claims.append(Claim(ClaimResult.DELIVERED))
             elif delivered is not None and delivered > i.entity_version:
                 claims.append(Claim(ClaimResult.STALE, delivered_version=delivered))
@@ -442,6 +442,16 @@ async def test_replays_bypass_dedupe_but_not_the_version_guard() -> None:
     h.state.delivered.add(f"qik_{1:032x}")
     await h.run([_item(1, extra={"qi.replay_id": "r1"})])
     assert h.statuses() == ["delivered"]
+
+
+async def test_runs_other_than_replays_skip_delivered_keys_and_records_carry_the_run() -> None:
+    h = Harness(lambda r: None)
+    h.state.delivered.add(f"qik_{1:032x}")
+    redriven = {"qi.replay_id": "rd1", "qi.run.kind": "redrive"}
+    await h.run([_item(1, extra=redriven), _item(2, extra=redriven)])
+    assert h.sent() == 1
+    assert sorted(h.statuses()) == ["delivered", "duplicate_skipped"]
+    assert {r.replay_id for r in h.records.added} == {"rd1"}
 
 
 async def test_a_leftover_copy_of_an_older_hop_is_dropped_silently() -> None:

@@ -81,11 +81,31 @@ def test_item_from_an_export_record() -> None:
         (b"x", _headers(**{"qi.entity_version": "three"}), "not an integer"),
         (b"x", _headers(**{"qi.attempt": "x"}), "not an integer"),
         (b"x", _headers(**{"qi.errors": "{not a list"}), "error history"),
+        (b"x", _headers(**{"qi.replay_id": "r", "qi.run.kind": "rerun"}), "no known run"),
     ],
 )
 def test_unusable_envelopes(value: bytes, headers: dict[str, str], message: str) -> None:
     with pytest.raises(EnvelopeError, match=message):
         item_from_record(value=value, headers=headers, topic="t", partition=0, offset=0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind", "skips"),
+    [
+        ({}, None, True),
+        ({"qi.replay_id": "r1"}, "replay", False),
+        ({"qi.replay_id": "r1", "qi.run.kind": "replay"}, "replay", False),
+        ({"qi.replay_id": "r1", "qi.run.kind": "redrive"}, "redrive", True),
+        ({"qi.replay_id": "r1", "qi.run.kind": "release"}, "release", True),
+        ({"qi.replay_id": "r1", "qi.run.kind": "backfill"}, "backfill", True),
+    ],
+)
+def test_only_a_replay_sends_a_delivered_key_again(
+    extra: dict[str, str], kind: str | None, skips: bool
+) -> None:
+    item = item_from_record(value=b"x", headers=_headers(**extra), topic="t", partition=0, offset=0)
+    assert item.run_kind == kind
+    assert item.skips_delivered is skips
 
 
 def test_retry_headers_round_trip_and_advance_the_hop() -> None:

@@ -115,6 +115,15 @@ def test_request_headers() -> None:
     }
 
 
+def test_a_copy_sent_by_an_operator_run_names_the_run_and_keeps_its_webhook_id() -> None:
+    record = make_record(idempotency_key="ik_abc").model_copy(update={"replay_id": "rp_7"})
+    request = build_webhook_request(record, secret=S1_SECRET, attempt_timestamp=1)
+    assert request.headers["x-queast-replay-id"] == "rp_7"
+    assert request.headers["webhook-id"] == "ik_abc"
+    plain = build_webhook_request(make_record(), secret=S1_SECRET, attempt_timestamp=1)
+    assert "x-queast-replay-id" not in plain.headers
+
+
 def test_an_unsafe_correlation_id_is_left_out() -> None:
     record = make_record(correlation_id="bad\r\nheader")
     request = build_webhook_request(record, secret=S1_SECRET, attempt_timestamp=1)
