@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rich.console import Console
 
-from processors.operations.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REGISTRARS
+from processors.operations.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, register_all
 from processors.secrets import KeyRingError
 from processors.settings import Settings, get_settings
 from processors.startup import Component, UnsafeSettingsError, check_startup
@@ -272,8 +272,7 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)"
     )
     demo.set_defaults(handler=_cmd_demo)
-    for register in REGISTRARS:
-        register(commands)
+    register_all(commands)
     return parser
 
 

@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.kafka import client_config
 from processors.settings import KafkaSettings
@@ -39,6 +39,17 @@ from processors.settings import KafkaSettings
 __all__ = ["HistoryError", "HistoryReader", "OffsetSpan", "record_headers", "tenant_partition"]
 
 _BATCH: Final = 500
+_PASSING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+"""Errors of a topic just created or a broker restarting (librdkafka names its own local
+errors with a leading underscore): retried until the timeout."""
 
 
 class HistoryError(RuntimeError):
@@ -146,9 +157,7 @@ class HistoryReader:
         if since_ms is not None and until_ms is not None and until_ms < since_ms:
             msg = "the end of the window is before its start"
             raise ValueError(msg)
-        low, high = self._consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=self._timeout, cached=False
-        )
+        low, high = self._watermarks(topic, partition)
         start = low
         if from_offset is not None:
             start = max(low, from_offset)
@@ -158,6 +167,25 @@ class HistoryReader:
         if until_ms is not None:
             end = min(high, self._offset_at(topic, partition, until_ms + 1, default=high))
         return OffsetSpan(topic, partition, min(start, end), end)
+
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        """The partition's low and high watermarks, waiting out a leader election (a topic
+        just created, a broker restarting) for up to the timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=self._timeout, cached=False
+                )
+            except KafkaException as exc:
+                error = exc.args[0]
+                passing = error.retriable() or error.code() in _PASSING
+                if not passing or time.monotonic() > deadline:
+                    msg = f"cannot read the offsets of {topic}[{partition}]: {error.str()}"
+                    raise HistoryError(msg) from exc
+                time.sleep(0.2)
+                continue
+            return int(low), int(high)
 
     def _offset_at(self, topic: str, partition: int, at_ms: int, *, default: int) -> int:
         """The first offset whose timestamp is at or after ``at_ms`` (``default``: none)."""

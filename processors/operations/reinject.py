@@ -123,8 +123,13 @@ class Reinjector:
         run_id: str,
         kind: str,
         now_ms: int | None = None,
+        topic: str | None = None,
     ) -> None:
-        """Produce one copy (asynchronously: :meth:`flush` confirms it)."""
+        """Produce one copy (asynchronously: :meth:`flush` confirms it).
+
+        To the retry topic of the delivering connector, unless ``topic`` names another (a
+        backfill's new artifacts go to the export topic, where they become history).
+        """
         if not value:
             msg = "the record carries no payload (dead letters without payloads need the export)"
             raise ReinjectError(msg)
@@ -136,7 +141,7 @@ class Reinjector:
                 now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
             )
         ]
-        topic = self._topics.retry(headers["qi.connector"])
+        topic = topic or self._topics.retry(headers["qi.connector"])
         while True:
             try:
                 self._producer.produce(
