@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 
 from processors.operations.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, register_all
+from processors.operations.errors import RunFailedError, RunRequestError
 from processors.secrets import KeyRingError
 from processors.settings import Settings, get_settings
 from processors.startup import Component, UnsafeSettingsError, check_startup
@@ -276,6 +277,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _failure(command: str, exc: Exception) -> tuple[str, str, int]:
+    """How a command's error is said on stderr, and its exit code."""
+    if isinstance(exc, KafkaException):
+        return "Kafka error", str(exc.args[0]), EXIT_FAILED
+    if isinstance(exc, RedisError):
+        return "Redis error", f"{type(exc).__name__}: {exc}", EXIT_FAILED
+    if isinstance(exc, RunRequestError):
+        return command, str(exc), EXIT_USAGE
+    return f"{command} failed", str(exc), EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -291,14 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(settings, args)
-    except KafkaException as exc:
-        _err.print(f"[red]Kafka error:[/] {exc.args[0]}")
-        return EXIT_FAILED
-    except RedisError as exc:
-        _err.print(f"[red]Redis error:[/] {type(exc).__name__}: {exc}")
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
+    except (KafkaException, RedisError, RunRequestError, RunFailedError) as exc:
+        label, detail, exit_code = _failure(args.command, exc)
+        _err.print(f"[red]{label}:[/] {detail}")
+        return exit_code
     return code
 
 

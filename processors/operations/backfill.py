@@ -42,6 +42,7 @@ from confluent_kafka import Message
 
 from connectors.registry import registered
 from processors.contracts import default_registry
+from processors.operations.errors import RunRequestError
 from processors.operations.history import HistoryReader, tenant_partition
 from processors.operations.reinject import Reinjector
 from processors.redis_client import redis_client
@@ -59,7 +60,7 @@ Progress = Callable[[int, int], None]
 """Called after each batch with (offsets read, offsets in the span)."""
 
 
-class BackfillError(ValueError):
+class BackfillError(RunRequestError):
     """The backfill asked for cannot be run as asked (nothing was read or produced)."""
 
 

@@ -3,7 +3,8 @@
 ``backfill --tenant T [--connector C] (--since ISO8601 | --from-offset N) [--until ISO8601]
 [--dry-run] [--json]``. A progress bar on a terminal; with ``--json`` the last line of stdout
 is ``{"backfill_id": str, "matched": int, "exported": int, "dry_run": bool}``. Exit codes as
-in :mod:`.commands`: 2 for a request that cannot be run (nothing read or produced).
+in :mod:`.commands`: 2 for a request that cannot be run (nothing read or produced), 1 for a run
+that failed (:mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -12,30 +13,20 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import fields
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.registry import registered
 from processors.operations.backfill import (
-    BackfillError,
     BackfillReport,
     BackfillRequest,
     run_backfill,
 )
-from processors.operations.commands import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    SubCommands,
-    aware_time,
-)
-from processors.operations.history import HistoryError
+from processors.operations.commands import EXIT_OK, SubCommands, aware_time
 from processors.settings import Settings
 
 __all__ = ["register"]
-
-_err = Console(stderr=True, soft_wrap=True)
 
 
 def register(commands: SubCommands) -> None:
@@ -43,7 +34,7 @@ def register(commands: SubCommands) -> None:
     parser = commands.add_parser(
         "backfill", help="map a tenant's past domain events again with today's connections"
     )
-    parser.add_argument("--tenant", required=True, help="the tenant id")
+    parser.add_argument("--tenant", dest="tenant_id", required=True, help="the tenant id")
     parser.add_argument("--connector", choices=registered(), help="only this connection")
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--since", type=aware_time, help="first event time (ISO 8601, with zone)")
@@ -55,25 +46,11 @@ def register(commands: SubCommands) -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    request = BackfillRequest(
-        tenant_id=args.tenant,
-        connector=args.connector,
-        since=args.since,
-        until=args.until,
-        from_offset=args.from_offset,
-        dry_run=args.dry_run,
-    )
-    try:
-        if args.json or not sys.stdout.isatty():
-            report = asyncio.run(run_backfill(settings, request))
-        else:
-            report = _with_progress(settings, request)
-    except BackfillError as exc:
-        _err.print(f"[red]backfill:[/] {exc}")
-        return EXIT_USAGE
-    except HistoryError as exc:
-        _err.print(f"[red]backfill:[/] {exc}")
-        return EXIT_FAILED
+    request = BackfillRequest(**{f.name: getattr(args, f.name) for f in fields(BackfillRequest)})
+    if args.json or not sys.stdout.isatty():
+        report = asyncio.run(run_backfill(settings, request))
+    else:
+        report = _with_progress(settings, request)
     if args.json:
         print(json.dumps(report.summary()))
     else:

@@ -9,7 +9,9 @@ imported by name because they import this one, for the exit codes.)
 
 Exit codes are shared by every command: :data:`EXIT_OK` (0) success, :data:`EXIT_FAILED` (1)
 the operation failed (broker or Redis unreachable, records refused), :data:`EXIT_USAGE` (2) bad
-usage or bad input, said on stderr.
+usage or bad input, said on stderr. A handler need not catch its service's errors:
+:func:`processors.cli.main` turns :class:`~.errors.RunRequestError` into 2 and
+:class:`~.errors.RunFailedError` into 1, with the message on stderr.
 """
 
 from __future__ import annotations

@@ -25,15 +25,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.kafka import client_config
+from processors.operations.errors import RunFailedError
 from processors.settings import KafkaSettings
 
 __all__ = ["HistoryError", "HistoryReader", "OffsetSpan", "record_headers", "tenant_partition"]
@@ -52,7 +53,7 @@ _PASSING: Final = frozenset(
 errors with a leading underscore): retried until the timeout."""
 
 
-class HistoryError(RuntimeError):
+class HistoryError(RunFailedError):
     """A topic's history could not be read as asked (unknown topic, broker unreachable)."""
 
 
@@ -97,7 +98,7 @@ def _epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class HistoryReader:
+class HistoryReader(AbstractContextManager["HistoryReader"]):
     """Reads spans of one topic partition at a time; see the module docstring."""
 
     def __init__(self, kafka: KafkaSettings, *, timeout: float = 10.0) -> None:
@@ -113,15 +114,7 @@ class HistoryReader:
         self._consumer = Consumer(config)
         self._timeout = timeout
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Final, Self
+from contextlib import AbstractContextManager
+from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -93,7 +93,7 @@ def run_headers(
     return [(name, value.encode()) for name, value in (*kept, *fresh.items())]
 
 
-class Reinjector:
+class Reinjector(AbstractContextManager["Reinjector"]):
     """Produces run copies to the retry topics and waits until the broker has them all."""
 
     def __init__(
@@ -104,15 +104,7 @@ class Reinjector:
         self._failures: list[str] = []
         self.queued = 0
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._producer.flush(10)
 
     def queue(
