@@ -264,11 +264,19 @@ class TenantPurge:
         return found
 
     async def _records(self, run: _Run) -> None:
-        """The delivery records the tenant's indexes list, the dedupe and hop keys they name,
-        the connection ids they name; then the indexes themselves."""
+        """The delivery records the tenant's indexes list, and the dedupe and hop keys and
+        connection ids those records name.
+
+        Every record is in the tenant's whole index; the status and event-type indexes are
+        read too (a handful of keys). The per-event indexes (one per event id, as many as the
+        events) hold nothing the others do not: they are removed, unread, with the rest of the
+        ``tenant:{t}:`` keys.
+        """
         base = self._tenant_base(run.tenant_id)
+        escaped = _glob_escape(base)
         indexes = [f"{base}drec"]
-        indexes += [_text(key) async for key in self._scan(f"{_glob_escape(base)}drec:*")]
+        for kind in ("status", "event_type"):
+            indexes += [_text(key) async for key in self._scan(f"{escaped}drec:{kind}:*")]
         for index in indexes:
             batch: list[str] = []
             async for member, _score in self._redis.zscan_iter(index, count=BATCH):
@@ -280,8 +288,6 @@ class TenantPurge:
                     await self._record_batch(run, batch)
                     batch = []
             await self._record_batch(run, batch)
-        for start in range(0, len(indexes), BATCH):
-            await self._take(run, "delivery_record_indexes", indexes[start : start + BATCH])
 
     async def _record_batch(self, run: _Run, record_ids: Sequence[str]) -> None:
         if not record_ids:
@@ -335,10 +341,13 @@ class TenantPurge:
     async def _take(self, run: _Run, family: str, keys: Iterable[str]) -> None:
         """Delete ``keys`` (a dry run: count those that exist) and add them to ``family``.
 
-        A key is taken once per purge: a dry run, which deletes nothing, counts each once.
+        A dry run, which deletes nothing, counts each key once (an ``UNLINK`` of a key already
+        removed counts nothing by itself).
         """
-        batch = [key for key in dict.fromkeys(keys) if key not in run.seen_keys]
-        run.seen_keys.update(batch)
+        batch = list(dict.fromkeys(keys))
+        if run.dry_run:
+            batch = [key for key in batch if key not in run.seen_keys]
+            run.seen_keys.update(batch)
         if not batch:
             return
         if run.dry_run:

@@ -335,3 +335,24 @@ async def test_the_service_refuses_before_it_reads(redis: Redis, settings: Setti
         await purge.purge("t 1")
     with pytest.raises(UnknownTenantError):
         await purge.purge("t_1", dry_run=True)
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_a_forged_index_entry_does_not_reach_another_tenants_record(
+    redis: Redis, settings: Settings
+) -> None:
+    """t_1's index naming one of t_10's records (a forged or corrupt entry) removes only the
+    entry: the record says whose it is."""
+    prefix = settings.redis.key_prefix
+    await _seed(redis, settings, "t_10")
+    only_t_10 = await _keys(redis, settings)
+    await _seed(redis, settings, "t_1")
+    records = sorted(k for k in only_t_10 if k.startswith(f"{prefix}drec:".encode()))
+    foreign = records[0].decode().removeprefix(f"{prefix}drec:")
+    await redis.zadd(f"{prefix}tenant:t_1:drec", {foreign: 1.0})
+    assert await _cli("tenant", "purge", "t_1", "--yes") == 0
+    after = await _keys(redis, settings)
+    assert set(after) == set(only_t_10)
+    assert (
+        after[f"{prefix}drec:{foreign}".encode()] == only_t_10[f"{prefix}drec:{foreign}".encode()]
+    )
