@@ -45,8 +45,10 @@ How the keys are found, without a pattern that could reach another tenant:
    told apart; it holds no data (``1``, a number) and expires by itself
    (``QI_DELIVERY_DEDUPE_TTL_SECONDS``, the retry budget plus a day).
 
-Order: the allowlist entry and the connections go first, so routing stops exporting for the
-tenant while the rest is removed. Keys are deleted with ``UNLINK`` in batches of
+Order: the allowlist entry goes first, so routing stops exporting for the tenant while the
+rest is removed; the ``tenant:{t}:`` keys (the connections, the record indexes) go last, so a
+purge interrupted half-way (Redis gone) finds the same connection ids and records when it is
+run again, and finishes. Keys are deleted with ``UNLINK`` in batches of
 :data:`BATCH`; a dry run counts the same keys with ``EXISTS`` and deletes nothing. A worker
 delivering for the tenant while it is purged can still write a delivery record or a state key
 for it afterwards (a record in flight that finds its connection gone is dead-lettered and
@@ -101,7 +103,7 @@ FAMILIES: Final[tuple[str, ...]] = (
     "identity_waiting",
     "other_tenant_keys",
 )
-"""Every family of the report, in the order they are removed."""
+"""Every family of the report, in the order the report lists them."""
 
 _TENANT_ID: Final = re.compile(TENANT_ID_PATTERN)
 _CONNECTION_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -216,12 +218,11 @@ class TenantPurge:
             run.counts["allowlist"] = int(await self._redis.sismember(allowlist, tenant_id))
         else:
             run.counts["allowlist"] = int(await self._redis.srem(allowlist, tenant_id))
-        await self._take(run, "connections", [f"{base}connections"])
         await self._records(run)
         for connection_id in sorted(run.connection_ids):
             await self._connection_keys(run, connection_id)
-        # What is left under tenant:{t}: (written meanwhile, or by a later feature).
-        left: dict[str, list[str]] = {}
+        # Last, every tenant:{t}: key: the connections, the record indexes, anything else.
+        pending: dict[str, list[str]] = {}
         async for raw in self._scan(f"{_glob_escape(base)}*"):
             key = _text(raw)
             rest = key.removeprefix(base)
@@ -231,10 +232,13 @@ class TenantPurge:
                 family = "delivery_record_indexes"
             else:
                 family = "other_tenant_keys"
-            left.setdefault(family, []).append(key)
-        for family, keys in left.items():
-            for start in range(0, len(keys), BATCH):
-                await self._take(run, family, keys[start : start + BATCH])
+            batch = pending.setdefault(family, [])
+            batch.append(key)
+            if len(batch) >= BATCH:
+                await self._take(run, family, batch)
+                pending[family] = []
+        for family, keys in pending.items():
+            await self._take(run, family, keys)
         report = PurgeReport(
             tenant_id, dry_run, dict(run.counts), tuple(sorted(run.connection_ids))
         )
