@@ -4,7 +4,8 @@ Commands (``queast-integrations COMMAND --help`` for each):
 
 - ``worker``: run the Faust worker (routing agent) and its ``/metrics`` endpoint;
 - ``api --port P``: run the HTTP API;
-- ``topics ensure``: create every topic with the configured partition count (idempotent);
+- ``topics ensure [--dry-run]``: create every topic with the configured partition count and
+  retention, and set the retention of existing topics where it differs (idempotent);
 - ``publish FILE``: publish domain events from a JSON-lines file, keyed by tenant id;
 - ``connections seed FILE``: load the allowlist and connections from a JSON file;
 - ``connections init``: write the configuration epoch alone (a deployment that starts empty);
@@ -113,21 +114,33 @@ def _cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_topics_ensure(settings: Settings, _args: argparse.Namespace) -> int:
-    from processors.kafka import TopicPartitionMismatchError, ensure_topics  # noqa: PLC0415
+def _cmd_topics_ensure(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.kafka import TopicPartitionMismatchError  # noqa: PLC0415
+    from processors.topicconfig import ensure_topic_configs, plan_topics  # noqa: PLC0415
 
-    specs = TopicMap(settings.topics.prefix).all_specs()
+    specs = TopicMap(settings.topics.prefix).all_specs(settings.topics.retention_days())
     try:
-        results = ensure_topics(settings.kafka, settings.topics, specs)
+        if args.dry_run:
+            plan = plan_topics(settings.kafka, settings.topics, specs)
+        else:
+            plan = ensure_topic_configs(settings.kafka, settings.topics, specs)
     except TopicPartitionMismatchError as exc:
         _err.print(f"[red]topics ensure: partition counts differ:[/] {exc}")
         return EXIT_FAILED
-    created = [r for r in results if r.created]
-    for result in results:
-        state = "created" if result.created else "exists"
-        print(f"{state:8} {result.name} ({result.partitions} partitions)")
-    print(f"{len(created)} created, {len(results) - len(created)} already present")
-    return EXIT_OK
+    create, change = ("would create", "would set") if args.dry_run else ("created", "set")
+    for name in plan.created:
+        print(f"{create:12} {name} ({settings.topics.partitions} partitions)")
+    for result in plan.present:
+        print(f"{'exists':12} {result.name} ({result.partitions} partitions)")
+    for c in plan.changes:
+        print(f"{change:12} {c.topic} {c.key}={c.wanted} (was {c.current})")
+    for mismatch in plan.mismatched:
+        _err.print(f"[red]partition count differs:[/] {mismatch}")
+    print(
+        f"{len(plan.created)} {create}, {len(plan.present)} already present,"
+        f" {len(plan.changes)} configuration change(s){' (dry run)' if args.dry_run else ''}"
+    )
+    return EXIT_FAILED if plan.mismatched else EXIT_OK
 
 
 def _cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
@@ -239,7 +252,10 @@ def _parser() -> argparse.ArgumentParser:
 
     topics = commands.add_parser("topics", help="manage topics")
     topic_commands = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    ensure = topic_commands.add_parser("ensure", help="create every topic (idempotent)")
+    ensure = topic_commands.add_parser(
+        "ensure", help="create every topic and set the configured retention (idempotent)"
+    )
+    ensure.add_argument("--dry-run", action="store_true", help="show the changes, make none")
     ensure.set_defaults(handler=_cmd_topics_ensure)
 
     publish = commands.add_parser("publish", help="publish domain events from a JSON-lines file")

@@ -18,7 +18,9 @@ Variables (defaults in brackets):
   ``QI_REDIS_HEALTH_CHECK_INTERVAL_SECONDS`` [15], ``QI_REDIS_RETRIES`` [3],
   ``QI_REDIS_RETRY_BACKOFF_CAP_SECONDS`` [1] (see :mod:`processors.redis_client`)
 - ``QI_TOPIC_PREFIX`` [empty], ``QI_TOPIC_PARTITIONS`` [8], ``QI_TOPIC_REPLICATION_FACTOR`` [1],
-  ``QI_TOPIC_MIN_INSYNC_REPLICAS`` [the broker's default]
+  ``QI_TOPIC_MIN_INSYNC_REPLICAS`` [the broker's default], ``QI_TOPIC_RETENTION_<FAMILY>_DAYS``
+  [exports 30, delivery records 30, dlq 14, match review 30, others the broker's]: see
+  :class:`TopicSettings`
 - ``QI_ROUTING_MAX_EVENT_BYTES`` [524288], ``QI_ROUTING_BATCH_SIZE`` [500],
   ``QI_ROUTING_BATCH_WITHIN_SECONDS`` [0.2], ``QI_ROUTING_DLQ_INCLUDE_PAYLOAD`` [true]
 - ``QI_SECRETS_KEYS`` [the published development key], ``QI_SECRETS_ACTIVE_KEY_ID`` [the last
@@ -45,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.registry import registered
 from processors.secrets import SecretsSettings
+from processors.topics import DEFAULT_RETENTION_DAYS, TopicFamily
 
 __all__ = [
     "AuthSettings",
@@ -153,7 +156,15 @@ class RedisSettings(BaseSettings):
 
 
 class TopicSettings(BaseSettings):
-    """Topic naming and sizing. Every topic of a family has the same partition count."""
+    """Topic naming, sizing and retention. Every topic of a family has the same partition count.
+
+    ``retention_<family>_days`` (``QI_TOPIC_RETENTION_EXPORTS_DAYS``, ``..._DELIVERY_RECORDS_``,
+    ``..._DLQ_``, ``..._RETRY_``, ``..._DOMAIN_EVENTS_``, ``..._INBOUND_``, ``..._MATCH_REVIEW_``,
+    ``..._BOOKMARKS_DAYS``): how long each family keeps its records, ``-1`` forever, ``0`` the
+    broker's default. Defaults and why: :mod:`processors.topics` (exports 30, delivery records
+    30, dead letters 14, match review 30, the others the broker's). ``topics ensure`` creates
+    topics with them and brings existing topics' ``retention.ms`` in line.
+    """
 
     model_config = SettingsConfigDict(env_prefix="QI_TOPIC_", frozen=True, extra="ignore")
 
@@ -164,6 +175,30 @@ class TopicSettings(BaseSettings):
     """``min.insync.replicas`` of new topics; unset: the broker's default. With the producers'
     ``acks=all`` a write is acknowledged once this many replicas have it. Production:
     replication factor 3, min.insync.replicas 2."""
+    retention_domain_events_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.DOMAIN_EVENTS], ge=-1, le=36_500
+    )
+    retention_exports_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.EXPORTS], ge=-1, le=36_500
+    )
+    retention_retry_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.RETRY], ge=-1, le=36_500
+    )
+    retention_dlq_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.DLQ], ge=-1, le=36_500
+    )
+    retention_delivery_records_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.DELIVERY_RECORDS], ge=-1, le=36_500
+    )
+    retention_inbound_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.INBOUND], ge=-1, le=36_500
+    )
+    retention_match_review_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.MATCH_REVIEW], ge=-1, le=36_500
+    )
+    retention_bookmarks_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS[TopicFamily.BOOKMARKS], ge=-1, le=36_500
+    )
 
     @model_validator(mode="after")
     def _insync_within_replication(self) -> TopicSettings:
@@ -173,6 +208,19 @@ class TopicSettings(BaseSettings):
             msg = "min_insync_replicas cannot exceed replication_factor"
             raise ValueError(msg)
         return self
+
+    def retention_days(self) -> dict[TopicFamily, int]:
+        """Each family's retention in days (``-1`` forever, ``0`` the broker's default)."""
+        return {
+            TopicFamily.DOMAIN_EVENTS: self.retention_domain_events_days,
+            TopicFamily.EXPORTS: self.retention_exports_days,
+            TopicFamily.RETRY: self.retention_retry_days,
+            TopicFamily.DLQ: self.retention_dlq_days,
+            TopicFamily.DELIVERY_RECORDS: self.retention_delivery_records_days,
+            TopicFamily.INBOUND: self.retention_inbound_days,
+            TopicFamily.MATCH_REVIEW: self.retention_match_review_days,
+            TopicFamily.BOOKMARKS: self.retention_bookmarks_days,
+        }
 
 
 class RoutingSettings(BaseSettings):

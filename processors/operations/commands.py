@@ -55,7 +55,10 @@ def aware_time(text: str) -> datetime:
     return moment
 
 
-COMMAND_MODULES: Final = ("processors.operations.backfill_cli",)
+COMMAND_MODULES: Final = (
+    "processors.operations.backfill_cli",
+    "processors.operations.purge_cli",
+)
 """The modules of the operator commands, in the order ``--help`` lists them."""
 
 
