@@ -138,6 +138,8 @@ __all__ = [
     "Preview",
     "PreviewIdentityStore",
     "PreviewService",
+    "SecretScrubber",
+    "partner_request",
     "synthetic_answer",
 ]
 
@@ -449,7 +451,7 @@ def _redact_fields(value: object) -> object:
     return value
 
 
-class _Scrubber:
+class SecretScrubber:
     """Replaces known secret values wherever they appear in text."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
@@ -470,7 +472,7 @@ class _Scrubber:
         return value
 
 
-def _url(url: httpx.URL, scrub: _Scrubber) -> str:
+def _url(url: httpx.URL, scrub: SecretScrubber) -> str:
     """The URL as sent, with the values of sensitive query parameters redacted."""
     if not url.query:
         return scrub.text(str(url))
@@ -518,7 +520,7 @@ def _purpose(
     return "write", None
 
 
-def partner_request(request: httpx.Request, scrub: _Scrubber) -> PartnerRequest:
+def partner_request(request: httpx.Request, scrub: SecretScrubber) -> PartnerRequest:
     """``request`` as a preview shows it: sensitive headers, fields and secrets redacted."""
     body = _body(request)
     purpose, note = _purpose(request, body)
@@ -752,7 +754,7 @@ class PreviewService:
             http_client_factory=recorder.client_factory,
         )
         outcome, reason = await self._run_sink(factory, connection, item, payload, destination)
-        scrub = _Scrubber(_secrets_of(connection, self._box))
+        scrub = SecretScrubber(_secrets_of(connection, self._box))
         return DestinationPreview(
             **shown,
             outcome=outcome,
