@@ -553,7 +553,7 @@ def _secrets_of(connection: ConnectionRecord, box: SecretBox) -> list[str]:
                 connection_id=connection.connection_id,
                 purpose=path,
             )
-        except SecretDecryptionError:
+        except (SecretDecryptionError, ValueError):  # plaintext, or a seal that does not open
             opened = value
         found.append(opened)
         return value
@@ -664,6 +664,8 @@ class PreviewService:
                 parsed, connection, destination, mapped.idempotency_key, schema
             )
             destinations.append(await self._destination(connection, destination, value, headers))
+        if not destinations:  # pragma: no cover - the skip reasons above cover it
+            return Preview(**base, outcome=Outcome.SKIPPED, reason="not_exported")
         sending = any(d.outcome is Outcome.WOULD_SEND for d in destinations)
         outcome = Outcome.WOULD_SEND if sending else destinations[0].outcome
         reason = None if sending else destinations[0].reason
@@ -811,6 +813,12 @@ class PreviewService:
             if refusal is not None:
                 return Outcome.WOULD_DEAD_LETTER, f"contract_refused: {refusal.reason}"
             outcome = await sink.deliver([record])
+        except Exception as exc:  # a connector bug: the engine would retry the record
+            logger.exception(
+                "preview.sink.crashed",
+                extra={"connector": destination.value, "connection_id": item.connection_id},
+            )
+            return Outcome.WOULD_RETRY, f"connector failed: {type(exc).__name__}"
         finally:
             await sink.close()
         if outcome.delivered:

@@ -82,7 +82,13 @@ async def preview_connection(
     _actor: Annotated[Principal, Depends(require_tenant_access)],
     service: Annotated[PreviewService, Depends(get_preview_service)],
 ) -> Preview:
-    event = json.dumps(body.event).encode()  # ASCII: any string the JSON parser gave survives
+    try:
+        event = json.dumps(body.event).encode()  # ASCII: any string the parser gave survives
+    except (ValueError, RecursionError):
+        raise ValidationFailed(
+            "the event cannot be read back as JSON",
+            details=[{"loc": ["body", "event"], "msg": "not serialisable"}],
+        ) from None
     try:
         return await service.preview(tenant_id, connector, event)
     except InvalidEventError as exc:

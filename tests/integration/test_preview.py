@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from processors.deliveries.state import ConnectionHealth, DeliveryStateRepository
 from processors.identity.repository import IdentityRepository, LinkState, MatchRef
 from processors.operations.preview import (
     PLACEHOLDER_TOKEN,
@@ -452,3 +453,53 @@ async def test_an_unknown_connection_is_not_found(
 
     with pytest.raises(ConnectionNotFoundError):
         await service.preview(TENANT, Connector("pipedrive"), raw(event_of("company.upserted")))
+
+
+async def test_an_unreadable_connection_record_is_a_skip(
+    service: PreviewService,
+    connections: ConnectionRepository,
+    preview_settings: Settings,
+    redis: Redis,
+    server: CountingServer,
+) -> None:
+    await store(connections, preview_settings, "webhook", webhook_settings(f"{server.url}/h"))
+    key = f"{preview_settings.redis.key_prefix}tenant:{TENANT}:connections"
+    await redis.hset(key, "webhook", "{not a connection")
+
+    preview = await service.preview(TENANT, Connector("webhook"), raw(event_of("company.upserted")))
+
+    assert (preview.outcome, preview.reason) == (Outcome.SKIPPED, "configuration_unreadable")
+    assert server.received == []
+
+
+async def test_a_destination_whose_credentials_were_refused_is_parked(
+    service: PreviewService,
+    connections: ConnectionRepository,
+    preview_settings: Settings,
+    redis: Redis,
+    server: CountingServer,
+) -> None:
+    record = await store(
+        connections,
+        preview_settings,
+        "hubspot",
+        {"auth": {"type": "private_app", "token": HUBSPOT_TOKEN}},
+    )
+    state = DeliveryStateRepository(
+        redis,
+        key_prefix=preview_settings.redis.key_prefix,
+        dedupe_ttl_seconds=60,
+        hop_ttl_seconds=60,
+    )
+    await state.set_connection_state(
+        record.connection_id,
+        ConnectionHealth.NEEDS_REAUTH,
+        reason="unauthorized",
+        since=record.updated_at.timestamp() + 1,
+    )
+
+    preview = await service.preview(TENANT, Connector("hubspot"), raw(event_of("company.upserted")))
+
+    assert (preview.outcome, preview.reason) == (Outcome.PARKED, "needs_reauth")
+    assert preview.destinations[0].requests == []
+    assert server.received == []
