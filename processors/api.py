@@ -6,6 +6,7 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
 - :mod:`processors.tenants.endpoints`: the allowlist (``/admin/v1``) and tenants' connections
   (``/v1/tenants/{tenant_id}/connections``);
 - :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``).
+- :mod:`processors.operations.preview_api`: what a connection would send (``…/preview``).
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as

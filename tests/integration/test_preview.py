@@ -503,3 +503,40 @@ async def test_a_destination_whose_credentials_were_refused_is_parked(
     assert (preview.outcome, preview.reason) == (Outcome.PARKED, "needs_reauth")
     assert preview.destinations[0].requests == []
     assert server.received == []
+
+
+async def test_pipedrive_oauth_preview_refreshes_nothing(
+    service: PreviewService,
+    connections: ConnectionRepository,
+    preview_settings: Settings,
+    redis: Redis,
+    server: CountingServer,
+) -> None:
+    auth = {
+        "type": "oauth",
+        "client_id": "preview-client",
+        "client_secret": HUBSPOT_CLIENT_SECRET,
+        "refresh_token": HUBSPOT_REFRESH,
+        "api_domain": "https://acme.pipedrive.com",
+    }
+    await store(
+        connections,
+        preview_settings,
+        "pipedrive",
+        {"auth": auth, "domain_field_key": DOMAIN_KEY},
+    )
+    before = await snapshot(redis, preview_settings)
+
+    preview = await service.preview(
+        TENANT, Connector("pipedrive"), raw(event_of("company.upserted"))
+    )
+
+    (destination,) = preview.destinations
+    assert destination.outcome is Outcome.WOULD_SEND
+    assert destination.requests
+    assert all(r.purpose != "token" for r in destination.requests)
+    assert all(r.url.startswith(server.url) for r in destination.requests)
+    assert all(r.headers["authorization"] == REDACTED for r in destination.requests)
+    no_secret_in(preview)
+    assert server.received == []
+    assert await snapshot(redis, preview_settings) == before
