@@ -45,7 +45,7 @@ Nothing leaves the process, and nothing is written:
   ``api_domain`` is kept (it decides where Pipedrive requests go); renewals are never saved;
 - rate limits never wait: the sink's clock (:class:`NoWaitClock`) skips its sleeps, and
   each preview builds a fresh sink whose buckets are full;
-- metrics are not counted: a preview is not traffic.
+- the router's and the delivery engine's counters are left alone: a preview is not traffic.
 
 Decisions where the issue is silent:
 
