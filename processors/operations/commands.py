@@ -58,6 +58,7 @@ def aware_time(text: str) -> datetime:
 COMMAND_MODULES: Final = (
     "processors.operations.backfill_cli",
     "processors.operations.purge_cli",
+    "processors.operations.preview_cli",
 )
 """The modules of the operator commands, in the order ``--help`` lists them."""
 
