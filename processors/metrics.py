@@ -13,6 +13,7 @@ __all__ = [
     "BACKEND_RETRIES",
     "CONFIG_LOST",
     "CONNECTIONS_PARKED",
+    "CONSUMER_LAG",
     "DELIVERIES",
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
@@ -103,4 +104,11 @@ CONNECTIONS_PARKED = Counter(
     "qi_connections_parked",
     "Connections parked (needs re-authorisation or gone).",
     ["connector", "state"],
+)
+CONSUMER_LAG = Gauge(
+    "qi_consumer_lag",
+    "Records the worker's consumer group has yet to read, by group, topic and partition: the high"
+    " watermark minus the committed offset (from the low watermark when nothing is committed)."
+    " Every worker exports the whole group's lag (processors.consumerlag).",
+    ["group", "topic", "partition"],
 )

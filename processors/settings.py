@@ -31,7 +31,8 @@ Variables (defaults in brackets):
 - ``QI_<CONNECTOR>_BASE_URL`` [the partner's own]: for each registered connector whose config
   has a ``base_url`` (the connector's name upper-cased); see :class:`PartnerSettings`
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_WORKER_DELIVERY_CONNECTORS`` [every
-  registered connector], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1]
+  registered connector], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1],
+  ``QI_METRICS_LAG_INTERVAL_SECONDS`` [15] (see :mod:`processors.consumerlag`)
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ class MetricsSettings(BaseSettings):
 
     port: int = Field(default=9101, ge=0, le=65535)
     host: str = "127.0.0.1"
+    lag_interval_seconds: float = Field(default=15.0, ge=1, le=3600)
+    """How often the worker samples its consumer group's lag (``qi_consumer_lag``)."""
 
 
 class AuthSettings(BaseSettings):
