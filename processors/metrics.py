@@ -63,6 +63,13 @@ CONFIG_LOST = Gauge(
     "1 while the routing agent finds no configuration epoch in Redis (configuration lost or never"
     " written) and holds its partitions; 0 otherwise.",
 )
+CONSUMER_LAG = Gauge(
+    "qi_consumer_lag",
+    "Records the worker's consumer group has yet to read, by group, topic and partition: the high"
+    " watermark minus the committed offset (from the low watermark when nothing is committed)."
+    " Every worker exports the whole group's lag (processors.consumerlag).",
+    ["group", "topic", "partition"],
+)
 
 DELIVERIES = Counter(
     "qi_deliveries",
@@ -104,11 +111,4 @@ CONNECTIONS_PARKED = Counter(
     "qi_connections_parked",
     "Connections parked (needs re-authorisation or gone).",
     ["connector", "state"],
-)
-CONSUMER_LAG = Gauge(
-    "qi_consumer_lag",
-    "Records the worker's consumer group has yet to read, by group, topic and partition: the high"
-    " watermark minus the committed offset (from the low watermark when nothing is committed)."
-    " Every worker exports the whole group's lag (processors.consumerlag).",
-    ["group", "topic", "partition"],
 )
