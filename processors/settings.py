@@ -27,12 +27,12 @@ Variables (defaults in brackets):
   (issuer and audience are required with a JWKS URL)
 - ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
 - ``QI_LOG_THIRD_PARTY_LEVEL`` [warning]
+- ``QI_METRICS_LAG_INTERVAL_SECONDS`` [15]: see :mod:`processors.consumerlag`
 - ``QI_DELIVERY_*``: see :class:`DeliverySettings`
 - ``QI_<CONNECTOR>_BASE_URL`` [the partner's own]: for each registered connector whose config
   has a ``base_url`` (the connector's name upper-cased); see :class:`PartnerSettings`
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_WORKER_DELIVERY_CONNECTORS`` [every
-  registered connector], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1],
-  ``QI_METRICS_LAG_INTERVAL_SECONDS`` [15] (see :mod:`processors.consumerlag`)
+  registered connector], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1]
 """
 
 from __future__ import annotations
