@@ -13,7 +13,7 @@ export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Everything here is local: the worker and the API may start with the published development key.
 export QI_ENV ?= development
 
-.PHONY: install up down status lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive clean
+.PHONY: install up down status promtool lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ down:
 status:
 	deploy/local/status.sh
 
+# promtool (Debian's prometheus package, extracted into .local/ without root) for the alert
+# rules checks of tests/deploy/.
+promtool:
+	deploy/local/promtool.sh >/dev/null
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,7 +57,7 @@ test-integration: install up
 # broker or a partner sandbox rather than on the CPU.
 TEST_PROCESSES ?= 2
 
-test: install lint typecheck up
+test: install lint typecheck up promtool
 	$(BIN)/pytest -q -ra -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # The main job on the local default: set up, run the worker on a sample stream, show it live.

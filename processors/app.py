@@ -56,6 +56,7 @@ from faust.utils.functional import consecutive_numbers
 from processors.agents.deliver import register_delivery_agents
 from processors.agents.route import register_route_agent
 from processors.agents.streams import raw_topic
+from processors.consumerlag import register_consumer_lag
 from processors.gcpause import freeze_long_lived_objects, observe_gc_pauses
 from processors.kafka import ssl_context
 from processors.settings import KafkaSettings, Settings
@@ -227,6 +228,7 @@ def create_app(settings: Settings) -> faust.App:
     register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)
     for connector in settings.worker.delivery_connectors:
         register_delivery_agents(app, connector=connector, settings=settings)
+    register_consumer_lag(app, settings)
     observe_gc_pauses()
     freeze_after = settings.worker.gc_freeze_after_seconds
     if freeze_after > 0:

@@ -13,6 +13,7 @@ __all__ = [
     "BACKEND_RETRIES",
     "CONFIG_LOST",
     "CONNECTIONS_PARKED",
+    "CONSUMER_LAG",
     "DELIVERIES",
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
@@ -61,6 +62,13 @@ CONFIG_LOST = Gauge(
     "qi_config_lost",
     "1 while the routing agent finds no configuration epoch in Redis (configuration lost or never"
     " written) and holds its partitions; 0 otherwise.",
+)
+CONSUMER_LAG = Gauge(
+    "qi_consumer_lag",
+    "Records the worker's consumer group has yet to read, by group, topic and partition: the high"
+    " watermark minus the committed offset (from the low watermark when nothing is committed)."
+    " Every worker exports the whole group's lag (processors.consumerlag).",
+    ["group", "topic", "partition"],
 )
 
 DELIVERIES = Counter(

@@ -29,6 +29,7 @@ Variables (defaults in brackets):
   (issuer and audience are required with a JWKS URL)
 - ``QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` [false]
 - ``QI_LOG_THIRD_PARTY_LEVEL`` [warning]
+- ``QI_METRICS_LAG_INTERVAL_SECONDS`` [15]: see :mod:`processors.consumerlag`
 - ``QI_DELIVERY_*``: see :class:`DeliverySettings`
 - ``QI_<CONNECTOR>_BASE_URL`` [the partner's own]: for each registered connector whose config
   has a ``base_url`` (the connector's name upper-cased); see :class:`PartnerSettings`
@@ -259,6 +260,8 @@ class MetricsSettings(BaseSettings):
 
     port: int = Field(default=9101, ge=0, le=65535)
     host: str = "127.0.0.1"
+    lag_interval_seconds: float = Field(default=15.0, ge=1, le=3600)
+    """How often the worker samples its consumer group's lag (``qi_consumer_lag``)."""
 
 
 class AuthSettings(BaseSettings):
