@@ -4,7 +4,9 @@ Each check returns a list of problems (empty: fine), each naming the file and th
 failing test says what to fix. The truth comes from the project itself, never from a copy:
 
 - settings: :func:`setting_names`, every ``QI_*`` variable :class:`processors.settings.Settings`
-  reads (each component's ``env_prefix`` and field names, and the partners' base URLs);
+  reads (each component's ``env_prefix`` and field names, and the partners' base URLs), and
+  :func:`settings_from`, the settings a process would read from exactly the environment a file
+  gives it (so a value the settings refuse fails too);
 - commands: :func:`command_problems`, an argument list parsed by ``processors.cli``'s own parser,
   so a renamed or removed sub-command or option fails;
 - the image: :func:`image_reference`, the name the Dockerfile labels its image with and the
@@ -17,19 +19,22 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, get_args
+from unittest import mock
 
 import yaml
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
 from connectors.registry import registered
 from processors import cli
+from processors.secrets import KeyRingError
 from processors.settings import PartnerSettings, Settings
 from tests.support.infrastructure import REPO_ROOT
 
@@ -85,6 +90,27 @@ def setting_problems(names: Iterable[str], *, where: str) -> list[str]:
         for name in names
         if name.upper().startswith(SETTING_PREFIX) and name.upper() not in valid
     ]
+
+
+def settings_from(environment: Mapping[str, str]) -> Settings:
+    """The settings a process with exactly ``environment`` reads (``ValidationError`` if bad)."""
+    with mock.patch.dict(os.environ, dict(environment), clear=True):
+        return Settings()
+
+
+def settings_problems(environment: Mapping[str, str], *, where: str) -> list[str]:
+    """The values of ``environment`` that the settings refuse."""
+    try:
+        settings_from(environment)
+    except ValidationError as exc:
+        return [
+            f"{where}: invalid setting {exc.title}.{'.'.join(map(str, error['loc']))}: "
+            f"{error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+    except KeyRingError as exc:
+        return [f"{where}: invalid QI_SECRETS_KEYS: {exc}"]
+    return []
 
 
 def _sub_commands(parser: argparse.ArgumentParser) -> Mapping[str, argparse.ArgumentParser]:

@@ -2,13 +2,16 @@
 
 There is no Docker engine here, so ``docker compose config`` cannot run: this test is the check.
 Services built from the repository's Dockerfile run ``queast-integrations`` sub-commands (checked
-by the CLI's own parser) with ``QI_*`` names the settings read (:mod:`tests.deploy.checks`,
-shared with the Kubernetes manifests' test); Redis keeps its data on a named volume; the worker
-and the API restart, have healthchecks, and wait for a one-shot ``topics ensure`` to succeed.
+by the CLI's own parser) with ``QI_*`` names and values the settings accept (``${NAME:-default}``
+read as its default); the checks are shared with the Kubernetes manifests' test
+(:mod:`tests.deploy.checks`). Redis keeps its data on a named volume; the worker and the API
+restart, have healthchecks on what they serve, and wait for a one-shot ``topics ensure`` to
+succeed, which waits for a healthy broker.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +21,14 @@ import pytest
 import yaml
 
 from processors import cli
-from tests.deploy.checks import command_problems, entrypoint, env_names, setting_problems
+from tests.deploy.checks import (
+    command_problems,
+    entrypoint,
+    env_names,
+    setting_problems,
+    settings_from,
+    settings_problems,
+)
 from tests.support.infrastructure import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -50,14 +60,28 @@ def _depends_on(service: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+_DEFAULTED = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def _environment(service: Mapping[str, Any]) -> dict[str, str]:
+    """The service's environment, ``${NAME:-default}`` read as its default (unset: empty)."""
+    environment = service.get("environment") or {}
+    if not isinstance(environment, Mapping):
+        environment = dict(str(item).partition("=")[::2] for item in environment)
+    return {
+        str(name): _DEFAULTED.sub(lambda found: found.group(2) or "", str(value))
+        for name, value in environment.items()
+        if value is not None
+    }
+
+
 def _healthcheck_problems(name: str, service: Mapping[str, Any], argv: list[str]) -> list[str]:
     test = " ".join(str(word) for word in (service.get("healthcheck") or {}).get("test") or [])
     if not test:
         return [f"{name}: no healthcheck"]
     args = cli._parser().parse_args(argv[1:])
-    environment = service.get("environment") or {}
     if args.command == "worker":
-        expected = f":{environment.get('QI_METRICS_PORT', 9101)}/metrics"
+        expected = f":{settings_from(_environment(service)).metrics.port}/metrics"
     elif args.command == "api":
         expected = f":{args.port}/healthz"
     else:
@@ -90,7 +114,9 @@ def compose_problems(path: Path) -> list[str]:
         argv_problems = command_problems(argv, where=name)
         problems += argv_problems
         problems += setting_problems(env_names(service.get("environment")), where=name)
-        if not argv_problems and len(argv) > 1:
+        value_problems = settings_problems(_environment(service), where=name)
+        problems += value_problems
+        if not argv_problems and not value_problems and len(argv) > 1:
             runs[argv[1]] = name
             if argv[1] in {"worker", "api"}:
                 problems += _healthcheck_problems(name, service, argv)
@@ -143,6 +169,14 @@ def _misspelt_setting(compose: Compose) -> None:
     compose["services"]["worker"]["environment"] = {"QI_KAFKA_BOOTSTRAP_SERVER": "kafka:9092"}
 
 
+def _bad_port(compose: Compose) -> None:
+    compose["services"]["topics"]["environment"]["QI_METRICS_PORT"] = "${METRICS_PORT:-http}"
+
+
+def _metrics_elsewhere(compose: Compose) -> None:
+    compose["services"]["worker"]["environment"] = {"QI_METRICS_PORT": "9200"}
+
+
 def _no_redis_volume(compose: Compose) -> None:
     compose["services"]["redis"].pop("volumes")
 
@@ -161,6 +195,8 @@ MISTAKES: dict[str, tuple[Callable[[Compose], None], str]] = {
     ),
     "no healthcheck": (_service_change("api", healthcheck=None), "api: no healthcheck"),
     "redis without volume": (_no_redis_volume, "/data is not on a named volume"),
+    "value the settings refuse": (_bad_port, "invalid setting MetricsSettings.port"),
+    "healthcheck on another port": (_metrics_elsewhere, "does not ask :9200/metrics"),
     "restarting one-shot": (
         _service_change("topics", restart="on-failure"),
         "must not restart",

@@ -1,11 +1,13 @@
 """deploy/k8s/ names only what the project really has, and deploys it hardened (no cluster needed).
 
 :func:`manifest_problems` reads every manifest the kustomization lists and checks them against
-the code (see :mod:`tests.deploy.checks`): the image, every command line, every ``QI_*`` name,
-the probes (on what each process serves, reachable from the kubelet), the security context,
-resources, the autoscaler's consumer group and topics, and that the kustomization lists every
-file. The tests below run it on the real directory, then on copies with one deliberate mistake
-each, to prove that each check can fail.
+the code (see :mod:`tests.deploy.checks`): the image, every command line, every ``QI_*`` name
+and value (the settings each container would read from its ConfigMap and literal values), that
+no secret setting has a literal value, the probes (on what each process serves, on an address
+the kubelet reaches), the security context, resources, the autoscaler's consumer group, brokers,
+topics and replica ceiling, and that the kustomization lists every file. The tests below run it
+on the real directory, then on copies with one deliberate mistake each, to prove that each check
+can fail.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import yaml
 
 from processors import cli
 from processors.api import create_api
-from processors.settings import KafkaSettings, MetricsSettings, Settings, WorkerSettings
+from processors.settings import Settings
 from processors.topics import TopicMap
 from tests.deploy.checks import (
     command_problems,
@@ -34,6 +36,8 @@ from tests.deploy.checks import (
     project_version,
     secret_setting_names,
     setting_problems,
+    settings_from,
+    settings_problems,
 )
 from tests.support.infrastructure import REPO_ROOT
 
@@ -109,7 +113,7 @@ def _security_problems(where: str, document: Document) -> list[str]:
             problems.append(f"{here}: /tmp must be an emptyDir (the root filesystem is read-only)")
         resources = container.get("resources") or {}
         for kind in ("requests", "limits"):
-            if set(resources.get(kind) or {}) < {"cpu", "memory"}:
+            if not {"cpu", "memory"} <= set(resources.get(kind) or {}):
                 problems.append(f"{here}: resources.{kind} must set cpu and memory")
     return problems
 
@@ -144,16 +148,13 @@ def _probe_port(container: Mapping[str, Any], port: object) -> int | None:
     return None
 
 
-def _probe_problems(
-    where: str, container: Mapping[str, Any], environment: Mapping[str, str]
-) -> list[str]:
+def _probe_problems(where: str, container: Mapping[str, Any], settings: Settings) -> list[str]:
     """Both probes exist and reach what the process serves, on an address the kubelet reaches."""
     here = f"{where} container {container.get('name')}"
     argv = _argv(container)
     args = cli._parser().parse_args(argv[1:])
     if args.command == "worker":
-        served_port = int(environment.get("QI_METRICS_PORT", MetricsSettings().port))
-        host = environment.get("QI_METRICS_HOST", MetricsSettings().host)
+        served_port, host = settings.metrics.port, settings.metrics.host
         paths: frozenset[str] | None = frozenset({"/metrics"})
     elif args.command == "api":
         served_port, host, paths = int(args.port), str(args.host), _api_paths()
@@ -178,20 +179,18 @@ def _probe_problems(
     return problems
 
 
-def _scaler_problems(
-    where: str, document: Document, workers: Mapping[str, Mapping[str, str]]
-) -> list[str]:
+def _scaler_problems(where: str, document: Document, workers: Mapping[str, Settings]) -> list[str]:
     spec = document["spec"]
     target = spec["scaleTargetRef"]["name"]
     if target not in workers:
         return [f"{where}: scales {target!r}, which is not a worker Deployment"]
-    environment = workers[target]
-    partitions = int(environment.get("QI_TOPIC_PARTITIONS", 8))
-    group = environment.get("QI_WORKER_APP_ID", WorkerSettings.model_fields["app_id"].default)
-    servers = environment.get("QI_KAFKA_BOOTSTRAP_SERVERS", KafkaSettings().bootstrap_servers)
-    topics = {spec.name for spec in TopicMap(environment.get("QI_TOPIC_PREFIX", "")).all_specs()}
+    settings = workers[target]
+    partitions = settings.topics.partitions
+    group = settings.worker.app_id  # the Faust app id is the consumer group id
+    servers = settings.kafka.bootstrap_servers
+    topics = {topic.name for topic in TopicMap(settings.topics.prefix).all_specs()}
     problems = []
-    if int(spec.get("maxReplicaCount", 100)) > partitions:
+    if int(spec.get("maxReplicaCount", 100)) > partitions:  # KEDA's default: 100
         problems.append(f"{where}: maxReplicaCount is more than the {partitions} partitions")
     triggers = spec.get("triggers") or []
     if not triggers:
@@ -259,7 +258,7 @@ def manifest_problems(directory: Path) -> list[str]:
     if not configmaps:
         problems.append("no ConfigMap with the settings")
 
-    workers: dict[str, dict[str, str]] = {}
+    workers: dict[str, Settings] = {}
     kinds: set[str] = set()
     for where, doc in documents:
         if doc["kind"] not in _WORKLOADS:
@@ -270,14 +269,17 @@ def manifest_problems(directory: Path) -> list[str]:
             problems += image_problems(str(container.get("image")), where=here)
             argv_problems = command_problems(_argv(container), where=here)
             problems += argv_problems + _env_problems(where, container, configmaps)
-            if doc["kind"] != "Deployment" or argv_problems:
-                continue
             environment = _environment(container, configmaps)
-            problems += _probe_problems(where, container, environment)
+            value_problems = settings_problems(environment, where=here)
+            problems += value_problems
+            if doc["kind"] != "Deployment" or argv_problems or value_problems:
+                continue
+            settings = settings_from(environment)
+            problems += _probe_problems(where, container, settings)
             command = _argv(container)[1]
             kinds.add(command)
             if command == "worker":
-                workers[doc["metadata"]["name"]] = environment
+                workers[doc["metadata"]["name"]] = settings
     problems += [f"no {kind} Deployment" for kind in ("worker", "api") if kind not in kinds]
     for where, doc in documents:
         if doc["kind"] == "ScaledObject":
@@ -349,6 +351,14 @@ def _metrics_on_loopback(documents: list[Document]) -> None:
     documents[0]["data"]["QI_METRICS_HOST"] = "127.0.0.1"
 
 
+def _partitions_in_words(documents: list[Document]) -> None:
+    documents[0]["data"]["QI_TOPIC_PARTITIONS"] = "eight"
+
+
+def _fewer_partitions(documents: list[Document]) -> None:
+    documents[0]["data"]["QI_TOPIC_PARTITIONS"] = "4"
+
+
 def _secret_in_config(documents: list[Document]) -> None:
     documents[0]["data"]["QI_SECRETS_KEYS"] = "k1:AAAA"
 
@@ -372,6 +382,16 @@ MISTAKES: dict[str, tuple[str, Callable[[list[Document]], None], str]] = {
         "QI_REDIS_ULR is not a setting",
     ),
     "secret in the ConfigMap": ("configmap.yaml", _secret_in_config, "QI_SECRETS_KEYS is a secret"),
+    "value the settings refuse": (
+        "configmap.yaml",
+        _partitions_in_words,
+        "invalid setting TopicSettings.partitions",
+    ),
+    "more workers than partitions": (
+        "configmap.yaml",
+        _fewer_partitions,
+        "maxReplicaCount is more than the 4 partitions",
+    ),
     "foreign image": (
         "worker-deployment.yaml",
         _container_change(image="python:3.11-slim"),
