@@ -213,6 +213,18 @@ def _scaler_problems(where: str, document: Document, workers: Mapping[str, Setti
     return problems
 
 
+def _secret_keys(documents: list[tuple[str, Document]]) -> set[str]:
+    """The keys of the operator's Secret that the workloads read."""
+    return {
+        str(item["valueFrom"]["secretKeyRef"]["key"])
+        for _, doc in documents
+        if doc["kind"] in _WORKLOADS
+        for container in _containers(doc)
+        for item in container.get("env") or []
+        if "secretKeyRef" in (item.get("valueFrom") or {})
+    }
+
+
 def manifest_problems(directory: Path) -> list[str]:
     """Every problem of the manifests in ``directory`` (empty: all fine)."""
     kustomization = load_documents(directory / "kustomization.yaml")[0]
@@ -281,6 +293,13 @@ def manifest_problems(directory: Path) -> list[str]:
             if command == "worker":
                 workers[doc["metadata"]["name"]] = settings
     problems += [f"no {kind} Deployment" for kind in ("worker", "api") if kind not in kinds]
+    readme = directory / "README.md"
+    instructions = readme.read_text() if readme.is_file() else ""
+    problems += [
+        f"README.md does not tell the operator about the Secret key {key}"
+        for key in sorted(_secret_keys(documents))
+        if key not in instructions
+    ]
     for where, doc in documents:
         if doc["kind"] == "ScaledObject":
             problems += _scaler_problems(where, doc, workers)
@@ -330,6 +349,10 @@ def _container_change(**fields: Any) -> Callable[[list[Document]], None]:
                 container[key] = value
 
     return change
+
+
+def _from_secret(name: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "secrets", "key": name}}}
 
 
 def _writable_root(documents: list[Document]) -> None:
@@ -391,6 +414,11 @@ MISTAKES: dict[str, tuple[str, Callable[[list[Document]], None], str]] = {
         "configmap.yaml",
         _fewer_partitions,
         "maxReplicaCount is more than the 4 partitions",
+    ),
+    "undocumented Secret key": (
+        "api-deployment.yaml",
+        _container_change(env=[_from_secret("QI_KAFKA_SSL_KEY_PASSWORD")]),
+        "about the Secret key QI_KAFKA_SSL_KEY_PASSWORD",
     ),
     "foreign image": (
         "worker-deployment.yaml",
