@@ -213,6 +213,41 @@ def _scaler_problems(where: str, document: Document, workers: Mapping[str, Setti
     return problems
 
 
+def _selector_problems(
+    documents: list[tuple[str, Document]], workers: Mapping[str, Settings]
+) -> list[str]:
+    """Services and disruption budgets select pods of a Deployment; one budget, the workers'."""
+    pods = {
+        doc["metadata"]["name"]: (dict(doc["spec"]["template"]["metadata"]["labels"]), doc)
+        for _, doc in documents
+        if doc["kind"] == "Deployment"
+    }
+    problems = []
+    budgeted: set[str] = set()
+    for where, doc in documents:
+        if doc["kind"] == "Service":
+            selector = doc["spec"].get("selector") or {}
+        elif doc["kind"] == "PodDisruptionBudget":
+            selector = (doc["spec"].get("selector") or {}).get("matchLabels") or {}
+        else:
+            continue
+        selected = [
+            name for name, (labels, _) in pods.items() if selector.items() <= labels.items()
+        ]
+        if not selector or not selected:
+            problems.append(f"{where}: selects no Deployment's pods")
+        if doc["kind"] == "PodDisruptionBudget":
+            budgeted.update(selected)
+        for port in doc["spec"].get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            for name in selected:
+                container = next(iter(_containers(pods[name][1])))
+                if _probe_port(container, target) is None and not isinstance(target, int):
+                    problems.append(f"{where}: no container port named {target!r} in {name}")
+    problems += [f"no PodDisruptionBudget for {name}" for name in workers if name not in budgeted]
+    return problems
+
+
 def _secret_keys(documents: list[tuple[str, Document]]) -> set[str]:
     """The keys of the operator's Secret that the workloads read."""
     return {
@@ -303,6 +338,7 @@ def manifest_problems(directory: Path) -> list[str]:
     for where, doc in documents:
         if doc["kind"] == "ScaledObject":
             problems += _scaler_problems(where, doc, workers)
+    problems += _selector_problems(documents, workers)
     for kind in ("PodDisruptionBudget", "ScaledObject", "Service", "Job"):
         if not any(doc["kind"] == kind for _, doc in documents):
             problems.append(f"no {kind}")
@@ -353,6 +389,17 @@ def _container_change(**fields: Any) -> Callable[[list[Document]], None]:
 
 def _from_secret(name: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": "secrets", "key": name}}}
+
+
+def _select_nothing(documents: list[Document]) -> None:
+    documents[0]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "wrker"
+
+
+def _target_port(name: str) -> Callable[[list[Document]], None]:
+    def change(documents: list[Document]) -> None:
+        documents[0]["spec"]["ports"][0]["targetPort"] = name
+
+    return change
 
 
 def _writable_root(documents: list[Document]) -> None:
@@ -445,6 +492,12 @@ MISTAKES: dict[str, tuple[str, Callable[[list[Document]], None], str]] = {
         "worker-deployment.yaml",
         _writable_root,
         "readOnlyRootFilesystem must be true",
+    ),
+    "budget selecting nothing": ("worker-pdb.yaml", _select_nothing, "selects no Deployment's"),
+    "service on an undeclared port": (
+        "worker-metrics-service.yaml",
+        _target_port("prometheus"),
+        "no container port named 'prometheus'",
     ),
     "file not listed": (
         "kustomization.yaml",
