@@ -209,6 +209,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_client_id=settings.kafka.client_id,
         broker_credentials=broker_credentials(settings.kafka),
         store="memory://",
+        datadir=settings.worker.data_dir,  # Faust creates it at start, even with no tables
         autodiscover=False,
         web_enabled=False,
         topic_disable_leader=True,

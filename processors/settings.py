@@ -34,13 +34,16 @@ Variables (defaults in brackets):
 - ``QI_<CONNECTOR>_BASE_URL`` [the partner's own]: for each registered connector whose config
   has a ``base_url`` (the connector's name upper-cased); see :class:`PartnerSettings`
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_WORKER_DELIVERY_CONNECTORS`` [every
-  registered connector], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1]
+  registered connector], ``QI_WORKER_DATADIR`` [``<app_id>-data`` in the system's temporary
+  directory], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1]
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
@@ -251,6 +254,18 @@ class WorkerSettings(BaseSettings):
     (``QI_WORKER_DELIVERY_CONNECTORS='["webhook"]'``: that one only)."""
     gc_freeze_after_seconds: float = Field(default=5.0, ge=0, le=3600)
     """Seconds after start when long-lived objects leave full GC collections (0: never)."""
+    datadir: str | None = Field(default=None, min_length=1, pattern=r"^[^{}]+$")
+    """Faust's data directory; unset: ``<app_id>-data`` in the system's temporary directory,
+    never the working directory (which may be read-only). The worker keeps no tables there (its
+    store is in memory) but Faust creates it at start; its parent must exist. No braces: Faust
+    would expand them as a format string."""
+
+    @property
+    def data_dir(self) -> Path:
+        """:attr:`datadir`, or its default under the system's temporary directory."""
+        if self.datadir is not None:
+            return Path(self.datadir)
+        return Path(tempfile.gettempdir()) / f"{self.app_id}-data"
 
 
 class MetricsSettings(BaseSettings):

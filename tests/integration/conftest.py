@@ -66,7 +66,7 @@ def leaves_nothing_behind(infra: Infrastructure, test_id: str) -> Iterator[None]
 
 
 @pytest.fixture
-def qi_env(infra: Infrastructure, test_id: str) -> dict[str, str]:
+def qi_env(infra: Infrastructure, test_id: str, tmp_path: Path) -> dict[str, str]:
     """The environment of this test's worker processes."""
     return {
         "QI_ENV": "development",
@@ -76,6 +76,7 @@ def qi_env(infra: Infrastructure, test_id: str) -> dict[str, str]:
         "QI_TOPIC_PREFIX": f"{test_id}.",
         "QI_TOPIC_PARTITIONS": str(PARTITIONS),
         "QI_WORKER_APP_ID": test_id,
+        "QI_WORKER_DATADIR": str(tmp_path / "faust-data"),  # never the working directory
         "QI_METRICS_PORT": str(free_port()),
         "QI_ROUTING_MAX_EVENT_BYTES": str(64 * 1024),
         # Faust reads these itself: a SIGKILLed worker's partitions go to the next member

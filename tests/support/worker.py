@@ -37,7 +37,13 @@ class WorkerProcess(StartStop):
         self._process = subprocess.Popen(
             [sys.executable, "-m", "processors", "worker"],
             cwd=REPO_ROOT,
-            env={**os.environ, "QI_ENV": "development", **self._env},
+            env={
+                **os.environ,
+                "QI_ENV": "development",
+                # Faust's data directory, next to the log unless the test names one
+                "QI_WORKER_DATADIR": str(self.log_path.with_suffix(".faust-data")),
+                **self._env,
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )
