@@ -8,15 +8,11 @@ registered connector, and never names one. Adding a connector is one new package
 A spec must agree with its sink's class attributes (``name``, ``config_class``,
 ``max_batch_size``, ``default_rate_limit``); that is checked when the spec is built.
 
-Inbound webhooks (``webhook_verifier``): a connector that receives partner webhooks will name
-a :class:`WebhookVerifier`; none does yet. Its intended protocol: the inbound endpoint calls
-it with the connection's validated config (``config_class``), the request's headers (names
-lower-cased) and its raw body bytes, before anything parses the body. It returns ``None``
-when the request is the partner's (signature, timestamp tolerance, replay window) and raises
-:class:`~connectors.base.AuthenticationError` when it is not (a missing or wrong signature)
-or :class:`~connectors.base.PermanentError` when the request is malformed; it compares
-signatures in constant time, does no I/O, and never puts a header value or the body in an
-error message.
+Inbound webhooks (``inbound``): a connector that receives partner webhooks names its
+:class:`~connectors.base.inbound.InboundAdapter` (verify, then parse into interest highlights;
+see :mod:`connectors.base.inbound`), and its connection config carries an ``inbound`` block
+(a subclass of :class:`~connectors.base.inbound.InboundSettings`). A connector without an
+adapter has no inbound endpoint.
 
 Tests that need another connector build their spec and run inside :func:`extended`, which
 adds it to what :func:`registered` and :func:`get_connector` return (the built-in
@@ -30,10 +26,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 from connectors.base.api import ConnectionOptions, EndpointOptions
 from connectors.base.config import ConnectionConfig
+from connectors.base.inbound import InboundAdapter
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import BaseSink
 from connectors.hubspot import HubSpotSink
@@ -47,7 +44,6 @@ __all__ = [
     "CONNECTORS",
     "ConnectorSpec",
     "UnknownConnectorError",
-    "WebhookVerifier",
     "extended",
     "get_connector",
     "registered",
@@ -57,14 +53,6 @@ __all__ = [
 
 class UnknownConnectorError(LookupError):
     """No connector is registered under that name."""
-
-
-class WebhookVerifier(Protocol):
-    """Authenticates an inbound partner webhook (see the module docstring)."""
-
-    def __call__(
-        self, config: ConnectionConfig, headers: Mapping[str, str], body: bytes
-    ) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -90,7 +78,8 @@ class ConnectorSpec:
       connector carries them;
     - ``resolves_identities``: its sink links Queast entities to partner objects, so it gets
       the connection's identity resolver and its body takes a ``match_policy``;
-    - ``webhook_verifier``: for inbound webhooks (see the module docstring).
+    - ``inbound``: the connector's inbound webhook adapter, if it has one (see the module
+      docstring).
 
     Specs compare by identity (the service keeps per-spec state, such as its body model).
     A config class with a ``base_url`` field is pointed at a sandbox by the environment
@@ -107,7 +96,7 @@ class ConnectorSpec:
     api_body_name: str = ""
     carries_webhook_copies: bool = False
     resolves_identities: bool = False
-    webhook_verifier: WebhookVerifier | None = None
+    inbound: InboundAdapter[Any] | None = None
 
     def __post_init__(self) -> None:
         sink = self.sink_class
@@ -145,7 +134,7 @@ class ConnectorSpec:
         api_body_name: str = "",
         carries_webhook_copies: bool = False,
         resolves_identities: bool = False,
-        webhook_verifier: WebhookVerifier | None = None,
+        inbound: InboundAdapter[Any] | None = None,
     ) -> ConnectorSpec:
         """The spec of ``sink_class``, taking ``name``, ``config_class``, ``max_batch_size`` and
         ``default_rate_limit`` from the sink's class attributes."""
@@ -160,7 +149,7 @@ class ConnectorSpec:
             api_body_name=api_body_name,
             carries_webhook_copies=carries_webhook_copies,
             resolves_identities=resolves_identities,
-            webhook_verifier=webhook_verifier,
+            inbound=inbound,
         )
 
     @property

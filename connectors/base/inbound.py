@@ -1,0 +1,123 @@
+"""What a connector provides for inbound partner webhooks, and what it hands the service.
+
+A partner calls ``POST /webhooks/{connector}/{tenant_id}``. The service (``processors``) finds
+the tenant's connection of that connector, checks that its ``inbound`` block is enabled and
+the source address is allowed, and then hands the request to the connector's
+:class:`InboundAdapter` (``ConnectorSpec.inbound``), in two steps, each pure (no I/O, an
+injected clock):
+
+1. :meth:`InboundAdapter.verify` authenticates the request **before anything parses the
+   body**: the partner's signature or credentials, and the freshness of its timestamp where
+   the partner signs one. It raises :class:`InboundAuthError` (answered 401) with a short
+   ``reason`` for the metric (``missing_signature``, ``bad_signature``, ``stale_timestamp``,
+   ``bad_credentials``...). It compares in constant time and never puts a header value, a
+   secret or the body in an error.
+2. :meth:`InboundAdapter.highlights` parses the authenticated body into the interest
+   highlights it carries (zero or more: a HubSpot batch holds up to 100 events, most of which
+   are not interest), or raises :class:`InboundPayloadError` (answered 400).
+
+A highlight names the partner's event identity (:attr:`InboundHighlight.partner_event_id`,
+what the service deduplicates on, stable across the partner's retries of the same event) and
+what the partner says of the company (its object id, and whatever fields the payload carries).
+Resolving the company to a Queast company is the inbound agent's business, later: nothing here
+can create a Signal, only an interest highlight.
+
+:class:`InboundRequest` carries ``url``: the URL as the partner called it (the public base URL
+the partner was given, ``QI_PUBLIC_BASE_URL``, plus the path and query as received), since
+HubSpot signs the full URI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+
+__all__ = [
+    "InboundAdapter",
+    "InboundAuthError",
+    "InboundCompany",
+    "InboundHighlight",
+    "InboundPayloadError",
+    "InboundRequest",
+    "InboundSettings",
+]
+
+
+class InboundSettings(BaseModel):
+    """The part of every connector's ``inbound`` block that the service itself reads.
+
+    A connector's own inbound block subclasses it with its credentials (sealed like every
+    ``SecretStr`` of a connection) and its interest rules.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    ip_allowlist: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
+    """Source networks allowed to call (empty: any); checked before the signature."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    """One partner request as received (see the module docstring for ``url``)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    """Header names lower-cased; the first value of a repeated header."""
+    body: bytes
+    received_at: float
+    """Epoch seconds, from the service's clock (freshness checks use it)."""
+
+
+class InboundAuthError(Exception):
+    """The request is not the partner's (answered 401); ``reason`` is a short metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InboundPayloadError(ValueError):
+    """An authenticated request whose body is not what the partner sends (answered 400)."""
+
+
+class InboundCompany(BaseModel):
+    """What a partner's event says of the company it highlights (any field may be missing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner_object_id: str | None = Field(default=None, min_length=1, max_length=128)
+    queast_company_id: str | None = Field(default=None, min_length=1, max_length=128)
+    domain: str | None = Field(default=None, min_length=1, max_length=253)
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+    linkedin_url: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class InboundHighlight(BaseModel):
+    """One interest highlight parsed from an authenticated partner request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner_event_id: str = Field(min_length=1, max_length=512)
+    """The partner's identity of this event, the same on each of its retries."""
+    occurred_at: datetime | None = None
+    company: InboundCompany
+    note: str | None = Field(default=None, max_length=2000)
+
+
+SettingsT_contra = TypeVar("SettingsT_contra", bound=InboundSettings, contravariant=True)
+
+
+class InboundAdapter(Protocol[SettingsT_contra]):
+    """A connector's inbound side (see the module docstring); ``config`` is its inbound block."""
+
+    def verify(self, request: InboundRequest, config: SettingsT_contra) -> None: ...
+
+    def highlights(
+        self, request: InboundRequest, config: SettingsT_contra
+    ) -> list[InboundHighlight]: ...
