@@ -69,6 +69,8 @@ destination of the connection.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,7 +123,10 @@ return 1
 """
 
 _R = TypeVar("_R")
-_BREAKER_TRIES = 20
+_BREAKER_TRIES = 100
+_BREAKER_JITTER_SECONDS = 0.005
+"""After a lost compare-and-set, wait up to this long (at random) before reading again, so
+contenders spread out instead of colliding again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +528,7 @@ class DeliveryStateRepository:
             )
             if int(written) == 1:
                 return kept, result.answer
+            await asyncio.sleep(random.random() * _BREAKER_JITTER_SECONDS)  # noqa: S311 - jitter
         msg = f"the breaker of {destination} kept changing; gave up after {_BREAKER_TRIES} tries"
         raise RuntimeError(msg)
 
