@@ -45,7 +45,9 @@ from processors.auth import (
     require_tenant_access,
 )
 from processors.auth.routes import PlatformAdminRoute, TenantRoute
+from processors.deliveries.state import DeliveryStateRepository
 from processors.errors import NotFound, error_responses
+from processors.tenants.health import ConnectionHealthView
 from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.schemas import (
@@ -89,10 +91,17 @@ _SAVED: Final[dict[int | str, dict[str, Any]]] = {
 def get_connection_service(request: Request) -> ConnectionService:
     """The service over the app's Redis and settings (``app.state``)."""
     redis, settings = api_state(request)
+    delivery = DeliveryStateRepository(
+        redis,
+        key_prefix=settings.redis.key_prefix,
+        dedupe_ttl_seconds=settings.delivery.dedupe_ttl_seconds,
+        hop_ttl_seconds=int(settings.delivery.retry_timeout_seconds) + 86400,
+    )
     return ConnectionService(
         ConnectionRepository(redis, key_prefix=settings.redis.key_prefix),
         box=settings.secrets.secret_box(),
         allow_private_networks=settings.webhook.allow_private_networks,
+        health=ConnectionHealthView(delivery),
     )
 
 
@@ -143,7 +152,9 @@ async def list_connections(
     tenant_id: TenantId, _actor: TenantAccess, service: Service
 ) -> ConnectionList:
     connections = await service.list_connections(tenant_id)
-    return ConnectionList(items=[ConnectionOut.from_record(c) for c in connections])
+    return ConnectionList(
+        items=[ConnectionOut.from_record(c, await service.status(c)) for c in connections]
+    )
 
 
 PutConnection = Callable[..., Awaitable[ConnectionOut]]
@@ -162,7 +173,7 @@ def _put_connection(connector: Connector) -> PutConnection:
     ) -> ConnectionOut:
         record, created = await service.save_connection(tenant_id, connector, body, actor=actor)
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return ConnectionOut.from_record(record)
+        return ConnectionOut.from_record(record, await service.status(record))
 
     # FastAPI reads the body model from the signature (``inspect.signature`` honours a
     # function's ``__signature__``): this connector's model instead of the base class.
@@ -184,7 +195,8 @@ async def put_unknown_connection(
 async def get_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess, service: Service
 ) -> ConnectionOut:
-    return ConnectionOut.from_record(await service.get_connection(tenant_id, connector))
+    connection = await service.get_connection(tenant_id, connector)
+    return ConnectionOut.from_record(connection, await service.status(connection))
 
 
 async def delete_connection(
