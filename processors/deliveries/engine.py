@@ -40,6 +40,18 @@ dead-letters the record and marks the connection ``gone``; 401 marks it ``needs_
 records of a gone, unauthorised or disabled connection are parked on the retry topic (no
 attempt spent) until the connection is updated, or until the age budget ends.
 
+Failing destinations (the breaker, :mod:`processors.deliveries.breaker`, states and
+transitions there): after each batch the engine counts its outcome into the destination's
+breaker in Redis (a delivered record clears it; a batch whose every attempted record failed
+transiently counts one failure; nothing else counts). A destination failing past the threshold
+or the window is ``failing``: before sending, :meth:`DeliveryEngine._breaker_gate` lets one
+probe record through when the probe is due and this lane wins it, and writes every other
+record back to the retry topic as ``waiting`` (no attempt spent). The probe's success resumes
+the destination for every worker; a destination failing past the disable window gets the
+health ``disabled`` and is parked like a gone one. Breaker updates after a send are best effort
+(a Redis error loses one count, never re-sends the batch). The breaker code is kept in its own
+section of the engine (``_breaker_*``), apart from the lanes, claims and commit.
+
 The contract is decoded once: a lane turns each item's Avro bytes into the JSON dict and,
 by the writer schema's contract family, into the kit's typed record
 (:mod:`connectors.base.contract`), and hands both to the sink on the
