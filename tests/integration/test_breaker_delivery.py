@@ -50,6 +50,10 @@ def _decoded(records: list[ConsumedRecord], tenant: str) -> list[dict[str, Any]]
     return [d for d in decoded if d["tenant_id"] == tenant]
 
 
+def _delivered(records: list[ConsumedRecord], tenant: str) -> set[str]:
+    return {d["idempotency_key"] for d in _decoded(records, tenant) if d["status"] == "delivered"}
+
+
 async def _metrics(qi_env: dict[str, str]) -> dict[str, float]:
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{qi_env['QI_METRICS_PORT']}/metrics")
@@ -138,13 +142,7 @@ async def test_a_failing_connection_trips_waits_without_attempts_and_resumes_on_
             assert metrics.get(resumed) == 1.0
 
             records = reader.wait_until(
-                lambda rs: {
-                    d["idempotency_key"]
-                    for d in _decoded(rs, FAILING)
-                    if d["status"] == "delivered"
-                }
-                >= expected[FAILING],
-                timeout=60,
+                lambda rs: _delivered(rs, FAILING) >= expected[FAILING], timeout=60
             )
             statuses = {d["status"] for d in _decoded(records, FAILING)}
             assert "dead_lettered" not in statuses
