@@ -311,6 +311,7 @@ class DeliveryEngine:
         """Stop the lanes (items in flight are not acknowledged) and close the sinks."""
         self._closed = True
         for lane in self._lanes.values():
+            self._hold_breaker(lane, Breaker())
             for task in lane.tasks:
                 task.cancel()
             for task in lane.tasks:
@@ -744,22 +745,23 @@ class DeliveryEngine:
         the probe (due, and taken atomically in Redis) and none otherwise; every other item
         waits on the retry topic, no attempt spent (:meth:`_wait_failing`).
         """
-        if not lane.breaker.failing:
+        breaker = lane.breaker
+        if not breaker.failing:
             return items, False
         granted = False
-        if now >= lane.breaker.next_probe_at:
-            lane.breaker, granted = await self._state.breaker_probe(
+        if now >= breaker.next_probe_at:
+            breaker, granted = await self._state.breaker_probe(
                 lane.key,
                 now=now,
                 updated_at=connection.updated_at.timestamp(),
                 policy=self._breaker_policy,
             )
-            self._count_failing()
-            if not lane.breaker.failing:  # resumed by another worker, or the connection saved
+            self._hold_breaker(lane, breaker)
+            if not breaker.failing:  # resumed by another worker, or the connection saved
                 return items, False
         sending = items[:1] if granted else []
         for item, ack in items[len(sending) :]:
-            self._wait_failing(outputs, item, ack, lane.breaker, now)
+            self._wait_failing(outputs, item, ack, breaker, now)
         if granted:
             logger.info(
                 "connection.probe",
@@ -768,7 +770,7 @@ class DeliveryEngine:
                     "connection_id": lane.connection_id,
                     "connector": self._connector,
                     "delivery_id": sending[0][0].delivery_id,
-                    "probe_interval_s": lane.breaker.probe_interval,
+                    "probe_interval_s": breaker.probe_interval,
                 },
             )
         return sending, granted
@@ -824,9 +826,9 @@ class DeliveryEngine:
                 transition = await self._state.breaker_succeeded(
                     lane.key, updated_at=updated_at, policy=self._breaker_policy
                 )
-                lane.breaker = Breaker()
+                breaker = Breaker()
             elif transient is not None:
-                lane.breaker, transition = await self._state.breaker_failed(
+                breaker, transition = await self._state.breaker_failed(
                     lane.key,
                     now=now,
                     reason=transient.reason,
@@ -846,16 +848,19 @@ class DeliveryEngine:
                 },
             )
             return
-        self._breaker_changed(lane, transition, now)
+        self._breaker_changed(lane, breaker, transition, now)
 
-    def _breaker_changed(self, lane: Lane, transition: Transition, now: float) -> None:
-        """Log and count a state change this worker made; a disabled destination parks."""
-        reason = lane.breaker.last_error
+    def _breaker_changed(
+        self, lane: Lane, breaker: Breaker, transition: Transition, now: float
+    ) -> None:
+        """Keep the lane's copy of ``breaker``; log and count a state change this worker
+        made. A disabled destination parks (its health, as stored with the change)."""
+        reason = breaker.last_error
         if transition is Transition.DISABLED:
-            reason = disabled_reason(lane.breaker, policy=self._breaker_policy)
+            reason = disabled_reason(breaker, policy=self._breaker_policy)
             lane.health = ConnectionState(ConnectionHealth.DISABLED, reason, now)
-            lane.breaker = Breaker()
-        self._count_failing()
+            breaker = Breaker()
+        self._hold_breaker(lane, breaker)
         if transition is Transition.NONE:
             return
         metrics.CONNECTION_STATE_CHANGES.labels(self._connector, transition.value).inc()
@@ -879,12 +884,18 @@ class DeliveryEngine:
         breaker = Breaker() if connection is None else await self._state.breaker(lane.key)
         if connection is not None and breaker.older_than(connection.updated_at.timestamp()):
             breaker = Breaker()
-        lane.breaker = breaker
-        self._count_failing()
+        self._hold_breaker(lane, breaker)
 
-    def _count_failing(self) -> None:
-        failing = sum(1 for lane in self._lanes.values() if lane.breaker.failing)
-        metrics.CONNECTIONS_FAILING.labels(self._connector).set(failing)
+    def _hold_breaker(self, lane: Lane, breaker: Breaker) -> None:
+        """Replace the lane's copy of its breaker, keeping ``qi_connections_failing`` (the
+        destinations this worker holds as failing) in step."""
+        if breaker.failing != lane.breaker.failing:
+            gauge = metrics.CONNECTIONS_FAILING.labels(self._connector)
+            if breaker.failing:
+                gauge.inc()
+            else:
+                gauge.dec()
+        lane.breaker = breaker
 
     # -- connections and sinks ----------------------------------------------------------------
 
