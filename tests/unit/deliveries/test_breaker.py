@@ -237,3 +237,14 @@ async def test_a_breaker_older_than_the_connection_save_is_ignored() -> None:
     assert h2.sinks[0].sent[0].delivery_id == "d-500"
     records = [json.loads(r.value) for r in h2.on("delivery-records")]
     assert records[0]["status"] == "delivered"
+
+
+async def test_a_restarted_worker_finds_the_destination_failing() -> None:
+    h = Harness(_unavailable)
+    await _trip(h)
+    await h.engine.close()
+    restarted = Harness(lambda r: None, state=h.state)
+    restarted.clock = h.clock
+    await restarted.run([_item(600)])
+    assert restarted.sent() == 0, "the state is shared, not the worker's own"
+    assert restarted.statuses() == ["waiting"]
