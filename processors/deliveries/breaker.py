@@ -2,8 +2,9 @@
 
 A *destination* (a connection as delivered by one connector, keyed like its connection
 health, see :func:`~processors.deliveries.envelope.destination_key`) has one
-:class:`Breaker`, kept in Redis next to its health (:mod:`processors.deliveries.state`
-stores and updates it atomically; the delivery engine acts on it). Every function here takes
+:class:`~processors.connection_health.Breaker` (the record, shared with the connections
+API), kept in Redis next to its health (:mod:`processors.deliveries.state` stores and updates
+it atomically; the delivery engine acts on it). Every function here takes
 the time as ``now`` (epoch seconds), so the window and probe logic runs with an injected
 clock in tests.
 
@@ -46,6 +47,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Self
 
+from processors.connection_health import Breaker
 from processors.settings import DeliverySettings
 
 __all__ = [
@@ -89,61 +91,6 @@ class BreakerPolicy:
             probe_max_seconds=settings.breaker_probe_max_seconds,
             disable_after_seconds=settings.breaker_disable_after_seconds,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Breaker:
-    """One destination's run of transient failures (all zero: closed, nothing counted).
-
-    ``failing_since`` is set while the destination is failing; ``next_probe_at`` and
-    ``probe_interval`` are meaningful only then. ``last_error`` is the last failure's reason
-    (no payloads: a connector's error reason).
-    """
-
-    failures: int = 0
-    first_failure_at: float = 0.0
-    last_error: str = ""
-    failing_since: float = 0.0
-    next_probe_at: float = 0.0
-    probe_interval: float = 0.0
-
-    @property
-    def failing(self) -> bool:
-        return self.failing_since > 0
-
-    @property
-    def counting(self) -> bool:
-        return self.failures > 0
-
-    def to_fields(self) -> dict[str, str]:
-        """The Redis hash of the breaker (every field, as text)."""
-        return {
-            "failures": str(self.failures),
-            "first_failure_at": repr(self.first_failure_at),
-            "last_error": self.last_error,
-            "failing_since": repr(self.failing_since),
-            "next_probe_at": repr(self.next_probe_at),
-            "probe_interval": repr(self.probe_interval),
-        }
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> Breaker:
-        """The breaker of a Redis hash; missing or unreadable fields read as closed."""
-        try:
-            return cls(
-                failures=int(fields.get("failures", "0")),
-                first_failure_at=float(fields.get("first_failure_at", "0")),
-                last_error=fields.get("last_error", ""),
-                failing_since=float(fields.get("failing_since", "0")),
-                next_probe_at=float(fields.get("next_probe_at", "0")),
-                probe_interval=float(fields.get("probe_interval", "0")),
-            )
-        except ValueError:
-            return cls()
-
-    def older_than(self, updated_at: float) -> bool:
-        """Whether the run began before the connection was last saved (it no longer counts)."""
-        return self.counting and self.first_failure_at < updated_at
 
 
 def on_failure(

@@ -63,8 +63,8 @@ one it read, raising it; otherwise it reads and decides again. So two workers fa
 count two failures, and exactly one of them trips the breaker. Taking the
 probe is the same transaction, so one caller gets it per interval. Disabling writes the
 ``connstate:`` health ``disabled`` and drops the breaker in the same transaction. Saving a
-connection (:meth:`DeliveryStateRepository.forget_health`) deletes both for every
-destination of the connection.
+connection deletes both for every destination of the connection
+(:class:`~processors.connection_health.HealthStore`, used by the connections API).
 """
 
 from __future__ import annotations
@@ -78,8 +78,14 @@ from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 
-from processors.deliveries.breaker import (
+from processors.connection_health import (
     Breaker,
+    ConnectionHealth,
+    ConnectionState,
+    breaker_key,
+    health_key,
+)
+from processors.deliveries.breaker import (
     BreakerPolicy,
     Transition,
     disabled_reason,
@@ -197,15 +203,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class ConnectionHealth(StrEnum):
-    """Why a destination is parked: its credentials were refused, its endpoint is gone, or
-    it failed for ``breaker_disable_after_seconds`` (see :mod:`processors.deliveries.breaker`)."""
-
-    NEEDS_REAUTH = "needs_reauth"
-    GONE = "gone"
-    DISABLED = "disabled"
-
-
 @dataclass(frozen=True, slots=True)
 class DeliveryState:
     """What Redis knows of one item before it is sent."""
@@ -248,13 +245,6 @@ class Claim:
     lease_left_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionState:
-    health: ConnectionHealth
-    reason: str
-    since: float
-
-
 class DeliveryStateRepository:
     def __init__(
         self,
@@ -285,7 +275,7 @@ class DeliveryStateRepository:
         return f"{self._prefix}hop:{delivery_id}"
 
     def _state(self, connection_id: str) -> str:
-        return f"{self._prefix}connstate:{connection_id}"
+        return health_key(self._prefix, connection_id)
 
     def _claim_key(self, item: DeliveryItem) -> str:
         return f"{self._prefix}claim:{item.connection_id}|{item.version_field}"
@@ -422,7 +412,7 @@ class DeliveryStateRepository:
     # -- the failing-destination breaker (see the module doc) ------------------------------
 
     def _breaker(self, destination: str) -> str:
-        return f"{self._prefix}breaker:{destination}"
+        return breaker_key(self._prefix, destination)
 
     async def breaker(self, destination: str) -> Breaker:
         """The destination's breaker (closed when there is none)."""
@@ -531,11 +521,3 @@ class DeliveryStateRepository:
             await asyncio.sleep(random.random() * _BREAKER_JITTER_SECONDS)  # noqa: S311 - jitter
         msg = f"the breaker of {destination} kept changing; gave up after {_BREAKER_TRIES} tries"
         raise RuntimeError(msg)
-
-    async def forget_health(self, destinations: Sequence[str]) -> None:
-        """Delete the health and breaker of ``destinations`` (a connection was saved)."""
-        if destinations:
-            await self._redis.delete(
-                *(self._state(d) for d in destinations),
-                *(self._breaker(d) for d in destinations),
-            )

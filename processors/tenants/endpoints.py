@@ -45,7 +45,7 @@ from processors.auth import (
     require_tenant_access,
 )
 from processors.auth.routes import PlatformAdminRoute, TenantRoute
-from processors.deliveries.state import DeliveryStateRepository
+from processors.connection_health import HealthStore
 from processors.errors import NotFound, error_responses
 from processors.tenants.health import ConnectionHealthView
 from processors.tenants.models import Connector
@@ -91,17 +91,11 @@ _SAVED: Final[dict[int | str, dict[str, Any]]] = {
 def get_connection_service(request: Request) -> ConnectionService:
     """The service over the app's Redis and settings (``app.state``)."""
     redis, settings = api_state(request)
-    delivery = DeliveryStateRepository(
-        redis,
-        key_prefix=settings.redis.key_prefix,
-        dedupe_ttl_seconds=settings.delivery.dedupe_ttl_seconds,
-        hop_ttl_seconds=int(settings.delivery.retry_timeout_seconds) + 86400,
-    )
     return ConnectionService(
         ConnectionRepository(redis, key_prefix=settings.redis.key_prefix),
         box=settings.secrets.secret_box(),
         allow_private_networks=settings.webhook.allow_private_networks,
-        health=ConnectionHealthView(delivery),
+        health=ConnectionHealthView(HealthStore(redis, key_prefix=settings.redis.key_prefix)),
     )
 
 

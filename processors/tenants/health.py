@@ -16,9 +16,9 @@ One of (most severe first, when the connection's destinations differ):
 - ``enabled``: none of the above (``state_reason`` and ``state_since`` are null).
 
 A connection delivers to one or two destinations (its own connector and, in delivery mode
-``both``, the tenant's webhook as a copy; see
-:func:`~processors.routing.destinations.export_destinations`); each has its own health and
-breaker in Redis (:mod:`processors.deliveries.state`), and the API shows the most severe,
+``webhook`` or ``both``, the tenant's webhook as a copy, keyed ``{connection_id}:webhook``);
+each has its own health and breaker in Redis (:mod:`processors.connection_health`, written by
+:mod:`processors.deliveries.state`), and the API shows the most severe,
 its reason prefixed with ``webhook copy:`` when it is the copy's. Health written before the
 connection's last save is over (the save was the fix), as the delivery engine reads it.
 
@@ -34,10 +34,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from connectors.registry import webhook_copy_carrier
-from processors.deliveries.breaker import Breaker
-from processors.deliveries.envelope import destination_key
-from processors.deliveries.state import ConnectionHealth, ConnectionState, DeliveryStateRepository
-from processors.routing.destinations import export_destinations
+from processors.connection_health import Breaker, ConnectionHealth, ConnectionState, HealthStore
 from processors.tenants.models import ConnectionRecord
 
 __all__ = ["ConnectionHealthView", "ConnectionStatus", "ShownState", "connection_status"]
@@ -107,28 +104,30 @@ def connection_status(
 
 
 class ConnectionHealthView:
-    """Reads and forgets the delivery health of connections (Redis, via the delivery state)."""
+    """Reads and forgets the delivery health of connections (Redis, see
+    :mod:`processors.connection_health`)."""
 
-    def __init__(self, state: DeliveryStateRepository) -> None:
-        self._state = state
+    def __init__(self, store: HealthStore) -> None:
+        self._store = store
 
     async def status(self, record: ConnectionRecord) -> ConnectionStatus:
         found = []
-        for connector in export_destinations(record):
-            key = destination_key(
-                record.connection_id,
-                owner_connector=record.connector.value,
-                connector=connector.value,
-            )
-            label = "" if connector is record.connector else connector.value
-            found.append(
-                DestinationHealth(
-                    label, await self._state.connection_state(key), await self._state.breaker(key)
-                )
-            )
+        for label, key in _destinations(record):
+            health, breaker = await self._store.read(key)
+            found.append(DestinationHealth(label, health, breaker))
         return connection_status(record, found)
 
     async def forget(self, record: ConnectionRecord) -> None:
         """Drop the health and breaker of every destination the connection could have."""
-        carrier = webhook_copy_carrier().name
-        await self._state.forget_health([record.connection_id, f"{record.connection_id}:{carrier}"])
+        await self._store.forget([key for _label, key in _destinations(record)])
+
+
+def _destinations(record: ConnectionRecord) -> list[tuple[str, str]]:
+    """Every destination key the connection could have, with its label: its own connector's
+    (the connection id) and, for a partner connection, its webhook copy's. Both are read
+    whatever the delivery mode: a save (a mode change included) forgets both."""
+    own = [("", record.connection_id)]
+    carrier = webhook_copy_carrier().name
+    if record.connector.value == carrier:
+        return own
+    return [*own, (carrier, f"{record.connection_id}:{carrier}")]

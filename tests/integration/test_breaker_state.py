@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from processors.connection_health import HealthStore
 from processors.deliveries.breaker import BreakerPolicy, Transition
 from processors.deliveries.state import ConnectionHealth, DeliveryStateRepository
 from processors.settings import Settings
@@ -81,9 +82,11 @@ async def test_one_probe_per_interval_among_workers_and_a_success_resumes(
 
 
 async def test_disabling_writes_the_health_and_a_save_forgets_both(
-    states: list[DeliveryStateRepository],
+    states: list[DeliveryStateRepository], settings: Settings
 ) -> None:
     state = states[0]
+    redis = Redis.from_url(settings.redis.url)
+    prefix = settings.redis.key_prefix
     for _ in range(POLICY.threshold):
         await state.breaker_failed(
             "conn_1", now=NOW, reason="timeout", probe=False, updated_at=0.0, policy=POLICY
@@ -101,7 +104,11 @@ async def test_disabling_writes_the_health_and_a_save_forgets_both(
     await state.breaker_failed(
         "conn_1:webhook", now=NOW, reason="503", probe=False, updated_at=0.0, policy=POLICY
     )
-    await state.forget_health(["conn_1", "conn_1:webhook"])
+    store = HealthStore(redis, key_prefix=prefix)
+    shown, _breaker = await store.read("conn_1")
+    assert shown == health
+    await store.forget(["conn_1", "conn_1:webhook"])
+    await redis.aclose()
     assert await state.connection_state("conn_1") is None
     assert not (await state.breaker("conn_1:webhook")).counting
 
