@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import ValidationError
+
 from connectors.base import PermanentError, TransientError
 from processors.deliveries.breaker import (
     Breaker,
@@ -112,6 +115,26 @@ def test_a_closed_breaker_grants_no_probe_and_a_run_before_a_save_is_over() -> N
     assert not breaker.older_than(NOW)
     assert Breaker.from_fields(breaker.to_fields()) == breaker
     assert Breaker.from_fields({"failures": "x"}) == Breaker()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("breaker_threshold", "0"),
+        ("breaker_threshold", "many"),
+        ("breaker_window_seconds", "0"),
+        ("breaker_probe_initial_seconds", "-1"),
+        ("breaker_probe_max_seconds", "nan"),
+        ("breaker_disable_after_seconds", "0"),
+    ],
+)
+def test_bad_breaker_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(f"QI_DELIVERY_{field.upper()}", value)
+    with pytest.raises(ValidationError) as caught:
+        DeliverySettings()
+    assert caught.value.errors()[0]["loc"] == (field,)
 
 
 def test_the_policy_comes_from_the_settings() -> None:
