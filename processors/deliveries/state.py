@@ -11,7 +11,7 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
   ``disabled``), ``reason``, ``since`` (epoch seconds). A connection updated after ``since``
   is healthy again;
 - ``breaker:{connection_id}``: hash of the destination's failing-breaker
-  (:class:`~processors.deliveries.breaker.Breaker`: the consecutive transient failures, the
+  (:class:`~processors.connection_health.Breaker`: the consecutive transient failures, the
   first failure's time, the last error, and while failing ``failing_since``,
   ``next_probe_at``, ``probe_interval``); absent when closed, expiring
   ``disable_after_seconds`` plus a day after its last change;
@@ -58,11 +58,11 @@ The breaker (why and how; the states are in :mod:`processors.deliveries.breaker`
 worker delivering to a destination counts its failures into the same hash, so the count and
 the first failure's time are updated atomically with the outcome: the worker reads the hash,
 decides with the pure functions of :mod:`~processors.deliveries.breaker`, and writes the result
-with one compare-and-set script that writes only if the hash's revision (``rev``) is still the
-one it read, raising it; otherwise it reads and decides again. So two workers failing at once
-count two failures, and exactly one of them trips the breaker. Taking the
-probe is the same transaction, so one caller gets it per interval. Disabling writes the
-``connstate:`` health ``disabled`` and drops the breaker in the same transaction. Saving a
+with one compare-and-set script that writes only if the hash's revision (``rev``, a random
+token replaced on every write) is still the one it read; otherwise it reads and decides again.
+So two workers failing at once count two failures, and exactly one of them trips the breaker.
+Taking the probe is the same transaction, so one caller gets it per interval. Disabling writes
+the ``connstate:`` health ``disabled`` and drops the breaker in the same script. Saving a
 connection deletes both for every destination of the connection
 (:class:`~processors.connection_health.HealthStore`, used by the connections API).
 """
@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -105,21 +106,22 @@ __all__ = [
 ]
 
 # KEYS: breaker, connstate. ARGV: the revision read ('' when there was no hash), ttl seconds,
-# the disable reason ('': none), the disabled state's name, now, then the breaker's fields as
-# name/value pairs (none: delete the breaker). Returns 1 when written, 0 when the hash
-# changed since it was read (the caller reads and decides again).
+# the disable reason ('': none), the disabled state's name, now, the new revision (a fresh
+# random token, so a hash deleted and written again never shows an old revision), then the
+# breaker's fields as name/value pairs (none: delete the breaker). Returns 1 when written, 0
+# when the hash changed since it was read (the caller reads and decides again).
 _BREAKER_CAS = """
 local rev = redis.call('HGET', KEYS[1], 'rev') or ''
 if rev ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
-if #ARGV > 5 then
+if #ARGV > 6 then
   local fields = {}
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     fields[#fields + 1] = ARGV[i]
   end
-  redis.call('HSET', KEYS[1], 'rev', tostring((tonumber(rev) or 0) + 1), unpack(fields))
+  redis.call('HSET', KEYS[1], 'rev', ARGV[6], unpack(fields))
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 if ARGV[3] ~= '' then
@@ -486,7 +488,7 @@ class DeliveryStateRepository:
         now: float,
     ) -> tuple[Breaker, _R]:
         """Read the breaker, apply ``step`` and write its result if the hash is unchanged
-        (its ``rev`` field, compared and raised by one script); read and decide again when
+        (its ``rev`` field, compared and replaced by one script); read and decide again when
         another client wrote it meanwhile.
 
         Nothing is written when the breaker is unchanged. A run older than ``updated_at``
@@ -513,6 +515,7 @@ class DeliveryStateRepository:
                     result.disable_reason or "",
                     ConnectionHealth.DISABLED.value,
                     repr(now),
+                    uuid.uuid4().hex,
                     *(part for pair in fields for part in pair),
                 ],
             )
