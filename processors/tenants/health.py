@@ -37,7 +37,13 @@ from connectors.registry import webhook_copy_carrier
 from processors.connection_health import Breaker, ConnectionHealth, ConnectionState, HealthStore
 from processors.tenants.models import ConnectionRecord
 
-__all__ = ["ConnectionHealthView", "ConnectionStatus", "ShownState", "connection_status"]
+__all__ = [
+    "ConnectionHealthView",
+    "ConnectionStatus",
+    "DestinationHealth",
+    "ShownState",
+    "connection_status",
+]
 
 ShownState = Literal["enabled", "parked", "needs_reauth", "failing", "disabled"]
 
