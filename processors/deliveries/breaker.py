@@ -31,7 +31,10 @@ settings, ``QI_DELIVERY_BREAKER_*``)::
   :func:`take_probe` grants it to the first caller after ``next_probe_at`` and moves
   ``next_probe_at`` one interval on at once, so other lanes and workers wait. The interval
   starts at ``probe_initial_seconds`` and doubles after each failed probe up to
-  ``probe_max_seconds``.
+  ``probe_max_seconds``. The age budget keeps running while a record waits: with the
+  defaults (27 hours of budget, 3 days to disabling) a record still waiting when its budget
+  ends is dead-lettered (``ConnectionFailing``, with the breaker's last error), where a
+  dead-letter redrive can send it once the destination is back.
 - *Disabled*: still failing ``disable_after_seconds`` after the first failure of the run, the
   destination's health becomes ``disabled`` (with the reason and the time), the breaker is
   cleared, and the destination's records are parked like a gone one's until an admin saves
