@@ -12,7 +12,9 @@ __all__ = [
     "ATTEMPT_SECONDS",
     "BACKEND_RETRIES",
     "CONFIG_LOST",
+    "CONNECTIONS_FAILING",
     "CONNECTIONS_PARKED",
+    "CONNECTION_STATE_CHANGES",
     "CONSUMER_LAG",
     "DELIVERIES",
     "DLQ_RECORDS",
@@ -110,5 +112,16 @@ LANE_DEPTH = Gauge(
 CONNECTIONS_PARKED = Counter(
     "qi_connections_parked",
     "Connections parked (needs re-authorisation or gone).",
+    ["connector", "state"],
+)
+CONNECTIONS_FAILING = Gauge(
+    "qi_connections_failing",
+    "Destinations this worker currently holds as failing (breaker open), by connector.",
+    ["connector"],
+)
+CONNECTION_STATE_CHANGES = Counter(
+    "qi_connection_state_changes",
+    "Destination state changes made by this worker, by connector and new state (failing,"
+    " enabled, disabled, parked, needs_reauth).",
     ["connector", "state"],
 )

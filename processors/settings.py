@@ -360,6 +360,11 @@ class DeliverySettings(BaseSettings):
     uncommitted) before it is re-queued on the retry topic (see ``processors.agents.deliver``).
     ``claim_lease_seconds`` is the lease of a send claim (renewed every third of it while a
     batch is with the partner): how long a worker that died holding claims delays others.
+    ``breaker_*`` is the failing-destination breaker (``processors.deliveries.breaker``): a
+    destination trips after ``breaker_threshold`` consecutive transiently failed batches or
+    ``breaker_window_seconds`` of nothing but transient failures, is probed every
+    ``breaker_probe_initial_seconds`` doubling to ``breaker_probe_max_seconds``, and is
+    disabled after ``breaker_disable_after_seconds`` of failing.
     """
 
     model_config = SettingsConfigDict(env_prefix="QI_DELIVERY_", frozen=True, extra="ignore")
@@ -382,6 +387,11 @@ class DeliverySettings(BaseSettings):
     retry_buffer_max: int = Field(default=100_000, ge=100)
     retry_hold_seconds: float = Field(default=300.0, gt=0, le=3600)
     claim_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    breaker_threshold: int = Field(default=20, ge=1, le=100_000)
+    breaker_window_seconds: float = Field(default=15 * 60, gt=0)
+    breaker_probe_initial_seconds: float = Field(default=30.0, gt=0)
+    breaker_probe_max_seconds: float = Field(default=15 * 60, gt=0)
+    breaker_disable_after_seconds: float = Field(default=3 * 86400, gt=0)
 
 
 class RuntimeSettings(BaseSettings):

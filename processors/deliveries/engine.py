@@ -40,6 +40,18 @@ dead-letters the record and marks the connection ``gone``; 401 marks it ``needs_
 records of a gone, unauthorised or disabled connection are parked on the retry topic (no
 attempt spent) until the connection is updated, or until the age budget ends.
 
+Failing destinations (the breaker, :mod:`processors.deliveries.breaker`, states and
+transitions there): after each batch the engine counts its outcome into the destination's
+breaker in Redis (a delivered record clears it; a batch whose every attempted record failed
+transiently counts one failure; nothing else counts). A destination failing past the threshold
+or the window is ``failing``: before sending, :meth:`DeliveryEngine._breaker_gate` lets one
+probe record through when the probe is due and this lane wins it, and writes every other
+record back to the retry topic as ``waiting`` (no attempt spent). The probe's success resumes
+the destination for every worker; a destination failing past the disable window gets the
+health ``disabled`` and is parked like a gone one. Breaker updates after a send are best effort
+(a Redis error loses one count, never re-sends the batch). The breaker code is kept in its own
+section of the engine (``_breaker_*``), apart from the lanes, claims and commit.
+
 The contract is decoded once: a lane turns each item's Avro bytes into the JSON dict and,
 by the writer schema's contract family, into the kit's typed record
 (:mod:`connectors.base.contract`), and hands both to the sink on the
@@ -118,6 +130,7 @@ from connectors.base.contract import (
 )
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
+from processors.deliveries.breaker import Breaker, BreakerPolicy, Transition, disabled_reason
 from processors.deliveries.envelope import DeliveryItem, destination_key
 from processors.deliveries.indexing import RecordIndexer
 from processors.deliveries.lanes import Lane, LaneQueue, defer_delay, new_lane
@@ -201,6 +214,7 @@ class DeliveryEngine:
         """This engine's claim owner id: unique per process start, so a restarted worker
         never mistakes a dead predecessor's claims for its own."""
         self._indexer = RecordIndexer(records)
+        self._breaker_policy = BreakerPolicy.from_settings(settings)
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -297,6 +311,7 @@ class DeliveryEngine:
         """Stop the lanes (items in flight are not acknowledged) and close the sinks."""
         self._closed = True
         for lane in self._lanes.values():
+            self._hold_breaker(lane, Breaker())
             for task in lane.tasks:
                 task.cancel()
             for task in lane.tasks:
@@ -478,6 +493,9 @@ class DeliveryEngine:
             for item, ack in items:
                 self._out.park_or_expire(outputs, item, ack, now, reason=health.health.value)
             return
+        items, probe = await self._breaker_gate(lane, connection, items, outputs, now)
+        if not items:
+            return
         if not await self._wait_for_room(lane, items, outputs, now):
             return
         try:
@@ -532,6 +550,7 @@ class DeliveryEngine:
             await self._failed(
                 outputs, connection, item, ack, failure, started=started, finished=finished
             )
+        await self._breaker_outcome(lane, connection, outcome, probe=probe, now=finished)
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -629,6 +648,7 @@ class DeliveryEngine:
         if lane is not None:
             lane.health = ConnectionState(health, error.reason, now)
         metrics.CONNECTIONS_PARKED.labels(self._connector, health.value).inc()
+        metrics.CONNECTION_STATE_CHANGES.labels(self._connector, _shown_state(health)).inc()
         logger.warning(
             "connection.parked",
             extra={
@@ -709,6 +729,174 @@ class DeliveryEngine:
                 extra={"connector": self._connector, "error": type(exc).__name__},
             )
 
+    # -- the failing-destination breaker (see processors.deliveries.breaker) -------------------
+
+    async def _breaker_gate(
+        self,
+        lane: Lane,
+        connection: ConnectionRecord,
+        items: list[tuple[DeliveryItem, Ack]],
+        outputs: Outputs,
+        now: float,
+    ) -> tuple[list[tuple[DeliveryItem, Ack]], bool]:
+        """The items a failing destination may send now, and whether they are its probe.
+
+        A closed breaker sends everything. A failing one sends one item when this caller wins
+        the probe (due, and taken atomically in Redis) and none otherwise; every other item
+        waits on the retry topic, no attempt spent (:meth:`_wait_failing`).
+        """
+        breaker = lane.breaker
+        if not breaker.failing:
+            return items, False
+        granted = False
+        if now >= breaker.next_probe_at:
+            breaker, granted = await self._state.breaker_probe(
+                lane.key,
+                now=now,
+                updated_at=connection.updated_at.timestamp(),
+                policy=self._breaker_policy,
+            )
+            self._hold_breaker(lane, breaker)
+            if not breaker.failing:  # resumed by another worker, or the connection saved
+                return items, False
+        sending = items[:1] if granted else []
+        for item, ack in items[len(sending) :]:
+            self._wait_failing(outputs, item, ack, breaker, now)
+        if granted:
+            logger.info(
+                "connection.probe",
+                extra={
+                    "tenant_id": lane.tenant_id,
+                    "connection_id": lane.connection_id,
+                    "connector": self._connector,
+                    "delivery_id": sending[0][0].delivery_id,
+                    "probe_interval_s": breaker.probe_interval,
+                },
+            )
+        return sending, granted
+
+    def _wait_failing(
+        self, outputs: Outputs, item: DeliveryItem, ack: Ack, breaker: Breaker, now: float
+    ) -> None:
+        """Write ``item`` back to the retry topic as ``waiting`` (no attempt spent).
+
+        It comes back at the next probe, or after ``park_recheck_seconds`` if that is sooner,
+        so it flows again soon after the destination resumes; the age budget keeps running.
+        """
+        if item.first_attempt_at_ms is None:
+            item.first_attempt_at_ms = int(now * 1000)
+        delay = min(breaker.next_probe_at - now, self._settings.park_recheck_seconds)
+        waiting = AttemptError(
+            attempt=item.attempts_made,
+            at=now_dt(now),
+            error_class="ConnectionFailing",
+            reason=f"the destination is failing; last error: {breaker.last_error}"[:500],
+        )
+        self._out.reschedule(
+            outputs,
+            item,
+            ack,
+            kind="waiting",
+            delay=max(delay, self._settings.defer_min_seconds),
+            now=now,
+            last_error=waiting,
+        )
+
+    async def _breaker_outcome(
+        self,
+        lane: Lane,
+        connection: ConnectionRecord,
+        outcome: BatchOutcome,
+        *,
+        probe: bool,
+        now: float,
+    ) -> None:
+        """Count a batch's outcome into the destination's breaker (see :func:`_breaker_signal`).
+
+        Best effort: the outcome of every record is decided already, and a Redis error here
+        only loses one count (logged as ``delivery.breaker.update_failed``), so it never
+        makes the batch run, and call the partner, again.
+        """
+        delivered, transient = _breaker_signal(outcome)
+        updated_at = connection.updated_at.timestamp()
+        try:
+            if delivered:
+                if not (lane.breaker.counting or probe):
+                    return
+                transition = await self._state.breaker_succeeded(
+                    lane.key, updated_at=updated_at, policy=self._breaker_policy
+                )
+                breaker = Breaker()
+            elif transient is not None:
+                breaker, transition = await self._state.breaker_failed(
+                    lane.key,
+                    now=now,
+                    reason=transient.reason,
+                    probe=probe,
+                    updated_at=updated_at,
+                    policy=self._breaker_policy,
+                )
+            else:
+                return
+        except Exception as exc:  # Redis: the records' outcomes do not depend on it
+            logger.warning(
+                "delivery.breaker.update_failed",
+                extra={
+                    "connector": self._connector,
+                    "connection_id": lane.connection_id,
+                    "error": type(exc).__name__,
+                },
+            )
+            return
+        self._breaker_changed(lane, breaker, transition, now)
+
+    def _breaker_changed(
+        self, lane: Lane, breaker: Breaker, transition: Transition, now: float
+    ) -> None:
+        """Keep the lane's copy of ``breaker``; log and count a state change this worker
+        made. A disabled destination parks (its health, as stored with the change)."""
+        reason = breaker.last_error
+        if transition is Transition.DISABLED:
+            reason = disabled_reason(breaker, policy=self._breaker_policy)
+            lane.health = ConnectionState(ConnectionHealth.DISABLED, reason, now)
+            breaker = Breaker()
+        self._hold_breaker(lane, breaker)
+        if transition is Transition.NONE:
+            return
+        metrics.CONNECTION_STATE_CHANGES.labels(self._connector, transition.value).inc()
+        log = logger.info if transition is Transition.RESUMED else logger.warning
+        log(
+            f"connection.{'resumed' if transition is Transition.RESUMED else transition.value}",
+            extra={
+                "tenant_id": lane.tenant_id,
+                "connection_id": lane.connection_id,
+                "destination": lane.key,
+                "connector": self._connector,
+                "state": transition.value,
+                "reason": reason,
+            },
+        )
+
+    async def _load_breaker(self, lane: Lane, connection: ConnectionRecord | None) -> None:
+        """Refresh the lane's copy of its breaker (with the connection, every few seconds):
+        another worker may have tripped or resumed it. A run older than the connection's last
+        save is over."""
+        breaker = Breaker() if connection is None else await self._state.breaker(lane.key)
+        if connection is not None and breaker.older_than(connection.updated_at.timestamp()):
+            breaker = Breaker()
+        self._hold_breaker(lane, breaker)
+
+    def _hold_breaker(self, lane: Lane, breaker: Breaker) -> None:
+        """Replace the lane's copy of its breaker, keeping ``qi_connections_failing`` (the
+        destinations this worker holds as failing) in step."""
+        if breaker.failing != lane.breaker.failing:
+            gauge = metrics.CONNECTIONS_FAILING.labels(self._connector)
+            if breaker.failing:
+                gauge.inc()
+            else:
+                gauge.dec()
+        lane.breaker = breaker
+
     # -- connections and sinks ----------------------------------------------------------------
 
     def _destination_key(self, connection: ConnectionRecord) -> str:
@@ -730,6 +918,7 @@ class DeliveryEngine:
             same = current is not None and current.connection_id == lane.connection_id
             lane.connection = current if same else None
             lane.health = await self._state.connection_state(lane.key) if same else None
+            await self._load_breaker(lane, current if same else None)
             lane.connection_loaded_at = now
         return lane.connection
 
@@ -838,6 +1027,22 @@ def _asked_to_wait_until(outcome: BatchOutcome, now: float) -> float:
         and failure.error.retry_after
     ]
     return now + max(waits) if waits else 0.0
+
+
+def _breaker_signal(outcome: BatchOutcome) -> tuple[bool, ConnectorError | None]:
+    """What a batch tells the breaker: whether anything was delivered, else the error of a
+    batch whose every attempted record failed transiently (None: it does not count)."""
+    if outcome.delivered:
+        return True, None
+    attempted = [failure.error for failure in outcome.failed if failure.attempted]
+    if attempted and all(isinstance(error, TransientError) for error in attempted):
+        return False, attempted[-1]
+    return False, None
+
+
+def _shown_state(health: ConnectionHealth) -> str:
+    """The connections API's state of a destination health (``gone`` shows as ``parked``)."""
+    return "parked" if health is ConnectionHealth.GONE else health.value
 
 
 def _missing_outcome(connector: str) -> ConnectorError:

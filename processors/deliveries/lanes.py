@@ -13,9 +13,10 @@ A queue holds at least ``lane_batches`` full batches of a batching connector (it
 partner's limit counts requests, not records, and a backlog is deferred record by record
 instead of written.
 
-The lane also caches the destination's connection record and health (reloaded every few
-seconds), its sink (rebuilt when the connection record changes) and how long the destination
-asked to be left alone (a 429 or 503 with a wait).
+The lane also caches the destination's connection record, health and failing-breaker
+(:mod:`processors.deliveries.breaker`; reloaded every few seconds), its sink (rebuilt when
+the connection record changes) and how long the destination asked to be left alone (a 429 or
+503 with a wait).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import BaseSink
+from processors.deliveries.breaker import Breaker
 from processors.deliveries.envelope import DeliveryItem
 from processors.deliveries.outputs import Ack
 from processors.deliveries.state import ConnectionState
@@ -55,6 +57,9 @@ class Lane:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connection: ConnectionRecord | None = None
     health: ConnectionState | None = None
+    breaker: Breaker = field(default_factory=Breaker)
+    """This worker's copy of the destination's breaker (reloaded with the connection, and
+    replaced by every update this worker makes)."""
     connection_loaded_at: float = float("-inf")
     sink: BaseSink[Any] | None = None
     sink_version: datetime | None = None

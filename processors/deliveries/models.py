@@ -7,6 +7,9 @@ and indexed in Redis for the API. Statuses:
 - ``retry_scheduled``: a transient failure; the record went to the retry topic;
 - ``deferred``: the connection's lane was full (a slow or limited destination); the record went
   to the retry topic without an attempt being spent;
+- ``waiting``: the destination is failing (its breaker is open, see
+  :mod:`processors.deliveries.breaker`); the record went to the retry topic without an attempt
+  being spent, and waits there until a probe succeeds (or the age budget ends);
 - ``dead_lettered``: a permanent failure, or the retry budget is spent; the record went to the
   connector's dead-letter topic with its error history;
 - ``duplicate_skipped``: the idempotency key was delivered before; nothing was sent;
@@ -32,6 +35,7 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     RETRY_SCHEDULED = "retry_scheduled"
     DEFERRED = "deferred"
+    WAITING = "waiting"
     DEAD_LETTERED = "dead_lettered"
     DUPLICATE_SKIPPED = "duplicate_skipped"
     STALE_SKIPPED = "stale_skipped"

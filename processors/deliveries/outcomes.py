@@ -30,6 +30,11 @@ any other (transient)           retried after the      -
                                 spent
 ==============================  =====================  ================================
 
+The destination's failing-breaker (:mod:`processors.deliveries.breaker`) is not a row here:
+the table decides each record, while the breaker counts whole batches (the engine feeds it
+after the table's decisions); a record of a failing destination never reaches the table unless
+it is the probe, and is written back as ``waiting`` instead.
+
 Every attempted failure adds one entry to the record's error history (``history``), with the
 partner's wait hint bounded again (a connector may have built its error around a partner's
 number). The age budget that applies to every wait (a park or a retry that would end after

@@ -137,6 +137,7 @@ class OutcomeWriter:
             "retry": DeliveryStatus.RETRY_SCHEDULED,
             "deferred": DeliveryStatus.DEFERRED,
             "parked": DeliveryStatus.PARKED,
+            "waiting": DeliveryStatus.WAITING,
         }[kind]
         self.record(outputs, item, status, now, now, attempt=attempts, last_error=last_error)
         metrics.RETRIES_SCHEDULED.labels(self._connector, kind).inc()

@@ -7,8 +7,14 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
 - ``ver:{connection_id}``: hash ``{contract}:{entity_id} -> version`` of the newest version
   delivered to the connection's destination, raised only (a Lua compare-and-set);
 - ``hop:{delivery_id}``: the newest hop of a re-scheduled delivery; older copies are dropped;
-- ``connstate:{connection_id}``: hash ``state`` (``needs_reauth`` or ``gone``), ``reason``,
-  ``since`` (epoch seconds). A connection updated after ``since`` is healthy again;
+- ``connstate:{connection_id}``: hash ``state`` (``needs_reauth``, ``gone`` or
+  ``disabled``), ``reason``, ``since`` (epoch seconds). A connection updated after ``since``
+  is healthy again;
+- ``breaker:{connection_id}``: hash of the destination's failing-breaker
+  (:class:`~processors.connection_health.Breaker`: the consecutive transient failures, the
+  first failure's time, the last error, and while failing ``failing_since``,
+  ``next_probe_at``, ``probe_interval``); absent when closed, expiring
+  ``disable_after_seconds`` plus a day after its last change;
 - ``claim:{connection_id}|{version_field}``: the send lease of one entity at one destination,
   holding the id of the engine that may send it (``PX`` = ``QI_DELIVERY_CLAIM_LEASE_SECONDS``).
 
@@ -47,16 +53,47 @@ Delivery modes: the engine keys ``connstate:`` by destination (the connection id
 with its connector (``webhook|company:co_1``), so each destination has its own guard.
 
 Reads for a batch are one pipelined round trip; so are writes.
+
+The breaker (why and how; the states are in :mod:`processors.deliveries.breaker`). Every
+worker delivering to a destination counts its failures into the same hash, so the count and
+the first failure's time are updated atomically with the outcome: the worker reads the hash,
+decides with the pure functions of :mod:`~processors.deliveries.breaker`, and writes the result
+with one compare-and-set script that writes only if the hash's revision (``rev``, a random
+token replaced on every write) is still the one it read; otherwise it reads and decides again.
+So two workers failing at once count two failures, and exactly one of them trips the breaker.
+Taking the probe is the same transaction, so one caller gets it per interval. Disabling writes
+the ``connstate:`` health ``disabled`` and drops the breaker in the same script. Saving a
+connection deletes both for every destination of the connection
+(:class:`~processors.connection_health.HealthStore`, used by the connections API).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import random
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 
+from processors.connection_health import (
+    Breaker,
+    ConnectionHealth,
+    ConnectionState,
+    breaker_key,
+    health_key,
+)
+from processors.deliveries.breaker import (
+    BreakerPolicy,
+    Transition,
+    disabled_reason,
+    on_failure,
+    on_success,
+    take_probe,
+)
 from processors.deliveries.envelope import DeliveryItem
 
 __all__ = [
@@ -67,6 +104,48 @@ __all__ = [
     "DeliveryState",
     "DeliveryStateRepository",
 ]
+
+# KEYS: breaker, connstate. ARGV: the revision read ('' when there was no hash), ttl seconds,
+# the disable reason ('': none), the disabled state's name, now, the new revision (a fresh
+# random token, so a hash deleted and written again never shows an old revision), then the
+# breaker's fields as name/value pairs (none: delete the breaker). Returns 1 when written, 0
+# when the hash changed since it was read (the caller reads and decides again).
+_BREAKER_CAS = """
+local rev = redis.call('HGET', KEYS[1], 'rev') or ''
+if rev ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if #ARGV > 6 then
+  local fields = {}
+  for i = 7, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+  end
+  redis.call('HSET', KEYS[1], 'rev', ARGV[6], unpack(fields))
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], 'state', ARGV[4], 'reason', ARGV[3], 'since', ARGV[5])
+end
+return 1
+"""
+
+_R = TypeVar("_R")
+_BREAKER_TRIES = 100
+_BREAKER_JITTER_SECONDS = 0.005
+"""After a lost compare-and-set, wait up to this long (at random) before reading again, so
+contenders spread out instead of colliding again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Step(Generic[_R]):
+    """What one breaker update decided: the breaker to store (``None``: delete it), the
+    caller's answer, and the reason when the destination is disabled now."""
+
+    store: Breaker | None
+    answer: _R
+    disable_reason: str | None = None
+
 
 _RAISE_VERSION = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
@@ -126,13 +205,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class ConnectionHealth(StrEnum):
-    """Why a destination is parked: its credentials were refused, or its endpoint is gone."""
-
-    NEEDS_REAUTH = "needs_reauth"
-    GONE = "gone"
-
-
 @dataclass(frozen=True, slots=True)
 class DeliveryState:
     """What Redis knows of one item before it is sent."""
@@ -175,13 +247,6 @@ class Claim:
     lease_left_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionState:
-    health: ConnectionHealth
-    reason: str
-    since: float
-
-
 class DeliveryStateRepository:
     def __init__(
         self,
@@ -200,6 +265,7 @@ class DeliveryStateRepository:
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._breaker_cas = redis.register_script(_BREAKER_CAS)
 
     def _dlv(self, key: str) -> str:
         return f"{self._prefix}dlv:{key}"
@@ -211,7 +277,7 @@ class DeliveryStateRepository:
         return f"{self._prefix}hop:{delivery_id}"
 
     def _state(self, connection_id: str) -> str:
-        return f"{self._prefix}connstate:{connection_id}"
+        return health_key(self._prefix, connection_id)
 
     def _claim_key(self, item: DeliveryItem) -> str:
         return f"{self._prefix}claim:{item.connection_id}|{item.version_field}"
@@ -344,3 +410,117 @@ class DeliveryStateRepository:
 
     async def clear_connection_state(self, connection_id: str) -> None:
         await self._redis.delete(self._state(connection_id))
+
+    # -- the failing-destination breaker (see the module doc) ------------------------------
+
+    def _breaker(self, destination: str) -> str:
+        return breaker_key(self._prefix, destination)
+
+    async def breaker(self, destination: str) -> Breaker:
+        """The destination's breaker (closed when there is none)."""
+        raw = await self._redis.hgetall(self._breaker(destination))
+        return Breaker.from_fields({_text(k): _text(v) for k, v in raw.items()})
+
+    async def breaker_failed(
+        self,
+        destination: str,
+        *,
+        now: float,
+        reason: str,
+        probe: bool,
+        updated_at: float,
+        policy: BreakerPolicy,
+    ) -> tuple[Breaker, Transition]:
+        """Count a batch that failed transiently (:func:`~processors.deliveries.breaker.
+        on_failure`), atomically; a disabled destination gets its ``disabled`` health in the
+        same transaction (and its breaker is dropped: the returned one is the last run's, for
+        its reason). ``updated_at`` is the connection's: a run older than it is over."""
+
+        def step(breaker: Breaker) -> _Step[tuple[Breaker, Transition]]:
+            after, transition = on_failure(
+                breaker, now=now, reason=reason, probe=probe, policy=policy
+            )
+            if transition is Transition.DISABLED:
+                reason_text = disabled_reason(after, policy=policy)
+                return _Step(None, (after, transition), reason_text)
+            return _Step(after, (after, transition))
+
+        _kept, answer = await self._update_breaker(
+            destination, step, updated_at=updated_at, policy=policy, now=now
+        )
+        return answer
+
+    async def breaker_succeeded(
+        self, destination: str, *, updated_at: float, policy: BreakerPolicy
+    ) -> Transition:
+        """A delivered record ends the destination's run (``RESUMED`` if it was failing)."""
+
+        def step(breaker: Breaker) -> _Step[Transition]:
+            _closed, transition = on_success(breaker)
+            return _Step(None, transition)
+
+        _after, transition = await self._update_breaker(
+            destination, step, updated_at=updated_at, policy=policy, now=0.0
+        )
+        return transition
+
+    async def breaker_probe(
+        self, destination: str, *, now: float, updated_at: float, policy: BreakerPolicy
+    ) -> tuple[Breaker, bool]:
+        """Take the failing destination's probe if it is due (:func:`~processors.deliveries.
+        breaker.take_probe`); returns the breaker as it is now and whether the caller got it."""
+
+        def step(breaker: Breaker) -> _Step[bool]:
+            after, granted = take_probe(breaker, now=now)
+            return _Step(after if after.counting else None, granted)
+
+        return await self._update_breaker(
+            destination, step, updated_at=updated_at, policy=policy, now=now
+        )
+
+    async def _update_breaker(
+        self,
+        destination: str,
+        step: Callable[[Breaker], _Step[_R]],
+        *,
+        updated_at: float,
+        policy: BreakerPolicy,
+        now: float,
+    ) -> tuple[Breaker, _R]:
+        """Read the breaker, apply ``step`` and write its result if the hash is unchanged
+        (its ``rev`` field, compared and replaced by one script); read and decide again when
+        another client wrote it meanwhile.
+
+        Nothing is written when the breaker is unchanged. A run older than ``updated_at``
+        (the connection was saved since) is read as closed.
+        """
+        key = self._breaker(destination)
+        ttl = int(policy.disable_after_seconds) + 86400
+        for _ in range(_BREAKER_TRIES):
+            raw = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
+            stored = Breaker.from_fields(raw)
+            current = Breaker() if stored.older_than(updated_at) else stored
+            result = step(current)
+            kept = result.store if result.store is not None else Breaker()
+            if result.disable_reason is None and (
+                (result.store is None and not raw) or result.store == stored
+            ):
+                return kept, result.answer
+            fields = [] if result.store is None else list(result.store.to_fields().items())
+            written = await self._breaker_cas(
+                keys=[key, self._state(destination)],
+                args=[
+                    raw.get("rev", ""),
+                    ttl,
+                    result.disable_reason or "",
+                    ConnectionHealth.DISABLED.value,
+                    repr(now),
+                    uuid.uuid4().hex,
+                    *(part for pair in fields for part in pair),
+                ],
+            )
+            if int(written) == 1:
+                return kept, result.answer
+            await asyncio.sleep(random.random() * _BREAKER_JITTER_SECONDS)  # noqa: S311 - jitter
+        msg = f"the breaker of {destination} kept changing; gave up after {_BREAKER_TRIES} tries"
+        raise RuntimeError(msg)

@@ -45,7 +45,9 @@ from processors.auth import (
     require_tenant_access,
 )
 from processors.auth.routes import PlatformAdminRoute, TenantRoute
+from processors.connection_health import HealthStore
 from processors.errors import NotFound, error_responses
+from processors.tenants.health import ConnectionHealthView
 from processors.tenants.models import Connector
 from processors.tenants.repository import ConnectionRepository
 from processors.tenants.schemas import (
@@ -93,6 +95,7 @@ def get_connection_service(request: Request) -> ConnectionService:
         ConnectionRepository(redis, key_prefix=settings.redis.key_prefix),
         box=settings.secrets.secret_box(),
         allow_private_networks=settings.webhook.allow_private_networks,
+        health=ConnectionHealthView(HealthStore(redis, key_prefix=settings.redis.key_prefix)),
     )
 
 
@@ -143,7 +146,9 @@ async def list_connections(
     tenant_id: TenantId, _actor: TenantAccess, service: Service
 ) -> ConnectionList:
     connections = await service.list_connections(tenant_id)
-    return ConnectionList(items=[ConnectionOut.from_record(c) for c in connections])
+    return ConnectionList(
+        items=[ConnectionOut.from_record(c, await service.status(c)) for c in connections]
+    )
 
 
 PutConnection = Callable[..., Awaitable[ConnectionOut]]
@@ -162,7 +167,7 @@ def _put_connection(connector: Connector) -> PutConnection:
     ) -> ConnectionOut:
         record, created = await service.save_connection(tenant_id, connector, body, actor=actor)
         response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return ConnectionOut.from_record(record)
+        return ConnectionOut.from_record(record, await service.status(record))
 
     # FastAPI reads the body model from the signature (``inspect.signature`` honours a
     # function's ``__signature__``): this connector's model instead of the base class.
@@ -184,7 +189,8 @@ async def put_unknown_connection(
 async def get_connection(
     tenant_id: TenantId, connector: Connector, _actor: TenantAccess, service: Service
 ) -> ConnectionOut:
-    return ConnectionOut.from_record(await service.get_connection(tenant_id, connector))
+    connection = await service.get_connection(tenant_id, connector)
+    return ConnectionOut.from_record(connection, await service.status(connection))
 
 
 async def delete_connection(

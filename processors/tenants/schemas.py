@@ -44,7 +44,9 @@ an optional block is accepted and means "left out"; the schema shows only the ob
 
 Responses show a connection with every secret replaced by the redaction marker
 (:func:`~processors.tenants.secret_fields.redact_settings`); no secret and no sealed token is
-ever in a response.
+ever in a response. They also show the connection's delivery ``state`` (``enabled``,
+``parked``, ``needs_reauth``, ``failing``, ``disabled``) with ``state_reason`` and
+``state_since``; :mod:`processors.tenants.health` says what each means and where it comes from.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from connectors.registry import ConnectorSpec, get_connector, webhook_copy_carri
 from processors.domain.events import EventType
 from processors.identity.resolver import MatchPolicy
 from processors.identity.strategies import MatchStrategy
+from processors.tenants.health import ConnectionStatus, ShownState
 from processors.tenants.models import ConnectionRecord, Connector, DeliveryMode
 from processors.tenants.secret_fields import redact_settings
 
@@ -310,9 +313,23 @@ class ConnectionOut(BaseModel):
     settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    state: ShownState = Field(
+        default="enabled",
+        description="How deliveries to the connection fare: `enabled`, `parked` (endpoint gone"
+        " or unusable configuration), `needs_reauth` (credentials refused), `failing` (every"
+        " recent attempt failed; records wait and one probe at a time tests the destination),"
+        " `disabled` (by the tenant, or after failing too long).",
+    )
+    state_reason: str | None = Field(default=None, description="Why, when not `enabled`.")
+    state_since: datetime | None = Field(
+        default=None, description="Since when, when not `enabled`."
+    )
 
     @classmethod
-    def from_record(cls, record: ConnectionRecord) -> ConnectionOut:
+    def from_record(
+        cls, record: ConnectionRecord, status: ConnectionStatus | None = None
+    ) -> ConnectionOut:
+        shown = status if status is not None else ConnectionStatus()
         return cls(
             connection_id=record.connection_id,
             tenant_id=record.tenant_id,
@@ -325,6 +342,9 @@ class ConnectionOut(BaseModel):
             settings=redact_settings(record.settings),
             created_at=record.created_at,
             updated_at=record.updated_at,
+            state=shown.state,
+            state_reason=shown.reason,
+            state_since=shown.since,
         )
 
 

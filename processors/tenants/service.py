@@ -43,6 +43,11 @@ hands everything but ``webhook`` and ``match_policy`` to that class unchanged, a
 gives is stored (the defaults stay the connector's), and a replace stores exactly the new
 body's options.
 
+Delivery health: with a :class:`~processors.tenants.health.ConnectionHealthView`, the service
+reports each connection's delivery ``state`` (:meth:`ConnectionService.status`), and saving or
+deleting a connection forgets the health and failing-breaker of its destinations, so a save
+re-enables a ``disabled`` or ``parked`` connection and lets a ``failing`` one send at once.
+
 Logs (``connection.saved``, ``connection.deleted``, ``allowlist.changed``) carry ids and the
 actor's ``sub`` only.
 """
@@ -61,6 +66,7 @@ from connectors.registry import ConnectorSpec, get_connector, webhook_copy_carri
 from processors.auth.principal import Principal
 from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
 from processors.secrets import SecretBox, SecretDecryptionError
+from processors.tenants.health import ConnectionHealthView, ConnectionStatus, connection_status
 from processors.tenants.models import (
     SERVICE_KEYS,
     ConnectionRecord,
@@ -186,10 +192,12 @@ class ConnectionService:
         *,
         box: SecretBox,
         allow_private_networks: bool = False,
+        health: ConnectionHealthView | None = None,
     ) -> None:
         self._repository = repository
         self._box = box
         self._allow_private_networks = allow_private_networks
+        self._health = health
 
     async def set_allowlisted(self, tenant_id: str, allowlisted: bool, *, actor: Principal) -> None:
         """Put the tenant on the allowlist or take it off (idempotent)."""
@@ -208,6 +216,13 @@ class ConnectionService:
     async def list_connections(self, tenant_id: str) -> list[ConnectionRecord]:
         return await self._repository.list(tenant_id)
 
+    async def status(self, connection: ConnectionRecord) -> ConnectionStatus:
+        """The connection's delivery state (``enabled`` without a health view, unless the
+        tenant disabled it); see :mod:`processors.tenants.health`."""
+        if self._health is None:
+            return connection_status(connection, [])
+        return await self._health.status(connection)
+
     async def get_connection(self, tenant_id: str, connector: Connector) -> ConnectionRecord:
         """The tenant's connection for ``connector``; raises :class:`NotFound` if none."""
         connection = await self._repository.get(tenant_id, connector)
@@ -225,6 +240,8 @@ class ConnectionService:
         if not await self._repository.delete(tenant_id, connector):
             raise NotFound("no connection for this connector", code="connection_not_found")
         forgotten = await self._repository.forget_connection(connection.connection_id)
+        if self._health is not None:
+            await self._health.forget(connection)
         _log.info(
             "connection.deleted",
             extra={
@@ -284,6 +301,8 @@ class ConnectionService:
             updated_at=now,
         )
         await self._repository.put(record)
+        if self._health is not None:
+            await self._health.forget(record)
         _log.info(
             "connection.saved",
             extra={

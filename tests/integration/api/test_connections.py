@@ -125,6 +125,9 @@ async def test_webhook_response_shape(client: httpx.AsyncClient) -> None:
         "settings",
         "created_at",
         "updated_at",
+        "state",
+        "state_reason",
+        "state_since",
     }
     assert body["delivery_mode"] == "webhook"
     assert body["event_types"] == {"company.upserted": True, "job_ad.published": False}

@@ -30,6 +30,15 @@ from connectors.base import (
     raise_for_response,
 )
 from processors.contracts import ContractFamily, default_registry, encode
+from processors.deliveries.breaker import (
+    Breaker,
+    BreakerPolicy,
+    Transition,
+    disabled_reason,
+    on_failure,
+    on_success,
+    take_probe,
+)
 from processors.deliveries.engine import DeliveryEngine
 from processors.deliveries.envelope import DeliveryItem, EnvelopeError, item_from_record
 from processors.deliveries.models import AttemptError, DeliveryRecord
@@ -61,6 +70,7 @@ class _State(DeliveryStateRepository):
         self.health: dict[str, ConnectionState] = {}
         self.claims: dict[str, str] = {}
         """Claim key -> owner; leases never expire here (a test deletes a claim instead)."""
+        self.breakers: dict[str, Breaker] = {}
 
     async def load(self, items: Sequence[DeliveryItem]) -> list[DeliveryState]:
         return [
@@ -122,6 +132,51 @@ class _State(DeliveryStateRepository):
         self, connection_id: str, health: ConnectionHealth, *, reason: str, since: float
     ) -> None:
         self.health[connection_id] = ConnectionState(health, reason, since)
+
+    # the breaker: the same pure transitions the Redis repository applies atomically
+
+    def _current(self, destination: str, updated_at: float) -> Breaker:
+        stored = self.breakers.get(destination, Breaker())
+        return Breaker() if stored.older_than(updated_at) else stored
+
+    async def breaker(self, destination: str) -> Breaker:
+        return self.breakers.get(destination, Breaker())
+
+    async def breaker_failed(
+        self,
+        destination: str,
+        *,
+        now: float,
+        reason: str,
+        probe: bool,
+        updated_at: float,
+        policy: BreakerPolicy,
+    ) -> tuple[Breaker, Transition]:
+        current = self._current(destination, updated_at)
+        after, transition = on_failure(current, now=now, reason=reason, probe=probe, policy=policy)
+        if transition is Transition.DISABLED:
+            self.breakers.pop(destination, None)
+            self.health[destination] = ConnectionState(
+                ConnectionHealth.DISABLED, disabled_reason(after, policy=policy), now
+            )
+        else:
+            self.breakers[destination] = after
+        return after, transition
+
+    async def breaker_succeeded(
+        self, destination: str, *, updated_at: float, policy: BreakerPolicy
+    ) -> Transition:
+        _closed, transition = on_success(self._current(destination, updated_at))
+        self.breakers.pop(destination, None)
+        return transition
+
+    async def breaker_probe(
+        self, destination: str, *, now: float, updated_at: float, policy: BreakerPolicy
+    ) -> tuple[Breaker, bool]:
+        after, granted = take_probe(self._current(destination, updated_at), now=now)
+        if after.counting:
+            self.breakers[destination] = after
+        return after, granted
 
 
 class _Connections(ConnectionRepository):

@@ -31,13 +31,6 @@ _BY = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 _LEGEND_LABEL = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _SCRAPE_LABELS = frozenset({"instance", "job"})
 
-_NOT_YET_REGISTERED: dict[str, tuple[str, ...]] = {
-    # The failing-connection breaker's metrics, named by the alert rules and the dashboard;
-    # their code is merged separately. Once registered, this test asks to delete them here.
-    "qi_connections_failing": ("connector",),
-    "qi_connection_state_changes_total": ("connector", "state"),
-}
-
 
 def _series_names(name: str, kind: str) -> tuple[str, ...]:
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
@@ -67,10 +60,7 @@ def _labels() -> dict[str, frozenset[str]]:
 
 def _known() -> dict[str, frozenset[str]]:
     exported = _exported()
-    known = {name: labels for name, labels in _labels().items() if name in exported}
-    for name, labels in _NOT_YET_REGISTERED.items():
-        known.setdefault(name, frozenset(labels) | _SCRAPE_LABELS)
-    return known
+    return {name: labels for name, labels in _labels().items() if name in exported}
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -176,12 +166,6 @@ def test_the_alert_rules_name_existing_metrics_and_labels() -> None:
         for problem in _expr_problems(rule["expr"], "", known, allow_or=True)
     ]
     assert not problems, "\n".join(problems)
-
-
-def test_names_awaiting_registration_are_not_registered_yet() -> None:
-    """Once the breaker's metrics are registered, the allowance above must go."""
-    registered = set(_NOT_YET_REGISTERED) & _exported()
-    assert not registered, f"now registered: delete {sorted(registered)} from _NOT_YET_REGISTERED"
 
 
 def test_the_checks_catch_broken_queries() -> None:
