@@ -33,6 +33,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -322,11 +323,49 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
         )
         console.print(f"[bold]worker[/] started; logs in {logs}; Ctrl-C to stop")
         consumer = _watch_consumer(settings, topics)
+        since = datetime.now(UTC).replace(microsecond=0)
         published = _publish_samples(settings, topics, events)
         console.print(f"[bold]published[/] {published} domain events (valid and invalid)")
-        return _show(console, consumer, topics, processes, duration=duration, logs=logs)
+        code = _show(console, consumer, topics, processes, duration=duration, logs=logs)
+        _print_operator_commands(console, since=since, sample=_write_sample_event(logs))
+        return code
     finally:
         _stop(processes)
+
+
+def _write_sample_event(logs: Path) -> Path:
+    """One valid domain event of the first demo tenant, for the preview command."""
+    path = logs / "sample-event.json"
+    event = next(e for e in sample_events([DEMO_TENANTS[0]], 50, seed=7) if _is_company(e))
+    # an entity the run did not deliver, so the preview shows the whole request
+    event["data"]["company_id"] = "co_preview"
+    path.write_bytes(to_json_line(event) + b"\n")
+    return path
+
+
+def _is_company(event: dict[str, object]) -> bool:
+    return event.get("event_type") == "company.upserted"
+
+
+def _print_operator_commands(console: Console, *, since: datetime, sample: Path) -> None:
+    """What an operator can try next against the demo tenants (README: "Operator runs")."""
+    acme, globex = DEMO_TENANTS[0], DEMO_TENANTS[1]
+    window = since.isoformat().replace("+00:00", "Z")
+    commands = (
+        ("what a connection would send", f"preview --tenant {acme} --connector webhook {sample}"),
+        (
+            "replay this run's webhooks, counting only",
+            f"replay --tenant {acme} --connector webhook --since {window} --dry-run",
+        ),
+        ("the dead letters of a tenant", f"dlq list --tenant {globex} --connector webhook"),
+        (
+            "map this run's events again, counting only",
+            f"backfill --tenant {acme} --connector webhook --since {window} --dry-run",
+        ),
+    )
+    console.print("[bold]try next[/] (operator commands, with the same environment):")
+    for what, command in commands:
+        console.print(f"  # {what}\n  queast-integrations {command}", soft_wrap=True)
 
 
 def _show(

@@ -10,7 +10,8 @@ connector's retry topic with the envelope plus:
 - ``qi.not_before``: epoch milliseconds before which it must not be tried;
 - ``qi.first_attempt_at``: epoch milliseconds of the first attempt (the age budget);
 - ``qi.errors``: the error history, JSON;
-- ``qi.retry.kind``: ``retry``, ``deferred`` or ``parked``.
+- ``qi.retry.kind``: ``retry``, ``deferred``, ``parked`` or ``waiting`` (a failing destination,
+  see :mod:`processors.deliveries.breaker`).
 
 A record sent again by an operator's run (:mod:`processors.operations.reinject`) carries
 ``qi.replay_id`` (the run's id, copied into every delivery record of it) and ``qi.run.kind``:
