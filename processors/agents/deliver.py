@@ -211,6 +211,7 @@ class _EngineHolder:
         async with self._lock:
             if self._engine is None:
                 self._engine = self._build()
+                self._engine.start_held_sweeper()
             return self._engine
 
     def _build(self) -> DeliveryEngine:

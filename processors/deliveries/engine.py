@@ -301,7 +301,7 @@ class DeliveryEngine:
                 for n, queue in enumerate(lane.queues)
             ]
             self._lanes[lane.key] = lane
-            self._start_held_sweeper()
+            self.start_held_sweeper()
         return lane
 
     async def flush_index(self) -> None:
@@ -646,7 +646,7 @@ class DeliveryEngine:
                 step="delivery.hold",
                 connection_id=item.connection_id,
             )
-            self._start_held_sweeper()
+            self.start_held_sweeper()
         outputs.acks.append(ack)
         self._out.record(
             outputs,
@@ -676,7 +676,9 @@ class DeliveryEngine:
                 return HeldSubject(item.connection_id, "company", company_id)
         return HeldSubject(item.connection_id, family, item.headers["qi.entity_id"])
 
-    def _start_held_sweeper(self) -> None:
+    def start_held_sweeper(self) -> None:
+        """Start sweeping held records for ``review_timeout`` (once; the worker calls it when
+        it builds the engine, and a lane or a hold starts it too)."""
         if self._held is None or self._held_sweeper is not None or self._closed:
             return
         self._held_sweeper = asyncio.create_task(

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
+from processors.identity.held import HeldStore, HeldSubject
 from processors.samples import sample_events
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -101,6 +103,7 @@ async def test_a_held_record_is_delivered_once_after_confirm(
     worker_factory: list[WorkerProcess],
     hubspot: HubSpotSandbox,
     client: httpx.AsyncClient,
+    redis_client: Redis,
     tmp_path: Path,
 ) -> None:
     portal, seeded, _event_id = await _held_company(api_settings, topics, repository, hubspot)
@@ -112,8 +115,22 @@ async def test_a_held_record_is_delivered_once_after_confirm(
         assert await poll_until(reader, lambda: _with("held_for_review")(reader), within=120)
         assert _writes(hubspot, portal) == [], "nothing is written while held"
 
+        held = HeldStore(redis_client, key_prefix=api_settings.redis.key_prefix)
+        subject = HeldSubject(f"conn_{TENANT}", "company", COMPANY)
+        [kept] = await held.held(subject)
+        assert kept.topic == topics.exports("hubspot")
+
         other = await client.post(f"{BASE}/confirm", headers=OTHER_ADMIN)
         assert other.status_code == 403
+        forged = await client.put(BASE, json={"partner_object_id": seeded[0]}, headers=OTHER_ADMIN)
+        assert forged.status_code == 403
+        malformed = await client.put(BASE, json={"partner_object_id": ""}, headers=TENANT_ADMIN)
+        assert malformed.status_code == 422
+        oversized = await client.put(
+            BASE, json={"partner_object_id": "x" * 129}, headers=TENANT_ADMIN
+        )
+        assert oversized.status_code == 422
+        assert await held.held(subject) == [kept], "refused decisions release nothing"
         async with identity_store(api_settings) as identity:
             [review] = await identity.reviews(f"conn_{TENANT}")
             assert review.queast_id == COMPANY
