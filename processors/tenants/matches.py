@@ -219,7 +219,22 @@ async def link_match(
     "/{kind}/{queast_id}",
     status_code=204,
     summary="Unlink an entity, or reject its review (it is created anew)",
-    responses=_MATCH_NOT_FOUND,
+    responses={
+        **_MATCH_NOT_FOUND,
+        204: {
+            "description": "Unlinked or rejected; the records held for the entity were released",
+            "headers": {
+                "Qi-Released": {
+                    "description": "How many held records the decision sent again",
+                    "schema": {"type": "integer"},
+                },
+                "Qi-Release-Id": {
+                    "description": "The `replay_id` of their delivery records (if any)",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+    },
 )
 async def unlink_match(
     tenant_id: TenantId,

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from processors.identity.held import HeldStore, HeldSubject
+from processors.api import create_api
+from processors.identity.held import HeldStore, HeldSubject, Released, ReleaseError
+from processors.identity.repository import IdentityRepository, ReviewEntry
 from processors.samples import sample_events
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -233,3 +235,55 @@ async def test_a_review_outlasting_the_age_budget_dead_letters_review_timeout(
     [dead] = [r for r in _records(reader) if r["status"] == "dead_lettered"]
     assert dead["last_error"]["reason"].startswith("review_timeout")
     assert _writes(hubspot, portal) == []
+
+
+class _RefusingReleaser:
+    """A releaser whose broker refuses every copy."""
+
+    def __init__(self) -> None:
+        self.asked: list[HeldSubject] = []
+
+    async def release(
+        self, subject: HeldSubject, *, connector: str, tenant_id: str, decision: str
+    ) -> Released:
+        self.asked.append(subject)
+        raise ReleaseError("broker down")
+
+
+async def test_a_decision_whose_release_fails_is_kept_and_answers_503(
+    api_settings: Settings, redis_client: Redis, repository: ConnectionRepository
+) -> None:
+    await connect(
+        repository,
+        api_settings,
+        TENANT,
+        "hubspot",
+        {"auth": {"type": "private_app", "token": "pat-na1-held-review-portal-token"}},
+    )
+    identity = IdentityRepository(redis_client, key_prefix=api_settings.redis.key_prefix)
+    await identity.add_review(
+        ReviewEntry(
+            tenant_id=TENANT,
+            connection_id=f"conn_{TENANT}",
+            kind="company",
+            queast_id=COMPANY,
+            best_candidate_id="501",
+            confidence=1.0,
+            strategy="domain",
+            explanation="two objects share the domain",
+        )
+    )
+    app = create_api(api_settings)
+    refusing = _RefusingReleaser()
+    app.state.releaser = refusing
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        answer = await http.post(f"{BASE}/confirm", headers=TENANT_ADMIN)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "release_failed"
+    assert refusing.asked == [HeldSubject(f"conn_{TENANT}", "company", COMPANY)]
+    link = await identity.get(f"conn_{TENANT}", "company", COMPANY)
+    assert link is not None
+    assert (link.partner_object_id, link.state) == ("501", "confirmed")
