@@ -14,7 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from connectors.base import HeldForReviewError
-from processors.contracts import default_registry
+from processors.contracts import default_registry, encode
+from processors.contracts.enums import ContractFamily
+from processors.contracts.samples import representative_records
 from processors.deliveries.engine import DeliveryEngine
 from processors.deliveries.policy import RetryPolicy
 from processors.identity.held import HeldStore, HeldSubject
@@ -124,3 +126,16 @@ async def test_the_sweep_dead_letters_held_records_once_their_budget_is_spent(
     assert record["last_error"]["error_class"] == "ReviewTimeout"
     assert len(h.on("dlq.webhook")) == 1
     assert await store.held(HeldSubject("conn_1", "company", "co_1")) == []
+
+
+async def test_a_held_signal_waits_for_the_review_of_its_company(store: HeldStore) -> None:
+    schema = default_registry().latest(ContractFamily.SIGNAL)
+    record = representative_records(schema)[1]
+    record.update(company_id="co_9", schema_version=schema.schema_version)
+    item = _item(2)
+    item.value = encode(schema, record)
+    item.headers.update({"qi.contract": "signal", "qi.entity_id": "sig_1"})
+    h = _holding(store)
+    assert await h.run([item]) == ["d-2"]
+    assert len(await store.held(HeldSubject("conn_1", "company", "co_9"))) == 1
+    assert await store.held(HeldSubject("conn_1", "signal", "sig_1")) == []
