@@ -32,7 +32,8 @@ A Redis that does not answer (refused, timed out after the client's own retries,
 JSON shape as every other error, never a plain-text 500; the error class is logged, never the
 command's arguments.
 
-``app.state`` holds ``settings``, ``redis`` (one client per process, closed with the app) and
+``app.state`` holds ``settings``, ``redis`` (one client per process, closed with the app),
+``releaser`` (held records, on one Kafka producer made on first use, flushed at shutdown) and
 ``token_verifier``; the domains' dependencies read them from there.
 """
 
@@ -51,6 +52,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from processors.appstate import ApiProducer
 from processors.auth import TokenVerifier
 from processors.deliveries.endpoints import router as deliveries_router
 from processors.errors import (
@@ -63,6 +65,7 @@ from processors.errors import (
     install_error_handlers,
 )
 from processors.operations.preview_api import router as preview_router
+from processors.operations.release import HeldReleaser
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
@@ -230,12 +233,14 @@ def create_api(
 ) -> FastAPI:
     """The FastAPI app; one Redis client per process, opened and closed with the app."""
     redis = redis_client(settings.redis)
+    kafka = ApiProducer(settings.kafka)  # releases held records (processors.operations.release)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.secrets.is_development_key:
             _log.warning("secrets.development_key_in_use")
         yield
+        await asyncio.to_thread(kafka.close)
         await redis.aclose()
 
     app = FastAPI(
@@ -248,6 +253,7 @@ def create_api(
     app.state.settings = settings
     app.state.redis = redis
     app.state.token_verifier = TokenVerifier.from_settings(settings.auth)
+    app.state.releaser = HeldReleaser.for_api(redis, settings, kafka.get)
     install_error_handlers(app)
     app.add_middleware(
         BoundedBodyMiddleware,

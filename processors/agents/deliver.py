@@ -105,6 +105,7 @@ from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
 from processors.deliveries.throttle import GlobalThrottle
 from processors.deliveries.tokens import OAuthTokenStore
+from processors.identity.held import HeldStore
 from processors.identity.repository import IdentityRepository
 from processors.kafka import header_value
 from processors.redis_client import redis_client
@@ -210,6 +211,7 @@ class _EngineHolder:
         async with self._lock:
             if self._engine is None:
                 self._engine = self._build()
+                self._engine.start_held_sweeper()
             return self._engine
 
     def _build(self) -> DeliveryEngine:
@@ -241,6 +243,7 @@ class _EngineHolder:
                 base_url=s.partners.base_url(self._connector),
                 tokens=OAuthTokenStore(redis, box=s.secrets.secret_box(), key_prefix=prefix),
             ),
+            held=HeldStore(redis, key_prefix=prefix),
             throttle=GlobalThrottle(
                 redis,
                 key=f"{prefix}throttle:{self._connector}",

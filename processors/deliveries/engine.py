@@ -97,6 +97,15 @@ that is gone parks the webhook copies only; the stale-version guard is per desti
 destination the connection's delivery mode no longer includes (``both`` changed to ``api``,
 say) is dead-lettered, like a record of a removed connection: the tenant asked for it not to
 be sent there, and a redrive can still send it.
+
+Held for review: a record whose entity matched ambiguously (``HeldForReviewError``) is written
+to the held store (:mod:`processors.identity.held`: its value, envelope and source position,
+under the review it waits for) before it is acknowledged, and its delivery record says
+``held_for_review``. A review decision releases it (:mod:`processors.operations.release`); a
+held record older than its age budget is dead-lettered with reason ``review_timeout``, by
+:meth:`DeliveryEngine.sweep_held` (a task of the engine, a quarter of the budget apart) or at
+once if it is held again that late. Holding rather than re-scheduling the record to the retry
+topic means no partner lookup is spent on it every few minutes while a human decides.
 """
 
 from __future__ import annotations
@@ -106,6 +115,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -131,7 +141,7 @@ from connectors.base.contract import (
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
 from processors.deliveries.breaker import Breaker, BreakerPolicy, Transition, disabled_reason
-from processors.deliveries.envelope import DeliveryItem, destination_key
+from processors.deliveries.envelope import DeliveryItem, destination_key, item_from_record
 from processors.deliveries.indexing import RecordIndexer
 from processors.deliveries.lanes import Lane, LaneQueue, defer_delay, new_lane
 from processors.deliveries.models import AttemptError, DeliveryStatus
@@ -146,6 +156,7 @@ from processors.deliveries.state import (
     DeliveryStateRepository,
 )
 from processors.deliveries.throttle import GlobalThrottle
+from processors.identity.held import HeldRecord, HeldStore, HeldSubject
 from processors.routing.destinations import export_destinations
 from processors.routing.service import OutgoingRecord
 from processors.settings import DeliverySettings
@@ -194,6 +205,7 @@ class DeliveryEngine:
         policy: RetryPolicy,
         registry: ContractRegistry,
         clock: Callable[[], float] = time.time,
+        held: HeldStore | None = None,
     ) -> None:
         self._connector = connector
         self._max_batch = max_batch_size
@@ -215,6 +227,8 @@ class DeliveryEngine:
         never mistakes a dead predecessor's claims for its own."""
         self._indexer = RecordIndexer(records)
         self._breaker_policy = BreakerPolicy.from_settings(settings)
+        self._held = held
+        self._held_sweeper: asyncio.Task[None] | None = None
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -301,6 +315,7 @@ class DeliveryEngine:
                 for n, queue in enumerate(lane.queues)
             ]
             self._lanes[lane.key] = lane
+            self.start_held_sweeper()
         return lane
 
     async def flush_index(self) -> None:
@@ -320,6 +335,7 @@ class DeliveryEngine:
             if lane.sink is not None:
                 await lane.sink.close()
         self._lanes.clear()
+        await self._stop_held_sweeper()
         await self._indexer.close()
 
     # -- the lane loop ----------------------------------------------------------------------
@@ -591,16 +607,7 @@ class DeliveryEngine:
             await self._mark_connection(connection, outcome.mark, error, finished)
         step = outcome.step
         if isinstance(step, Hold):
-            outputs.acks.append(ack)
-            self._out.record(
-                outputs,
-                item,
-                DeliveryStatus.HELD_FOR_REVIEW,
-                started,
-                finished,
-                attempt=step.attempts_made,
-                last_error=step.error,
-            )
+            await self._hold(outputs, item, ack, step, started=started, finished=finished)
         elif isinstance(step, DeadLetter):
             self._out.dead_letter(
                 outputs, item, ack, step.error, finished, attempt=step.attempts_made
@@ -616,6 +623,147 @@ class DeliveryEngine:
                 attempts_made=step.attempts_made,
                 last_error=step.last_error,
             )
+
+    # -- records held for a match review (see processors.identity.held) ----------------------
+
+    async def _hold(
+        self,
+        outputs: Outputs,
+        item: DeliveryItem,
+        ack: Ack,
+        step: Hold,
+        *,
+        started: float,
+        finished: float,
+    ) -> None:
+        """Hold ``item`` for its match review, or dead-letter it (``review_timeout``) when it
+        is older than its age budget.
+
+        The held record (value, envelope, source position) is written to the held store
+        before the item is acknowledged, tried again like any outcome while Redis fails, so
+        a decision can release it (:mod:`processors.operations.release`); its age counts from
+        its first attempt, as every wait's does. The delivery record says
+        ``held_for_review``.
+        """
+        first_ms = item.first_attempt_at_ms or int(started * 1000)
+        if finished - first_ms / 1000 > self._policy.timeout_seconds:
+            error = _review_timeout(step.error.attempt, finished, self._policy.timeout_seconds)
+            self._out.dead_letter(outputs, item, ack, error, finished, attempt=step.attempts_made)
+            return
+        if self._held is not None:
+            record = HeldRecord.of(
+                subject=self._held_subject(item, step.error.reason),
+                value=item.value,
+                headers=item.headers,
+                topic=item.source_topic,
+                partition=item.source_partition,
+                offset=item.source_offset,
+                held_at_ms=first_ms,
+            )
+            await self._until_done(
+                functools.partial(self._held.hold, record),
+                step="delivery.hold",
+                connection_id=item.connection_id,
+            )
+            self.start_held_sweeper()
+        outputs.acks.append(ack)
+        self._out.record(
+            outputs,
+            item,
+            DeliveryStatus.HELD_FOR_REVIEW,
+            started,
+            finished,
+            attempt=step.attempts_made,
+            last_error=step.error,
+        )
+
+    def _held_subject(self, item: DeliveryItem, reason: str) -> HeldSubject:
+        """The review ``item`` waits for: the review named in the error (``(review
+        company:co_1)``), else its own entity for a company or person, else the company a
+        signal or job ad is about, else its own entity (released by nothing but its age)."""
+        named = _REVIEW_IN_REASON.search(reason)
+        if named is not None:
+            return HeldSubject(item.connection_id, named["kind"], named["queast_id"])
+        family = item.headers["qi.contract"]
+        if family not in _ENTITY_FAMILIES:
+            try:
+                _schema, contract = decode(item.value, registry=self._registry)
+                company_id = to_json_dict(contract).get("company_id")
+            except ContractError:
+                company_id = None
+            if isinstance(company_id, str) and company_id:
+                return HeldSubject(item.connection_id, "company", company_id)
+        return HeldSubject(item.connection_id, family, item.headers["qi.entity_id"])
+
+    def start_held_sweeper(self) -> None:
+        """Start sweeping held records for ``review_timeout`` (once; the worker calls it when
+        it builds the engine, and a lane or a hold starts it too)."""
+        if self._held is None or self._held_sweeper is not None or self._closed:
+            return
+        self._held_sweeper = asyncio.create_task(
+            self._sweep_held_forever(), name=f"held-sweep-{self._connector}"
+        )
+
+    async def _stop_held_sweeper(self) -> None:
+        sweeper, self._held_sweeper = self._held_sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _sweep_held_forever(self) -> None:
+        """Sweep the held records a quarter of the age budget apart (0.5 s to a minute)."""
+        interval = min(max(self._policy.timeout_seconds / 4, 0.5), 60.0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep_held()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or Kafka: the next sweep tries again
+                logger.warning(
+                    "delivery.held.sweep_failed",
+                    extra={"connector": self._connector, "error": type(exc).__name__},
+                )
+
+    async def sweep_held(self) -> int:
+        """Dead-letter (``review_timeout``) the records of this connector held longer than
+        the age budget; returns how many.
+
+        Each entity's expired records are taken from the store atomically (a decision made
+        at that moment releases the others, never these), then dead-lettered with their
+        delivery records like any outcome.
+        """
+        if self._held is None:
+            return 0
+        now = self._clock()
+        cutoff = int((now - self._policy.timeout_seconds) * 1000)
+        swept = 0
+        for subject in await self._held.due(self._connector, older_than_ms=cutoff):
+            expired = await self._held.expire(
+                subject, connector=self._connector, older_than_ms=cutoff
+            )
+            outputs = Outputs()
+            for record in expired:
+                try:
+                    item = item_from_record(
+                        value=record.value,
+                        headers=record.headers,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                    )
+                except ValueError:
+                    logger.warning(
+                        "delivery.held.unreadable",
+                        extra={"connector": self._connector, "tenant_id": record.tenant_id},
+                    )
+                    continue
+                error = _review_timeout(item.attempts_made, now, self._policy.timeout_seconds)
+                self._out.dead_letter(outputs, item, _no_ack, error, now)
+                swept += 1
+            await self._commit_until_written(outputs, connection_id=subject.connection_id)
+        return swept
 
     async def _connection_failed(
         self,
@@ -1043,6 +1191,25 @@ def _breaker_signal(outcome: BatchOutcome) -> tuple[bool, ConnectorError | None]
 def _shown_state(health: ConnectionHealth) -> str:
     """The connections API's state of a destination health (``gone`` shows as ``parked``)."""
     return "parked" if health is ConnectionHealth.GONE else health.value
+
+
+_REVIEW_IN_REASON = re.compile(r"\(review (?P<kind>company|person):(?P<queast_id>[^)\s]+)\)")
+"""The review a partner's ``HeldForReviewError`` names in its reason (HubSpot does)."""
+
+_ENTITY_FAMILIES = frozenset({"company", "person"})
+
+
+def _review_timeout(attempt: int, now: float, budget: float) -> AttemptError:
+    return AttemptError(
+        attempt=attempt,
+        at=now_dt(now),
+        error_class="ReviewTimeout",
+        reason=f"review_timeout: no review decision within the retry budget ({budget:.0f}s)",
+    )
+
+
+def _no_ack() -> None:
+    """A swept held record was acknowledged when it was held."""
 
 
 def _missing_outcome(connector: str) -> ConnectorError:

@@ -17,8 +17,11 @@ and indexed in Redis for the API. Statuses:
 - ``parked``: the connection needs re-authorisation or is disabled (410), or the partner's
   quota for the day is spent; the record waits in the retry topic, no attempt spent, until the
   connection is fixed or re-enabled, or the quota resets;
-- ``held_for_review``: the entity matched a partner object ambiguously; nothing was written and
-  a review entry waits on ``integrations.match-review``; a review decision re-delivers it.
+- ``held_for_review``: the entity matched a partner object ambiguously; nothing was written,
+  a review entry waits in the identity store and the record is kept with it
+  (:mod:`processors.identity.held`); the review decision sends it again once, as a ``release``
+  run whose delivery records carry the release id as ``replay_id``; a record held past its age
+  budget is dead-lettered with reason ``review_timeout``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
   other way; one partner object belongs to at most one Queast entity);
 - ``idreview:{connection_id}``: hash ``{kind}:{queast_id} -> ReviewEntry JSON``, the ambiguous
   matches waiting for a tenant admin;
+- ``idreject:{connection_id}``: hash ``{kind}:{queast_id} -> JSON list of partner object ids``
+  a tenant admin rejected for that entity (:meth:`IdentityRepository.reject`); the resolver
+  never offers them again, so an entity whose every candidate was rejected is created anew;
 - ``idwait:{connection_id}:{company_queast_id}``: set of person Queast ids written to the
   partner before their company was linked, so without their association. Whichever side comes
   second writes the association: a person adds itself here *then* looks for the company's
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -179,6 +183,9 @@ class IdentityRepository:
     def _reviews(self, connection_id: str) -> str:
         return f"{self._prefix}idreview:{connection_id}"
 
+    def _rejected(self, connection_id: str) -> str:
+        return f"{self._prefix}idreject:{connection_id}"
+
     def _waiting(self, connection_id: str, company_id: str) -> str:
         return f"{self._prefix}idwait:{connection_id}:{company_id}"
 
@@ -273,6 +280,36 @@ class IdentityRepository:
             (ReviewEntry.model_validate_json(v) for v in raw.values()),
             key=lambda entry: entry.created_at,
         )
+
+    async def reject(self, connection_id: str, kind: str, queast_id: str) -> ReviewEntry | None:
+        """Reject the entity's review: none of its candidates is this entity.
+
+        Removes the review entry and remembers its candidates as rejected (added to any
+        rejected before); returns the entry, or ``None`` if there was none (nothing changed).
+        """
+        entry = await self.review(connection_id, kind, queast_id)
+        if entry is None:
+            return None
+        field = f"{kind}:{queast_id}"
+        ids = set(await self.rejected(connection_id, kind, queast_id))
+        ids.update(
+            str(c["partner_object_id"]) for c in entry.candidates if "partner_object_id" in c
+        )
+        if entry.best_candidate_id is not None:
+            ids.add(entry.best_candidate_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self._rejected(connection_id), field, json.dumps(sorted(ids)))
+        pipe.hdel(self._reviews(connection_id), field)
+        await pipe.execute()
+        return entry
+
+    async def rejected(self, connection_id: str, kind: str, queast_id: str) -> list[str]:
+        """The partner objects a tenant admin rejected for the entity (sorted)."""
+        raw = await self._redis.hget(self._rejected(connection_id), f"{kind}:{queast_id}")
+        if raw is None:
+            return []
+        ids = json.loads(raw)
+        return sorted(str(i) for i in ids) if isinstance(ids, list) else []
 
     # -- people written before their company was linked ---------------------------------------
 

@@ -8,7 +8,8 @@ copied into a :class:`~processors.identity.strategies.CompanyIdentity` or
 
 - an auto-linked match is stored with its provenance and is still listed for review;
 - an ambiguous one writes a review entry (nothing is written to the partner);
-- a candidate already linked to another Queast entity is never offered again.
+- a candidate already linked to another Queast entity is never offered again, nor one a
+  tenant admin rejected for this entity (a rejected review: the entity is created anew).
 
 The policy lives in the connection's settings as ``match_policy``:
 ``{"company_strategies": [...], "person_strategies": [...], "auto_link_threshold": 0.92,
@@ -117,7 +118,12 @@ class ConnectionIdentityResolver:
         record: EntityRecord,
         candidates: Sequence[IdentityCandidate],
     ) -> IdentityDecision:
-        free = [c for c in candidates if await self._free_for(kind, queast_id, c)]
+        rejected = set(await self._repository.rejected(self._connection_id, kind.value, queast_id))
+        free = [
+            c
+            for c in candidates
+            if c.partner_object_id not in rejected and await self._free_for(kind, queast_id, c)
+        ]
         offered = [
             PartnerCandidate(
                 partner_object_id=c.partner_object_id,

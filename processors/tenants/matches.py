@@ -15,9 +15,17 @@ services call repositories; the identity package never imports this one.
     DELETE /v1/tenants/{tenant_id}/connections/{connector}/matches/{kind}/{queast_id}
 
 ``confirm`` turns an auto-linked match, or the best candidate of a review entry, into a
-confirmed link recorded with the caller's ``sub``. Access: a tenant admin of that tenant, or a
-platform admin. Records held for review are delivered by the next export of their entity;
-re-delivering the held one on a decision is not built yet.
+confirmed link recorded with the caller's ``sub``. ``DELETE`` removes a link, or, for an entity
+with a review entry and no link, rejects the review: none of its candidates is the entity, which
+is then created anew in the partner. Access: a tenant admin of that tenant, or a platform admin.
+
+Every decision releases the records held for the entity, once
+(:mod:`processors.operations.release`): ``confirm`` and ``PUT`` answer the link with
+``released`` (how many records were sent again) and ``release_id`` (the ``replay_id`` their
+delivery records carry; null when nothing was released); ``DELETE`` answers 204 with the same
+two in the ``Qi-Released`` and ``Qi-Release-Id`` headers. A repeated decision releases nothing
+more. If the broker refuses the records, the decision is kept and the answer is 503
+``release_failed``: repeating the decision sends them, with the same release id.
 
 The listing is paginated (:meth:`~processors.identity.repository.IdentityRepository.match_page`):
 ``limit`` is 1 to 500 (100 by default) and a page holds about that many links and reviews
@@ -27,17 +35,19 @@ API did not issue is 400 ``invalid_cursor``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from processors.appstate import api_state
+from processors.appstate import api_releaser, api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
-from processors.errors import error_responses
+from processors.errors import ServiceUnavailable, error_responses
+from processors.identity.held import ReleaseError
 from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
-from processors.identity.review import MatchReviewService
+from processors.identity.review import Decision, MatchReviewService
 from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
 from processors.tenants.service import ConnectionService
@@ -79,6 +89,39 @@ class MatchesOut(BaseModel):
     )
 
 
+class DecisionOut(IdentityLink):
+    """The entity's link after the decision, and what the decision released."""
+
+    released: int = Field(
+        description="Records held for this entity that the decision sent again (0: none)."
+    )
+    release_id: str | None = Field(
+        default=None, description="The `replay_id` of the released records' delivery records."
+    )
+
+
+def _answer(decision: Decision) -> DecisionOut:
+    if decision.link is None:  # confirm and link always store one
+        msg = "a confirm or link decision without a link"
+        raise RuntimeError(msg)
+    return DecisionOut(
+        **decision.link.model_dump(),
+        released=decision.released.released,
+        release_id=decision.released.release_id,
+    )
+
+
+async def _decide(action: Awaitable[Decision]) -> Decision:
+    try:
+        return await action
+    except ReleaseError:
+        raise ServiceUnavailable(
+            "the decision is recorded but its held records could not be sent yet; "
+            "repeat the decision",
+            code="release_failed",
+        ) from None
+
+
 class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,7 +131,10 @@ class LinkIn(BaseModel):
 def _review_service(request: Request) -> MatchReviewService:
     """The review service over the app's Redis and settings (``app.state``)."""
     redis, settings = api_state(request)
-    return MatchReviewService(IdentityRepository(redis, key_prefix=settings.redis.key_prefix))
+    return MatchReviewService(
+        IdentityRepository(redis, key_prefix=settings.redis.key_prefix),
+        releaser=api_releaser(request),
+    )
 
 
 Reviews = Annotated[MatchReviewService, Depends(_review_service)]
@@ -139,9 +185,11 @@ async def confirm_match(
     actor: Annotated[Principal, Depends(require_tenant_access)],
     connections: Connections,
     reviews: Reviews,
-) -> IdentityLink:
+) -> DecisionOut:
     ref = await _ref(connections, tenant_id, connector, kind, queast_id)
-    return await reviews.confirm(ref, decided_by=actor.sub)
+    return _answer(
+        await _decide(reviews.confirm(ref, decided_by=actor.sub, connector=connector.value))
+    )
 
 
 @router.put(
@@ -159,13 +207,34 @@ async def link_match(
     actor: Annotated[Principal, Depends(require_tenant_access)],
     connections: Connections,
     reviews: Reviews,
-) -> IdentityLink:
+) -> DecisionOut:
     ref = await _ref(connections, tenant_id, connector, kind, queast_id)
-    return await reviews.link(ref, body.partner_object_id, decided_by=actor.sub)
+    decision = reviews.link(
+        ref, body.partner_object_id, decided_by=actor.sub, connector=connector.value
+    )
+    return _answer(await _decide(decision))
 
 
 @router.delete(
-    "/{kind}/{queast_id}", status_code=204, summary="Unlink an entity", responses=_MATCH_NOT_FOUND
+    "/{kind}/{queast_id}",
+    status_code=204,
+    summary="Unlink an entity, or reject its review (it is created anew)",
+    responses={
+        **_MATCH_NOT_FOUND,
+        204: {
+            "description": "Unlinked or rejected; the records held for the entity were released",
+            "headers": {
+                "Qi-Released": {
+                    "description": "How many held records the decision sent again",
+                    "schema": {"type": "integer"},
+                },
+                "Qi-Release-Id": {
+                    "description": "The `replay_id` of their delivery records (if any)",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+    },
 )
 async def unlink_match(
     tenant_id: TenantId,
@@ -177,5 +246,9 @@ async def unlink_match(
     connections: Connections,
     reviews: Reviews,
 ) -> Response:
-    await reviews.unlink(await _ref(connections, tenant_id, connector, kind, queast_id))
-    return Response(status_code=204)
+    ref = await _ref(connections, tenant_id, connector, kind, queast_id)
+    decision = await _decide(reviews.unlink(ref, connector=connector.value))
+    headers = {"Qi-Released": str(decision.released.released)}
+    if decision.released.release_id is not None:
+        headers["Qi-Release-Id"] = decision.released.release_id
+    return Response(status_code=204, headers=headers)

@@ -14,7 +14,8 @@ Deleting a connection also forgets what other modules keep under its connection 
 (:meth:`ConnectionRepository.forget_connection`, the families in
 :data:`CONNECTION_KEY_FAMILIES`): its sealed OAuth grant (``oauth:``,
 :mod:`processors.deliveries.tokens`), identity links, review entries and waiting people
-(``idmap:``, ``idreview:``, ``idwait:``, :mod:`processors.identity.repository`) and delivery
+(``idmap:``, ``idreview:``, ``idwait:``, ``idreject:``, :mod:`processors.identity.repository`),
+records held for a review (``idheld:``, :mod:`processors.identity.held`) and delivery
 state (``ver:``, ``connstate:`` and the webhook copy's ``connstate:{id}:webhook``,
 :mod:`processors.deliveries.state`). A new connection for the same connector gets a new
 connection id, so nothing of the old one could be reused anyway; forgetting it keeps Redis
@@ -75,6 +76,8 @@ CONNECTION_KEY_FAMILIES: Final[tuple[str, ...]] = (
     "idreview:{connection_id}",
     "idmap:{connection_id}:*",
     "idwait:{connection_id}:*",
+    "idheld:{connection_id}:*",
+    "idreject:{connection_id}",
 )
 """Every key kept for one connection id, under the key prefix (``*``: any suffix)."""
 _SCAN_COUNT: Final = 1000
