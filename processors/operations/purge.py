@@ -22,11 +22,17 @@ family                      keys                                   written by
 ``identity_links``          ``idmap:{connection_id}:*``            processors.identity.repository
 ``identity_reviews``        ``idreview:{connection_id}``           processors.identity.repository
 ``identity_waiting``        ``idwait:{connection_id}:*``           processors.identity.repository
+``identity_rejections``     ``idreject:{connection_id}``           processors.identity.repository
+``held_records``            ``idheld:{connection_id}:*``           processors.identity.held
+``breakers``                ``breaker:{connection_id}`` and        processors.deliveries.state
+                            ``breaker:{connection_id}:*``
 ``other_tenant_keys``       any other ``tenant:{t}:*`` key         (later features)
 ==========================  =====================================  ===========================
 
 Not the tenant's, so never touched: ``config:epoch``, the rest of ``allowlist`` and the global
-per-connector throttle ``throttle:{connector}`` (the service keeps no per-tenant rate-limit key
+per-connector throttle ``throttle:{connector}`` and the held-record sweep index
+``idheld-due:{connector}`` (the purge takes the tenant's members out of it)
+(the service keeps no per-tenant rate-limit key
 in Redis: a connection's own limits live in the worker's memory).
 
 How the keys are found, without a pattern that could reach another tenant:
@@ -101,6 +107,9 @@ FAMILIES: Final[tuple[str, ...]] = (
     "identity_links",
     "identity_reviews",
     "identity_waiting",
+    "identity_rejections",
+    "held_records",
+    "breakers",
     "other_tenant_keys",
 )
 """Every family of the report, in the order the report lists them."""
@@ -328,16 +337,31 @@ class TenantPurge:
         await self._take(run, "delivery_versions", [key("ver")])
         await self._take(run, "identity_reviews", [key("idreview")])
         await self._take(run, "connection_state", [key("connstate")])
+        await self._take(run, "identity_rejections", [key("idreject")])
+        await self._take(run, "breakers", [key("breaker")])
         escaped = _glob_escape(connection_id)
         for family, pattern in (
             ("connection_state", f"connstate:{escaped}:*"),
             ("send_claims", f"claim:{escaped}|*"),
             ("identity_links", f"idmap:{escaped}:*"),
             ("identity_waiting", f"idwait:{escaped}:*"),
+            ("held_records", f"idheld:{escaped}:*"),
+            ("breakers", f"breaker:{escaped}:*"),
         ):
             found = [_text(k) async for k in self._scan(_glob_escape(self._prefix) + pattern)]
             for start in range(0, len(found), BATCH):
                 await self._take(run, family, found[start : start + BATCH])
+        if not run.dry_run:
+            await self._held_sweep_members(connection_id)
+
+    async def _held_sweep_members(self, connection_id: str) -> None:
+        """Drop the connection's entries from the shared held-record sweep indexes (members,
+        not keys: not counted)."""
+        member = _glob_escape(json.dumps([connection_id])[:-1] + ",") + "*"
+        async for due in self._scan(_glob_escape(self._prefix) + "idheld-due:*"):
+            found = [m async for m, _score in self._redis.zscan_iter(due, match=member)]
+            if found:
+                await self._redis.zrem(due, *found)
 
     def _scan(self, pattern: str) -> AsyncIterator[bytes | str]:
         return self._redis.scan_iter(match=pattern, count=BATCH)

@@ -25,11 +25,13 @@ from redis.asyncio import Redis
 from connectors.base.oauth import OAuthGrant
 from processors.auth.principal import Principal, Role
 from processors.cli import main
+from processors.deliveries.breaker import BreakerPolicy
 from processors.deliveries.envelope import DeliveryItem
 from processors.deliveries.models import DeliveryRecord, DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import ConnectionHealth, DeliveryStateRepository
 from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
+from processors.identity.held import HeldRecord, HeldStore
 from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
 from processors.operations.purge import (
     FAMILIES,
@@ -183,6 +185,38 @@ async def _seed(redis: Redis, settings: Settings, tenant: str) -> None:
         )
     )
     await identity.add_waiting(cid, "co_3", "pe_1")
+    await identity.add_review(
+        ReviewEntry(
+            tenant_id=tenant,
+            connection_id=cid,
+            kind="company",
+            queast_id="co_4",
+            best_candidate_id="hs_4",
+            confidence=0.5,
+            strategy="company_name",
+            explanation="rejected below",
+        )
+    )
+    await identity.reject(cid, "company", "co_4")
+    held = HeldStore(redis, key_prefix=prefix)
+    await held.hold(
+        HeldRecord(
+            tenant_id=tenant,
+            connector="hubspot",
+            connection_id=cid,
+            kind="company",
+            queast_id="co_2",
+            idempotency_key=f"qik_held_{tenant}",
+            delivery_id=f"d_held_{tenant}",
+            entity_version=1,
+            topic="exports",
+            partition=0,
+            offset=1,
+            first_held_at_ms=1,
+            value_b64=base64.b64encode(b"contract with personal data").decode(),
+            headers={"qi.tenant_id": tenant},
+        )
+    )
 
     state = DeliveryStateRepository(
         redis, key_prefix=prefix, dedupe_ttl_seconds=3600, hop_ttl_seconds=3600
@@ -195,6 +229,14 @@ async def _seed(redis: Redis, settings: Settings, tenant: str) -> None:
     await state.set_connection_state(cid, ConnectionHealth.NEEDS_REAUTH, reason="401", since=1.0)
     await state.set_connection_state(
         f"{cid}:webhook", ConnectionHealth.GONE, reason="410", since=1.0
+    )
+    await state.breaker_failed(
+        cid,
+        now=10.0,
+        reason="503",
+        probe=False,
+        updated_at=1.0,
+        policy=BreakerPolicy.from_settings(settings.delivery),
     )
     records = DeliveryRecordIndex(redis, key_prefix=prefix, retention_seconds=3600)
     await records.add_many(
@@ -231,7 +273,7 @@ async def test_purge_removes_every_key_of_t_1_and_none_of_t_10(
     families = {key.decode().removeprefix(prefix).split(":")[0] for key in t_1_keys}
     assert families == {
         "tenant", "oauth", "idmap", "idreview", "idwait", "ver", "connstate", "claim", "drec",
-        "dlv", "hop",
+        "dlv", "hop", "idreject", "idheld", "breaker",
     }  # fmt: skip
     assert await _members(redis, settings) == {"t_1", "t_10"}
 
