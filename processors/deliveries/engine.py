@@ -132,12 +132,6 @@ from connectors.base import (
     TransientError,
     bounded_wait,
 )
-from connectors.base.contract import (
-    ContractRecord,
-    ContractViolation,
-    model_for_family,
-    parse_record,
-)
 from processors import metrics
 from processors.contracts import ContractError, ContractRegistry, decode, to_json_dict
 from processors.deliveries.breaker import Breaker, BreakerPolicy, Transition, disabled_reason
@@ -145,6 +139,7 @@ from processors.deliveries.envelope import DeliveryItem, destination_key, item_f
 from processors.deliveries.indexing import RecordIndexer
 from processors.deliveries.lanes import Lane, LaneQueue, defer_delay, new_lane
 from processors.deliveries.models import AttemptError, DeliveryStatus
+from processors.deliveries.outbound import outbound_record
 from processors.deliveries.outcomes import DeadLetter, Hold, failure_outcome
 from processors.deliveries.outputs import Ack, OutcomeWriter, Outputs, now_dt
 from processors.deliveries.policy import RetryPolicy
@@ -1117,45 +1112,24 @@ class DeliveryEngine:
 
         Returns the record and, for a record whose payload fails its contract model, the
         sink's error for it (``None``: send it). Raises ``ContractError`` for bytes that do
-        not decode. See :mod:`connectors.base.contract`.
+        not decode. See :mod:`processors.deliveries.outbound`.
         """
         schema, contract = decode(item.value, registry=self._registry)
-        payload = to_json_dict(contract)
-        model = model_for_family(schema.family)
-        try:
-            typed = None if model is None else parse_record(model, payload)
-        except ContractViolation as violation:
-            record = self._outbound_record(item, payload, None)
-            refusal = sink.contract_error(record, violation)
-            if refusal is not None:
-                logger.warning(
-                    "delivery.contract.refused",
-                    extra={**record.log_fields(), "fields": list(violation.fields[:10])},
-                )
-            return record, refusal
-        return self._outbound_record(item, payload, typed), None
-
-    def _outbound_record(
-        self, item: DeliveryItem, payload: dict[str, Any], typed: ContractRecord | None
-    ) -> OutboundRecord:
-        return OutboundRecord(
-            delivery_id=item.delivery_id,
-            tenant_id=item.tenant_id,
-            connection_id=item.connection_id,
+        record, refusal = outbound_record(
+            item,
             connector=self._connector,
-            event_type=item.headers["qi.event_type"],
-            event_id=item.headers["qi.event_id"],
-            idempotency_key=item.idempotency_key,
-            correlation_id=item.headers["qi.correlation_id"],
-            entity_id=item.headers["qi.entity_id"],
-            entity_version=item.entity_version,
-            occurred_at=str(payload.get("occurred_at", "")),
-            schema_version=item.headers["qi.schema_version"],
-            payload=payload,
-            attempt=item.attempts_made + 1,
-            record=typed,
-            replay_id=item.replay_id,
+            family=schema.family,
+            payload=to_json_dict(contract),
+            sink=sink,
         )
+        if refusal is None:
+            return record, None
+        violation, error = refusal
+        logger.warning(
+            "delivery.contract.refused",
+            extra={**record.log_fields(), "fields": list(violation.fields[:10])},
+        )
+        return record, error
 
 
 def _asked_to_wait_until(outcome: BatchOutcome, now: float) -> float:

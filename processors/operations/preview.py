@@ -86,25 +86,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from redis.asyncio import Redis
 
 from connectors.base import (
-    BaseSink,
     ConnectorError,
     HeldForReviewError,
     OAuthGrant,
-    OutboundRecord,
     PermanentError,
     http_client_factory,
 )
-from connectors.base.contract import ContractViolation, model_for_family, parse_record
 from processors.contracts import (
     ContractEncodingError,
     ContractRegistry,
-    ContractSchema,
     decode,
     default_registry,
     encode,
     to_json_dict,
 )
 from processors.deliveries.envelope import DeliveryItem
+from processors.deliveries.outbound import outbound_record
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
 from processors.deliveries.tokens import OAuthTokenStore
@@ -116,7 +113,7 @@ from processors.routing import (
     map_event,
     parse_domain_event,
 )
-from processors.routing.idempotency import delivery_id_for
+from processors.routing.service import delivery_envelope
 from processors.secrets import REDACTED, SecretBox, SecretDecryptionError
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
@@ -562,33 +559,6 @@ def _secrets_of(connection: ConnectionRecord, box: SecretBox) -> list[str]:
     return found
 
 
-def _delivery_headers(
-    event: DomainEvent,
-    connection: ConnectionRecord,
-    destination: Connector,
-    key: str,
-    schema: ContractSchema,
-) -> dict[str, str]:
-    """The router's delivery envelope of the export (``qi.*``), as the engine reads it."""
-    envelope = event.envelope
-    return {
-        "qi.delivery_id": delivery_id_for(key),
-        "qi.tenant_id": envelope.tenant_id,
-        "qi.connector": destination.value,
-        "qi.owner_connector": connection.connector.value,
-        "qi.connection_id": connection.connection_id,
-        "qi.event_type": envelope.event_type.value,
-        "qi.event_id": str(envelope.event_id),
-        "qi.idempotency_key": key,
-        "qi.correlation_id": event.correlation_id,
-        "qi.entity_id": event.entity.entity_id,
-        "qi.entity_version": str(event.entity.version),
-        "qi.contract": schema.family.value,
-        "qi.schema_version": schema.schema_version,
-        "qi.source": _PREVIEW_SOURCE,
-    }
-
-
 def _failure_outcome(error: ConnectorError) -> Outcome:
     if isinstance(error, HeldForReviewError):
         return Outcome.HELD_FOR_REVIEW
@@ -660,8 +630,14 @@ class PreviewService:
                 return Preview(
                     **base, outcome=Outcome.SKIPPED, reason="contract_violation", detail=str(exc)
                 )
-            headers = _delivery_headers(
-                parsed, connection, destination, mapped.idempotency_key, schema
+            headers = delivery_envelope(
+                parsed,
+                connection,
+                mapped.idempotency_key,
+                destination=destination,
+                family=schema.family.value,
+                schema_version=schema.schema_version,
+                source=_PREVIEW_SOURCE,
             )
             destinations.append(await self._destination(connection, destination, value, headers))
         if not destinations:  # pragma: no cover - the skip reasons above cover it
@@ -809,9 +785,15 @@ class PreviewService:
         except ConnectorError as exc:
             return Outcome.PARKED, f"connection_unusable: {exc.reason}"
         try:
-            record, refusal = self._outbound(item, payload, sink, destination)
+            record, refusal = outbound_record(
+                item,
+                connector=destination.value,
+                family=item.headers["qi.contract"],
+                payload=payload,
+                sink=sink,
+            )
             if refusal is not None:
-                return Outcome.WOULD_DEAD_LETTER, f"contract_refused: {refusal.reason}"
+                return Outcome.WOULD_DEAD_LETTER, f"contract_refused: {refusal[1].reason}"
             outcome = await sink.deliver([record])
         except Exception as exc:  # a connector bug: the engine would retry the record
             logger.exception(
@@ -825,40 +807,3 @@ class PreviewService:
             return Outcome.WOULD_SEND, None
         failure = outcome.failed[0]
         return _failure_outcome(failure.error), failure.error.reason
-
-    @staticmethod
-    def _outbound(
-        item: DeliveryItem,
-        payload: dict[str, Any],
-        sink: BaseSink[Any],
-        destination: Connector,
-    ) -> tuple[OutboundRecord, ConnectorError | None]:
-        """The record as the engine hands it to the sink, and the sink's refusal of a record
-        whose payload fails its contract model (as the engine asks it)."""
-        model = model_for_family(item.headers["qi.contract"])
-        typed = None
-        violation: ContractViolation | None = None
-        if model is not None:
-            try:
-                typed = parse_record(model, payload)
-            except ContractViolation as exc:
-                violation = exc
-        record = OutboundRecord(
-            delivery_id=item.delivery_id,
-            tenant_id=item.tenant_id,
-            connection_id=item.connection_id,
-            connector=destination.value,
-            event_type=item.headers["qi.event_type"],
-            event_id=item.headers["qi.event_id"],
-            idempotency_key=item.idempotency_key,
-            correlation_id=item.headers["qi.correlation_id"],
-            entity_id=item.headers["qi.entity_id"],
-            entity_version=item.entity_version,
-            occurred_at=str(payload.get("occurred_at", "")),
-            schema_version=item.headers["qi.schema_version"],
-            payload=payload,
-            attempt=1,
-            record=typed,
-        )
-        refusal = None if violation is None else sink.contract_error(record, violation)
-        return record, refusal

@@ -64,6 +64,7 @@ __all__ = [
     "OutgoingRecord",
     "RoutingReport",
     "RoutingService",
+    "delivery_envelope",
 ]
 
 logger = logging.getLogger(__name__)
@@ -348,8 +349,31 @@ def _delivery_headers(
     family: str,
     schema_version: str,
 ) -> Headers:
+    pairs = delivery_envelope(
+        event,
+        connection,
+        key,
+        destination=destination,
+        family=family,
+        schema_version=schema_version,
+        source=f"{incoming.topic}:{incoming.partition}:{incoming.offset}",
+    )
+    return tuple((name, value.encode()) for name, value in pairs.items())
+
+
+def delivery_envelope(
+    event: DomainEvent,
+    connection: ConnectionRecord,
+    key: str,
+    *,
+    destination: Connector,
+    family: str,
+    schema_version: str,
+    source: str,
+) -> dict[str, str]:
+    """The delivery envelope (``qi.*`` headers) of one export of ``event`` (see the module)."""
     envelope = event.envelope
-    pairs = {
+    return {
         "qi.delivery_id": delivery_id_for(key),
         "qi.tenant_id": envelope.tenant_id,
         "qi.connector": destination.value,
@@ -363,6 +387,5 @@ def _delivery_headers(
         "qi.entity_version": str(event.entity.version),
         "qi.contract": family,
         "qi.schema_version": schema_version,
-        "qi.source": f"{incoming.topic}:{incoming.partition}:{incoming.offset}",
+        "qi.source": source,
     }
-    return tuple((name, value.encode()) for name, value in pairs.items())
