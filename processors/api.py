@@ -61,6 +61,7 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.operations.deadletters_api import router as dead_letters_router
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
@@ -277,4 +278,5 @@ def create_api(
     app.include_router(tenant_router())
     app.include_router(deliveries_router)
     app.include_router(identity_router)
+    app.include_router(dead_letters_router)
     return app
