@@ -52,7 +52,8 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -63,6 +64,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from processors.deliveries.envelope import REQUIRED_HEADERS
 from processors.deliveries.models import AttemptError
 from processors.operations.history import (
+    HistoryError,
     HistoryReader,
     OffsetSpan,
     record_headers,
@@ -79,6 +81,7 @@ __all__ = [
     "DeadLetterPage",
     "DeadLetterRow",
     "DeadLetterService",
+    "NoSuchTopicError",
     "RedriveReport",
     "TooManyDeadLettersError",
     "Unrecoverable",
@@ -275,6 +278,11 @@ class RedriveReport:
         }
 
 
+class NoSuchTopicError(HistoryError):
+    """The connector's dead-letter topic does not exist (``topics ensure`` was not run, or
+    another ``QI_TOPIC_PREFIX``): nothing was ever dead-lettered there."""
+
+
 class TooManyDeadLettersError(ValueError):
     """More distinct dead letters match than one bounded redrive may send."""
 
@@ -336,9 +344,13 @@ class DeadLetterService:
 
     def _letters(
         self, reader: HistoryReader, chosen: DeadLetterFilter, *, from_offset: int | None = None
-    ) -> Iterator[DeadLetter]:
+    ) -> Generator[DeadLetter, None, None]:
         topic = self._topics.dlq(chosen.connector)
-        partition = tenant_partition(chosen.tenant_id, reader.partitions(topic))
+        try:
+            partitions = reader.partitions(topic)
+        except HistoryError as exc:
+            raise NoSuchTopicError(str(exc)) from exc
+        partition = tenant_partition(chosen.tenant_id, partitions)
         if from_offset is not None:
             span = reader.span(topic, partition, from_offset=from_offset)
             if chosen.since is not None:
@@ -355,8 +367,11 @@ class DeadLetterService:
         """Up to ``limit`` rows from ``from_offset`` (or ``since``, or the oldest kept)."""
         rows: list[DeadLetterRow] = []
         next_offset: int | None = None
-        with self._reader() as reader:
-            for letter in self._letters(reader, chosen, from_offset=from_offset):
+        with (
+            self._reader() as reader,
+            closing(self._letters(reader, chosen, from_offset=from_offset)) as letters,
+        ):
+            for letter in letters:
                 if not chosen.matches(letter):
                     continue
                 if len(rows) == limit:
@@ -381,8 +396,8 @@ class DeadLetterService:
         :class:`~.reinject.ReinjectError` when the broker refuses copies.
         """
         report = RedriveReport(redrive_id or new_run_id("rd"), dry_run)
-        with self._reader() as reader:
-            planned = plan_redrive(self._letters(reader, chosen), chosen, max_records=max_records)
+        with self._reader() as reader, closing(self._letters(reader, chosen)) as letters:
+            planned = plan_redrive(letters, chosen, max_records=max_records)
             report.matched = len(planned)
             values = self._values(reader, chosen.connector, planned, report)
         logger.info(

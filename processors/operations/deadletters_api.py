@@ -19,7 +19,9 @@ the previous page (the next offset); anything else is 400 ``invalid_cursor``.
 A redrive through the API is bounded: at most ``QI_DLQ_API_MAX_REDRIVE`` distinct records
 (10,000 by default) per call. When more match, nothing is queued and the answer is 422
 ``too_many_dead_letters``, asking to narrow the filter (``since``, ``error``) or to run
-``queast-integrations dlq redrive``, which has no bound. A topic that cannot be read is 503.
+``queast-integrations dlq redrive``, which has no bound. A connector whose dead-letter topic
+does not exist has no dead letters (an empty page, nothing matched); a broker that does not
+answer, or a topic that cannot be read to its end, is 503 ``service_unavailable``.
 The redrive id and counts are in the answer and in the log (``operations.redrive.*``); every
 delivery record of a redriven copy carries the redrive id as ``replay_id``.
 
@@ -34,6 +36,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, Final
 
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,7 +51,10 @@ from processors.operations.deadletters import (
     DeadLetterFilter,
     DeadLetterRow,
     DeadLetterService,
+    NoSuchTopicError,
+    RedriveReport,
     TooManyDeadLettersError,
+    new_run_id,
 )
 from processors.operations.history import HistoryError
 from processors.operations.reinject import ReinjectError
@@ -140,7 +146,13 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"the dead letters cannot be read now: {type(exc).__name__}")
 
 
-@router.get("/dead-letters", summary="The tenant's dead letters of a connector, oldest first")
+@router.get(
+    "/dead-letters",
+    summary="The tenant's dead letters of a connector, oldest first",
+    responses=error_responses(
+        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
+    ),
+)
 async def list_dead_letters(
     tenant_id: TenantId,
     _actor: Annotated[Principal, Depends(require_tenant_access)],
@@ -158,7 +170,9 @@ async def list_dead_letters(
     offset = None if cursor is None else int(cursor)
     try:
         page = await run_in_threadpool(service.listing, chosen, limit=limit, from_offset=offset)
-    except HistoryError as exc:
+    except NoSuchTopicError:
+        return DeadLetterPageOut(items=[], next_cursor=None)  # nothing was dead-lettered
+    except (HistoryError, KafkaException) as exc:
         raise _unavailable(exc) from None
     next_cursor = None if page.next_offset is None else str(page.next_offset)
     return DeadLetterPageOut(items=page.rows, next_cursor=next_cursor)
@@ -206,7 +220,9 @@ async def redrive_dead_letters(
             "run `queast-integrations dlq redrive`",
             code="too_many_dead_letters",
         ) from None
-    except (HistoryError, ReinjectError) as exc:
+    except NoSuchTopicError:
+        report = RedriveReport(new_run_id("rd"), body.dry_run)  # nothing was dead-lettered
+    except (HistoryError, ReinjectError, KafkaException) as exc:
         raise _unavailable(exc) from None
     _log.info(
         "operations.redrive.requested",

@@ -34,7 +34,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,7 +140,7 @@ def _invalid(message: Message) -> _Invalid:
 
 def _read(
     reader: HistoryReader, topics: TopicMap, tenant_id: str | None, since: datetime | None
-) -> Iterator[_Invalid]:
+) -> Generator[_Invalid, None, None]:
     topic = topics.invalid_events
     count = reader.partitions(topic)
     partitions = range(count) if tenant_id is None else [tenant_partition(tenant_id, count)]
@@ -161,8 +162,8 @@ def list_invalid(
 ) -> tuple[list[InvalidRow], bool]:
     """Up to ``limit`` rows in partition and offset order, and whether more match."""
     rows: list[InvalidRow] = []
-    with HistoryReader(kafka) as reader:
-        for record in _read(reader, topics, tenant_id, since):
+    with HistoryReader(kafka) as reader, closing(_read(reader, topics, tenant_id, since)) as found:
+        for record in found:
             if len(rows) == limit:
                 return rows, True
             rows.append(record.row())
