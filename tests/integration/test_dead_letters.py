@@ -7,6 +7,8 @@ Real worker process, Kafka, Redis and webhook receiver (the setup of ``test_deli
 from __future__ import annotations
 
 import json
+import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,11 @@ from typing import Any
 import pytest
 
 from processors.cli import main
+from processors.deliveries.envelope import REQUIRED_HEADERS
+from processors.kafka import producer
 from processors.operations.deadletters import DeadLetterFilter, DeadLetterService
-from processors.samples import sample_events
+from processors.routing.idempotency import delivery_id_for
+from processors.samples import sample_events, to_json_line
 from processors.settings import Settings, get_settings
 from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
@@ -28,7 +33,7 @@ from tests.integration.test_delivery import (
     _wait,
 )
 from tests.sandboxes.webhook_receiver import Behaviour, ReceiverServer
-from tests.support.kafka_io import TopicReader
+from tests.support.kafka_io import TopicReader, produce, read_to_end
 from tests.support.worker import WorkerProcess
 
 REJECTED = "t_rejected"
@@ -247,3 +252,115 @@ async def test_dead_letters_without_payloads_are_redriven_from_their_export(
         assert set(receiver.count_by_id(REJECTED, delivered_only=True).values()) == {1}
     finally:
         records.close()
+
+
+def _no_payload_letter(tenant: str, n: int, original: tuple[str, int]) -> list[tuple[str, Any]]:
+    key = f"qik_{tenant}_{n}"
+    headers = {name: f"{name}-{n}" for name in REQUIRED_HEADERS}
+    headers.update(
+        {
+            "qi.tenant_id": tenant,
+            "qi.connector": "webhook",
+            "qi.entity_version": "1",
+            "qi.idempotency_key": key,
+            "qi.delivery_id": delivery_id_for(key),
+            "qi.error.class": "PermanentError",
+            "qi.error.status": "400",
+            "qi.original.topic": original[0],
+            "qi.original.partition": "0",
+            "qi.original.offset": str(original[1]),
+            "qi.payload_included": "false",
+        }
+    )
+    return list(headers.items())
+
+
+def test_a_dead_letter_whose_original_is_gone_is_reported_unrecoverable(
+    settings: Settings, topics: TopicMap, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = producer(settings.kafka)
+    for n, original in enumerate([(topics.exports("webhook"), 10_000), (topics.domain_events, 0)]):
+        client.produce(
+            topics.dlq("webhook"),
+            key=REJECTED.encode(),
+            value=b"",
+            headers=_no_payload_letter(REJECTED, n, original),
+        )
+    assert client.flush(30) == 0
+    redrive = ["dlq", "redrive", "--tenant", REJECTED, "--connector", "webhook", "--json"]
+    assert main([*redrive, "--dry-run"]) == 0, "a dry run reports, it does not fail"
+    capsys.readouterr()
+    assert main(redrive) == 1
+    captured = capsys.readouterr()
+    summary = _last_json(captured.out)
+    assert (summary["matched"], summary["queued"], summary["unrecoverable"]) == (2, 0, 2)
+    assert f"qik_{REJECTED}_0" in captured.err
+    assert "is gone" in captured.err
+    assert "not on an export or retry topic" in captured.err
+    retry = read_to_end(settings.kafka.bootstrap_servers, [topics.retry("webhook")], PARTITIONS)
+    assert retry == [], "nothing is sent for an unrecoverable dead letter"
+
+
+async def test_invalid_input_is_listed_exported_fixed_and_republished(
+    settings: Settings,
+    topics: TopicMap,
+    repository: ConnectionRepository,
+    qi_env: dict[str, str],
+    worker_factory: list[WorkerProcess],
+    receiver: ReceiverServer,
+    tmp_path: Path,
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With payloads off, the raw input is read back from the domain events to be fixed."""
+    await _connect(repository, settings, receiver, [REJECTED])
+    [good] = _one_version_each(sample_events([REJECTED], 1, seed=92))
+    broken = [
+        dict(good, schema_version="2.0"),
+        dict(good, event_id="not-a-uuid", data=dict(good["data"], version=2)),
+    ]
+    produce(
+        settings.kafka.bootstrap_servers,
+        topics.domain_events,
+        [(REJECTED.encode(), to_json_line(e)) for e in broken]
+        + [(b"t_other", to_json_line(dict(good, tenant_id="t_other", schema_version="9.0")))],
+    )
+    env = {**qi_env, **FAST, "QI_ROUTING_DLQ_INCLUDE_PAYLOAD": "false"}
+    start_worker(worker_factory, env, tmp_path)
+    reader = TopicReader(settings.kafka.bootstrap_servers, [topics.invalid_events], PARTITIONS)
+    reader.wait_until(lambda rs: len(rs) >= 3, timeout=90, settle=1.0)
+    reader.close()
+
+    assert main(["dlq", "list", "--invalid", "--tenant", REJECTED, "--json"]) == 0
+    out = capsys.readouterr().out
+    listed = _last_json(out)
+    assert sorted(row["reason"] for row in listed["items"]) == [
+        "unsupported_schema_version",
+        "validation_failed",
+    ]
+    assert not any(row["payload_included"] for row in listed["items"])
+    assert main(["dlq", "list", "--invalid", "--json"]) == 0, "every tenant's, for operators"
+    assert len(_last_json(capsys.readouterr().out)["items"]) == 3
+    assert good["data"]["name"] not in out, "no payload value is listed"
+
+    exported = tmp_path / "invalid.jsonl"
+    assert main(["dlq", "export-invalid", "--tenant", REJECTED, "--out", str(exported)]) == 0
+    capsys.readouterr()
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o600
+    lines = [json.loads(line) for line in exported.read_bytes().splitlines()]
+    assert sorted(lines, key=json.dumps) == sorted(broken, key=json.dumps)
+
+    fixed = tmp_path / "fixed.jsonl"
+    repaired = [dict(e, schema_version="1.0", event_id=str(uuid.uuid4())) for e in lines]
+    fixed.write_bytes(b"\n".join(to_json_line(e) for e in repaired) + b"\n")
+    again = ["dlq", "republish", str(fixed), "--tenant", REJECTED, "--json"]
+    assert main([*again, "--dry-run"]) == 0
+    dry = _last_json(capsys.readouterr().out)
+    assert (dry["matched"], dry["queued"], dry["dry_run"], dry["refused"]) == (2, 0, True, 0)
+    assert main(again) == 0
+    done = _last_json(capsys.readouterr().out)
+    assert (done["matched"], done["queued"], done["dry_run"]) == (2, 2, False)
+    expected = _expected_keys(repaired)
+    assert await _wait(
+        lambda: set(receiver.count_by_id(REJECTED, delivered_only=True)) == expected, 90
+    ), "the fixed events are routed and delivered"
