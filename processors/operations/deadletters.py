@@ -337,7 +337,6 @@ class DeadLetterService:
         reader: ReaderFactory | None = None,
         reinjector: Callable[[], Reinjector] | None = None,
     ) -> None:
-        self._kafka = kafka
         self._topics = topics
         self._reader = reader or (lambda: HistoryReader(kafka))
         self._reinjector = reinjector or (lambda: Reinjector(kafka, topics))
@@ -401,7 +400,7 @@ class DeadLetterService:
             report.matched = len(planned)
             values = self._values(reader, chosen.connector, planned, report)
         logger.info(
-            "operations.redrive.started",
+            "operations.redrive.planned",
             extra={
                 "redrive_id": report.redrive_id,
                 "tenant_id": chosen.tenant_id,

@@ -247,6 +247,10 @@ def test_bad_input_files_exit_2_before_anything_is_read_or_sent(
     assert main(["dlq", "republish", str(bad), "--json"]) == 2
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["matched"], summary["queued"], summary["refused"]) == (2, 0, 1)
+    huge = tmp_path / "huge.jsonl"
+    huge.write_bytes(b"x" * (1024 * 1024 + 1) + b"\n")
+    assert main(["dlq", "republish", str(huge), "--dry-run"]) == 2
+    assert "huge.jsonl:1: line is 1048577 bytes" in capsys.readouterr().err
     taken = tmp_path / "taken.jsonl"
     taken.write_text("")
     assert main(["dlq", "export-invalid", "--out", str(taken)]) == 2
