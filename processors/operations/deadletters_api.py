@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, Final
 
@@ -208,8 +207,7 @@ async def redrive_dead_letters(
     bounds: ApiSettings,
     response: Response,
 ) -> RedriveOut:
-    since: datetime | None = body.since
-    chosen = DeadLetterFilter(tenant_id, body.connector.value, since=since, error=body.error)
+    chosen = DeadLetterFilter(tenant_id, body.connector.value, since=body.since, error=body.error)
     try:
         report = await run_in_threadpool(
             service.redrive, chosen, dry_run=body.dry_run, max_records=bounds.max_redrive
@@ -226,7 +224,7 @@ async def redrive_dead_letters(
         raise _unavailable(exc) from None
     _log.info(
         "operations.redrive.requested",
-        extra={"redrive_id": report.redrive_id, "tenant_id": tenant_id, "actor": actor.sub},
+        extra={"redrive_id": report.redrive_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
     )
     if body.dry_run:
         response.status_code = status.HTTP_200_OK
