@@ -157,13 +157,15 @@ def test_run_ids_fit_the_envelope() -> None:
     assert first.startswith("rd_")
 
 
-def test_the_command_module_uses_the_shared_exit_codes() -> None:
-    assert (deadletters_cli.EXIT_OK, deadletters_cli.EXIT_FAILED, deadletters_cli.EXIT_USAGE) == (
-        commands.EXIT_OK,
-        commands.EXIT_FAILED,
-        commands.EXIT_USAGE,
-    )
-    assert deadletters_cli.register in commands.REGISTRARS
+def test_the_command_is_registered_with_the_shared_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mirrored = (deadletters_cli.EXIT_OK, deadletters_cli.EXIT_FAILED, deadletters_cli.EXIT_USAGE)
+    assert mirrored == (commands.EXIT_OK, commands.EXIT_FAILED, commands.EXIT_USAGE)
+    with pytest.raises(SystemExit) as exited:
+        main(["dlq", "--help"])
+    assert exited.value.code == 0
+    assert "redrive" in capsys.readouterr().out
 
 
 def test_an_invalid_value_becomes_one_line_or_is_refused() -> None:
