@@ -64,6 +64,7 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.operations.deadletters_api import router as dead_letters_router
 from processors.operations.preview_api import router as preview_router
 from processors.operations.release import HeldReleaser
 from processors.redis_client import redis_client
@@ -286,4 +287,5 @@ def create_api(
     app.include_router(deliveries_router)
     app.include_router(identity_router)
     app.include_router(preview_router)
+    app.include_router(dead_letters_router)
     return app

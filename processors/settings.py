@@ -374,6 +374,9 @@ class DeliverySettings(BaseSettings):
     retry_base_delay_seconds: float = Field(default=5.0, gt=0)
     retry_max_delay_seconds: float = Field(default=10 * 3600, gt=0)
     dlq_include_payload: bool = True
+    """Whether this worker's dead letters keep the contract. Off, they hold the envelope and
+    the error only, and ``dlq redrive`` reads the contract back from the export (see
+    :mod:`processors.operations.deadletters`)."""
     lane_capacity: int = Field(default=200, ge=1, le=100_000)
     lane_concurrency: int = Field(default=4, ge=1, le=256)
     lane_batches: int = Field(default=10, ge=1, le=1000)
