@@ -5,7 +5,8 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
 
 - :mod:`processors.tenants.endpoints`: the allowlist (``/admin/v1``) and tenants' connections
   (``/v1/tenants/{tenant_id}/connections``);
-- :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``).
+- :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``);
+- :mod:`processors.operations.replay_api`: replays (``/v1/tenants/{tenant_id}/replays``).
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
@@ -61,6 +62,7 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.operations.replay_api import router as replay_router
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
@@ -277,4 +279,5 @@ def create_api(
     app.include_router(tenant_router())
     app.include_router(deliveries_router)
     app.include_router(identity_router)
+    app.include_router(replay_router)
     return app

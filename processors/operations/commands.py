@@ -16,6 +16,8 @@ import argparse
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
+from processors.operations.replay_cli import register_replay
+
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "REGISTRARS", "Registrar", "SubCommands"]
 
 EXIT_OK: Final = 0
@@ -26,5 +28,5 @@ SubCommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """The sub-command table of ``queast-integrations`` a registrar adds its command to."""
 Registrar: TypeAlias = Callable[[SubCommands], None]
 
-REGISTRARS: Final[tuple[Registrar, ...]] = ()
+REGISTRARS: Final[tuple[Registrar, ...]] = (register_replay,)
 """Registrars of the operator commands, in the order ``--help`` lists them."""
