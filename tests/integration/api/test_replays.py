@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from processors.operations.runs import RunRecord, RunStatus, RunStore
 from processors.settings import ReplaySettings, Settings
 from processors.topics import TopicMap
+from tests.support.leaders import end_offsets
 
 from .conftest import OTHER_ADMIN, OTHER_TENANT, PLATFORM, TENANT, TENANT_ADMIN, WEBHOOK_BODY
 
@@ -36,9 +37,11 @@ async def _connect(client: httpx.AsyncClient, tenant: str, headers: dict[str, st
 
 
 @pytest.fixture
-async def connected(client: httpx.AsyncClient, topics: TopicMap) -> httpx.AsyncClient:
-    """Both test tenants have a webhook connection; the test's topics exist."""
-    _ = topics
+async def connected(
+    client: httpx.AsyncClient, topics: TopicMap, api_settings: Settings
+) -> httpx.AsyncClient:
+    """Both test tenants have a webhook connection; the test's topics exist and have leaders."""
+    await end_offsets(api_settings.kafka, topics.exports("webhook"))
     await _connect(client, TENANT, TENANT_ADMIN)
     await _connect(client, OTHER_TENANT, OTHER_ADMIN)
     return client
@@ -178,7 +181,7 @@ async def test_a_tenant_past_its_hourly_rate_is_told_when_to_come_back(
     topics: TopicMap,
     redis_client: Redis,
 ) -> None:
-    _ = topics
+    await end_offsets(api_settings.kafka, topics.exports("webhook"))
     limited = api_settings.model_copy(update={"replay": ReplaySettings(runs_per_hour=2)})
     async with client_for(limited) as client:
         await _connect(client, TENANT, TENANT_ADMIN)
