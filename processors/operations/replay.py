@@ -325,6 +325,9 @@ class ReplayService:
             await self._end(state, RunStatus.FAILED, message)
             raise ReplayFailedError(message) from exc
         finally:
+            if state.reinjector is not None:  # whatever ended the run, hand over what was sent
+                with contextlib.suppress(ReinjectError):
+                    await asyncio.to_thread(state.reinjector.flush, 5.0)
             if reader is not None:
                 await asyncio.to_thread(reader.close)
         ended = await self._end(state, status, None)
