@@ -67,7 +67,7 @@ async def _seed(run: BenchRun, port: int) -> None:
     async with run.connections() as repository:
         block = {
             "webhook": {"url": f"http://127.0.0.1:{port}/hooks/{TENANT}", "secret": SECRET},
-            "rate_limit_per_second": 5000,
+            "rate_limit_per_second": 1000,
             "max_concurrency": 16,
         }
         await store_connection(repository, box, TENANT, "webhook", block, delivery_mode="webhook")
@@ -102,8 +102,15 @@ class _Records:
                     by_key.setdefault(record["idempotency_key"], finished)
             return len(self.delivered.get(replay_id, {}))
 
-        kit.wait_for_progress(progress, count, timeout=timeout, stalled_after=30, interval=0)
-        return sorted(self.delivered.get(replay_id, {}).values())
+        if not kit.wait_for_progress(
+            progress, count, timeout=timeout, stalled_after=120, interval=0
+        ):
+            print(f"stalled at {progress()} of {count} delivered", file=sys.stderr)
+        found = sorted(self.delivered.get(replay_id, {}).values())
+        if len(found) < 2:
+            msg = "nothing was delivered: see the worker (QI_LOG_LEVEL) and the receiver"
+            raise RuntimeError(msg)
+        return found
 
     def close(self) -> None:
         self._consumer.close()
