@@ -242,7 +242,7 @@ async def start_replay(
     _run_in_background(request, service, run)
     logger.info(
         "replay.run.requested",
-        extra={"replay_id": run.run_id, "tenant_id": tenant_id, "actor": actor.sub},
+        extra={"replay_id": run.run_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
     )
     return ReplayOut.from_run(run)
 
@@ -271,6 +271,6 @@ async def cancel_replay(
         raise NotFound("replay not found", code="replay_not_found")
     logger.info(
         "replay.run.cancel_requested",
-        extra={"replay_id": replay_id, "tenant_id": tenant_id, "actor": actor.sub},
+        extra={"replay_id": replay_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
     )
     return ReplayOut.from_run(run)
