@@ -368,10 +368,10 @@ class ReplayService:
             await asyncio.to_thread(state.reinjector.flush, 30.0)
         changes = {**_counts(state), "status": status, "error": error}
         run = await self.store.update(state.run, changes, ended=True)
-        event = "replay.run.failed" if status is RunStatus.FAILED else "replay.run.ended"
-        (logger.warning if error and status is RunStatus.FAILED else logger.info)(
-            event, extra={**_log_fields(run), "error": error}
-        )
+        if status is RunStatus.FAILED:
+            logger.warning("replay.run.failed", extra={**_log_fields(run), "error": error})
+        else:
+            logger.info("replay.run.ended", extra=_log_fields(run))
         return run
 
     async def replay(
