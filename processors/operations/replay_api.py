@@ -65,6 +65,25 @@ _NOT_FOUND: Final = error_responses(
     descriptions={404: "`replay_not_found`: no replay of this tenant has this id"}
 )
 
+_START_ERRORS: Final = error_responses(
+    400,
+    408,
+    413,
+    415,
+    409,
+    429,
+    descriptions={
+        409: "`replay_active`: another replay of this connection is running",
+        429: "`rate_limited`: too many replays this hour; `Retry-After` says when to retry",
+    },
+)
+_START_ERRORS[429]["headers"] = {
+    "Retry-After": {
+        "description": "seconds until a replay may start",
+        "schema": {"type": "integer"},
+    }
+}
+
 router = APIRouter(
     prefix="/v1/tenants/{tenant_id}",
     tags=["operations"],
@@ -197,18 +216,7 @@ async def _own_run(service: ReplayService, tenant_id: str, replay_id: str) -> Ru
     "/replays",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Deliver the tenant's exported artifacts of a connector again",
-    responses=error_responses(
-        400,
-        408,
-        413,
-        415,
-        409,
-        429,
-        descriptions={
-            409: "`replay_active`: another replay of this connection is running",
-            429: "`rate_limited`: too many replays this hour; `Retry-After` says when to retry",
-        },
-    ),
+    responses=_START_ERRORS,
 )
 async def start_replay(
     tenant_id: TenantId, body: ReplayBody, actor: TenantAccess, service: Service, request: Request
