@@ -13,7 +13,7 @@ export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Everything here is local: the worker and the API may start with the published development key.
 export QI_ENV ?= development
 
-.PHONY: install up down status promtool lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive clean
+.PHONY: install up down status promtool lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive bench-replay clean
 
 install: $(STAMP)
 
@@ -64,13 +64,16 @@ test: install lint typecheck up promtool
 run: install up
 	$(BIN)/queast-integrations demo
 
-bench: bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive
+bench: bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive bench-replay
 
 bench-routing: install up
 	$(BIN)/python -m bench.routing
 
 bench-delivery: install up
 	$(BIN)/python -m bench.delivery
+
+bench-replay: install up
+	$(BIN)/python -m bench.replay
 
 bench-isolation: install up
 	$(BIN)/python -m bench.isolation

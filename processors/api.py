@@ -7,6 +7,8 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
   (``/v1/tenants/{tenant_id}/connections``);
 - :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``).
 - :mod:`processors.operations.preview_api`: what a connection would send (``…/preview``).
+- :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``);
+- :mod:`processors.operations.replay_api`: replays (``/v1/tenants/{tenant_id}/replays``).
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
@@ -67,6 +69,7 @@ from processors.errors import (
 from processors.operations.deadletters_api import router as dead_letters_router
 from processors.operations.preview_api import router as preview_router
 from processors.operations.release import HeldReleaser
+from processors.operations.replay_api import router as replay_router
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.endpoints import admin_router, tenant_router
@@ -288,4 +291,5 @@ def create_api(
     app.include_router(identity_router)
     app.include_router(preview_router)
     app.include_router(dead_letters_router)
+    app.include_router(replay_router)
     return app

@@ -61,6 +61,7 @@ __all__ = [
     "MetricsSettings",
     "PartnerSettings",
     "RedisSettings",
+    "ReplaySettings",
     "RoutingSettings",
     "RuntimeSettings",
     "Settings",
@@ -397,6 +398,24 @@ class DeliverySettings(BaseSettings):
     breaker_disable_after_seconds: float = Field(default=3 * 86400, gt=0)
 
 
+class ReplaySettings(BaseSettings):
+    """Bounds of operator replays (:mod:`processors.operations.replay`): the longest window
+    (``max_window_seconds``), the window when ``since`` is not given (``default_window_seconds``
+    before ``until``), runs a tenant may start through the API per hour (``runs_per_hour``),
+    how long a run's record and counters are kept (``run_ttl_seconds``), after how long without
+    a heartbeat a run counts as failed (``heartbeat_stale_seconds``), and the Kafka timeout of
+    each history read (``kafka_timeout_seconds``)."""
+
+    model_config = SettingsConfigDict(env_prefix="QI_REPLAY_", frozen=True, extra="ignore")
+
+    max_window_seconds: int = Field(default=31 * 86400, ge=60)
+    default_window_seconds: int = Field(default=3600, ge=60)
+    runs_per_hour: int = Field(default=10, ge=1, le=10_000)
+    run_ttl_seconds: int = Field(default=7 * 86400, ge=3600)
+    heartbeat_stale_seconds: float = Field(default=60.0, ge=5)
+    kafka_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
 class RuntimeSettings(BaseSettings):
     """Where the process runs: ``QI_ENV=development`` relaxes the start-up checks of
     :mod:`processors.startup` (the published development key, short HS256 secrets). Any other
@@ -428,6 +447,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     partners: PartnerSettings = Field(default_factory=PartnerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
 

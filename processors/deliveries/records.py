@@ -12,6 +12,11 @@ event type, then all), newest first, within the time range, and checks the other
 the records themselves. Pages are cut by an opaque cursor (score and id of the last record
 returned), so new records arriving between pages never shift them. Index entries older than
 the retention period are trimmed as new ones are added.
+
+An operator run's counters (``run:{run_id}``, see :mod:`processors.operations.runs`) are
+counted in the same round trip: :func:`count_run_outcome` adds each final record of a copy
+with a ``replay_id`` to its run, once per delivery id, only while the run's record exists (its
+counters expire with it).
 """
 
 from __future__ import annotations
@@ -24,13 +29,59 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from processors.deliveries.models import DeliveryRecord, DeliveryStatus
 
-__all__ = ["DeliveryRecordIndex", "DeliveryRecordPage", "InvalidCursorError", "record_id"]
+__all__ = [
+    "DeliveryRecordIndex",
+    "DeliveryRecordPage",
+    "InvalidCursorError",
+    "count_run_outcome",
+    "record_id",
+    "run_counted_key",
+    "run_key",
+]
 
 _SCAN_CHUNK = 200
 _MAX_SCANNED = 20_000
+
+
+def run_key(key_prefix: str, run_id: str) -> str:
+    """The Redis hash of an operator run (its record and its counters)."""
+    return f"{key_prefix}run:{run_id}"
+
+
+def run_counted_key(key_prefix: str, run_id: str) -> str:
+    """The delivery ids already counted in a run's counters (each counts once)."""
+    return f"{key_prefix}run:{run_id}:counted"
+
+
+_RUN_OUTCOMES = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.DEAD_LETTERED: "failed",
+    DeliveryStatus.STALE_SKIPPED: "skipped",
+    DeliveryStatus.DUPLICATE_SKIPPED: "skipped",
+}
+# KEYS: run hash, counted set; ARGV: delivery id, counter. Counts a delivery once, and only
+# while the run exists; the counted set expires with the run.
+_COUNT_RUN_OUTCOME = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+return 1
+"""
+
+
+def count_run_outcome(pipe: Pipeline, key_prefix: str, record: DeliveryRecord) -> None:
+    """Count ``record`` in its run's counters if it is a run copy's final outcome."""
+    counter = _RUN_OUTCOMES.get(record.status)
+    if record.replay_id is None or counter is None:
+        return
+    keys = (run_key(key_prefix, record.replay_id), run_counted_key(key_prefix, record.replay_id))
+    pipe.eval(_COUNT_RUN_OUTCOME, 2, *keys, record.delivery_id, counter)
 
 
 class InvalidCursorError(ValueError):
@@ -111,6 +162,7 @@ class DeliveryRecordIndex:
                 pipe.zadd(key, {rid: score})
                 pipe.zremrangebyscore(key, "-inf", score - self._retention * 1000)
                 pipe.expire(key, self._retention)
+            count_run_outcome(pipe, self._prefix, record)
         await pipe.execute()
 
     async def query(

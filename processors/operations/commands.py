@@ -59,6 +59,7 @@ COMMAND_MODULES: Final = (
     "processors.operations.backfill_cli",
     "processors.operations.purge_cli",
     "processors.operations.preview_cli",
+    "processors.operations.replay_cli",
     "processors.operations.deadletters_cli",
 )
 """The modules of the operator commands, in the order ``--help`` lists them."""

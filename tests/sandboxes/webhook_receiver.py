@@ -142,6 +142,8 @@ class Delivery(BaseModel):
     correlation_id: str | None
     status: int
     state: DeliveryState
+    replay_id: str | None = None
+    """``x-queast-replay-id``: the operator run that sent this copy again."""
 
     @property
     def delivered(self) -> bool:
@@ -494,6 +496,7 @@ class ReceiverApp:
             timestamp=stamp,
             data=data,
             correlation_id=request.headers.get("x-correlation-id"),
+            replay_id=request.headers.get("x-queast-replay-id"),
             status=decision.status,
             state="pending" if decision.delay > 0 else "answered",
         )

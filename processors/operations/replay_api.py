@@ -1,0 +1,284 @@
+"""HTTP endpoints of replays (:mod:`processors.operations.replay`).
+
+::
+
+    POST /v1/tenants/{tenant_id}/replays                         202  {"replay_id", "status", ...}
+    GET  /v1/tenants/{tenant_id}/replays/{replay_id}             200  status and counts
+    POST /v1/tenants/{tenant_id}/replays/{replay_id}/cancel      202  cancel requested
+
+Access: a ``tenant_admin`` of that tenant or a ``platform_admin`` (401/403 before the body is
+read, :class:`~processors.auth.routes.TenantRoute`). A replay id of another tenant, or one
+that expired, is 404 ``replay_not_found``, the same answer as an id that never existed.
+
+The POST body is ``connector``, ``since`` and ``until`` (ISO 8601 with a zone; a time without
+one is 422), ``event_types`` and ``dry_run``. A window over the maximum, ``since`` not before
+``until``, an unknown connector or event type, or a connector the tenant has no connection
+delivering through, is 422 with ``details`` naming the field; nothing is started. Another
+replay of the tenant's connection still running is 409 ``replay_active`` naming it. A tenant
+may start ``QI_REPLAY_RUNS_PER_HOUR`` replays (dry runs included) in any hour: past that,
+429 ``rate_limited`` with ``Retry-After`` (seconds); a request refused for another reason does
+not count.
+
+The run is carried out by a task of the API process (the Kafka reading in a worker thread):
+the POST answers as soon as the run is recorded (``queued``), and the GET follows it
+(``running``, then ``completed``, ``cancelled`` or ``failed``; ``delivered``, ``failed`` and
+``skipped`` keep growing as the workers deliver the copies). If the API process dies
+mid-run, the run stops beating: reading it after ``QI_REPLAY_HEARTBEAT_STALE_SECONDS`` marks it
+``failed`` (``stale: ...``) and frees the connection for a new replay; the copies it queued
+are delivered anyway. A dry run's GET carries its sample payloads for an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Path, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from processors.appstate import api_state
+from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth.routes import TenantRoute
+from processors.errors import Conflict, NotFound, ServiceError, ValidationFailed, error_responses
+from processors.operations.reinject import RUN_ID
+from processors.operations.replay import (
+    KIND,
+    ReplayFailedError,
+    ReplayInputError,
+    ReplayRequest,
+    ReplayService,
+)
+from processors.operations.runs import ActiveRunError, RunRecord, RunStatus
+
+__all__ = ["ReplayBody", "ReplayOut", "get_replay_service", "router"]
+
+logger = logging.getLogger(__name__)
+
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
+ReplayId = Annotated[str, Path(pattern=RUN_ID.pattern, examples=["rp_3f2a"])]
+TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
+
+_NOT_FOUND: Final = error_responses(
+    descriptions={404: "`replay_not_found`: no replay of this tenant has this id"}
+)
+
+_START_ERRORS: Final = error_responses(
+    400,
+    408,
+    413,
+    415,
+    409,
+    429,
+    descriptions={
+        409: "`replay_active`: another replay of this connection is running",
+        429: "`rate_limited`: too many replays this hour; `Retry-After` says when to retry",
+    },
+)
+_START_ERRORS[429]["headers"] = {
+    "Retry-After": {
+        "description": "seconds until a replay may start",
+        "schema": {"type": "integer"},
+    }
+}
+
+router = APIRouter(
+    prefix="/v1/tenants/{tenant_id}",
+    tags=["operations"],
+    responses=error_responses(401, 403, 422, 503),
+    route_class=TenantRoute,
+)
+
+
+class RateLimited(ServiceError):
+    """429: the tenant started its allowed runs this hour; ``Retry-After`` says when next."""
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, int(retry_after + 0.999))
+        super().__init__(
+            429,
+            "rate_limited",
+            f"too many replays this hour; try again in {seconds}s",
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+class ReplayBody(BaseModel):
+    """What to replay: one connector's artifacts of the tenant, in a window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connector: str = Field(min_length=1, max_length=64, examples=["webhook"])
+    since: AwareDatetime | None = Field(
+        default=None, description="start of the window (default: an hour before `until`)"
+    )
+    until: AwareDatetime | None = Field(default=None, description="end of the window (now)")
+    event_types: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20, description="only these event types (all if empty)"
+    )
+    dry_run: bool = False
+
+
+class ReplayOut(BaseModel):
+    """A replay run: what was asked, where it is, and its counts."""
+
+    replay_id: str
+    tenant_id: str
+    connector: str
+    status: RunStatus
+    dry_run: bool
+    since: datetime | None
+    until: datetime | None
+    event_types: list[str]
+    matched: int = Field(description="distinct artifacts of the tenant in the window")
+    queued: int = Field(description="copies sent to be delivered again")
+    delivered: int = Field(description="copies delivered so far")
+    failed: int = Field(description="copies dead-lettered")
+    skipped: int = Field(description="copies skipped (an older version than the partner's)")
+    duplicates: int
+    malformed: int
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    samples: list[dict[str, object]] = Field(
+        default_factory=list, description="a dry run's sample payloads (up to 5, for an hour)"
+    )
+
+    @classmethod
+    def from_run(cls, run: RunRecord, samples: list[dict[str, object]] | None = None) -> ReplayOut:
+        return cls(
+            replay_id=run.run_id,
+            samples=samples or [],
+            **run.model_dump(
+                include={
+                    "tenant_id",
+                    "connector",
+                    "status",
+                    "dry_run",
+                    "since",
+                    "until",
+                    "event_types",
+                    "matched",
+                    "queued",
+                    "delivered",
+                    "failed",
+                    "skipped",
+                    "duplicates",
+                    "malformed",
+                    "created_at",
+                    "finished_at",
+                    "error",
+                }
+            ),
+        )
+
+
+def get_replay_service(request: Request) -> ReplayService:
+    """The service over the app's Redis and settings (``app.state``)."""
+    redis, settings = api_state(request)
+    return ReplayService(settings, redis)
+
+
+Service = Annotated[ReplayService, Depends(get_replay_service)]
+
+
+def _run_in_background(request: Request, service: ReplayService, run: RunRecord) -> None:
+    """Carry ``run`` out in a task of this process (kept referenced until it ends)."""
+    tasks: set[asyncio.Task[None]] = getattr(request.app.state, "replay_tasks", set())
+    request.app.state.replay_tasks = tasks
+
+    async def carry_out() -> None:
+        try:
+            await service.execute(run)
+        except ReplayFailedError:
+            pass  # recorded on the run and logged by the service
+        except Exception as exc:  # Redis gone mid-run: the heartbeat marks it stale
+            logger.warning(
+                "replay.run.aborted",
+                extra={"replay_id": run.run_id, "error": type(exc).__name__},
+            )
+
+    task = asyncio.create_task(carry_out(), name=f"replay-{run.run_id}")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _own_run(service: ReplayService, tenant_id: str, replay_id: str) -> RunRecord:
+    run = await service.store.get(replay_id)
+    if run is None or run.tenant_id != tenant_id or run.kind != KIND:
+        raise NotFound("replay not found", code="replay_not_found")
+    return run
+
+
+@router.post(
+    "/replays",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Deliver the tenant's exported artifacts of a connector again",
+    responses=_START_ERRORS,
+)
+async def start_replay(
+    tenant_id: TenantId, body: ReplayBody, actor: TenantAccess, service: Service, request: Request
+) -> ReplayOut:
+    replay = ReplayRequest(
+        tenant_id=tenant_id,
+        connector=body.connector,
+        since=body.since,
+        until=body.until,
+        event_types=tuple(body.event_types),
+        dry_run=body.dry_run,
+        requested_by=actor.sub,
+    )
+    try:
+        await service.validate(replay)
+    except ReplayInputError as exc:
+        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
+    slot = uuid.uuid4().hex
+    limit = service.limits.runs_per_hour
+    wait = await service.store.take_rate_slot(tenant_id, KIND, per_hour=limit, slot=slot)
+    if wait is not None:
+        raise RateLimited(wait)
+    try:
+        run = await service.start(replay)
+    except ActiveRunError as exc:
+        await service.store.release_rate_slot(tenant_id, KIND, slot=slot)
+        raise Conflict(str(exc), code="replay_active") from None
+    except ReplayInputError as exc:  # the connection went away in between
+        await service.store.release_rate_slot(tenant_id, KIND, slot=slot)
+        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
+    _run_in_background(request, service, run)
+    logger.info(
+        "replay.run.requested",
+        extra={"replay_id": run.run_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
+    )
+    return ReplayOut.from_run(run)
+
+
+@router.get("/replays/{replay_id}", summary="A replay's status and counts", responses=_NOT_FOUND)
+async def get_replay(
+    tenant_id: TenantId, replay_id: ReplayId, _actor: TenantAccess, service: Service
+) -> ReplayOut:
+    run = await _own_run(service, tenant_id, replay_id)
+    samples = await service.store.samples(run.run_id) if run.dry_run else []
+    return ReplayOut.from_run(run, samples)
+
+
+@router.post(
+    "/replays/{replay_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Stop a running replay (copies already queued are still delivered)",
+    responses=_NOT_FOUND,
+)
+async def cancel_replay(
+    tenant_id: TenantId, replay_id: ReplayId, actor: TenantAccess, service: Service
+) -> ReplayOut:
+    await _own_run(service, tenant_id, replay_id)
+    run = await service.store.request_cancel(replay_id)
+    if run is None:
+        raise NotFound("replay not found", code="replay_not_found")
+    logger.info(
+        "replay.run.cancel_requested",
+        extra={"replay_id": replay_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
+    )
+    return ReplayOut.from_run(run)
