@@ -136,6 +136,8 @@ def _cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     cursor = None if page.next_offset is None else str(page.next_offset)
     if args.json:
         print(json.dumps({"items": rows_json(page.rows), "next_cursor": cursor}))
+    elif not page.rows:
+        print(f"no dead letters of {args.tenant} ({args.connector}) in that window")
     else:
         table = Table(title=f"dead letters of {args.tenant} ({args.connector})")
         for column in (
@@ -190,6 +192,8 @@ def _list_invalid(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         items = [json.loads(row.model_dump_json()) for row in rows]
         print(json.dumps({"items": items, "more": more}))
+    elif not rows:
+        print("no invalid events in that window")
     else:
         table = Table(title=f"invalid events{'' if args.tenant is None else ' of ' + args.tenant}")
         for column in ("partition", "offset", "reason", "detail", "bytes", "original"):
