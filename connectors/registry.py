@@ -37,8 +37,10 @@ from connectors.hubspot import HubSpotSink
 from connectors.hubspot.api import HubSpotOptions
 from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.api import PipedriveOptions
+from connectors.pipedrive.webhooks import PipedriveInboundAdapter
 from connectors.webhook.api import WebhookEndpointIn
 from connectors.webhook.sink import WebhookSink
+from connectors.webhook.webhooks import WebhookInboundAdapter
 
 __all__ = [
     "CONNECTORS",
@@ -201,9 +203,16 @@ CONNECTORS: Mapping[str, ConnectorSpec] = _by_name(
         title="signed-webhook",
         api_body_name="WebhookConnectionIn",
         carries_webhook_copies=True,
+        inbound=WebhookInboundAdapter(),
     ),
     ConnectorSpec.of(HubSpotSink, HubSpotOptions, title="HubSpot", resolves_identities=True),
-    ConnectorSpec.of(PipedriveSink, PipedriveOptions, title="Pipedrive", resolves_identities=True),
+    ConnectorSpec.of(
+        PipedriveSink,
+        PipedriveOptions,
+        title="Pipedrive",
+        resolves_identities=True,
+        inbound=PipedriveInboundAdapter(),
+    ),
 )
 """The built-in connectors."""
 
