@@ -57,9 +57,12 @@ from connectors.base.inbound import InboundSettings
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MIN_PASSWORD_CHARS",
     "OAUTH_REFRESH_URL",
     "PARTNER",
+    "BasicUser",
     "FieldKey",
+    "InterestValue",
     "PipedriveApiTokenAuth",
     "PipedriveCandidateIndex",
     "PipedriveConnectionConfig",
@@ -210,11 +213,12 @@ class PipedriveCandidateIndex(BaseModel):
     retry_after_failure_seconds: float = Field(default=600.0, ge=0)
 
 
-_BasicUser = Annotated[
+MIN_PASSWORD_CHARS: Final[int] = 8
+BasicUser = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x39\x3b-\x7e]+$")
 ]
 """A Basic auth user name: visible ASCII without ``:`` (it separates user and password)."""
-_InterestValue = Annotated[
+InterestValue = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
 ]
 
@@ -224,10 +228,10 @@ class PipedriveInbound(InboundSettings):
 
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    username: _BasicUser
-    password: SecretStr = Field(min_length=8, max_length=256)
+    username: BasicUser
+    password: SecretStr = Field(min_length=MIN_PASSWORD_CHARS)
     interest_field_key: FieldKey
-    interest_values: list[_InterestValue] = Field(min_length=1, max_length=100)
+    interest_values: list[InterestValue] = Field(min_length=1, max_length=100)
 
 
 class PipedriveConnectionConfig(ConnectionConfig):
