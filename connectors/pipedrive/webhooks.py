@@ -8,8 +8,9 @@ webhooks alike). :func:`verify` checks them on their own, and raises one error,
 
 - ``missing_credentials``: no ``Authorization`` header, or one that is not ``Basic``;
 - ``bad_credentials``: Basic credentials that are garbled (not base64, not UTF-8, no ``:``,
-  over 4 KiB) or not the configured ones. User and password are both compared, each in
-  constant time, whichever differs.
+  over 4 KiB) or not the configured ones. User and password are both compared (their SHA-256
+  digests, in constant time, so neither their content nor their length shows in the timing),
+  whichever differs.
 
 :class:`PipedriveInboundAdapter` is the connector's inbound adapter. Its
 :meth:`~PipedriveInboundAdapter.highlights` reads Pipedrive's two payload versions:
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import re
 from collections.abc import Iterator, Mapping
@@ -89,6 +91,10 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
 def verify(*, username: str, password: str, headers: Mapping[str, str]) -> None:
     """Check the request's HTTP Basic credentials against ``username`` and ``password``; see
     the module docstring. Header names are matched case-insensitively.
@@ -111,8 +117,9 @@ def verify(*, username: str, password: str, headers: Mapping[str, str]) -> None:
     user, colon, secret = decoded.partition(":")
     if not colon:
         raise PipedriveAuthError("bad_credentials", "garbled Basic credentials")
-    user_ok = hmac.compare_digest(user.encode(), username.encode())
-    password_ok = hmac.compare_digest(secret.encode(), password.encode())
+    # Digests first, so the comparison takes the same time whatever the lengths.
+    user_ok = hmac.compare_digest(_digest(user), _digest(username))
+    password_ok = hmac.compare_digest(_digest(secret), _digest(password))
     if not (user_ok and password_ok):
         raise PipedriveAuthError("bad_credentials", "wrong Basic credentials")
 
