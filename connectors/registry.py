@@ -125,6 +125,10 @@ class ConnectorSpec:
         if self.carries_webhook_copies and not issubclass(self.api_options, EndpointOptions):
             msg = "the connector that carries webhook copies takes an EndpointOptions block"
             raise ValueError(msg)
+        if "inbound" in self.option_names:
+            # Options are stored as dumped, which would write a SecretStr as its mask.
+            msg = f"connector spec {self.name!r}: name the inbound block as inbound_options"
+            raise ValueError(msg)
         unknown = sorted(self.option_names - set(self.config_class.model_fields))
         if unknown:
             msg = f"connector spec {self.name!r}: options {unknown} are not fields of its config"
