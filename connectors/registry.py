@@ -12,7 +12,10 @@ Inbound webhooks (``inbound``): a connector that receives partner webhooks names
 :class:`~connectors.base.inbound.InboundAdapter` (verify, then parse into interest highlights;
 see :mod:`connectors.base.inbound`), and its connection config carries an ``inbound`` block
 (a subclass of :class:`~connectors.base.inbound.InboundSettings`). A connector without an
-adapter has no inbound endpoint.
+adapter has no inbound endpoint. Its spec's ``inbound_options`` is that block as the
+connection body takes it (secrets optional on a replace, like ``auth``'s); the service stores
+it at ``settings["inbound"]``, for the carrier of webhook copies too, whose ``api_options``
+are the endpoint block every connection shares.
 
 Tests that need another connector build their spec and run inside :func:`extended`, which
 adds it to what :func:`registered` and :func:`get_connector` return (the built-in
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from connectors.base.api import ConnectionOptions, EndpointOptions
+from connectors.base.api import ApiModel, ConnectionOptions, EndpointOptions
 from connectors.base.config import ConnectionConfig
 from connectors.base.inbound import InboundAdapter
 from connectors.base.ratelimit import RateLimit
@@ -36,9 +39,11 @@ from connectors.base.sink import BaseSink
 from connectors.hubspot import HubSpotSink
 from connectors.hubspot.api import HubSpotOptions
 from connectors.pipedrive import PipedriveSink
-from connectors.pipedrive.api import PipedriveOptions
-from connectors.webhook.api import WebhookEndpointIn
+from connectors.pipedrive.api import PipedriveInboundIn, PipedriveOptions
+from connectors.pipedrive.webhooks import PipedriveInboundAdapter
+from connectors.webhook.api import WebhookEndpointIn, WebhookInboundIn
 from connectors.webhook.sink import WebhookSink
+from connectors.webhook.webhooks import WebhookInboundAdapter
 
 __all__ = [
     "CONNECTORS",
@@ -78,8 +83,8 @@ class ConnectorSpec:
       connector carries them;
     - ``resolves_identities``: its sink links Queast entities to partner objects, so it gets
       the connection's identity resolver and its body takes a ``match_policy``;
-    - ``inbound``: the connector's inbound webhook adapter, if it has one (see the module
-      docstring).
+    - ``inbound``: the connector's inbound webhook adapter, if it has one, and
+      ``inbound_options`` the body's ``inbound`` block (see the module docstring).
 
     Specs compare by identity (the service keeps per-spec state, such as its body model).
     A config class with a ``base_url`` field is pointed at a sandbox by the environment
@@ -97,6 +102,7 @@ class ConnectorSpec:
     carries_webhook_copies: bool = False
     resolves_identities: bool = False
     inbound: InboundAdapter[Any] | None = None
+    inbound_options: type[ApiModel] | None = None
 
     def __post_init__(self) -> None:
         sink = self.sink_class
@@ -119,6 +125,10 @@ class ConnectorSpec:
         if self.carries_webhook_copies and not issubclass(self.api_options, EndpointOptions):
             msg = "the connector that carries webhook copies takes an EndpointOptions block"
             raise ValueError(msg)
+        if "inbound" in self.option_names:
+            # Options are stored as dumped, which would write a SecretStr as its mask.
+            msg = f"connector spec {self.name!r}: name the inbound block as inbound_options"
+            raise ValueError(msg)
         unknown = sorted(self.option_names - set(self.config_class.model_fields))
         if unknown:
             msg = f"connector spec {self.name!r}: options {unknown} are not fields of its config"
@@ -135,6 +145,7 @@ class ConnectorSpec:
         carries_webhook_copies: bool = False,
         resolves_identities: bool = False,
         inbound: InboundAdapter[Any] | None = None,
+        inbound_options: type[ApiModel] | None = None,
     ) -> ConnectorSpec:
         """The spec of ``sink_class``, taking ``name``, ``config_class``, ``max_batch_size`` and
         ``default_rate_limit`` from the sink's class attributes."""
@@ -150,6 +161,7 @@ class ConnectorSpec:
             carries_webhook_copies=carries_webhook_copies,
             resolves_identities=resolves_identities,
             inbound=inbound,
+            inbound_options=inbound_options,
         )
 
     @property
@@ -201,9 +213,18 @@ CONNECTORS: Mapping[str, ConnectorSpec] = _by_name(
         title="signed-webhook",
         api_body_name="WebhookConnectionIn",
         carries_webhook_copies=True,
+        inbound=WebhookInboundAdapter(),
+        inbound_options=WebhookInboundIn,
     ),
     ConnectorSpec.of(HubSpotSink, HubSpotOptions, title="HubSpot", resolves_identities=True),
-    ConnectorSpec.of(PipedriveSink, PipedriveOptions, title="Pipedrive", resolves_identities=True),
+    ConnectorSpec.of(
+        PipedriveSink,
+        PipedriveOptions,
+        title="Pipedrive",
+        resolves_identities=True,
+        inbound=PipedriveInboundAdapter(),
+        inbound_options=PipedriveInboundIn,
+    ),
 )
 """The built-in connectors."""
 

@@ -10,15 +10,20 @@
   most 64), ``plan`` (``lite``, ``growth``, ``premium``, ``ultimate``) and ``daily_budget``
   (API tokens per day, > 0), as
   :class:`~connectors.pipedrive.config.PipedriveConnectionConfig` takes them.
+
+:class:`PipedriveInboundIn` is the body's ``inbound`` block (the connector's spec names it as
+``inbound_options``): the Basic credentials Pipedrive's webhook sends, the interest field and
+its values, as :class:`~connectors.pipedrive.config.PipedriveInbound` takes them.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, IPvAnyNetwork, field_validator
 
 from connectors.base.api import (
+    ApiModel,
     AuthInput,
     ConnectionOptions,
     OAuthInstallInput,
@@ -26,9 +31,15 @@ from connectors.base.api import (
     SecretSource,
     secrets_required,
 )
-from connectors.pipedrive.config import FieldKey, PipedrivePlan
+from connectors.pipedrive.config import (
+    MIN_PASSWORD_CHARS,
+    BasicUser,
+    FieldKey,
+    InterestValue,
+    PipedrivePlan,
+)
 
-__all__ = ["PipedriveApiToken", "PipedriveOAuth", "PipedriveOptions"]
+__all__ = ["PipedriveApiToken", "PipedriveInboundIn", "PipedriveOAuth", "PipedriveOptions"]
 
 _PIPEDRIVE_DOMAIN_SUFFIX: Final = ".pipedrive.com"
 
@@ -77,3 +88,26 @@ class PipedriveOptions(ConnectionOptions):
     @property
     def auth_input(self) -> AuthInput | None:
         return self.auth
+
+
+class PipedriveInboundIn(ApiModel):
+    """Pipedrive's webhooks calling us: the Basic credentials the webhook was created with,
+    and the organization field (``interest_field_key``) whose values (``interest_values``,
+    compared as text; option ids for option fields) mark interest."""
+
+    model_config = ConfigDict(json_schema_extra=secrets_required("password"))
+
+    enabled: bool = False
+    username: BasicUser
+    password: PlainSecret | None = None
+    interest_field_key: FieldKey
+    interest_values: list[InterestValue] = Field(min_length=1, max_length=100)
+    ip_allowlist: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
+
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, password: PlainSecret | None) -> PlainSecret | None:
+        if password is not None and len(password.get_secret_value()) < MIN_PASSWORD_CHARS:
+            msg = f"must be at least {MIN_PASSWORD_CHARS} characters"
+            raise ValueError(msg)
+        return password

@@ -24,6 +24,13 @@
   finds candidates for first links without a search per entity
   (:class:`PipedriveCandidateIndex`; see ``connectors.pipedrive.index``). On by default.
 
+- ``inbound``: optional :class:`PipedriveInbound`, Pipedrive's webhooks calling us (see
+  :mod:`connectors.pipedrive.webhooks`): the HTTP Basic credentials the webhook was created
+  with (``http_auth_user`` / ``http_auth_password``), the organization field whose values
+  mark interest (``interest_field_key``, a field key as above: custom fields have 40-character
+  hash keys) and those values (``interest_values``, compared as text: an option field's values
+  are its option ids, so ``"37"``, not the label). The sink never reads it.
+
 Every URL must be ``https`` on a ``pipedrive.com`` host unless the connection is validated
 with ``allow_private_networks`` (local sandboxes and tests): the token goes wherever
 ``base_url`` points.
@@ -46,15 +53,20 @@ from pydantic import (
 )
 
 from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
+from connectors.base.inbound import InboundSettings
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MIN_PASSWORD_CHARS",
     "OAUTH_REFRESH_URL",
     "PARTNER",
+    "BasicUser",
     "FieldKey",
+    "InterestValue",
     "PipedriveApiTokenAuth",
     "PipedriveCandidateIndex",
     "PipedriveConnectionConfig",
+    "PipedriveInbound",
     "PipedriveOAuth",
     "PipedrivePlan",
     "burst_per_window",
@@ -201,6 +213,27 @@ class PipedriveCandidateIndex(BaseModel):
     retry_after_failure_seconds: float = Field(default=600.0, ge=0)
 
 
+MIN_PASSWORD_CHARS: Final[int] = 8
+BasicUser = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x39\x3b-\x7e]+$")
+]
+"""A Basic auth user name: visible ASCII without ``:`` (it separates user and password)."""
+InterestValue = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
+]
+
+
+class PipedriveInbound(InboundSettings):
+    """The inbound block of a Pipedrive connection; see the module docstring."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    username: BasicUser
+    password: SecretStr = Field(min_length=MIN_PASSWORD_CHARS)
+    interest_field_key: FieldKey
+    interest_values: list[InterestValue] = Field(min_length=1, max_length=100)
+
+
 class PipedriveConnectionConfig(ConnectionConfig):
     """A tenant's Pipedrive company account; see the module docstring."""
 
@@ -214,6 +247,7 @@ class PipedriveConnectionConfig(ConnectionConfig):
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=100)
     candidate_index: PipedriveCandidateIndex = PipedriveCandidateIndex()
+    inbound: PipedriveInbound | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -12,6 +12,10 @@
   slowly the receiver sends it (see ``connectors.base.http.http_client_factory``).
 - ``rate_limit_per_second`` / ``max_concurrency``: optional caps; unset means the
   connector's defaults.
+- ``inbound``: optional :class:`WebhookInbound`, the tenant's partner calling *us* with
+  Standard Webhooks signed requests (``enabled``, ``ip_allowlist`` and its own ``whsec_``
+  ``secret``, checked like the outbound one; see :mod:`connectors.webhook.webhooks`). The
+  sink never reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import base64
 import binascii
 from typing import Final
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 
 from connectors.base.config import (
     ConnectionConfig,
@@ -28,8 +32,9 @@ from connectors.base.config import (
     check_url,
     reveal_secret,
 )
+from connectors.base.inbound import InboundSettings
 
-__all__ = ["WebhookConnectionConfig", "decode_signing_secret"]
+__all__ = ["WebhookConnectionConfig", "WebhookInbound", "decode_signing_secret"]
 
 _WHSEC_PREFIX: Final[str] = "whsec_"
 _MIN_SECRET_BYTES: Final[int] = 24
@@ -59,6 +64,24 @@ def decode_signing_secret(secret: str) -> bytes:
     return key
 
 
+class WebhookInbound(InboundSettings):
+    """The inbound block of a webhook connection: requests signed with ``secret``.
+
+    ``secret`` is a ``whsec_`` secret as for outbound (24 to 64 bytes once decoded); it is the
+    partner's signing secret, distinct from the outbound one. Errors never echo it.
+    """
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, secret: SecretStr) -> SecretStr:
+        decode_signing_secret(reveal_secret(secret))
+        return secret
+
+
 class WebhookConnectionConfig(ConnectionConfig):
     """A tenant's signed webhook endpoint."""
 
@@ -67,6 +90,7 @@ class WebhookConnectionConfig(ConnectionConfig):
     timeout_seconds: float = Field(default=15.0, gt=0, le=30)
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=100)
+    inbound: WebhookInbound | None = None
 
     @field_validator("url")
     @classmethod

@@ -29,6 +29,10 @@ kind: ``partner_id``, ``domain``, ``linkedin_url``, ``company_name`` for compani
 The service validates the assembled block with the connector's config class as well, so
 whatever is stored is what the sink accepts.
 
+A connector that receives partner webhooks (its spec's ``inbound_options``) adds an optional
+``inbound`` block of that model to its body, the carrier of webhook copies included; its
+secrets follow the rules below.
+
 Secrets: every secret field may be left out when replacing a connection, which keeps the stored
 value (the same field of the same auth type). A secret field never takes the redaction marker
 or an already sealed token: send the secret, or leave it out.
@@ -57,7 +61,7 @@ from typing import Any, ClassVar, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from connectors.base.api import ConnectionOptions, EndpointOptions, SchemaHook
+from connectors.base.api import ApiModel, ConnectionOptions, EndpointOptions, SchemaHook
 from connectors.registry import ConnectorSpec, get_connector, webhook_copy_carrier
 from processors.domain.events import EventType
 from processors.identity.resolver import MatchPolicy
@@ -213,6 +217,11 @@ class ConnectionBody(ConnectionOptions):
         """The match policy given, as stored (``None``: none, or the connector takes none)."""
         return None
 
+    def inbound_block(self) -> ApiModel | None:
+        """The ``inbound`` block given (``None``: none, or the connector takes none)."""
+        block = getattr(self, "inbound", None)
+        return block if isinstance(block, ApiModel) else None
+
 
 class _EndpointBody(ConnectionBody):
     """The body of the connector that carries webhook copies: its endpoint block only."""
@@ -256,6 +265,13 @@ def connection_body(connector: str) -> type[ConnectionBody]:
     return _compose(get_connector(connector), webhook_copy_carrier())
 
 
+def _inbound_field(spec: ConnectorSpec) -> dict[str, Any]:
+    """The body's ``inbound`` field, for a connector that takes one."""
+    if spec.inbound_options is None:
+        return {}
+    return {"inbound": (spec.inbound_options | None, None)}
+
+
 @cache
 def _compose(spec: ConnectorSpec, carrier: ConnectorSpec) -> type[ConnectionBody]:
     endpoint = carrier.endpoint_options
@@ -266,6 +282,7 @@ def _compose(spec: ConnectorSpec, carrier: ConnectorSpec) -> type[ConnectionBody
             __module__=__name__,
             __doc__=f"A generic {spec.display_name} connection.",
             webhook=(endpoint, ...),
+            **_inbound_field(spec),
         )
     options = spec.api_options
     required = tuple(
@@ -286,6 +303,7 @@ def _compose(spec: ConnectorSpec, carrier: ConnectorSpec) -> type[ConnectionBody
             __cls_kwargs__={"json_schema_extra": hook},
             option_names=(ClassVar[frozenset[str]], spec.option_names),
             webhook=webhook,
+            **_inbound_field(spec),
         )
     )
 

@@ -33,6 +33,7 @@ Stored ``settings`` (secret fields sealed; ``?``: only when given)::
                                                   "auto_link_threshold"?, "ambiguity_margin"?},
                                 "webhook"?: {"url", "secret"}, "rate_limit_per_second"?,
                                 "max_concurrency"?}
+    either, when its connector takes one: "inbound"?: {the inbound block's fields}
 
 The ``auth`` block is what the body's auth kind makes of itself
 (:meth:`connectors.base.api.AuthInput.settings`), with each secret either new or kept from
@@ -48,6 +49,9 @@ reports each connection's delivery ``state`` (:meth:`ConnectionService.status`),
 deleting a connection forgets the health and failing-breaker of its destinations, so a save
 re-enables a ``disabled`` or ``parked`` connection and lets a ``failing`` one send at once.
 
+The ``inbound`` block is stored as given, each secret new or kept from the stored ``inbound``
+block (:meth:`_SettingsBuilder.inbound`); its model checks a new secret's format.
+
 Logs (``connection.saved``, ``connection.deleted``, ``allowlist.changed``) carry ids and the
 actor's ``sub`` only.
 """
@@ -57,11 +61,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from pydantic import SecretStr, ValidationError
 
-from connectors.base.api import AuthInput, EndpointOptions
+from connectors.base.api import ApiModel, AuthInput, EndpointOptions
 from connectors.registry import ConnectorSpec, get_connector, webhook_copy_carrier
 from processors.auth.principal import Principal
 from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
@@ -96,6 +100,12 @@ def _is_private_host(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return not address.is_global or address.is_multicast
+
+
+def _is_secret(annotation: object) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_is_secret(argument) for argument in get_args(annotation))
 
 
 class _SettingsBuilder:
@@ -175,6 +185,17 @@ class _SettingsBuilder:
         """The ``auth`` block of ``auth``: new secrets, or those kept from the same kind."""
         stored = self._same_type_auth(auth.type)
         return auth.settings(lambda value, field: self.secret(value, stored, field, ("auth",)))
+
+    def inbound(self, block: ApiModel) -> dict[str, Any]:
+        """The ``inbound`` block: its fields given, each secret new or kept from the stored
+        block."""
+        stored = self._stored.get("inbound")
+        settings = block.model_dump(mode="json", exclude_none=True)
+        for name, field in type(block).model_fields.items():
+            value = getattr(block, name)
+            if isinstance(value, SecretStr) or (value is None and _is_secret(field.annotation)):
+                settings[name] = self.secret(value, stored, name, ("inbound",))
+        return settings
 
     def _same_type_auth(self, auth_type: str) -> dict[str, Any] | None:
         stored = self._stored.get("auth")
@@ -356,6 +377,9 @@ class ConnectionService:
             block["match_policy"] = match_policy
         if body.webhook is not None:
             block["webhook"] = builder.webhook(body.webhook)
+        inbound = body.inbound_block()
+        if inbound is not None:
+            block["inbound"] = builder.inbound(inbound)
         if body.rate_limit_per_second is not None:
             block["rate_limit_per_second"] = body.rate_limit_per_second
         if body.max_concurrency is not None:

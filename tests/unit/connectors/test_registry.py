@@ -138,3 +138,19 @@ def test_option_names_are_the_connector_body_fields_but_auth() -> None:
 def test_a_spec_refuses_options_its_config_does_not_take() -> None:
     with pytest.raises(ValueError, match="not fields of its config"):
         ConnectorSpec.of(WebhookSink, HubSpotOptions)
+
+
+def test_an_inbound_block_among_the_options_is_refused() -> None:
+    class _WithInbound(HubSpotOptions):
+        inbound: dict[str, str] | None = None
+
+    with pytest.raises(ValueError, match="inbound_options"):
+        ConnectorSpec.of(CONNECTORS["hubspot"].sink_class, _WithInbound)
+
+
+def test_the_webhook_and_pipedrive_specs_name_their_inbound_blocks() -> None:
+    for name in ("webhook", "pipedrive"):
+        spec = get_connector(name)
+        assert spec.inbound is not None
+        assert spec.inbound_options is not None
+        assert "inbound" in spec.config_class.model_fields

@@ -45,4 +45,5 @@ def test_the_package_has_the_fixed_module_names() -> None:
         "index.py",
         "payloads.py",
         "sink.py",
+        "webhooks.py",
     }
