@@ -62,6 +62,7 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.inbound.reviews_api import router as inbound_reviews_router
 from processors.operations.preview_api import router as preview_router
 from processors.redis_client import redis_client
 from processors.settings import Settings
@@ -280,4 +281,5 @@ def create_api(
     app.include_router(deliveries_router)
     app.include_router(identity_router)
     app.include_router(preview_router)
+    app.include_router(inbound_reviews_router)
     return app
