@@ -16,7 +16,8 @@ than a hook in the routing agent).
 Failures, as in :mod:`processors.agents.route`: a malformed record is dead-lettered by the
 service and never stops the partition; Redis, Kafka and network errors
 (:data:`RETRIED_ERRORS`) are retried with capped exponential backoff for as long as they last,
-the whole record again (every step is idempotent: the same ids, ``SET NX``/``HSETNX``);
+step by step (planning, producing what the broker has not acknowledged yet, the Redis write;
+each is idempotent: the same ids, ``SET NX``/``HSETNX``);
 anything else is a bug and crashes the agent (Faust restarts it). Each batch's messages are
 referenced (``incref``) before handling and released (``ack``) only once every record of the
 batch was carried out, so a crash commits nothing past what was done (see "Commits" in
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
@@ -59,6 +61,7 @@ _MAX_BACKOFF_SECONDS = 30.0
 _BATCH_SIZE = 100
 _BATCH_WITHIN_SECONDS = 0.2
 
+_T = TypeVar("_T")
 SendOutput = Callable[[Output], Awaitable[Awaitable[object]]]
 
 
@@ -77,15 +80,32 @@ class InboundHandler:
         self._sleep = sleep
 
     async def handle(self, record: InboundRecord) -> str:
-        """Handle ``record`` to the end; the plan's outcome (for logs and tests)."""
+        """Handle ``record`` to the end; the plan's outcome (for logs and tests).
+
+        Each step is retried on its own: a failed Redis write after the acknowledgement does
+        not produce the records again.
+        """
+        plan = await self._until_done(lambda: self._service.handle(record))
+        pending = list(plan.outputs)
+
+        async def produce() -> None:
+            while pending:
+                ack = await self._send(pending[0])
+                await ack
+                pending.pop(0)
+
+        await self._until_done(produce)
+        await self._until_done(plan.after_ack)
+        logger.info(
+            "inbound.record.done", extra={"outcome": plan.outcome, "partition": record.partition}
+        )
+        return plan.outcome
+
+    async def _until_done(self, step: Callable[[], Awaitable[_T]]) -> _T:
         backoff = _FIRST_BACKOFF_SECONDS
         while True:
             try:
-                plan = await self._service.handle(record)
-                acks = [await self._send(output) for output in plan.outputs]
-                for ack in acks:
-                    await ack
-                await plan.after_ack()
+                return await step()
             except RETRIED_ERRORS as exc:
                 logger.warning(
                     "inbound.record.retrying",
@@ -93,12 +113,6 @@ class InboundHandler:
                 )
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-                continue
-            logger.info(
-                "inbound.record.done",
-                extra={"outcome": plan.outcome, "partition": record.partition},
-            )
-            return plan.outcome
 
 
 def _record(event: EventT[bytes]) -> InboundRecord:

@@ -49,7 +49,6 @@ from processors.inbound.models import (
     review_id_for,
 )
 from processors.inbound.resolution import Directory, PartnerLinks, resolve
-from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.topics import TopicMap
 
@@ -60,8 +59,10 @@ __all__ = [
     "Connections",
     "InboundRecord",
     "InboundService",
+    "Marks",
     "Output",
     "Plan",
+    "Reviews",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,20 @@ class Connections(Protocol):
     async def get(self, tenant_id: str, connector: Connector) -> ConnectionRecord | None: ...
 
 
+class Marks(Protocol):
+    """:class:`~processors.inbound.reviews.BookmarkMarks`, or a fake in unit tests."""
+
+    async def produced(self, tenant_id: str, bookmark_id: str) -> bool: ...
+    async def mark(self, tenant_id: str, bookmark_id: str) -> None: ...
+
+
+class Reviews(Protocol):
+    """:class:`~processors.inbound.reviews.ReviewStore`, or a fake in unit tests."""
+
+    async def get(self, tenant_id: str, review_id: str) -> InboundReview | None: ...
+    async def add(self, review: InboundReview) -> bool: ...
+
+
 class _Invalid(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -151,8 +166,8 @@ class InboundService:
         directory: Directory,
         links: PartnerLinks,
         connections: Connections,
-        marks: BookmarkMarks,
-        reviews: ReviewStore,
+        marks: Marks,
+        reviews: Reviews,
     ) -> None:
         self._topics = topics
         self._directory = directory
