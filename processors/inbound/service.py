@@ -187,7 +187,7 @@ class InboundService:
         except RETRIED_ERRORS:
             raise
         except Exception as exc:  # a bug must not stop the partition: dead-letter the record
-            logger.exception(
+            logger.error(  # never the traceback: an exception's message may quote the input
                 "inbound.record.internal_error",
                 extra={"tenant_id": event.tenant_id, "error": type(exc).__name__},
             )

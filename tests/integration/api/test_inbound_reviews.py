@@ -20,6 +20,7 @@ import httpx
 from redis.asyncio import Redis
 
 from connectors.base.inbound import InboundCompany
+from processors.api import MAX_BODY_BYTES
 from processors.identity.repository import IdentityRepository, LinkState, MatchRef
 from processors.inbound.directory import CompanyDirectory, directory_update
 from processors.inbound.models import Bookmark, InboundEvent, InboundReview, bookmark_id_for
@@ -270,6 +271,12 @@ async def test_a_review_of_another_tenant_cannot_be_seen_or_decided(
     for body in bodies:
         bad = await client.post(f"{theirs}/{review_id}/resolve", json=body, headers=OTHER_ADMIN)
         assert bad.status_code == 422, body
+    oversized = await client.post(
+        f"{theirs}/{review_id}/resolve",
+        content=b'{"company_id": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}',
+        headers={**OTHER_ADMIN, "Content-Type": "application/json"},
+    )
+    assert oversized.status_code == 413
     bad_id = await client.post(f"{theirs}/rv_x/resolve", json={"reject": True}, headers=OTHER_ADMIN)
     assert bad_id.status_code == 422
     cursor = await client.get(theirs, params={"cursor": "bm90LWEtY3Vyc29y"}, headers=OTHER_ADMIN)

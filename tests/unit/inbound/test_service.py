@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from processors.inbound.directory import directory_update
 from processors.inbound.models import Bookmark, InboundReview, bookmark_id_for
@@ -245,3 +246,38 @@ def test_no_domain_event_other_than_a_company_changes_the_directory() -> None:
     assert update.entry.domains == ("acme.co.uk", "acme.se")
     assert update.entry.linkedin == "linkedin.com/company/acme"
     assert update.entry.normalized_name
+
+
+class _BrokenDirectory(FakeDirectory):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def by_domain(self, tenant_id: str, domain: str) -> list[str]:
+        raise self.error
+
+
+async def test_a_bug_in_resolution_dead_letters_the_record_and_redis_errors_are_raised() -> None:
+    harness = Harness()
+    value = inbound_event(domain="acme-robotics.se").model_dump_json().encode()
+    harness.service = InboundService(
+        topics=TOPICS,
+        directory=_BrokenDirectory(KeyError("quoted input")),
+        links=FakeLinks(),
+        connections=FakeConnections(),
+        marks=harness.marks,
+        reviews=harness.reviews,
+    )
+    headers = _dead_letter(await harness.run(value))
+    assert headers["qi.error.reason"] == b"internal_error"
+    assert b"quoted input" not in headers["qi.error.detail"]
+    harness.service = InboundService(
+        topics=TOPICS,
+        directory=_BrokenDirectory(RedisConnectionError("down")),
+        links=FakeLinks(),
+        connections=FakeConnections(),
+        marks=harness.marks,
+        reviews=harness.reviews,
+    )
+    with pytest.raises(RedisConnectionError):
+        await harness.run(value)
