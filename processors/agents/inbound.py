@@ -41,6 +41,7 @@ from processors.identity.repository import IdentityRepository
 from processors.inbound.directory import CompanyDirectory, directory_update
 from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.inbound.service import InboundRecord, InboundService, Output
+from processors.metrics import BACKEND_RETRIES, INBOUND_RESOLVED
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -96,6 +97,7 @@ class InboundHandler:
 
         await self._until_done(produce)
         await self._until_done(plan.after_ack)
+        INBOUND_RESOLVED.labels(outcome=plan.outcome).inc()
         logger.info(
             "inbound.record.done", extra={"outcome": plan.outcome, "partition": record.partition}
         )
@@ -107,6 +109,7 @@ class InboundHandler:
             try:
                 return await step()
             except RETRIED_ERRORS as exc:
+                BACKEND_RETRIES.labels(component="inbound", error=type(exc).__name__).inc()
                 logger.warning(
                     "inbound.record.retrying",
                     extra={"error": type(exc).__name__, "backoff_s": backoff},
@@ -151,6 +154,7 @@ async def _apply_directory(directory: CompanyDirectory, record: InboundRecord) -
             await directory.apply(update)
             return
         except RETRIED_ERRORS as exc:
+            BACKEND_RETRIES.labels(component="inbound-directory", error=type(exc).__name__).inc()
             logger.warning(
                 "inbound.directory.retrying",
                 extra={"error": type(exc).__name__, "backoff_s": backoff},

@@ -8,18 +8,22 @@ directory agent (:func:`processors.agents.inbound.register_inbound_agents`). Key
   stays as a tombstone holding its version, so an older upsert replayed later cannot bring it
   back);
 - ``indir:{tenant}:domain:{registrable domain}``, ``indir:{tenant}:linkedin:{normalised page}``,
-  ``indir:{tenant}:name:{normalised name}`` and ``indir:{tenant}:token:{name word}``: sets of
-  company ids (the reverse indexes). Domains are registrable domains
-  (:func:`~connectors.base.matchkeys.normalize_domain`, shared platforms such as gmail.com
-  left out), LinkedIn pages :func:`~connectors.base.matchkeys.normalize_linkedin_url`, names
+  ``indir:{tenant}:name:{normalised name}``, ``indir:{tenant}:token:{name word}`` and
+  ``indir:{tenant}:prefix:{first three letters of a name word}``: sets of company ids (the
+  reverse indexes; the prefixes let a misspelt name, "Siemans", find "Siemens"). Domains are
+  registrable domains (:func:`~connectors.base.matchkeys.normalize_domain`, shared platforms
+  such as gmail.com left out), LinkedIn pages
+  :func:`~connectors.base.matchkeys.normalize_linkedin_url`, names
   :func:`~processors.identity.names.normalize_company_name`.
 
 Versions: an event whose entity version is not newer than the stored one (upsert or tombstone)
 changes nothing. A deletion removes the company from every index.
 
-Fuzzy-name candidates are bounded: the exact normalised-name set, then the word sets of the
-name, smallest first, skipping a word shared by more than :data:`MAX_TOKEN_FANOUT` companies
-(a common word says nothing), until :data:`MAX_CANDIDATES` ids are gathered.
+Fuzzy-name candidates are bounded: the exact normalised-name set, then the word and prefix
+sets of the name, smallest first, skipping a set of more than :data:`MAX_TOKEN_FANOUT`
+companies (a common word says nothing), until :data:`MAX_CANDIDATES` ids are gathered. The
+candidates are then scored by the identity matcher; a name sharing neither a word nor a word's
+first letters with a company does not find it.
 
 Writer: one directory agent per tenant partition, so one writer per tenant at a time (a
 rebalance may overlap two for a moment; both apply the same events in order and the version
@@ -63,6 +67,7 @@ MAX_CANDIDATES = 200
 MAX_TOKEN_FANOUT = 500
 """A name word shared by more companies than this is not used to find candidates."""
 _MAX_DOMAINS = 100
+_PREFIX_LETTERS = 3
 
 
 class DirectoryEntry(BaseModel):
@@ -93,6 +98,11 @@ class DirectoryUpdate(BaseModel):
 
 def _tokens(normalized: str | None) -> list[str]:
     return sorted({word for word in (normalized or "").split() if len(word) >= 2})
+
+
+def _prefixes(tokens: Iterable[str]) -> list[str]:
+    """The first letters of each word: a misspelt name still shares them with the right one."""
+    return sorted({token[:_PREFIX_LETTERS] for token in tokens if len(token) > _PREFIX_LETTERS})
 
 
 def _domains(company: CompanyData) -> tuple[str, ...]:
@@ -129,7 +139,12 @@ def directory_update(value: bytes | None) -> DirectoryUpdate | None:
         elif envelope.event_type is EventType.COMPANY_DELETED:
             company_id = envelope.data.get("company_id")
             version = envelope.data.get("version")
-            if not isinstance(company_id, str) or not company_id or not isinstance(version, int):
+            if (
+                not isinstance(company_id, str)
+                or not company_id
+                or isinstance(version, bool)
+                or not isinstance(version, int)
+            ):
                 return None
             entry = DirectoryEntry(company_id=company_id, version=version, deleted=True)
         else:
@@ -161,6 +176,7 @@ class CompanyDirectory:
         if entry.normalized_name:
             keys.append(self._index(tenant_id, "name", entry.normalized_name))
         keys.extend(self._index(tenant_id, "token", token) for token in entry.tokens())
+        keys.extend(self._index(tenant_id, "prefix", p) for p in _prefixes(entry.tokens()))
         return keys
 
     async def get(self, tenant_id: str, company_id: str) -> DirectoryEntry | None:
@@ -209,19 +225,19 @@ class CompanyDirectory:
             await self._members(self._index(tenant_id, "name", normalized_name))
         )
         tokens = _tokens(normalized_name)
-        if tokens:
+        keys = [self._index(tenant_id, "token", token) for token in tokens]
+        keys += [self._index(tenant_id, "prefix", p) for p in _prefixes(tokens)]
+        if keys:
             pipe = self._redis.pipeline(transaction=False)
-            for token in tokens:
-                pipe.scard(self._index(tenant_id, "token", token))
+            for key in keys:
+                pipe.scard(key)
             sizes: Sequence[int] = await pipe.execute()
-            for size, token in sorted(zip(sizes, tokens, strict=True)):
+            for size, key in sorted(zip(sizes, keys, strict=True)):
                 if len(found) >= MAX_CANDIDATES:
                     break
                 if size == 0 or size > MAX_TOKEN_FANOUT:
                     continue
-                found.update(
-                    dict.fromkeys(await self._members(self._index(tenant_id, "token", token)))
-                )
+                found.update(dict.fromkeys(await self._members(key)))
         return list(found)[:MAX_CANDIDATES]
 
     async def _members(self, key: str) -> list[str]:

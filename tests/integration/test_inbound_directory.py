@@ -108,8 +108,15 @@ async def test_a_word_shared_by_too_many_companies_finds_no_candidates(
     directory: CompanyDirectory, redis: Redis, settings: Settings
 ) -> None:
     await directory.apply(_upsert("co_rare", 1, name="Zyxel Holdings"))
-    key = f"{settings.redis.key_prefix}indir:{TENANT}:token:holdings"
-    await redis.sadd(key, *[f"co_{n}" for n in range(MAX_TOKEN_FANOUT + 1)])
+    many = [f"co_{n}" for n in range(MAX_TOKEN_FANOUT + 1)]
+    for index in ("token:holdings", "prefix:hol"):
+        await redis.sadd(f"{settings.redis.key_prefix}indir:{TENANT}:{index}", *many)
     found = await directory.by_name(TENANT, "quorvex holdings")
     assert found == []
     assert await directory.by_name(TENANT, "zyxel holdings") == ["co_rare"]
+
+
+async def test_a_misspelt_name_still_finds_its_company(directory: CompanyDirectory) -> None:
+    await directory.apply(_upsert("co_siemens", 1, name="Siemens"))
+    await directory.apply(_upsert("co_other", 1, name="Deloitte"))
+    assert await directory.by_name(TENANT, "siemans") == ["co_siemens"]

@@ -118,7 +118,7 @@ async def test_highlights_become_bookmarks_once_and_a_shared_name_is_resolved_on
         topics.domain_events,
         [(TENANT.encode(), _company_event(TENANT, company)) for company in COMPANIES],
     )
-    start_worker(worker_factory, qi_env, tmp_path)
+    worker = start_worker(worker_factory, qi_env, tmp_path)
     directory_key = f"{prefix}indir:{TENANT}:companies"
 
     async def directory_built() -> bool:
@@ -183,6 +183,21 @@ async def test_highlights_become_bookmarks_once_and_a_shared_name_is_resolved_on
         assert dead.header("qi.original.topic") == topics.inbound
         (review_record,) = _values(records, topics.match_review)
         assert review_record["reason"] == "ambiguous"
+
+        async def counted() -> bool:
+            outcomes = {
+                "duplicate": 3,
+                "bookmark.domain": 2,
+                "bookmark.partner_id": 1,
+                "review.ambiguous": 1,
+                "dead_letter.validation_failed": 1,
+            }
+            return all(
+                worker.metric("qi_inbound_resolved_total", outcome=outcome) == count
+                for outcome, count in outcomes.items()
+            )
+
+        await _wait_for(counted, seconds=30)
 
         # the review, through the API
         listed = await client.get(f"/v1/tenants/{TENANT}/inbound/reviews", headers=TENANT_ADMIN)
