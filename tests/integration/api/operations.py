@@ -13,6 +13,7 @@ _PATH_VALUES = {
     "connector": "hubspot",
     "kind": "company",
     "queast_id": "co_1",
+    "review_id": "rv_" + "0" * 32,
 }
 
 
