@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from processors.agents.inbound import InboundHandler
@@ -77,3 +79,37 @@ async def test_the_mark_is_written_after_the_broker_acknowledged_and_retried() -
     # only the failed write was retried: the bookmark was produced once
     assert [o.topic for o in sent] == [TOPICS.bookmarks]
     assert acknowledged == sent
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    company=st.fixed_dictionaries(
+        {},
+        optional={
+            "partner_object_id": st.text(min_size=1, max_size=20),
+            "queast_company_id": st.sampled_from(["co_acme", "co_x"]),
+            "domain": st.one_of(st.text(min_size=1, max_size=30), st.just("acme-robotics.se")),
+            "name": st.one_of(st.text(min_size=1, max_size=30), st.just("Acme Robotics")),
+            "linkedin_url": st.text(min_size=1, max_size=40),
+        },
+    ),
+    connector=st.sampled_from(["webhook", "hubspot", "pipedrive"]),
+    mangle=st.booleans(),
+)
+async def test_whatever_a_highlight_holds_the_handler_writes_only_bookmarks_or_reviews(
+    company: dict[str, str], connector: str, mangle: bool
+) -> None:
+    written: list[str] = []
+
+    async def send(output: Output) -> Awaitable[object]:
+        written.append(output.topic)
+        return asyncio.ensure_future(asyncio.sleep(0))
+
+    value = inbound_event(connector=connector, **company).model_dump_json().encode()
+    if mangle:
+        value = value.replace(b'"company"', b'"signal"')
+    record = InboundRecord(TOPICS.inbound, 0, 1, TENANT.encode(), value)
+    await InboundHandler(_service(FakeMarks()), send).handle(record)
+    (topic,) = written
+    allowed = {TOPICS.bookmarks, TOPICS.match_review}
+    assert topic in (allowed | {TOPICS.invalid_events} if mangle else allowed)
