@@ -1,20 +1,21 @@
 """The per-tenant company directory: what the inbound agent matches highlights against.
 
 Built from the tenant's ``company.upserted`` / ``company.deleted`` domain events by the
-directory agent (:func:`processors.agents.inbound.register_inbound_agents`). Keys, under
-``QI_REDIS_KEY_PREFIX``:
+directory agent (:func:`processors.agents.inbound.register_inbound_agents`).
 
-- ``indir:{tenant}:companies``: hash ``company_id -> DirectoryEntry JSON`` (a deleted company
-  stays as a tombstone holding its version, so an older upsert replayed later cannot bring it
-  back);
-- ``indir:{tenant}:domain:{registrable domain}``, ``indir:{tenant}:linkedin:{normalised page}``,
-  ``indir:{tenant}:name:{normalised name}``, ``indir:{tenant}:token:{name word}`` and
-  ``indir:{tenant}:prefix:{first three letters of a name word}``: sets of company ids (the
-  reverse indexes; the prefixes let a misspelt name, "Siemans", find "Siemens"). Domains are
-  registrable domains (:func:`~connectors.base.matchkeys.normalize_domain`, shared platforms
-  such as gmail.com left out), LinkedIn pages
-  :func:`~connectors.base.matchkeys.normalize_linkedin_url`, names
-  :func:`~processors.identity.names.normalize_company_name`.
+Keys, under ``QI_REDIS_KEY_PREFIX``, all ``tenant:{tenant}:*`` keys (so ``tenant purge``
+removes them with the tenant's other keys):
+
+- ``tenant:{tenant}:indir:companies``: hash ``company_id -> DirectoryEntry JSON`` (a deleted
+  company stays as a tombstone holding its version, so an older upsert replayed later cannot
+  bring it back);
+- ``tenant:{tenant}:indir:{kind}:{value}``: sets of company ids, the reverse indexes, with
+  kind ``domain`` (registrable domains,
+  :func:`~connectors.base.matchkeys.normalize_domain`, shared platforms such as gmail.com left
+  out), ``linkedin`` (:func:`~connectors.base.matchkeys.normalize_linkedin_url`), ``name``
+  (:func:`~processors.identity.names.normalize_company_name`), ``token`` (a word of that
+  name) and ``prefix`` (the first three letters of such a word, so that a misspelt name,
+  "Siemans", finds "Siemens").
 
 Versions: an event whose entity version is not newer than the stored one (upsert or tombstone)
 changes nothing. A deletion removes the company from every index.
@@ -165,10 +166,10 @@ class CompanyDirectory:
         self._prefix = key_prefix
 
     def _companies(self, tenant_id: str) -> str:
-        return f"{self._prefix}indir:{tenant_id}:companies"
+        return f"{self._prefix}tenant:{tenant_id}:indir:companies"
 
     def _index(self, tenant_id: str, kind: str, value: str) -> str:
-        return f"{self._prefix}indir:{tenant_id}:{kind}:{value}"
+        return f"{self._prefix}tenant:{tenant_id}:indir:{kind}:{value}"
 
     def _index_keys(self, tenant_id: str, entry: DirectoryEntry) -> list[str]:
         if entry.deleted:

@@ -1,14 +1,17 @@
 """The inbound review queue and the bookmark marks, in Redis.
 
-Keys, under ``QI_REDIS_KEY_PREFIX``:
+Keys, under ``QI_REDIS_KEY_PREFIX``, all ``tenant:{tenant}:*`` keys (so ``tenant purge``
+removes them with the tenant's other keys):
 
-- ``inreview:{tenant}``: hash ``review_id -> InboundReview JSON``;
-- ``inreview:{tenant}:pending`` and ``inreview:{tenant}:done``: sorted sets of review ids by
-  creation time (milliseconds), for listing pending reviews first;
-- ``inreview:{tenant}:claim:{review_id}``: held (``SET NX``, :data:`CLAIM_SECONDS`) while one
-  resolve produces the review's bookmark, so two concurrent resolves cannot both produce it;
-- ``inbookmark:{tenant}:{bookmark_id}``: set (``SET NX``, :data:`BOOKMARK_MARK_SECONDS`) once the
-  broker acknowledged the bookmark; a redelivered highlight finds it and produces nothing.
+- ``tenant:{tenant}:inreview``: hash ``review_id -> InboundReview JSON``;
+- ``tenant:{tenant}:inreview:pending`` and ``tenant:{tenant}:inreview:done``: sorted sets of
+  review ids by creation time (milliseconds), for listing pending reviews first;
+- ``tenant:{tenant}:inreview:claim:{review_id}``: held (``SET NX``, :data:`CLAIM_SECONDS`)
+  while one resolve produces the review's bookmark, so two concurrent resolves cannot both
+  produce it;
+- ``tenant:{tenant}:inbookmark:{bookmark_id}``: set (``SET NX``,
+  :data:`BOOKMARK_MARK_SECONDS`) once the broker acknowledged the bookmark; a redelivered
+  highlight finds it and produces nothing.
 
 Exactly once, and where it stops: the mark is written only after the broker acknowledged the
 bookmark, so a crash between the two produces the bookmark again on the next delivery, with
@@ -91,7 +94,7 @@ class BookmarkMarks:
         self._prefix = key_prefix
 
     def _key(self, tenant_id: str, bookmark_id: str) -> str:
-        return f"{self._prefix}inbookmark:{tenant_id}:{bookmark_id}"
+        return f"{self._prefix}tenant:{tenant_id}:inbookmark:{bookmark_id}"
 
     async def produced(self, tenant_id: str, bookmark_id: str) -> bool:
         return bool(await self._redis.exists(self._key(tenant_id, bookmark_id)))
@@ -110,13 +113,13 @@ class ReviewStore:
         self._prefix = key_prefix
 
     def _hash(self, tenant_id: str) -> str:
-        return f"{self._prefix}inreview:{tenant_id}"
+        return f"{self._prefix}tenant:{tenant_id}:inreview"
 
     def _set(self, tenant_id: str, stage: str) -> str:
-        return f"{self._prefix}inreview:{tenant_id}:{stage}"
+        return f"{self._prefix}tenant:{tenant_id}:inreview:{stage}"
 
     def _claim(self, tenant_id: str, review_id: str) -> str:
-        return f"{self._prefix}inreview:{tenant_id}:claim:{review_id}"
+        return f"{self._prefix}tenant:{tenant_id}:inreview:claim:{review_id}"
 
     async def get(self, tenant_id: str, review_id: str) -> InboundReview | None:
         raw = await self._redis.hget(self._hash(tenant_id), review_id)

@@ -16,6 +16,8 @@ from processors.inbound.directory import (
     DirectoryUpdate,
     directory_update,
 )
+from processors.inbound.reviews import BookmarkMarks
+from processors.operations.purge import TenantPurge
 from processors.settings import Settings
 
 TENANT = "t_dir"
@@ -110,7 +112,7 @@ async def test_a_word_shared_by_too_many_companies_finds_no_candidates(
     await directory.apply(_upsert("co_rare", 1, name="Zyxel Holdings"))
     many = [f"co_{n}" for n in range(MAX_TOKEN_FANOUT + 1)]
     for index in ("token:holdings", "prefix:hol"):
-        await redis.sadd(f"{settings.redis.key_prefix}indir:{TENANT}:{index}", *many)
+        await redis.sadd(f"{settings.redis.key_prefix}tenant:{TENANT}:indir:{index}", *many)
     found = await directory.by_name(TENANT, "quorvex holdings")
     assert found == []
     assert await directory.by_name(TENANT, "zyxel holdings") == ["co_rare"]
@@ -120,3 +122,15 @@ async def test_a_misspelt_name_still_finds_its_company(directory: CompanyDirecto
     await directory.apply(_upsert("co_siemens", 1, name="Siemens"))
     await directory.apply(_upsert("co_other", 1, name="Deloitte"))
     assert await directory.by_name(TENANT, "siemans") == ["co_siemens"]
+
+
+async def test_tenant_purge_removes_the_inbound_keys(
+    directory: CompanyDirectory, redis: Redis, settings: Settings
+) -> None:
+    prefix = settings.redis.key_prefix
+    await directory.apply(_upsert("co_1", 1, name="Acme", domain="acme.se"))
+    await BookmarkMarks(redis, key_prefix=prefix).mark(TENANT, "bm_" + "1" * 32)
+    await TenantPurge(redis, key_prefix=prefix).purge(TENANT)
+    left = [key async for key in redis.scan_iter(match=f"{prefix}tenant:{TENANT}:*")]
+    assert left == []
+    assert await directory.by_domain(TENANT, "acme.se") == []

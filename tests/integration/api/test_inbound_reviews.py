@@ -119,7 +119,7 @@ async def test_highlights_become_bookmarks_once_and_a_shared_name_is_resolved_on
         [(TENANT.encode(), _company_event(TENANT, company)) for company in COMPANIES],
     )
     worker = start_worker(worker_factory, qi_env, tmp_path)
-    directory_key = f"{prefix}indir:{TENANT}:companies"
+    directory_key = f"{prefix}tenant:{TENANT}:indir:companies"
 
     async def directory_built() -> bool:
         return int(await redis_client.hlen(directory_key)) == len(COMPANIES)
