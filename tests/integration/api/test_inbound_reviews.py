@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from connectors.base.inbound import InboundCompany
 from processors.api import MAX_BODY_BYTES
+from processors.errors import Conflict, ServiceUnavailable
 from processors.identity.repository import IdentityRepository, LinkState, MatchRef
 from processors.inbound.directory import CompanyDirectory, directory_update
 from processors.inbound.models import Bookmark, InboundEvent, InboundReview, bookmark_id_for
-from processors.inbound.reviews import ReviewStore
+from processors.inbound.review_service import InboundReviewService
+from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.tenants.repository import ConnectionRepository
@@ -330,3 +333,46 @@ async def test_reviews_are_paged_pending_first(
             break
     assert sorted(r["review_id"] for r in seen) == sorted(ids)
     assert [r["status"] for r in seen] == ["pending"] * 4 + ["rejected"]
+
+
+async def test_a_resolve_that_kafka_refuses_decides_nothing_and_concurrent_ones_produce_once(
+    settings: Settings, redis_client: Redis
+) -> None:
+    prefix = settings.redis.key_prefix
+    review_id = await _seed_review(redis_client, settings, TENANT)
+    produced: list[Bookmark] = []
+    refuse = True
+
+    async def produce(bookmark: Bookmark) -> None:
+        if refuse:
+            raise ServiceUnavailable("down", code="kafka_unavailable")
+        await asyncio.sleep(0.2)  # long enough for the other resolve to find the claim
+        produced.append(bookmark)
+
+    service = InboundReviewService(
+        store=ReviewStore(redis_client, key_prefix=prefix),
+        directory=CompanyDirectory(redis_client, key_prefix=prefix),
+        marks=BookmarkMarks(redis_client, key_prefix=prefix),
+        produce=produce,
+    )
+    with pytest.raises(ServiceUnavailable):
+        await service.resolve(TENANT, review_id, "co_nordic_1", decided_by="u")
+    pending = await ReviewStore(redis_client, key_prefix=prefix).get(TENANT, review_id)
+    assert pending is not None
+    assert pending.status == "pending"
+
+    refuse = False
+    outcomes = await asyncio.gather(
+        service.resolve(TENANT, review_id, "co_nordic_1", decided_by="u"),
+        service.resolve(TENANT, review_id, "co_nordic_1", decided_by="u"),
+        return_exceptions=True,
+    )
+    conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+    decided = [o for o in outcomes if isinstance(o, InboundReview)]
+    assert len(conflicts) == 1
+    assert conflicts[0].code == "review_in_progress"
+    assert len(decided) == 1
+    assert len(produced) == 1
+    again = await service.resolve(TENANT, review_id, "co_nordic_1", decided_by="u")
+    assert again.bookmark == produced[0]
+    assert len(produced) == 1
