@@ -31,10 +31,11 @@ from typing import Annotated, Final, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from processors.appstate import ProduceError, api_state, bookmark_producer
+from processors.appstate import api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
 from processors.errors import BadRequest, ServiceUnavailable, error_responses
+from processors.inbound.bookmark_producer import ProduceError, bookmark_producer
 from processors.inbound.directory import CompanyDirectory
 from processors.inbound.models import Bookmark, InboundReview
 from processors.inbound.review_service import InboundReviewService
