@@ -148,6 +148,7 @@ async def test_highlights_become_bookmarks_once_and_a_shared_name_is_resolved_on
             (key, by_domain.model_dump_json().encode()),
             (key, linked.model_dump_json().encode()),
             (key, after_poison.model_dump_json().encode()),
+            (key, linked.model_dump_json().encode()),
         ],
     )
     reader = TopicReader(
@@ -189,7 +190,7 @@ async def test_highlights_become_bookmarks_once_and_a_shared_name_is_resolved_on
 
         async def counted() -> bool:
             outcomes = {
-                "duplicate": 3,
+                "duplicate": 4,
                 "bookmark.domain": 2,
                 "bookmark.partner_id": 1,
                 "review.ambiguous": 1,
