@@ -54,6 +54,7 @@ from faust.types.tuples import ack_lock
 from faust.utils.functional import consecutive_numbers
 
 from processors.agents.deliver import register_delivery_agents
+from processors.agents.inbound import register_inbound_agents
 from processors.agents.route import register_route_agent
 from processors.agents.streams import raw_topic
 from processors.consumerlag import register_consumer_lag
@@ -229,6 +230,7 @@ def create_app(settings: Settings) -> faust.App:
     register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)
     for connector in settings.worker.delivery_connectors:
         register_delivery_agents(app, connector=connector, settings=settings)
+    register_inbound_agents(app, settings=settings)
     register_consumer_lag(app, settings)
     observe_gc_pauses()
     freeze_after = settings.worker.gc_freeze_after_seconds

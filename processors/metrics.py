@@ -23,6 +23,7 @@ __all__ = [
     "EVENTS_MAPPED",
     "EVENTS_SKIPPED",
     "EXPORTS_PRODUCED",
+    "INBOUND_RESOLVED",
     "LANE_DEPTH",
     "PARTNER_429",
     "RATE_LIMIT_WAITS",
@@ -73,6 +74,12 @@ CONSUMER_LAG = Gauge(
     ["group", "topic", "partition"],
 )
 
+INBOUND_RESOLVED = Counter(
+    "qi_inbound_resolved",
+    "Inbound highlights handled by the inbound agent, by outcome (bookmark.<strategy>,"
+    " review.<reason>, duplicate, dead_letter.<reason>).",
+    ["outcome"],
+)
 DELIVERIES = Counter(
     "qi_deliveries",
     "Delivery attempt outcomes, by connector and outcome.",

@@ -1,0 +1,211 @@
+"""The inbound agents: highlights to bookmarks or reviews, and the company directory.
+
+``inbound`` consumes ``integrations.inbound`` (keyed by tenant, so one tenant's highlights are
+handled in order by one worker). For each record, in order, it asks
+:class:`~processors.inbound.service.InboundService` for a plan, produces the plan's records,
+waits until the broker acknowledged every one, then carries out the plan's Redis write (the
+bookmark mark or the stored review) and only then acknowledges the record. Records are handled
+one after the other, not in parallel: a redelivered highlight right behind its first copy
+must find the first copy's mark. Inbound volume is that of partner webhooks, far below the
+domain events.
+
+``inbound-directory`` consumes ``queast.domain-events`` and keeps the per-tenant company
+directory (:mod:`processors.inbound.directory`, which says why it is a separate agent rather
+than a hook in the routing agent).
+
+Failures, as in :mod:`processors.agents.route`: a malformed record is dead-lettered by the
+service and never stops the partition; Redis, Kafka and network errors
+(:data:`RETRIED_ERRORS`) are retried with capped exponential backoff for as long as they last,
+step by step (planning, producing what the broker has not acknowledged yet, the Redis write;
+each is idempotent: the same ids, ``SET NX``/``HSETNX``);
+anything else is a bug and crashes the agent (Faust restarts it). Each batch's messages are
+referenced (``incref``) before handling and released (``ack``) only once every record of the
+batch was carried out, so a crash commits nothing past what was done (see "Commits" in
+:mod:`processors.agents.route`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.types import EventT
+from redis.exceptions import RedisError
+
+from processors.agents.streams import concrete_stream, raw_topic
+from processors.identity.repository import IdentityRepository
+from processors.inbound.directory import CompanyDirectory, directory_update
+from processors.inbound.reviews import BookmarkMarks, ReviewStore
+from processors.inbound.service import InboundRecord, InboundService, Output
+from processors.metrics import BACKEND_RETRIES, INBOUND_RESOLVED
+from processors.redis_client import redis_client
+from processors.settings import Settings
+from processors.tenants.repository import ConnectionRepository
+from processors.topics import TopicMap
+
+__all__ = ["RETRIED_ERRORS", "InboundHandler", "handle_batches", "register_inbound_agents"]
+
+logger = logging.getLogger(__name__)
+
+RETRIED_ERRORS: tuple[type[Exception], ...] = (
+    RedisError,
+    OSError,
+    KafkaError,
+    faust.exceptions.ProducerSendError,
+)
+_FIRST_BACKOFF_SECONDS = 0.5
+_MAX_BACKOFF_SECONDS = 30.0
+_BATCH_SIZE = 100
+_BATCH_WITHIN_SECONDS = 0.2
+
+_T = TypeVar("_T")
+SendOutput = Callable[[Output], Awaitable[Awaitable[object]]]
+
+
+class InboundHandler:
+    """Carries out one record's plan, retrying infrastructure errors until they pass."""
+
+    def __init__(
+        self,
+        service: InboundService,
+        send: SendOutput,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._service = service
+        self._send = send
+        self._sleep = sleep
+
+    async def handle(self, record: InboundRecord) -> str:
+        """Handle ``record`` to the end; the plan's outcome (for logs and tests).
+
+        Each step is retried on its own: a failed Redis write after the acknowledgement does
+        not produce the records again.
+        """
+        plan = await self._until_done(lambda: self._service.handle(record))
+        pending = list(plan.outputs)
+
+        async def produce() -> None:
+            while pending:
+                ack = await self._send(pending[0])
+                await ack
+                pending.pop(0)
+
+        await self._until_done(produce)
+        await self._until_done(plan.after_ack)
+        INBOUND_RESOLVED.labels(outcome=plan.outcome).inc()
+        logger.info(
+            "inbound.record.done", extra={"outcome": plan.outcome, "partition": record.partition}
+        )
+        return plan.outcome
+
+    async def _until_done(self, step: Callable[[], Awaitable[_T]]) -> _T:
+        backoff = _FIRST_BACKOFF_SECONDS
+        while True:
+            try:
+                return await step()
+            except RETRIED_ERRORS as exc:
+                BACKEND_RETRIES.labels(component="inbound", error=type(exc).__name__).inc()
+                logger.warning(
+                    "inbound.record.retrying",
+                    extra={"error": type(exc).__name__, "backoff_s": backoff},
+                )
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+
+def _record(event: EventT[bytes]) -> InboundRecord:
+    message = event.message
+    key, value = message.key, message.value
+    return InboundRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=key if isinstance(key, bytes) or key is None else bytes(key),
+        value=value if isinstance(value, bytes) or value is None else bytes(value),
+    )
+
+
+async def handle_batches(
+    batches: AsyncIterable[Sequence[EventT[bytes]]],
+    handle: Callable[[InboundRecord], Awaitable[object]],
+) -> None:
+    """Handle each record of each batch in order; a batch is acknowledged once all are done."""
+    async for events in batches:
+        for event in events:
+            event.message.incref()
+        for event in events:
+            await handle(_record(event))
+        for event in events:
+            event.ack()
+
+
+async def _apply_directory(directory: CompanyDirectory, record: InboundRecord) -> None:
+    update = directory_update(record.value)
+    if update is None:
+        return
+    backoff = _FIRST_BACKOFF_SECONDS
+    while True:
+        try:
+            await directory.apply(update)
+            return
+        except RETRIED_ERRORS as exc:
+            BACKEND_RETRIES.labels(component="inbound-directory", error=type(exc).__name__).inc()
+            logger.warning(
+                "inbound.directory.retrying",
+                extra={"error": type(exc).__name__, "backoff_s": backoff},
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+
+
+def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
+    """Register the ``inbound`` and ``inbound-directory`` agents on ``app``."""
+    topics = TopicMap(settings.topics.prefix)
+    prefix = settings.redis.key_prefix
+
+    async def send(output: Output) -> Awaitable[object]:
+        return await app.producer.send(
+            output.topic, output.key, output.value, None, None, list(output.headers)
+        )
+
+    @app.agent(raw_topic(app, topics.inbound), name="inbound")
+    async def inbound(stream: faust.StreamT[bytes]) -> None:
+        redis = redis_client(settings.redis)
+        service = InboundService(
+            topics=topics,
+            directory=CompanyDirectory(redis, key_prefix=prefix),
+            links=IdentityRepository(redis, key_prefix=prefix),
+            connections=ConnectionRepository(redis, key_prefix=prefix),
+            marks=BookmarkMarks(redis, key_prefix=prefix),
+            reviews=ReviewStore(redis, key_prefix=prefix),
+        )
+        try:
+            await handle_batches(
+                concrete_stream(stream).take_events(_BATCH_SIZE, within=_BATCH_WITHIN_SECONDS),
+                InboundHandler(service, send).handle,
+            )
+        finally:
+            await redis.aclose()
+
+    @app.agent(raw_topic(app, topics.domain_events), name="inbound-directory")
+    async def directory(stream: faust.StreamT[bytes]) -> None:
+        redis = redis_client(settings.redis)
+        companies = CompanyDirectory(redis, key_prefix=prefix)
+
+        async def apply(record: InboundRecord) -> None:
+            await _apply_directory(companies, record)
+
+        try:
+            await handle_batches(
+                concrete_stream(stream).take_events(
+                    settings.routing.batch_size, within=settings.routing.batch_within_seconds
+                ),
+                apply,
+            )
+        finally:
+            await redis.aclose()

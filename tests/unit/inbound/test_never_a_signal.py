@@ -1,0 +1,112 @@
+"""Nothing inbound can produce a Signal: proved from the source and the models.
+
+- the inbound modules (``processors.inbound``, the inbound agents), and every ``processors``
+  module they import, transitively, never import the signal contracts, the routing (mapping
+  domain events to exports), the deliveries or the publisher;
+- from ``connectors`` they import only the base kit (the inbound records, the match keys),
+  never a connector's exporters;
+- no name they import is a Signal type;
+- the only topics they name are the bookmarks, the match review and the dead letters;
+- the bookmark and review models have no signal field.
+
+The hypothesis test of the service (:mod:`tests.unit.inbound.test_service`) checks the same
+at run time: whatever an inbound record holds, its only output is a bookmark, a review or a
+dead letter.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from processors.inbound.models import Bookmark, BookmarkMatch, BookmarkSource, InboundReview
+from tests.unit.test_layering import ROOT, _graph, _imports, _module_name, _within
+
+FORBIDDEN = (
+    "processors.contracts",
+    "processors.routing",
+    "processors.deliveries",
+    "processors.publishing",
+    "processors.samples",
+    "processors.operations",
+)
+ALLOWED_TOPICS = {"bookmarks", "match_review", "invalid_events", "inbound", "domain_events"}
+"""Read: inbound, domain_events (the directory); written: the first three."""
+
+
+def _inbound_files() -> list[Path]:
+    return [
+        *sorted((ROOT / "processors" / "inbound").rglob("*.py")),
+        ROOT / "processors" / "agents" / "inbound.py",
+    ]
+
+
+def _reached() -> set[str]:
+    graph = _graph("processors")
+    todo = [_module_name(path) for path in _inbound_files()]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(name for name in graph.get(module, ()) if name in graph)
+    return seen
+
+
+def test_the_walk_sees_the_inbound_modules() -> None:
+    reached = _reached()
+    assert "processors.inbound.service" in reached
+    assert "processors.agents.inbound" in reached
+    assert "processors.identity.matching" in reached
+
+
+def test_inbound_reaches_no_signal_contract_routing_or_delivery() -> None:
+    offenders = sorted(
+        module for module in _reached() if any(_within(module, f) for f in FORBIDDEN)
+    )
+    assert offenders == []
+
+
+def test_inbound_imports_only_the_connector_base_kit() -> None:
+    allowed = {"connectors.base.inbound", "connectors.base.matchkeys"}
+    for path in _inbound_files():
+        for name in _imports(path):
+            if _within(name, "connectors"):
+                assert any(_within(name, a) for a in allowed), f"{path.name} imports {name}"
+
+
+def test_inbound_imports_no_signal_type() -> None:
+    for path in _inbound_files():
+        for name in _imports(path):
+            assert "signal" not in name.lower(), f"{path.name} imports {name}"
+
+
+def test_inbound_names_only_its_own_topics() -> None:
+    for path in _inbound_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        prose = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute | ast.Name)
+                and (getattr(node.value, "attr", None) or getattr(node.value, "id", None))
+                in {"_topics", "topics"}
+            ):
+                assert node.attr in ALLOWED_TOPICS | {"prefix"}, f"{path.name}: {node.attr}"
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in prose
+            ):
+                assert "integrations.exports" not in node.value
+                assert "queast.domain-events" not in node.value
+
+
+def test_the_bookmark_and_review_models_have_no_signal_field() -> None:
+    for model in (Bookmark, BookmarkMatch, BookmarkSource, InboundReview):
+        assert not any("signal" in field for field in model.model_fields), model.__name__
