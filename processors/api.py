@@ -7,6 +7,9 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
   (``/v1/tenants/{tenant_id}/connections``);
 - :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``).
 - :mod:`processors.operations.preview_api`: what a connection would send (``…/preview``).
+- :mod:`processors.inbound.intake_api`: partner webhooks (``/webhooks/{connector}/{tenant_id}``,
+  no bearer token; bodies bounded by ``QI_INBOUND_MAX_BODY_BYTES``, produced to Kafka by the
+  app's :class:`~processors.inbound.intake.InboundProducer`, started and flushed with the app).
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
@@ -62,6 +65,8 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.inbound.intake import WEBHOOKS_PREFIX, InboundProducer
+from processors.inbound.intake_api import router as inbound_router
 from processors.operations.preview_api import router as preview_router
 from processors.redis_client import redis_client
 from processors.settings import Settings
@@ -230,12 +235,15 @@ def create_api(
 ) -> FastAPI:
     """The FastAPI app; one Redis client per process, opened and closed with the app."""
     redis = redis_client(settings.redis)
+    inbound = InboundProducer.for_settings(settings.kafka, settings.intake)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.secrets.is_development_key:
             _log.warning("secrets.development_key_in_use")
+        inbound.start()
         yield
+        await asyncio.to_thread(inbound.close)
         await redis.aclose()
 
     app = FastAPI(
@@ -248,11 +256,18 @@ def create_api(
     app.state.settings = settings
     app.state.redis = redis
     app.state.token_verifier = TokenVerifier.from_settings(settings.auth)
+    app.state.inbound_producer = inbound
     install_error_handlers(app)
     app.add_middleware(
         BoundedBodyMiddleware,
         max_bytes=MAX_BODY_BYTES,
         timeout_seconds=body_read_timeout_seconds,
+    )
+    app.add_middleware(
+        BoundedBodyMiddleware,
+        max_bytes=settings.intake.inbound_max_body_bytes,
+        timeout_seconds=body_read_timeout_seconds,
+        prefixes=(WEBHOOKS_PREFIX,),
     )
     app.add_exception_handler(RedisError, _redis_unavailable)
 
@@ -280,4 +295,5 @@ def create_api(
     app.include_router(deliveries_router)
     app.include_router(identity_router)
     app.include_router(preview_router)
+    app.include_router(inbound_router)
     return app

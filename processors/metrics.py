@@ -21,6 +21,7 @@ __all__ = [
     "EVENTS_MAPPED",
     "EVENTS_SKIPPED",
     "EXPORTS_PRODUCED",
+    "INBOUND",
     "LANE_DEPTH",
     "PARTNER_429",
     "RATE_LIMIT_WAITS",
@@ -111,4 +112,11 @@ CONNECTIONS_PARKED = Counter(
     "qi_connections_parked",
     "Connections parked (needs re-authorisation or gone).",
     ["connector", "state"],
+)
+
+INBOUND = Counter(
+    "qi_inbound",
+    "Partner webhook requests received (POST /webhooks/...), by connector (``unknown`` for a"
+    " name no connector has) and outcome (accepted, duplicate, or the reason of the refusal).",
+    ["connector", "outcome"],
 )
