@@ -118,7 +118,9 @@ from processors.tenants.secret_fields import open_settings
 
 __all__ = [
     "WEBHOOKS_PREFIX",
+    "ConnectionFinder",
     "DedupeStore",
+    "Deduplicator",
     "InboundConnection",
     "InboundConnections",
     "InboundIntake",
@@ -269,6 +271,14 @@ class InboundConnection:
 LookupOutcome = Literal["unknown_tenant", "not_enabled", "invalid_config"]
 
 
+class ConnectionFinder(Protocol):
+    """A tenant's inbound-enabled connection of a connector (:class:`InboundConnections`)."""
+
+    async def find(
+        self, tenant_id: str, spec: ConnectorSpec
+    ) -> InboundConnection | LookupOutcome: ...
+
+
 class InboundConnections:
     """Reads a tenant's inbound-enabled connection of a connector (the repository side)."""
 
@@ -347,6 +357,18 @@ return 0
 """
 
 Reservation = Literal["new", "duplicate", "in_flight"]
+
+
+class Deduplicator(Protocol):
+    """Remembers the partner events taken (see :class:`DedupeStore`)."""
+
+    def key(self, tenant_id: str, inbound: str) -> str: ...
+
+    async def reserve(self, keys: Sequence[str], token: str) -> list[Reservation]: ...
+
+    async def confirm(self, keys: Sequence[str], token: str) -> None: ...
+
+    async def release(self, keys: Sequence[str], token: str) -> None: ...
 
 
 class DedupeStore:
@@ -510,8 +532,8 @@ class InboundIntake:
     def __init__(
         self,
         *,
-        connections: InboundConnections,
-        dedupe: DedupeStore,
+        connections: ConnectionFinder,
+        dedupe: Deduplicator,
         publisher: Publisher,
         settings: IntakeSettings,
         topic: str,

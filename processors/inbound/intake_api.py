@@ -37,18 +37,18 @@ _PATH_PARAMETERS = [
         "in": "path",
         "required": True,
         "description": "The connector the partner is (`hubspot`, `pipedrive`, `webhook`).",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
     },
     {
         "name": "tenant_id",
         "in": "path",
         "required": True,
         "description": "The tenant whose connection receives the webhook.",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
     },
 ]
-"""Declared by hand: the route reads them from the path itself, so that a malformed tenant id
-is answered like an unknown one (401), never 422."""
+"""Declared by hand: the route reads them from the path itself, so that a tenant id outside its
+pattern is answered like an unknown tenant (401), never 422."""
 
 
 class IntakeAnswer(BaseModel):
