@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +48,18 @@ TENANT_B = "t_in_b"
 TENANT_OFF = "t_in_off"
 TENANT_LISTED = "t_in_listed"
 ALLOWED_NET = "203.0.113.0/24"
+
+
+@pytest.fixture(autouse=True)
+def no_inbound_secret_or_payload_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """At teardown: no inbound secret, signature header or payload value in any log record."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for phase in ("setup", "call"):
+        for record in caplog.get_records(phase):
+            rendered = record.getMessage() + json.dumps(vars(record), default=str)
+            for secret in (SECRET_A, SECRET_B, "example.com", "X-Test-Signature"):
+                assert secret.lower() not in rendered.lower()
 
 
 def _url(tenant: str, connector: str = NAME) -> str:
