@@ -51,7 +51,8 @@ opened like every other connection secret, and it is validated with the model of
 
 Deduplication: each highlight is identified by ``(tenant, connection, partner_event_id)``;
 :func:`inbound_id` derives ``in_<32 hex>`` from them, and the Redis key
-``<QI_REDIS_KEY_PREFIX>inbound:seen:<tenant>:<inbound_id>`` remembers it. **Reserve, then
+``<QI_REDIS_KEY_PREFIX>tenant:<tenant>:inbound:seen:<inbound_id>`` remembers it (under the
+tenant's keys, so purging the tenant removes them). **Reserve, then
 confirm**: one script reserves every new key with a short lease (the produce bound plus a
 margin); the new highlights are produced; the keys of those Kafka acknowledged are confirmed
 for ``QI_INBOUND_DEDUPE_TTL_SECONDS`` (72 h, longer than HubSpot's 24 h of retries), and the
@@ -377,7 +378,7 @@ class DedupeStore:
     def __init__(
         self, redis: Redis, *, key_prefix: str, ttl_seconds: int, lease_seconds: float
     ) -> None:
-        self._prefix = f"{key_prefix}inbound:seen:"
+        self._prefix = key_prefix
         self._ttl = ttl_seconds
         self._lease_ms = max(1, int(lease_seconds * 1000))
         self._reserve = redis.register_script(_RESERVE)
@@ -394,7 +395,7 @@ class DedupeStore:
         )
 
     def key(self, tenant_id: str, inbound: str) -> str:
-        return f"{self._prefix}{tenant_id}:{inbound}"
+        return f"{self._prefix}tenant:{tenant_id}:inbound:seen:{inbound}"
 
     async def reserve(self, keys: Sequence[str], token: str) -> list[Reservation]:
         if not keys:

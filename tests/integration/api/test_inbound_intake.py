@@ -161,7 +161,7 @@ def _read(
 
 
 async def _seen_keys(redis: Redis, settings: Settings) -> list[bytes]:
-    pattern = f"{settings.redis.key_prefix}inbound:seen:*"
+    pattern = f"{settings.redis.key_prefix}tenant:*:inbound:seen:*"
     return [key async for key in redis.scan_iter(match=pattern)]
 
 
