@@ -42,12 +42,12 @@ The URL handed to the adapter is ``QI_PUBLIC_BASE_URL`` plus the path and raw qu
 received (percent-encoding untouched: HubSpot signs the URI as called), or the API's own base
 URL when that setting is unset.
 
-Where the inbound block is: at the top of the connection's settings (``settings["inbound"]``,
-where the connection body puts it), or, for the connector whose settings are its ``webhook``
-block (``carries_webhook_copies``), inside that block if not at the top. Its sealed secrets are
-opened like every other connection secret, and it is validated with the model of the
-``inbound`` field of the connector's config class, else the ``config`` type the adapter's
-``verify`` declares (:func:`inbound_model`).
+Where the inbound block is: ``settings["inbound"]`` of the connection (where the configuration
+API stores the body's ``inbound`` block, for every connector). Its sealed secrets are opened
+like every other connection secret, and it is validated with the model of the ``inbound``
+field of the connector's config class, else the ``config`` type the adapter's ``verify``
+declares (:func:`inbound_model`). A block that no longer validates or opens is logged
+(``inbound.config.invalid``) and the request answered like an unknown tenant.
 
 Deduplication: each highlight is identified by ``(tenant, connection, partner_event_id)``;
 :func:`inbound_id` derives ``in_<32 hex>`` from them, and the Redis key
@@ -251,13 +251,8 @@ def inbound_model(spec: ConnectorSpec) -> type[InboundSettings]:
     return chosen
 
 
-def _raw_block(spec: ConnectorSpec, settings: Mapping[str, Any]) -> object:
-    block = settings.get("inbound")
-    if block is None and spec.carries_webhook_copies:
-        webhook = settings.get("webhook")
-        if isinstance(webhook, dict):
-            block = webhook.get("inbound")
-    return block
+def _raw_block(settings: Mapping[str, Any]) -> object:
+    return settings.get("inbound")
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +290,7 @@ class InboundConnections:
         )
         if not allowed or record is None:
             return "unknown_tenant"
-        if _raw_block(spec, record.settings) is None:
+        if _raw_block(record.settings) is None:
             return "not_enabled"
         try:
             block = self._open(spec, record)
@@ -321,7 +316,7 @@ class InboundConnections:
             tenant_id=record.tenant_id,
             connection_id=record.connection_id,
         )
-        return inbound_model(spec).model_validate(_raw_block(spec, opened))
+        return inbound_model(spec).model_validate(_raw_block(opened))
 
 
 # -- deduplication --------------------------------------------------------------------------

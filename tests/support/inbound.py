@@ -4,7 +4,8 @@
 connection's inbound ``secret``, over ``method + " " + url + "\\n" + body`` (the URL as the
 partner called it, so the public base URL matters). Its body is
 ``{"events": [{"id": "...", "domain": "..."}, ...]}``: one interest highlight per event.
-Register it with ``connectors.registry.extended(SPEC)``.
+Register it with ``connectors.registry.extended(SPEC)``. ``PLAIN_SPEC`` (``plaintest``) is a
+connector without an inbound adapter (``extended(SPEC, PLAIN_SPEC)``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,19 @@ from connectors.base.inbound import (
 )
 from connectors.registry import ConnectorSpec
 
-__all__ = ["NAME", "SPEC", "HmacInbound", "HmacTestAdapter", "events_body", "sign"]
+__all__ = [
+    "NAME",
+    "PLAIN_NAME",
+    "PLAIN_SPEC",
+    "SPEC",
+    "HmacInbound",
+    "HmacTestAdapter",
+    "events_body",
+    "sign",
+]
 
 NAME = "hmactest"
+PLAIN_NAME = "plaintest"
 SIGNATURE_HEADER = "X-Test-Signature"
 
 
@@ -103,3 +114,21 @@ class HmacTestSink(BaseSink[HmacConfig]):
 
 
 SPEC = ConnectorSpec.of(HmacTestSink, HmacOptions, title="hmac-test", inbound=HmacTestAdapter())
+
+
+class PlainConfig(ConnectionConfig):
+    """A connector's settings without an inbound block."""
+
+
+class PlainSink(BaseSink[PlainConfig]):
+    """Delivers nothing and receives no webhooks."""
+
+    name: ClassVar[str] = PLAIN_NAME
+    config_class: ClassVar[type[ConnectionConfig]] = PlainConfig
+    max_batch_size: ClassVar[int] = 1
+
+    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
+        return BatchOutcome()
+
+
+PLAIN_SPEC = ConnectorSpec.of(PlainSink, HmacOptions, title="plain-test")

@@ -34,7 +34,7 @@ from processors.tenants.repository import ConnectionRepository
 from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicMap
 from tests.integration.conftest import PARTITIONS
-from tests.support.inbound import NAME, SPEC, events_body, sign
+from tests.support.inbound import NAME, PLAIN_NAME, PLAIN_SPEC, SPEC, events_body, sign
 from tests.support.kafka_io import TopicReader
 from tests.support.worker import free_port
 
@@ -87,7 +87,7 @@ def intake_settings(api_settings: Settings) -> Settings:
 
 @pytest.fixture
 def registered() -> Iterator[None]:
-    with extended(SPEC):
+    with extended(SPEC, PLAIN_SPEC):
         yield
 
 
@@ -225,7 +225,7 @@ async def test_refused_requests_answer_their_status_and_reach_nothing(
         )
         malformed_tenant = await client.post(_url("bad.tenant!"), content=body)
         unknown_connector = await client.post(_url(TENANT_A, "nosuch"), content=body)
-        no_adapter = await client.post(_url(TENANT_A, "hubspot"), content=body)
+        no_adapter = await client.post(_url(TENANT_A, PLAIN_NAME), content=body)
         not_json = b"{not json"
         malformed = await client.post(
             _url(TENANT_A), content=not_json, headers=_signed(SECRET_A, TENANT_A, not_json)
@@ -395,7 +395,7 @@ def test_arbitrary_headers_and_bodies_get_a_documented_answer_and_only_202_produ
         @example(NAME, TENANT_B, events_body("fixed-b"), SECRET_A, {})
         @example(NAME, TENANT_A, b"[]", SECRET_A, {})
         @given(
-            connector=st.sampled_from([NAME, "hubspot", "nosuch"]),
+            connector=st.sampled_from([NAME, PLAIN_NAME, "hubspot", "nosuch"]),
             tenant=st.sampled_from([TENANT_A, TENANT_B, TENANT_OFF, TENANT_LISTED, "t_nobody"]),
             body=_BODIES,
             signed_with=st.sampled_from([None, SECRET_A, SECRET_B]),

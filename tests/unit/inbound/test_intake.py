@@ -8,14 +8,12 @@ import dataclasses
 import ipaddress
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
 
-from connectors.base import BaseSink, BatchOutcome, OutboundRecord
-from connectors.base.config import ConnectionConfig
 from connectors.base.inbound import InboundAuthError, InboundRequest, InboundSettings
 from connectors.registry import ConnectorSpec, extended
 from processors.errors import PayloadTooLarge, ServiceError
@@ -32,7 +30,15 @@ from processors.inbound.intake import (
 )
 from processors.inbound.models import InboundEvent
 from processors.settings import IntakeSettings
-from tests.support.inbound import NAME, SPEC, HmacInbound, events_body, sign
+from tests.support.inbound import (
+    NAME,
+    PLAIN_NAME,
+    PLAIN_SPEC,
+    SPEC,
+    HmacInbound,
+    events_body,
+    sign,
+)
 
 BASE = "https://hooks.example.com"
 SECRET = "unit-inbound-secret"
@@ -150,7 +156,7 @@ def _intake(
 
 @pytest.fixture(autouse=True)
 def _registered() -> Iterator[None]:
-    with extended(SPEC):
+    with extended(SPEC, PLAIN_SPEC):
         yield
 
 
@@ -237,7 +243,7 @@ async def test_a_publisher_that_raises_releases_the_reservations() -> None:
 async def test_an_unknown_connector_or_one_without_adapter_is_404_before_the_body_is_read() -> None:
     connections = FakeConnections(_connection())
     intake = _intake(connections, FakeDedupe(), FakePublisher())
-    for connector, label in (("nosuch", "unknown"), ("hubspot", "hubspot")):
+    for connector, label in (("nosuch", "unknown"), (PLAIN_NAME, PLAIN_NAME)):
         request, reads = _request(b"{}")
         before = _count("unknown_connector" if label == "unknown" else "no_adapter", label)
         error = await _refused(intake, connector, request)
@@ -411,22 +417,9 @@ def test_the_block_model_comes_from_the_config_field_else_the_adapter_else_the_b
         def highlights(self, request: InboundRequest, config: HmacInbound) -> list[Any]:
             return []
 
-    loose = ConnectorSpec.of(PlainSink, SPEC.api_options, inbound=Loose())
+    loose = ConnectorSpec.of(PLAIN_SPEC.sink_class, SPEC.api_options, inbound=Loose())
     assert inbound_model(loose) is HmacInbound
-    assert inbound_model(ConnectorSpec.of(PlainSink, SPEC.api_options)) is InboundSettings
-
-
-class PlainConfig(ConnectionConfig):
-    """A config without an inbound block."""
-
-
-class PlainSink(BaseSink[PlainConfig]):
-    name: ClassVar[str] = "plain"
-    config_class: ClassVar[type[ConnectionConfig]] = PlainConfig
-    max_batch_size: ClassVar[int] = 1
-
-    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
-        return BatchOutcome()
+    assert inbound_model(PLAIN_SPEC) is InboundSettings
 
 
 def test_intake_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
