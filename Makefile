@@ -87,5 +87,9 @@ bench-hubspot: install up
 bench-pipedrive: install
 	$(BIN)/python -m bench.pipedrive_links
 
+.PHONY: bench-inbound
+bench-inbound: install up
+	$(BIN)/python -m bench.inbound
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

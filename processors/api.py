@@ -9,6 +9,9 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
 - :mod:`processors.operations.preview_api`: what a connection would send (``…/preview``).
 - :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``);
 - :mod:`processors.operations.replay_api`: replays (``/v1/tenants/{tenant_id}/replays``).
+- :mod:`processors.inbound.intake_api`: partner webhooks (``/webhooks/{connector}/{tenant_id}``,
+  no bearer token; bodies bounded by ``QI_INBOUND_MAX_BODY_BYTES``, produced to Kafka by the
+  app's :class:`~processors.inbound.intake.InboundProducer`, started and flushed with the app).
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
@@ -66,6 +69,8 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.inbound.intake import WEBHOOKS_PREFIX, InboundProducer
+from processors.inbound.intake_api import router as inbound_router
 from processors.inbound.reviews_api import router as inbound_reviews_router
 from processors.operations.deadletters_api import router as dead_letters_router
 from processors.operations.preview_api import router as preview_router
@@ -239,13 +244,16 @@ def create_api(
     """The FastAPI app; one Redis client per process, opened and closed with the app."""
     redis = redis_client(settings.redis)
     kafka = ApiProducer(settings.kafka)  # releases held records (processors.operations.release)
+    inbound = InboundProducer.for_settings(settings.kafka, settings.intake)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.secrets.is_development_key:
             _log.warning("secrets.development_key_in_use")
+        inbound.start()
         yield
         await asyncio.to_thread(kafka.close)
+        await asyncio.to_thread(inbound.close)
         await redis.aclose()
 
     app = FastAPI(
@@ -259,11 +267,18 @@ def create_api(
     app.state.redis = redis
     app.state.token_verifier = TokenVerifier.from_settings(settings.auth)
     app.state.releaser = HeldReleaser.for_api(redis, settings, kafka.get)
+    app.state.inbound_producer = inbound
     install_error_handlers(app)
     app.add_middleware(
         BoundedBodyMiddleware,
         max_bytes=MAX_BODY_BYTES,
         timeout_seconds=body_read_timeout_seconds,
+    )
+    app.add_middleware(
+        BoundedBodyMiddleware,
+        max_bytes=settings.intake.inbound_max_body_bytes,
+        timeout_seconds=body_read_timeout_seconds,
+        prefixes=(WEBHOOKS_PREFIX,),
     )
     app.add_exception_handler(RedisError, _redis_unavailable)
 
@@ -294,4 +309,5 @@ def create_api(
     app.include_router(dead_letters_router)
     app.include_router(replay_router)
     app.include_router(inbound_reviews_router)
+    app.include_router(inbound_router)
     return app

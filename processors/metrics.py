@@ -23,6 +23,7 @@ __all__ = [
     "EVENTS_MAPPED",
     "EVENTS_SKIPPED",
     "EXPORTS_PRODUCED",
+    "INBOUND",
     "INBOUND_RESOLVED",
     "LANE_DEPTH",
     "PARTNER_429",
@@ -131,4 +132,10 @@ CONNECTION_STATE_CHANGES = Counter(
     "Destination state changes made by this worker, by connector and new state (failing,"
     " enabled, disabled, parked, needs_reauth).",
     ["connector", "state"],
+)
+INBOUND = Counter(
+    "qi_inbound",
+    "Partner webhook requests received (POST /webhooks/...), by connector (``unknown`` for a"
+    " name no connector has) and outcome (accepted, duplicate, or the reason of the refusal).",
+    ["connector", "outcome"],
 )

@@ -36,6 +36,8 @@ Variables (defaults in brackets):
 - ``QI_WORKER_APP_ID`` [queast-integrations], ``QI_WORKER_DELIVERY_CONNECTORS`` [every
   registered connector], ``QI_WORKER_DATADIR`` [``<app_id>-data`` in the system's temporary
   directory], ``QI_METRICS_PORT`` [9101], ``QI_METRICS_HOST`` [127.0.0.1]
+- ``QI_PUBLIC_BASE_URL``, ``QI_TRUSTED_PROXIES`` [none], ``QI_INBOUND_*``: partner webhooks, see
+  :class:`IntakeSettings`
 """
 
 from __future__ import annotations
@@ -46,7 +48,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.registry import registered
@@ -56,6 +67,7 @@ from processors.topics import DEFAULT_RETENTION_DAYS, TopicFamily
 __all__ = [
     "AuthSettings",
     "DeliverySettings",
+    "IntakeSettings",
     "KafkaSettings",
     "LogSettings",
     "MetricsSettings",
@@ -416,6 +428,46 @@ class ReplaySettings(BaseSettings):
     kafka_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
+class IntakeSettings(BaseSettings):
+    """Partner webhooks received by the API (``POST /webhooks/{connector}/{tenant_id}``, see
+    :mod:`processors.inbound.intake`).
+
+    - ``QI_PUBLIC_BASE_URL``: the scheme, host (and any path prefix a proxy strips) partners
+      call, for example ``https://hooks.example.com``; the URL handed to a connector's verifier
+      is it plus the request's path and query as received (HubSpot signs the full URI). Unset:
+      the URL the API itself received (right only without a proxy in front).
+    - ``QI_TRUSTED_PROXIES``: a JSON list of the networks of the proxies whose
+      ``X-Forwarded-For`` the IP allowlists believe (``'["10.0.0.0/8"]'``); none by default,
+      and then the client address is the connection's peer.
+    - ``QI_INBOUND_MAX_BODY_BYTES`` [262144]: larger bodies are refused 413 (a HubSpot batch of
+      100 events is about 50 KiB).
+    - ``QI_INBOUND_DEDUPE_TTL_SECONDS`` [259200, 72 h]: how long a partner event id is
+      remembered; longer than the partners' retry windows (HubSpot's is 24 h).
+    - ``QI_INBOUND_PRODUCE_TIMEOUT_SECONDS`` [5]: the longest a request waits for Kafka to
+      acknowledge its events before it is answered 503 (the partner retries).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QI_", frozen=True, extra="ignore")
+
+    public_base_url: str | None = Field(default=None, max_length=300)
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(default=(), max_length=100)
+    inbound_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    inbound_dedupe_ttl_seconds: int = Field(default=72 * 3600, ge=3600, le=90 * 86400)
+    inbound_produce_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest or any(c in rest for c in "?#"):
+            msg = "QI_PUBLIC_BASE_URL must be an http(s) URL without a query or fragment"
+            raise ValueError(msg)
+        return url
+
+
 class RuntimeSettings(BaseSettings):
     """Where the process runs: ``QI_ENV=development`` relaxes the start-up checks of
     :mod:`processors.startup` (the published development key, short HS256 secrets). Any other
@@ -448,6 +500,7 @@ class Settings(BaseSettings):
     partners: PartnerSettings = Field(default_factory=PartnerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
 

@@ -1,6 +1,11 @@
 """Nothing inbound can produce a Signal: proved from the source and the models.
 
-- the inbound modules (``processors.inbound``, the inbound agents), and every ``processors``
+The inbound path has two ends. The API's intake (``processors.inbound.intake*``) turns a
+partner's request into ``InboundEvent`` records on ``integrations.inbound``, and nothing else;
+it finds the connector's adapter through the registry. The consumer side (every other module of
+``processors.inbound``, and the inbound agents) turns those records into bookmarks or reviews:
+
+- the consumer modules, and every ``processors``
   module they import, transitively, never import the signal contracts, the routing (mapping
   domain events to exports), the deliveries or the publisher;
 - from ``connectors`` they import only the base kit (the inbound records, the match keys),
@@ -34,16 +39,21 @@ ALLOWED_TOPICS = {"bookmarks", "match_review", "invalid_events", "inbound", "dom
 """Read: inbound, domain_events (the directory); written: the first three."""
 
 
+def _intake_files() -> list[Path]:
+    return sorted((ROOT / "processors" / "inbound").glob("intake*.py"))
+
+
 def _inbound_files() -> list[Path]:
+    """The consumer side: everything inbound but the intake."""
     return [
-        *sorted((ROOT / "processors" / "inbound").rglob("*.py")),
+        *sorted(set((ROOT / "processors" / "inbound").rglob("*.py")) - set(_intake_files())),
         ROOT / "processors" / "agents" / "inbound.py",
     ]
 
 
-def _reached() -> set[str]:
+def _reached(files: list[Path] | None = None) -> set[str]:
     graph = _graph("processors")
-    todo = [_module_name(path) for path in _inbound_files()]
+    todo = [_module_name(path) for path in (_inbound_files() if files is None else files)]
     seen: set[str] = set()
     while todo:
         module = todo.pop()
@@ -110,3 +120,27 @@ def test_inbound_names_only_its_own_topics() -> None:
 def test_the_bookmark_and_review_models_have_no_signal_field() -> None:
     for model in (Bookmark, BookmarkMatch, BookmarkSource, InboundReview):
         assert not any("signal" in field for field in model.model_fields), model.__name__
+
+
+def test_the_intake_reaches_no_signal_code_and_writes_only_the_inbound_topic() -> None:
+    assert _intake_files(), "the walk sees the intake"
+    reached = _reached(_intake_files())
+    assert "processors.inbound.intake" in reached
+    offenders = sorted(m for m in reached if any(_within(m, f) for f in FORBIDDEN))
+    assert offenders == []
+    for path in _intake_files():
+        for name in _imports(path):
+            if _within(name, "connectors"):
+                assert _within(name, "connectors.base") or _within(name, "connectors.registry"), (
+                    name
+                )
+            assert "signal" not in name.lower(), f"{path.name} imports {name}"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute | ast.Name)
+                and (getattr(node.value, "attr", None) or getattr(node.value, "id", None))
+                in {"_topics", "topics"}
+            ):
+                assert node.attr in {"inbound", "prefix"}, f"{path.name}: {node.attr}"
