@@ -29,7 +29,9 @@ Which signature is checked:
   stays ``%253A``). The signature is checked first, then the timestamp's age, so a stale
   timestamp is reported only for a request HubSpot really signed. When v3 is there the legacy
   header is **ignored**, never a fallback: a request whose v3 signature fails is refused even
-  if its v1 signature matches.
+  if its v1 signature matches. (Every v3 request refused ``bad_signature`` while v1 would
+  pass usually means the URI differs from the target URL set in HubSpot: check
+  ``QI_PUBLIC_BASE_URL``.)
 - otherwise **v1** (``hex(SHA-256(client secret + body))``) or **v2** (``hex(SHA-256(client
   secret + method + URI + body))``, the URI verbatim), as ``X-HubSpot-Signature-Version``
   says. These are plain SHA-256, not HMAC, and carry no timestamp.
@@ -274,10 +276,11 @@ def _v3_timestamp(headers: Mapping[str, str]) -> str:
 
 def _check_age(timestamp: str, now: float, max_age: float, max_future: float) -> None:
     age_ms = now * 1000 - int(timestamp)
-    if age_ms > max_age * 1000:
-        raise HubSpotSignatureError("stale_timestamp", "the request timestamp is too old")
-    if -age_ms > max_future * 1000:
+    if age_ms <= max_age * 1000 and -age_ms <= max_future * 1000:
+        return  # written so that a clock that is not a number refuses, never accepts
+    if age_ms < 0:
         raise HubSpotSignatureError("future_timestamp", "the request timestamp is in the future")
+    raise HubSpotSignatureError("stale_timestamp", "the request timestamp is too old")
 
 
 # -- the payload ----------------------------------------------------------------------------

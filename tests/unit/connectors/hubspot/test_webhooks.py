@@ -204,6 +204,11 @@ def test_timestamps_outside_the_window_are_refused(offset: float, reason: str) -
     assert reason_of(headers=at(offset), now=NOW) == reason
 
 
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), float("-inf")])
+def test_a_clock_that_is_not_a_number_refuses(now: float) -> None:
+    assert reason_of(headers=at(0), now=now) in {"stale_timestamp", "future_timestamp"}
+
+
 def test_the_window_is_a_parameter() -> None:
     verify(
         client_secret=SECRET,
