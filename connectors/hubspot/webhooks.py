@@ -50,8 +50,9 @@ a captured request to fall back on its timeless v1 signature.
 Comparisons are constant time (:func:`hmac.compare_digest` on bytes), header names are matched
 case-insensitively, and no error message carries a header value, the secret or the body. Text
 is signed as UTF-8 (``surrogatepass``: an odd header never raises anything but the typed
-error). :func:`signature_v1`, :func:`signature_v2`, :func:`signature_v3` and
-:func:`signed_headers` compute what HubSpot sends (for tests, the local sandbox and the demo).
+error). :func:`signature_v1`, :func:`signature_v2`, :func:`signature_v3`,
+:func:`signed_headers` (v3) and :func:`legacy_headers` (v1/v2) compute what HubSpot sends (for
+tests, the local sandbox and the demo).
 
 Payload
 -------
@@ -121,6 +122,7 @@ __all__ = [
     "MAX_EVENTS",
     "HubSpotInboundAdapter",
     "HubSpotSignatureError",
+    "legacy_headers",
     "signature_v1",
     "signature_v2",
     "signature_v3",
@@ -206,6 +208,20 @@ def signed_headers(
         "X-HubSpot-Signature-v3": signature_v3(client_secret, method, uri, body, timestamp),
         "X-HubSpot-Request-Timestamp": timestamp,
     }
+
+
+def legacy_headers(
+    client_secret: str, method: str, uri: str, body: bytes, *, version: str = "v1"
+) -> dict[str, str]:
+    """The v1 or v2 headers HubSpot would send for this request (no timestamp)."""
+    if version == "v1":
+        signature = signature_v1(client_secret, body)
+    elif version == "v2":
+        signature = signature_v2(client_secret, method, uri, body)
+    else:
+        msg = "version must be v1 or v2"
+        raise ValueError(msg)
+    return {"X-HubSpot-Signature": signature, "X-HubSpot-Signature-Version": version}
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -18,6 +18,7 @@ from connectors.hubspot.config import HubSpotConnectionConfig, HubSpotInbound
 from connectors.hubspot.webhooks import (
     HubSpotInboundAdapter,
     HubSpotSignatureError,
+    legacy_headers,
     signature_v1,
     signature_v2,
     signature_v3,
@@ -306,6 +307,14 @@ def test_legacy_signatures_can_be_refused() -> None:
         now=H5_NOW,
         accept_legacy=False,
     )
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_legacy_headers_verify(version: str) -> None:
+    headers = legacy_headers(SECRET, "POST", INTAKE_URL, b"[]", version=version)
+    verify(client_secret=SECRET, method="POST", uri=INTAKE_URL, body=b"[]", headers=headers, now=0)
+    with pytest.raises(ValueError, match="v1 or v2"):
+        legacy_headers(SECRET, "POST", INTAKE_URL, b"[]", version="v3")
 
 
 def test_the_adapter_applies_the_connections_legacy_setting() -> None:
