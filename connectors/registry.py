@@ -37,7 +37,8 @@ from connectors.base.inbound import InboundAdapter
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import BaseSink
 from connectors.hubspot import HubSpotSink
-from connectors.hubspot.api import HubSpotOptions
+from connectors.hubspot.api import HubSpotInboundIn, HubSpotOptions
+from connectors.hubspot.webhooks import HubSpotInboundAdapter
 from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.api import PipedriveInboundIn, PipedriveOptions
 from connectors.pipedrive.webhooks import PipedriveInboundAdapter
@@ -216,7 +217,14 @@ CONNECTORS: Mapping[str, ConnectorSpec] = _by_name(
         inbound=WebhookInboundAdapter(),
         inbound_options=WebhookInboundIn,
     ),
-    ConnectorSpec.of(HubSpotSink, HubSpotOptions, title="HubSpot", resolves_identities=True),
+    ConnectorSpec.of(
+        HubSpotSink,
+        HubSpotOptions,
+        title="HubSpot",
+        resolves_identities=True,
+        inbound=HubSpotInboundAdapter(),
+        inbound_options=HubSpotInboundIn,
+    ),
     ConnectorSpec.of(
         PipedriveSink,
         PipedriveOptions,

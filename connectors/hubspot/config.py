@@ -21,6 +21,12 @@
   replaces the tier's rate.
 - ``search_rate_per_second``: CRM search pacing, 5 per second per account by default.
 - ``timeout_seconds`` and ``max_concurrency`` size the HTTP client.
+- ``inbound``: optional :class:`HubSpotInbound`, the HubSpot app's webhooks calling us (see
+  :mod:`connectors.hubspot.webhooks`): the app's ``client_secret`` (it signs every request),
+  the company property whose values mark interest (``interest_property``, an internal name as
+  above, ``queast_interest`` by default) and those values (``interest_values``, ``["true"]`` by
+  default: a single checkbox property), and ``accept_legacy_signatures`` (whether a request
+  signed only with v1/v2, which carry no timestamp, is accepted). The sink never reads it.
 """
 
 from __future__ import annotations
@@ -35,21 +41,27 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
+    StringConstraints,
     ValidationInfo,
     field_validator,
 )
 
 from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
+from connectors.base.inbound import InboundSettings
 from connectors.base.ratelimit import RateLimit
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_CLIENT_SECRET_CHARS",
     "HubSpotAuth",
     "HubSpotConnectionConfig",
+    "HubSpotInbound",
     "HubSpotLimits",
     "HubSpotOAuth",
     "HubSpotPrivateApp",
     "HubSpotTier",
+    "InterestValue",
+    "PropertyName",
     "limits_for",
 ]
 
@@ -57,6 +69,16 @@ DEFAULT_BASE_URL: Final[str] = "https://api.hubapi.com"
 _BURST_WINDOW_SECONDS: Final[float] = 10.0
 _PROPERTY_NAME_PATTERN: Final[str] = r"^[a-z][a-z0-9_]{0,99}$"
 _PACING_BURST: Final[float] = 3.0
+MAX_CLIENT_SECRET_CHARS: Final[int] = 256
+"""A HubSpot app's client secret is a 36-character UUID; anything far longer is a mistake."""
+
+PropertyName = Annotated[str, StringConstraints(pattern=_PROPERTY_NAME_PATTERN)]
+"""A HubSpot property's internal name (lower case, digits, ``_``; at most 100 characters)."""
+InterestValue = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
+]
+"""One value of the interest property that marks interest (an enumeration option's internal
+value, ``true`` for a checkbox), compared as text."""
 
 
 class HubSpotTier(StrEnum):
@@ -122,6 +144,27 @@ class HubSpotOAuth(_Auth):
 HubSpotAuth = Annotated[HubSpotPrivateApp | HubSpotOAuth, Field(discriminator="type")]
 
 
+class HubSpotInbound(InboundSettings):
+    """The inbound block of a HubSpot connection; see the module docstring."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    client_secret: SecretStr = Field(min_length=1, max_length=MAX_CLIENT_SECRET_CHARS)
+    interest_property: PropertyName = "queast_interest"
+    interest_values: list[InterestValue] = Field(
+        default_factory=lambda: ["true"], min_length=1, max_length=100
+    )
+    accept_legacy_signatures: bool = True
+
+    @field_validator("client_secret")
+    @classmethod
+    def _check_client_secret(cls, secret: SecretStr) -> SecretStr:
+        if not secret.get_secret_value().strip():
+            msg = "client_secret must not be blank"
+            raise ValueError(msg)
+        return secret
+
+
 class HubSpotConnectionConfig(ConnectionConfig):
     """A tenant's HubSpot account, as one connection sees it."""
 
@@ -134,6 +177,7 @@ class HubSpotConnectionConfig(ConnectionConfig):
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=100)
     timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    inbound: HubSpotInbound | None = None
 
     @field_validator("base_url")
     @classmethod
