@@ -8,7 +8,8 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
 - :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``).
 - :mod:`processors.operations.preview_api`: what a connection would send (``…/preview``).
 - :mod:`processors.deliveries.endpoints`: delivery records (``/v1/tenants/{tenant_id}/deliveries``);
-- :mod:`processors.operations.replay_api`: replays (``/v1/tenants/{tenant_id}/replays``).
+- :mod:`processors.operations.replay_api`: replays (``/v1/tenants/{tenant_id}/replays``);
+- :mod:`processors.console`: the HTML console (``/console/``), over the same services.
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
@@ -56,6 +57,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from processors.appstate import ApiProducer
 from processors.auth import TokenVerifier
+from processors.console import router as console_router
 from processors.deliveries.endpoints import router as deliveries_router
 from processors.errors import (
     BadRequest,
@@ -292,4 +294,5 @@ def create_api(
     app.include_router(preview_router)
     app.include_router(dead_letters_router)
     app.include_router(replay_router)
+    app.include_router(console_router)  # HTML pages at /console/ (processors.console)
     return app
