@@ -44,7 +44,7 @@ builds, and renders a template extending ``base.html``; add ``(<page>, "Title")`
 :data:`TENANT_PAGES` for the navigation. Actions: ``@router.post(...)`` calling
 ``await action_form(request, tenant_id)`` (access, bounded body, CSRF), then the service, then
 ``redirect(...)``. Buttons carry ``data-action`` and their row ``data-id``
-(``templates/README.md``).
+(``templates/README.md`` lists the page conventions).
 """
 
 from __future__ import annotations
@@ -187,9 +187,11 @@ def redirect(url: str) -> RedirectResponse:
 
 
 async def tenant_principal(request: Request, tenant_id: str) -> Principal:
-    """The signed-in caller, if allowed on ``tenant_id`` (401, 403 as the API answers)."""
+    """The signed-in caller, if allowed on ``tenant_id``: 401, then 403, then 422 for a path
+    that is not a tenant id, in the API's order (access before anything else is judged)."""
     principal = await session_principal(request)
     check_tenant_access(principal, tenant_id)
+    _check_tenant_id(tenant_id)
     return principal
 
 
@@ -229,6 +231,17 @@ def _check_tenant_id(tenant_id: str) -> str:
     if not _TENANT_ID.fullmatch(tenant_id):
         raise ValidationFailed(details=[{"loc": ["path", "tenant_id"], "msg": "not a tenant id"}])
     return tenant_id
+
+
+def _connector(name: str) -> Connector:
+    """The path's connector (422 for a name that is not one), judged after the access check,
+    as the API judges its path."""
+    try:
+        return Connector(name)
+    except ValueError:
+        raise ValidationFailed(
+            details=[{"loc": ["path", "connector"], "msg": "not a registered connector"}]
+        ) from None
 
 
 @router.get("/static/console.css")
@@ -291,8 +304,9 @@ async def home(request: Request) -> Response:
 async def switch_tenant(request: Request, tenant_id: str = "") -> Response:
     """The tenant switcher's target: a plain redirect, nothing changes."""
     principal = await session_principal(request)
-    check_tenant_access(principal, _check_tenant_id(tenant_id.strip()))
-    return redirect(f"/console/t/{tenant_id.strip()}/connections")
+    tenant = tenant_id.strip()
+    check_tenant_access(principal, tenant)
+    return redirect(f"/console/t/{_check_tenant_id(tenant)}/connections")
 
 
 # --- connections -----------------------------------------------------------------------------
@@ -300,7 +314,7 @@ async def switch_tenant(request: Request, tenant_id: str = "") -> Response:
 
 @router.get("/t/{tenant_id}/connections")
 async def connections_page(request: Request, tenant_id: str) -> Response:
-    principal = await tenant_principal(request, _check_tenant_id(tenant_id))
+    principal = await tenant_principal(request, tenant_id)
     service = get_connection_service(request)
     shown = [
         ConnectionOut.from_record(c, await service.status(c))
@@ -330,9 +344,10 @@ def _without_secrets(block: dict[str, Any], names: frozenset[str]) -> dict[str, 
     }
 
 
-@router.post("/t/{tenant_id}/connections/{connector}/event-types")
-async def save_event_types(request: Request, tenant_id: str, connector: Connector) -> Response:
-    principal, form = await action_form(request, _check_tenant_id(tenant_id))
+@router.post("/t/{tenant_id}/connections/{connector_name}/event-types")
+async def save_event_types(request: Request, tenant_id: str, connector_name: str) -> Response:
+    principal, form = await action_form(request, tenant_id)
+    connector = _connector(connector_name)
     service = get_connection_service(request)
     record = await service.get_connection(tenant_id, connector)
     switches = {e.value: form.get(f"event_type.{e.value}") == "on" for e in EventType}
@@ -368,7 +383,7 @@ def _review_service(request: Request) -> MatchReviewService:
 async def matches_page(
     request: Request, tenant_id: str, connector: str = "", cursor: str = ""
 ) -> Response:
-    principal = await tenant_principal(request, _check_tenant_id(tenant_id))
+    principal = await tenant_principal(request, tenant_id)
     connections = get_connection_service(request)
     resolving = await connections.list_connections(tenant_id)
     chosen = next((c for c in resolving if c.connector.value == connector), None)
@@ -437,7 +452,7 @@ async def decide_match(
     queast_id: str,
     action: str,
 ) -> Response:
-    principal, form = await action_form(request, _check_tenant_id(tenant_id))
+    principal, form = await action_form(request, tenant_id)
     if kind not in _KINDS or action not in _ACTIONS or not 1 <= len(queast_id) <= 128:
         raise ValidationFailed(details=[{"loc": ["path"], "msg": "unknown kind or action"}])
     connection = await get_connection_service(request).get_connection(tenant_id, connector)
@@ -496,7 +511,7 @@ def _optional_time(name: str, value: str) -> datetime | None:
 
 @router.get("/t/{tenant_id}/deliveries")
 async def deliveries_page(request: Request, tenant_id: str) -> Response:
-    principal = await tenant_principal(request, _check_tenant_id(tenant_id))
+    principal = await tenant_principal(request, tenant_id)
     query = request.query_params
     filters = {
         name: query.get(name, "").strip()

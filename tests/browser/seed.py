@@ -52,12 +52,17 @@ CANDIDATES: Final = ("hs_company_101", "hs_company_102")
 CORRELATION_ID: Final = "corr-browser-0001"
 
 
-def token(*, tenant_id: str | None = TENANT, roles: tuple[str, ...] = ("tenant_admin",)) -> str:
-    """A bearer token the served app accepts (one hour)."""
+def token(
+    *,
+    tenant_id: str | None = TENANT,
+    roles: tuple[str, ...] = ("tenant_admin",),
+    exp_in: int = 3600,
+) -> str:
+    """A bearer token signed with the served app's key, expiring in ``exp_in`` seconds."""
     claims: dict[str, Any] = {
         "sub": f"browser-{tenant_id or 'ops'}",
         "roles": list(roles),
-        "exp": int(time.time()) + 3600,
+        "exp": int(time.time()) + exp_in,
     }
     if tenant_id is not None:
         claims["tenant_id"] = tenant_id

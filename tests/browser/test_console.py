@@ -6,7 +6,6 @@ over freshly seeded state (:mod:`tests.browser.seed`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.cookies import SimpleCookie
@@ -133,6 +132,15 @@ def test_a_tenant_admin_reviews_matches_in_the_console(
     assert links[TO_CONFIRM]["decided_by"] == "browser-t_a"
     assert listing["reviews"] == []
     expect(page.locator(f'table.links tr[data-id="{TO_CONFIRM}"]')).to_contain_text("confirmed")
+    # Relink the auto-linked company by hand, from its row's box (keyboard only).
+    auto = page.locator(f'table.links tr[data-id="{AUTO_LINKED}"]')
+    auto.get_by_label("Relink to").fill("hs_company_901")
+    auto.get_by_label("Relink to").press("Enter")
+    page.wait_for_url("**/matches?*decided=relink*")
+    expect(page.get_by_role("status")).to_contain_text(f"Relinked {AUTO_LINKED}: released 0")
+    relinked = _api(fresh, f"{API_MATCHES}?limit=100", admin).json()["links"]
+    [manual] = [link for link in relinked if link["queast_id"] == AUTO_LINKED]
+    assert (manual["partner_object_id"], manual["strategy"]) == ("hs_company_901", "manual")
 
     # Deliveries: filter by status; attempts with errors, timings, correlation id.
     _nav(page, "Deliveries")
@@ -215,6 +223,16 @@ def test_posts_without_the_session_csrf_token_change_nothing(fresh: Served) -> N
         assert oversized.status_code == 413
     anonymous = httpx.post(f"{fresh.url}{confirm}", data={"csrf_token": valid}, timeout=10)
     assert anonymous.status_code == 401
+    # Access is judged first, as the API judges it: 401, then 403, then a malformed path 422.
+    bogus = f"/console/t/{TENANT}/connections/not-a-connector/event-types"
+    assert httpx.post(f"{fresh.url}{bogus}", data={}, timeout=10).status_code == 401
+    with _signed_in_client(fresh, token(tenant_id=OTHER_TENANT)) as other:
+        assert other.post(bogus, data={}).status_code == 403
+        assert other.get("/console/t/bad%20id/connections").status_code == 403
+    with _signed_in_client(fresh, token(tenant_id=None, roles=("platform_admin",))) as ops:
+        assert ops.get("/console/t/bad%20id/connections").status_code == 422
+        ops_csrf = _csrf(ops, f"/console/t/{TENANT}/matches")
+        assert ops.post(bogus, data={"csrf_token": ops_csrf}).status_code == 422
     listing = _api(fresh, f"{API_MATCHES}?limit=100", admin).json()
     assert {r["queast_id"] for r in listing["reviews"]} == {TO_CONFIRM, TO_UNLINK}
     events_now = _api(fresh, f"/v1/tenants/{TENANT}/connections/webhook", admin).json()
@@ -276,13 +294,11 @@ def test_sign_in_sets_a_strict_session_cookie_and_refuses_bad_tokens(fresh: Serv
     assert not morsel["secure"], "plain HTTP here; set when the request came over HTTPS"
     assert 3500 <= int(morsel["max-age"]) <= 3600, "expires with the token"
 
-    expired = token()
+    expired = token(exp_in=-600)
     forged = bearer[:-4] + ("AAAA" if not bearer.endswith("AAAA") else "BBBB")
-    for refused in (forged, "not-a-jwt", ""):
+    for refused in (expired, forged, "not-a-jwt", ""):
         again = httpx.post(f"{fresh.url}/console/login", data={"token": refused}, timeout=10)
         assert again.status_code == 401
         assert "set-cookie" not in again.headers
     stale = httpx.get(f"{fresh.url}/console/", cookies={"qi_console_session": forged}, timeout=10)
     assert stale.status_code == 401
-    assert expired  # a valid token that is not used: nothing depends on time passing
-    time.sleep(0)
