@@ -56,6 +56,8 @@ class Served:
 
     url: str
     settings: Settings
+    run: str
+    """This session's prefix: of its Redis keys, topics, and consumer groups (workers' app id)."""
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +67,13 @@ def infra() -> Iterator[Infrastructure]:
 
 
 @pytest.fixture(scope="session")
-def settings(infra: Infrastructure) -> Iterator[Settings]:
-    run = f"qi-browser-{uuid.uuid4().hex[:10]}"
+def run_id() -> str:
+    return f"qi-browser-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infrastructure, run_id: str) -> Iterator[Settings]:
+    run = run_id
     made = Settings(
         kafka=KafkaSettings(bootstrap_servers=infra.bootstrap_servers),
         redis=RedisSettings(url=infra.redis_url, key_prefix=f"{run}:"),
@@ -88,7 +95,7 @@ def settings(infra: Infrastructure) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def served(settings: Settings) -> Iterator[Served]:
+def served(settings: Settings, run_id: str) -> Iterator[Served]:
     """The real API app (console included) under uvicorn on a free port, in a thread."""
     port = free_port()
     server = uvicorn.Server(
@@ -108,7 +115,7 @@ def served(settings: Settings) -> Iterator[Served]:
     else:
         server.should_exit = True
         pytest.fail("the API did not start")
-    yield Served(url, settings)
+    yield Served(url, settings, run_id)
     server.should_exit = True
     thread.join(timeout=30)
 

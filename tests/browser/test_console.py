@@ -16,6 +16,7 @@ import httpx
 from playwright.sync_api import Page, expect
 from redis.asyncio import Redis
 
+from processors.secrets import REDACTED
 from processors.topics import TopicMap
 from tests.browser.conftest import Served, run_async
 from tests.browser.pages import check_page, sign_in
@@ -106,8 +107,15 @@ def test_a_tenant_admin_reviews_matches_in_the_console(
     assert saved["event_types"]["company.deleted"] is False
     assert saved["event_types"]["job_ad.published"] is False
     assert saved["event_types"]["company.upserted"] is True
-    assert saved["settings"]["webhook"]["secret"] != "", "the stored secret was kept"
+    assert saved["settings"]["webhook"]["secret"] == REDACTED, "the stored secret was kept"
     assert saved["settings"]["rate_limit_per_second"] == 7
+    hubspot = page.locator('section.connection[data-id="hubspot"]')
+    hubspot.get_by_label("signal.emitted").uncheck()
+    hubspot.locator('[data-action="save-event-types"]').click()
+    page.wait_for_url("**/connections?saved=hubspot")
+    kept = _api(fresh, f"/v1/tenants/{TENANT}/connections/hubspot", admin).json()
+    assert kept["event_types"]["signal.emitted"] is False
+    assert kept["settings"]["auth"] == {"type": "private_app", "token": REDACTED}, "token kept"
 
     # Matches: reviews first; confirm one, reject ("unlink") the other; both release.
     _nav(page, "Matches")
