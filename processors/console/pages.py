@@ -55,7 +55,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -82,6 +82,7 @@ from processors.deliveries.records import InvalidCursorError
 from processors.domain.events import EventType
 from processors.errors import (
     BadRequest,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     ServiceError,
@@ -119,6 +120,9 @@ _KINDS: Final = ("company", "person")
 _ACTIONS: Final = ("confirm", "relink", "unlink")
 _MATCH_PAGE_SIZE: Final = 100
 _DELIVERY_PAGE_SIZE: Final = 50
+_RECENT_DELIVERIES: Final = 200
+"""How many of the tenant's newest delivery records the Connections page looks through for
+each connection's last delivery."""
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -195,9 +199,23 @@ async def tenant_principal(request: Request, tenant_id: str) -> Principal:
     return principal
 
 
+def check_origin(request: Request) -> None:
+    """403 ``cross_origin`` for a POST whose ``Origin`` is another site's (browsers send it
+    with every form POST): with ``SameSite=Strict`` and the CSRF token, a third guard, and
+    the one that keeps another site from signing a browser in with the attacker's token."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    # the host only: behind a TLS-terminating proxy the app may see http for an https origin
+    if urlsplit(origin).netloc != request.url.netloc:
+        _log.info("console.origin.refused", extra={"path": request.url.path})
+        raise Forbidden("the form was sent from another site", code="cross_origin")
+
+
 async def read_form(request: Request) -> dict[str, str]:
-    """The request's urlencoded form (first value of each field); 413 past
-    :data:`MAX_FORM_BYTES`, 415 for another media type."""
+    """The request's urlencoded form (first value of each field), sent from this site; 403
+    from another origin, 413 past :data:`MAX_FORM_BYTES`, 415 for another media type."""
+    check_origin(request)
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
@@ -320,6 +338,10 @@ async def connections_page(request: Request, tenant_id: str) -> Response:
         ConnectionOut.from_record(c, await service.status(c))
         for c in await service.list_connections(tenant_id)
     ]
+    recent = await get_delivery_record_index(request).query(tenant_id, limit=_RECENT_DELIVERIES)
+    last: dict[str, DeliveryRecord] = {}
+    for record in recent.items:  # newest first: the first seen is the connection's last
+        last.setdefault(record.connection_id, record)
     return render(
         request,
         "connections.html",
@@ -329,6 +351,8 @@ async def connections_page(request: Request, tenant_id: str) -> Response:
             "tenant_id": tenant_id,
             "principal": principal,
             "connections": shown,
+            "last_delivery": last,
+            "recent_deliveries": _RECENT_DELIVERIES,
             "event_types": [e.value for e in EventType],
             "saved": request.query_params.get("saved"),
         },

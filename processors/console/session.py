@@ -17,8 +17,10 @@ CSRF. Every form that changes state carries ``csrf_token``, bound to the session
 of this session knows it; it reveals nothing of the token (HMAC is one-way); it changes when
 the user signs in again. Every console POST checks it (:func:`check_csrf`), after the caller is
 authenticated, before anything changes; a POST without it, or with another session's, is
-403 ``csrf_failed``. The sign-in form has no session yet: its POST is protected by
-``SameSite=Strict`` on the cookie it sets and by needing a valid token in the body.
+403 ``csrf_failed``. The sign-in form has no session yet: its POST needs a valid token in the
+body, and, like every console POST, is refused (403 ``cross_origin``) when the browser says it
+comes from another site's page (``Origin``, :func:`processors.console.pages.check_origin`), so
+another site cannot sign a browser in with the attacker's token.
 
 OIDC seam. Sign-in is one call: :func:`start_session` (verify a bearer token, set the cookie).
 A later OIDC login adds two routes (redirect to the identity provider; a callback that trades

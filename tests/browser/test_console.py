@@ -96,7 +96,9 @@ def test_a_tenant_admin_reviews_matches_in_the_console(
     webhook = page.locator('section.connection[data-id="webhook"]')
     expect(webhook.locator('[data-state="enabled"]')).to_be_visible()
     expect(webhook).to_contain_text("7.0 per second, at most 3 at once")
-    expect(page.locator('section.connection[data-id="hubspot"]')).to_be_visible()
+    expect(
+        page.locator('section.connection[data-id="hubspot"] [data-last-delivery]')
+    ).to_contain_text("retry_scheduled (503)")
     job_ads = webhook.get_by_label("job_ad.published")
     expect(job_ads).not_to_be_checked()
     webhook.get_by_label("company.deleted").uncheck()
@@ -227,6 +229,13 @@ def test_posts_without_the_session_csrf_token_change_nothing(fresh: Served) -> N
         events = f"/console/t/{TENANT}/connections/webhook/event-types"
         assert client.post(events, data={}).status_code == 403
         assert client.post("/console/logout", data={}).status_code == 403
+        elsewhere = {"Origin": "https://elsewhere.example"}
+        cross = client.post(confirm, data={"csrf_token": valid}, headers=elsewhere)
+        assert cross.status_code == 403
+        assert "cross_origin" in cross.text
+        login_elsewhere = client.post("/console/login", data={"token": admin}, headers=elsewhere)
+        assert login_elsewhere.status_code == 403
+        assert "set-cookie" not in login_elsewhere.headers
         oversized = client.post(confirm, data={"csrf_token": valid, "x": "y" * 20_000})
         assert oversized.status_code == 413
     anonymous = httpx.post(f"{fresh.url}{confirm}", data={"csrf_token": valid}, timeout=10)
