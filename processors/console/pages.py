@@ -53,6 +53,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -174,7 +175,13 @@ def _error_page(request: Request, exc: ServiceError) -> Response:
     response = render(
         request,
         "error.html",
-        {"status": exc.status_code, "code": exc.code, "message": exc.message, "error": exc},
+        {
+            "title": HTTPStatus(exc.status_code).phrase,
+            "status": exc.status_code,
+            "code": exc.code,
+            "message": exc.message,
+            "error": exc,
+        },
         status_code=exc.status_code,
     )
     for name, value in exc.headers.items():

@@ -176,6 +176,7 @@ def test_a_tenant_admin_reviews_matches_in_the_console(
     api_refusal = _api(fresh, f"/v1/tenants/{OTHER_TENANT}/connections", admin)
     assert api_refusal.status_code == 403
     expect(page.get_by_role("alert")).to_contain_text(api_refusal.json()["error"]["message"])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Forbidden")
     check_page(page, report_dir, "other-tenant-refused")
 
     # Sign out: the session is gone.
