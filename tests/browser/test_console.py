@@ -6,6 +6,7 @@ over freshly seeded state (:mod:`tests.browser.seed`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.cookies import SimpleCookie
@@ -220,10 +221,12 @@ def test_posts_without_the_session_csrf_token_change_nothing(fresh: Served) -> N
     confirm = f"/console/t/{TENANT}/matches/hubspot/company/{TO_CONFIRM}/confirm"
     with _signed_in_client(fresh, admin) as client:
         valid = _csrf(client, f"/console/t/{TENANT}/matches")
-        for form in ({}, {"csrf_token": ""}, {"csrf_token": "0" * 64}):
-            refused = client.post(confirm, data=form)
-            assert refused.status_code == 403, form
-            assert "csrf_failed" in refused.text
+        decisions = [confirm.replace("/confirm", f"/{a}") for a in ("confirm", "relink", "unlink")]
+        for path in decisions:
+            for form in ({}, {"csrf_token": ""}, {"csrf_token": "0" * 64}):
+                refused = client.post(path, data={**form, "partner_object_id": "hs_company_102"})
+                assert refused.status_code == 403, (path, form)
+                assert "csrf_failed" in refused.text
         with _signed_in_client(fresh, token(tenant_id=OTHER_TENANT)) as other:
             forged = other.post(confirm, data={"csrf_token": valid})
             assert forged.status_code == 403, "another session's token and tenant"
@@ -285,12 +288,17 @@ def test_console_gets_change_nothing_and_render_no_secret(fresh: Served) -> None
         "/console/logout",
     ]
     before = run_async(lambda: _snapshot(fresh))
+    post_forms = 0
     with _signed_in_client(fresh, token(tenant_id=None, roles=("platform_admin",))) as client:
         for path in pages:
             answer = client.get(path)
             assert answer.status_code in {200, 303, 405}, (path, answer.status_code)
             shown = [s for s in SECRETS if s in answer.text]
             assert not shown, f"{path} renders a secret"
+            for form in re.findall(r"<form\b.*?</form>", answer.text, flags=re.DOTALL):
+                if 'method="post"' in form and 'action="/console/login"' not in form:
+                    assert 'name="csrf_token"' in form, f"{path}: a POST form without CSRF"
+                    post_forms += 1
         assert client.get("/console/").status_code == 200, (
             "still signed in: GET /logout did nothing"
         )
