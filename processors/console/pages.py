@@ -66,7 +66,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from processors.appstate import api_releaser, api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, Role
+from processors.auth import TENANT_ID_PATTERN, Principal
 from processors.auth.dependencies import check_tenant_access
 from processors.console.session import (
     CSRF_FIELD,
@@ -315,9 +315,8 @@ async def logout(request: Request) -> Response:
 @router.get("/")
 async def home(request: Request) -> Response:
     principal = await session_principal(request)
-    tenants = [principal.tenant_id] if principal.tenant_id else []
-    if Role.TENANT_ADMIN not in principal.roles and not principal.is_platform_admin:
-        tenants = []
+    own = principal.tenant_id
+    tenants = [own] if own is not None and principal.can_access_tenant(own) else []
     return render(
         request,
         "home.html",
