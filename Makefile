@@ -13,7 +13,7 @@ export QI_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Everything here is local: the worker and the API may start with the published development key.
 export QI_ENV ?= development
 
-.PHONY: install up down status promtool lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive bench-replay clean
+.PHONY: install up down status promtool chromium lint typecheck test test-unit test-integration run bench bench-routing bench-delivery bench-isolation bench-identity bench-hubspot bench-pipedrive bench-replay clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ status:
 promtool:
 	deploy/local/promtool.sh >/dev/null
 
+# Headless Chromium (Debian's chromium package, apt-get installed when missing and root) for the
+# console's browser tests (tests/browser/, driven by Playwright's Python package).
+chromium:
+	deploy/local/chromium.sh >/dev/null
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -57,7 +62,7 @@ test-integration: install up
 # broker or a partner sandbox rather than on the CPU.
 TEST_PROCESSES ?= 2
 
-test: install lint typecheck up promtool
+test: install lint typecheck up promtool chromium
 	$(BIN)/pytest -q -ra -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # The main job on the local default: set up, run the worker on a sample stream, show it live.

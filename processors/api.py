@@ -12,6 +12,8 @@ Serves ``/healthz`` (Redis reachable), ``/metrics`` (Prometheus text format), Op
 - :mod:`processors.inbound.intake_api`: partner webhooks (``/webhooks/{connector}/{tenant_id}``,
   no bearer token; bodies bounded by ``QI_INBOUND_MAX_BODY_BYTES``, produced to Kafka by the
   app's :class:`~processors.inbound.intake.InboundProducer`, started and flushed with the app).
+- :mod:`processors.operations.replay_api`: replays (``/v1/tenants/{tenant_id}/replays``);
+- :mod:`processors.console`: the HTML console (``/console/``), over the same services.
 
 Every ``/v1`` and ``/admin`` endpoint needs a bearer JWT (:mod:`processors.auth`); the OpenAPI
 document declares the ``bearerAuth`` scheme. Errors are rendered by :mod:`processors.errors` as
@@ -59,6 +61,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from processors.appstate import ApiProducer
 from processors.auth import TokenVerifier
+from processors.console import router as console_router
 from processors.deliveries.endpoints import router as deliveries_router
 from processors.errors import (
     BadRequest,
@@ -310,4 +313,5 @@ def create_api(
     app.include_router(replay_router)
     app.include_router(inbound_reviews_router)
     app.include_router(inbound_router)
+    app.include_router(console_router)  # HTML pages at /console/ (processors.console)
     return app

@@ -6,7 +6,8 @@
    connection but is not on the allowlist, so nothing of it is exported);
 3. starts a local Standard Webhooks receiver on 127.0.0.1:8900 (``tests/sandboxes``), with
    globex's endpoint answering 503 for its first 10 seconds so that retries show;
-4. starts the API on 127.0.0.1:8080 (a platform-admin token for it is printed) and the worker,
+4. starts the API on 127.0.0.1:8080 (a platform-admin token for it is printed, and the console's
+   sign-in URL with a tenant admin's token) and the worker,
    logging to ``.local/logs/``;
 5. publishes a sample stream of valid events and one of each kind of invalid record;
 6. shows, live, the exports by destination, the deliveries per connection (delivered,
@@ -220,8 +221,15 @@ def _wait_http(url: str, timeout: float = 30.0) -> bool:
     return False
 
 
-def _demo_token(secret: str) -> str:
-    claims = {"sub": "demo-operator", "roles": ["platform_admin"], "exp": int(time.time()) + 86400}
+def _demo_token(secret: str, *, tenant_id: str | None = None) -> str:
+    """A day's platform-admin token, or a tenant admin's of ``tenant_id``."""
+    claims: dict[str, object] = {
+        "sub": "demo-operator" if tenant_id is None else f"demo-admin-{tenant_id}",
+        "roles": ["platform_admin"] if tenant_id is None else ["tenant_admin"],
+        "exp": int(time.time()) + 86400,
+    }
+    if tenant_id is not None:
+        claims["tenant_id"] = tenant_id
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -321,6 +329,11 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
             f"http://127.0.0.1:{_API_PORT}/v1/tenants/t_demo_acme/deliveries?limit=5",
             soft_wrap=True,
         )
+        console.print(
+            f"[bold]console[/] http://127.0.0.1:{_API_PORT}/console/login; sign in with the"
+            " token above (every demo tenant) or with this t_demo_acme tenant admin's:"
+        )
+        console.print(f"  {_demo_token(jwt_secret, tenant_id=DEMO_TENANTS[0])}", soft_wrap=True)
         console.print(f"[bold]worker[/] started; logs in {logs}; Ctrl-C to stop")
         consumer = _watch_consumer(settings, topics)
         since = datetime.now(UTC).replace(microsecond=0)
