@@ -26,7 +26,12 @@ from processors.auth.routes import TenantRoute
 from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
 from processors.deliveries.schemas import DeliveryRecordPageOut
-from processors.errors import BadRequest, ValidationFailed, error_responses
+from processors.errors import (
+    INVALID_CURSOR_DESCRIPTION,
+    ValidationFailed,
+    error_responses,
+    invalid_cursor,
+)
 
 __all__ = ["get_delivery_record_index", "router"]
 
@@ -38,7 +43,7 @@ router = APIRouter(
         403,
         422,
         503,
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"},
+        descriptions={400: INVALID_CURSOR_DESCRIPTION},
     ),
     route_class=TenantRoute,
 )
@@ -82,5 +87,5 @@ async def list_deliveries(
             cursor=cursor,
         )
     except InvalidCursorError:
-        raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+        raise invalid_cursor() from None
     return DeliveryRecordPageOut(items=page.items, next_cursor=page.next_cursor)

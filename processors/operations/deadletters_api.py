@@ -44,7 +44,13 @@ from starlette.concurrency import run_in_threadpool
 from processors.appstate import api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
-from processors.errors import BadRequest, ServiceUnavailable, ValidationFailed, error_responses
+from processors.errors import (
+    INVALID_CURSOR_DESCRIPTION,
+    ServiceUnavailable,
+    ValidationFailed,
+    error_responses,
+    invalid_cursor,
+)
 from processors.operations.deadletters import (
     ERROR_KIND,
     DeadLetterFilter,
@@ -148,9 +154,7 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 @router.get(
     "/dead-letters",
     summary="The tenant's dead letters of a connector, oldest first",
-    responses=error_responses(
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
-    ),
+    responses=error_responses(descriptions={400: INVALID_CURSOR_DESCRIPTION}),
 )
 async def list_dead_letters(
     tenant_id: TenantId,
@@ -164,7 +168,7 @@ async def list_dead_letters(
     cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
 ) -> DeadLetterPageOut:
     if cursor is not None and not _CURSOR.fullmatch(cursor):
-        raise BadRequest("the cursor is not valid", code="invalid_cursor")
+        raise invalid_cursor()
     chosen = DeadLetterFilter(tenant_id, connector.value, since=since, error=error)
     offset = None if cursor is None else int(cursor)
     try:

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from processors.appstate import api_releaser, api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
 from processors.auth.routes import TenantRoute
-from processors.errors import ServiceUnavailable, error_responses
+from processors.errors import INVALID_CURSOR_DESCRIPTION, ServiceUnavailable, error_responses
 from processors.identity.held import ReleaseError
 from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
 from processors.identity.review import Decision, MatchReviewService
@@ -152,9 +152,7 @@ async def _ref(
 @router.get(
     "",
     summary="Links (auto-linked included) and matches waiting for review, a page at a time",
-    responses=error_responses(
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
-    ),
+    responses=error_responses(descriptions={400: INVALID_CURSOR_DESCRIPTION}),
 )
 async def list_matches(
     tenant_id: TenantId,
