@@ -76,7 +76,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from enum import StrEnum
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote_plus
@@ -559,6 +559,17 @@ def _secrets_of(connection: ConnectionRecord, box: SecretBox) -> list[str]:
     return found
 
 
+async def _bounded(
+    delivery: Coroutine[Any, Any, tuple[Outcome, str | None]],
+) -> tuple[Outcome, str | None]:
+    """``delivery``'s outcome, or ``would_retry`` when it outlasts the preview's timeout."""
+    try:
+        async with asyncio.timeout(PREVIEW_TIMEOUT_SECONDS):
+            return await delivery
+    except TimeoutError:
+        return Outcome.WOULD_RETRY, "preview timed out"
+
+
 def _failure_outcome(error: ConnectorError) -> Outcome:
     if isinstance(error, HeldForReviewError):
         return Outcome.HELD_FOR_REVIEW
@@ -731,7 +742,8 @@ class PreviewService:
             clock=NoWaitClock(),
             http_client_factory=recorder.client_factory,
         )
-        outcome, reason = await self._run_sink(factory, connection, item, payload, destination)
+        delivery = self._deliver(factory, connection, item, payload, destination)
+        outcome, reason = await _bounded(delivery)
         scrub = SecretScrubber(_secrets_of(connection, self._box))
         return DestinationPreview(
             **shown,
@@ -757,20 +769,6 @@ class PreviewService:
         if health is not None and health.since >= connection.updated_at.timestamp():
             return Outcome.PARKED, health.health.value
         return None
-
-    async def _run_sink(
-        self,
-        factory: ConnectorSinkFactory,
-        connection: ConnectionRecord,
-        item: DeliveryItem,
-        payload: dict[str, Any],
-        destination: Connector,
-    ) -> tuple[Outcome, str | None]:
-        try:
-            async with asyncio.timeout(PREVIEW_TIMEOUT_SECONDS):
-                return await self._deliver(factory, connection, item, payload, destination)
-        except TimeoutError:
-            return Outcome.WOULD_RETRY, "preview timed out"
 
     async def _deliver(
         self,
