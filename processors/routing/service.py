@@ -235,15 +235,16 @@ class RoutingService:
                         str(exc),
                         tenant_id=event.envelope.tenant_id,
                     ) from exc
-                headers = _delivery_headers(
-                    incoming,
+                envelope = delivery_envelope(
                     event,
                     connection,
                     mapped.idempotency_key,
                     destination=destination,
                     family=schema.family.value,
                     schema_version=schema.schema_version,
+                    source=f"{incoming.topic}:{incoming.partition}:{incoming.offset}",
                 )
+                headers = tuple((name, value.encode()) for name, value in envelope.items())
                 produced.append(
                     OutgoingRecord(
                         topic=self._topics.exports(destination.value),
@@ -337,28 +338,6 @@ def _internal_error(step: str, exc: Exception, tenant_id: str | None) -> Invalid
     return InvalidEventError(
         InvalidReason.INTERNAL_ERROR, f"{step} raised {type(exc).__name__}", tenant_id=tenant_id
     )
-
-
-def _delivery_headers(
-    incoming: IncomingRecord,
-    event: DomainEvent,
-    connection: ConnectionRecord,
-    key: str,
-    *,
-    destination: Connector,
-    family: str,
-    schema_version: str,
-) -> Headers:
-    pairs = delivery_envelope(
-        event,
-        connection,
-        key,
-        destination=destination,
-        family=family,
-        schema_version=schema_version,
-        source=f"{incoming.topic}:{incoming.partition}:{incoming.offset}",
-    )
-    return tuple((name, value.encode()) for name, value in pairs.items())
 
 
 def delivery_envelope(
