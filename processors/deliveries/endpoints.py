@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
@@ -61,8 +61,8 @@ def get_delivery_record_index(request: Request) -> DeliveryRecordIndex:
 
 @router.get("/deliveries", summary="The tenant's delivery records, newest first")
 async def list_deliveries(
-    tenant_id: Annotated[str, Path(pattern=TENANT_ID_PATTERN)],
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    tenant_id: TenantId,
+    _actor: TenantAccess,
     index: Annotated[DeliveryRecordIndex, Depends(get_delivery_record_index)],
     *,
     status: Annotated[DeliveryStatus | None, Query()] = None,

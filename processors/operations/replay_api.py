@@ -40,7 +40,7 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.errors import Conflict, NotFound, ServiceError, ValidationFailed, error_responses
 from processors.operations.reinject import RUN_ID
@@ -57,9 +57,7 @@ __all__ = ["ReplayBody", "ReplayOut", "get_replay_service", "router"]
 
 logger = logging.getLogger(__name__)
 
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
 ReplayId = Annotated[str, Path(pattern=RUN_ID.pattern, examples=["rp_3f2a"])]
-TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
 
 _NOT_FOUND: Final = error_responses(
     descriptions={404: "`replay_not_found`: no replay of this tenant has this id"}

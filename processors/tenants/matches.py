@@ -42,7 +42,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.appstate import api_releaser, api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.errors import INVALID_CURSOR_DESCRIPTION, ServiceUnavailable, error_responses
 from processors.identity.held import ReleaseError
@@ -139,7 +139,6 @@ def _review_service(request: Request) -> MatchReviewService:
 
 Reviews = Annotated[MatchReviewService, Depends(_review_service)]
 Connections = Annotated[ConnectionService, Depends(get_connection_service)]
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 
 
 async def _ref(
@@ -157,7 +156,7 @@ async def _ref(
 async def list_matches(
     tenant_id: TenantId,
     connector: Connector,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
     *,
@@ -180,7 +179,7 @@ async def confirm_match(
     kind: Kind,
     queast_id: QueastId,
     *,
-    actor: Annotated[Principal, Depends(require_tenant_access)],
+    actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
 ) -> DecisionOut:
@@ -202,7 +201,7 @@ async def link_match(
     queast_id: QueastId,
     *,
     body: LinkIn,
-    actor: Annotated[Principal, Depends(require_tenant_access)],
+    actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
 ) -> DecisionOut:
@@ -240,7 +239,7 @@ async def unlink_match(
     kind: Kind,
     queast_id: QueastId,
     *,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
 ) -> Response:
