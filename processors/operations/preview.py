@@ -97,7 +97,6 @@ from processors.contracts import (
     ContractRegistry,
     decode,
     default_registry,
-    encode,
     to_json_dict,
 )
 from processors.deliveries.envelope import DeliveryItem
@@ -109,11 +108,9 @@ from processors.domain.events import ContractMode, DomainEvent, SignalData
 from processors.identity.repository import IdentityLink, IdentityRepository, ReviewEntry
 from processors.routing import (
     EVENT_FAMILIES,
-    export_destinations,
-    map_event,
     parse_domain_event,
 )
-from processors.routing.service import delivery_envelope
+from processors.routing.service import connection_exports
 from processors.secrets import REDACTED, SecretBox, SecretDecryptionError
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
@@ -628,29 +625,16 @@ class PreviewService:
         if connection is None:  # pragma: no cover - unreadable, a skip reason above
             raise ConnectionNotFoundError(connector.value)
         schema = self._registry.latest(EVENT_FAMILIES[envelope.event_type])
-        destinations: list[DestinationPreview] = []
-        for destination in export_destinations(connection):
-            mapped = map_event(
-                parsed, connection, schema_version=schema.schema_version, destination=destination
+        try:
+            exports = connection_exports(parsed, connection, schema, source=_PREVIEW_SOURCE)
+        except ContractEncodingError as exc:
+            return Preview(
+                **base, outcome=Outcome.SKIPPED, reason="contract_violation", detail=str(exc)
             )
-            if mapped is None:  # pragma: no cover - the skip reasons above cover it
-                break
-            try:
-                value = encode(schema, mapped.record)
-            except ContractEncodingError as exc:
-                return Preview(
-                    **base, outcome=Outcome.SKIPPED, reason="contract_violation", detail=str(exc)
-                )
-            headers = delivery_envelope(
-                parsed,
-                connection,
-                mapped.idempotency_key,
-                destination=destination,
-                family=schema.family.value,
-                schema_version=schema.schema_version,
-                source=_PREVIEW_SOURCE,
-            )
-            destinations.append(await self._destination(connection, destination, value, headers))
+        destinations = [
+            await self._destination(connection, export.destination, export.value, export.envelope)
+            for export in exports
+        ]
         if not destinations:  # pragma: no cover - the skip reasons above cover it
             return Preview(**base, outcome=Outcome.SKIPPED, reason="not_exported")
         sending = any(d.outcome is Outcome.WOULD_SEND for d in destinations)
