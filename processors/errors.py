@@ -363,6 +363,15 @@ def error_responses(
     return responses
 
 
+INVALID_CURSOR_DESCRIPTION: Final = "`invalid_cursor`: a cursor this API did not issue"
+"""The 400 of a paged listing, for ``error_responses(descriptions={400: ...})``."""
+
+
+def invalid_cursor() -> BadRequest:
+    """The 400 (``invalid_cursor``) for a cursor the listing did not issue."""
+    return BadRequest("the cursor is not valid", code="invalid_cursor")
+
+
 def _render(error: ServiceError) -> JSONResponse:
     return JSONResponse(error_body(error), status_code=error.status_code, headers=error.headers)
 

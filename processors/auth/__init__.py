@@ -6,12 +6,16 @@ Public API (pinned in ``__all__``):
 * :class:`TokenVerifier` - HS256 (shared secret) or RS256 (JWKS) verification;
 * :class:`InvalidTokenError`, :class:`SigningKeysUnavailableError` - why a token is refused;
 * the FastAPI dependencies :func:`current_principal`, :func:`require_platform_admin`,
-  :func:`require_tenant_access` and the OpenAPI :data:`bearer_scheme`.
+  :func:`require_tenant_access` and the OpenAPI :data:`bearer_scheme`;
+* :data:`TenantId` and :data:`TenantAccess`, the path parameter and the caller of a
+  tenant's routes.
 """
 
 from __future__ import annotations
 
 from processors.auth.dependencies import (
+    TenantAccess,
+    TenantId,
     bearer_scheme,
     current_principal,
     get_token_verifier,
@@ -33,6 +37,8 @@ __all__ = [
     "Role",
     "SigningKeySource",
     "SigningKeysUnavailableError",
+    "TenantAccess",
+    "TenantId",
     "TokenVerifier",
     "bearer_scheme",
     "current_principal",

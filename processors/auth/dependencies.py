@@ -32,6 +32,8 @@ from processors.auth.tokens import InvalidTokenError, SigningKeysUnavailableErro
 from processors.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 __all__ = [
+    "TenantAccess",
+    "TenantId",
     "authenticate",
     "bearer_scheme",
     "check_platform_admin",
@@ -135,3 +137,10 @@ async def require_tenant_access(
     """The caller, if it may act on ``tenant_id``; else 403, revealing nothing of the tenant."""
     check_tenant_access(principal, tenant_id)
     return principal
+
+
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
+"""The ``{tenant_id}`` path parameter of a tenant's routes."""
+
+TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
+"""The caller of a tenant's route: a tenant admin of that tenant or a platform admin (else 403)."""

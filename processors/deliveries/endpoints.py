@@ -17,16 +17,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
 from processors.deliveries.schemas import DeliveryRecordPageOut
-from processors.errors import BadRequest, ValidationFailed, error_responses
+from processors.errors import (
+    INVALID_CURSOR_DESCRIPTION,
+    ValidationFailed,
+    error_responses,
+    invalid_cursor,
+)
 
 __all__ = ["get_delivery_record_index", "router"]
 
@@ -38,7 +43,7 @@ router = APIRouter(
         403,
         422,
         503,
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"},
+        descriptions={400: INVALID_CURSOR_DESCRIPTION},
     ),
     route_class=TenantRoute,
 )
@@ -56,8 +61,8 @@ def get_delivery_record_index(request: Request) -> DeliveryRecordIndex:
 
 @router.get("/deliveries", summary="The tenant's delivery records, newest first")
 async def list_deliveries(
-    tenant_id: Annotated[str, Path(pattern=TENANT_ID_PATTERN)],
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    tenant_id: TenantId,
+    _actor: TenantAccess,
     index: Annotated[DeliveryRecordIndex, Depends(get_delivery_record_index)],
     *,
     status: Annotated[DeliveryStatus | None, Query()] = None,
@@ -82,5 +87,5 @@ async def list_deliveries(
             cursor=cursor,
         )
     except InvalidCursorError:
-        raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+        raise invalid_cursor() from None
     return DeliveryRecordPageOut(items=page.items, next_cursor=page.next_cursor)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from processors.errors import BadRequest, NotFound
+from processors.errors import NotFound, invalid_cursor
 from processors.identity.held import HeldSubject, Released, Releaser
 from processors.identity.repository import (
     IdentityLink,
@@ -74,7 +74,7 @@ class MatchReviewService:
         try:
             return await self._repository.match_page(connection_id, limit=limit, cursor=cursor)
         except InvalidMatchCursorError:
-            raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+            raise invalid_cursor() from None
 
     async def confirm(self, ref: MatchRef, *, decided_by: str, connector: str) -> Decision:
         """Confirm the entity's link, or the best candidate of its review entry."""

@@ -68,6 +68,7 @@ from processors.operations.history import (
     HistoryReader,
     OffsetSpan,
     record_headers,
+    require_aware,
     tenant_partition,
 )
 from processors.operations.reinject import Reinjector
@@ -141,9 +142,8 @@ class DeadLetterFilter:
     error: str | None = None
 
     def __post_init__(self) -> None:
-        if self.since is not None and self.since.utcoffset() is None:
-            msg = "times must carry a time zone (e.g. 2026-12-04T10:00:00Z)"
-            raise ValueError(msg)
+        if self.since is not None:
+            require_aware(self.since)
         if self.error is not None:
             error_kind(self.error)
 

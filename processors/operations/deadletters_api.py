@@ -36,15 +36,21 @@ from functools import lru_cache
 from typing import Annotated, Any, Final
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
-from processors.errors import BadRequest, ServiceUnavailable, ValidationFailed, error_responses
+from processors.errors import (
+    INVALID_CURSOR_DESCRIPTION,
+    ServiceUnavailable,
+    ValidationFailed,
+    error_responses,
+    invalid_cursor,
+)
 from processors.operations.deadletters import (
     ERROR_KIND,
     DeadLetterFilter,
@@ -88,7 +94,6 @@ def get_dead_letter_service(request: Request) -> DeadLetterService:
     return DeadLetterService(settings.kafka, TopicMap(settings.topics.prefix))
 
 
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
 Service = Annotated[DeadLetterService, Depends(get_dead_letter_service)]
 ApiSettings = Annotated[DeadLetterApiSettings, Depends(get_dead_letter_api_settings)]
 ErrorKind = Annotated[str, Field(pattern=ERROR_KIND.pattern, examples=["PermanentError"])]
@@ -148,13 +153,11 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 @router.get(
     "/dead-letters",
     summary="The tenant's dead letters of a connector, oldest first",
-    responses=error_responses(
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
-    ),
+    responses=error_responses(descriptions={400: INVALID_CURSOR_DESCRIPTION}),
 )
 async def list_dead_letters(
     tenant_id: TenantId,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     service: Service,
     *,
     connector: Annotated[Connector, Query()],
@@ -164,7 +167,7 @@ async def list_dead_letters(
     cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
 ) -> DeadLetterPageOut:
     if cursor is not None and not _CURSOR.fullmatch(cursor):
-        raise BadRequest("the cursor is not valid", code="invalid_cursor")
+        raise invalid_cursor()
     chosen = DeadLetterFilter(tenant_id, connector.value, since=since, error=error)
     offset = None if cursor is None else int(cursor)
     try:
@@ -202,7 +205,7 @@ async def redrive_dead_letters(
     tenant_id: TenantId,
     *,
     body: RedriveIn,
-    actor: Annotated[Principal, Depends(require_tenant_access)],
+    actor: TenantAccess,
     service: Service,
     bounds: ApiSettings,
     response: Response,

@@ -37,7 +37,14 @@ from processors.kafka import client_config
 from processors.operations.errors import RunFailedError
 from processors.settings import KafkaSettings
 
-__all__ = ["HistoryError", "HistoryReader", "OffsetSpan", "record_headers", "tenant_partition"]
+__all__ = [
+    "HistoryError",
+    "HistoryReader",
+    "OffsetSpan",
+    "record_headers",
+    "require_aware",
+    "tenant_partition",
+]
 
 _BATCH: Final = 500
 _PASSING: Final = frozenset(
@@ -91,11 +98,16 @@ class OffsetSpan:
         return max(0, self.end - self.start)
 
 
-def _epoch_ms(moment: datetime) -> int:
-    if moment.tzinfo is None or moment.utcoffset() is None:
+def require_aware(moment: datetime) -> datetime:
+    """``moment``, if it carries a time zone (an instant); else ``ValueError``."""
+    if moment.utcoffset() is None:
         msg = "times must carry a time zone (e.g. 2026-12-04T10:00:00Z)"
         raise ValueError(msg)
-    return int(moment.timestamp() * 1000)
+    return moment
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(require_aware(moment).timestamp() * 1000)
 
 
 class HistoryReader(AbstractContextManager["HistoryReader"]):

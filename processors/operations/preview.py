@@ -76,7 +76,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from enum import StrEnum
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote_plus
@@ -97,7 +97,6 @@ from processors.contracts import (
     ContractRegistry,
     decode,
     default_registry,
-    encode,
     to_json_dict,
 )
 from processors.deliveries.envelope import DeliveryItem
@@ -109,11 +108,9 @@ from processors.domain.events import ContractMode, DomainEvent, SignalData
 from processors.identity.repository import IdentityLink, IdentityRepository, ReviewEntry
 from processors.routing import (
     EVENT_FAMILIES,
-    export_destinations,
-    map_event,
     parse_domain_event,
 )
-from processors.routing.service import delivery_envelope
+from processors.routing.service import connection_exports
 from processors.secrets import REDACTED, SecretBox, SecretDecryptionError
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector
@@ -559,6 +556,17 @@ def _secrets_of(connection: ConnectionRecord, box: SecretBox) -> list[str]:
     return found
 
 
+async def _bounded(
+    delivery: Coroutine[Any, Any, tuple[Outcome, str | None]],
+) -> tuple[Outcome, str | None]:
+    """``delivery``'s outcome, or ``would_retry`` when it outlasts the preview's timeout."""
+    try:
+        async with asyncio.timeout(PREVIEW_TIMEOUT_SECONDS):
+            return await delivery
+    except TimeoutError:
+        return Outcome.WOULD_RETRY, "preview timed out"
+
+
 def _failure_outcome(error: ConnectorError) -> Outcome:
     if isinstance(error, HeldForReviewError):
         return Outcome.HELD_FOR_REVIEW
@@ -617,29 +625,16 @@ class PreviewService:
         if connection is None:  # pragma: no cover - unreadable, a skip reason above
             raise ConnectionNotFoundError(connector.value)
         schema = self._registry.latest(EVENT_FAMILIES[envelope.event_type])
-        destinations: list[DestinationPreview] = []
-        for destination in export_destinations(connection):
-            mapped = map_event(
-                parsed, connection, schema_version=schema.schema_version, destination=destination
+        try:
+            exports = connection_exports(parsed, connection, schema, source=_PREVIEW_SOURCE)
+        except ContractEncodingError as exc:
+            return Preview(
+                **base, outcome=Outcome.SKIPPED, reason="contract_violation", detail=str(exc)
             )
-            if mapped is None:  # pragma: no cover - the skip reasons above cover it
-                break
-            try:
-                value = encode(schema, mapped.record)
-            except ContractEncodingError as exc:
-                return Preview(
-                    **base, outcome=Outcome.SKIPPED, reason="contract_violation", detail=str(exc)
-                )
-            headers = delivery_envelope(
-                parsed,
-                connection,
-                mapped.idempotency_key,
-                destination=destination,
-                family=schema.family.value,
-                schema_version=schema.schema_version,
-                source=_PREVIEW_SOURCE,
-            )
-            destinations.append(await self._destination(connection, destination, value, headers))
+        destinations = [
+            await self._destination(connection, export.destination, export.value, export.envelope)
+            for export in exports
+        ]
         if not destinations:  # pragma: no cover - the skip reasons above cover it
             return Preview(**base, outcome=Outcome.SKIPPED, reason="not_exported")
         sending = any(d.outcome is Outcome.WOULD_SEND for d in destinations)
@@ -731,7 +726,8 @@ class PreviewService:
             clock=NoWaitClock(),
             http_client_factory=recorder.client_factory,
         )
-        outcome, reason = await self._run_sink(factory, connection, item, payload, destination)
+        delivery = self._deliver(factory, connection, item, payload, destination)
+        outcome, reason = await _bounded(delivery)
         scrub = SecretScrubber(_secrets_of(connection, self._box))
         return DestinationPreview(
             **shown,
@@ -757,20 +753,6 @@ class PreviewService:
         if health is not None and health.since >= connection.updated_at.timestamp():
             return Outcome.PARKED, health.health.value
         return None
-
-    async def _run_sink(
-        self,
-        factory: ConnectorSinkFactory,
-        connection: ConnectionRecord,
-        item: DeliveryItem,
-        payload: dict[str, Any],
-        destination: Connector,
-    ) -> tuple[Outcome, str | None]:
-        try:
-            async with asyncio.timeout(PREVIEW_TIMEOUT_SECONDS):
-                return await self._deliver(factory, connection, item, payload, destination)
-        except TimeoutError:
-            return Outcome.WOULD_RETRY, "preview timed out"
 
     async def _deliver(
         self,

@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.errors import NotFound, ValidationFailed, error_responses
 from processors.operations.preview import ConnectionNotFoundError, Preview, PreviewService
@@ -76,10 +76,10 @@ router = APIRouter(
     ),
 )
 async def preview_connection(
-    tenant_id: Annotated[str, Path(pattern=TENANT_ID_PATTERN)],
+    tenant_id: TenantId,
     connector: Connector,
     body: PreviewIn,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     service: Annotated[PreviewService, Depends(get_preview_service)],
 ) -> Preview:
     try:

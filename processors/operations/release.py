@@ -85,11 +85,9 @@ class HeldReleaser:
         now_ms = int(self._clock() * 1000)
         release_id = release_id_for(subject, decision=decision, decided_at_ms=now_ms)
         taken = await self._store.take(subject, release_id=release_id, connector=connector)
+        where = {"tenant_id": tenant_id, "connection_id": subject.connection_id}
         if taken.busy:
-            logger.info(
-                "identity.held.release_busy",
-                extra={"tenant_id": tenant_id, "connection_id": subject.connection_id},
-            )
+            logger.info("identity.held.release_busy", extra=where)
             return Released(0, None)
         if not taken.records:
             return Released(0, None)
@@ -100,8 +98,7 @@ class HeldReleaser:
             logger.warning(
                 "identity.held.release_failed",
                 extra={
-                    "tenant_id": tenant_id,
-                    "connection_id": subject.connection_id,
+                    **where,
                     "release_id": taken.release_id,
                     "held": len(taken.records),
                     "error": type(exc).__name__,
@@ -113,8 +110,7 @@ class HeldReleaser:
         logger.info(
             "identity.held.released",
             extra={
-                "tenant_id": tenant_id,
-                "connection_id": subject.connection_id,
+                **where,
                 "kind": subject.kind,
                 "decision": decision,
                 "release_id": taken.release_id,

@@ -40,7 +40,7 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.errors import Conflict, NotFound, ServiceError, ValidationFailed, error_responses
 from processors.operations.reinject import RUN_ID
@@ -57,9 +57,7 @@ __all__ = ["ReplayBody", "ReplayOut", "get_replay_service", "router"]
 
 logger = logging.getLogger(__name__)
 
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
 ReplayId = Annotated[str, Path(pattern=RUN_ID.pattern, examples=["rp_3f2a"])]
-TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
 
 _NOT_FOUND: Final = error_responses(
     descriptions={404: "`replay_not_found`: no replay of this tenant has this id"}
@@ -205,6 +203,10 @@ def _run_in_background(request: Request, service: ReplayService, run: RunRecord)
     task.add_done_callback(tasks.discard)
 
 
+def _invalid_body(exc: ReplayInputError) -> ValidationFailed:
+    return ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}])
+
+
 async def _own_run(service: ReplayService, tenant_id: str, replay_id: str) -> RunRecord:
     run = await service.store.get(replay_id)
     if run is None or run.tenant_id != tenant_id or run.kind != KIND:
@@ -233,7 +235,7 @@ async def start_replay(
     try:
         await service.validate(replay)
     except ReplayInputError as exc:
-        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
+        raise _invalid_body(exc) from None
     slot = uuid.uuid4().hex
     limit = service.limits.runs_per_hour
     wait = await service.store.take_rate_slot(tenant_id, KIND, per_hour=limit, slot=slot)
@@ -241,12 +243,11 @@ async def start_replay(
         raise RateLimited(wait)
     try:
         run = await service.start(replay)
-    except ActiveRunError as exc:
+    except (ActiveRunError, ReplayInputError) as exc:  # the connection may have gone in between
         await service.store.release_rate_slot(tenant_id, KIND, slot=slot)
+        if isinstance(exc, ReplayInputError):
+            raise _invalid_body(exc) from None
         raise Conflict(str(exc), code="replay_active") from None
-    except ReplayInputError as exc:  # the connection went away in between
-        await service.store.release_rate_slot(tenant_id, KIND, slot=slot)
-        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
     _run_in_background(request, service, run)
     logger.info(
         "replay.run.requested",

@@ -30,12 +30,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from processors.operations.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SubCommands
+from processors.operations.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SubCommands,
+    aware_time,
+)
 
 if TYPE_CHECKING:
     from processors.operations.replay import ReplayOutcome, ReplayService
@@ -47,19 +52,6 @@ __all__ = ["register"]
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-def _moment(text: str) -> datetime:
-    """An ISO 8601 time with a zone (argparse answers exit 2 with the message otherwise)."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        msg = f"not an ISO 8601 time: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        msg = f"{text!r} has no time zone (add Z or +01:00)"
-        raise argparse.ArgumentTypeError(msg)
-    return moment
-
-
 def register(commands: SubCommands) -> None:
     """Add ``replay`` to the command table."""
     parser = commands.add_parser(
@@ -69,8 +61,8 @@ def register(commands: SubCommands) -> None:
     )
     parser.add_argument("--tenant", required=True, help="tenant id")
     parser.add_argument("--connector", required=True, help="connector (its export topic)")
-    parser.add_argument("--since", type=_moment, help="ISO 8601 with zone (default: 1 h ago)")
-    parser.add_argument("--until", type=_moment, help="ISO 8601 with zone (default: now)")
+    parser.add_argument("--since", type=aware_time, help="ISO 8601 with zone (default: 1 h ago)")
+    parser.add_argument("--until", type=aware_time, help="ISO 8601 with zone (default: now)")
     parser.add_argument(
         "--event-type",
         action="append",

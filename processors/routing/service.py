@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from processors import metrics
-from processors.contracts import ContractEncodingError, ContractRegistry, encode
+from processors.contracts import ContractEncodingError, ContractRegistry, ContractSchema, encode
 from processors.domain.events import DomainEvent
 from processors.routing.destinations import export_destinations
 from processors.routing.idempotency import delivery_id_for
@@ -60,10 +60,12 @@ from processors.topics import TopicMap
 
 __all__ = [
     "MAX_DETAIL_CHARS",
+    "Export",
     "IncomingRecord",
     "OutgoingRecord",
     "RoutingReport",
     "RoutingService",
+    "connection_exports",
     "delivery_envelope",
 ]
 
@@ -216,43 +218,29 @@ class RoutingService:
         Raises :class:`InvalidEventError` when the event does not fit its contract.
         """
         schema = self._registry.latest(EVENT_FAMILIES[event.envelope.event_type])
+        source = f"{incoming.topic}:{incoming.partition}:{incoming.offset}"
         produced: list[OutgoingRecord] = []
         for connection in tenant.connections:
-            for destination in export_destinations(connection):
-                mapped = map_event(
-                    event,
-                    connection,
-                    schema_version=schema.schema_version,
-                    destination=destination,
+            try:
+                exports = connection_exports(event, connection, schema, source=source)
+            except ContractEncodingError as exc:
+                raise InvalidEventError(
+                    InvalidReason.CONTRACT_VIOLATION,
+                    str(exc),
+                    tenant_id=event.envelope.tenant_id,
+                ) from exc
+            produced.extend(
+                OutgoingRecord(
+                    topic=self._topics.exports(export.destination.value),
+                    key=event.envelope.tenant_id.encode(),
+                    value=export.value,
+                    headers=tuple(
+                        (name, value.encode()) for name, value in export.envelope.items()
+                    ),
+                    source=incoming,
                 )
-                if mapped is None:
-                    break  # the connection does not take the event, whatever the destination
-                try:
-                    value = encode(schema, mapped.record)
-                except ContractEncodingError as exc:
-                    raise InvalidEventError(
-                        InvalidReason.CONTRACT_VIOLATION,
-                        str(exc),
-                        tenant_id=event.envelope.tenant_id,
-                    ) from exc
-                headers = _delivery_headers(
-                    incoming,
-                    event,
-                    connection,
-                    mapped.idempotency_key,
-                    destination=destination,
-                    family=schema.family.value,
-                    schema_version=schema.schema_version,
-                )
-                produced.append(
-                    OutgoingRecord(
-                        topic=self._topics.exports(destination.value),
-                        key=event.envelope.tenant_id.encode(),
-                        value=value,
-                        headers=headers,
-                        source=incoming,
-                    )
-                )
+                for export in exports
+            )
         return produced
 
     def _skip(self, report: RoutingReport, reason: str) -> None:
@@ -339,26 +327,44 @@ def _internal_error(step: str, exc: Exception, tenant_id: str | None) -> Invalid
     )
 
 
-def _delivery_headers(
-    incoming: IncomingRecord,
-    event: DomainEvent,
-    connection: ConnectionRecord,
-    key: str,
-    *,
-    destination: Connector,
-    family: str,
-    schema_version: str,
-) -> Headers:
-    pairs = delivery_envelope(
-        event,
-        connection,
-        key,
-        destination=destination,
-        family=family,
-        schema_version=schema_version,
-        source=f"{incoming.topic}:{incoming.partition}:{incoming.offset}",
-    )
-    return tuple((name, value.encode()) for name, value in pairs.items())
+@dataclass(frozen=True, slots=True)
+class Export:
+    """One export of an event to one destination, before it is produced."""
+
+    destination: Connector
+    value: bytes
+    """The contract record, Avro single-object encoded."""
+    envelope: dict[str, str]
+    """The delivery envelope (:func:`delivery_envelope`)."""
+
+
+def connection_exports(
+    event: DomainEvent, connection: ConnectionRecord, schema: ContractSchema, *, source: str
+) -> list[Export]:
+    """The exports of ``event`` through ``connection``: one per destination of its delivery
+    mode, none when the connection does not take the event.
+
+    Raises :class:`~processors.contracts.ContractEncodingError` when a mapped record does not
+    fit ``schema``.
+    """
+    exports: list[Export] = []
+    for destination in export_destinations(connection):
+        mapped = map_event(
+            event, connection, schema_version=schema.schema_version, destination=destination
+        )
+        if mapped is None:
+            break  # the connection does not take the event, whatever the destination
+        envelope = delivery_envelope(
+            event,
+            connection,
+            mapped.idempotency_key,
+            destination=destination,
+            family=schema.family.value,
+            schema_version=schema.schema_version,
+            source=source,
+        )
+        exports.append(Export(destination, encode(schema, mapped.record), envelope))
+    return exports
 
 
 def delivery_envelope(

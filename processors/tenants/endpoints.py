@@ -34,15 +34,15 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from connectors.registry import get_connector
 from processors.appstate import api_state
 from processors.auth import (
-    TENANT_ID_PATTERN,
     Principal,
+    TenantAccess,
+    TenantId,
     require_platform_admin,
-    require_tenant_access,
 )
 from processors.auth.routes import PlatformAdminRoute, TenantRoute
 from processors.connection_health import HealthStore
@@ -61,9 +61,7 @@ from processors.tenants.service import ConnectionService
 
 __all__ = ["admin_router", "get_connection_service", "tenant_router"]
 
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
 PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
-TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
 
 _BODY_ERRORS: Final = error_responses(
     400,

@@ -42,9 +42,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.appstate import api_releaser, api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
-from processors.errors import ServiceUnavailable, error_responses
+from processors.errors import INVALID_CURSOR_DESCRIPTION, ServiceUnavailable, error_responses
 from processors.identity.held import ReleaseError
 from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
 from processors.identity.review import Decision, MatchReviewService
@@ -139,7 +139,6 @@ def _review_service(request: Request) -> MatchReviewService:
 
 Reviews = Annotated[MatchReviewService, Depends(_review_service)]
 Connections = Annotated[ConnectionService, Depends(get_connection_service)]
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 
 
 async def _ref(
@@ -152,14 +151,12 @@ async def _ref(
 @router.get(
     "",
     summary="Links (auto-linked included) and matches waiting for review, a page at a time",
-    responses=error_responses(
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
-    ),
+    responses=error_responses(descriptions={400: INVALID_CURSOR_DESCRIPTION}),
 )
 async def list_matches(
     tenant_id: TenantId,
     connector: Connector,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
     *,
@@ -182,7 +179,7 @@ async def confirm_match(
     kind: Kind,
     queast_id: QueastId,
     *,
-    actor: Annotated[Principal, Depends(require_tenant_access)],
+    actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
 ) -> DecisionOut:
@@ -204,7 +201,7 @@ async def link_match(
     queast_id: QueastId,
     *,
     body: LinkIn,
-    actor: Annotated[Principal, Depends(require_tenant_access)],
+    actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
 ) -> DecisionOut:
@@ -242,7 +239,7 @@ async def unlink_match(
     kind: Kind,
     queast_id: QueastId,
     *,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     connections: Connections,
     reviews: Reviews,
 ) -> Response:

@@ -261,18 +261,7 @@ class ConnectionService:
         if not await self._repository.delete(tenant_id, connector):
             raise NotFound("no connection for this connector", code="connection_not_found")
         forgotten = await self._repository.forget_connection(connection.connection_id)
-        if self._health is not None:
-            await self._health.forget(connection)
-        _log.info(
-            "connection.deleted",
-            extra={
-                "tenant_id": tenant_id,
-                "connector": connector.value,
-                "connection_id": connection.connection_id,
-                "keys_deleted": forgotten,
-                "actor_sub": actor.sub,
-            },
-        )
+        await self._changed("connection.deleted", connection, actor, keys_deleted=forgotten)
 
     async def save_connection(
         self, tenant_id: str, connector: Connector, body: ConnectionBody, *, actor: Principal
@@ -322,19 +311,26 @@ class ConnectionService:
             updated_at=now,
         )
         await self._repository.put(record)
+        await self._changed("connection.saved", record, actor, is_new=existing is None)
+        return record, existing is None
+
+    async def _changed(
+        self, event: str, connection: ConnectionRecord, actor: Principal, **facts: object
+    ) -> None:
+        """After a connection was saved or deleted: forget its delivery health (a failing or
+        parked state was about the old configuration) and log ``event``."""
         if self._health is not None:
-            await self._health.forget(record)
+            await self._health.forget(connection)
         _log.info(
-            "connection.saved",
+            event,
             extra={
-                "tenant_id": tenant_id,
-                "connector": connector.value,
-                "connection_id": connection_id,
-                "is_new": existing is None,
+                "tenant_id": connection.tenant_id,
+                "connector": connection.connector.value,
+                "connection_id": connection.connection_id,
+                **facts,
                 "actor_sub": actor.sub,
             },
         )
-        return record, existing is None
 
     def _check_partner_block(
         self, spec: ConnectorSpec, body: ConnectionBody, block: dict[str, Any]
