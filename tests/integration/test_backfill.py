@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from processors.cli import main
 from processors.operations.history import HistoryReader
+from processors.operations.runs import RunRecord, RunStatus, RunStore
+from processors.redis_client import redis_client
 from processors.samples import sample_events
 from processors.settings import Settings, get_settings
 from processors.tenants.repository import ConnectionRepository
@@ -136,6 +139,47 @@ async def test_a_connection_added_later_gets_the_past_events_once(
     assert all(r["replay_id"] is None for r in records if r["tenant_id"] == "t_live")
     assert _export_ends(settings, topics) != ends_after_dry_run, "the backfills appended exports"
     assert _applied(receiver, ["t_live"]) == Counter(dict.fromkeys(_expected_keys(live), 1))
+
+    # Each backfill is a recorded run whose delivery counts come from its delivery records.
+    runs = await _recorded_runs(
+        settings,
+        [str(dry["backfill_id"]), str(first["backfill_id"]), str(second["backfill_id"])],
+        settled=lambda rs: rs[1].delivered + rs[2].skipped >= 2 * len(late),
+    )
+    for run, summary in zip(runs, (dry, first, second), strict=True):
+        assert (run.kind, run.tenant_id, run.connector) == ("backfill", "t_late", "*")
+        assert run.status is RunStatus.COMPLETED
+        assert (run.matched, run.exported, run.dry_run) == (
+            summary["matched"],
+            summary["exported"],
+            summary["dry_run"],
+        )
+        assert (run.invalid, run.unrouted, run.from_offset) == (0, 0, 0)
+    dry_run, first_run_record, second_run_record = runs
+    assert (dry_run.delivered, dry_run.failed, dry_run.skipped) == (0, 0, 0)
+    assert (first_run_record.delivered, first_run_record.failed) == (len(late), 0)
+    assert (second_run_record.delivered, second_run_record.skipped) == (0, len(late))
+
+
+async def _recorded_runs(
+    settings: Settings, run_ids: list[str], *, settled: Callable[[list[RunRecord]], bool]
+) -> list[RunRecord]:
+    """The runs as the store holds them, once ``settled`` (or after 60 s); deleted after."""
+    redis = redis_client(settings.redis)
+    store = RunStore(redis, key_prefix=settings.redis.key_prefix)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            runs = [await store.get(run_id) for run_id in run_ids]
+            found = [run for run in runs if run is not None]
+            assert len(found) == len(run_ids), "every backfill is recorded"
+            if settled(found) or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.25)
+    finally:
+        for run_id in run_ids:
+            await store.delete(run_id)
+        await redis.aclose()
 
 
 @pytest.mark.parametrize(
