@@ -66,6 +66,7 @@ from processors.errors import (
     error_body,
     install_error_handlers,
 )
+from processors.operations.backfill_api import router as backfill_router
 from processors.operations.deadletters_api import router as dead_letters_router
 from processors.operations.preview_api import router as preview_router
 from processors.operations.release import HeldReleaser
@@ -292,4 +293,5 @@ def create_api(
     app.include_router(preview_router)
     app.include_router(dead_letters_router)
     app.include_router(replay_router)
+    app.include_router(backfill_router)
     return app

@@ -14,6 +14,7 @@ _PATH_VALUES = {
     "kind": "company",
     "queast_id": "co_1",
     "replay_id": "rp_1",
+    "backfill_id": "bf_1",
 }
 
 
