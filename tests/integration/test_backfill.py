@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,42 @@ async def test_bad_backfills_exit_2_and_produce_nothing(
     assert code == 2
     assert message in capsys.readouterr().err
     assert _export_ends(settings, topics) == before
+
+
+async def test_a_backfill_while_another_runs_exits_1_and_produces_nothing(
+    settings: Settings,
+    topics: TopicMap,
+    repository: ConnectionRepository,
+    cli_env: dict[str, str],
+    receiver: ReceiverServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _connect(repository, settings, receiver, ["t_late"])
+    _publish(settings, topics, sample_events(["t_late"], 20, seed=5))
+    before = _export_ends(settings, topics)
+    redis = redis_client(settings.redis)
+    store = RunStore(redis, key_prefix=settings.redis.key_prefix)
+    try:
+        await store.create(
+            RunRecord(
+                run_id="bf_running",
+                kind="backfill",
+                tenant_id="t_late",
+                connector="*",
+                from_offset=0,
+                status=RunStatus.RUNNING,
+                created_at=datetime.now(UTC),
+            )
+        )
+        code = await asyncio.to_thread(
+            main, ["backfill", "--tenant", "t_late", "--from-offset", "0"]
+        )
+        assert code == 1
+        assert "bf_running" in capsys.readouterr().err
+        dry = await asyncio.to_thread(
+            main, ["backfill", "--tenant", "t_late", "--from-offset", "0", "--dry-run", "--json"]
+        )
+        assert dry == 0, "a dry run produces nothing and takes no slot"
+        assert _export_ends(settings, topics) == before
+    finally:
+        await redis.aclose()
