@@ -75,6 +75,7 @@ from processors.errors import (
 from processors.inbound.intake import WEBHOOKS_PREFIX, InboundProducer
 from processors.inbound.intake_api import router as inbound_router
 from processors.inbound.reviews_api import router as inbound_reviews_router
+from processors.operations.backfill_api import router as backfill_router
 from processors.operations.deadletters_api import router as dead_letters_router
 from processors.operations.preview_api import router as preview_router
 from processors.operations.release import HeldReleaser
@@ -314,4 +315,5 @@ def create_api(
     app.include_router(inbound_reviews_router)
     app.include_router(inbound_router)
     app.include_router(console_router)  # HTML pages at /console/ (processors.console)
+    app.include_router(backfill_router)
     return app

@@ -21,39 +21,74 @@ exactly what the live path would write today: same contracts, same idempotency k
   are counted as ``skipped``.
 - ``dry_run`` reads and maps everything and produces nothing.
 
-Bad requests raise :class:`BackfillError` before anything is read (a tenant id that is not
-one, an unknown connector, a tenant without a connection of that connector, a window that is
-not one); the broker and Redis raise their own errors.
+Bad requests raise :class:`BackfillError` (``field`` names the culprit) before anything is
+read: a tenant id that is not one, an unknown connector, a tenant off the allowlist or without
+a connection (of that connector), no start or both a ``since`` and a ``from_offset``, a
+negative offset, a time without a zone, an ``until`` not after ``since``, or a window from
+``since`` longer than ``QI_REPLAY_MAX_WINDOW_SECONDS`` (a backfill from an offset is bounded
+by the partition's end seen when it starts). The broker and Redis raise their own errors.
+
+Every backfill is a run of :class:`~processors.operations.runs.RunStore` (kind ``backfill``,
+id ``bf_…``), as a replay is (:class:`BackfillService`): status, ``matched``, ``exported``,
+``invalid`` and ``unrouted`` written after each batch with a heartbeat; ``delivered``,
+``failed`` and ``skipped`` counted by the delivery engine from the records carrying its id. One
+backfill that produces (not a dry run) is active per tenant and connector choice (a connector,
+or ``*`` for every connection): a second is refused with
+:class:`~processors.operations.runs.ActiveRunError`. A cancel is honoured between batches (the
+exports already produced stay). The run's record keeps ``QI_REPLAY_RUN_TTL_SECONDS`` and goes
+stale after ``QI_REPLAY_HEARTBEAT_STALE_SECONDS``, the replay settings (one set of bounds for
+operator runs); the API's hourly rate per tenant is ``QI_REPLAY_RUNS_PER_HOUR``, counted apart
+from replays. The blocking Kafka work runs in a worker thread, a batch at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Final
 
 from confluent_kafka import Message
+from redis.asyncio import Redis
 
 from connectors.registry import registered
+from processors.auth import TENANT_ID_PATTERN
 from processors.contracts import default_registry
 from processors.operations.errors import RunRequestError
 from processors.operations.history import HistoryReader, tenant_partition
 from processors.operations.reinject import Reinjector
+from processors.operations.runs import (
+    ALL_CONNECTORS,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    new_run_id,
+)
 from processors.redis_client import redis_client
 from processors.routing.service import IncomingRecord, RoutingService
-from processors.settings import Settings
+from processors.settings import ReplaySettings, Settings
 from processors.tenants.repository import ConnectionRepository
 from processors.topics import TopicMap
 
-__all__ = ["BackfillError", "BackfillReport", "BackfillRequest", "run_backfill"]
+__all__ = [
+    "KIND",
+    "BackfillError",
+    "BackfillReport",
+    "BackfillRequest",
+    "BackfillService",
+    "run_backfill",
+]
 
-_TENANT_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+logger = logging.getLogger(__name__)
+
+KIND: Final = "backfill"
+_TENANT_ID: Final = re.compile(TENANT_ID_PATTERN)
 _BATCH: Final = 500
 
 Progress = Callable[[int, int], None]
@@ -62,6 +97,11 @@ Progress = Callable[[int, int], None]
 
 class BackfillError(RunRequestError):
     """The backfill asked for cannot be run as asked (nothing was read or produced)."""
+
+    def __init__(self, message: str, *, field: str = "tenant") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +124,10 @@ class BackfillReport:
     """Exports produced (or, in a dry run, that would be)."""
     invalid: int = 0
     skipped: int = 0
+    """Events of the tenant no connection takes today (``unrouted`` on the run)."""
     by_connector: dict[str, int] = field(default_factory=dict)
+    status: RunStatus = RunStatus.COMPLETED
+    """How the run ended (``cancelled`` if an operator cancelled it between batches)."""
 
     def summary(self) -> dict[str, str | int | bool]:
         """The figures the CLI prints as its last JSON line."""
@@ -95,17 +138,48 @@ class BackfillReport:
             "dry_run": self.dry_run,
         }
 
+    def counts(self) -> dict[str, object]:
+        """The figures written on the run after each batch."""
+        return {
+            "matched": self.matched,
+            "exported": self.exported,
+            "invalid": self.invalid,
+            "unrouted": self.skipped,
+        }
 
-def _check(request: BackfillRequest) -> None:
+
+def _aware(name: str, moment: datetime | None) -> None:
+    if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+        msg = f"{name} must carry a time zone (e.g. 2026-12-04T10:00Z)"
+        raise BackfillError(msg, field=name)
+
+
+def _check(request: BackfillRequest, limits: ReplaySettings, now: datetime) -> None:
     if not _TENANT_ID.fullmatch(request.tenant_id):
         msg = "a tenant id is 1 to 64 letters, digits, '_' or '-'"
         raise BackfillError(msg)
     if request.connector is not None and request.connector not in registered():
         msg = f"unknown connector {request.connector!r} (known: {', '.join(registered())})"
-        raise BackfillError(msg)
+        raise BackfillError(msg, field="connector")
     if request.since is None and request.from_offset is None:
         msg = "say where to start: a time (since) or an offset (from_offset)"
-        raise BackfillError(msg)
+        raise BackfillError(msg, field="since")
+    if request.since is not None and request.from_offset is not None:
+        msg = "start from a time (since) or from an offset (from_offset), not both"
+        raise BackfillError(msg, field="from_offset")
+    if request.from_offset is not None and request.from_offset < 0:
+        raise BackfillError("from_offset is an offset: 0 or more", field="from_offset")
+    _aware("since", request.since)
+    _aware("until", request.until)
+    if request.since is not None and request.until is not None and request.until <= request.since:
+        msg = "the window ends before its start (until must be after since)"
+        raise BackfillError(msg, field="until")
+    if request.since is not None:
+        end = request.until or now
+        if (end - request.since).total_seconds() > limits.max_window_seconds:
+            days = limits.max_window_seconds / 86400
+            msg = f"the window is longer than the maximum ({days:g} days); start from an offset"
+            raise BackfillError(msg, field="since")
 
 
 async def _routing_service(
@@ -118,10 +192,10 @@ async def _routing_service(
     owned = {c.connector.value for c in routing.connections}
     if request.connector is not None and request.connector not in owned:
         msg = f"tenant {request.tenant_id} has no {request.connector} connection"
-        raise BackfillError(msg)
+        raise BackfillError(msg, field="connector")
     if not owned:
         msg = f"tenant {request.tenant_id} has no connection"
-        raise BackfillError(msg)
+        raise BackfillError(msg, field="connector")
     return RoutingService(
         topics=TopicMap(settings.topics.prefix),
         connections=connections,
@@ -140,72 +214,205 @@ def _incoming(message: Message) -> IncomingRecord:
     )
 
 
+def request_of(run: RunRecord) -> BackfillRequest:
+    """The request a backfill run was started with."""
+    return BackfillRequest(
+        tenant_id=run.tenant_id,
+        connector=None if run.connector == ALL_CONNECTORS else run.connector,
+        since=run.since,
+        until=run.until,
+        from_offset=run.from_offset,
+        dry_run=run.dry_run,
+    )
+
+
+class BackfillService:
+    """Validates, records and carries out backfills; see the module docstring."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._clock = clock
+        self._topics = TopicMap(settings.topics.prefix)
+        self._connections = ConnectionRepository(redis, key_prefix=settings.redis.key_prefix)
+        self.store = RunStore(
+            redis,
+            key_prefix=settings.redis.key_prefix,
+            run_ttl_seconds=settings.replay.run_ttl_seconds,
+            heartbeat_stale_seconds=settings.replay.heartbeat_stale_seconds,
+        )
+
+    @property
+    def limits(self) -> ReplaySettings:
+        return self._settings.replay
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def validate(self, request: BackfillRequest) -> RoutingService:
+        """:class:`BackfillError` if the request cannot be run; else the routing it runs with."""
+        _check(request, self._settings.replay, self._now())
+        return await _routing_service(self._settings, request, self._connections)
+
+    async def start(
+        self, request: BackfillRequest, *, requested_by: str = "cli", backfill_id: str | None = None
+    ) -> RunRecord:
+        """Validate and record a queued run (:class:`ActiveRunError` if one is active)."""
+        await self.validate(request)
+        run = RunRecord(
+            run_id=backfill_id or new_run_id(KIND),
+            kind=KIND,
+            tenant_id=request.tenant_id,
+            connector=request.connector or ALL_CONNECTORS,
+            since=request.since,
+            until=request.until,
+            from_offset=request.from_offset,
+            dry_run=request.dry_run,
+            requested_by=requested_by,
+            status=RunStatus.QUEUED,
+            created_at=self._now(),
+        )
+        return await self.store.create(run)
+
+    async def execute(self, run: RunRecord, *, progress: Progress | None = None) -> BackfillReport:
+        """Carry out a started run to its end (its status says how it ended).
+
+        An error ends the run ``failed`` and is raised again; cancelling the calling task ends
+        it ``cancelled``.
+        """
+        request = request_of(run)
+        report = BackfillReport(backfill_id=run.run_id, dry_run=run.dry_run)
+        run = await self.store.update(run, {"status": RunStatus.RUNNING, "started_at": self._now()})
+        logger.info("backfill.run.started", extra=_log_fields(run, report))
+        try:
+            service = await self.validate(request)
+            status = await self._read(run, request, service, report, progress)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._end(run, report, RunStatus.CANCELLED, "cancelled"))
+            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self._end(run, report, RunStatus.FAILED, str(exc) or type(exc).__name__)
+            raise
+        await self._end(run, report, status, None)
+        report.status = status
+        return report
+
+    async def _read(
+        self,
+        run: RunRecord,
+        request: BackfillRequest,
+        service: RoutingService,
+        report: BackfillReport,
+        progress: Progress | None,
+    ) -> RunStatus:
+        topics = self._topics
+        tenant_key = request.tenant_id.encode()
+        reader = await asyncio.to_thread(HistoryReader, self._settings.kafka)
+        try:
+            source = topics.domain_events
+            partitions = await asyncio.to_thread(reader.partitions, source)
+            try:
+                span = await asyncio.to_thread(
+                    reader.span,
+                    source,
+                    tenant_partition(request.tenant_id, partitions),
+                    since=request.since,
+                    until=request.until,
+                    from_offset=request.from_offset,
+                )
+            except ValueError as exc:
+                raise BackfillError(str(exc), field="since") from exc
+            records: Iterator[Message] = reader.read(span)
+            with Reinjector(self._settings.kafka, topics) as sender:
+                try:
+                    while True:
+                        chunk = await asyncio.to_thread(lambda: list(islice(records, _BATCH)))
+                        if not chunk:
+                            break
+                        mine = [_incoming(m) for m in chunk if m.key() == tenant_key]
+                        report.matched += len(mine)
+                        routed = await service.route(mine)
+                        report.invalid += routed.invalid
+                        report.skipped += routed.skipped
+                        now_ms = int(time.time() * 1000)
+                        for record in routed.records:
+                            if record.topic == topics.invalid_events:
+                                continue
+                            headers = {k: v.decode(errors="replace") for k, v in record.headers}
+                            owner = headers.get("qi.owner_connector") or headers["qi.connector"]
+                            if request.connector is not None and owner != request.connector:
+                                continue
+                            report.exported += 1
+                            connector = headers["qi.connector"]
+                            report.by_connector[connector] = (
+                                report.by_connector.get(connector, 0) + 1
+                            )
+                            if not request.dry_run:
+                                sender.queue(
+                                    record.value,
+                                    headers,
+                                    run_id=report.backfill_id,
+                                    kind=KIND,
+                                    now_ms=now_ms,
+                                    topic=record.topic,
+                                )
+                        if progress is not None:
+                            last = chunk[-1].offset() or span.start
+                            progress(last + 1 - span.start, span.size)
+                        run = await self.store.update(run, report.counts())
+                        if await self.store.cancel_requested(run.run_id):
+                            if isinstance(records, Generator):
+                                records.close()  # the reader lets go of the partition now
+                            return RunStatus.CANCELLED
+                    return RunStatus.COMPLETED
+                finally:
+                    if not request.dry_run:  # whatever ended the run, hand over what was made
+                        await asyncio.to_thread(sender.flush)
+        finally:
+            await asyncio.to_thread(reader.close)
+
+    async def _end(
+        self, run: RunRecord, report: BackfillReport, status: RunStatus, error: str | None
+    ) -> RunRecord:
+        changes = {**report.counts(), "status": status, "error": error}
+        ended = await self.store.update(run, changes, ended=True)
+        fields = {**_log_fields(ended, report), "status": status.value}
+        if status is RunStatus.FAILED:
+            logger.warning("backfill.run.failed", extra={**fields, "error": error})
+        else:
+            logger.info("backfill.run.ended", extra=fields)
+        return ended
+
+
+def _log_fields(run: RunRecord, report: BackfillReport) -> dict[str, object]:
+    return {
+        "backfill_id": run.run_id,
+        "tenant_id": run.tenant_id,
+        "connector": run.connector,
+        "status": run.status.value,
+        "dry_run": run.dry_run,
+        **report.counts(),
+    }
+
+
 async def run_backfill(
     settings: Settings,
     request: BackfillRequest,
     *,
     progress: Progress | None = None,
     backfill_id: str | None = None,
+    requested_by: str = "cli",
 ) -> BackfillReport:
-    """Run one backfill to its end; see the module docstring."""
-    _check(request)
-    report = BackfillReport(
-        backfill_id=backfill_id or f"bf_{uuid.uuid4().hex[:16]}", dry_run=request.dry_run
-    )
-    topics = TopicMap(settings.topics.prefix)
-    tenant_key = request.tenant_id.encode()
+    """Record and run one backfill to its end (the CLI's way); see the module docstring."""
+    _check(request, settings.replay, datetime.now(UTC))
     redis = redis_client(settings.redis)
     try:
-        connections = ConnectionRepository(redis, key_prefix=settings.redis.key_prefix)
-        service = await _routing_service(settings, request, connections)
-        with HistoryReader(settings.kafka) as reader:
-            source = topics.domain_events
-            try:
-                span = reader.span(
-                    source,
-                    tenant_partition(request.tenant_id, reader.partitions(source)),
-                    since=request.since,
-                    until=request.until,
-                    from_offset=request.from_offset,
-                )
-            except ValueError as exc:
-                raise BackfillError(str(exc)) from exc
-            records: Iterator[Message] = reader.read(span)
-            with Reinjector(settings.kafka, topics) as sender:
-                while True:
-                    chunk = await asyncio.to_thread(lambda: list(islice(records, _BATCH)))
-                    if not chunk:
-                        break
-                    mine = [_incoming(m) for m in chunk if m.key() == tenant_key]
-                    report.matched += len(mine)
-                    routed = await service.route(mine)
-                    report.invalid += routed.invalid
-                    report.skipped += routed.skipped
-                    now_ms = int(time.time() * 1000)
-                    for record in routed.records:
-                        if record.topic == topics.invalid_events:
-                            continue
-                        headers = {k: v.decode(errors="replace") for k, v in record.headers}
-                        owner = headers.get("qi.owner_connector") or headers["qi.connector"]
-                        if request.connector is not None and owner != request.connector:
-                            continue
-                        report.exported += 1
-                        connector = headers["qi.connector"]
-                        report.by_connector[connector] = report.by_connector.get(connector, 0) + 1
-                        if not request.dry_run:
-                            sender.queue(
-                                record.value,
-                                headers,
-                                run_id=report.backfill_id,
-                                kind="backfill",
-                                now_ms=now_ms,
-                                topic=record.topic,
-                            )
-                    if progress is not None:
-                        last = chunk[-1].offset() or span.start
-                        progress(last + 1 - span.start, span.size)
-                if not request.dry_run:
-                    await asyncio.to_thread(sender.flush)
+        service = BackfillService(settings, redis)
+        run = await service.start(request, requested_by=requested_by, backfill_id=backfill_id)
+        return await service.execute(run, progress=progress)
     finally:
         await redis.aclose()
-    return report

@@ -4,7 +4,9 @@
 [--dry-run] [--json]``. A progress bar on a terminal; with ``--json`` the last line of stdout
 is ``{"backfill_id": str, "matched": int, "exported": int, "dry_run": bool}``. Exit codes as
 in :mod:`.commands`: 2 for a request that cannot be run (nothing read or produced), 1 for a run
-that failed (:mod:`.errors`).
+that failed (:mod:`.errors`), for one refused because another backfill of the tenant's
+connection is running, and for one cancelled (through the API) before its end; the last two say
+so on stderr. The run is recorded like one the API starts (``GET …/backfills/{id}``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from processors.operations.backfill import (
     BackfillRequest,
     run_backfill,
 )
-from processors.operations.commands import EXIT_OK, SubCommands, aware_time
+from processors.operations.commands import EXIT_FAILED, EXIT_OK, SubCommands, aware_time
+from processors.operations.runs import ActiveRunError, RunStatus
 from processors.routing import service as routing_service
 from processors.settings import Settings
 
@@ -51,14 +54,21 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     # The live path logged each invalid event when it first saw it; a backfill counts them.
     logging.getLogger(routing_service.__name__).setLevel(logging.ERROR)
     request = BackfillRequest(**{f.name: getattr(args, f.name) for f in fields(BackfillRequest)})
-    if args.json or not sys.stdout.isatty():
-        report = asyncio.run(run_backfill(settings, request))
-    else:
-        report = _with_progress(settings, request)
+    try:
+        if args.json or not sys.stdout.isatty():
+            report = asyncio.run(run_backfill(settings, request))
+        else:
+            report = _with_progress(settings, request)
+    except ActiveRunError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(report.summary()))
     else:
         _print(report)
+    if report.status is not RunStatus.COMPLETED:
+        print(f"backfill {report.backfill_id} {report.status.value}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -30,9 +30,7 @@ are delivered anyway. A dry run's GET carries its sample payloads for an hour.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from datetime import datetime
 from typing import Annotated, Final
 
@@ -42,7 +40,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
-from processors.errors import Conflict, NotFound, ServiceError, ValidationFailed, error_responses
+from processors.errors import ValidationFailed, error_responses
 from processors.operations.reinject import RUN_ID
 from processors.operations.replay import (
     KIND,
@@ -51,7 +49,15 @@ from processors.operations.replay import (
     ReplayRequest,
     ReplayService,
 )
-from processors.operations.runs import ActiveRunError, RunRecord, RunStatus
+from processors.operations.run_routes import (
+    cancel_run,
+    not_found_responses,
+    own_run,
+    run_in_background,
+    start_counted,
+    start_responses,
+)
+from processors.operations.runs import RunRecord, RunStatus
 
 __all__ = ["ReplayBody", "ReplayOut", "get_replay_service", "router"]
 
@@ -59,28 +65,8 @@ logger = logging.getLogger(__name__)
 
 ReplayId = Annotated[str, Path(pattern=RUN_ID.pattern, examples=["rp_3f2a"])]
 
-_NOT_FOUND: Final = error_responses(
-    descriptions={404: "`replay_not_found`: no replay of this tenant has this id"}
-)
-
-_START_ERRORS: Final = error_responses(
-    400,
-    408,
-    413,
-    415,
-    409,
-    429,
-    descriptions={
-        409: "`replay_active`: another replay of this connection is running",
-        429: "`rate_limited`: too many replays this hour; `Retry-After` says when to retry",
-    },
-)
-_START_ERRORS[429]["headers"] = {
-    "Retry-After": {
-        "description": "seconds until a replay may start",
-        "schema": {"type": "integer"},
-    }
-}
+_NOT_FOUND: Final = not_found_responses(KIND)
+_START_ERRORS: Final = start_responses(KIND, "replays")
 
 router = APIRouter(
     prefix="/v1/tenants/{tenant_id}",
@@ -88,19 +74,6 @@ router = APIRouter(
     responses=error_responses(401, 403, 422, 503),
     route_class=TenantRoute,
 )
-
-
-class RateLimited(ServiceError):
-    """429: the tenant started its allowed runs this hour; ``Retry-After`` says when next."""
-
-    def __init__(self, retry_after: float) -> None:
-        seconds = max(1, int(retry_after + 0.999))
-        super().__init__(
-            429,
-            "rate_limited",
-            f"too many replays this hour; try again in {seconds}s",
-            headers={"Retry-After": str(seconds)},
-        )
 
 
 class ReplayBody(BaseModel):
@@ -182,38 +155,6 @@ def get_replay_service(request: Request) -> ReplayService:
 Service = Annotated[ReplayService, Depends(get_replay_service)]
 
 
-def _run_in_background(request: Request, service: ReplayService, run: RunRecord) -> None:
-    """Carry ``run`` out in a task of this process (kept referenced until it ends)."""
-    tasks: set[asyncio.Task[None]] = getattr(request.app.state, "replay_tasks", set())
-    request.app.state.replay_tasks = tasks
-
-    async def carry_out() -> None:
-        try:
-            await service.execute(run)
-        except ReplayFailedError:
-            pass  # recorded on the run and logged by the service
-        except Exception as exc:  # Redis gone mid-run: the heartbeat marks it stale
-            logger.warning(
-                "replay.run.aborted",
-                extra={"replay_id": run.run_id, "error": type(exc).__name__},
-            )
-
-    task = asyncio.create_task(carry_out(), name=f"replay-{run.run_id}")
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-def _invalid_body(exc: ReplayInputError) -> ValidationFailed:
-    return ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}])
-
-
-async def _own_run(service: ReplayService, tenant_id: str, replay_id: str) -> RunRecord:
-    run = await service.store.get(replay_id)
-    if run is None or run.tenant_id != tenant_id or run.kind != KIND:
-        raise NotFound("replay not found", code="replay_not_found")
-    return run
-
-
 @router.post(
     "/replays",
     status_code=status.HTTP_202_ACCEPTED,
@@ -234,21 +175,17 @@ async def start_replay(
     )
     try:
         await service.validate(replay)
+        run = await start_counted(
+            service.store,
+            tenant_id,
+            KIND,
+            per_hour=service.limits.runs_per_hour,
+            runs="replays",
+            start=lambda: service.start(replay),  # validates again: the connection may be gone
+        )
     except ReplayInputError as exc:
-        raise _invalid_body(exc) from None
-    slot = uuid.uuid4().hex
-    limit = service.limits.runs_per_hour
-    wait = await service.store.take_rate_slot(tenant_id, KIND, per_hour=limit, slot=slot)
-    if wait is not None:
-        raise RateLimited(wait)
-    try:
-        run = await service.start(replay)
-    except (ActiveRunError, ReplayInputError) as exc:  # the connection may have gone in between
-        await service.store.release_rate_slot(tenant_id, KIND, slot=slot)
-        if isinstance(exc, ReplayInputError):
-            raise _invalid_body(exc) from None
-        raise Conflict(str(exc), code="replay_active") from None
-    _run_in_background(request, service, run)
+        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
+    run_in_background(request, run, lambda: service.execute(run), expected=(ReplayFailedError,))
     logger.info(
         "replay.run.requested",
         extra={"replay_id": run.run_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
@@ -260,7 +197,7 @@ async def start_replay(
 async def get_replay(
     tenant_id: TenantId, replay_id: ReplayId, _actor: TenantAccess, service: Service
 ) -> ReplayOut:
-    run = await _own_run(service, tenant_id, replay_id)
+    run = await own_run(service.store, tenant_id, replay_id, KIND)
     samples = await service.store.samples(run.run_id) if run.dry_run else []
     return ReplayOut.from_run(run, samples)
 
@@ -274,10 +211,7 @@ async def get_replay(
 async def cancel_replay(
     tenant_id: TenantId, replay_id: ReplayId, actor: TenantAccess, service: Service
 ) -> ReplayOut:
-    await _own_run(service, tenant_id, replay_id)
-    run = await service.store.request_cancel(replay_id)
-    if run is None:
-        raise NotFound("replay not found", code="replay_not_found")
+    run = await cancel_run(service.store, tenant_id, replay_id, KIND)
     logger.info(
         "replay.run.cancel_requested",
         extra={"replay_id": replay_id, "tenant_id": tenant_id, "actor_sub": actor.sub},

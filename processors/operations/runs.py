@@ -6,6 +6,11 @@ connector, window, event types, dry run, who asked), where it is (``queued``, ``
 ``completed``, ``cancelled``, ``failed``, with the error) and its counts:
 
 - ``matched``, ``queued``, ``duplicates``, ``malformed``: written by the run as it reads;
+- a backfill (:mod:`.backfill`) writes ``matched``, ``exported`` (exports it appended, or would
+  in a dry run), ``invalid`` and ``unrouted`` (events no connection takes today) instead of
+  ``queued``/``duplicates``/``malformed``, and keeps its ``from_offset``; its ``connector`` is
+  :data:`ALL_CONNECTORS` when it maps for every connection of the tenant. (``skipped`` is the
+  delivery engine's counter, so a backfill's unrouted events have their own name.)
 - ``delivered``, ``failed``, ``skipped``: counted by the delivery engine when it indexes a
   final delivery record of a copy carrying the run's id, once per delivery, in the same Redis
   round trip as the record index (:func:`~processors.deliveries.records.count_run_outcome`).
@@ -49,6 +54,7 @@ from processors.deliveries.records import run_counted_key, run_key
 
 __all__ = [
     "ACTIVE",
+    "ALL_CONNECTORS",
     "ActiveRunError",
     "RunRecord",
     "RunStatus",
@@ -66,6 +72,9 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     FAILED = "failed"
 
+
+ALL_CONNECTORS: Final = "*"
+"""The ``connector`` of a run over every connection of its tenant (a backfill without one)."""
 
 ACTIVE: Final = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 """Statuses of a run that has not ended."""
@@ -112,6 +121,10 @@ class RunRecord(BaseModel):
     delivered: int = 0
     failed: int = 0
     skipped: int = 0
+    exported: int = 0
+    invalid: int = 0
+    unrouted: int = 0
+    from_offset: int | None = None
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

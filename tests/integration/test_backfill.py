@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from processors.cli import main
 from processors.operations.history import HistoryReader
+from processors.operations.runs import RunRecord, RunStatus, RunStore
+from processors.redis_client import redis_client
 from processors.samples import sample_events
 from processors.settings import Settings, get_settings
 from processors.tenants.repository import ConnectionRepository
@@ -137,6 +141,47 @@ async def test_a_connection_added_later_gets_the_past_events_once(
     assert _export_ends(settings, topics) != ends_after_dry_run, "the backfills appended exports"
     assert _applied(receiver, ["t_live"]) == Counter(dict.fromkeys(_expected_keys(live), 1))
 
+    # Each backfill is a recorded run whose delivery counts come from its delivery records.
+    runs = await _recorded_runs(
+        settings,
+        [str(dry["backfill_id"]), str(first["backfill_id"]), str(second["backfill_id"])],
+        settled=lambda rs: rs[1].delivered + rs[2].skipped >= 2 * len(late),
+    )
+    for run, summary in zip(runs, (dry, first, second), strict=True):
+        assert (run.kind, run.tenant_id, run.connector) == ("backfill", "t_late", "*")
+        assert run.status is RunStatus.COMPLETED
+        assert (run.matched, run.exported, run.dry_run) == (
+            summary["matched"],
+            summary["exported"],
+            summary["dry_run"],
+        )
+        assert (run.invalid, run.unrouted, run.from_offset) == (0, 0, 0)
+    dry_run, first_run_record, second_run_record = runs
+    assert (dry_run.delivered, dry_run.failed, dry_run.skipped) == (0, 0, 0)
+    assert (first_run_record.delivered, first_run_record.failed) == (len(late), 0)
+    assert (second_run_record.delivered, second_run_record.skipped) == (0, len(late))
+
+
+async def _recorded_runs(
+    settings: Settings, run_ids: list[str], *, settled: Callable[[list[RunRecord]], bool]
+) -> list[RunRecord]:
+    """The runs as the store holds them, once ``settled`` (or after 60 s); deleted after."""
+    redis = redis_client(settings.redis)
+    store = RunStore(redis, key_prefix=settings.redis.key_prefix)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            runs = [await store.get(run_id) for run_id in run_ids]
+            found = [run for run in runs if run is not None]
+            assert len(found) == len(run_ids), "every backfill is recorded"
+            if settled(found) or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.25)
+    finally:
+        for run_id in run_ids:
+            await store.delete(run_id)
+        await redis.aclose()
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -188,3 +233,42 @@ async def test_bad_backfills_exit_2_and_produce_nothing(
     assert code == 2
     assert message in capsys.readouterr().err
     assert _export_ends(settings, topics) == before
+
+
+async def test_a_backfill_while_another_runs_exits_1_and_produces_nothing(
+    settings: Settings,
+    topics: TopicMap,
+    repository: ConnectionRepository,
+    cli_env: dict[str, str],
+    receiver: ReceiverServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _connect(repository, settings, receiver, ["t_late"])
+    _publish(settings, topics, sample_events(["t_late"], 20, seed=5))
+    before = _export_ends(settings, topics)
+    redis = redis_client(settings.redis)
+    store = RunStore(redis, key_prefix=settings.redis.key_prefix)
+    try:
+        await store.create(
+            RunRecord(
+                run_id="bf_running",
+                kind="backfill",
+                tenant_id="t_late",
+                connector="*",
+                from_offset=0,
+                status=RunStatus.RUNNING,
+                created_at=datetime.now(UTC),
+            )
+        )
+        code = await asyncio.to_thread(
+            main, ["backfill", "--tenant", "t_late", "--from-offset", "0"]
+        )
+        assert code == 1
+        assert "bf_running" in capsys.readouterr().err
+        dry = await asyncio.to_thread(
+            main, ["backfill", "--tenant", "t_late", "--from-offset", "0", "--dry-run", "--json"]
+        )
+        assert dry == 0, "a dry run produces nothing and takes no slot"
+        assert _export_ends(settings, topics) == before
+    finally:
+        await redis.aclose()

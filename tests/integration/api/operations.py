@@ -15,6 +15,7 @@ _PATH_VALUES = {
     "queast_id": "co_1",
     "replay_id": "rp_1",
     "review_id": "rv_" + "0" * 32,
+    "backfill_id": "bf_1",
 }
 
 
