@@ -20,7 +20,8 @@ Decisions:
 - **Limits.** The reader does not share the delivery sink's bucket (that lives in the
   delivery agent's sink, in another agent's memory). It has its own conservative bucket:
   :data:`READ_RATE_PER_SECOND` requests per second, a tenth of the smallest tier's burst
-  limit (100 per 10 s), burst 2. Reads are rare (one per unlinked highlight) and count
+  limit (100 per 10 s), burst 2, or the connection's ``rate_limit_per_second`` when
+  lower. Reads are rare (one per unlinked highlight) and count
   against the same HubSpot daily budget; 429 answers are retried a bounded number of times.
 """
 
@@ -81,9 +82,7 @@ class HubSpotCompanyReader:
         self._client = client
         self._api_root = api_root.rstrip("/")
         self._tokens = tokens
-        self._rate = rate or TokenBucket(
-            rate=READ_RATE_PER_SECOND, per_seconds=1.0, burst=_READ_BURST, clock=clock
-        )
+        self._rate = rate or _bucket(None, clock)
         self._attempts = attempts
         self._max_wait = max_wait_seconds
         self._sleep = sleep
@@ -119,6 +118,17 @@ class HubSpotCompanyReader:
         )
 
 
+def _bucket(connection_rate: float | None, clock: Callable[[], float]) -> TokenBucket:
+    """The reader's bucket: :data:`READ_RATE_PER_SECOND`, or the connection's own
+    ``rate_limit_per_second`` when that is lower."""
+    rate = (
+        READ_RATE_PER_SECOND
+        if connection_rate is None
+        else min(connection_rate, READ_RATE_PER_SECOND)
+    )
+    return TokenBucket(rate=rate, per_seconds=1.0, burst=_READ_BURST, clock=clock)
+
+
 def reader_for(
     settings: Mapping[str, Any],
     client: httpx.AsyncClient,
@@ -139,5 +149,10 @@ def reader_for(
         return None
     token = StaticToken(config.auth.token)
     return HubSpotCompanyReader(
-        client, api_root=config.api_root, tokens=token, sleep=sleep, clock=clock
+        client,
+        api_root=config.api_root,
+        tokens=token,
+        rate=_bucket(config.rate_limit_per_second, clock),
+        sleep=sleep,
+        clock=clock,
     )

@@ -69,9 +69,7 @@ class PipedriveCompanyReader:
         self._client = client
         self._api_root = api_root.rstrip("/")
         self._tokens = tokens
-        self._rate = rate or TokenBucket(
-            rate=READ_RATE_PER_SECOND, per_seconds=1.0, burst=_READ_BURST, clock=clock
-        )
+        self._rate = rate or _bucket(None, clock)
         self._attempts = attempts
         self._max_wait = max_wait_seconds
         self._sleep = sleep
@@ -103,6 +101,17 @@ class PipedriveCompanyReader:
         )
 
 
+def _bucket(connection_rate: float | None, clock: Callable[[], float]) -> TokenBucket:
+    """The reader's bucket: :data:`READ_RATE_PER_SECOND`, or the connection's own
+    ``rate_limit_per_second`` when that is lower."""
+    rate = (
+        READ_RATE_PER_SECOND
+        if connection_rate is None
+        else min(connection_rate, READ_RATE_PER_SECOND)
+    )
+    return TokenBucket(rate=rate, per_seconds=1.0, burst=_READ_BURST, clock=clock)
+
+
 def reader_for(
     settings: Mapping[str, Any],
     client: httpx.AsyncClient,
@@ -123,5 +132,10 @@ def reader_for(
         return None
     token = StaticToken(config.auth.token, header="x-api-token", prefix="")
     return PipedriveCompanyReader(
-        client, api_root=config.api_base_url(), tokens=token, sleep=sleep, clock=clock
+        client,
+        api_root=config.api_base_url(),
+        tokens=token,
+        rate=_bucket(config.rate_limit_per_second, clock),
+        sleep=sleep,
+        clock=clock,
     )

@@ -35,6 +35,7 @@ The read fields matched are recorded in the review's explanation only by name (n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -60,6 +61,8 @@ __all__ = [
     "Resolution",
     "resolve",
 ]
+
+logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 20
 _STRATEGY_NAMES: dict[MatchStrategy, MatchStrategyName] = {
@@ -163,6 +166,15 @@ async def _read_partner(
     try:
         read = await reader.company(partner_object_id)
     except PartnerReadError as exc:
+        logger.warning(
+            "inbound.partner_read.failed",
+            extra={
+                "tenant_id": event.tenant_id,
+                "connector": event.connector,
+                "connection_id": event.connection_id,
+                "reason": exc.reason,
+            },
+        )
         if exc.reason == "auth_failed":
             return Resolution(
                 None,

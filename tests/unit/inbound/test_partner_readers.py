@@ -286,3 +286,18 @@ async def test_reader_for_builds_token_readers_and_declines_oauth() -> None:
     assert isinstance(pipedrive, PipedriveCompanyReader)
     with pytest.raises(ValidationError):
         hubspot_reader_for({"auth": {"type": "private_app", "token": " "}}, client)
+
+
+async def test_a_lower_connection_rate_limit_paces_the_reader() -> None:
+    sleeps = Sleeps()
+    recorder = Recorder(*(_company({"name": f"C{i}"}) for i in range(3)))
+    reader = hubspot_reader_for(
+        {"auth": {"type": "private_app", "token": "pat"}, "rate_limit_per_second": 0.25},
+        _client(recorder),
+        sleep=sleeps,
+        clock=sleeps.clock,
+    )
+    assert reader is not None
+    for _ in range(3):
+        await reader.company("101")
+    assert sleeps.waits == [4.0]  # one token per 4 s after the burst of two, not one per second
