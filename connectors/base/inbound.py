@@ -25,6 +25,15 @@ can create a Signal, only an interest highlight.
 :class:`InboundRequest` carries ``url``: the URL as the partner called it (the public base URL
 the partner was given, ``QI_PUBLIC_BASE_URL``, plus the path and query as received), since
 HubSpot signs the full URI.
+
+When a highlight carries only the partner's object id (HubSpot and Pipedrive events do) and
+that object is not linked, the inbound agent asks the connector's
+:class:`PartnerCompanyReader` for the object's fields: :meth:`PartnerCompanyReader.company`
+returns them as an :class:`InboundCompany`, ``None`` when the partner has no such object
+(404), or raises :class:`PartnerReadError` with ``reason`` ``auth_failed`` (the partner
+refused the connection's credentials) or ``failed`` (still failing after the reader's bounded
+retries, or an answer that is not what the partner documents). A reader does its own bounded
+retries of transient failures (timeouts, 429, 5xx) and never waits longer than it promised.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
@@ -44,6 +53,9 @@ __all__ = [
     "InboundPayloadError",
     "InboundRequest",
     "InboundSettings",
+    "PartnerCompanyReader",
+    "PartnerReadError",
+    "PartnerReadFailure",
 ]
 
 
@@ -121,3 +133,20 @@ class InboundAdapter(Protocol[SettingsT_contra]):
     def highlights(
         self, request: InboundRequest, config: SettingsT_contra
     ) -> list[InboundHighlight]: ...
+
+
+PartnerReadFailure = Literal["auth_failed", "failed"]
+
+
+class PartnerReadError(Exception):
+    """Reading a partner object failed; ``reason`` says whether a retry later could help."""
+
+    def __init__(self, reason: PartnerReadFailure, message: str) -> None:
+        super().__init__(message)
+        self.reason: PartnerReadFailure = reason
+
+
+class PartnerCompanyReader(Protocol):
+    """Reads one partner company with a connection's credentials (see the module docstring)."""
+
+    async def company(self, partner_object_id: str) -> InboundCompany | None: ...

@@ -9,6 +9,13 @@ one after the other, not in parallel: a redelivered highlight right behind its f
 must find the first copy's mark. Inbound volume is that of partner webhooks, far below the
 domain events.
 
+A highlight that carries only a partner object id (HubSpot, Pipedrive) is matched by the
+partner's company, read with the connection's token by
+:class:`~processors.inbound.readers.ConnectionReaders` (one per agent, its readers kept per
+connection). A read retries transient failures a bounded number of times and then gives a
+review (``partner_read_failed``), so a partner that keeps answering 429 delays its tenant's
+partition by at most the reader's bound per highlight, never indefinitely.
+
 ``inbound-directory`` consumes ``queast.domain-events`` and keeps the per-tenant company
 directory (:mod:`processors.inbound.directory`, which says why it is a separate agent rather
 than a hook in the routing agent).
@@ -39,6 +46,7 @@ from redis.exceptions import RedisError
 from processors.agents.streams import concrete_stream, raw_topic
 from processors.identity.repository import IdentityRepository
 from processors.inbound.directory import CompanyDirectory, directory_update
+from processors.inbound.readers import ConnectionReaders
 from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.inbound.service import InboundRecord, InboundService, Output
 from processors.metrics import BACKEND_RETRIES, INBOUND_RESOLVED
@@ -176,6 +184,9 @@ def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
     @app.agent(raw_topic(app, topics.inbound), name="inbound")
     async def inbound(stream: faust.StreamT[bytes]) -> None:
         redis = redis_client(settings.redis)
+        readers = ConnectionReaders(
+            box=settings.secrets.secret_box(), base_urls=settings.partners.base_urls
+        )
         service = InboundService(
             topics=topics,
             directory=CompanyDirectory(redis, key_prefix=prefix),
@@ -183,6 +194,7 @@ def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
             connections=ConnectionRepository(redis, key_prefix=prefix),
             marks=BookmarkMarks(redis, key_prefix=prefix),
             reviews=ReviewStore(redis, key_prefix=prefix),
+            readers=readers,
         )
         try:
             await handle_batches(
@@ -190,6 +202,7 @@ def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
                 InboundHandler(service, send).handle,
             )
         finally:
+            await readers.aclose()
             await redis.aclose()
 
     @app.agent(raw_topic(app, topics.domain_events), name="inbound-directory")

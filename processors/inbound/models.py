@@ -151,10 +151,20 @@ class ReviewStatus(StrEnum):
     REJECTED = "rejected"
 
 
-ReviewReason = Literal["ambiguous", "below_threshold", "no_candidate", "partner_read_unavailable"]
+ReviewReason = Literal[
+    "ambiguous",
+    "below_threshold",
+    "no_candidate",
+    "partner_read_unavailable",
+    "partner_object_not_found",
+    "partner_read_failed",
+    "partner_auth_failed",
+]
 """Why a highlight waits for a human: two close candidates, a best candidate below the
-threshold, nothing in the directory, or a partner object id with no link and no fields to match
-(reading the partner's company is not built yet)."""
+threshold, nothing in the directory; or a partner object id with no link and no fields to
+match, and the partner's company could not be read: the connection has no reader (an OAuth
+connection, a connector without one), the partner has no such object (404), the read kept
+failing (timeouts, 429, 5xx, a malformed answer), or the partner refused the credentials."""
 
 
 class InboundReview(BaseModel):

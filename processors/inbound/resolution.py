@@ -18,17 +18,29 @@ An auto-linked decision is a bookmark; an ambiguous one is a review with reason
 ``ambiguous`` (two companies share the key, or two names score close) or ``below_threshold``
 (one name between the review floor and the threshold); nothing found is ``no_candidate``.
 A highlight with a partner object id, no link and no field to match (a HubSpot or Pipedrive
-event carries only the object id) is a review with reason ``partner_read_unavailable``:
-reading the partner's company with the connection's credentials is a follow-up; the
-highlight is kept for a human, never dropped.
+event carries only the object id) is matched by the partner object's own fields, read with the
+connection's :class:`~connectors.base.inbound.PartnerCompanyReader` (HubSpot: the company;
+Pipedrive: the organization), the read fields standing in for the event's in step 3. When the
+read gives nothing the highlight is a review, never dropped:
+
+- ``partner_read_unavailable``: the connection has no reader (an OAuth connection, whose
+  renewals belong to the delivery side, or a connector without one);
+- ``partner_object_not_found``: the partner answered 404 (the object was deleted or merged);
+- ``partner_auth_failed``: the partner refused the connection's credentials;
+- ``partner_read_failed``: the read still failed after the reader's bounded retries (timeouts,
+  429, 5xx) or the answer was not what the partner documents.
+
+The read fields matched are recorded in the review's explanation only by name (never values).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from connectors.base.inbound import PartnerCompanyReader, PartnerReadError
 from connectors.base.matchkeys import normalize_domain, normalize_linkedin_url
 from processors.identity.matching import MatchDecision, MatchOutcome, match_company
 from processors.identity.names import company_name_similarity, normalize_company_name
@@ -49,6 +61,8 @@ __all__ = [
     "Resolution",
     "resolve",
 ]
+
+logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 20
 _STRATEGY_NAMES: dict[MatchStrategy, MatchStrategyName] = {
@@ -135,10 +149,68 @@ def _scored(
     return scored[:_MAX_LISTED]
 
 
+async def _read_partner(
+    event: InboundEvent, partner_object_id: str, reader: PartnerCompanyReader | None
+) -> InboundEvent | Resolution:
+    """``event`` with the partner object's fields read, or the review to ask for instead."""
+    if reader is None:
+        return Resolution(
+            None,
+            None,
+            reason="partner_read_unavailable",
+            explanation=(
+                "the partner object is not linked and the event carries no field to match; "
+                "this connection's partner company cannot be read"
+            ),
+        )
+    try:
+        read = await reader.company(partner_object_id)
+    except PartnerReadError as exc:
+        logger.warning(
+            "inbound.partner_read.failed",
+            extra={
+                "tenant_id": event.tenant_id,
+                "connector": event.connector,
+                "connection_id": event.connection_id,
+                "reason": exc.reason,
+            },
+        )
+        if exc.reason == "auth_failed":
+            return Resolution(
+                None,
+                None,
+                reason="partner_auth_failed",
+                explanation="the partner refused the connection's credentials",
+            )
+        return Resolution(
+            None,
+            None,
+            reason="partner_read_failed",
+            explanation=f"reading the partner's company failed: {exc}"[:2000],
+        )
+    if read is None:
+        return Resolution(
+            None,
+            None,
+            reason="partner_object_not_found",
+            explanation="the partner has no object with this id (deleted or merged)",
+        )
+    company = event.company.model_copy(
+        update={"domain": read.domain, "name": read.name, "linkedin_url": read.linkedin_url}
+    )
+    return event.model_copy(update={"company": company})
+
+
 async def resolve(
-    event: InboundEvent, *, directory: Directory, links: PartnerLinks, policy: MatchPolicy
+    event: InboundEvent,
+    *,
+    directory: Directory,
+    links: PartnerLinks,
+    policy: MatchPolicy,
+    reader: PartnerCompanyReader | None = None,
 ) -> Resolution:
-    """Resolve ``event``'s company (see the module docstring)."""
+    """Resolve ``event``'s company (see the module docstring); ``reader`` reads the partner's
+    company when the event has only its id."""
     company = event.company
     if company.partner_object_id is not None:
         linked = await links.by_partner(event.connection_id, "company", company.partner_object_id)
@@ -155,17 +227,13 @@ async def resolve(
                 known.company_id,
                 BookmarkMatch(strategy="queast_id", confidence=1.0, candidates=[candidate]),
             )
+    fields = company.domain or company.name or company.linkedin_url
+    if not fields and company.partner_object_id is not None:
+        read = await _read_partner(event, company.partner_object_id, reader)
+        if isinstance(read, Resolution):
+            return read
+        event, company = read, read.company
     if not (company.domain or company.name or company.linkedin_url):
-        if company.partner_object_id is not None:
-            return Resolution(
-                None,
-                None,
-                reason="partner_read_unavailable",
-                explanation=(
-                    "the partner object is not linked and the event carries no field to match; "
-                    "reading the partner's company is not available"
-                ),
-            )
         return Resolution(
             None, None, reason="no_candidate", explanation="the event names no known company"
         )

@@ -25,7 +25,9 @@ service writes nothing before the plan is carried out, so a retry starts clean.
 
 The connection's match policy is read from its stored settings (``match_policy``); a
 connection that no longer exists, or another connection id than the event's, or a policy that
-does not validate, falls back to the default policy (logged).
+does not validate, falls back to the default policy (logged). The partner's company reader
+(:class:`Readers`, for an event that carries only the partner object id) is asked for the
+same connection only; no connection, no reader (the review says ``partner_read_unavailable``).
 
 Nothing here produces to any other topic: no export, no domain event, no Signal.
 """
@@ -40,6 +42,7 @@ from typing import Protocol
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from connectors.base.inbound import PartnerCompanyReader
 from processors.identity.resolver import MatchPolicy
 from processors.inbound.models import (
     Bookmark,
@@ -62,6 +65,7 @@ __all__ = [
     "Marks",
     "Output",
     "Plan",
+    "Readers",
     "Reviews",
 ]
 
@@ -109,6 +113,12 @@ class Plan:
 
 class Connections(Protocol):
     async def get(self, tenant_id: str, connector: Connector) -> ConnectionRecord | None: ...
+
+
+class Readers(Protocol):
+    """:class:`~processors.inbound.readers.ConnectionReaders`, or a fake in unit tests."""
+
+    async def reader(self, connection: ConnectionRecord) -> PartnerCompanyReader | None: ...
 
 
 class Marks(Protocol):
@@ -168,6 +178,7 @@ class InboundService:
         connections: Connections,
         marks: Marks,
         reviews: Reviews,
+        readers: Readers | None = None,
     ) -> None:
         self._topics = topics
         self._directory = directory
@@ -175,6 +186,7 @@ class InboundService:
         self._connections = connections
         self._marks = marks
         self._reviews = reviews
+        self._readers = readers
 
     async def handle(self, record: InboundRecord) -> Plan:
         """The plan for ``record``; raises only :data:`RETRIED_ERRORS`."""
@@ -195,17 +207,23 @@ class InboundService:
                 record, "internal_error", f"resolution raised {type(exc).__name__}"
             )
 
-    async def _policy(self, event: InboundEvent) -> MatchPolicy:
+    async def _connection(self, event: InboundEvent) -> ConnectionRecord | None:
         try:
             connector = Connector(event.connector)
         except ValueError:
-            return MatchPolicy()
+            return None
         connection = await self._connections.get(event.tenant_id, connector)
         if connection is None or connection.connection_id != event.connection_id:
             logger.info(
                 "inbound.connection.not_found",
                 extra={"tenant_id": event.tenant_id, "connector": event.connector},
             )
+            return None
+        return connection
+
+    @staticmethod
+    def _policy(event: InboundEvent, connection: ConnectionRecord | None) -> MatchPolicy:
+        if connection is None:
             return MatchPolicy()
         try:
             return MatchPolicy.model_validate(connection.settings.get("match_policy") or {})
@@ -216,6 +234,17 @@ class InboundService:
             )
             return MatchPolicy()
 
+    async def _reader(
+        self, event: InboundEvent, connection: ConnectionRecord | None
+    ) -> PartnerCompanyReader | None:
+        company = event.company
+        needs_read = company.partner_object_id is not None and not (
+            company.domain or company.name or company.linkedin_url
+        )
+        if not needs_read or connection is None or self._readers is None:
+            return None
+        return await self._readers.reader(connection)
+
     async def _plan(self, event: InboundEvent) -> Plan:
         tenant_id = event.tenant_id
         bookmark_id = bookmark_id_for(event.inbound_id)
@@ -224,9 +253,13 @@ class InboundService:
             return Plan()
         if await self._reviews.get(tenant_id, review_id) is not None:
             return Plan()
-        policy = await self._policy(event)
+        connection = await self._connection(event)
         resolution = await resolve(
-            event, directory=self._directory, links=self._links, policy=policy
+            event,
+            directory=self._directory,
+            links=self._links,
+            policy=self._policy(event, connection),
+            reader=await self._reader(event, connection),
         )
         key = tenant_id.encode()
         headers: Headers = (("qi.correlation_id", event.correlation_id.encode()),)

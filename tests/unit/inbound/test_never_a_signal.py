@@ -35,6 +35,12 @@ FORBIDDEN = (
     "processors.samples",
     "processors.operations",
 )
+READER_MODULES = (
+    "connectors.base.partner_read",
+    "connectors.hubspot.reader",
+    "connectors.pipedrive.reader",
+)
+"""The partner company readers: the only connector modules beyond the base records."""
 ALLOWED_TOPICS = {"bookmarks", "match_review", "invalid_events", "inbound", "domain_events"}
 """Read: inbound, domain_events (the directory); written: the first three."""
 
@@ -79,11 +85,53 @@ def test_inbound_reaches_no_signal_contract_routing_or_delivery() -> None:
 
 
 def test_inbound_imports_only_the_connector_base_kit() -> None:
-    allowed = {"connectors.base.inbound", "connectors.base.matchkeys"}
+    allowed = {"connectors.base.inbound", "connectors.base.matchkeys", *READER_MODULES}
     for path in _inbound_files():
         for name in _imports(path):
             if _within(name, "connectors"):
                 assert any(_within(name, a) for a in allowed), f"{path.name} imports {name}"
+
+
+def _connector_reach(modules: tuple[str, ...]) -> set[str]:
+    """Every ``connectors`` module ``modules`` import, transitively (themselves included)."""
+    graph = _graph("connectors")
+    todo, seen = list(modules), set[str]()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(name for name in graph.get(module, ()) if name in graph)
+    return seen
+
+
+def _source(module: str) -> Path:
+    path = ROOT / Path(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def test_the_reader_modules_reach_no_exporter_mapping_sink_or_signal() -> None:
+    """What the readers import, transitively: the connector kit's base records, HTTP, OAuth
+    and rate-limit helpers and the connector's configuration; never ``processors`` (so no
+    signal contract, routing or delivery), the registry, a sink, an exporter or a mapping.
+
+    (Importing a connector's module runs its package's ``__init__``, which names the sink
+    class; the inbound side already loads every connector through
+    ``processors.tenants.models`` and the registry, and no connector module imports
+    ``processors``: loading is not reaching. What this test pins is the readers' own code.)
+    """
+    reached = _connector_reach(READER_MODULES)
+    assert set(READER_MODULES) <= reached, "the walk sees the readers"
+    assert "connectors.hubspot.config" in reached
+    assert "connectors.base.oauth" in reached
+    for module in reached:
+        assert "signal" not in module.lower(), module
+        if module.startswith(("connectors.hubspot", "connectors.pipedrive")):
+            assert module.rsplit(".", 1)[1] in {"reader", "config"}, module
+        assert module != "connectors.registry", "the registry imports every sink"
+        assert module not in {"connectors.base", "connectors.base.sink"}, module
+        for name in _imports(_source(module)):
+            assert not _within(name, "processors"), f"{module} imports {name}"
 
 
 def test_inbound_imports_no_signal_type() -> None:
