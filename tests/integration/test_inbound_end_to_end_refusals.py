@@ -19,6 +19,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from connectors.hubspot.webhooks import legacy_headers, signature_v1, signature_v3
@@ -26,7 +27,7 @@ from processors.api import create_api
 from processors.kafka import ensure_topics
 from processors.settings import Settings
 from processors.topics import TopicMap
-from tests.integration.api.conftest import OTHER_TENANT, TENANT
+from tests.integration.api.conftest import HUBSPOT_BODY, OTHER_TENANT, PLATFORM, TENANT
 from tests.integration.api.served import serve
 
 from .inbound_e2e import (
@@ -113,6 +114,26 @@ def _statuses(answers: dict[str, httpx.Response]) -> dict[str, int]:
     return {name: answer.status_code for name, answer in answers.items()}
 
 
+def _count(connector: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "qi_inbound_total", {"connector": connector, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+_HUBSPOT_OUTCOMES = {
+    "missing_signature": 1.0,
+    # forged v3 and v1, another URI, tenant A's signature at B's URL, A's secret for B
+    "bad_signature": 5.0,
+    "stale_timestamp": 1.0,
+    "future_timestamp": 1.0,
+    "unknown_tenant": 1.0,
+    "malformed": 2.0,
+    "accepted": 2.0,
+    "duplicate": 1.0,
+}
+
+
 # -- 1. vectors pass, everything else refused, nothing refused produced ---------------------
 
 
@@ -122,12 +143,60 @@ def test_the_helpers_compute_hubspots_documented_vectors() -> None:
     assert signature_v3(H_SECRET, "POST", H_URI, H_BODY, H5_TIMESTAMP) == H5_V3
 
 
+async def test_hubspots_documented_vectors_through_the_route(
+    api_settings: Settings, redis_client: Redis, inbound_topic: str
+) -> None:
+    """A connection whose client secret is the vectors' own: H2 (v1, which signs neither URI
+    nor time) authenticates through the route, and its body, not a HubSpot batch, is 400; H5
+    (v3, signed in 2023 for another URL) is refused 401. Neither reaches Kafka."""
+    _ = redis_client
+    tenant = "t_vectors"
+    async with api_client(api_settings) as client:
+        assert (
+            await client.put(f"/admin/v1/allowlist/{tenant}", headers=PLATFORM)
+        ).status_code == 204
+        put = await client.put(
+            f"/v1/tenants/{tenant}/connections/hubspot",
+            json={
+                **HUBSPOT_BODY,
+                "inbound": {"enabled": True, "client_secret": H_SECRET},
+            },
+            headers=PLATFORM,
+        )
+        assert put.status_code == 201, put.text
+        h2 = await _post(
+            client,
+            "hubspot",
+            tenant,
+            H_BODY,
+            {"X-HubSpot-Signature": H2_V1, "X-HubSpot-Signature-Version": "v1"},
+        )
+        h2_tampered = await _post(
+            client,
+            "hubspot",
+            tenant,
+            H_BODY + b" ",
+            {"X-HubSpot-Signature": H2_V1, "X-HubSpot-Signature-Version": "v1"},
+        )
+        h5 = await _post(
+            client,
+            "hubspot",
+            tenant,
+            H_BODY,
+            {"X-HubSpot-Signature-v3": H5_V3, "X-HubSpot-Request-Timestamp": H5_TIMESTAMP},
+        )
+    assert (h2.status_code, h2.json()["error"]["code"]) == (400, "malformed_payload")
+    assert (h2_tampered.status_code, h5.status_code) == (401, 401)
+    assert read_inbound(api_settings, inbound_topic, expect=None, settle=2.0) == []
+
+
 async def test_hubspot_signed_requests_pass_the_route_and_forged_ones_reach_nothing(
     configured: dict[str, dict[str, str]], api_settings: Settings, inbound_topic: str
 ) -> None:
     body = hubspot_body(9001)
     now = time.time()
     v3 = hubspot_v3(TENANT, body)
+    before = {outcome: _count("hubspot", outcome) for outcome in _HUBSPOT_OUTCOMES}
     async with api_client(api_settings) as client:
         answers = {
             "unsigned": await _post(client, "hubspot", TENANT, body, {}),
@@ -230,6 +299,10 @@ async def test_hubspot_signed_requests_pass_the_route_and_forged_ones_reach_noth
     # unknown tenant, bad signature and a stale one cannot be told apart
     refused = [answers[n] for n in ("unsigned", "stale", "wrong_tenant", "unknown_tenant")]
     assert len({r.text for r in refused}) == 1
+
+    # every refusal counted by its reason
+    counted = {o: _count("hubspot", o) - before[o] for o in _HUBSPOT_OUTCOMES}
+    assert counted == _HUBSPOT_OUTCOMES
 
     events = read_inbound(api_settings, inbound_topic, expect=2, settle=2.0)
     assert sorted(e.company.partner_object_id or "" for e in events) == ["9001", "9002"]
