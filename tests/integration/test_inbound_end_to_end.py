@@ -7,6 +7,12 @@ put in the identity store as outbound delivery writes it; the tenant's companies
 ``company.upserted`` events on ``queast.domain-events`` (the worker builds the directory from
 them); bookmarks are read from ``queast.bookmarks`` and reviews from
 ``integrations.match-review`` and the API.
+
+Pipedrive, as documented in :mod:`connectors.pipedrive.webhooks` and
+:mod:`processors.inbound.resolution`: the highlight carries the organization's name and its
+website's host as the domain, so an organization that is not linked is matched on those fields;
+a known domain is a bookmark with strategy ``domain``, a website and name no company has wait
+for review with reason ``no_candidate``.
 """
 
 from __future__ import annotations
@@ -151,6 +157,8 @@ async def test_partner_webhooks_become_bookmarks_once_and_a_shared_name_waits_fo
     # 5. a Pipedrive v2 organization change of the interest field: not linked, its website
     # names a known company's domain (the name does not match any)
     pipe = pipedrive_v2_body(880, website="http://www.pipe-org.io/", name="PipeOrg Holding")
+    # and one whose website and name are no known company's: kept for a human
+    unknown_pipe = pipedrive_v2_body(881, website="https://zeta-quux.example", name="Zeta Quux")
     async with api_client(api) as client:
         hubspot_answers = [
             await client.post(path("hubspot", TENANT), content=hubspot, headers=hubspot_headers)
@@ -164,6 +172,9 @@ async def test_partner_webhooks_become_bookmarks_once_and_a_shared_name_waits_fo
             await client.post(
                 path("pipedrive", TENANT), content=pipe, headers=pipedrive_auth(TENANT)
             ),
+            await client.post(
+                path("pipedrive", TENANT), content=unknown_pipe, headers=pipedrive_auth(TENANT)
+            ),
         ]
     assert [a.status_code for a in hubspot_answers] == [202, 202, 202]
     assert [a.json() for a in hubspot_answers] == [
@@ -173,7 +184,7 @@ async def test_partner_webhooks_become_bookmarks_once_and_a_shared_name_waits_fo
     ]
     assert [(a.status_code, a.json()) for a in others] == [
         (202, {"accepted": 1, "duplicates": 0})
-    ] * 3
+    ] * 4
 
     reader = TopicReader(
         settings.kafka.bootstrap_servers, [topics.bookmarks, topics.match_review], PARTITIONS
@@ -182,7 +193,7 @@ async def test_partner_webhooks_become_bookmarks_once_and_a_shared_name_waits_fo
         records = reader.wait_until(
             lambda rs: (
                 len(_values(rs, topics.bookmarks)) >= 3
-                and len(_values(rs, topics.match_review)) >= 1
+                and len(_values(rs, topics.match_review)) >= 2
             ),
             timeout=120,
             settle=3,
@@ -214,15 +225,24 @@ async def test_partner_webhooks_become_bookmarks_once_and_a_shared_name_waits_fo
         assert piped.source.partner_object_id == "880"
         assert piped.source.connection_id == connections["pipedrive"]
 
-        (review_record,) = _values(records, topics.match_review)
-        assert review_record["reason"] == "ambiguous"
+        review_records = _values(records, topics.match_review)
+        assert sorted(r["reason"] for r in review_records) == ["ambiguous", "no_candidate"]
 
         # the review, through the API: listed with both candidates, resolved once
         async with api_client(api) as client:
             reviews_path = f"/v1/tenants/{TENANT}/inbound/reviews"
             listed = await client.get(reviews_path, headers=TENANT_ADMIN)
             assert listed.status_code == 200, listed.text
-            (review,) = [InboundReview.model_validate(r) for r in listed.json()["items"]]
+            listed_reviews = [InboundReview.model_validate(r) for r in listed.json()["items"]]
+            by_reason = {r.reason: r for r in listed_reviews}
+            assert len(listed_reviews) == len(by_reason) == 2
+            unmatched = by_reason["no_candidate"]
+            assert (unmatched.event.connector, unmatched.event.company.partner_object_id) == (
+                "pipedrive",
+                "881",
+            )
+            assert unmatched.event.company.domain == "zeta-quux.example"
+            review = by_reason["ambiguous"]
             assert review.status == "pending"
             assert review.event.connector == "webhook"
             assert review.event.partner_event_id == shared_headers["webhook-id"]
@@ -243,6 +263,6 @@ async def test_partner_webhooks_become_bookmarks_once_and_a_shared_name_waits_fo
         (manual,) = [b for b in bookmarks if b.match.strategy == "manual"]
         assert manual.company_id == "co_nordic_2"
         assert manual.source.connector == "webhook"
-        assert len(_values(records, topics.match_review)) == 1
+        assert len(_values(records, topics.match_review)) == 2
     finally:
         reader.close()
