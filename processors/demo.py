@@ -574,17 +574,7 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
             f"[bold]receiver[/] http://127.0.0.1:{_RECEIVER_PORT}/hooks/<tenant>"
             " (globex answers 503 for 10 s)"
         )
-        console.print(f"[bold]API[/] http://127.0.0.1:{_API_PORT}/docs; try:")
-        console.print(
-            f"  curl -H 'Authorization: Bearer {_demo_token(jwt_secret)}' "
-            f"http://127.0.0.1:{_API_PORT}/v1/tenants/t_demo_acme/deliveries?limit=5",
-            soft_wrap=True,
-        )
-        console.print(
-            f"[bold]console[/] http://127.0.0.1:{_API_PORT}/console/login; sign in with the"
-            " token above (every demo tenant) or with this t_demo_acme tenant admin's:"
-        )
-        console.print(f"  {_demo_token(jwt_secret, tenant_id=DEMO_TENANTS[0])}", soft_wrap=True)
+        _print_api_hints(console, jwt_secret)
         console.print(f"[bold]worker[/] started; logs in {logs}; Ctrl-C to stop")
         consumer = _watch_consumer(settings, topics)
         since = datetime.now(UTC).replace(microsecond=0)
@@ -603,6 +593,22 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
         return code
     finally:
         _stop(processes)
+
+
+def _print_api_hints(console: Console, jwt_secret: str) -> None:
+    """The API's address with a ``curl`` to try, and the console's sign-in URL with tokens."""
+    api = f"http://127.0.0.1:{_API_PORT}"
+    console.print(f"[bold]API[/] {api}/docs; try:")
+    console.print(
+        f"  curl -H 'Authorization: Bearer {_demo_token(jwt_secret)}' "
+        f"{api}/v1/tenants/{DEMO_TENANTS[0]}/deliveries?limit=5",
+        soft_wrap=True,
+    )
+    console.print(
+        f"[bold]console[/] {api}/console/login; sign in with the token above (every demo"
+        f" tenant) or with this {DEMO_TENANTS[0]} tenant admin's:"
+    )
+    console.print(f"  {_demo_token(jwt_secret, tenant_id=DEMO_TENANTS[0])}", soft_wrap=True)
 
 
 def _write_sample_event(logs: Path) -> Path:

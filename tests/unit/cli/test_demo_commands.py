@@ -19,6 +19,7 @@ from connectors.webhook.config import WebhookInbound
 from connectors.webhook.webhooks import WebhookInboundAdapter, WebhookSignatureError
 from processors.api import create_api
 from processors.cli import _parser
+from processors.console import router as console_router
 from processors.demo import (
     _ALLOWLISTED,
     _INBOUND_TENANT,
@@ -33,6 +34,7 @@ from processors.demo import (
     _demo_connections,
     _demo_token,
     _interest_request,
+    _print_api_hints,
     _print_operator_commands,
     _referenced_companies,
     _resolve_curl,
@@ -257,3 +259,24 @@ def test_the_demo_sends_the_companies_its_tenants_signals_and_people_name() -> N
     assert {e["tenant_id"] for e in directory} == {_INBOUND_TENANT}
     names = [e["data"]["name"] for e in directory]
     assert names.count(_TWIN_COMPANIES[0]["name"]) == 2
+
+
+def test_the_printed_api_curl_and_console_url_are_real_routes_with_working_tokens() -> None:
+    out = io.StringIO()
+    secret = "s" * 32
+    _print_api_hints(Console(file=out, width=80), secret)
+    lines = [line.strip() for line in out.getvalue().splitlines()]
+    [curl] = [line for line in lines if line.startswith("curl ")]
+    method, url, headers, _body = _curl_parts(curl)
+    parsed = urlsplit(url)
+    assert [t for t, _ in _api_routes(parsed.path, method)] == [
+        "/v1/tenants/{tenant_id}/deliveries"
+    ]
+    token = headers["authorization"].removeprefix("Bearer ")
+    assert jwt.decode(token, secret, algorithms=["HS256"])["roles"] == ["platform_admin"]
+    [login] = re.findall(r"http://127\.0\.0\.1:8080(/console/login)", out.getvalue())
+    console_paths = {getattr(r, "path", "") for r in console_router.routes}
+    assert login in console_paths
+    [tenant_token] = [line for line in lines if line.count(".") == 2 and " " not in line]
+    claims = jwt.decode(tenant_token, secret, algorithms=["HS256"])
+    assert claims["tenant_id"] == DEMO_TENANTS[0]
