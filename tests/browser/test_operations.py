@@ -40,7 +40,7 @@ PAYLOAD_MARK: Final = "payload-only-5e1d"
 PAGES: Final = ("dead-letters", "replays", "preview", "inbound-reviews")
 
 
-def _envelope(key: str, **extra: str) -> list[tuple[str, bytes]]:
+def _envelope(key: str, **extra: str) -> list[tuple[str, str | bytes | None]]:
     """The delivery envelope of one webhook record of the tenant, with ``extra`` headers."""
     headers = {name: f"{name}-{key}" for name in REQUIRED_HEADERS}
     headers.update(
@@ -98,7 +98,7 @@ def test_a_dead_letter_is_counted_then_redriven(
             "qi.error.class": "PermanentError",
             "qi.error.status": "400",
             "qi.error.reason": "http_400: the receiver refused the body",
-            "qi.attempts": "3",
+            "qi.attempt": "3",
             "qi.payload_included": "true",
         },
     )
@@ -114,6 +114,7 @@ def test_a_dead_letter_is_counted_then_redriven(
     expect(row).to_contain_text("PermanentError")
     expect(row).to_contain_text("400")
     expect(row).to_contain_text("http_400: the receiver refused the body")
+    expect(row.locator("td").nth(5)).to_have_text("3")
     assert PAYLOAD_MARK not in html, "a dead letter's payload is never shown"
 
     page.locator('[data-action="redrive"]').press("Enter")
