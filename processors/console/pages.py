@@ -37,8 +37,9 @@ after the access check and before any change. Actions answer 303 to the page the
 (post/redirect/get); the outcome (for a match decision: how many held records it released and
 the release id, from the service's answer) travels in the query string and is shown at the top.
 
-Extension points for the next pages (dead letters, replays and backfills, preview, inbound
-reviews): add a ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
+The operations pages (dead letters, replays, preview, inbound reviews, the allowlist) are in
+:mod:`processors.console.operations`, registered on this :data:`router`. Extension points for
+the next pages (a backfill form, once an API router offers backfills): add a ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
 ``principal = await tenant_principal(request, tenant_id)``, builds the service its API router
 builds, and renders a template extending ``base.html``; add ``(<page>, "Title")`` to
 :data:`TENANT_PAGES` for the navigation. Actions: ``@router.post(...)`` calling

@@ -250,7 +250,7 @@ def test_a_preview_shows_the_request_with_the_signature_redacted_and_changes_not
     assert run_async(lambda: _snapshot(fresh)) == before
 
 
-async def _seed_review(served: Served) -> str:
+async def _seed_review(served: Served, name: str = "Console Widgets") -> str:
     redis = Redis.from_url(served.settings.redis.url)
     prefix = served.settings.redis.key_prefix
     try:
@@ -272,7 +272,7 @@ async def _seed_review(served: Served) -> str:
             connector="webhook",
             connection_id="conn_console_inbound",
             partner_event_id=f"evt-{uuid.uuid4().hex[:12]}",
-            company=InboundCompany(name="Console Widgets"),
+            company=InboundCompany(name=name),
             occurred_at=datetime.now(UTC),
             received_at=datetime.now(UTC),
             correlation_id=str(uuid.uuid4()),
@@ -299,6 +299,7 @@ async def _seed_review(served: Served) -> str:
 
 def test_an_inbound_review_is_resolved(fresh: Served, page: Page, report_dir: Path) -> None:
     review_id = run_async(lambda: _seed_review(fresh))
+    rejected_id = run_async(lambda: _seed_review(fresh, "Unknown Gadgets"))
     bookmarks = TopicMap(fresh.settings.topics.prefix).bookmarks
     sign_in(page, fresh.url, token())
     page.goto(f"{fresh.url}/console/t/{TENANT}/connections")
@@ -307,18 +308,26 @@ def test_an_inbound_review_is_resolved(fresh: Served, page: Page, report_dir: Pa
     row = page.locator(f'table.inbound-reviews tr[data-id="{review_id}"]')
     expect(row).to_have_attribute("data-status", "pending")
     expect(row).to_contain_text("0.82 (company_name)")
+    expect(row).to_contain_text("Console Widgets")
+    expect(row).to_contain_text("ambiguous: two companies share the name")
     row.get_by_label("Company id").fill(COMPANY)
     row.locator('[data-action="resolve"]').press("Enter")
     page.wait_for_url("**/inbound-reviews?decided=resolved*")
     check_page(page, report_dir, "inbound-reviews-resolved")
     expect(row).to_have_attribute("data-status", "resolved")
     expect(row.locator('[data-action="reject"]')).to_have_count(0)
+    other = page.locator(f'table.inbound-reviews tr[data-id="{rejected_id}"]')
+    other.locator('[data-action="reject"]').press("Enter")
+    page.wait_for_url("**/inbound-reviews?decided=rejected*")
+    expect(other).to_have_attribute("data-status", "rejected")
     listed = httpx.get(
         f"{fresh.url}/v1/tenants/{TENANT}/inbound/reviews",
         headers={"Authorization": f"Bearer {token()}"},
         timeout=10,
     ).json()["items"]
     [decided] = [r for r in listed if r["review_id"] == review_id]
+    [refused] = [r for r in listed if r["review_id"] == rejected_id]
+    assert (refused["status"], refused["bookmark"]) == ("rejected", None)
     assert decided["bookmark"]["company_id"] == COMPANY
     assert decided["decided_by"] == "browser-t_a"
     reader = TopicReader(fresh.settings.kafka.bootstrap_servers, [bookmarks], 1)
