@@ -37,8 +37,9 @@ after the access check and before any change. Actions answer 303 to the page the
 (post/redirect/get); the outcome (for a match decision: how many held records it released and
 the release id, from the service's answer) travels in the query string and is shown at the top.
 
-Extension points for the next pages (dead letters, replays and backfills, preview, inbound
-reviews): add a ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
+The operations pages (dead letters, replays, preview, inbound reviews, the allowlist) are in
+:mod:`processors.console.operations`, registered on this :data:`router`. Extension points for
+the next pages (a backfill form, once an API router offers backfills): add a ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
 ``principal = await tenant_principal(request, tenant_id)``, builds the service its API router
 builds, and renders a template extending ``base.html``; add ``(<page>, "Title")`` to
 :data:`TENANT_PAGES` for the navigation. Actions: ``@router.post(...)`` calling
@@ -110,6 +111,10 @@ TENANT_PAGES: Final[tuple[tuple[str, str], ...]] = (
     ("connections", "Connections"),
     ("matches", "Matches"),
     ("deliveries", "Deliveries"),
+    ("dead-letters", "Dead letters"),
+    ("replays", "Replays"),
+    ("preview", "Preview"),
+    ("inbound-reviews", "Inbound reviews"),
 )
 """The pages of a tenant, in navigation order: (path segment, title)."""
 
@@ -202,7 +207,7 @@ async def tenant_principal(request: Request, tenant_id: str) -> Principal:
     that is not a tenant id, in the API's order (access before anything else is judged)."""
     principal = await session_principal(request)
     check_tenant_access(principal, tenant_id)
-    _check_tenant_id(tenant_id)
+    check_tenant_id(tenant_id)
     return principal
 
 
@@ -251,7 +256,7 @@ async def action_form(request: Request, tenant_id: str) -> tuple[Principal, dict
     return principal, form
 
 
-def _check_tenant_id(tenant_id: str) -> str:
+def check_tenant_id(tenant_id: str) -> str:
     """``tenant_id`` if it is a tenant id (else 422, as the API's path check answers)."""
     if not _TENANT_ID.fullmatch(tenant_id):
         raise ValidationFailed(details=[{"loc": ["path", "tenant_id"], "msg": "not a tenant id"}])
@@ -330,7 +335,7 @@ async def switch_tenant(request: Request, tenant_id: str = "") -> Response:
     principal = await session_principal(request)
     tenant = tenant_id.strip()
     check_tenant_access(principal, tenant)
-    return redirect(f"/console/t/{_check_tenant_id(tenant)}/connections")
+    return redirect(f"/console/t/{check_tenant_id(tenant)}/connections")
 
 
 # --- connections -----------------------------------------------------------------------------
@@ -528,7 +533,7 @@ async def decide_match(
 # --- deliveries ------------------------------------------------------------------------------
 
 
-def _optional_time(name: str, value: str) -> datetime | None:
+def optional_time(name: str, value: str) -> datetime | None:
     if not value:
         return None
     try:
@@ -555,8 +560,8 @@ async def deliveries_page(request: Request, tenant_id: str) -> Response:
             raise ValidationFailed(
                 details=[{"loc": ["query", "status"], "msg": "not a delivery status"}]
             ) from None
-    since = _optional_time("since", filters["since"])
-    until = _optional_time("until", filters["until"])
+    since = optional_time("since", filters["since"])
+    until = optional_time("until", filters["until"])
     if since is not None and until is not None and since > until:
         raise ValidationFailed(details=[{"loc": ["query", "since"], "msg": "is after until"}])
     for name in ("event_type", "event_id", "entity_id"):

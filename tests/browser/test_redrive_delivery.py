@@ -1,0 +1,122 @@
+"""A dead-lettered record is delivered after a tenant admin redrives it in the console.
+
+Real worker (delivering for the webhook connector), the webhook receiver sandbox, real Kafka
+and Redis, the real API app: the receiver refuses the tenant's record (400), the worker
+dead-letters it; the receiver is fixed; the tenant admin finds the dead letter in the console,
+sees the dry run's count, redrives it, and sees it delivered on the Deliveries page under the
+redrive id, exactly once at the receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from processors.samples import sample_events, to_json_line
+from processors.topics import TopicMap
+from tests.browser.conftest import Served
+from tests.browser.pages import check_page, sign_in
+from tests.browser.seed import TENANT, WHSEC, token
+from tests.sandboxes.webhook_receiver import Behaviour, ReceiverServer
+from tests.support.kafka_io import produce
+from tests.support.worker import WorkerProcess, free_port
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiverServer]:
+    with ReceiverServer() as server:
+        yield server
+
+
+def _worker_env(served: Served) -> dict[str, str]:
+    settings = served.settings
+    return {
+        "QI_ENV": "development",
+        "QI_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "QI_REDIS_URL": settings.redis.url,
+        "QI_REDIS_KEY_PREFIX": settings.redis.key_prefix,
+        "QI_TOPIC_PREFIX": settings.topics.prefix,
+        "QI_TOPIC_PARTITIONS": str(settings.topics.partitions),
+        "QI_WORKER_APP_ID": served.run,
+        "QI_METRICS_PORT": str(free_port()),
+        "QI_WORKER_DELIVERY_CONNECTORS": json.dumps(["webhook"]),
+        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
+        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
+        "BROKER_SESSION_TIMEOUT": "10",
+        "BROKER_HEARTBEAT_INTERVAL": "1",
+    }
+
+
+def _reload_until(page: Page, found: Callable[[], bool], *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if found():
+            return True
+        page.wait_for_timeout(1000)
+        page.reload()
+    return found()
+
+
+def test_a_redriven_dead_letter_is_delivered(
+    fresh: Served, page: Page, receiver: ReceiverServer, report_dir: Path, tmp_path: Path
+) -> None:
+    admin = token()
+    receiver.set_secret(TENANT, WHSEC)
+    receiver.set_behaviour(TENANT, Behaviour(status=400))
+    saved = httpx.put(
+        f"{fresh.url}/v1/tenants/{TENANT}/connections/webhook",
+        json={"webhook": {"url": receiver.endpoint_url(TENANT), "secret": WHSEC}},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert saved.status_code == 200, saved.text
+    company = f"co_redrive_{uuid.uuid4().hex[:8]}"
+    event = next(
+        e for e in sample_events([TENANT], 20, seed=11) if e["event_type"] == "company.upserted"
+    )
+    event["data"]["company_id"] = company
+    since = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
+    try:
+        produce(
+            fresh.settings.kafka.bootstrap_servers,
+            TopicMap(fresh.settings.topics.prefix).domain_events,
+            [(TENANT.encode(), to_json_line(event))],
+        )
+        sign_in(page, fresh.url, admin)
+        page.goto(
+            f"{fresh.url}/console/t/{TENANT}/dead-letters?connector=webhook&error=400&since={since}"
+        )
+        row = page.locator("table.dead-letters tbody tr", has_text=company)
+        assert _reload_until(page, lambda: row.count() == 1, within=180), "never dead-lettered"
+        check_page(page, report_dir, "dead-letters-by-worker")
+        receiver.set_behaviour(TENANT, None)  # fixed: 200 from now on
+
+        page.locator('[data-action="redrive"]').press("Enter")
+        page.wait_for_url("**/dead-letters/redrive")
+        expect(page.get_by_role("status")).to_have_attribute("data-matched", "1")
+        page.locator('[data-action="redrive"]').press("Enter")
+        page.wait_for_url("**/dead-letters?*redrive_id=*")
+        done = page.get_by_role("status")
+        expect(done).to_have_attribute("data-queued", "1")
+        redrive_id = done.get_attribute("data-redrive-id") or ""
+
+        page.goto(f"{fresh.url}/console/t/{TENANT}/deliveries?entity_id={company}")
+        delivered = page.locator(
+            'table.deliveries tr[data-status="delivered"]', has_text=redrive_id
+        )
+        assert _reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
+        check_page(page, report_dir, "deliveries-redriven-record")
+        expect(page.locator('table.deliveries tr[data-status="dead_lettered"]')).to_have_count(1)
+    finally:
+        worker.stop()
+    assert list(receiver.count_by_id(TENANT, delivered_only=True).values()) == [1]
