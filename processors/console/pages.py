@@ -39,7 +39,8 @@ the release id, from the service's answer) travels in the query string and is sh
 
 The operations pages (dead letters, replays, preview, inbound reviews, the allowlist) are in
 :mod:`processors.console.operations`, registered on this :data:`router`. Extension points for
-the next pages (a backfill form, once an API router offers backfills): add a ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
+the next pages (a backfill form: the backfill API exists): add a
+``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
 ``principal = await tenant_principal(request, tenant_id)``, builds the service its API router
 builds, and renders a template extending ``base.html``; add ``(<page>, "Title")`` to
 :data:`TENANT_PAGES` for the navigation. Actions: ``@router.post(...)`` calling

@@ -46,4 +46,5 @@ def test_the_package_has_the_fixed_module_names() -> None:
         "payloads.py",
         "sink.py",
         "webhooks.py",
+        "reader.py",
     }
