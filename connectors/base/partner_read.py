@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -38,9 +39,18 @@ from connectors.base.http import (
 )
 from connectors.base.inbound import PartnerReadError
 from connectors.base.oauth import TokenSource
-from connectors.base.ratelimit import RatePolicy
+from connectors.base.ratelimit import RatePolicy, TokenBucket
 
-__all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_MAX_WAIT_SECONDS", "read_json", "reader_http_client"]
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "DEFAULT_MAX_WAIT_SECONDS",
+    "READ_RATE_PER_SECOND",
+    "PacedReader",
+    "read_json",
+    "reader_bucket",
+    "reader_http_client",
+    "text_field",
+]
 
 READ_TIMEOUT_SECONDS = 10.0
 DEFAULT_ATTEMPTS = 3
@@ -117,3 +127,70 @@ async def read_json(
         if not isinstance(decoded, dict):
             raise PartnerReadError("failed", "the partner's answer is not a JSON object")
         return decoded
+
+
+READ_RATE_PER_SECOND: Final[float] = 1.0
+"""A reader's own pace per connection and worker (a tenth of the partners' smallest
+documented burst limit), with a burst of :data:`_READ_BURST`."""
+_READ_BURST: Final[float] = 2.0
+
+
+def reader_bucket(connection_rate: float | None, clock: Callable[[], float]) -> TokenBucket:
+    """A reader's bucket: :data:`READ_RATE_PER_SECOND`, or the connection's own
+    ``rate_limit_per_second`` when that is lower."""
+    rate = (
+        READ_RATE_PER_SECOND
+        if connection_rate is None
+        else min(connection_rate, READ_RATE_PER_SECOND)
+    )
+    return TokenBucket(rate=rate, per_seconds=1.0, burst=_READ_BURST, clock=clock)
+
+
+def text_field(data: dict[str, Any], name: str, limit: int) -> str | None:
+    """The trimmed string ``data[name]``, cut at ``limit`` (``None``: absent, blank or not text)."""
+    value = data.get(name)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value[:limit] if value else None
+
+
+class PacedReader:
+    """What a connector's company reader shares: one connection's token, its own pace and the
+    bounded retries of :func:`read_json`; a subclass names its ``partner`` and builds URLs."""
+
+    partner: str = ""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        api_root: str,
+        tokens: TokenSource,
+        rate: RatePolicy | None = None,
+        attempts: int = DEFAULT_ATTEMPTS,
+        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._api_root = api_root.rstrip("/")
+        self._tokens = tokens
+        self._rate = rate or reader_bucket(None, clock)
+        self._attempts = attempts
+        self._max_wait = max_wait_seconds
+        self._sleep = sleep
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """``GET`` the API root + ``path``: the JSON object, or ``None`` for a 404."""
+        return await read_json(
+            self._client,
+            f"{self._api_root}{path}",
+            partner=self.partner,
+            tokens=self._tokens,
+            rate=self._rate,
+            params=params,
+            attempts=self._attempts,
+            max_wait_seconds=self._max_wait,
+            sleep=self._sleep,
+        )

@@ -37,96 +37,47 @@ import httpx
 
 from connectors.base.inbound import InboundCompany
 from connectors.base.matchkeys import normalize_domain
-from connectors.base.oauth import StaticToken, TokenSource
+from connectors.base.oauth import StaticToken
 from connectors.base.partner_read import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_MAX_WAIT_SECONDS,
-    read_json,
+    READ_RATE_PER_SECOND,
+    PacedReader,
+    reader_bucket,
+    text_field,
 )
-from connectors.base.ratelimit import RatePolicy, TokenBucket
 from connectors.hubspot.config import HubSpotConnectionConfig, HubSpotPrivateApp
 
 __all__ = ["READ_PROPERTIES", "READ_RATE_PER_SECOND", "HubSpotCompanyReader", "reader_for"]
 
 READ_PROPERTIES: Final[tuple[str, ...]] = ("name", "domain", "website", "linkedin_company_page")
-READ_RATE_PER_SECOND: Final[float] = 1.0
-_READ_BURST: Final[float] = 2.0
 _MAX_ID_LENGTH: Final[int] = 128
 
 
-def _text(properties: dict[str, Any], name: str, limit: int) -> str | None:
-    value = properties.get(name)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value[:limit] if value else None
-
-
-class HubSpotCompanyReader:
+class HubSpotCompanyReader(PacedReader):
     """Reads HubSpot companies with one connection's token (see the module docstring)."""
 
-    partner: Final[str] = "hubspot"
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        api_root: str,
-        tokens: TokenSource,
-        rate: RatePolicy | None = None,
-        attempts: int = DEFAULT_ATTEMPTS,
-        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._api_root = api_root.rstrip("/")
-        self._tokens = tokens
-        self._rate = rate or _bucket(None, clock)
-        self._attempts = attempts
-        self._max_wait = max_wait_seconds
-        self._sleep = sleep
+    partner = "hubspot"
 
     async def company(self, partner_object_id: str) -> InboundCompany | None:
         object_id = partner_object_id.strip()
         if not object_id or len(object_id) > _MAX_ID_LENGTH:
             return None
-        url = f"{self._api_root}/crm/v3/objects/companies/{quote(object_id, safe='')}"
-        body = await read_json(
-            self._client,
-            url,
-            partner=self.partner,
-            tokens=self._tokens,
-            rate=self._rate,
-            params={"properties": ",".join(READ_PROPERTIES)},
-            attempts=self._attempts,
-            max_wait_seconds=self._max_wait,
-            sleep=self._sleep,
+        body = await self._get(
+            f"/crm/v3/objects/companies/{quote(object_id, safe='')}",
+            {"properties": ",".join(READ_PROPERTIES)},
         )
         if body is None:
             return None
         raw = body.get("properties")
         properties: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        domain = normalize_domain(_text(properties, "domain", 253)) or normalize_domain(
-            _text(properties, "website", 2000)
+        domain = normalize_domain(text_field(properties, "domain", 253)) or normalize_domain(
+            text_field(properties, "website", 2000)
         )
         return InboundCompany(
             partner_object_id=object_id,
-            name=_text(properties, "name", 500),
+            name=text_field(properties, "name", 500),
             domain=domain,
-            linkedin_url=_text(properties, "linkedin_company_page", 500),
+            linkedin_url=text_field(properties, "linkedin_company_page", 500),
         )
-
-
-def _bucket(connection_rate: float | None, clock: Callable[[], float]) -> TokenBucket:
-    """The reader's bucket: :data:`READ_RATE_PER_SECOND`, or the connection's own
-    ``rate_limit_per_second`` when that is lower."""
-    rate = (
-        READ_RATE_PER_SECOND
-        if connection_rate is None
-        else min(connection_rate, READ_RATE_PER_SECOND)
-    )
-    return TokenBucket(rate=rate, per_seconds=1.0, burst=_READ_BURST, clock=clock)
 
 
 def reader_for(
@@ -152,7 +103,7 @@ def reader_for(
         client,
         api_root=config.api_root,
         tokens=token,
-        rate=_bucket(config.rate_limit_per_second, clock),
+        rate=reader_bucket(config.rate_limit_per_second, clock),
         sleep=sleep,
         clock=clock,
     )

@@ -25,69 +25,30 @@ import httpx
 
 from connectors.base.inbound import InboundCompany, PartnerReadError
 from connectors.base.matchkeys import normalize_domain
-from connectors.base.oauth import StaticToken, TokenSource
+from connectors.base.oauth import StaticToken
 from connectors.base.partner_read import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_MAX_WAIT_SECONDS,
-    read_json,
+    READ_RATE_PER_SECOND,
+    PacedReader,
+    reader_bucket,
+    text_field,
 )
-from connectors.base.ratelimit import RatePolicy, TokenBucket
 from connectors.pipedrive.config import PipedriveApiTokenAuth, PipedriveConnectionConfig
 
 __all__ = ["READ_RATE_PER_SECOND", "PipedriveCompanyReader", "reader_for"]
 
-READ_RATE_PER_SECOND: Final[float] = 1.0
-_READ_BURST: Final[float] = 2.0
 _MAX_ID_LENGTH: Final[int] = 20
 
 
-def _text(data: dict[str, Any], name: str, limit: int) -> str | None:
-    value = data.get(name)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value[:limit] if value else None
-
-
-class PipedriveCompanyReader:
+class PipedriveCompanyReader(PacedReader):
     """Reads Pipedrive organizations with one connection's token (see the module docstring)."""
 
-    partner: Final[str] = "pipedrive"
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        api_root: str,
-        tokens: TokenSource,
-        rate: RatePolicy | None = None,
-        attempts: int = DEFAULT_ATTEMPTS,
-        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._api_root = api_root.rstrip("/")
-        self._tokens = tokens
-        self._rate = rate or _bucket(None, clock)
-        self._attempts = attempts
-        self._max_wait = max_wait_seconds
-        self._sleep = sleep
+    partner = "pipedrive"
 
     async def company(self, partner_object_id: str) -> InboundCompany | None:
         object_id = partner_object_id.strip()
         if not object_id.isdigit() or len(object_id) > _MAX_ID_LENGTH:
             return None  # Pipedrive ids are integers: anything else names no organization
-        body = await read_json(
-            self._client,
-            f"{self._api_root}/api/v2/organizations/{object_id}",
-            partner=self.partner,
-            tokens=self._tokens,
-            rate=self._rate,
-            attempts=self._attempts,
-            max_wait_seconds=self._max_wait,
-            sleep=self._sleep,
-        )
+        body = await self._get(f"/api/v2/organizations/{object_id}")
         if body is None:
             return None
         data = body.get("data")
@@ -95,21 +56,10 @@ class PipedriveCompanyReader:
             raise PartnerReadError("failed", "the organization answer has no data object")
         return InboundCompany(
             partner_object_id=object_id,
-            name=_text(data, "name", 500),
-            domain=normalize_domain(_text(data, "website", 2000)),
-            linkedin_url=_text(data, "linkedin", 500),
+            name=text_field(data, "name", 500),
+            domain=normalize_domain(text_field(data, "website", 2000)),
+            linkedin_url=text_field(data, "linkedin", 500),
         )
-
-
-def _bucket(connection_rate: float | None, clock: Callable[[], float]) -> TokenBucket:
-    """The reader's bucket: :data:`READ_RATE_PER_SECOND`, or the connection's own
-    ``rate_limit_per_second`` when that is lower."""
-    rate = (
-        READ_RATE_PER_SECOND
-        if connection_rate is None
-        else min(connection_rate, READ_RATE_PER_SECOND)
-    )
-    return TokenBucket(rate=rate, per_seconds=1.0, burst=_READ_BURST, clock=clock)
 
 
 def reader_for(
@@ -135,7 +85,7 @@ def reader_for(
         client,
         api_root=config.api_base_url(),
         tokens=token,
-        rate=_bucket(config.rate_limit_per_second, clock),
+        rate=reader_bucket(config.rate_limit_per_second, clock),
         sleep=sleep,
         clock=clock,
     )
