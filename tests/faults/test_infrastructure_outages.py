@@ -52,7 +52,7 @@ def test_broker_stopped_for_twenty_seconds_mid_run_loses_nothing(
     wait_for(lambda: False, within=2)
     result = private_run.account(events, receiver_receipts(receiver), "broker-outage")
     print(f"delivered {at_stop} when the broker stopped; figures: {result.summary}")
-    assert not result.violations(), result.message()
+    assert not result.violations(), f"{result.message()}\nworker log tail:\n{_tail(private_run)}"
     assert worker.running, f"the worker exited during the outage:\n{_tail(private_run)}"
 
 
@@ -74,7 +74,7 @@ def test_redis_stopped_for_ten_seconds_mid_run_agents_survive_and_lose_nothing(
     wait_for(lambda: False, within=2)
     result = private_run.account(events, receiver_receipts(receiver), "redis-outage")
     print(f"delivered {at_stop} when Redis stopped; figures: {result.summary}")
-    assert not result.violations(), result.message()
+    assert not result.violations(), f"{result.message()}\nworker log tail:\n{_tail(private_run)}"
     assert worker.running, f"the worker exited during the outage:\n{_tail(private_run)}"
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from processors.kafka import header_value, producer
 
@@ -27,20 +27,30 @@ class ConsumedRecord:
 def produce(
     bootstrap_servers: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]
 ) -> int:
-    """Produce keyed records (Java-compatible partitioner) and wait for all acknowledgements."""
+    """Produce keyed records (Java-compatible partitioner) and wait for all acknowledgements.
+
+    A record the broker did not take fails the caller here (its delivery report carries the
+    error), so a test never mistakes a record it failed to publish for one the worker lost."""
     from processors.settings import KafkaSettings  # noqa: PLC0415
 
     client = producer(KafkaSettings(bootstrap_servers=bootstrap_servers))
+    failures: list[str] = []
+
+    def report(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(str(error))
+
     count = 0
     for key, value in records:
         while True:
             try:
-                client.produce(topic, value=value, key=key)
+                client.produce(topic, value=value, key=key, on_delivery=report)
                 break
             except BufferError:
                 client.poll(0.1)
         count += 1
-    assert client.flush(60) == 0
+    assert client.flush(60) == 0, "records still unacknowledged after 60 s"
+    assert not failures, f"{len(failures)} of {count} records not published: {failures[:3]}"
     return count
 
 
