@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -26,6 +26,7 @@ from processors.topics import TopicSpec
 __all__ = [
     "TopicEnsureResult",
     "TopicPartitionMismatchError",
+    "TopicSurvey",
     "admin_client",
     "client_config",
     "ensure_topics",
@@ -33,6 +34,7 @@ __all__ = [
     "producer",
     "producer_config",
     "ssl_context",
+    "survey_topics",
 ]
 
 
@@ -131,6 +133,38 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
     return AdminClient(config)
 
 
+@dataclass(frozen=True, slots=True)
+class TopicSurvey:
+    """Which of some specs the broker has: ``missing`` ones, and the ``existing`` ones with
+    what they are (``present``, in the same order) and the partition counts that differ from the
+    family's (``mismatched``, one text each)."""
+
+    missing: list[TopicSpec] = field(default_factory=list)
+    existing: list[TopicSpec] = field(default_factory=list)
+    present: list[TopicEnsureResult] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+
+def survey_topics(
+    admin: AdminClient, topics: TopicSettings, specs: Iterable[TopicSpec], *, timeout: float
+) -> TopicSurvey:
+    """Read the broker's topics once and sort ``specs`` into missing and existing ones,
+    changing nothing (used by :func:`ensure_topics` and ``topics ensure --dry-run``)."""
+    metadata = admin.list_topics(timeout=timeout)
+    survey = TopicSurvey()
+    for spec in specs:
+        topic = metadata.topics.get(spec.name)
+        if topic is None or topic.error is not None:
+            survey.missing.append(spec)
+            continue
+        count = len(topic.partitions)
+        if count != topics.partitions:
+            survey.mismatched.append(f"{spec.name} has {count}, wants {topics.partitions}")
+        survey.existing.append(spec)
+        survey.present.append(TopicEnsureResult(spec.name, created=False, partitions=count))
+    return survey
+
+
 def _topic_config(spec: TopicSpec, topics: TopicSettings) -> dict[str, str]:
     config = dict(spec.config)
     if topics.min_insync_replicas is not None:
@@ -155,22 +189,12 @@ def ensure_topics(
     when the broker cannot be reached.
     """
     admin = admin_client(kafka)
-    metadata = admin.list_topics(timeout=timeout)
     wanted = list(specs)
-    results: list[TopicEnsureResult] = []
-    missing: list[TopicSpec] = []
-    mismatched: list[str] = []
-    for spec in wanted:
-        existing = metadata.topics.get(spec.name)
-        if existing is None or existing.error is not None:
-            missing.append(spec)
-            continue
-        count = len(existing.partitions)
-        if count != topics.partitions:
-            mismatched.append(f"{spec.name} has {count}, wants {topics.partitions}")
-        results.append(TopicEnsureResult(spec.name, created=False, partitions=count))
-    if mismatched:
-        raise TopicPartitionMismatchError("; ".join(mismatched))
+    survey = survey_topics(admin, topics, wanted, timeout=timeout)
+    if survey.mismatched:
+        raise TopicPartitionMismatchError("; ".join(survey.mismatched))
+    results = list(survey.present)
+    missing = survey.missing
     if missing:
         futures = admin.create_topics(
             [

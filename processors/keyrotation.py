@@ -163,10 +163,15 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
     Per-secret problems are reported, never raised. Raises only what Redis raises
     (``redis.exceptions.RedisError``) when it cannot be reached; a rerun picks up from there.
     """
-    report = RotationReport(newest_key_id=box.key_ring.active_key_id)
-    compare_and_set = redis.register_script(_COMPARE_AND_SET)
-    grants = OAuthTokenStore(redis, box=box, key_prefix=key_prefix)
-    visited: set[str] = set()
+    rotation = _Rotation(
+        redis,
+        key_prefix,
+        box,
+        report=RotationReport(newest_key_id=box.key_ring.active_key_id),
+        compare_and_set=redis.register_script(_COMPARE_AND_SET),
+        grants=OAuthTokenStore(redis, box=box, key_prefix=key_prefix),
+    )
+    report = rotation.report
     seen: set[str] = set()
     async for raw_key in redis.scan_iter(
         match=f"{key_prefix}tenant:*:connections", count=_SCAN_COUNT
@@ -178,18 +183,10 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
         fields: list[Any] = await redis.hkeys(key)
         for raw_field in sorted(fields):
             connector = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
-            await _rotate_one(
-                redis,
-                key,
-                connector,
-                compare_and_set=compare_and_set,
-                box=box,
-                report=report,
-                prefix=key_prefix,
-                grants=grants,
-                visited=visited,
-            )
-    report.grants_without_connection = await _count_orphan_grants(redis, key_prefix, visited)
+            await rotation.connection(key, connector)
+    report.grants_without_connection = await _count_orphan_grants(
+        redis, key_prefix, rotation.visited
+    )
     _log.info(
         "keys.rotate.finished",
         extra={
@@ -209,45 +206,50 @@ async def rotate_keys(redis: Redis, *, key_prefix: str, box: SecretBox) -> Rotat
     return report
 
 
-async def _rotate_one(
-    redis: Redis,
-    key: str,
-    connector: str,
-    *,
-    compare_and_set: AsyncScript,
-    box: SecretBox,
-    report: RotationReport,
-    prefix: str,
-    grants: OAuthTokenStore,
-    visited: set[str],
-) -> None:
-    report.connections_scanned += 1
-    for _attempt in range(_MAX_WRITE_ATTEMPTS):
-        raw = await redis.hget(key, connector)
-        if raw is None:  # deleted meanwhile
+@dataclass(slots=True)
+class _Rotation:
+    """One run of :func:`rotate_keys`: what it writes with, what it counts, what it visited."""
+
+    redis: Redis
+    prefix: str
+    box: SecretBox
+    report: RotationReport
+    compare_and_set: AsyncScript
+    grants: OAuthTokenStore
+    visited: set[str] = field(default_factory=set)
+    """The connection ids rotated (their grants are not orphans)."""
+
+    async def connection(self, key: str, connector: str) -> None:
+        """Rotate the connection ``connector`` of the connections hash ``key``, then its grant."""
+        report = self.report
+        report.connections_scanned += 1
+        for _attempt in range(_MAX_WRITE_ATTEMPTS):
+            raw = await self.redis.hget(key, connector)
+            if raw is None:  # deleted meanwhile
+                return
+            try:
+                record = ConnectionRecord.model_validate_json(raw)
+            except ValidationError:
+                invalid = "stored connection record is not valid"
+                _fail(report, _unread(key, self.prefix, connector, invalid))
+                return
+            outcome = _rewrap_connection(record, self.box)
+            if outcome.changed:
+                updated = record.model_copy(update={"settings": outcome.settings}).model_dump_json()
+                written = await self.compare_and_set(keys=[key], args=[connector, raw, updated])
+                if not written:
+                    continue  # changed under us: read again
+                report.connections_updated += 1
+            report.secrets_rewrapped += outcome.rewrapped
+            report.secrets_already_current += outcome.current
+            report.secrets_sealed_from_plaintext += outcome.sealed
+            for failure in outcome.failures:
+                _fail(report, failure)
+            self.visited.add(record.connection_id)
+            await _rotate_grant(record, self.grants, report)
             return
-        try:
-            record = ConnectionRecord.model_validate_json(raw)
-        except ValidationError:
-            _fail(report, _unread(key, prefix, connector, "stored connection record is not valid"))
-            return
-        outcome = _rewrap_connection(record, box)
-        if outcome.changed:
-            updated = record.model_copy(update={"settings": outcome.settings}).model_dump_json()
-            written = await compare_and_set(keys=[key], args=[connector, raw, updated])
-            if not written:
-                continue  # changed under us: read again
-            report.connections_updated += 1
-        report.secrets_rewrapped += outcome.rewrapped
-        report.secrets_already_current += outcome.current
-        report.secrets_sealed_from_plaintext += outcome.sealed
-        for failure in outcome.failures:
-            _fail(report, failure)
-        visited.add(record.connection_id)
-        await _rotate_grant(record, grants, report)
-        return
-    changing = "connection kept changing during the rotation; run it again"
-    _fail(report, _unread(key, prefix, connector, changing))
+        changing = "connection kept changing during the rotation; run it again"
+        _fail(report, _unread(key, self.prefix, connector, changing))
 
 
 async def _count_orphan_grants(redis: Redis, prefix: str, connection_ids: set[str]) -> int:

@@ -16,6 +16,8 @@ Every client gets the timeouts and reconnect policy of :class:`~processors.setti
 
 from __future__ import annotations
 
+from typing import Final
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -24,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from processors.settings import RedisSettings
 
-__all__ = ["redis_client"]
+__all__ = ["RELEASE_IF_OWNER", "redis_client", "reply_text"]
 
 
 def redis_client(settings: RedisSettings) -> Redis:
@@ -41,3 +43,18 @@ def redis_client(settings: RedisSettings) -> Redis:
         ),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+RELEASE_IF_OWNER: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+"""A lease's release by its owner: delete ``KEYS[1]`` only while it still holds ``ARGV[1]``
+(the owner's token), so a lease that expired and was taken by another owner stays theirs."""
+
+
+def reply_text(value: bytes | str) -> str:
+    """A Redis reply as text (the clients here do not decode replies)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
-from processors.kafka import TopicEnsureResult, admin_client, ensure_topics
+from processors.kafka import TopicEnsureResult, admin_client, ensure_topics, survey_topics
 from processors.settings import KafkaSettings, TopicSettings
 from processors.topics import TopicSpec
 
@@ -93,14 +93,10 @@ def _apply(admin: AdminClient, changes: Sequence[ConfigChange], *, timeout: floa
     for resource in resources:
         futures[resource].result(timeout)
     for change in changes:
+        old, new = change.current, change.wanted
         logger.info(
             "topics.config.changed",
-            extra={
-                "topic": change.topic,
-                "key": change.key,
-                "old": change.current,
-                "new": change.wanted,
-            },
+            extra={"topic": change.topic, "key": change.key, "old": old, "new": new},
         )
 
 
@@ -114,21 +110,13 @@ def plan_topics(
     """What ``topics ensure`` would do, changing nothing: topics to create, partition counts
     that differ (``ensure`` refuses those), configuration keys it would set."""
     admin = admin_client(kafka)
-    metadata = admin.list_topics(timeout=timeout)
-    plan = TopicPlan()
-    existing: list[TopicSpec] = []
-    for spec in specs:
-        topic = metadata.topics.get(spec.name)
-        if topic is None or topic.error is not None:
-            plan.created.append(spec.name)
-            continue
-        count = len(topic.partitions)
-        if count != topics.partitions:
-            plan.mismatched.append(f"{spec.name} has {count}, wants {topics.partitions}")
-        plan.present.append(TopicEnsureResult(spec.name, created=False, partitions=count))
-        existing.append(spec)
-    plan.changes.extend(_config_changes(admin, existing, timeout=timeout))
-    return plan
+    survey = survey_topics(admin, topics, specs, timeout=timeout)
+    return TopicPlan(
+        created=[spec.name for spec in survey.missing],
+        present=survey.present,
+        mismatched=survey.mismatched,
+        changes=_config_changes(admin, survey.existing, timeout=timeout),
+    )
 
 
 def ensure_topic_configs(

@@ -22,7 +22,7 @@ to the dependencies, which verify when no principal is kept on the scope yet).
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -34,6 +34,7 @@ from processors.errors import Forbidden, ServiceUnavailable, Unauthorized
 __all__ = [
     "TenantAccess",
     "TenantId",
+    "app_state_item",
     "authenticate",
     "bearer_scheme",
     "check_platform_admin",
@@ -48,6 +49,8 @@ _log = logging.getLogger(__name__)
 
 _PRINCIPAL_SCOPE_KEY: Final = "qi.principal"
 
+_T = TypeVar("_T")
+
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearerAuth",
@@ -56,13 +59,20 @@ bearer_scheme = HTTPBearer(
 )
 
 
+def app_state_item(request: Request, name: str, kind: type[_T], *, what: str) -> _T:
+    """``app.state.<name>`` of the request's app, which must be a ``kind``; otherwise raises
+    ``RuntimeError`` naming ``what`` (the app was not built by
+    :func:`processors.api.create_api`). Any router may use it for what the app keeps."""
+    item = getattr(request.app.state, name, None)
+    if not isinstance(item, kind):
+        msg = f"the app has no {what}; build it with processors.api.create_api"
+        raise RuntimeError(msg)
+    return item
+
+
 def get_token_verifier(request: Request) -> TokenVerifier:
     """The app's verifier (raises ``RuntimeError`` if the app was built without one)."""
-    verifier = getattr(request.app.state, "token_verifier", None)
-    if not isinstance(verifier, TokenVerifier):
-        msg = "the app has no token verifier; build it with processors.api.create_api"
-        raise RuntimeError(msg)
-    return verifier
+    return app_state_item(request, "token_verifier", TokenVerifier, what="token verifier")
 
 
 async def _verify(

@@ -909,9 +909,7 @@ class DeliveryEngine:
             logger.info(
                 "connection.probe",
                 extra={
-                    "tenant_id": lane.tenant_id,
-                    "connection_id": lane.connection_id,
-                    "connector": self._connector,
+                    **self._lane_fields(lane),
                     "delivery_id": sending[0][0].delivery_id,
                     "probe_interval_s": breaker.probe_interval,
                 },
@@ -1011,14 +1009,20 @@ class DeliveryEngine:
         log(
             f"connection.{'resumed' if transition is Transition.RESUMED else transition.value}",
             extra={
-                "tenant_id": lane.tenant_id,
-                "connection_id": lane.connection_id,
+                **self._lane_fields(lane),
                 "destination": lane.key,
-                "connector": self._connector,
                 "state": transition.value,
                 "reason": reason,
             },
         )
+
+    def _lane_fields(self, lane: Lane) -> dict[str, str]:
+        """The log fields that name a lane's connection (ids only)."""
+        return {
+            "tenant_id": lane.tenant_id,
+            "connection_id": lane.connection_id,
+            "connector": self._connector,
+        }
 
     async def _load_breaker(self, lane: Lane, connection: ConnectionRecord | None) -> None:
         """Refresh the lane's copy of its breaker (with the connection, every few seconds):

@@ -95,6 +95,7 @@ from processors.deliveries.breaker import (
     take_probe,
 )
 from processors.deliveries.envelope import DeliveryItem
+from processors.redis_client import RELEASE_IF_OWNER, reply_text
 
 __all__ = [
     "Claim",
@@ -193,16 +194,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +255,7 @@ class DeliveryStateRepository:
         self._raise_hop = redis.register_script(_RAISE_HOP)
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._release = redis.register_script(RELEASE_IF_OWNER)
         self._breaker_cas = redis.register_script(_BREAKER_CAS)
 
     def _dlv(self, key: str) -> str:
@@ -335,7 +326,7 @@ class DeliveryStateRepository:
         claims = []
         for code, detail in replies:
             result = _CLAIM_RESULTS[int(code)]
-            text = _text(detail)
+            text = reply_text(detail)
             claims.append(
                 Claim(
                     result,
@@ -395,7 +386,7 @@ class DeliveryStateRepository:
         raw = await self._redis.hgetall(self._state(connection_id))
         if not raw:
             return None
-        decoded = {_text(k): _text(v) for k, v in raw.items()}
+        decoded = {reply_text(k): reply_text(v) for k, v in raw.items()}
         return ConnectionState(
             ConnectionHealth(decoded["state"]), decoded.get("reason", ""), float(decoded["since"])
         )
@@ -419,7 +410,7 @@ class DeliveryStateRepository:
     async def breaker(self, destination: str) -> Breaker:
         """The destination's breaker (closed when there is none)."""
         raw = await self._redis.hgetall(self._breaker(destination))
-        return Breaker.from_fields({_text(k): _text(v) for k, v in raw.items()})
+        return Breaker.from_fields({reply_text(k): reply_text(v) for k, v in raw.items()})
 
     async def breaker_failed(
         self,
@@ -497,7 +488,9 @@ class DeliveryStateRepository:
         key = self._breaker(destination)
         ttl = int(policy.disable_after_seconds) + 86400
         for _ in range(_BREAKER_TRIES):
-            raw = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
+            raw = {
+                reply_text(k): reply_text(v) for k, v in (await self._redis.hgetall(key)).items()
+            }
             stored = Breaker.from_fields(raw)
             current = Breaker() if stored.older_than(updated_at) else stored
             result = step(current)

@@ -53,6 +53,8 @@ from typing import Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
+from processors.redis_client import RELEASE_IF_OWNER, reply_text
+
 __all__ = [
     "MAX_HELD_PER_ENTITY",
     "HeldRecord",
@@ -121,12 +123,6 @@ end
 return 1
 """
 
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 _EXPIRE = """
 local key, due = KEYS[1], KEYS[2]
@@ -266,10 +262,6 @@ class Releaser(Protocol):
     ) -> Released: ...
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 class HeldStore:
     """The held records of every connection, in Redis; see the module docstring."""
 
@@ -282,7 +274,7 @@ class HeldStore:
         self._hold = redis.register_script(_HOLD)
         self._take = redis.register_script(_TAKE)
         self._finish = redis.register_script(_FINISH)
-        self._unlock = redis.register_script(_UNLOCK)
+        self._unlock = redis.register_script(RELEASE_IF_OWNER)
         self._expire = redis.register_script(_EXPIRE)
 
     def _key(self, subject: HeldSubject) -> str:
@@ -357,7 +349,7 @@ class HeldStore:
             ],
             args=[release_id, _RELEASE_LOCK_MS, subject.member(), token],
         )
-        items = [_text(item) for item in raw]
+        items = [reply_text(item) for item in raw]
         if items[:1] == ["busy"]:
             return Taken(None, [], token, busy=True)
         if not items:
@@ -396,4 +388,4 @@ class HeldStore:
             keys=[self._key(subject), self._due(connector)],
             args=[older_than_ms, subject.member()],
         )
-        return [HeldRecord.model_validate_json(_text(item)) for item in raw]
+        return [HeldRecord.model_validate_json(reply_text(item)) for item in raw]

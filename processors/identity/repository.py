@@ -33,10 +33,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
@@ -46,6 +46,7 @@ __all__ = [
     "IdentityLink",
     "IdentityRepository",
     "InvalidMatchCursorError",
+    "LinkHow",
     "LinkState",
     "MatchPage",
     "MatchRef",
@@ -118,6 +119,16 @@ class IdentityLink(BaseModel):
     explanation: str = ""
 
 
+class LinkHow(TypedDict):
+    """How a link came to be: the :class:`IdentityLink` fields :meth:`MatchRef.link` takes."""
+
+    state: LinkState
+    strategy: str
+    confidence: float
+    explanation: str
+    decided_by: NotRequired[str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class MatchRef:
     """One Queast entity (``kind``, ``queast_id``) of one tenant connection."""
@@ -127,29 +138,9 @@ class MatchRef:
     kind: str
     queast_id: str
 
-    def link(
-        self,
-        partner_object_id: str,
-        *,
-        state: LinkState,
-        strategy: str,
-        confidence: float,
-        explanation: str,
-        decided_by: str | None = None,
-    ) -> IdentityLink:
+    def link(self, partner_object_id: str, **how: Unpack[LinkHow]) -> IdentityLink:
         """A link of this entity to ``partner_object_id``, matched now."""
-        return IdentityLink(
-            tenant_id=self.tenant_id,
-            connection_id=self.connection_id,
-            kind=self.kind,
-            queast_id=self.queast_id,
-            partner_object_id=partner_object_id,
-            state=state,
-            strategy=strategy,
-            confidence=confidence,
-            decided_by=decided_by,
-            explanation=explanation,
-        )
+        return IdentityLink(**asdict(self), partner_object_id=partner_object_id, **how)
 
 
 class ReviewEntry(BaseModel):
