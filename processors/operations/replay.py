@@ -37,28 +37,25 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from confluent_kafka import KafkaException, Message
-from redis.asyncio import Redis
 
 from connectors.registry import registered
 from processors.auth import TENANT_ID_PATTERN
 from processors.contracts import ContractError, decode, default_registry, to_json_dict
 from processors.deliveries.envelope import REQUIRED_HEADERS
 from processors.domain.events import EventType
+from processors.operations.errors import RunFailedError, RunInputError
 from processors.operations.history import HistoryError, HistoryReader, record_headers
-from processors.operations.history import tenant_partition as partition_of
 from processors.operations.reinject import ReinjectError, Reinjector
-from processors.operations.runs import RunRecord, RunStatus, RunStore, new_run_id
+from processors.operations.run_service import RunService
+from processors.operations.runs import RunRecord, RunStatus
 from processors.routing.destinations import export_destinations
-from processors.settings import ReplaySettings, Settings
 from processors.tenants.repository import ConnectionRepository
-from processors.topics import TopicMap
 
 __all__ = [
     "KIND",
@@ -81,16 +78,11 @@ Progress = Callable[[int, int], None]
 """Called with (offsets read, offsets in the window) after each batch."""
 
 
-class ReplayInputError(ValueError):
+class ReplayInputError(RunInputError):
     """The request is invalid (CLI exit 2, API 422); ``field`` names the culprit."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
-
-class ReplayFailedError(RuntimeError):
+class ReplayFailedError(RunFailedError):
     """The run could not be carried out (broker unreachable, copies refused)."""
 
 
@@ -207,26 +199,10 @@ def _aware(name: str, moment: datetime | None) -> None:
         raise ReplayInputError(name, f"{name} must carry a time zone (e.g. 2026-12-04T10:00Z)")
 
 
-class ReplayService:
+class ReplayService(RunService[ReplayRequest]):
     """Validates, starts and carries out replays; see the module docstring."""
 
-    def __init__(
-        self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._settings = settings
-        self._redis = redis
-        self._clock = clock
-        self._topics = TopicMap(settings.topics.prefix)
-        self.store = RunStore(
-            redis,
-            key_prefix=settings.redis.key_prefix,
-            run_ttl_seconds=settings.replay.run_ttl_seconds,
-            heartbeat_stale_seconds=settings.replay.heartbeat_stale_seconds,
-        )
-
-    @property
-    def limits(self) -> ReplaySettings:
-        return self._settings.replay
+    kind = KIND
 
     def check(self, request: ReplayRequest) -> ReplayRequest:
         """The request with its window filled in; :class:`ReplayInputError` if invalid.
@@ -247,7 +223,7 @@ class ReplayService:
             )
         _aware("since", request.since)
         _aware("until", request.until)
-        until = request.until or datetime.fromtimestamp(self._clock(), UTC)
+        until = request.until or self._now()
         since = request.since or until - timedelta(seconds=limits.default_window_seconds)
         if since >= until:
             raise ReplayInputError("since", "since must be before until")
@@ -256,14 +232,8 @@ class ReplayService:
             raise ReplayInputError(
                 "until", f"the window is longer than the maximum ({days:g} days)"
             )
-        return ReplayRequest(
-            tenant_id=request.tenant_id,
-            connector=request.connector,
-            since=since,
-            until=until,
-            event_types=tuple(dict.fromkeys(request.event_types)),
-            dry_run=request.dry_run,
-            requested_by=request.requested_by,
+        return replace(
+            request, since=since, until=until, event_types=tuple(dict.fromkeys(request.event_types))
         )
 
     async def validate(self, request: ReplayRequest) -> ReplayRequest:
@@ -280,20 +250,7 @@ class ReplayService:
     async def start(self, request: ReplayRequest) -> RunRecord:
         """Validate and record a queued run (:class:`ActiveRunError` if one is active)."""
         checked = await self.validate(request)
-        run = RunRecord(
-            run_id=new_run_id(KIND),
-            kind=KIND,
-            tenant_id=checked.tenant_id,
-            connector=checked.connector,
-            since=checked.since,
-            until=checked.until,
-            event_types=list(checked.event_types),
-            dry_run=checked.dry_run,
-            requested_by=checked.requested_by,
-            status=RunStatus.QUEUED,
-            created_at=datetime.fromtimestamp(self._clock(), UTC),
-        )
-        return await self.store.create(run)
+        return await self._record({**asdict(checked), "event_types": list(checked.event_types)})
 
     async def execute(
         self, run: RunRecord, *, on_progress: Progress | None = None
@@ -340,13 +297,8 @@ class ReplayService:
     ) -> RunStatus:
         run = state.run
         topic = self._topics.exports(run.connector)
-        partitions = await asyncio.to_thread(reader.partitions, topic)
         span = await asyncio.to_thread(
-            reader.span,
-            topic,
-            partition_of(run.tenant_id, partitions),
-            since=run.since,
-            until=run.until,
+            reader.tenant_span, topic, run.tenant_id, since=run.since, until=run.until
         )
         if on_progress is not None:
             on_progress(0, span.size)
