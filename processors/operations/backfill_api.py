@@ -35,7 +35,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import Depends, Path, Request, status
+from fastapi import Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from processors.auth import TenantAccess, TenantId
@@ -110,12 +110,7 @@ get_backfill_service = run_service(BackfillService)
 Service = Annotated[BackfillService, Depends(get_backfill_service)]
 
 
-@router.post(
-    "/backfills",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Map the tenant's past domain events again with today's connections",
-    responses=_ROUTES.start_errors,
-)
+@_ROUTES.starts("Map the tenant's past domain events again with today's connections")
 async def start_backfill(
     tenant_id: TenantId,
     body: BackfillBody,
@@ -135,23 +130,14 @@ async def start_backfill(
     return BackfillOut.from_run(run)
 
 
-@router.get(
-    "/backfills/{backfill_id}",
-    summary="A backfill's status and counts",
-    responses=_ROUTES.not_found,
-)
+@_ROUTES.reads("A backfill's status and counts")
 async def get_backfill(
     tenant_id: TenantId, backfill_id: BackfillId, _actor: TenantAccess, service: Service
 ) -> BackfillOut:
     return BackfillOut.from_run(await _ROUTES.own(service.store, tenant_id, backfill_id))
 
 
-@router.post(
-    "/backfills/{backfill_id}/cancel",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Stop a running backfill between batches (exports already made stay)",
-    responses=_ROUTES.not_found,
-)
+@_ROUTES.cancels("Stop a running backfill between batches (exports already made stay)")
 async def cancel_backfill(
     tenant_id: TenantId, backfill_id: BackfillId, actor: TenantAccess, service: Service
 ) -> BackfillOut:

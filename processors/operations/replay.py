@@ -125,6 +125,15 @@ class _Pass:
     def queued(self) -> int:
         return 0 if self.reinjector is None else self.reinjector.queued
 
+    def counts(self) -> dict[str, object]:
+        """The figures written on the run after each batch."""
+        return {
+            "matched": self.matched,
+            "queued": self.queued,
+            "duplicates": self.duplicates,
+            "malformed": self.malformed,
+        }
+
     def step(self, messages: Iterator[Message]) -> bool:
         """Handle up to one batch; ``False`` once the window is read to its end."""
         for _ in range(_BATCH):
@@ -304,7 +313,7 @@ class ReplayService(RunService[ReplayRequest]):
             on_progress(0, span.size)
         messages = reader.read(span)
         while await asyncio.to_thread(state.step, messages):
-            state.run = await self.store.update(state.run, _counts(state))
+            state.run = await self.store.update(state.run, state.counts())
             if on_progress is not None:
                 on_progress(state.read, span.size)
             if await self.store.cancel_requested(run.run_id):
@@ -318,7 +327,7 @@ class ReplayService(RunService[ReplayRequest]):
     async def _end(self, state: _Pass, status: RunStatus, error: str | None) -> RunRecord:
         if status is RunStatus.CANCELLED and state.reinjector is not None:
             await asyncio.to_thread(state.reinjector.flush, 30.0)
-        changes = {**_counts(state), "status": status, "error": error}
+        changes = {**state.counts(), "status": status, "error": error}
         run = await self.store.update(state.run, changes, ended=True)
         if status is RunStatus.FAILED:
             logger.warning("replay.run.failed", extra={**_log_fields(run), "error": error})
@@ -331,15 +340,6 @@ class ReplayService(RunService[ReplayRequest]):
     ) -> ReplayOutcome:
         """Start and carry out a run (the CLI's way)."""
         return await self.execute(await self.start(request), on_progress=on_progress)
-
-
-def _counts(state: _Pass) -> dict[str, object]:
-    return {
-        "matched": state.matched,
-        "queued": state.queued,
-        "duplicates": state.duplicates,
-        "malformed": state.malformed,
-    }
 
 
 def _log_fields(run: RunRecord) -> dict[str, object]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import Depends, Path, Request, status
+from fastapi import Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from processors.auth import TenantAccess, TenantId
@@ -105,12 +105,7 @@ get_replay_service = run_service(ReplayService)
 Service = Annotated[ReplayService, Depends(get_replay_service)]
 
 
-@router.post(
-    "/replays",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Deliver the tenant's exported artifacts of a connector again",
-    responses=_ROUTES.start_errors,
-)
+@_ROUTES.starts("Deliver the tenant's exported artifacts of a connector again")
 async def start_replay(
     tenant_id: TenantId, body: ReplayBody, actor: TenantAccess, service: Service, request: Request
 ) -> ReplayOut:
@@ -129,9 +124,7 @@ async def start_replay(
     return ReplayOut.from_run(run)
 
 
-@router.get(
-    "/replays/{replay_id}", summary="A replay's status and counts", responses=_ROUTES.not_found
-)
+@_ROUTES.reads("A replay's status and counts")
 async def get_replay(
     tenant_id: TenantId, replay_id: ReplayId, _actor: TenantAccess, service: Service
 ) -> ReplayOut:
@@ -140,12 +133,7 @@ async def get_replay(
     return ReplayOut.from_run(run, samples)
 
 
-@router.post(
-    "/replays/{replay_id}/cancel",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Stop a running replay (copies already queued are still delivered)",
-    responses=_ROUTES.not_found,
-)
+@_ROUTES.cancels("Stop a running replay (copies already queued are still delivered)")
 async def cancel_replay(
     tenant_id: TenantId, replay_id: ReplayId, actor: TenantAccess, service: Service
 ) -> ReplayOut:

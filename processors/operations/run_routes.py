@@ -4,8 +4,10 @@ A run route answers the same way whatever the run, so each kind's module makes o
 :class:`RunRoutes` and declares its routes on it:
 
 - its router, under ``/v1/tenants/{tenant_id}``, tenant access checked before the body is read;
-- the start's errors in OpenAPI (409 for an active run of the connection, 429 with
-  ``Retry-After`` for the tenant's hourly rate) and the 404 of a read;
+- its three routes' paths, status codes and errors in OpenAPI (:meth:`RunRoutes.starts`,
+  :meth:`RunRoutes.reads`, :meth:`RunRoutes.cancels`): 409 for an active run of the
+  connection and 429 with ``Retry-After`` for the tenant's hourly rate on a start, 404 on
+  a read or cancel;
 - :meth:`RunRoutes.start`: the request validated first (a field refused is 422 with
   ``details`` naming it, nothing counted), then the start counted against the tenant's hourly
   rate, only for a run actually started (:func:`start_counted`), the run carried out by a task
@@ -29,7 +31,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, status
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from processors.appstate import api_state
@@ -101,6 +104,32 @@ class RunRoutes:
                 "schema": {"type": "integer"},
             }
         }
+
+    def starts(self, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """Declare the route that starts a run: ``POST /{runs}``, 202, the start's errors."""
+        return self.router.post(
+            f"/{self.runs}",
+            status_code=status.HTTP_202_ACCEPTED,
+            summary=summary,
+            responses=self.start_errors,
+        )
+
+    def reads(self, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """Declare the route that reads a run: ``GET /{runs}/{{kind}_id}``, 404 if not own."""
+        return self.router.get(self._one, summary=summary, responses=self.not_found)
+
+    def cancels(self, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """Declare the route that cancels a run: ``POST /{runs}/{{kind}_id}/cancel``, 202."""
+        return self.router.post(
+            f"{self._one}/cancel",
+            status_code=status.HTTP_202_ACCEPTED,
+            summary=summary,
+            responses=self.not_found,
+        )
+
+    @property
+    def _one(self) -> str:
+        return f"/{self.runs}/{{{self.kind}_id}}"
 
     async def start(
         self,
