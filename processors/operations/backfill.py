@@ -260,19 +260,23 @@ class BackfillService(RunService[BackfillRequest]):
         request = request_of(run)
         report = BackfillReport(backfill_id=run.run_id, dry_run=run.dry_run)
         run = await self.store.update(run, {"status": RunStatus.RUNNING, "started_at": self._now()})
-        logger.info("backfill.run.started", extra=_log_fields(run, report))
+        logger.info("backfill.run.started", extra=self._log_fields(run, report.counts()))
         try:
             service = await self.validate(request)
             status = await self._read(run, request, service, report, progress)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._end(run, report, RunStatus.CANCELLED, "cancelled"))
+                await asyncio.shield(
+                    self._end(run, report.counts(), RunStatus.CANCELLED, "cancelled")
+                )
             raise
         except Exception as exc:
             with contextlib.suppress(Exception):
-                await self._end(run, report, RunStatus.FAILED, str(exc) or type(exc).__name__)
+                await self._end(
+                    run, report.counts(), RunStatus.FAILED, str(exc) or type(exc).__name__
+                )
             raise
-        await self._end(run, report, status, None)
+        await self._end(run, report.counts(), status, None)
         report.status = status
         return report
 
@@ -347,29 +351,6 @@ class BackfillService(RunService[BackfillRequest]):
                         await asyncio.to_thread(sender.flush)
         finally:
             await asyncio.to_thread(reader.close)
-
-    async def _end(
-        self, run: RunRecord, report: BackfillReport, status: RunStatus, error: str | None
-    ) -> RunRecord:
-        changes = {**report.counts(), "status": status, "error": error}
-        ended = await self.store.update(run, changes, ended=True)
-        fields = {**_log_fields(ended, report), "status": status.value}
-        if status is RunStatus.FAILED:
-            logger.warning("backfill.run.failed", extra={**fields, "error": error})
-        else:
-            logger.info("backfill.run.ended", extra=fields)
-        return ended
-
-
-def _log_fields(run: RunRecord, report: BackfillReport) -> dict[str, object]:
-    return {
-        "backfill_id": run.run_id,
-        "tenant_id": run.tenant_id,
-        "connector": run.connector,
-        "status": run.status.value,
-        "dry_run": run.dry_run,
-        **report.counts(),
-    }
 
 
 async def run_backfill(

@@ -271,9 +271,9 @@ class ReplayService(RunService[ReplayRequest]):
         run = await self.store.update(
             run, {"status": RunStatus.RUNNING, "started_at": datetime.now(UTC)}
         )
-        logger.info("replay.run.started", extra=_log_fields(run))
         reader: HistoryReader | None = None
         state = _Pass(run=run, reinjector=None, wanted=frozenset(run.event_types))
+        logger.info("replay.run.started", extra=self._log_fields(run, state.counts()))
         try:
             timeout = self._settings.replay.kafka_timeout_seconds
             reader = await asyncio.to_thread(HistoryReader, self._settings.kafka, timeout=timeout)
@@ -284,11 +284,11 @@ class ReplayService(RunService[ReplayRequest]):
                 await asyncio.to_thread(state.reinjector.flush, timeout)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._end(state, RunStatus.CANCELLED, "cancelled"))
+                await asyncio.shield(self._end_pass(state, RunStatus.CANCELLED, "cancelled"))
             raise
         except (HistoryError, ReinjectError, KafkaException, ValueError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KafkaException) else str(exc)
-            await self._end(state, RunStatus.FAILED, message)
+            await self._end_pass(state, RunStatus.FAILED, message)
             raise ReplayFailedError(message) from exc
         finally:
             if state.reinjector is not None:  # whatever ended the run, hand over what was sent
@@ -296,7 +296,7 @@ class ReplayService(RunService[ReplayRequest]):
                     await asyncio.to_thread(state.reinjector.flush, 5.0)
             if reader is not None:
                 await asyncio.to_thread(reader.close)
-        ended = await self._end(state, status, None)
+        ended = await self._end_pass(state, status, None)
         if run.dry_run:
             await self.store.save_samples(run.run_id, state.samples)
         return ReplayOutcome(run=ended, samples=state.samples)
@@ -324,32 +324,13 @@ class ReplayService(RunService[ReplayRequest]):
             on_progress(span.size, span.size)
         return RunStatus.COMPLETED
 
-    async def _end(self, state: _Pass, status: RunStatus, error: str | None) -> RunRecord:
+    async def _end_pass(self, state: _Pass, status: RunStatus, error: str | None) -> RunRecord:
         if status is RunStatus.CANCELLED and state.reinjector is not None:
             await asyncio.to_thread(state.reinjector.flush, 30.0)
-        changes = {**state.counts(), "status": status, "error": error}
-        run = await self.store.update(state.run, changes, ended=True)
-        if status is RunStatus.FAILED:
-            logger.warning("replay.run.failed", extra={**_log_fields(run), "error": error})
-        else:
-            logger.info("replay.run.ended", extra=_log_fields(run))
-        return run
+        return await self._end(state.run, state.counts(), status, error)
 
     async def replay(
         self, request: ReplayRequest, *, on_progress: Progress | None = None
     ) -> ReplayOutcome:
         """Start and carry out a run (the CLI's way)."""
         return await self.execute(await self.start(request), on_progress=on_progress)
-
-
-def _log_fields(run: RunRecord) -> dict[str, object]:
-    return {
-        "replay_id": run.run_id,
-        "tenant_id": run.tenant_id,
-        "connector": run.connector,
-        "status": run.status.value,
-        "dry_run": run.dry_run,
-        "matched": run.matched,
-        "queued": run.queued,
-        "malformed": run.malformed,
-    }

@@ -2,12 +2,15 @@
 
 A run service validates a request, records it as a queued run of its kind in the
 :class:`~processors.operations.runs.RunStore` and carries it out. The store, the bounds
-(``QI_REPLAY_*``: one set for every kind of run), the clock and the way a request becomes a
-run record are the same for every kind; what a kind checks and how it reads is its own.
+(``QI_REPLAY_*``: one set for every kind of run), the clock, the way a request becomes a run
+record, and how a run's end is written and logged (``{kind}.run.failed`` with the error, else
+``{kind}.run.ended``, by the kind's module logger, with the run's id as ``{kind}_id`` and its
+counts) are the same for every kind; what a kind checks, reads and counts is its own.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -36,6 +39,7 @@ class RunService(ABC, Generic[RequestT]):
         self._settings = settings
         self._redis = redis
         self._clock = clock
+        self._logger = logging.getLogger(type(self).__module__)
         self._topics = TopicMap(settings.topics.prefix)
         self.store = RunStore(
             redis,
@@ -74,3 +78,27 @@ class RunService(ABC, Generic[RequestT]):
             }
         )
         return await self.store.create(run)
+
+    def _log_fields(self, run: RunRecord, counts: Mapping[str, object]) -> dict[str, object]:
+        """What a run's log lines carry: its id, tenant, connector, status, dry run, counts."""
+        return {
+            f"{self.kind}_id": run.run_id,
+            "tenant_id": run.tenant_id,
+            "connector": run.connector,
+            "status": run.status.value,
+            "dry_run": run.dry_run,
+            **counts,
+        }
+
+    async def _end(
+        self, run: RunRecord, counts: Mapping[str, object], status: RunStatus, error: str | None
+    ) -> RunRecord:
+        """Write the run's end (its ``counts``, ``status`` and ``error``) and log it."""
+        changes = {**counts, "status": status, "error": error}
+        ended = await self.store.update(run, changes, ended=True)
+        fields = self._log_fields(ended, counts)
+        if status is RunStatus.FAILED:
+            self._logger.warning(f"{self.kind}.run.failed", extra={**fields, "error": error})
+        else:
+            self._logger.info(f"{self.kind}.run.ended", extra=fields)
+        return ended
