@@ -74,6 +74,7 @@ __all__ = [
     "GrantStore",
     "OAuthCredentials",
     "OAuthGrant",
+    "OAuthSourceOptions",
     "OAuthTokenSource",
     "StaticToken",
     "TokenSource",
@@ -154,6 +155,15 @@ class TokenSourceOptions(TypedDict):
     store: GrantStore | None
     logger: logging.Logger
     log_fields: Mapping[str, Any]
+
+
+class OAuthSourceOptions(TypedDict, total=False):
+    """The optional keywords of :class:`OAuthTokenSource`, for a subclass to pass on as given."""
+
+    store: GrantStore | None
+    refresh_margin_seconds: float | None
+    logger: logging.Logger | None
+    log_fields: Mapping[str, Any] | None
 
 
 def options_from(context: SinkContext[Any]) -> TokenSourceOptions:

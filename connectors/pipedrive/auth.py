@@ -20,15 +20,13 @@ connection sets one.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from typing import Any, ClassVar, Final, Literal
+from typing import ClassVar, Final, Literal, Unpack
 
 import httpx
 from pydantic import SecretStr
 
 from connectors.base.context import Clock
-from connectors.base.oauth import GrantStore, OAuthTokenSource, StaticToken
+from connectors.base.oauth import OAuthSourceOptions, OAuthTokenSource, StaticToken
 from connectors.pipedrive.config import PipedriveOAuth, check_partner_url
 
 __all__ = ["DEFAULT_REFRESH_MARGIN_SECONDS", "ApiTokenAuth", "PipedriveOAuthSource"]
@@ -59,20 +57,10 @@ class PipedriveOAuthSource(OAuthTokenSource):
         http_client: httpx.AsyncClient,
         clock: Clock,
         allow_private_networks: bool = False,
-        store: GrantStore | None = None,
-        refresh_margin_seconds: float | None = None,
-        logger: logging.Logger | None = None,
-        log_fields: Mapping[str, Any] | None = None,
+        **options: Unpack[OAuthSourceOptions],
     ) -> None:
         super().__init__(
-            config,
-            token_url=str(config.token_url),
-            http_client=http_client,
-            clock=clock,
-            store=store,
-            refresh_margin_seconds=refresh_margin_seconds,
-            logger=logger,
-            log_fields=log_fields,
+            config, token_url=str(config.token_url), http_client=http_client, clock=clock, **options
         )
         self._allow_private_networks = allow_private_networks
 

@@ -49,7 +49,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Final
@@ -60,15 +60,14 @@ from redis.asyncio import Redis
 from connectors.registry import registered
 from processors.auth import TENANT_ID_PATTERN
 from processors.contracts import default_registry
-from processors.operations.errors import RunRequestError
-from processors.operations.history import HistoryReader, tenant_partition
+from processors.operations.errors import RunInputError
+from processors.operations.history import HistoryReader
 from processors.operations.reinject import Reinjector
+from processors.operations.run_service import RunService
 from processors.operations.runs import (
     ALL_CONNECTORS,
     RunRecord,
     RunStatus,
-    RunStore,
-    new_run_id,
 )
 from processors.redis_client import redis_client
 from processors.routing.service import IncomingRecord, RoutingService
@@ -95,13 +94,11 @@ Progress = Callable[[int, int], None]
 """Called after each batch with (offsets read, offsets in the span)."""
 
 
-class BackfillError(RunRequestError):
+class BackfillError(RunInputError):
     """The backfill asked for cannot be run as asked (nothing was read or produced)."""
 
     def __init__(self, message: str, *, field: str = "tenant") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        super().__init__(field, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,30 +223,16 @@ def request_of(run: RunRecord) -> BackfillRequest:
     )
 
 
-class BackfillService:
+class BackfillService(RunService[BackfillRequest]):
     """Validates, records and carries out backfills; see the module docstring."""
+
+    kind = KIND
 
     def __init__(
         self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self._settings = settings
-        self._redis = redis
-        self._clock = clock
-        self._topics = TopicMap(settings.topics.prefix)
+        super().__init__(settings, redis, clock=clock)
         self._connections = ConnectionRepository(redis, key_prefix=settings.redis.key_prefix)
-        self.store = RunStore(
-            redis,
-            key_prefix=settings.redis.key_prefix,
-            run_ttl_seconds=settings.replay.run_ttl_seconds,
-            heartbeat_stale_seconds=settings.replay.heartbeat_stale_seconds,
-        )
-
-    @property
-    def limits(self) -> ReplaySettings:
-        return self._settings.replay
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), UTC)
 
     async def validate(self, request: BackfillRequest) -> RoutingService:
         """:class:`BackfillError` if the request cannot be run; else the routing it runs with."""
@@ -261,20 +244,12 @@ class BackfillService:
     ) -> RunRecord:
         """Validate and record a queued run (:class:`ActiveRunError` if one is active)."""
         await self.validate(request)
-        run = RunRecord(
-            run_id=backfill_id or new_run_id(KIND),
-            kind=KIND,
-            tenant_id=request.tenant_id,
-            connector=request.connector or ALL_CONNECTORS,
-            since=request.since,
-            until=request.until,
-            from_offset=request.from_offset,
-            dry_run=request.dry_run,
-            requested_by=requested_by,
-            status=RunStatus.QUEUED,
-            created_at=self._now(),
-        )
-        return await self.store.create(run)
+        asked = {
+            **asdict(request),
+            "connector": request.connector or ALL_CONNECTORS,
+            "requested_by": requested_by,
+        }
+        return await self._record(asked, run_id=backfill_id)
 
     async def execute(self, run: RunRecord, *, progress: Progress | None = None) -> BackfillReport:
         """Carry out a started run to its end (its status says how it ended).
@@ -285,19 +260,23 @@ class BackfillService:
         request = request_of(run)
         report = BackfillReport(backfill_id=run.run_id, dry_run=run.dry_run)
         run = await self.store.update(run, {"status": RunStatus.RUNNING, "started_at": self._now()})
-        logger.info("backfill.run.started", extra=_log_fields(run, report))
+        logger.info("backfill.run.started", extra=self._log_fields(run, report.counts()))
         try:
             service = await self.validate(request)
             status = await self._read(run, request, service, report, progress)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._end(run, report, RunStatus.CANCELLED, "cancelled"))
+                await asyncio.shield(
+                    self._end(run, report.counts(), RunStatus.CANCELLED, "cancelled")
+                )
             raise
         except Exception as exc:
             with contextlib.suppress(Exception):
-                await self._end(run, report, RunStatus.FAILED, str(exc) or type(exc).__name__)
+                await self._end(
+                    run, report.counts(), RunStatus.FAILED, str(exc) or type(exc).__name__
+                )
             raise
-        await self._end(run, report, status, None)
+        await self._end(run, report.counts(), status, None)
         report.status = status
         return report
 
@@ -313,13 +292,11 @@ class BackfillService:
         tenant_key = request.tenant_id.encode()
         reader = await asyncio.to_thread(HistoryReader, self._settings.kafka)
         try:
-            source = topics.domain_events
-            partitions = await asyncio.to_thread(reader.partitions, source)
             try:
                 span = await asyncio.to_thread(
-                    reader.span,
-                    source,
-                    tenant_partition(request.tenant_id, partitions),
+                    reader.tenant_span,
+                    topics.domain_events,
+                    request.tenant_id,
                     since=request.since,
                     until=request.until,
                     from_offset=request.from_offset,
@@ -374,29 +351,6 @@ class BackfillService:
                         await asyncio.to_thread(sender.flush)
         finally:
             await asyncio.to_thread(reader.close)
-
-    async def _end(
-        self, run: RunRecord, report: BackfillReport, status: RunStatus, error: str | None
-    ) -> RunRecord:
-        changes = {**report.counts(), "status": status, "error": error}
-        ended = await self.store.update(run, changes, ended=True)
-        fields = {**_log_fields(ended, report), "status": status.value}
-        if status is RunStatus.FAILED:
-            logger.warning("backfill.run.failed", extra={**fields, "error": error})
-        else:
-            logger.info("backfill.run.ended", extra=fields)
-        return ended
-
-
-def _log_fields(run: RunRecord, report: BackfillReport) -> dict[str, object]:
-    return {
-        "backfill_id": run.run_id,
-        "tenant_id": run.tenant_id,
-        "connector": run.connector,
-        "status": run.status.value,
-        "dry_run": run.dry_run,
-        **report.counts(),
-    }
 
 
 async def run_backfill(

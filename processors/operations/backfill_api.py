@@ -32,52 +32,24 @@ API process died reads ``failed`` (``stale: ...``) after ``QI_REPLAY_HEARTBEAT_S
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
-from processors.auth.routes import TenantRoute
-from processors.errors import ValidationFailed, error_responses
-from processors.operations.backfill import (
-    KIND,
-    BackfillError,
-    BackfillRequest,
-    BackfillService,
-)
-from processors.operations.errors import RunFailedError, RunRequestError
+from processors.auth import TenantAccess, TenantId
+from processors.operations.backfill import KIND, BackfillRequest, BackfillService
 from processors.operations.reinject import RUN_ID
-from processors.operations.run_routes import (
-    cancel_run,
-    not_found_responses,
-    own_run,
-    run_in_background,
-    start_counted,
-    start_responses,
-)
+from processors.operations.run_routes import RunRoutes, run_fields, run_service
 from processors.operations.runs import ALL_CONNECTORS, RunRecord, RunStatus
 
 __all__ = ["BackfillBody", "BackfillOut", "get_backfill_service", "router"]
 
-logger = logging.getLogger(__name__)
-
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, examples=["t_42"])]
 BackfillId = Annotated[str, Path(pattern=RUN_ID.pattern, examples=["bf_3f2a"])]
-TenantAccess = Annotated[Principal, Depends(require_tenant_access)]
 
-_NOT_FOUND: Final = not_found_responses(KIND)
-_START_ERRORS: Final = start_responses(KIND, "backfills")
-
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["operations"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=TenantRoute,
-)
+_ROUTES: Final = RunRoutes(KIND, "backfills")
+router = _ROUTES.router
 
 
 class BackfillBody(BaseModel):
@@ -129,44 +101,16 @@ class BackfillOut(BaseModel):
         return cls(
             backfill_id=run.run_id,
             connector=None if run.connector == ALL_CONNECTORS else run.connector,
-            **run.model_dump(
-                include={
-                    "tenant_id",
-                    "status",
-                    "dry_run",
-                    "since",
-                    "until",
-                    "from_offset",
-                    "matched",
-                    "exported",
-                    "invalid",
-                    "unrouted",
-                    "delivered",
-                    "failed",
-                    "skipped",
-                    "created_at",
-                    "finished_at",
-                    "error",
-                }
-            ),
+            **run_fields(cls, run, exclude={"connector"}),
         )
 
 
-def get_backfill_service(request: Request) -> BackfillService:
-    """The service over the app's Redis and settings (``app.state``)."""
-    redis, settings = api_state(request)
-    return BackfillService(settings, redis)
-
+get_backfill_service = run_service(BackfillService)
 
 Service = Annotated[BackfillService, Depends(get_backfill_service)]
 
 
-@router.post(
-    "/backfills",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Map the tenant's past domain events again with today's connections",
-    responses=_START_ERRORS,
-)
+@_ROUTES.starts("Map the tenant's past domain events again with today's connections")
 async def start_backfill(
     tenant_id: TenantId,
     body: BackfillBody,
@@ -174,56 +118,28 @@ async def start_backfill(
     service: Service,
     request: Request,
 ) -> BackfillOut:
-    backfill = BackfillRequest(
+    backfill = BackfillRequest(tenant_id=tenant_id, **body.model_dump())
+    run = await _ROUTES.start(
+        request,
+        service,
+        backfill,
         tenant_id=tenant_id,
-        connector=body.connector,
-        since=body.since,
-        until=body.until,
-        from_offset=body.from_offset,
-        dry_run=body.dry_run,
-    )
-    try:
-        await service.validate(backfill)
-        run = await start_counted(
-            service.store,
-            tenant_id,
-            KIND,
-            per_hour=service.limits.runs_per_hour,
-            runs="backfills",
-            start=lambda: service.start(backfill, requested_by=actor.sub),
-        )
-    except BackfillError as exc:
-        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
-    expected = (RunRequestError, RunFailedError)  # recorded on the run, logged by the service
-    run_in_background(request, run, lambda: service.execute(run), expected=expected)
-    logger.info(
-        "backfill.run.requested",
-        extra={"backfill_id": run.run_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
+        actor=actor,
+        start=lambda: service.start(backfill, requested_by=actor.sub),
     )
     return BackfillOut.from_run(run)
 
 
-@router.get(
-    "/backfills/{backfill_id}", summary="A backfill's status and counts", responses=_NOT_FOUND
-)
+@_ROUTES.reads("A backfill's status and counts")
 async def get_backfill(
     tenant_id: TenantId, backfill_id: BackfillId, _actor: TenantAccess, service: Service
 ) -> BackfillOut:
-    return BackfillOut.from_run(await own_run(service.store, tenant_id, backfill_id, KIND))
+    return BackfillOut.from_run(await _ROUTES.own(service.store, tenant_id, backfill_id))
 
 
-@router.post(
-    "/backfills/{backfill_id}/cancel",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Stop a running backfill between batches (exports already made stay)",
-    responses=_NOT_FOUND,
-)
+@_ROUTES.cancels("Stop a running backfill between batches (exports already made stay)")
 async def cancel_backfill(
     tenant_id: TenantId, backfill_id: BackfillId, actor: TenantAccess, service: Service
 ) -> BackfillOut:
-    run = await cancel_run(service.store, tenant_id, backfill_id, KIND)
-    logger.info(
-        "backfill.run.cancel_requested",
-        extra={"backfill_id": backfill_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
-    )
+    run = await _ROUTES.cancel(service.store, tenant_id, backfill_id, actor=actor)
     return BackfillOut.from_run(run)

@@ -56,7 +56,7 @@ from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import ClassVar, Final, Self
 
 from confluent_kafka import Message
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -84,6 +84,7 @@ __all__ = [
     "DeadLetterService",
     "NoSuchTopicError",
     "RedriveReport",
+    "SendReport",
     "TooManyDeadLettersError",
     "Unrecoverable",
     "error_kind",
@@ -126,6 +127,19 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     headers: dict[str, str]
+
+    @classmethod
+    def of(cls, message: Message, *, partition: int) -> Self:
+        """The record ``message``, read from ``partition``."""
+        _kind, stamp = message.timestamp()
+        return cls(
+            partition=partition,
+            offset=message.offset() or 0,
+            timestamp_ms=stamp,
+            key=message.key(),
+            value=message.value() or b"",
+            headers=record_headers(message),
+        )
 
     @property
     def idempotency_key(self) -> str:
@@ -254,25 +268,40 @@ class Unrecoverable:
 
 
 @dataclass(slots=True)
-class RedriveReport:
-    """What one redrive did (``matched`` distinct records = ``queued`` + ``unrecoverable``
-    when it was not a dry run)."""
+class SendReport:
+    """What a run that sends records again did (a redrive, a republish): how many records it
+    matched and queued; ``id_name`` is what its summary calls ``run_id``."""
 
-    redrive_id: str
+    id_name: ClassVar[str]
+    run_id: str
     dry_run: bool
     matched: int = 0
     queued: int = 0
+
+    def summary(self) -> dict[str, object]:
+        """The figures every such run prints as its last JSON line, id first."""
+        counts = {"matched": self.matched, "queued": self.queued, "dry_run": self.dry_run}
+        return {self.id_name: self.run_id, **counts}
+
+
+@dataclass(slots=True)
+class RedriveReport(SendReport):
+    """What one redrive did (``matched`` distinct records = ``queued`` + ``unrecoverable``
+    when it was not a dry run)."""
+
+    id_name: ClassVar[str] = "redrive_id"
     from_original: int = 0
     """Matched records whose value was read from their original record."""
     unrecoverable: list[Unrecoverable] = field(default_factory=list)
 
+    @property
+    def redrive_id(self) -> str:
+        return self.run_id
+
     def summary(self) -> dict[str, object]:
         """The last line of ``dlq redrive --json`` (and the API's answer)."""
         return {
-            "redrive_id": self.redrive_id,
-            "matched": self.matched,
-            "queued": self.queued,
-            "dry_run": self.dry_run,
+            **SendReport.summary(self),
             "from_original": self.from_original,
             "unrecoverable": len(self.unrecoverable),
         }
@@ -311,18 +340,6 @@ def plan_redrive(
     return list(latest.values())
 
 
-def _letter(message_partition: int, message: Message) -> DeadLetter:
-    _kind, stamp = message.timestamp()
-    return DeadLetter(
-        partition=message_partition,
-        offset=message.offset() or 0,
-        timestamp_ms=stamp,
-        key=message.key(),
-        value=message.value() or b"",
-        headers=record_headers(message),
-    )
-
-
 ReaderFactory = Callable[[], HistoryReader]
 
 
@@ -358,7 +375,7 @@ class DeadLetterService:
         else:
             span = reader.span(topic, partition, since=chosen.since)
         for message in reader.read(span):
-            yield _letter(partition, message)
+            yield DeadLetter.of(message, partition=partition)
 
     def listing(
         self, chosen: DeadLetterFilter, *, limit: int, from_offset: int | None = None
@@ -500,7 +517,7 @@ class DeadLetterService:
             span = OffsetSpan(topic, partition, available.start, min(available.end, run[-1] + 1))
             for message in reader.read(span):
                 if message.offset() in wanted:
-                    letter = _letter(partition, message)
+                    letter = DeadLetter.of(message, partition=partition)
                     found[letter.offset] = letter
         return found
 

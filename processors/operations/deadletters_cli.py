@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -225,11 +226,10 @@ def _cmd_redrive(settings: Settings, args: argparse.Namespace) -> int:
     except (HistoryError, ReinjectError) as exc:
         _err.print(f"[red]dlq redrive:[/] {exc}")
         return EXIT_FAILED
-    for lost in report.unrecoverable:
-        _err.print(
-            f"[yellow]unrecoverable:[/] offset {lost.offset} key {lost.idempotency_key}:"
-            f" {lost.reason}"
-        )
+    _warn_each(
+        "unrecoverable",
+        (f"offset {u.offset} key {u.idempotency_key}: {u.reason}" for u in report.unrecoverable),
+    )
     if args.json:
         print(json.dumps(report.summary()))
     else:
@@ -241,6 +241,12 @@ def _cmd_redrive(settings: Settings, args: argparse.Namespace) -> int:
             f" {len(report.unrecoverable)} unrecoverable"
         )
     return EXIT_FAILED if report.unrecoverable and not report.dry_run else EXIT_OK
+
+
+def _warn_each(label: str, lines: Iterable[str]) -> None:
+    """One yellow ``label:`` line on stderr per record a command left out."""
+    for line in lines:
+        _err.print(f"[yellow]{label}:[/] {line}")
 
 
 def _cmd_export_invalid(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,11 +269,10 @@ def _cmd_export_invalid(settings: Settings, args: argparse.Namespace) -> int:
     except HistoryError as exc:
         _err.print(f"[red]dlq export-invalid:[/] {exc}")
         return EXIT_FAILED
-    for skipped in report.skipped:
-        _err.print(
-            f"[yellow]skipped:[/] partition {skipped.partition} offset {skipped.offset}:"
-            f" {skipped.reason}"
-        )
+    _warn_each(
+        "skipped",
+        (f"partition {s.partition} offset {s.offset}: {s.reason}" for s in report.skipped),
+    )
     summary = {"out": str(out), "exported": report.exported, "skipped": len(report.skipped)}
     print(json.dumps(summary) if args.json else f"wrote {report.exported} event(s) to {out}")
     return EXIT_OK

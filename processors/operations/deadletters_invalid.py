@@ -39,15 +39,14 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
-from confluent_kafka import Message
 from pydantic import BaseModel, ConfigDict
 
-from processors.operations.deadletters import new_run_id
+from processors.operations.deadletters import DeadLetter, SendReport, new_run_id
 from processors.operations.history import (
     HistoryReader,
     OffsetSpan,
-    record_headers,
     tenant_partition,
 )
 from processors.publishing import iter_event_lines, publish_lines, tenant_key
@@ -88,13 +87,8 @@ class InvalidRow(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class _Invalid:
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
+class _Invalid(DeadLetter):
+    """A record of the invalid-events dead-letter topic."""
 
     def belongs_to(self, tenant_id: str | None) -> bool:
         if tenant_id is None:
@@ -126,18 +120,6 @@ class _Invalid:
         )
 
 
-def _invalid(message: Message) -> _Invalid:
-    _kind, stamp = message.timestamp()
-    return _Invalid(
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        timestamp_ms=stamp,
-        key=message.key(),
-        value=message.value() or b"",
-        headers=record_headers(message),
-    )
-
-
 def _read(
     reader: HistoryReader, topics: TopicMap, tenant_id: str | None, since: datetime | None
 ) -> Generator[_Invalid, None, None]:
@@ -147,7 +129,7 @@ def _read(
     for partition in partitions:
         span = reader.span(topic, partition, since=since)
         for message in reader.read(span):
-            record = _invalid(message)
+            record = _Invalid.of(message, partition=partition)
             if record.belongs_to(tenant_id):
                 yield record
 
@@ -298,22 +280,17 @@ def _numbered(path: Path, *, max_line_bytes: int) -> Iterator[tuple[int, bytes]]
 
 
 @dataclass(slots=True)
-class RepublishReport:
-    republish_id: str
-    dry_run: bool
-    matched: int = 0
-    queued: int = 0
+class RepublishReport(SendReport):
+    id_name: ClassVar[str] = "republish_id"
     refused: list[LineRefusal] = field(default_factory=list)
+
+    @property
+    def republish_id(self) -> str:
+        return self.run_id
 
     def summary(self) -> dict[str, object]:
         """The last line of ``dlq republish --json``."""
-        return {
-            "republish_id": self.republish_id,
-            "matched": self.matched,
-            "queued": self.queued,
-            "dry_run": self.dry_run,
-            "refused": len(self.refused),
-        }
+        return {**SendReport.summary(self), "refused": len(self.refused)}
 
 
 def republish(

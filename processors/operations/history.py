@@ -173,6 +173,19 @@ class HistoryReader(AbstractContextManager["HistoryReader"]):
             end = min(high, self._offset_at(topic, partition, until_ms + 1, default=high))
         return OffsetSpan(topic, partition, min(start, end), end)
 
+    def tenant_span(
+        self,
+        topic: str,
+        tenant_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        from_offset: int | None = None,
+    ) -> OffsetSpan:
+        """:meth:`span` of the partition of ``topic`` that holds ``tenant_id``'s records."""
+        partition = tenant_partition(tenant_id, self.partitions(topic))
+        return self.span(topic, partition, since=since, until=until, from_offset=from_offset)
+
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """The partition's low and high watermarks, waiting out a leader election (a topic
         just created, a broker restarting) for up to the timeout."""

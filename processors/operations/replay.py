@@ -37,28 +37,25 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from confluent_kafka import KafkaException, Message
-from redis.asyncio import Redis
 
 from connectors.registry import registered
 from processors.auth import TENANT_ID_PATTERN
 from processors.contracts import ContractError, decode, default_registry, to_json_dict
 from processors.deliveries.envelope import REQUIRED_HEADERS
 from processors.domain.events import EventType
+from processors.operations.errors import RunFailedError, RunInputError
 from processors.operations.history import HistoryError, HistoryReader, record_headers
-from processors.operations.history import tenant_partition as partition_of
 from processors.operations.reinject import ReinjectError, Reinjector
-from processors.operations.runs import RunRecord, RunStatus, RunStore, new_run_id
+from processors.operations.run_service import RunService
+from processors.operations.runs import RunRecord, RunStatus
 from processors.routing.destinations import export_destinations
-from processors.settings import ReplaySettings, Settings
 from processors.tenants.repository import ConnectionRepository
-from processors.topics import TopicMap
 
 __all__ = [
     "KIND",
@@ -81,16 +78,11 @@ Progress = Callable[[int, int], None]
 """Called with (offsets read, offsets in the window) after each batch."""
 
 
-class ReplayInputError(ValueError):
+class ReplayInputError(RunInputError):
     """The request is invalid (CLI exit 2, API 422); ``field`` names the culprit."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
-
-class ReplayFailedError(RuntimeError):
+class ReplayFailedError(RunFailedError):
     """The run could not be carried out (broker unreachable, copies refused)."""
 
 
@@ -132,6 +124,15 @@ class _Pass:
     @property
     def queued(self) -> int:
         return 0 if self.reinjector is None else self.reinjector.queued
+
+    def counts(self) -> dict[str, object]:
+        """The figures written on the run after each batch."""
+        return {
+            "matched": self.matched,
+            "queued": self.queued,
+            "duplicates": self.duplicates,
+            "malformed": self.malformed,
+        }
 
     def step(self, messages: Iterator[Message]) -> bool:
         """Handle up to one batch; ``False`` once the window is read to its end."""
@@ -207,26 +208,10 @@ def _aware(name: str, moment: datetime | None) -> None:
         raise ReplayInputError(name, f"{name} must carry a time zone (e.g. 2026-12-04T10:00Z)")
 
 
-class ReplayService:
+class ReplayService(RunService[ReplayRequest]):
     """Validates, starts and carries out replays; see the module docstring."""
 
-    def __init__(
-        self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._settings = settings
-        self._redis = redis
-        self._clock = clock
-        self._topics = TopicMap(settings.topics.prefix)
-        self.store = RunStore(
-            redis,
-            key_prefix=settings.redis.key_prefix,
-            run_ttl_seconds=settings.replay.run_ttl_seconds,
-            heartbeat_stale_seconds=settings.replay.heartbeat_stale_seconds,
-        )
-
-    @property
-    def limits(self) -> ReplaySettings:
-        return self._settings.replay
+    kind = KIND
 
     def check(self, request: ReplayRequest) -> ReplayRequest:
         """The request with its window filled in; :class:`ReplayInputError` if invalid.
@@ -247,7 +232,7 @@ class ReplayService:
             )
         _aware("since", request.since)
         _aware("until", request.until)
-        until = request.until or datetime.fromtimestamp(self._clock(), UTC)
+        until = request.until or self._now()
         since = request.since or until - timedelta(seconds=limits.default_window_seconds)
         if since >= until:
             raise ReplayInputError("since", "since must be before until")
@@ -256,14 +241,8 @@ class ReplayService:
             raise ReplayInputError(
                 "until", f"the window is longer than the maximum ({days:g} days)"
             )
-        return ReplayRequest(
-            tenant_id=request.tenant_id,
-            connector=request.connector,
-            since=since,
-            until=until,
-            event_types=tuple(dict.fromkeys(request.event_types)),
-            dry_run=request.dry_run,
-            requested_by=request.requested_by,
+        return replace(
+            request, since=since, until=until, event_types=tuple(dict.fromkeys(request.event_types))
         )
 
     async def validate(self, request: ReplayRequest) -> ReplayRequest:
@@ -280,20 +259,7 @@ class ReplayService:
     async def start(self, request: ReplayRequest) -> RunRecord:
         """Validate and record a queued run (:class:`ActiveRunError` if one is active)."""
         checked = await self.validate(request)
-        run = RunRecord(
-            run_id=new_run_id(KIND),
-            kind=KIND,
-            tenant_id=checked.tenant_id,
-            connector=checked.connector,
-            since=checked.since,
-            until=checked.until,
-            event_types=list(checked.event_types),
-            dry_run=checked.dry_run,
-            requested_by=checked.requested_by,
-            status=RunStatus.QUEUED,
-            created_at=datetime.fromtimestamp(self._clock(), UTC),
-        )
-        return await self.store.create(run)
+        return await self._record({**asdict(checked), "event_types": list(checked.event_types)})
 
     async def execute(
         self, run: RunRecord, *, on_progress: Progress | None = None
@@ -305,9 +271,9 @@ class ReplayService:
         run = await self.store.update(
             run, {"status": RunStatus.RUNNING, "started_at": datetime.now(UTC)}
         )
-        logger.info("replay.run.started", extra=_log_fields(run))
         reader: HistoryReader | None = None
         state = _Pass(run=run, reinjector=None, wanted=frozenset(run.event_types))
+        logger.info("replay.run.started", extra=self._log_fields(run, state.counts()))
         try:
             timeout = self._settings.replay.kafka_timeout_seconds
             reader = await asyncio.to_thread(HistoryReader, self._settings.kafka, timeout=timeout)
@@ -318,11 +284,11 @@ class ReplayService:
                 await asyncio.to_thread(state.reinjector.flush, timeout)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._end(state, RunStatus.CANCELLED, "cancelled"))
+                await asyncio.shield(self._end_pass(state, RunStatus.CANCELLED, "cancelled"))
             raise
         except (HistoryError, ReinjectError, KafkaException, ValueError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KafkaException) else str(exc)
-            await self._end(state, RunStatus.FAILED, message)
+            await self._end_pass(state, RunStatus.FAILED, message)
             raise ReplayFailedError(message) from exc
         finally:
             if state.reinjector is not None:  # whatever ended the run, hand over what was sent
@@ -330,7 +296,7 @@ class ReplayService:
                     await asyncio.to_thread(state.reinjector.flush, 5.0)
             if reader is not None:
                 await asyncio.to_thread(reader.close)
-        ended = await self._end(state, status, None)
+        ended = await self._end_pass(state, status, None)
         if run.dry_run:
             await self.store.save_samples(run.run_id, state.samples)
         return ReplayOutcome(run=ended, samples=state.samples)
@@ -340,19 +306,14 @@ class ReplayService:
     ) -> RunStatus:
         run = state.run
         topic = self._topics.exports(run.connector)
-        partitions = await asyncio.to_thread(reader.partitions, topic)
         span = await asyncio.to_thread(
-            reader.span,
-            topic,
-            partition_of(run.tenant_id, partitions),
-            since=run.since,
-            until=run.until,
+            reader.tenant_span, topic, run.tenant_id, since=run.since, until=run.until
         )
         if on_progress is not None:
             on_progress(0, span.size)
         messages = reader.read(span)
         while await asyncio.to_thread(state.step, messages):
-            state.run = await self.store.update(state.run, _counts(state))
+            state.run = await self.store.update(state.run, state.counts())
             if on_progress is not None:
                 on_progress(state.read, span.size)
             if await self.store.cancel_requested(run.run_id):
@@ -363,41 +324,13 @@ class ReplayService:
             on_progress(span.size, span.size)
         return RunStatus.COMPLETED
 
-    async def _end(self, state: _Pass, status: RunStatus, error: str | None) -> RunRecord:
+    async def _end_pass(self, state: _Pass, status: RunStatus, error: str | None) -> RunRecord:
         if status is RunStatus.CANCELLED and state.reinjector is not None:
             await asyncio.to_thread(state.reinjector.flush, 30.0)
-        changes = {**_counts(state), "status": status, "error": error}
-        run = await self.store.update(state.run, changes, ended=True)
-        if status is RunStatus.FAILED:
-            logger.warning("replay.run.failed", extra={**_log_fields(run), "error": error})
-        else:
-            logger.info("replay.run.ended", extra=_log_fields(run))
-        return run
+        return await self._end(state.run, state.counts(), status, error)
 
     async def replay(
         self, request: ReplayRequest, *, on_progress: Progress | None = None
     ) -> ReplayOutcome:
         """Start and carry out a run (the CLI's way)."""
         return await self.execute(await self.start(request), on_progress=on_progress)
-
-
-def _counts(state: _Pass) -> dict[str, object]:
-    return {
-        "matched": state.matched,
-        "queued": state.queued,
-        "duplicates": state.duplicates,
-        "malformed": state.malformed,
-    }
-
-
-def _log_fields(run: RunRecord) -> dict[str, object]:
-    return {
-        "replay_id": run.run_id,
-        "tenant_id": run.tenant_id,
-        "connector": run.connector,
-        "status": run.status.value,
-        "dry_run": run.dry_run,
-        "matched": run.matched,
-        "queued": run.queued,
-        "malformed": run.malformed,
-    }

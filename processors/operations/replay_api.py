@@ -30,50 +30,24 @@ are delivered anyway. A dry run's GET carries its sample payloads for an hour.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
-from processors.auth.routes import TenantRoute
-from processors.errors import ValidationFailed, error_responses
 from processors.operations.reinject import RUN_ID
-from processors.operations.replay import (
-    KIND,
-    ReplayFailedError,
-    ReplayInputError,
-    ReplayRequest,
-    ReplayService,
-)
-from processors.operations.run_routes import (
-    cancel_run,
-    not_found_responses,
-    own_run,
-    run_in_background,
-    start_counted,
-    start_responses,
-)
+from processors.operations.replay import KIND, ReplayRequest, ReplayService
+from processors.operations.run_routes import RunRoutes, run_fields, run_service
 from processors.operations.runs import RunRecord, RunStatus
 
 __all__ = ["ReplayBody", "ReplayOut", "get_replay_service", "router"]
 
-logger = logging.getLogger(__name__)
-
 ReplayId = Annotated[str, Path(pattern=RUN_ID.pattern, examples=["rp_3f2a"])]
 
-_NOT_FOUND: Final = not_found_responses(KIND)
-_START_ERRORS: Final = start_responses(KIND, "replays")
-
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["operations"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=TenantRoute,
-)
+_ROUTES: Final = RunRoutes(KIND, "replays")
+router = _ROUTES.router
 
 
 class ReplayBody(BaseModel):
@@ -122,98 +96,46 @@ class ReplayOut(BaseModel):
         return cls(
             replay_id=run.run_id,
             samples=samples or [],
-            **run.model_dump(
-                include={
-                    "tenant_id",
-                    "connector",
-                    "status",
-                    "dry_run",
-                    "since",
-                    "until",
-                    "event_types",
-                    "matched",
-                    "queued",
-                    "delivered",
-                    "failed",
-                    "skipped",
-                    "duplicates",
-                    "malformed",
-                    "created_at",
-                    "finished_at",
-                    "error",
-                }
-            ),
+            **run_fields(cls, run, exclude={"samples"}),
         )
 
 
-def get_replay_service(request: Request) -> ReplayService:
-    """The service over the app's Redis and settings (``app.state``)."""
-    redis, settings = api_state(request)
-    return ReplayService(settings, redis)
-
+get_replay_service = run_service(ReplayService)
 
 Service = Annotated[ReplayService, Depends(get_replay_service)]
 
 
-@router.post(
-    "/replays",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Deliver the tenant's exported artifacts of a connector again",
-    responses=_START_ERRORS,
-)
+@_ROUTES.starts("Deliver the tenant's exported artifacts of a connector again")
 async def start_replay(
     tenant_id: TenantId, body: ReplayBody, actor: TenantAccess, service: Service, request: Request
 ) -> ReplayOut:
+    asked = body.model_dump(exclude={"event_types"})
     replay = ReplayRequest(
-        tenant_id=tenant_id,
-        connector=body.connector,
-        since=body.since,
-        until=body.until,
-        event_types=tuple(body.event_types),
-        dry_run=body.dry_run,
-        requested_by=actor.sub,
+        tenant_id=tenant_id, event_types=tuple(body.event_types), requested_by=actor.sub, **asked
     )
-    try:
-        await service.validate(replay)
-        run = await start_counted(
-            service.store,
-            tenant_id,
-            KIND,
-            per_hour=service.limits.runs_per_hour,
-            runs="replays",
-            start=lambda: service.start(replay),  # validates again: the connection may be gone
-        )
-    except ReplayInputError as exc:
-        raise ValidationFailed(details=[{"loc": ["body", exc.field], "msg": exc.message}]) from None
-    run_in_background(request, run, lambda: service.execute(run), expected=(ReplayFailedError,))
-    logger.info(
-        "replay.run.requested",
-        extra={"replay_id": run.run_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
+    run = await _ROUTES.start(
+        request,
+        service,
+        replay,
+        tenant_id=tenant_id,
+        actor=actor,
+        start=lambda: service.start(replay),  # validates again: the connection may be gone
     )
     return ReplayOut.from_run(run)
 
 
-@router.get("/replays/{replay_id}", summary="A replay's status and counts", responses=_NOT_FOUND)
+@_ROUTES.reads("A replay's status and counts")
 async def get_replay(
     tenant_id: TenantId, replay_id: ReplayId, _actor: TenantAccess, service: Service
 ) -> ReplayOut:
-    run = await own_run(service.store, tenant_id, replay_id, KIND)
+    run = await _ROUTES.own(service.store, tenant_id, replay_id)
     samples = await service.store.samples(run.run_id) if run.dry_run else []
     return ReplayOut.from_run(run, samples)
 
 
-@router.post(
-    "/replays/{replay_id}/cancel",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Stop a running replay (copies already queued are still delivered)",
-    responses=_NOT_FOUND,
-)
+@_ROUTES.cancels("Stop a running replay (copies already queued are still delivered)")
 async def cancel_replay(
     tenant_id: TenantId, replay_id: ReplayId, actor: TenantAccess, service: Service
 ) -> ReplayOut:
-    run = await cancel_run(service.store, tenant_id, replay_id, KIND)
-    logger.info(
-        "replay.run.cancel_requested",
-        extra={"replay_id": replay_id, "tenant_id": tenant_id, "actor_sub": actor.sub},
-    )
+    run = await _ROUTES.cancel(service.store, tenant_id, replay_id, actor=actor)
     return ReplayOut.from_run(run)
