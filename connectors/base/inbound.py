@@ -31,9 +31,11 @@ that object is not linked, the inbound agent asks the connector's
 :class:`PartnerCompanyReader` for the object's fields: :meth:`PartnerCompanyReader.company`
 returns them as an :class:`InboundCompany`, ``None`` when the partner has no such object
 (404), or raises :class:`PartnerReadError` with ``reason`` ``auth_failed`` (the partner
-refused the connection's credentials) or ``failed`` (still failing after the reader's bounded
-retries, or an answer that is not what the partner documents). A reader does its own bounded
-retries of transient failures (timeouts, 429, 5xx) and never waits longer than it promised.
+refused the connection's credentials, or their OAuth refresh), ``needs_reauth`` (the
+connection is parked until it is authorised again: not read) or ``failed`` (still failing
+after the reader's bounded retries, or an answer that is not what the partner documents).
+A reader does its own bounded retries of transient failures (timeouts, 429, 5xx) and never
+waits longer than it promised.
 """
 
 from __future__ import annotations
@@ -135,7 +137,10 @@ class InboundAdapter(Protocol[SettingsT_contra]):
     ) -> list[InboundHighlight]: ...
 
 
-PartnerReadFailure = Literal["auth_failed", "failed"]
+PartnerReadFailure = Literal["auth_failed", "needs_reauth", "failed"]
+"""``auth_failed``: the partner refused the credentials (or their refresh) now;
+``needs_reauth``: the connection is parked until an admin authorises it again, so it is not
+read at all; ``failed``: anything else (see :mod:`connectors.base.partner_read`)."""
 
 
 class PartnerReadError(Exception):

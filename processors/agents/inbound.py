@@ -12,9 +12,11 @@ domain events.
 A highlight that carries only a partner object id (HubSpot, Pipedrive) is matched by the
 partner's company, read with the connection's token by
 :class:`~processors.inbound.readers.ConnectionReaders` (one per agent, its readers kept per
-connection). A read retries transient failures a bounded number of times and then gives a
-review (``partner_read_failed``), so a partner that keeps answering 429 delays its tenant's
-partition by at most the reader's bound per highlight, never indefinitely.
+connection; OAuth connections renew through the grant store the delivery sinks use, and
+connections parked as ``needs_reauth`` are not read). A read retries transient failures a
+bounded number of times and then gives a review (``partner_read_failed``), so a partner that
+keeps answering 429 delays its tenant's partition by at most the reader's bound per
+highlight, never indefinitely.
 
 ``inbound-directory`` consumes ``queast.domain-events`` and keeps the per-tenant company
 directory (:mod:`processors.inbound.directory`, which says why it is a separate agent rather
@@ -44,12 +46,14 @@ from faust.types import EventT
 from redis.exceptions import RedisError
 
 from processors.agents.streams import concrete_stream, raw_topic
+from processors.connection_health import HealthStore
 from processors.identity.repository import IdentityRepository
 from processors.inbound.directory import CompanyDirectory, directory_update
 from processors.inbound.readers import ConnectionReaders
 from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.inbound.service import InboundRecord, InboundService, Output
 from processors.metrics import BACKEND_RETRIES, INBOUND_RESOLVED
+from processors.oauthgrants import OAuthTokenStore
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -184,8 +188,12 @@ def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
     @app.agent(raw_topic(app, topics.inbound), name="inbound")
     async def inbound(stream: faust.StreamT[bytes]) -> None:
         redis = redis_client(settings.redis)
+        box = settings.secrets.secret_box()
         readers = ConnectionReaders(
-            box=settings.secrets.secret_box(), base_urls=settings.partners.base_urls
+            box=box,
+            base_urls=settings.partners.base_urls,
+            tokens=OAuthTokenStore(redis, box=box, key_prefix=prefix),
+            health=HealthStore(redis, key_prefix=prefix),
         )
         service = InboundService(
             topics=topics,
