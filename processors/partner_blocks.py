@@ -4,6 +4,8 @@ The delivery side (:mod:`processors.deliveries.sinks`) and the inbound readers
 (:mod:`processors.inbound.readers`) build a connector's configuration from a stored
 connection the same way, with the functions here:
 
+- :func:`opened_settings`: the connection's stored settings with their secrets opened (raises
+  :class:`~processors.secrets.SecretDecryptionError` when one no longer opens);
 - :func:`partner_block`: the connection's opened settings without the service's own keys
   (``webhook``, ``match_policy``) and without ``None`` values, with ``base_url`` from
   ``QI_<CONNECTOR>_BASE_URL`` unless the connection sets one;
@@ -28,9 +30,11 @@ from pydantic import ValidationError
 
 from connectors.base.oauth import OAuthGrant
 from processors.oauthgrants import ConnectionGrants
-from processors.tenants.models import SERVICE_KEYS
+from processors.secrets import SecretBox
+from processors.tenants.models import SERVICE_KEYS, ConnectionRecord
+from processors.tenants.secret_fields import open_settings
 
-__all__ = ["is_sandbox_url", "partner_block", "resume_block", "with_grant"]
+__all__ = ["is_sandbox_url", "opened_settings", "partner_block", "resume_block", "with_grant"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,17 @@ def is_sandbox_url(url: object) -> bool:
         return not ipaddress.ip_address(host).is_global
     except ValueError:
         return False
+
+
+def opened_settings(connection: ConnectionRecord, box: SecretBox) -> dict[str, Any]:
+    """``connection``'s settings with the secrets sealed for it opened (see the module
+    docstring)."""
+    return open_settings(
+        connection.settings,
+        box=box,
+        tenant_id=connection.tenant_id,
+        connection_id=connection.connection_id,
+    )
 
 
 def partner_block(opened: Mapping[str, Any], *, base_url: str | None) -> dict[str, Any]:

@@ -24,17 +24,21 @@ Pacing: before each request the reader takes one token from its bucket, waiting 
 retry waits, token expiry) comes from one injected :class:`~connectors.base.context.Clock`,
 re-exported here with the real :class:`~connectors.base.context.SystemClock` for the service.
 
-Building a reader: each connector's ``reader_for(settings, setup)`` validates the connection's
-settings, picks the token source and calls :meth:`PacedReader.paced`. :class:`ReaderSetup`
-is what the service gives every connector: the shared HTTP client, the network policy, the
-clock (pacing, retry waits, token expiry) and, for an OAuth connection, the connection's
+Building a reader: each connector's ``reader_for(settings, setup)`` answers the reader for a
+connection's opened ``settings`` (its connector block: ``auth``, ``base_url``...), or ``None``
+for an OAuth connection when ``setup`` has no grant store; it raises
+``pydantic.ValidationError`` (no input echoed) if the settings are not valid. It validates the
+settings (:meth:`ReaderSetup.config`), picks the token source (:meth:`ReaderSetup.oauth` for an
+OAuth connection) and calls :meth:`PacedReader.paced`. :class:`ReaderSetup` is what the service
+gives every connector: the shared HTTP client, the network policy, the clock (pacing, retry
+waits, token expiry) and, for an OAuth connection, the connection's
 :class:`~connectors.base.oauth.GrantStore`. An OAuth connection is read with the connector's
 own :class:`~connectors.base.oauth.OAuthTokenSource` subclass, the one its delivery sink uses,
-handed that grant store (:meth:`ReaderSetup.token_options`): a renewal by the reader is saved
-where the sink finds it, a refresh refused because the sink rotated the refresh token reloads
-the sink's grant once, and a refusal that stands is ``PartnerReadError("auth_failed")``.
-Without a grant store an OAuth connection has no reader (``reader_for`` answers ``None``): a
-reader renewing on its own could strand the sink's rotated refresh token.
+handed that grant store: a renewal by the reader is saved where the sink finds it, a refresh
+refused because the sink rotated the refresh token reloads the sink's grant once, and a refusal
+that stands is ``PartnerReadError("auth_failed")``. Without a grant store an OAuth connection
+has no reader (``reader_for`` answers ``None``): a reader renewing on its own could strand the
+sink's rotated refresh token.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from typing import Any, Final, Self, TypeVar
 
 import httpx
 
+from connectors.base.config import ConnectionConfig
 from connectors.base.context import Clock, SystemClock
 from connectors.base.errors import AuthenticationError, ConnectorError, TransientError
 from connectors.base.http import (
@@ -81,6 +86,7 @@ _FIRST_BACKOFF_SECONDS = 0.5
 
 Sleep = Callable[[float], Awaitable[None]]
 _T = TypeVar("_T")
+ConfigT = TypeVar("ConfigT", bound=ConnectionConfig)
 
 
 def reader_http_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -219,14 +225,28 @@ class ReaderSetup:
     clock: Clock = field(default_factory=SystemClock)
     log_fields: Mapping[str, Any] = field(default_factory=dict)
 
-    def token_options(self, partner: str) -> TokenSourceOptions:
-        """The options of an OAuth token source reading for ``partner``'s connection."""
-        return {
-            "clock": self.clock,
-            "store": self.grants,
-            "logger": logging.getLogger(f"connectors.{partner}.reader"),
-            "log_fields": self.log_fields,
-        }
+    def config(self, config_class: type[ConfigT], settings: Mapping[str, Any]) -> ConfigT:
+        """``settings`` validated as ``config_class`` under this setup's network policy; raises
+        ``pydantic.ValidationError`` (no input echoed) if they are not valid."""
+        return config_class.validate_for_connection(
+            dict(settings), allow_private_networks=self.allow_private_networks
+        )
+
+    def oauth(
+        self, partner: str, source: Callable[[TokenSourceOptions], TokenSource]
+    ) -> TokenSource | None:
+        """The OAuth token source ``source`` builds from this setup's clock, grant store and
+        log fields, or ``None`` when there is no grant store (the connection is not read)."""
+        if self.grants is None:
+            return None
+        return source(
+            {
+                "clock": self.clock,
+                "store": self.grants,
+                "logger": logging.getLogger(f"connectors.{partner}.reader"),
+                "log_fields": self.log_fields,
+            }
+        )
 
 
 class PacedReader:
@@ -262,12 +282,15 @@ class PacedReader:
     def paced(
         cls,
         setup: ReaderSetup,
+        tokens: TokenSource | None,
         *,
         api_root: str | Callable[[], str],
-        tokens: TokenSource,
         connection_rate: float | None,
-    ) -> Self:
-        """A reader with ``setup``'s client and clock, paced by :func:`reader_bucket`."""
+    ) -> Self | None:
+        """A reader with ``setup``'s client and clock, paced by :func:`reader_bucket`
+        (``None`` without ``tokens``: an OAuth connection and no grant store)."""
+        if tokens is None:
+            return None
         return cls(
             setup.client,
             api_root=api_root,

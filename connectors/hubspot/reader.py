@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from connectors.base.inbound import InboundCompany
 from connectors.base.matchkeys import normalize_domain
-from connectors.base.oauth import StaticToken, TokenSource
+from connectors.base.oauth import StaticToken
 from connectors.base.partner_read import (
     READ_RATE_PER_SECOND,
     PacedReader,
@@ -80,22 +80,17 @@ class HubSpotCompanyReader(PacedReader):
 
 
 def reader_for(settings: Mapping[str, Any], setup: ReaderSetup) -> HubSpotCompanyReader | None:
-    """The reader for a connection's opened ``settings`` (its connector block: ``auth``,
-    ``base_url``...), or ``None`` for an OAuth connection when ``setup`` has no grant store.
-
-    Raises ``pydantic.ValidationError`` (no input echoed) if the settings are not valid.
-    """
-    config = HubSpotConnectionConfig.validate_for_connection(
-        dict(settings), allow_private_networks=setup.allow_private_networks
+    """The connection's reader (see :mod:`connectors.base.partner_read`, "Building a reader")."""
+    config = setup.config(HubSpotConnectionConfig, settings)
+    auth = config.auth
+    tokens = (
+        StaticToken(auth.token)
+        if isinstance(auth, HubSpotPrivateApp)
+        else setup.oauth(
+            HubSpotCompanyReader.partner,
+            lambda options: oauth_source(config, auth, http_client=setup.client, options=options),
+        )
     )
-    tokens: TokenSource
-    if isinstance(config.auth, HubSpotPrivateApp):
-        tokens = StaticToken(config.auth.token)
-    elif setup.grants is None:
-        return None
-    else:
-        options = setup.token_options(HubSpotCompanyReader.partner)
-        tokens = oauth_source(config, config.auth, http_client=setup.client, options=options)
     return HubSpotCompanyReader.paced(
-        setup, api_root=config.api_root, tokens=tokens, connection_rate=config.rate_limit_per_second
+        setup, tokens, api_root=config.api_root, connection_rate=config.rate_limit_per_second
     )

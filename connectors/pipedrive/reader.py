@@ -20,7 +20,7 @@ connection sets ``base_url``, asked again before each read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from connectors.base.inbound import InboundCompany, PartnerReadError
@@ -64,32 +64,26 @@ class PipedriveCompanyReader(PacedReader):
 
 
 def reader_for(settings: Mapping[str, Any], setup: ReaderSetup) -> PipedriveCompanyReader | None:
-    """The reader for a connection's opened ``settings`` (its connector block: ``auth``,
-    ``base_url``...), or ``None`` for an OAuth connection when ``setup`` has no grant store.
-
-    Raises ``pydantic.ValidationError`` (no input echoed) if the settings are not valid.
-    """
-    config = PipedriveConnectionConfig.validate_for_connection(
-        dict(settings), allow_private_networks=setup.allow_private_networks
-    )
-    tokens: TokenSource
-    api_root: str | Callable[[], str]
-    if isinstance(config.auth, PipedriveApiTokenAuth):
-        tokens, api_root = ApiTokenAuth(config.auth.token), config.api_base_url()
-    elif setup.grants is None:
-        return None
-    else:
-        oauth = PipedriveOAuthSource(
-            config.auth,
-            http_client=setup.client,
-            allow_private_networks=setup.allow_private_networks,
-            **setup.token_options(PipedriveCompanyReader.partner),
+    """The connection's reader (see :mod:`connectors.base.partner_read`, "Building a reader")."""
+    config = setup.config(PipedriveConnectionConfig, settings)
+    auth = config.auth
+    tokens: TokenSource | None = (
+        ApiTokenAuth(auth.token)
+        if isinstance(auth, PipedriveApiTokenAuth)
+        else setup.oauth(
+            PipedriveCompanyReader.partner,
+            lambda options: PipedriveOAuthSource(
+                auth,
+                http_client=setup.client,
+                allow_private_networks=setup.allow_private_networks,
+                **options,
+            ),
         )
-        tokens = oauth
+    )
 
-        def api_root() -> str:
-            return config.api_base_url(oauth_api_domain=oauth.api_domain)
+    def api_root() -> str:  # an OAuth renewal may move the account's API host
+        return config.api_base_url(oauth_api_domain=None if tokens is None else tokens.api_domain)
 
     return PipedriveCompanyReader.paced(
-        setup, api_root=api_root, tokens=tokens, connection_rate=config.rate_limit_per_second
+        setup, tokens, api_root=api_root, connection_rate=config.rate_limit_per_second
     )

@@ -45,7 +45,7 @@ from aiokafka.errors import KafkaError
 from faust.types import EventT
 from redis.exceptions import RedisError
 
-from processors.agents.streams import concrete_stream, raw_topic
+from processors.agents.streams import concrete_stream, hold_batches, raw_topic
 from processors.connection_health import HealthStore
 from processors.identity.repository import IdentityRepository
 from processors.inbound.directory import CompanyDirectory, directory_update
@@ -116,30 +116,30 @@ class InboundHandler:
         return plan.outcome
 
     async def _until_done(self, step: Callable[[], Awaitable[_T]]) -> _T:
-        backoff = _FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                return await step()
-            except RETRIED_ERRORS as exc:
-                BACKEND_RETRIES.labels(component="inbound", error=type(exc).__name__).inc()
-                logger.warning(
-                    "inbound.record.retrying",
-                    extra={"error": type(exc).__name__, "backoff_s": backoff},
-                )
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        return await _retrying(
+            step, component="inbound", event="inbound.record.retrying", sleep=self._sleep
+        )
 
 
-def _record(event: EventT[bytes]) -> InboundRecord:
-    message = event.message
-    key, value = message.key, message.value
-    return InboundRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key if isinstance(key, bytes) or key is None else bytes(key),
-        value=value if isinstance(value, bytes) or value is None else bytes(value),
-    )
+async def _retrying(
+    step: Callable[[], Awaitable[_T]],
+    *,
+    component: str,
+    event: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> _T:
+    """``step``'s result, retrying :data:`RETRIED_ERRORS` with capped exponential backoff for
+    as long as they last (counted in ``qi_backend_retries_total`` as ``component``, logged as
+    ``event``); any other error is raised."""
+    backoff = _FIRST_BACKOFF_SECONDS
+    while True:
+        try:
+            return await step()
+        except RETRIED_ERRORS as exc:
+            BACKEND_RETRIES.labels(component=component, error=type(exc).__name__).inc()
+            logger.warning(event, extra={"error": type(exc).__name__, "backoff_s": backoff})
+            await sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
 
 async def handle_batches(
@@ -147,32 +147,23 @@ async def handle_batches(
     handle: Callable[[InboundRecord], Awaitable[object]],
 ) -> None:
     """Handle each record of each batch in order; a batch is acknowledged once all are done."""
-    async for events in batches:
-        for event in events:
-            event.message.incref()
-        for event in events:
-            await handle(_record(event))
-        for event in events:
-            event.ack()
+
+    async def each(records: list[InboundRecord]) -> None:
+        for record in records:
+            await handle(record)
+
+    await hold_batches(batches, each)
 
 
 async def _apply_directory(directory: CompanyDirectory, record: InboundRecord) -> None:
     update = directory_update(record.value)
     if update is None:
         return
-    backoff = _FIRST_BACKOFF_SECONDS
-    while True:
-        try:
-            await directory.apply(update)
-            return
-        except RETRIED_ERRORS as exc:
-            BACKEND_RETRIES.labels(component="inbound-directory", error=type(exc).__name__).inc()
-            logger.warning(
-                "inbound.directory.retrying",
-                extra={"error": type(exc).__name__, "backoff_s": backoff},
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+    await _retrying(
+        lambda: directory.apply(update),
+        component="inbound-directory",
+        event="inbound.directory.retrying",
+    )
 
 
 def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:

@@ -52,7 +52,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from faust.types import EventT
 from redis.exceptions import RedisError
 
-from processors.agents.streams import concrete_stream
+from processors.agents.streams import concrete_stream, hold_batches
 from processors.contracts import default_registry
 from processors.metrics import ROUTING_BATCH_SECONDS
 from processors.redis_client import redis_client
@@ -226,19 +226,6 @@ class BatchRouter:
         return min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
 
-def _incoming(event: EventT[bytes]) -> IncomingRecord:
-    message = event.message
-    key = message.key
-    value = message.value
-    return IncomingRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key if isinstance(key, bytes) or key is None else bytes(key),
-        value=value if isinstance(value, bytes) or value is None else bytes(value),
-    )
-
-
 async def route_batches(
     batches: AsyncIterable[Sequence[EventT[bytes]]],
     route: Callable[[Sequence[IncomingRecord]], Awaitable[None]],
@@ -247,13 +234,12 @@ async def route_batches(
 
     See the module docstring ("Commits") for why the extra reference is taken.
     """
-    async for events in batches:
-        for event in events:
-            event.message.incref()
+
+    async def timed(records: list[IncomingRecord]) -> None:
         with ROUTING_BATCH_SECONDS.time():
-            await route([_incoming(event) for event in events])
-        for event in events:
-            event.ack()
+            await route(records)
+
+    await hold_batches(batches, timed)
 
 
 def register_route_agent(app: faust.App, *, source: faust.TopicT, settings: Settings) -> None:

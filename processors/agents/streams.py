@@ -3,13 +3,22 @@
 The app (:mod:`processors.app`) and the agents (:mod:`processors.agents.route`,
 :mod:`processors.agents.deliver`) both declare their topics with :func:`raw_topic`; it lives
 here, below both, so that the app imports the agents and nothing imports the app.
+
+:func:`consumed` and :func:`hold_batches` are how the routing and inbound agents hand Faust's
+events to their services (:class:`~processors.records.ConsumedRecord`) and commit them only
+once handled (see "Commits" in :mod:`processors.agents.route`).
 """
 
 from __future__ import annotations
 
-import faust
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 
-__all__ = ["concrete_stream", "raw_topic"]
+import faust
+from faust.types import EventT
+
+from processors.records import ConsumedRecord
+
+__all__ = ["concrete_stream", "consumed", "hold_batches", "raw_topic"]
 
 
 def concrete_stream(stream: faust.StreamT[bytes]) -> faust.Stream[bytes]:
@@ -33,3 +42,35 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
         value_serializer="raw",
         internal=False,
     )
+
+
+def consumed(event: EventT[bytes]) -> ConsumedRecord:
+    """The record ``event`` carries, with its coordinates (key and value as bytes)."""
+    message = event.message
+    key, value = message.key, message.value
+    return ConsumedRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=key if isinstance(key, bytes) or key is None else bytes(key),
+        value=value if isinstance(value, bytes) or value is None else bytes(value),
+    )
+
+
+async def hold_batches(
+    batches: AsyncIterable[Sequence[EventT[bytes]]],
+    handle: Callable[[list[ConsumedRecord]], Awaitable[object]],
+) -> None:
+    """Hand each batch's records to ``handle``; its events become committable only once it
+    returned.
+
+    Each event's message is referenced (``incref``) before ``handle`` runs and acknowledged
+    after, so an exception in between commits nothing of the batch (see "Commits" in
+    :mod:`processors.agents.route` for why the extra reference is taken).
+    """
+    async for events in batches:
+        for event in events:
+            event.message.incref()
+        await handle([consumed(event) for event in events])
+        for event in events:
+            event.ack()

@@ -45,10 +45,14 @@ from connectors.registry import ConnectorSpec, get_connector
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
 from processors.oauthgrants import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
-from processors.partner_blocks import is_sandbox_url, partner_block, resume_block
+from processors.partner_blocks import (
+    is_sandbox_url,
+    opened_settings,
+    partner_block,
+    resume_block,
+)
 from processors.secrets import SecretBox, SecretDecryptionError
 from processors.tenants.models import ConnectionRecord
-from processors.tenants.secret_fields import open_settings
 
 __all__ = ["ConnectorSinkFactory"]
 
@@ -108,12 +112,7 @@ class ConnectorSinkFactory:
     async def __call__(self, connection: ConnectionRecord) -> BaseSink[Any]:
         name = self._spec.name
         try:
-            opened = open_settings(
-                connection.settings,
-                box=self._box,
-                tenant_id=connection.tenant_id,
-                connection_id=connection.connection_id,
-            )
+            opened = opened_settings(connection, self._box)
         except SecretDecryptionError as exc:
             msg = "a stored secret of the connection does not open"
             raise PermanentError(msg, partner=name) from exc

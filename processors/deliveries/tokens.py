@@ -8,17 +8,8 @@ same store as the delivery sinks. New code imports it from there.
 from processors.oauthgrants import (
     GRANT_PURPOSE,
     GRANT_TTL_SECONDS,
-    ConnectionGrants,
-    GrantRewrap,
     OAuthTokenStore,
     credentials_fingerprint,
 )
 
-__all__ = [
-    "GRANT_PURPOSE",
-    "GRANT_TTL_SECONDS",
-    "ConnectionGrants",
-    "GrantRewrap",
-    "OAuthTokenStore",
-    "credentials_fingerprint",
-]
+__all__ = ["GRANT_PURPOSE", "GRANT_TTL_SECONDS", "OAuthTokenStore", "credentials_fingerprint"]

@@ -55,10 +55,14 @@ from connectors.hubspot.reader import reader_for as hubspot_reader_for
 from connectors.pipedrive.reader import reader_for as pipedrive_reader_for
 from processors.connection_health import Breaker, ConnectionHealth, ConnectionState
 from processors.oauthgrants import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
-from processors.partner_blocks import is_sandbox_url, partner_block, resume_block
+from processors.partner_blocks import (
+    is_sandbox_url,
+    opened_settings,
+    partner_block,
+    resume_block,
+)
 from processors.secrets import SecretBox, SecretDecryptionError
 from processors.tenants.models import ConnectionRecord
-from processors.tenants.secret_fields import open_settings
 
 __all__ = ["ConnectionReaders", "Health"]
 
@@ -145,12 +149,7 @@ class ConnectionReaders:
             "connector": str(connection.connector),
         }
         try:
-            opened = open_settings(
-                connection.settings,
-                box=self._box,
-                tenant_id=connection.tenant_id,
-                connection_id=connection.connection_id,
-            )
+            opened = opened_settings(connection, self._box)
         except SecretDecryptionError:
             logger.warning("inbound.reader.secret_unreadable", extra=log)
             return None

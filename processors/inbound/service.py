@@ -52,6 +52,7 @@ from processors.inbound.models import (
     review_id_for,
 )
 from processors.inbound.resolution import Directory, PartnerLinks, resolve
+from processors.records import ConsumedRecord, Headers
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.topics import TopicMap
 
@@ -78,16 +79,9 @@ RETRIED_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 """Errors the service lets out for the agent to retry."""
 _MAX_DETAIL = 1000
 
-Headers = tuple[tuple[str, bytes], ...]
 
-
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+InboundRecord = ConsumedRecord
+"""One record of ``integrations.inbound`` with its coordinates."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from processors import metrics
 from processors.contracts import ContractEncodingError, ContractRegistry, ContractSchema, encode
 from processors.domain.events import DomainEvent
+from processors.records import ConsumedRecord, Headers
 from processors.routing.destinations import export_destinations
 from processors.routing.idempotency import delivery_id_for
 from processors.routing.mapping import EVENT_FAMILIES, map_event
@@ -71,23 +72,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Headers = tuple[tuple[str, bytes], ...]
-
 MAX_DETAIL_CHARS = 1_000
 """The longest ``qi.error.detail`` a dead letter carries."""
 _OMITTED = "qi.payload_omitted"
 _REFUSED = b"refused_too_large"
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingRecord:
-    """One record of ``queast.domain-events`` with its coordinates."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+IncomingRecord = ConsumedRecord
+"""One record of ``queast.domain-events`` with its coordinates."""
 
 
 @dataclass(frozen=True, slots=True)
