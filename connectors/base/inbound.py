@@ -43,9 +43,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, TypeVar
+from typing import Annotated, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, StringConstraints
 
 __all__ = [
     "InboundAdapter",
@@ -55,6 +55,8 @@ __all__ = [
     "InboundPayloadError",
     "InboundRequest",
     "InboundSettings",
+    "InterestSettings",
+    "InterestValue",
     "PartnerCompanyReader",
     "PartnerReadError",
     "PartnerReadFailure",
@@ -65,14 +67,29 @@ class InboundSettings(BaseModel):
     """The part of every connector's ``inbound`` block that the service itself reads.
 
     A connector's own inbound block subclasses it with its credentials (sealed like every
-    ``SecretStr`` of a connection) and its interest rules.
+    ``SecretStr`` of a connection) and its interest rules. Validation errors never echo the
+    input (it holds those credentials).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     enabled: bool = False
     ip_allowlist: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
     """Source networks allowed to call (empty: any); checked before the signature."""
+
+
+InterestValue = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
+]
+"""One value of a partner field that marks interest, compared as text."""
+
+
+class InterestSettings(InboundSettings):
+    """An inbound block whose highlights are a partner field taking one of
+    ``interest_values`` (HubSpot's company property, Pipedrive's organization field); the
+    connector names the field."""
+
+    interest_values: list[InterestValue] = Field(min_length=1, max_length=100)
 
 
 @dataclass(frozen=True, slots=True)
