@@ -16,6 +16,12 @@ injected clock):
    highlights it carries (zero or more: a HubSpot batch holds up to 100 events, most of which
    are not interest), or raises :class:`InboundPayloadError` (answered 400).
 
+The steps the connectors' verifiers share are here: :func:`header` (a header whatever the case
+of its name), :func:`same_secret` (a constant-time comparison that does not reveal lengths
+either) and :func:`check_fresh` (the freshness window of a signed timestamp, refusing a clock
+that is not a number); so is :func:`scalar_text`, how a partner's field value is compared with
+a connection's ``interest_values``.
+
 A highlight names the partner's event identity (:attr:`InboundHighlight.partner_event_id`,
 what the service deduplicates on, stable across the partner's retries of the same event) and
 what the partner says of the company (its object id, and whatever fields the payload carries).
@@ -40,6 +46,8 @@ waits longer than it promised.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +68,10 @@ __all__ = [
     "PartnerCompanyReader",
     "PartnerReadError",
     "PartnerReadFailure",
+    "check_fresh",
+    "header",
+    "same_secret",
+    "scalar_text",
 ]
 
 
@@ -115,6 +127,57 @@ class InboundAuthError(Exception):
 
 class InboundPayloadError(ValueError):
     """An authenticated request whose body is not what the partner sends (answered 400)."""
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name`` (lower case), whatever the case of the key."""
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def same_secret(expected: str, given: str) -> bool:
+    """Whether ``given`` is ``expected``, compared in constant time; both are hashed first, so
+    the time does not depend on their lengths either."""
+    return hmac.compare_digest(_digest(expected), _digest(given))
+
+
+def check_fresh(
+    age: float,
+    *,
+    max_age: float,
+    max_future: float,
+    refuse: type[InboundAuthError],
+    what: str,
+) -> None:
+    """Refuse a signed timestamp ``age`` old (negative: ahead of the service's clock) outside
+    ``max_age``/``max_future`` (the caller's unit), with ``refuse`` and the reason
+    ``stale_timestamp`` or ``future_timestamp``; ``what`` names the timestamp in the message.
+    An age that is not a number (a broken clock) is refused, never accepted."""
+    if age <= max_age and -age <= max_future:
+        return
+    if age < 0:
+        raise refuse("future_timestamp", f"{what} is in the future")
+    raise refuse("stale_timestamp", f"{what} is too old")
+
+
+def scalar_text(value: object) -> str | None:
+    """A scalar field value as the text interest values are compared with (a boolean as
+    ``true``/``false``, a whole float without its ``.0``), ``None`` for anything else."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return value
+    return None
 
 
 class InboundCompany(BaseModel):
