@@ -41,18 +41,17 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import faust
-from aiokafka.errors import KafkaError
 from faust.types import EventT
-from redis.exceptions import RedisError
 
-from processors.agents.streams import concrete_stream, hold_batches, raw_topic
+from processors.agents.streams import INFRASTRUCTURE_ERRORS as RETRIED_ERRORS
+from processors.agents.streams import concrete_stream, hold_batches, raw_topic, retrying
 from processors.connection_health import HealthStore
 from processors.identity.repository import IdentityRepository
 from processors.inbound.directory import CompanyDirectory, directory_update
 from processors.inbound.readers import ConnectionReaders
 from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.inbound.service import InboundRecord, InboundService, Output
-from processors.metrics import BACKEND_RETRIES, INBOUND_RESOLVED
+from processors.metrics import INBOUND_RESOLVED
 from processors.oauthgrants import OAuthTokenStore
 from processors.redis_client import redis_client
 from processors.settings import Settings
@@ -63,14 +62,6 @@ __all__ = ["RETRIED_ERRORS", "InboundHandler", "handle_batches", "register_inbou
 
 logger = logging.getLogger(__name__)
 
-RETRIED_ERRORS: tuple[type[Exception], ...] = (
-    RedisError,
-    OSError,
-    KafkaError,
-    faust.exceptions.ProducerSendError,
-)
-_FIRST_BACKOFF_SECONDS = 0.5
-_MAX_BACKOFF_SECONDS = 30.0
 _BATCH_SIZE = 100
 _BATCH_WITHIN_SECONDS = 0.2
 
@@ -116,30 +107,9 @@ class InboundHandler:
         return plan.outcome
 
     async def _until_done(self, step: Callable[[], Awaitable[_T]]) -> _T:
-        return await _retrying(
+        return await retrying(
             step, component="inbound", event="inbound.record.retrying", sleep=self._sleep
         )
-
-
-async def _retrying(
-    step: Callable[[], Awaitable[_T]],
-    *,
-    component: str,
-    event: str,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> _T:
-    """``step``'s result, retrying :data:`RETRIED_ERRORS` with capped exponential backoff for
-    as long as they last (counted in ``qi_backend_retries_total`` as ``component``, logged as
-    ``event``); any other error is raised."""
-    backoff = _FIRST_BACKOFF_SECONDS
-    while True:
-        try:
-            return await step()
-        except RETRIED_ERRORS as exc:
-            BACKEND_RETRIES.labels(component=component, error=type(exc).__name__).inc()
-            logger.warning(event, extra={"error": type(exc).__name__, "backoff_s": backoff})
-            await sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
 
 async def handle_batches(
@@ -159,7 +129,7 @@ async def _apply_directory(directory: CompanyDirectory, record: InboundRecord) -
     update = directory_update(record.value)
     if update is None:
         return
-    await _retrying(
+    await retrying(
         lambda: directory.apply(update),
         component="inbound-directory",
         event="inbound.directory.retrying",
