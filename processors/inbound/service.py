@@ -52,7 +52,7 @@ from processors.inbound.models import (
     review_id_for,
 )
 from processors.inbound.resolution import Directory, PartnerLinks, resolve
-from processors.records import ConsumedRecord, Headers
+from processors.records import ConsumedRecord, Headers, ProducedRecord
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.topics import TopicMap
 
@@ -84,12 +84,8 @@ InboundRecord = ConsumedRecord
 """One record of ``integrations.inbound`` with its coordinates."""
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
+Output = ProducedRecord
+"""One record the inbound agent produces (a bookmark, a review or a dead letter)."""
 
 
 async def _nothing() -> None:

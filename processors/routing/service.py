@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from processors import metrics
 from processors.contracts import ContractEncodingError, ContractRegistry, ContractSchema, encode
 from processors.domain.events import DomainEvent
-from processors.records import ConsumedRecord, Headers
+from processors.records import ConsumedRecord, Headers, ProducedRecord
 from processors.routing.destinations import export_destinations
 from processors.routing.idempotency import delivery_id_for
 from processors.routing.mapping import EVENT_FAMILIES, map_event
@@ -83,13 +83,9 @@ IncomingRecord = ConsumedRecord
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingRecord:
+class OutgoingRecord(ProducedRecord):
     """One record to produce, keyed by tenant."""
 
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers
     source: IncomingRecord | None = None
     """The input record an export or a dead letter of the routing service comes from."""
 
