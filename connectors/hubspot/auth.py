@@ -20,10 +20,15 @@ import httpx
 from pydantic import SecretStr
 
 from connectors.base.context import SinkContext
-from connectors.base.oauth import OAuthTokenSource, StaticToken, options_from
+from connectors.base.oauth import (
+    OAuthTokenSource,
+    StaticToken,
+    TokenSourceOptions,
+    options_from,
+)
 from connectors.hubspot.config import HubSpotConnectionConfig, HubSpotOAuth
 
-__all__ = ["HubSpotOAuthSource", "PrivateAppToken", "token_source_for"]
+__all__ = ["HubSpotOAuthSource", "PrivateAppToken", "oauth_source", "token_source_for"]
 
 _OAUTH_GRANT_PATH: Final[str] = "/oauth/v1/token"
 
@@ -53,7 +58,16 @@ def token_source_for(
     auth = config.auth
     if not isinstance(auth, HubSpotOAuth):
         return PrivateAppToken(auth.token)
+    return oauth_source(config, auth, http_client=http_client, options=options_from(context))
+
+
+def oauth_source(
+    config: HubSpotConnectionConfig,
+    auth: HubSpotOAuth,
+    *,
+    http_client: httpx.AsyncClient,
+    options: TokenSourceOptions,
+) -> HubSpotOAuthSource:
+    """The OAuth installation's token source, for the sink or the inbound company reader."""
     token_url = f"{config.api_root}{_OAUTH_GRANT_PATH}"
-    return HubSpotOAuthSource(
-        auth, token_url=token_url, http_client=http_client, **options_from(context)
-    )
+    return HubSpotOAuthSource(auth, token_url=token_url, http_client=http_client, **options)

@@ -47,7 +47,7 @@ from pydantic import (
 )
 
 from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
-from connectors.base.inbound import InboundSettings
+from connectors.base.inbound import InterestSettings, InterestValue
 from connectors.base.ratelimit import RateLimit
 
 __all__ = [
@@ -74,11 +74,6 @@ MAX_CLIENT_SECRET_CHARS: Final[int] = 256
 
 PropertyName = Annotated[str, StringConstraints(pattern=_PROPERTY_NAME_PATTERN)]
 """A HubSpot property's internal name (lower case, digits, ``_``; at most 100 characters)."""
-InterestValue = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
-]
-"""One value of the interest property that marks interest (an enumeration option's internal
-value, ``true`` for a checkbox), compared as text."""
 
 
 class HubSpotTier(StrEnum):
@@ -144,10 +139,9 @@ class HubSpotOAuth(_Auth):
 HubSpotAuth = Annotated[HubSpotPrivateApp | HubSpotOAuth, Field(discriminator="type")]
 
 
-class HubSpotInbound(InboundSettings):
-    """The inbound block of a HubSpot connection; see the module docstring."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)
+class HubSpotInbound(InterestSettings):
+    """The inbound block of a HubSpot connection; see the module docstring. An interest value
+    is an enumeration option's internal value, or ``true`` for a checkbox."""
 
     client_secret: SecretStr = Field(min_length=1, max_length=MAX_CLIENT_SECRET_CHARS)
     interest_property: PropertyName = "queast_interest"

@@ -6,17 +6,19 @@ with the connection's token, answering an :class:`~connectors.base.inbound.Inbou
 ``linkedin_company_page`` as the LinkedIn URL. ``None`` on 404; otherwise the outcomes of
 :func:`connectors.base.partner_read.read_json` (bounded retries, ``PartnerReadError``).
 
-This module imports the connector kit's base and this connector's configuration only, never
-an exporter, a payload mapping or the sink: the inbound agent imports it, and the inbound
-side must not reach any code that writes to a partner or produces a Signal.
+This module imports the connector kit's base and this connector's configuration and token
+sources only, never an exporter, a payload mapping or the sink: the inbound agent imports it,
+and the inbound side must not reach any code that writes to a partner or produces a Signal.
 
 Decisions:
 
 - **Auth.** :func:`reader_for` builds the reader from the connection's validated settings.
-  A private app token is used as is. An OAuth installation is **not** read (``None``): its
-  refresh token may rotate on renewal, and renewals must be saved through the connection's
-  grant store, which lives with the deliveries; a reader renewing on its own could strand the
-  delivery sink's grant. Such highlights stay in review (``partner_read_unavailable``).
+  A private app token is used as is. An OAuth installation is read with
+  :class:`~connectors.hubspot.auth.HubSpotOAuthSource`, the token source its delivery sink
+  uses, handed the connection's grant store (``setup.grants``): renewals are saved where the
+  sink finds them and a refused refresh reloads the sink's latest grant once (see
+  :mod:`connectors.base.partner_read`). Without a grant store an OAuth connection has no
+  reader (``None``), and its highlights wait for review (``partner_read_unavailable``).
 - **Limits.** The reader does not share the delivery sink's bucket (that lives in the
   delivery agent's sink, in another agent's memory). It has its own conservative bucket:
   :data:`READ_RATE_PER_SECOND` requests per second, a tenth of the smallest tier's burst
@@ -27,13 +29,9 @@ Decisions:
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
-
-import httpx
 
 from connectors.base.inbound import InboundCompany
 from connectors.base.matchkeys import normalize_domain
@@ -41,9 +39,10 @@ from connectors.base.oauth import StaticToken
 from connectors.base.partner_read import (
     READ_RATE_PER_SECOND,
     PacedReader,
-    reader_bucket,
+    ReaderSetup,
     text_field,
 )
+from connectors.hubspot.auth import oauth_source
 from connectors.hubspot.config import HubSpotConnectionConfig, HubSpotPrivateApp
 
 __all__ = ["READ_PROPERTIES", "READ_RATE_PER_SECOND", "HubSpotCompanyReader", "reader_for"]
@@ -80,30 +79,18 @@ class HubSpotCompanyReader(PacedReader):
         )
 
 
-def reader_for(
-    settings: Mapping[str, Any],
-    client: httpx.AsyncClient,
-    *,
-    allow_private_networks: bool = False,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> HubSpotCompanyReader | None:
-    """The reader for a connection's opened ``settings`` (its connector block: ``auth``,
-    ``base_url``...), or ``None`` for an OAuth connection.
-
-    Raises ``pydantic.ValidationError`` (no input echoed) if the settings are not valid.
-    """
-    config = HubSpotConnectionConfig.validate_for_connection(
-        dict(settings), allow_private_networks=allow_private_networks
+def reader_for(settings: Mapping[str, Any], setup: ReaderSetup) -> HubSpotCompanyReader | None:
+    """The connection's reader (see :mod:`connectors.base.partner_read`, "Building a reader")."""
+    config = setup.config(HubSpotConnectionConfig, settings)
+    auth = config.auth
+    tokens = (
+        StaticToken(auth.token)
+        if isinstance(auth, HubSpotPrivateApp)
+        else setup.oauth(
+            HubSpotCompanyReader.partner,
+            lambda options: oauth_source(config, auth, http_client=setup.client, options=options),
+        )
     )
-    if not isinstance(config.auth, HubSpotPrivateApp):
-        return None
-    token = StaticToken(config.auth.token)
-    return HubSpotCompanyReader(
-        client,
-        api_root=config.api_root,
-        tokens=token,
-        rate=reader_bucket(config.rate_limit_per_second, clock),
-        sleep=sleep,
-        clock=clock,
+    return HubSpotCompanyReader.paced(
+        setup, tokens, api_root=config.api_root, connection_rate=config.rate_limit_per_second
     )

@@ -47,10 +47,11 @@ whose app sends v3 (every public OAuth app) should set ``accept_legacy_signature
 then a request must carry a fresh v3 signature, and an attacker cannot strip the v3 headers of
 a captured request to fall back on its timeless v1 signature.
 
-Comparisons are constant time (:func:`hmac.compare_digest` on bytes), header names are matched
-case-insensitively, and no error message carries a header value, the secret or the body. Text
-is signed as UTF-8 (``surrogatepass``: an odd header never raises anything but the typed
-error). :func:`signature_v1`, :func:`signature_v2`, :func:`signature_v3`,
+Comparisons are constant time (:func:`~connectors.base.inbound.same_secret`, the kit's step
+the connectors' verifiers share with its header lookup and freshness window), header names are
+matched case-insensitively, and no error message carries a header value, the secret or the
+body. Text is signed as UTF-8 (``surrogatepass``: an odd header never raises anything but the
+typed error). :func:`signature_v1`, :func:`signature_v2`, :func:`signature_v3`,
 :func:`signed_headers` (v3) and :func:`legacy_headers` (v1/v2) compute what HubSpot sends (for
 tests, the local sandbox and the demo).
 
@@ -113,6 +114,10 @@ from connectors.base.inbound import (
     InboundHighlight,
     InboundPayloadError,
     InboundRequest,
+    check_fresh,
+    header,
+    same_secret,
+    scalar_text,
 )
 from connectors.hubspot.config import HubSpotInbound
 
@@ -224,18 +229,6 @@ def legacy_headers(
     return {"X-HubSpot-Signature": signature, "X-HubSpot-Signature-Version": version}
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header ``name`` (lower case), whatever the case of the key."""
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value
-
-
-def _matches(expected: str, given: str) -> bool:
-    return hmac.compare_digest(_utf8(expected), _utf8(given))
-
-
 def verify(
     *,
     client_secret: str,
@@ -254,35 +247,35 @@ def verify(
     Raises:
         HubSpotSignatureError: the request is refused (``reason`` says why).
     """
-    signature = _header(headers, SIGNATURE_V3)
+    signature = header(headers, SIGNATURE_V3)
     if signature:
         timestamp = _v3_timestamp(headers)
         expected = signature_v3(client_secret, method, uri, body, timestamp)
-        if len(signature) > _MAX_SIGNATURE_CHARS or not _matches(expected, signature.strip()):
+        if len(signature) > _MAX_SIGNATURE_CHARS or not same_secret(expected, signature.strip()):
             raise HubSpotSignatureError("bad_signature", "the v3 signature does not match")
         # The age is checked once the signature is known to be HubSpot's.
         _check_age(timestamp, now, max_age_seconds, max_future_seconds)
         return
-    legacy = _header(headers, SIGNATURE)
+    legacy = header(headers, SIGNATURE)
     if not legacy:
         raise HubSpotSignatureError("missing_signature", "no HubSpot signature header")
     if not accept_legacy:
         raise HubSpotSignatureError(
             "unsupported_version", "this connection accepts v3 signatures only"
         )
-    version = (_header(headers, SIGNATURE_VERSION) or "").strip().lower()
+    version = (header(headers, SIGNATURE_VERSION) or "").strip().lower()
     if version == "v1":
         expected = signature_v1(client_secret, body)
     elif version == "v2":
         expected = signature_v2(client_secret, method, uri, body)
     else:
         raise HubSpotSignatureError("unsupported_version", "unknown HubSpot signature version")
-    if len(legacy) > _MAX_SIGNATURE_CHARS or not _matches(expected, legacy.strip().lower()):
+    if len(legacy) > _MAX_SIGNATURE_CHARS or not same_secret(expected, legacy.strip().lower()):
         raise HubSpotSignatureError("bad_signature", f"the {version} signature does not match")
 
 
 def _v3_timestamp(headers: Mapping[str, str]) -> str:
-    timestamp = _header(headers, TIMESTAMP)
+    timestamp = header(headers, TIMESTAMP)
     if not timestamp:
         raise HubSpotSignatureError("missing_signature", "a v3 signature without its timestamp")
     if not _TIMESTAMP_MS.fullmatch(timestamp):
@@ -291,12 +284,13 @@ def _v3_timestamp(headers: Mapping[str, str]) -> str:
 
 
 def _check_age(timestamp: str, now: float, max_age: float, max_future: float) -> None:
-    age_ms = now * 1000 - int(timestamp)
-    if age_ms <= max_age * 1000 and -age_ms <= max_future * 1000:
-        return  # written so that a clock that is not a number refuses, never accepts
-    if age_ms < 0:
-        raise HubSpotSignatureError("future_timestamp", "the request timestamp is in the future")
-    raise HubSpotSignatureError("stale_timestamp", "the request timestamp is too old")
+    check_fresh(
+        now * 1000 - int(timestamp),  # in milliseconds, as HubSpot sends it
+        max_age=max_age * 1000,
+        max_future=max_future * 1000,
+        refuse=HubSpotSignatureError,
+        what="the request timestamp",
+    )
 
 
 # -- the payload ----------------------------------------------------------------------------
@@ -333,15 +327,10 @@ def _value_text(event: Mapping[str, Any]) -> str | None:
     value = event.get("propertyValue")
     if value is None:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, str) and len(value) <= 65_536:
-        return value
-    raise _Bad("propertyValue")
+    text = scalar_text(value)
+    if text is None or len(text) > 65_536:
+        raise _Bad("propertyValue")
+    return text
 
 
 def _event_type(event: Mapping[str, Any]) -> str:

@@ -53,7 +53,7 @@ from pydantic import (
 )
 
 from connectors.base.config import ConnectionConfig, allows_private_networks, check_url
-from connectors.base.inbound import InboundSettings
+from connectors.base.inbound import InterestSettings, InterestValue
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -218,20 +218,14 @@ BasicUser = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x39\x3b-\x7e]+$")
 ]
 """A Basic auth user name: visible ASCII without ``:`` (it separates user and password)."""
-InterestValue = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
-]
 
 
-class PipedriveInbound(InboundSettings):
+class PipedriveInbound(InterestSettings):
     """The inbound block of a Pipedrive connection; see the module docstring."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     username: BasicUser
     password: SecretStr = Field(min_length=MIN_PASSWORD_CHARS)
     interest_field_key: FieldKey
-    interest_values: list[InterestValue] = Field(min_length=1, max_length=100)
 
 
 class PipedriveConnectionConfig(ConnectionConfig):

@@ -7,31 +7,32 @@ and ``linkedin``. ``None`` on 404; otherwise the outcomes of
 :func:`connectors.base.partner_read.read_json` (bounded retries, ``PartnerReadError``). A
 ``{"success": false}`` body, or one without a ``data`` object, is a failed read.
 
-This module imports the connector kit's base and this connector's configuration only (see
-:mod:`connectors.hubspot.reader` for why, and for the same two decisions): an OAuth connection
-is not read (its rotating refresh token belongs to the delivery side's grant store), and the
+This module imports the connector kit's base and this connector's configuration and token
+sources only (see :mod:`connectors.hubspot.reader` for why, and for the same two decisions):
+an OAuth connection is read with :class:`~connectors.pipedrive.auth.PipedriveOAuthSource`, the
+delivery sink's token source, handed the connection's grant store (none: no reader), and the
 reader paces itself with its own bucket of :data:`READ_RATE_PER_SECOND` requests per second,
-a tenth of the smallest burst limit Pipedrive documents for API tokens (20 per 2 s).
+a tenth of the smallest burst limit Pipedrive documents for API tokens (20 per 2 s). Pipedrive
+rotates refresh tokens on every renewal, which is why the grant store is shared. As for the
+sink, an OAuth connection's API host is the ``api_domain`` of its latest grant unless the
+connection sets ``base_url``, asked again before each read.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
-
-import httpx
 
 from connectors.base.inbound import InboundCompany, PartnerReadError
 from connectors.base.matchkeys import normalize_domain
-from connectors.base.oauth import StaticToken
+from connectors.base.oauth import TokenSource
 from connectors.base.partner_read import (
     READ_RATE_PER_SECOND,
     PacedReader,
-    reader_bucket,
+    ReaderSetup,
     text_field,
 )
+from connectors.pipedrive.auth import ApiTokenAuth, PipedriveOAuthSource
 from connectors.pipedrive.config import PipedriveApiTokenAuth, PipedriveConnectionConfig
 
 __all__ = ["READ_RATE_PER_SECOND", "PipedriveCompanyReader", "reader_for"]
@@ -62,30 +63,27 @@ class PipedriveCompanyReader(PacedReader):
         )
 
 
-def reader_for(
-    settings: Mapping[str, Any],
-    client: httpx.AsyncClient,
-    *,
-    allow_private_networks: bool = False,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> PipedriveCompanyReader | None:
-    """The reader for a connection's opened ``settings`` (its connector block: ``auth``,
-    ``base_url``...), or ``None`` for an OAuth connection.
-
-    Raises ``pydantic.ValidationError`` (no input echoed) if the settings are not valid.
-    """
-    config = PipedriveConnectionConfig.validate_for_connection(
-        dict(settings), allow_private_networks=allow_private_networks
+def reader_for(settings: Mapping[str, Any], setup: ReaderSetup) -> PipedriveCompanyReader | None:
+    """The connection's reader (see :mod:`connectors.base.partner_read`, "Building a reader")."""
+    config = setup.config(PipedriveConnectionConfig, settings)
+    auth = config.auth
+    tokens: TokenSource | None = (
+        ApiTokenAuth(auth.token)
+        if isinstance(auth, PipedriveApiTokenAuth)
+        else setup.oauth(
+            PipedriveCompanyReader.partner,
+            lambda options: PipedriveOAuthSource(
+                auth,
+                http_client=setup.client,
+                allow_private_networks=setup.allow_private_networks,
+                **options,
+            ),
+        )
     )
-    if not isinstance(config.auth, PipedriveApiTokenAuth):
-        return None
-    token = StaticToken(config.auth.token, header="x-api-token", prefix="")
-    return PipedriveCompanyReader(
-        client,
-        api_root=config.api_base_url(),
-        tokens=token,
-        rate=reader_bucket(config.rate_limit_per_second, clock),
-        sleep=sleep,
-        clock=clock,
+
+    def api_root() -> str:  # an OAuth renewal may move the account's API host
+        return config.api_base_url(oauth_api_domain=None if tokens is None else tokens.api_domain)
+
+    return PipedriveCompanyReader.paced(
+        setup, tokens, api_root=api_root, connection_rate=config.rate_limit_per_second
     )

@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -68,6 +66,9 @@ from connectors.base.inbound import (
     InboundHighlight,
     InboundPayloadError,
     InboundRequest,
+    header,
+    same_secret,
+    scalar_text,
 )
 from connectors.pipedrive.config import PipedriveInbound
 
@@ -84,17 +85,6 @@ class PipedriveAuthError(InboundAuthError):
     """A request without the webhook's Basic credentials (401)."""
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-
-
 def verify(*, username: str, password: str, headers: Mapping[str, str]) -> None:
     """Check the request's HTTP Basic credentials against ``username`` and ``password``; see
     the module docstring. Header names are matched case-insensitively.
@@ -102,7 +92,7 @@ def verify(*, username: str, password: str, headers: Mapping[str, str]) -> None:
     Raises:
         PipedriveAuthError: the request is refused (``reason`` says why).
     """
-    authorization = _header(headers, "authorization")
+    authorization = header(headers, "authorization")
     if not authorization:
         raise PipedriveAuthError("missing_credentials", "no Authorization header")
     scheme, _, token = authorization.strip().partition(" ")
@@ -117,9 +107,9 @@ def verify(*, username: str, password: str, headers: Mapping[str, str]) -> None:
     user, colon, secret = decoded.partition(":")
     if not colon:
         raise PipedriveAuthError("bad_credentials", "garbled Basic credentials")
-    # Digests first, so the comparison takes the same time whatever the lengths.
-    user_ok = hmac.compare_digest(_digest(user), _digest(username))
-    password_ok = hmac.compare_digest(_digest(secret), _digest(password))
+    # Both compared, each in constant time whatever the lengths.
+    user_ok = same_secret(username, user)
+    password_ok = same_secret(password, secret)
     if not (user_ok and password_ok):
         raise PipedriveAuthError("bad_credentials", "wrong Basic credentials")
 
@@ -155,15 +145,8 @@ class _Meta(BaseModel):
 
 def _text(value: object) -> str | None:
     """A scalar as the text interest values are compared with (``None``: not a scalar)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, str):
-        return value.strip()
-    return None
+    text = scalar_text(value)
+    return None if text is None else text.strip()
 
 
 def _texts(value: object, depth: int = 0) -> Iterator[str]:

@@ -24,7 +24,7 @@ import base64
 import binascii
 from typing import Final
 
-from pydantic import ConfigDict, Field, HttpUrl, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 
 from connectors.base.config import (
     ConnectionConfig,
@@ -70,8 +70,6 @@ class WebhookInbound(InboundSettings):
     ``secret`` is a ``whsec_`` secret as for outbound (24 to 64 bytes once decoded); it is the
     partner's signing secret, distinct from the outbound one. Errors never echo it.
     """
-
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     secret: SecretStr
 

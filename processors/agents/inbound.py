@@ -12,9 +12,11 @@ domain events.
 A highlight that carries only a partner object id (HubSpot, Pipedrive) is matched by the
 partner's company, read with the connection's token by
 :class:`~processors.inbound.readers.ConnectionReaders` (one per agent, its readers kept per
-connection). A read retries transient failures a bounded number of times and then gives a
-review (``partner_read_failed``), so a partner that keeps answering 429 delays its tenant's
-partition by at most the reader's bound per highlight, never indefinitely.
+connection; OAuth connections renew through the grant store the delivery sinks use, and
+connections parked as ``needs_reauth`` are not read). A read retries transient failures a
+bounded number of times and then gives a review (``partner_read_failed``), so a partner that
+keeps answering 429 delays its tenant's partition by at most the reader's bound per
+highlight, never indefinitely.
 
 ``inbound-directory`` consumes ``queast.domain-events`` and keeps the per-tenant company
 directory (:mod:`processors.inbound.directory`, which says why it is a separate agent rather
@@ -39,17 +41,18 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import faust
-from aiokafka.errors import KafkaError
 from faust.types import EventT
-from redis.exceptions import RedisError
 
-from processors.agents.streams import concrete_stream, raw_topic
+from processors.agents.streams import INFRASTRUCTURE_ERRORS as RETRIED_ERRORS
+from processors.agents.streams import concrete_stream, hold_batches, raw_topic, retrying
+from processors.connection_health import HealthStore
 from processors.identity.repository import IdentityRepository
 from processors.inbound.directory import CompanyDirectory, directory_update
 from processors.inbound.readers import ConnectionReaders
 from processors.inbound.reviews import BookmarkMarks, ReviewStore
 from processors.inbound.service import InboundRecord, InboundService, Output
-from processors.metrics import BACKEND_RETRIES, INBOUND_RESOLVED
+from processors.metrics import INBOUND_RESOLVED
+from processors.oauthgrants import OAuthTokenStore
 from processors.redis_client import redis_client
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository
@@ -59,14 +62,6 @@ __all__ = ["RETRIED_ERRORS", "InboundHandler", "handle_batches", "register_inbou
 
 logger = logging.getLogger(__name__)
 
-RETRIED_ERRORS: tuple[type[Exception], ...] = (
-    RedisError,
-    OSError,
-    KafkaError,
-    faust.exceptions.ProducerSendError,
-)
-_FIRST_BACKOFF_SECONDS = 0.5
-_MAX_BACKOFF_SECONDS = 30.0
 _BATCH_SIZE = 100
 _BATCH_WITHIN_SECONDS = 0.2
 
@@ -112,30 +107,9 @@ class InboundHandler:
         return plan.outcome
 
     async def _until_done(self, step: Callable[[], Awaitable[_T]]) -> _T:
-        backoff = _FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                return await step()
-            except RETRIED_ERRORS as exc:
-                BACKEND_RETRIES.labels(component="inbound", error=type(exc).__name__).inc()
-                logger.warning(
-                    "inbound.record.retrying",
-                    extra={"error": type(exc).__name__, "backoff_s": backoff},
-                )
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-
-
-def _record(event: EventT[bytes]) -> InboundRecord:
-    message = event.message
-    key, value = message.key, message.value
-    return InboundRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key if isinstance(key, bytes) or key is None else bytes(key),
-        value=value if isinstance(value, bytes) or value is None else bytes(value),
-    )
+        return await retrying(
+            step, component="inbound", event="inbound.record.retrying", sleep=self._sleep
+        )
 
 
 async def handle_batches(
@@ -143,32 +117,23 @@ async def handle_batches(
     handle: Callable[[InboundRecord], Awaitable[object]],
 ) -> None:
     """Handle each record of each batch in order; a batch is acknowledged once all are done."""
-    async for events in batches:
-        for event in events:
-            event.message.incref()
-        for event in events:
-            await handle(_record(event))
-        for event in events:
-            event.ack()
+
+    async def each(records: list[InboundRecord]) -> None:
+        for record in records:
+            await handle(record)
+
+    await hold_batches(batches, each)
 
 
 async def _apply_directory(directory: CompanyDirectory, record: InboundRecord) -> None:
     update = directory_update(record.value)
     if update is None:
         return
-    backoff = _FIRST_BACKOFF_SECONDS
-    while True:
-        try:
-            await directory.apply(update)
-            return
-        except RETRIED_ERRORS as exc:
-            BACKEND_RETRIES.labels(component="inbound-directory", error=type(exc).__name__).inc()
-            logger.warning(
-                "inbound.directory.retrying",
-                extra={"error": type(exc).__name__, "backoff_s": backoff},
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+    await retrying(
+        lambda: directory.apply(update),
+        component="inbound-directory",
+        event="inbound.directory.retrying",
+    )
 
 
 def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
@@ -184,8 +149,12 @@ def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
     @app.agent(raw_topic(app, topics.inbound), name="inbound")
     async def inbound(stream: faust.StreamT[bytes]) -> None:
         redis = redis_client(settings.redis)
+        box = settings.secrets.secret_box()
         readers = ConnectionReaders(
-            box=settings.secrets.secret_box(), base_urls=settings.partners.base_urls
+            box=box,
+            base_urls=settings.partners.base_urls,
+            tokens=OAuthTokenStore(redis, box=box, key_prefix=prefix),
+            health=HealthStore(redis, key_prefix=prefix),
         )
         service = InboundService(
             topics=topics,

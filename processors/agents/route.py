@@ -48,11 +48,16 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 
 import faust
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from faust.types import EventT
-from redis.exceptions import RedisError
 
-from processors.agents.streams import concrete_stream
+from processors.agents.streams import (
+    FIRST_BACKOFF_SECONDS,
+    INFRASTRUCTURE_ERRORS,
+    MAX_BACKOFF_SECONDS,
+    concrete_stream,
+    hold_batches,
+)
 from processors.contracts import default_registry
 from processors.metrics import ROUTING_BATCH_SECONDS
 from processors.redis_client import redis_client
@@ -71,16 +76,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
-    RedisError,
-    OSError,
-    KafkaError,
-    faust.exceptions.ProducerSendError,
-)
-"""Errors of Redis, the broker or the network: the batch waits and tries again."""
-
-_FIRST_BACKOFF_SECONDS = 0.5
-_MAX_BACKOFF_SECONDS = 30.0
 
 SendRecord = Callable[[OutgoingRecord], Awaitable[Awaitable[object]]]
 """Hands one record to the producer; the awaitable it returns completes when the broker
@@ -117,7 +112,7 @@ class BatchRouter:
         Retries infrastructure errors until they pass; raises only what is neither an
         infrastructure error nor a too-large record (a bug).
         """
-        backoff = _FIRST_BACKOFF_SECONDS
+        backoff = FIRST_BACKOFF_SECONDS
         while True:
             try:
                 report = await self._service.route(batch)
@@ -132,7 +127,7 @@ class BatchRouter:
 
     async def _produce(self, records: Sequence[OutgoingRecord]) -> None:
         pending = list(records)
-        backoff = _FIRST_BACKOFF_SECONDS
+        backoff = FIRST_BACKOFF_SECONDS
         replaced: set[tuple[str, int, int]] = set()
         while pending:
             failures = await self._send_all(pending)
@@ -223,20 +218,7 @@ class BatchRouter:
             extra={"step": step, "error": type(exc).__name__, "backoff_s": backoff},
         )
         await self._sleep(backoff)
-        return min(backoff * 2, _MAX_BACKOFF_SECONDS)
-
-
-def _incoming(event: EventT[bytes]) -> IncomingRecord:
-    message = event.message
-    key = message.key
-    value = message.value
-    return IncomingRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key if isinstance(key, bytes) or key is None else bytes(key),
-        value=value if isinstance(value, bytes) or value is None else bytes(value),
-    )
+        return min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
 async def route_batches(
@@ -247,13 +229,12 @@ async def route_batches(
 
     See the module docstring ("Commits") for why the extra reference is taken.
     """
-    async for events in batches:
-        for event in events:
-            event.message.incref()
+
+    async def timed(records: list[IncomingRecord]) -> None:
         with ROUTING_BATCH_SECONDS.time():
-            await route([_incoming(event) for event in events])
-        for event in events:
-            event.ack()
+            await route(records)
+
+    await hold_batches(batches, timed)
 
 
 def register_route_agent(app: faust.App, *, source: faust.TopicT, settings: Settings) -> None:

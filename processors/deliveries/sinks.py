@@ -27,53 +27,36 @@ OAuth connections (any connector whose ``auth.type`` is ``"oauth"``) with a toke
 sink starts from the connection's latest renewed grant in the store (access token, its
 expiry, the refresh token the partner may have rotated, the ``api_domain`` the partner may
 have assigned) when it descends from the credentials stored on the connection, and its
-context's ``grant_store`` is that connection's store (see :mod:`processors.deliveries.tokens`
+context's ``grant_store`` is that connection's store (see :mod:`processors.oauthgrants`
 and :mod:`connectors.base.oauth`): the token source saves every renewal there, and reloads
 the latest grant when the partner refuses a refresh, so a sink whose refresh token another
-sink of the connection has rotated picks up the new one instead of parking the connection.
+sink of the connection, or the connection's inbound reader (:mod:`processors.inbound.readers`),
+has rotated picks up the new one instead of parking the connection.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
 from connectors.base import BaseSink, Clock, HttpClientFactory, PermanentError, SinkContext
-from connectors.base.oauth import OAuthGrant
 from connectors.registry import ConnectorSpec, get_connector
-from processors.deliveries.tokens import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
 from processors.identity.resolver import ConnectionIdentityResolver, MatchPolicy
+from processors.oauthgrants import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
+from processors.partner_blocks import (
+    is_sandbox_url,
+    opened_settings,
+    partner_block,
+    resume_block,
+)
 from processors.secrets import SecretBox, SecretDecryptionError
-from processors.tenants.models import SERVICE_KEYS, ConnectionRecord
-from processors.tenants.secret_fields import open_settings
+from processors.tenants.models import ConnectionRecord
 
 __all__ = ["ConnectorSinkFactory"]
 
-logger = logging.getLogger(__name__)
-
 _CONNECTION_LEVEL_KEYS = ("rate_limit_per_second", "max_concurrency")
-
-
-def _is_sandbox_url(url: str | None) -> bool:
-    """Whether ``url`` is a local sandbox: plain HTTP, or a loopback or private host."""
-    if url is None:
-        return False
-    parsed = httpx.URL(url)
-    if parsed.scheme != "https":
-        return True
-    host = parsed.host.rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_global
 
 
 def _config_block(
@@ -86,21 +69,7 @@ def _config_block(
             msg = "connection settings have no 'webhook' block"
             raise PermanentError(msg, partner=spec.name)
         return {**block, **extra}
-    partner = {k: v for k, v in settings.items() if k not in SERVICE_KEYS and v is not None}
-    if base_url is not None:
-        partner.setdefault("base_url", base_url)
-    return partner
-
-
-def _with_grant(block: dict[str, Any], grant: OAuthGrant) -> dict[str, Any]:
-    """``block`` with its OAuth ``auth`` continuing from ``grant``."""
-    auth = dict(block["auth"])
-    auth["access_token"] = grant.access_token.get_secret_value()
-    auth["refresh_token"] = grant.refresh_token.get_secret_value()
-    auth["expires_at"] = grant.expires_at
-    if grant.api_domain is not None:
-        auth["api_domain"] = grant.api_domain
-    return {**block, "auth": auth}
+    return partner_block(settings, base_url=base_url)
 
 
 class ConnectorSinkFactory:
@@ -129,7 +98,7 @@ class ConnectorSinkFactory:
         self._allow_private = (
             allow_private_networks
             if self._spec.carries_webhook_copies
-            else _is_sandbox_url(base_url)
+            else is_sandbox_url(base_url)
         )
         self._identity = identity
         self._base_url = base_url
@@ -143,12 +112,7 @@ class ConnectorSinkFactory:
     async def __call__(self, connection: ConnectionRecord) -> BaseSink[Any]:
         name = self._spec.name
         try:
-            opened = open_settings(
-                connection.settings,
-                box=self._box,
-                tenant_id=connection.tenant_id,
-                connection_id=connection.connection_id,
-            )
+            opened = opened_settings(connection, self._box)
         except SecretDecryptionError as exc:
             msg = "a stored secret of the connection does not open"
             raise PermanentError(msg, partner=name) from exc
@@ -207,22 +171,10 @@ class ConnectorSinkFactory:
 
     async def _resume(self, grants: ConnectionGrants, block: dict[str, Any]) -> dict[str, Any]:
         """``block`` continuing from the connection's stored grant, if it has a usable one."""
-        grant = await grants.reload()
-        if grant is None:
-            return block
-        resumed = _with_grant(block, grant)
-        try:
-            self._spec.config_class.validate_for_connection(
+
+        def validate(resumed: dict[str, Any]) -> object:
+            return self._spec.config_class.validate_for_connection(
                 resumed, allow_private_networks=self._allow_private
             )
-        except ValidationError:  # e.g. an api_domain the network policy now refuses
-            logger.warning(
-                "oauth.grant.ignored",
-                extra={
-                    "tenant_id": grants.tenant_id,
-                    "connection_id": grants.connection_id,
-                    "reason": "invalid",
-                },
-            )
-            return block
-        return resumed
+
+        return await resume_block(grants, block, validate)

@@ -159,12 +159,14 @@ ReviewReason = Literal[
     "partner_object_not_found",
     "partner_read_failed",
     "partner_auth_failed",
+    "partner_needs_reauth",
 ]
 """Why a highlight waits for a human: two close candidates, a best candidate below the
 threshold, nothing in the directory; or a partner object id with no link and no fields to
-match, and the partner's company could not be read: the connection has no reader (an OAuth
-connection, a connector without one), the partner has no such object (404), the read kept
-failing (timeouts, 429, 5xx, a malformed answer), or the partner refused the credentials."""
+match, and the partner's company could not be read: the connection has no reader (a connector
+without one, or an OAuth connection where no grant store is configured), the partner has no
+such object (404), the read kept failing (timeouts, 429, 5xx, a malformed answer), the partner
+refused the credentials or their refresh, or the connection is parked as ``needs_reauth``."""
 
 
 class InboundReview(BaseModel):

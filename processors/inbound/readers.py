@@ -3,19 +3,37 @@
 :class:`ConnectionReaders` answers :meth:`ConnectionReaders.reader` for a stored connection:
 the connector's :class:`~connectors.base.inbound.PartnerCompanyReader`
 (:mod:`connectors.hubspot.reader`, :mod:`connectors.pipedrive.reader`) built from the
-connection's opened settings, or ``None`` (no reader for that connector, an OAuth connection,
-settings that do not validate or a secret that no longer opens: logged, and the highlight waits
-for review as ``partner_read_unavailable``).
+connection's opened settings, or ``None`` (no reader for that connector, settings that do not
+validate or a secret that no longer opens: logged, and the highlight waits for review as
+``partner_read_unavailable``).
 
-The settings given to a reader are the connection's partner block, as the delivery side
-builds it: every key but the service's own (``webhook``, ``match_policy``),
-with ``base_url`` from ``QI_<CONNECTOR>_BASE_URL`` unless the connection sets one. As on the
-delivery side, private and plain-HTTP addresses are allowed only when that ``base_url`` is
-a local sandbox (plain HTTP, or a loopback or private host).
+The settings given to a reader are the connection's partner block, built exactly as the
+delivery side builds it (:mod:`processors.partner_blocks`): every key but the service's own,
+``base_url`` from ``QI_<CONNECTOR>_BASE_URL`` unless the connection sets one, and private and
+plain-HTTP addresses allowed only when that ``base_url`` is a local sandbox.
 
-Readers are kept per connection and rebuilt when the connection's ``updated_at`` changes (a new
-token), so each connection's reader keeps its own pacing bucket for the worker's life. All
-readers share one HTTP client, closed by :meth:`ConnectionReaders.aclose`.
+OAuth connections (decision). They are read with the same grant as their delivery sinks: the
+reader is given the connection's grant store (Redis ``oauth:{connection_id}``,
+:meth:`processors.oauthgrants.OAuthTokenStore.for_connection`) and starts from the latest
+grant saved there
+(:func:`~processors.partner_blocks.resume_block`), like a new sink. Its token source is the
+connector's own (the sink's class), so one refresh-and-persist path serves both sides: a
+renewal by the reader is saved for the sink, one by the sink is reloaded by the reader when the
+partner refuses the reader's older refresh token, and a refusal that stands is a review
+(``partner_auth_failed``). The reader never parks the connection; the delivery side does that.
+Without a token store (``tokens=None``) OAuth connections have no reader.
+
+Parked connections: with a health store, a connection the delivery side parked as
+``needs_reauth`` and not saved since is not read (no request that would be refused anyway, no
+refresh with a refused refresh token); its highlights wait for review as
+``partner_needs_reauth``. The health is read for every read, since parking does not change the
+connection's ``updated_at``.
+
+Readers are kept per connection and rebuilt when the connection's ``updated_at`` changes (new
+credentials), so each connection's reader keeps its own pacing bucket and its token source
+(the grant it holds) for the worker's life. All readers share one HTTP client, closed by
+:meth:`ConnectionReaders.aclose`. Redis errors (grant store, health) are raised: the agent
+retries the record.
 
 Only the reader modules are imported from ``connectors``: nothing here reaches an exporter, a
 payload mapping or a sink (``tests/unit/inbound/test_never_a_signal.py``).
@@ -23,70 +41,61 @@ payload mapping or a sink (``tests/unit/inbound/test_never_a_signal.py``).
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
 
-from connectors.base.inbound import PartnerCompanyReader
-from connectors.base.partner_read import reader_http_client
+from connectors.base.inbound import InboundCompany, PartnerCompanyReader, PartnerReadError
+from connectors.base.partner_read import Clock, ReaderSetup, SystemClock, reader_http_client
 from connectors.hubspot.reader import reader_for as hubspot_reader_for
 from connectors.pipedrive.reader import reader_for as pipedrive_reader_for
+from processors.connection_health import Breaker, ConnectionHealth, ConnectionState
+from processors.oauthgrants import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
+from processors.partner_blocks import (
+    is_sandbox_url,
+    opened_settings,
+    partner_block,
+    resume_block,
+)
 from processors.secrets import SecretBox, SecretDecryptionError
-from processors.tenants.models import SERVICE_KEYS, ConnectionRecord
-from processors.tenants.secret_fields import open_settings
+from processors.tenants.models import ConnectionRecord
 
-__all__ = ["ConnectionReaders"]
+__all__ = ["ConnectionReaders", "Health"]
 
 logger = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
+ReaderFor = Callable[[Mapping[str, Any], ReaderSetup], PartnerCompanyReader | None]
+
+_BUILDERS: dict[str, ReaderFor] = {"hubspot": hubspot_reader_for, "pipedrive": pipedrive_reader_for}
 
 
-def _hubspot(
-    settings: Mapping[str, Any], client: httpx.AsyncClient, private: bool, sleep: Sleep
-) -> PartnerCompanyReader | None:
-    return hubspot_reader_for(settings, client, allow_private_networks=private, sleep=sleep)
+class Health(Protocol):
+    """:class:`~processors.connection_health.HealthStore`, or a fake in unit tests."""
+
+    async def read(self, destination: str) -> tuple[ConnectionState | None, Breaker]: ...
 
 
-def _pipedrive(
-    settings: Mapping[str, Any], client: httpx.AsyncClient, private: bool, sleep: Sleep
-) -> PartnerCompanyReader | None:
-    return pipedrive_reader_for(settings, client, allow_private_networks=private, sleep=sleep)
+class _ParkedConnection:
+    """The reader of a connection parked as ``needs_reauth``: it reads nothing."""
+
+    async def company(self, partner_object_id: str) -> InboundCompany | None:
+        raise PartnerReadError("needs_reauth", "the connection waits to be authorised again")
 
 
-_BUILDERS: dict[
-    str,
-    Callable[[Mapping[str, Any], httpx.AsyncClient, bool, Sleep], PartnerCompanyReader | None],
-] = {"hubspot": _hubspot, "pipedrive": _pipedrive}
-
-
-def _is_sandbox_url(url: object) -> bool:
-    """Whether ``url`` is a local sandbox: plain HTTP, or a loopback or private host."""
-    if not isinstance(url, str):
-        return False
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return False
-    if parsed.scheme != "https":
-        return True
-    host = parsed.host.rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return not ipaddress.ip_address(host).is_global
-    except ValueError:
-        return False
+_PARKED = _ParkedConnection()
 
 
 class ConnectionReaders:
-    """Builds and keeps the readers of connections (see the module docstring)."""
+    """Builds and keeps the readers of connections (see the module docstring).
+
+    ``tokens`` is the OAuth grant store shared with the delivery sinks (``None``: OAuth
+    connections are not read); ``health`` the delivery side's connection health (``None``:
+    parked connections are read like others); ``clock`` paces reads and times tokens.
+    """
 
     def __init__(
         self,
@@ -94,50 +103,69 @@ class ConnectionReaders:
         box: SecretBox,
         base_urls: Mapping[str, str],
         client: httpx.AsyncClient | None = None,
-        sleep: Sleep = asyncio.sleep,
+        tokens: OAuthTokenStore | None = None,
+        health: Health | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._box = box
         self._base_urls = dict(base_urls)
         self._client = client or reader_http_client()
-        self._sleep = sleep
+        self._tokens = tokens
+        self._health = health
+        self._clock = clock or SystemClock()
         self._readers: dict[str, tuple[datetime, PartnerCompanyReader | None]] = {}
 
     async def reader(self, connection: ConnectionRecord) -> PartnerCompanyReader | None:
+        builder = _BUILDERS.get(str(connection.connector))
+        if builder is None:
+            return None
+        if await self._parked(connection):
+            return _PARKED
         kept = self._readers.get(connection.connection_id)
         if kept is not None and kept[0] == connection.updated_at:
             return kept[1]
-        built = self._build(connection)
+        built = await self._build(connection, builder)
         self._readers[connection.connection_id] = (connection.updated_at, built)
         return built
 
-    def _build(self, connection: ConnectionRecord) -> PartnerCompanyReader | None:
-        connector = str(connection.connector)
-        builder = _BUILDERS.get(connector)
-        if builder is None:
-            return None
+    async def _parked(self, connection: ConnectionRecord) -> bool:
+        """Whether the delivery side parked the connection as ``needs_reauth`` since its
+        last save."""
+        if self._health is None:
+            return False
+        state, _breaker = await self._health.read(connection.connection_id)
+        return (
+            state is not None
+            and state.health is ConnectionHealth.NEEDS_REAUTH
+            and state.since >= connection.updated_at.timestamp()
+        )
+
+    async def _build(
+        self, connection: ConnectionRecord, builder: ReaderFor
+    ) -> PartnerCompanyReader | None:
         log = {
             "tenant_id": connection.tenant_id,
             "connection_id": connection.connection_id,
-            "connector": connector,
+            "connector": str(connection.connector),
         }
         try:
-            opened = open_settings(
-                connection.settings,
-                box=self._box,
-                tenant_id=connection.tenant_id,
-                connection_id=connection.connection_id,
-            )
+            opened = opened_settings(connection, self._box)
         except SecretDecryptionError:
             logger.warning("inbound.reader.secret_unreadable", extra=log)
             return None
-        block = {k: v for k, v in opened.items() if k not in SERVICE_KEYS and v is not None}
-        base_url = self._base_urls.get(connector)
-        if base_url is not None:
-            block.setdefault("base_url", base_url)
+        block = partner_block(opened, base_url=self._base_urls.get(str(connection.connector)))
+        grants = self._grants(connection, block)
+        setup = ReaderSetup(
+            client=self._client,
+            allow_private_networks=is_sandbox_url(block.get("base_url")),
+            grants=grants,
+            clock=self._clock,
+            log_fields=log,
+        )
         try:
-            built = builder(
-                block, self._client, _is_sandbox_url(block.get("base_url")), self._sleep
-            )
+            if grants is not None:
+                block = await resume_block(grants, block, lambda resumed: builder(resumed, setup))
+            built = builder(block, setup)
         except ValidationError as exc:
             fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5]]
             logger.warning("inbound.reader.invalid_settings", extra={**log, "fields": fields})
@@ -145,6 +173,19 @@ class ConnectionReaders:
         if built is None:
             logger.info("inbound.reader.unavailable", extra=log)
         return built
+
+    def _grants(
+        self, connection: ConnectionRecord, block: Mapping[str, Any]
+    ) -> ConnectionGrants | None:
+        """The connection's grant store, for an OAuth block when the worker has a store."""
+        credentials = credentials_fingerprint(block.get("auth"))
+        if self._tokens is None or credentials is None:
+            return None
+        return self._tokens.for_connection(
+            tenant_id=connection.tenant_id,
+            connection_id=connection.connection_id,
+            credentials=credentials,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -23,10 +23,16 @@ connection's :class:`~connectors.base.inbound.PartnerCompanyReader` (HubSpot: th
 Pipedrive: the organization), the read fields standing in for the event's in step 3. When the
 read gives nothing the highlight is a review, never dropped:
 
-- ``partner_read_unavailable``: the connection has no reader (an OAuth connection, whose
-  renewals belong to the delivery side, or a connector without one);
+- ``partner_read_unavailable``: the connection has no reader (a connector without one, or an
+  OAuth connection when the worker has no grant store to renew its token through: OAuth
+  connections are read with the delivery sink's grant, see
+  :mod:`processors.inbound.readers`);
 - ``partner_object_not_found``: the partner answered 404 (the object was deleted or merged);
-- ``partner_auth_failed``: the partner refused the connection's credentials;
+- ``partner_auth_failed``: the partner refused the connection's credentials, or refused to
+  refresh its OAuth grant (after reloading the latest saved grant once);
+- ``partner_needs_reauth``: the connection is parked as ``needs_reauth`` (the delivery side
+  had its credentials refused) and was not updated since; it is not read until an admin
+  authorises it again (saving the connection);
 - ``partner_read_failed``: the read still failed after the reader's bounded retries (timeouts,
   429, 5xx) or the answer was not what the partner documents.
 
@@ -160,7 +166,8 @@ async def _read_partner(
             reason="partner_read_unavailable",
             explanation=(
                 "the partner object is not linked and the event carries no field to match; "
-                "this connection's partner company cannot be read"
+                "this connection's partner company cannot be read (no reader for its "
+                "connector or credentials)"
             ),
         )
     try:
@@ -181,6 +188,16 @@ async def _read_partner(
                 None,
                 reason="partner_auth_failed",
                 explanation="the partner refused the connection's credentials",
+            )
+        if exc.reason == "needs_reauth":
+            return Resolution(
+                None,
+                None,
+                reason="partner_needs_reauth",
+                explanation=(
+                    "the connection is parked until it is authorised again (its credentials "
+                    "were refused), so the partner's company was not read"
+                ),
             )
         return Resolution(
             None,

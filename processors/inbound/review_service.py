@@ -78,81 +78,101 @@ class InboundReviewService:
     ) -> InboundReview:
         review = await self._review(tenant_id, review_id)
         if review.status is not ReviewStatus.PENDING:
-            return self._already(review, company_id)
+            return _resolved_to(review, company_id)
         if await self._directory.get(tenant_id, company_id) is None:
             raise BadRequest(
                 "the company is not one of the tenant's companies", code="unknown_company"
             )
-        if not await self._store.claim(tenant_id, review_id):
-            raise Conflict(
-                "another decision on this review is in progress", code="review_in_progress"
-            )
-        try:
-            review = await self._review(tenant_id, review_id)
-            if review.status is not ReviewStatus.PENDING:
-                return self._already(review, company_id)
+
+        async def resolve(pending: InboundReview) -> InboundReview:
             bookmark = Bookmark.of(
-                review.event,
+                pending.event,
                 company_id,
                 BookmarkMatch(
                     strategy="manual",
                     confidence=1.0,
-                    candidates=review.candidates,
+                    candidates=pending.candidates,
                     decided_by=decided_by,
                 ),
             )
             if not await self._marks.produced(tenant_id, bookmark.bookmark_id):
                 await self._produce(bookmark)
                 await self._marks.mark(tenant_id, bookmark.bookmark_id)
-            decided = review.model_copy(
-                update={
-                    "status": ReviewStatus.RESOLVED,
-                    "decided_at": self._clock(),
-                    "decided_by": decided_by,
-                    "bookmark": bookmark,
-                }
-            )
-            await self._store.decide(decided)
-        finally:
-            await self._store.release(tenant_id, review_id)
-        logger.info("inbound.review.resolved", extra={"tenant_id": tenant_id})
-        return decided
+            return self._decided(pending, ReviewStatus.RESOLVED, decided_by, bookmark=bookmark)
+
+        return await self._decide(
+            (tenant_id, review_id),
+            resolve,
+            lambda done: _resolved_to(done, company_id),
+            "inbound.review.resolved",
+        )
 
     async def reject(self, tenant_id: str, review_id: str, *, decided_by: str) -> InboundReview:
         review = await self._review(tenant_id, review_id)
-        if review.status is ReviewStatus.REJECTED:
-            return review
         if review.status is not ReviewStatus.PENDING:
-            raise Conflict("the review was already resolved", code="review_already_decided")
+            return _rejected(review)
+
+        async def reject(pending: InboundReview) -> InboundReview:
+            return self._decided(pending, ReviewStatus.REJECTED, decided_by)
+
+        return await self._decide(
+            (tenant_id, review_id), reject, _rejected, "inbound.review.rejected"
+        )
+
+    async def _decide(
+        self,
+        ids: tuple[str, str],
+        decide: Callable[[InboundReview], Awaitable[InboundReview]],
+        already: Callable[[InboundReview], InboundReview],
+        event: str,
+    ) -> InboundReview:
+        """Under the review's claim: read it again and, still pending, store what ``decide``
+        makes of it (logged as ``event``); decided meanwhile, answer ``already`` of it.
+        ``ids`` are the tenant's and the review's."""
+        tenant_id, review_id = ids
         if not await self._store.claim(tenant_id, review_id):
-            raise Conflict(
-                "another decision on this review is in progress", code="review_in_progress"
-            )
+            raise _in_progress()
         try:
             review = await self._review(tenant_id, review_id)
             if review.status is not ReviewStatus.PENDING:
-                if review.status is ReviewStatus.REJECTED:
-                    return review
-                raise Conflict("the review was already resolved", code="review_already_decided")
-            decided = review.model_copy(
-                update={
-                    "status": ReviewStatus.REJECTED,
-                    "decided_at": self._clock(),
-                    "decided_by": decided_by,
-                }
-            )
+                return already(review)
+            decided = await decide(review)
             await self._store.decide(decided)
         finally:
             await self._store.release(tenant_id, review_id)
-        logger.info("inbound.review.rejected", extra={"tenant_id": tenant_id})
+        logger.info(event, extra={"tenant_id": tenant_id})
         return decided
 
-    @staticmethod
-    def _already(review: InboundReview, company_id: str) -> InboundReview:
-        if (
-            review.status is ReviewStatus.RESOLVED
-            and review.bookmark is not None
-            and review.bookmark.company_id == company_id
-        ):
-            return review
-        raise Conflict("the review was already decided", code="review_already_decided")
+    def _decided(
+        self,
+        review: InboundReview,
+        status: ReviewStatus,
+        decided_by: str,
+        bookmark: Bookmark | None = None,
+    ) -> InboundReview:
+        return review.model_copy(
+            update={
+                "status": status,
+                "decided_at": self._clock(),
+                "decided_by": decided_by,
+                "bookmark": bookmark,
+            }
+        )
+
+
+def _resolved_to(review: InboundReview, company_id: str) -> InboundReview:
+    """A decided review, when it was resolved to ``company_id``; else 409."""
+    if (
+        review.status is ReviewStatus.RESOLVED
+        and review.bookmark is not None
+        and review.bookmark.company_id == company_id
+    ):
+        return review
+    raise Conflict("the review was already decided", code="review_already_decided")
+
+
+def _rejected(review: InboundReview) -> InboundReview:
+    """A decided review, when it was rejected; else (resolved) 409."""
+    if review.status is ReviewStatus.REJECTED:
+        return review
+    raise Conflict("the review was already resolved", code="review_already_decided")

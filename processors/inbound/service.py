@@ -52,6 +52,7 @@ from processors.inbound.models import (
     review_id_for,
 )
 from processors.inbound.resolution import Directory, PartnerLinks, resolve
+from processors.records import ConsumedRecord, Headers, ProducedRecord
 from processors.tenants.models import ConnectionRecord, Connector
 from processors.topics import TopicMap
 
@@ -78,24 +79,13 @@ RETRIED_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 """Errors the service lets out for the agent to retry."""
 _MAX_DETAIL = 1000
 
-Headers = tuple[tuple[str, bytes], ...]
+
+InboundRecord = ConsumedRecord
+"""One record of ``integrations.inbound`` with its coordinates."""
 
 
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
+Output = ProducedRecord
+"""One record the inbound agent produces (a bookmark, a review or a dead letter)."""
 
 
 async def _nothing() -> None:

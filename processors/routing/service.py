@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from processors import metrics
 from processors.contracts import ContractEncodingError, ContractRegistry, ContractSchema, encode
 from processors.domain.events import DomainEvent
+from processors.records import ConsumedRecord, Headers, ProducedRecord
 from processors.routing.destinations import export_destinations
 from processors.routing.idempotency import delivery_id_for
 from processors.routing.mapping import EVENT_FAMILIES, map_event
@@ -71,33 +72,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Headers = tuple[tuple[str, bytes], ...]
-
 MAX_DETAIL_CHARS = 1_000
 """The longest ``qi.error.detail`` a dead letter carries."""
 _OMITTED = "qi.payload_omitted"
 _REFUSED = b"refused_too_large"
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingRecord:
-    """One record of ``queast.domain-events`` with its coordinates."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+IncomingRecord = ConsumedRecord
+"""One record of ``queast.domain-events`` with its coordinates."""
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingRecord:
+class OutgoingRecord(ProducedRecord):
     """One record to produce, keyed by tenant."""
 
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers
     source: IncomingRecord | None = None
     """The input record an export or a dead letter of the routing service comes from."""
 

@@ -112,8 +112,10 @@ def _source(module: str) -> Path:
 
 def test_the_reader_modules_reach_no_exporter_mapping_sink_or_signal() -> None:
     """What the readers import, transitively: the connector kit's base records, HTTP, OAuth
-    and rate-limit helpers and the connector's configuration; never ``processors`` (so no
-    signal contract, routing or delivery), the registry, a sink, an exporter or a mapping.
+    and rate-limit helpers, the connector's configuration and its token sources (``auth``:
+    OAuth connections are read with the delivery sink's own token source class); never
+    ``processors`` (so no signal contract, routing or delivery), the registry, a sink, an
+    exporter or a mapping.
 
     (Importing a connector's module runs its package's ``__init__``, which names the sink
     class; the inbound side already loads every connector through
@@ -124,10 +126,11 @@ def test_the_reader_modules_reach_no_exporter_mapping_sink_or_signal() -> None:
     assert set(READER_MODULES) <= reached, "the walk sees the readers"
     assert "connectors.hubspot.config" in reached
     assert "connectors.base.oauth" in reached
+    assert {"connectors.hubspot.auth", "connectors.pipedrive.auth"} <= reached
     for module in reached:
         assert "signal" not in module.lower(), module
         if module.startswith(("connectors.hubspot", "connectors.pipedrive")):
-            assert module.rsplit(".", 1)[1] in {"reader", "config"}, module
+            assert module.rsplit(".", 1)[1] in {"reader", "config", "auth"}, module
         assert module != "connectors.registry", "the registry imports every sink"
         assert module not in {"connectors.base", "connectors.base.sink"}, module
         for name in _imports(_source(module)):

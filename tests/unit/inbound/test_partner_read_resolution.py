@@ -80,6 +80,7 @@ async def test_the_read_company_is_matched_by_domain(directory: FakeDirectory) -
     [
         (None, "partner_object_not_found"),
         (PartnerReadError("auth_failed", "refused"), "partner_auth_failed"),
+        (PartnerReadError("needs_reauth", "parked"), "partner_needs_reauth"),
         (PartnerReadError("failed", "still 429"), "partner_read_failed"),
         (InboundCompany(partner_object_id="101"), "no_candidate"),
     ],

@@ -10,6 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from connectors.base.inbound import InboundCompany, PartnerReadError
 from connectors.base.oauth import StaticToken
+from connectors.base.partner_read import ReaderSetup
 from connectors.hubspot.reader import HubSpotCompanyReader
 from connectors.hubspot.reader import reader_for as hubspot_reader_for
 from connectors.pipedrive.reader import PipedriveCompanyReader
@@ -19,16 +20,19 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class Sleeps:
-    """An injected sleep that advances an injected clock."""
+    """An injected clock whose sleep advances it (and is recorded)."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
         self.now = 0.0
 
-    def clock(self) -> float:
+    def time(self) -> float:
+        return 1_800_000_000.0 + self.now
+
+    def monotonic(self) -> float:
         return self.now
 
-    async def __call__(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
         self.now += seconds
 
@@ -56,8 +60,7 @@ def _hubspot(
         _client(recorder),
         api_root="https://api.hubapi.com/",
         tokens=StaticToken(SecretStr("pat-eu1-secret")),
-        sleep=sleeps,
-        clock=sleeps.clock,
+        clock=sleeps,
         attempts=attempts,
         max_wait_seconds=max_wait_seconds,
     )
@@ -68,8 +71,7 @@ def _pipedrive(recorder: Recorder, sleeps: Sleeps) -> PipedriveCompanyReader:
         _client(recorder),
         api_root="https://acme.pipedrive.com",
         tokens=StaticToken(SecretStr("pd-token"), header="x-api-token", prefix=""),
-        sleep=sleeps,
-        clock=sleeps.clock,
+        clock=sleeps,
     )
 
 
@@ -152,8 +154,7 @@ async def test_5xx_and_timeouts_are_retried_with_backoff_and_bounded() -> None:
         _client(handler),
         api_root="https://api.hubapi.com",
         tokens=StaticToken(SecretStr("t")),
-        sleep=sleeps,
-        clock=sleeps.clock,
+        clock=sleeps,
         attempts=3,
     )
     with pytest.raises(PartnerReadError) as raised:
@@ -190,18 +191,11 @@ async def test_malformed_or_refused_answers_fail_at_once(response: httpx.Respons
 async def test_the_reader_paces_itself_with_its_bucket() -> None:
     sleeps = Sleeps()
     recorder = Recorder(*(_company({"name": f"C{i}"}) for i in range(3)))
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        sleeps.waits.append(seconds)
-        now[0] += seconds
-
     reader = HubSpotCompanyReader(
         _client(recorder),
         api_root="https://api.hubapi.com",
         tokens=StaticToken(SecretStr("t")),
-        sleep=sleep,
-        clock=lambda: now[0],
+        clock=sleeps,
     )
     for _ in range(3):
         await reader.company("101")
@@ -267,8 +261,7 @@ async def test_reader_for_builds_token_readers_and_declines_oauth() -> None:
     client = _client(Recorder())
     hubspot = hubspot_reader_for(
         {"auth": {"type": "private_app", "token": "pat"}, "base_url": "http://127.0.0.1:9"},
-        client,
-        allow_private_networks=True,
+        ReaderSetup(client=client, allow_private_networks=True),
     )
     assert isinstance(hubspot, HubSpotCompanyReader)
     oauth = {
@@ -279,13 +272,16 @@ async def test_reader_for_builds_token_readers_and_declines_oauth() -> None:
             "refresh_token": "r",
         }
     }
-    assert hubspot_reader_for(oauth, client) is None
+    assert hubspot_reader_for(oauth, ReaderSetup(client=client)) is None  # no grant store
     pipedrive = pipedrive_reader_for(
-        {"auth": {"type": "api_token", "token": "pd"}, "domain_field_key": "a" * 40}, client
+        {"auth": {"type": "api_token", "token": "pd"}, "domain_field_key": "a" * 40},
+        ReaderSetup(client=client),
     )
     assert isinstance(pipedrive, PipedriveCompanyReader)
     with pytest.raises(ValidationError):
-        hubspot_reader_for({"auth": {"type": "private_app", "token": " "}}, client)
+        hubspot_reader_for(
+            {"auth": {"type": "private_app", "token": " "}}, ReaderSetup(client=client)
+        )
 
 
 async def test_a_lower_connection_rate_limit_paces_the_reader() -> None:
@@ -293,9 +289,7 @@ async def test_a_lower_connection_rate_limit_paces_the_reader() -> None:
     recorder = Recorder(*(_company({"name": f"C{i}"}) for i in range(3)))
     reader = hubspot_reader_for(
         {"auth": {"type": "private_app", "token": "pat"}, "rate_limit_per_second": 0.25},
-        _client(recorder),
-        sleep=sleeps,
-        clock=sleeps.clock,
+        ReaderSetup(client=_client(recorder), clock=sleeps),
     )
     assert reader is not None
     for _ in range(3):

@@ -185,6 +185,13 @@ def test_timestamps_at_the_edge_of_the_window_pass(offset: int) -> None:
     verify(secret=S1_SECRET, headers=headers(), body=S1_BODY, now=S1_TIMESTAMP + offset)
 
 
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), float("-inf")])
+def test_a_clock_that_is_not_a_time_refuses_instead_of_accepting(now: float) -> None:
+    with pytest.raises(WebhookSignatureError) as exc:
+        verify(secret=S1_SECRET, headers=headers(), body=S1_BODY, now=now)
+    assert reason(exc) in {"stale_timestamp", "future_timestamp"}
+
+
 def test_tolerance_is_the_callers() -> None:
     with pytest.raises(WebhookSignatureError) as exc:
         verify(
