@@ -37,9 +37,9 @@ after the access check and before any change. Actions answer 303 to the page the
 (post/redirect/get); the outcome (for a match decision: how many held records it released and
 the release id, from the service's answer) travels in the query string and is shown at the top.
 
-The operations pages (dead letters, replays, preview, inbound reviews, the allowlist) are in
-:mod:`processors.console.operations`, registered on this :data:`router`. Extension points for
-the next pages (a backfill form: the backfill API exists): add a
+The operations pages (dead letters, replays and backfills, preview, inbound reviews, the
+allowlist) are in :mod:`processors.console.operations`, registered on this :data:`router`.
+Extension points for the next pages: add a
 ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
 ``principal = await tenant_principal(request, tenant_id)``, builds the service its API router
 builds, and renders a template extending ``base.html``; add ``(<page>, "Title")`` to
@@ -125,6 +125,7 @@ _STATIC: Final = Path(__file__).parent / "static"
 _TIME: Final = TypeAdapter(AwareDatetime)
 _KINDS: Final = ("company", "person")
 _ACTIONS: Final = ("confirm", "relink", "unlink")
+_MAX_FORM_FIELDS: Final = 100
 _MATCH_PAGE_SIZE: Final = 100
 _DELIVERY_PAGE_SIZE: Final = 50
 _RECENT_DELIVERIES: Final = 200
@@ -246,7 +247,11 @@ async def read_form(request: Request) -> dict[str, str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the form is not UTF-8", code="malformed_form") from None
-    return {name: values[0] for name, values in parse_qs(text, max_num_fields=100).items()}
+    try:
+        fields = parse_qs(text, max_num_fields=_MAX_FORM_FIELDS)
+    except ValueError:  # more fields than that
+        raise PayloadTooLarge(f"the form has more than {_MAX_FORM_FIELDS} fields") from None
+    return {name: values[0] for name, values in fields.items()}
 
 
 async def action_form(request: Request, tenant_id: str) -> tuple[Principal, dict[str, str]]:
