@@ -20,7 +20,8 @@ dependencies (:func:`~processors.tenants.endpoints.get_connection_service`,
 :func:`~processors.deliveries.endpoints.get_delivery_record_index`, the match-review service
 of :mod:`processors.tenants.matches`), and every action calls the API's endpoint function (a
 match decision: ``confirm_match``, ``link_match``, ``unlink_match``, which also answer 503
-``release_failed`` as the API does) or the method it calls, with the caller as the actor. Access is the API's: the session's principal
+``release_failed`` as the API does) or the method it calls, with the caller as the actor.
+Access is the API's: the session's principal
 (:func:`~processors.console.session.session_principal`, 401 without one) must pass
 :func:`~processors.auth.check_tenant_access` for the path's tenant (403 with the API's fixed
 message), checked before anything is read, the form body included. Errors a service raises
