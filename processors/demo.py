@@ -43,7 +43,10 @@ Decisions:
 - the interests are signed by the connector's own signer (``connectors.webhook.payloads.sign``)
   with the inbound secret of acme's webhook connection and sent over HTTP, so they go through
   the same intake as a partner's; the HubSpot connection's inbound block is enabled too (its
-  client secret is the demo's) so ``POST /webhooks/hubspot/t_demo_acme`` can be tried.
+  client secret is the demo's) so ``POST /webhooks/hubspot/t_demo_acme`` can be tried;
+- the HubSpot sandbox starts with two companies named like acme's Northwind Traders (other
+  domains), so its upsert waits for review: the console's Matches page has a pending match to
+  confirm from the first run, as the README's walk-through expects.
 """
 
 from __future__ import annotations
@@ -111,6 +114,12 @@ _TWIN_COMPANIES = (
     {"company_id": "co_demo_contoso_fr", "name": "Contoso Labs", "domain": "contoso-labs.fr"},
 )
 """Two companies of the inbound tenant sharing a name: an interest naming it waits for review."""
+_HUBSPOT_LOOKALIKES = (
+    {"name": "Northwind Traders", "domain": "northwind-traders.example"},
+    {"name": "Northwind Traders", "domain": "northwindtraders.example"},
+)
+"""Two HubSpot companies named like acme's Northwind (other domains): its upsert matches both by
+name, so it waits, held, for a tenant admin to pick one (a pending match in the console)."""
 _INBOUND_AFTER_SECONDS = 8.0
 """How long into the live view the signed interests are sent (the directory has the companies)."""
 _API_PORT = 8080
@@ -511,8 +520,18 @@ def _resolve_curl(api: str, review: dict[str, object], token: str) -> str | None
     )
 
 
+def _add_hubspot_lookalikes(url: str) -> None:
+    """Seed the sandbox's portal with :data:`_HUBSPOT_LOOKALIKES`."""
+    for properties in _HUBSPOT_LOOKALIKES:
+        httpx.post(
+            f"{url}/_control/portals/1/objects/companies",
+            json={"properties": properties},
+            timeout=5,
+        ).raise_for_status()
+
+
 _SANDBOXES: dict[str, tuple[int, list[str], Callable[[str], None] | None]] = {
-    "hubspot": (_HUBSPOT_PORT, ["--token", _DEMO_HUBSPOT_TOKEN], None),
+    "hubspot": (_HUBSPOT_PORT, ["--token", _DEMO_HUBSPOT_TOKEN], _add_hubspot_lookalikes),
     "pipedrive": (_PIPEDRIVE_PORT, [], _add_pipedrive_account),
 }
 """The partner sandboxes the demo starts (port, arguments, setup once it answers)."""
@@ -584,7 +603,7 @@ def run_demo(settings: Settings, *, events: int, duration: float) -> int:
         inbound = _Inbound(
             api=api,
             token=_demo_token(jwt_secret, tenant_id=_INBOUND_TENANT),
-            console_url=f"{api}/console/t/{_INBOUND_TENANT}/matches",
+            console_url=f"{api}/console/t/{_INBOUND_TENANT}/inbound-reviews",
         )
         code = _show(
             console, consumer, topics, processes, duration=duration, logs=logs, inbound=inbound
@@ -609,6 +628,12 @@ def _print_api_hints(console: Console, jwt_secret: str) -> None:
         f" tenant) or with this {DEMO_TENANTS[0]} tenant admin's:"
     )
     console.print(f"  {_demo_token(jwt_secret, tenant_id=DEMO_TENANTS[0])}", soft_wrap=True)
+    console.print(
+        f"  then open Matches ({api}/console/t/{DEMO_TENANTS[0]}/matches): once the worker"
+        f" has sent it, {_KNOWN_COMPANY['name']} waits for review there (two HubSpot companies"
+        " share its name); Confirm links it and delivers its held record",
+        soft_wrap=True,
+    )
 
 
 def _write_sample_event(logs: Path) -> Path:
@@ -683,7 +708,8 @@ def _show(
                         if curl is not None:
                             console.print(
                                 f"[bold]review[/] {record.get('review_id')} waits for a tenant"
-                                f" admin ({inbound.console_url}); resolve it through the API:\n"
+                                f" admin: resolve it in the console ({inbound.console_url})"
+                                " or through the API:\n"
                                 f"  {curl}",
                                 soft_wrap=True,
                             )

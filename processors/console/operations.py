@@ -1,14 +1,20 @@
-"""The console's operations pages: dead letters, replays, preview, inbound reviews, allowlist.
+"""The console's operations pages: dead letters, replays and backfills, preview, inbound reviews,
+the allowlist.
 
 ::
 
     GET  /console/t/{tenant_id}/dead-letters?connector=&since=&error=&cursor=
-    POST /console/t/{tenant_id}/dead-letters/redrive   connector, since, error, confirmed
-    GET  /console/t/{tenant_id}/replays?connector=
+    POST /console/t/{tenant_id}/dead-letters/redrive   connector, since, error, confirmed,
+                                                       selection, id.<partition>:<offset>
+    GET  /console/t/{tenant_id}/replays?connector=     the replay and backfill forms
     POST /console/t/{tenant_id}/replays                connector, since, until, event_type.*,
                                                        dry_run
     GET  /console/t/{tenant_id}/replays/{replay_id}    status and counts (refreshes while active)
     POST /console/t/{tenant_id}/replays/{replay_id}/cancel
+    POST /console/t/{tenant_id}/backfills              connector, since | from_offset, until,
+                                                       dry_run
+    GET  /console/t/{tenant_id}/backfills/{backfill_id}
+    POST /console/t/{tenant_id}/backfills/{backfill_id}/cancel
     GET  /console/t/{tenant_id}/preview                the form
     POST /console/t/{tenant_id}/preview                connector, event (JSON): what would be sent
     GET  /console/t/{tenant_id}/inbound-reviews?cursor=
@@ -27,14 +33,17 @@ Decisions the issue left open:
 
 - Redrive has a confirm step. The first POST is a dry run (the API's ``dry_run``), which
   changes nothing and answers a page with the count and a "Redrive N" button carrying the same
-  filter; only that second POST (``confirmed=yes``) sends copies. "Some or all": the service
-  redrives every dead letter matching a filter (connector, since, error kind), so a selection
-  is a filter; the rows are listed so the operator sees what the filter matches.
-- Replays: the dry run's page shows its counts and up to five samples (the API keeps them an
-  hour) and offers to start the same replay for real. A run's page refreshes itself every few
-  seconds while it is queued or running (``<meta http-equiv="refresh">``; no script).
-- Backfills have no HTTP API yet (:mod:`processors.operations.backfill` is CLI-only): the
-  Replays page is where a backfill form goes once a router exposes one (same pattern).
+  choice; only that second POST (``confirmed=yes``) sends copies. "Some or all": either every
+  dead letter matching the filter (connector, since, error kind; all pages), or the rows
+  ticked on the page (``selection=yes`` and one ``id.<id>`` field per ticked row: the API's
+  ``ids``, still narrowed by the filter). The dry run says how many of the selected ids are
+  not found (another tenant's, aged out, or outside the filter); those are never sent.
+- Replays and backfills: each start has a dry run that is a run of its own (its page shows the
+  counts, a replay's also up to five samples kept an hour) and offers to start the same run
+  for real. A run's page (``run.html``, shared by both kinds) refreshes itself every few
+  seconds while it is queued or running (``<meta http-equiv="refresh">``; no script), and
+  offers cancel while it is. A backfill starts from a time or from an offset, as the API takes
+  it (both or neither is the API's 422); "every connection" is the API's absent connector.
 - Preview is a POST (it carries a body) that changes nothing: it calls the preview endpoint,
   which neither sends nor writes. A body that is not JSON, or an error the API would answer,
   is shown above the form with the pasted text kept.
@@ -47,6 +56,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
@@ -69,10 +79,12 @@ from processors.console.session import CSRF_FIELD, check_csrf, session_principal
 from processors.domain.events import EventType
 from processors.errors import BadRequest, NotFound, ServiceError, ValidationFailed
 from processors.inbound import reviews_api
-from processors.operations import deadletters_api, preview_api, replay_api
+from processors.operations import backfill_api, deadletters_api, preview_api, replay_api
+from processors.operations.backfill_api import BackfillOut
 from processors.operations.deadletters import ERROR_KIND
 from processors.operations.preview import Preview
 from processors.operations.reinject import RUN_ID
+from processors.operations.replay_api import ReplayOut
 from processors.operations.runs import ACTIVE, RunStatus
 from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
@@ -87,6 +99,8 @@ _DEAD_LETTER_PAGE_SIZE: Final = 50
 _REVIEW_PAGE_SIZE: Final = 100
 _REFRESH_SECONDS: Final = 2
 _REVIEW_ID: Final = re.compile(r"^rv_[0-9a-f]{32}$")
+_SELECTED: Final = "id."
+"""A dead letter's checkbox is named ``id.<its id>`` (``id.0:42``), like the event-type boxes."""
 
 
 def _validated(model: type[M], body: dict[str, Any]) -> M:
@@ -139,7 +153,10 @@ async def dead_letters_page(request: Request, tenant_id: str) -> Response:
         items, next_cursor = page.items, page.next_cursor
     query = request.query_params
     outcome = (
-        {name: query.get(name, "") for name in ("redrive_id", "matched", "queued", "unrecoverable")}
+        {
+            name: query.get(name, "")
+            for name in ("redrive_id", "matched", "queued", "unrecoverable", "not_found")
+        }
         if query.get("redrive_id")
         else None
     )
@@ -174,12 +191,20 @@ def _query_connector(name: str) -> Connector:
 async def redrive(request: Request, tenant_id: str) -> Response:
     principal, form = await action_form(request, tenant_id)
     filters = _dead_letter_filter(form)
+    selection = form.get("selection") == "yes"
+    ids = sorted(name[len(_SELECTED) :] for name, on in form.items() if name.startswith(_SELECTED))
+    if selection and not ids:
+        raise ValidationFailed(
+            "tick at least one dead letter to redrive the selected ones",
+            details=[{"loc": ["body", "ids"], "msg": "no dead letter selected"}],
+        )
     body = _validated(
         deadletters_api.RedriveIn,
         {
             "connector": filters["connector"],
             "since": filters["since"] or None,
             "error": filters["error"] or None,
+            **({"ids": ids} if selection else {}),
             "dry_run": form.get("confirmed") != "yes",
         },
     )
@@ -202,6 +227,7 @@ async def redrive(request: Request, tenant_id: str) -> Response:
                 "principal": principal,
                 "filters": filters,
                 "report": report,
+                "ids": ids if selection else None,
             },
         )
     _log.info(
@@ -214,6 +240,7 @@ async def redrive(request: Request, tenant_id: str) -> Response:
         "matched": str(report.matched),
         "queued": str(report.queued),
         "unrecoverable": str(report.unrecoverable),
+        "not_found": str(report.not_found),
     }
     return redirect(f"/console/t/{tenant_id}/dead-letters?{urlencode(outcome)}")
 
@@ -259,34 +286,97 @@ async def start_replay(request: Request, tenant_id: str) -> Response:
     return redirect(f"/console/t/{tenant_id}/replays/{run.replay_id}")
 
 
-def _replay_id(replay_id: str) -> str:
-    if not RUN_ID.fullmatch(replay_id):
-        raise NotFound("replay not found", code="replay_not_found")
-    return replay_id
+def _run_id(run_id: str, kind: str) -> str:
+    """``run_id`` if it can be a run's id; else the API's 404 for ``kind``."""
+    if not RUN_ID.fullmatch(run_id):
+        raise NotFound(f"{kind} not found", code=f"{kind}_not_found")
+    return run_id
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else ""
+
+
+def _run_page(
+    request: Request,
+    tenant_id: str,
+    principal: Principal,
+    *,
+    kind: str,
+    run: ReplayOut | BackfillOut,
+    run_id: str,
+    asked: list[tuple[str, str]],
+    counts: tuple[str, ...],
+    again: list[tuple[str, str]],
+    again_label: str,
+    cancel_note: str,
+    samples: list[dict[str, object]] | None = None,
+) -> Response:
+    """The page of one run (a replay or a backfill): what it asked, its counts (refreshing
+    while it runs), cancel while active, and a finished dry run's offer to run it for real."""
+    active = run.status in ACTIVE
+    return render(
+        request,
+        "run.html",
+        {
+            "title": f"{kind.capitalize()} {run_id}",
+            "page": "replays",
+            "tenant_id": tenant_id,
+            "principal": principal,
+            "kind": kind,
+            "run": run,
+            "run_id": run_id,
+            "run_url": f"/console/t/{tenant_id}/{kind}s/{run_id}",
+            "asked": asked,
+            "counts": counts,
+            "active": active,
+            "refresh": _REFRESH_SECONDS if active else None,
+            "samples": [json.dumps(s, indent=2, sort_keys=True) for s in samples or []],
+            "again": (
+                {
+                    "action": f"/console/t/{tenant_id}/{kind}s",
+                    "fields": again,
+                    "label": again_label,
+                }
+                if run.dry_run and run.status == RunStatus.COMPLETED
+                else None
+            ),
+            "cancelled": request.query_params.get("cancel") == "requested",
+            "cancel_note": cancel_note,
+        },
+    )
 
 
 @router.get("/t/{tenant_id}/replays/{replay_id}")
 async def replay_page(request: Request, tenant_id: str, replay_id: str) -> Response:
     principal = await tenant_principal(request, tenant_id)
     run = await replay_api.get_replay(
-        tenant_id, _replay_id(replay_id), principal, replay_api.get_replay_service(request)
+        tenant_id, _run_id(replay_id, "replay"), principal, replay_api.get_replay_service(request)
     )
-    active = run.status in ACTIVE
-    return render(
+    return _run_page(
         request,
-        "replay.html",
-        {
-            "title": f"Replay {run.replay_id}",
-            "page": "replays",
-            "tenant_id": tenant_id,
-            "principal": principal,
-            "run": run,
-            "active": active,
-            "refresh": _REFRESH_SECONDS if active else None,
-            "completed": run.status == RunStatus.COMPLETED,
-            "samples": [json.dumps(s, indent=2, sort_keys=True) for s in run.samples],
-            "cancelled": request.query_params.get("cancel") == "requested",
-        },
+        tenant_id,
+        principal,
+        kind="replay",
+        run=run,
+        run_id=run.replay_id,
+        asked=[
+            ("Connector", run.connector),
+            ("Window", f"{_iso(run.since)} to {_iso(run.until)}"),
+            ("Event types", ", ".join(run.event_types) or "all"),
+        ],
+        counts=("matched", "queued", "delivered", "failed", "skipped", "duplicates", "malformed"),
+        again=[
+            ("connector", run.connector),
+            ("since", _iso(run.since)),
+            ("until", _iso(run.until)),
+            *((f"event_type.{e}", "on") for e in run.event_types),
+        ],
+        again_label=(
+            "Replay this record" if run.matched == 1 else f"Replay these {run.matched} records"
+        ),
+        cancel_note="copies already queued are still delivered.",
+        samples=run.samples,
     )
 
 
@@ -294,9 +384,78 @@ async def replay_page(request: Request, tenant_id: str, replay_id: str) -> Respo
 async def cancel_replay(request: Request, tenant_id: str, replay_id: str) -> Response:
     principal, _form = await action_form(request, tenant_id)
     await replay_api.cancel_replay(
-        tenant_id, _replay_id(replay_id), principal, replay_api.get_replay_service(request)
+        tenant_id, _run_id(replay_id, "replay"), principal, replay_api.get_replay_service(request)
     )
     return redirect(f"/console/t/{tenant_id}/replays/{replay_id}?cancel=requested")
+
+
+# --- backfills -------------------------------------------------------------------------------
+
+
+@router.post("/t/{tenant_id}/backfills")
+async def start_backfill(request: Request, tenant_id: str) -> Response:
+    principal, form = await action_form(request, tenant_id)
+    offset = form.get("from_offset", "").strip()
+    body = _validated(
+        backfill_api.BackfillBody,
+        {
+            "connector": form.get("connector", "").strip() or None,
+            "since": form.get("since", "").strip() or None,
+            "until": form.get("until", "").strip() or None,
+            "from_offset": offset or None,
+            "dry_run": form.get("dry_run") == "on",
+        },
+    )
+    run = await backfill_api.start_backfill(
+        tenant_id, body, principal, backfill_api.get_backfill_service(request), request
+    )
+    return redirect(f"/console/t/{tenant_id}/backfills/{run.backfill_id}")
+
+
+@router.get("/t/{tenant_id}/backfills/{backfill_id}")
+async def backfill_page(request: Request, tenant_id: str, backfill_id: str) -> Response:
+    principal = await tenant_principal(request, tenant_id)
+    run = await backfill_api.get_backfill(
+        tenant_id,
+        _run_id(backfill_id, "backfill"),
+        principal,
+        backfill_api.get_backfill_service(request),
+    )
+    start = f"offset {run.from_offset}" if run.from_offset is not None else _iso(run.since)
+    return _run_page(
+        request,
+        tenant_id,
+        principal,
+        kind="backfill",
+        run=run,
+        run_id=run.backfill_id,
+        asked=[
+            ("Connector", run.connector or "every connection"),
+            ("From", start),
+            ("Until", _iso(run.until) or "the end when it started"),
+        ],
+        counts=("matched", "exported", "invalid", "unrouted", "delivered", "failed", "skipped"),
+        again=[
+            ("connector", run.connector or ""),
+            ("since", _iso(run.since)),
+            ("until", _iso(run.until)),
+            ("from_offset", "" if run.from_offset is None else str(run.from_offset)),
+        ],
+        again_label=f"Backfill for real ({run.exported} export{'' if run.exported == 1 else 's'})",
+        cancel_note="exports already made stay, and are delivered.",
+    )
+
+
+@router.post("/t/{tenant_id}/backfills/{backfill_id}/cancel")
+async def cancel_backfill(request: Request, tenant_id: str, backfill_id: str) -> Response:
+    principal, _form = await action_form(request, tenant_id)
+    await backfill_api.cancel_backfill(
+        tenant_id,
+        _run_id(backfill_id, "backfill"),
+        principal,
+        backfill_api.get_backfill_service(request),
+    )
+    return redirect(f"/console/t/{tenant_id}/backfills/{backfill_id}?cancel=requested")
 
 
 # --- preview ---------------------------------------------------------------------------------

@@ -18,8 +18,10 @@
 Same services, same rules. Every page builds the services the JSON API builds, from the same
 dependencies (:func:`~processors.tenants.endpoints.get_connection_service`,
 :func:`~processors.deliveries.endpoints.get_delivery_record_index`, the match-review service
-over the app's releaser), and every action calls the method the API's endpoint calls, with
-the caller as the actor. Access is the API's: the session's principal
+of :mod:`processors.tenants.matches`), and every action calls the API's endpoint function (a
+match decision: ``confirm_match``, ``link_match``, ``unlink_match``, which also answer 503
+``release_failed`` as the API does) or the method it calls, with the caller as the actor.
+Access is the API's: the session's principal
 (:func:`~processors.console.session.session_principal`, 401 without one) must pass
 :func:`~processors.auth.check_tenant_access` for the path's tenant (403 with the API's fixed
 message), checked before anything is read, the form body included. Errors a service raises
@@ -37,9 +39,9 @@ after the access check and before any change. Actions answer 303 to the page the
 (post/redirect/get); the outcome (for a match decision: how many held records it released and
 the release id, from the service's answer) travels in the query string and is shown at the top.
 
-The operations pages (dead letters, replays, preview, inbound reviews, the allowlist) are in
-:mod:`processors.console.operations`, registered on this :data:`router`. Extension points for
-the next pages (a backfill form: the backfill API exists): add a
+The operations pages (dead letters, replays and backfills, preview, inbound reviews, the
+allowlist) are in :mod:`processors.console.operations`, registered on this :data:`router`.
+Extension points for the next pages: add a
 ``@router.get("/t/{tenant_id}/<page>")`` handler that starts with
 ``principal = await tenant_principal(request, tenant_id)``, builds the service its API router
 builds, and renders a template extending ``base.html``; add ``(<page>, "Title")`` to
@@ -67,7 +69,6 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from processors.appstate import api_releaser, api_state
 from processors.auth import TENANT_ID_PATTERN, Principal
 from processors.auth.dependencies import check_tenant_access
 from processors.console.session import (
@@ -89,13 +90,10 @@ from processors.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceError,
-    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from processors.identity.held import ReleaseError
-from processors.identity.repository import IdentityRepository, MatchRef
-from processors.identity.review import Decision, MatchReviewService
+from processors.tenants import matches as matches_api
 from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
 from processors.tenants.schemas import ConnectionOut, connection_body
@@ -125,6 +123,7 @@ _STATIC: Final = Path(__file__).parent / "static"
 _TIME: Final = TypeAdapter(AwareDatetime)
 _KINDS: Final = ("company", "person")
 _ACTIONS: Final = ("confirm", "relink", "unlink")
+_MAX_FORM_FIELDS: Final = 100
 _MATCH_PAGE_SIZE: Final = 100
 _DELIVERY_PAGE_SIZE: Final = 50
 _RECENT_DELIVERIES: Final = 200
@@ -246,7 +245,11 @@ async def read_form(request: Request) -> dict[str, str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the form is not UTF-8", code="malformed_form") from None
-    return {name: values[0] for name, values in parse_qs(text, max_num_fields=100).items()}
+    try:
+        fields = parse_qs(text, max_num_fields=_MAX_FORM_FIELDS)
+    except ValueError:  # more fields than that
+        raise PayloadTooLarge(f"the form has more than {_MAX_FORM_FIELDS} fields") from None
+    return {name: values[0] for name, values in fields.items()}
 
 
 async def action_form(request: Request, tenant_id: str) -> tuple[Principal, dict[str, str]]:
@@ -406,15 +409,6 @@ async def save_event_types(request: Request, tenant_id: str, connector_name: str
 # --- matches ---------------------------------------------------------------------------------
 
 
-def _review_service(request: Request) -> MatchReviewService:
-    """The service the match-review API builds: the app's identity store and releaser."""
-    redis, settings = api_state(request)
-    return MatchReviewService(
-        IdentityRepository(redis, key_prefix=settings.redis.key_prefix),
-        releaser=api_releaser(request),
-    )
-
-
 @router.get("/t/{tenant_id}/matches")
 async def matches_page(
     request: Request, tenant_id: str, connector: str = "", cursor: str = ""
@@ -431,7 +425,7 @@ async def matches_page(
     reviews: list[Any] = []
     next_cursor: str | None = None
     if chosen is not None:
-        page = await _review_service(request).page(
+        page = await matches_api._review_service(request).page(  # the API's own builder
             chosen.connection_id, limit=_MATCH_PAGE_SIZE, cursor=cursor or None
         )
         links, reviews, next_cursor = page.links, page.reviews, page.next_cursor
@@ -466,18 +460,6 @@ def _decision_outcome(request: Request) -> dict[str, str] | None:
     }
 
 
-async def _decide(action: Coroutine[Any, Any, Decision]) -> Decision:
-    """The API's answer to a release the broker refused (:mod:`processors.tenants.matches`)."""
-    try:
-        return await action
-    except ReleaseError:
-        raise ServiceUnavailable(
-            "the decision is recorded but its held records could not be sent yet; "
-            "repeat the decision",
-            code="release_failed",
-        ) from None
-
-
 @router.post("/t/{tenant_id}/matches/{connector}/{kind}/{queast_id}/{action}")
 async def decide_match(
     request: Request,
@@ -491,33 +473,38 @@ async def decide_match(
     principal, form = await action_form(request, tenant_id)
     if kind not in _KINDS or action not in _ACTIONS or not 1 <= len(queast_id) <= 128:
         raise ValidationFailed(details=[{"loc": ["path"], "msg": "unknown kind or action"}])
-    connection = await get_connection_service(request).get_connection(tenant_id, connector)
-    ref = MatchRef(tenant_id, connection.connection_id, kind, queast_id)
-    reviews = _review_service(request)
+    # the API's endpoints: the connection's lookup, the decision, 503 if the release failed
+    match: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "connector": connector,
+        "kind": kind,
+        "queast_id": queast_id,
+        "connections": get_connection_service(request),
+        "reviews": matches_api._review_service(request),
+    }
     if action == "confirm":
-        decision = await _decide(
-            reviews.confirm(ref, decided_by=principal.sub, connector=connector.value)
-        )
+        decided = await matches_api.confirm_match(**match, actor=principal)
+        released, release_id = decided.released, decided.release_id
     elif action == "relink":
-        partner_object_id = form.get("partner_object_id", "").strip()
-        if not 1 <= len(partner_object_id) <= 128:
-            raise ValidationFailed(
-                details=[{"loc": ["body", "partner_object_id"], "msg": "1 to 128 characters"}]
+        try:
+            body = matches_api.LinkIn.model_validate(
+                {"partner_object_id": form.get("partner_object_id", "").strip()}
             )
-        decision = await _decide(
-            reviews.link(
-                ref, partner_object_id, decided_by=principal.sub, connector=connector.value
-            )
-        )
+        except ValidationError as exc:
+            raise ValidationFailed.from_pydantic(exc, loc_prefix=("body",)) from None
+        decided = await matches_api.link_match(**match, body=body, actor=principal)
+        released, release_id = decided.released, decided.release_id
     else:
-        decision = await _decide(reviews.unlink(ref, connector=connector.value))
+        answer = await matches_api.unlink_match(**match, _actor=principal)
+        released = int(answer.headers["Qi-Released"])
+        release_id = answer.headers.get("Qi-Release-Id")
     _log.info(
         "console.match.decided",
         extra={
             "tenant_id": tenant_id,
             "connector": connector.value,
             "action": action,
-            "released": decision.released.released,
+            "released": released,
             "actor_sub": principal.sub,
         },
     )
@@ -525,8 +512,8 @@ async def decide_match(
         "connector": connector.value,
         "decided": action,
         "queast_id": queast_id,
-        "released": str(decision.released.released),
-        "release_id": decision.released.release_id or "",
+        "released": str(released),
+        "release_id": release_id or "",
     }
     return redirect(f"/console/t/{tenant_id}/matches?{urlencode(outcome)}")
 

@@ -44,6 +44,14 @@ which the exports topic keeps at least as long as the dead letter.
 
 The API bounds a redrive to ``max_records`` distinct records per call
 (:class:`TooManyDeadLettersError`, before anything is queued); the CLI has no bound.
+
+Selected dead letters. A filter may also name the dead letters it means one by one
+(``selected``): their ids as a listing shows them, ``"<partition>:<offset>"`` of the
+connector's dead-letter topic (:func:`dead_letter_id`), at most :data:`MAX_SELECTED`. Only
+those that are dead letters of the filter's tenant (and match its ``since`` and ``error``) are
+sent; an id that is not one (another tenant's, another partition, an offset that never held a
+dead letter or has aged out) is never sent, only counted in the report's ``not_found``. The
+selected dead letters are deduplicated by idempotency key like any others.
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ from processors.topics import TopicMap
 
 __all__ = [
     "ERROR_KIND",
+    "MAX_SELECTED",
     "DeadLetter",
     "DeadLetterFilter",
     "DeadLetterPage",
@@ -87,8 +96,10 @@ __all__ = [
     "SendReport",
     "TooManyDeadLettersError",
     "Unrecoverable",
+    "dead_letter_id",
     "error_kind",
     "new_run_id",
+    "parse_dead_letter_id",
     "plan_redrive",
     "row_of",
     "rows_json",
@@ -98,6 +109,12 @@ logger = logging.getLogger(__name__)
 
 ERROR_KIND: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """What ``--error`` / ``error=`` looks like: an error class, a status code or a reason code."""
+
+DEAD_LETTER_ID: Final = re.compile(r"^(?P<partition>[0-9]{1,9}):(?P<offset>[0-9]{1,19})$")
+"""A dead letter's id: ``<partition>:<offset>`` of its connector's dead-letter topic."""
+
+MAX_SELECTED: Final = 500
+"""The most dead letters one redrive may name one by one (``DeadLetterFilter.selected``)."""
 
 _ERRORS = TypeAdapter(list[AttemptError])
 _MERGE_GAP: Final = 500
@@ -110,6 +127,20 @@ def error_kind(text: str) -> str:
         msg = "an error kind is 1 to 64 letters, digits, '_', '.' or '-' (e.g. PermanentError)"
         raise ValueError(msg)
     return text
+
+
+def dead_letter_id(partition: int, offset: int) -> str:
+    """The id a listing shows for the dead letter at ``partition`` and ``offset``."""
+    return f"{partition}:{offset}"
+
+
+def parse_dead_letter_id(text: str) -> tuple[int, int]:
+    """``(partition, offset)`` of a dead letter's id; ``ValueError`` if it is not one."""
+    found = DEAD_LETTER_ID.fullmatch(text)
+    if found is None:
+        msg = f"a dead letter id is <partition>:<offset> (e.g. 0:42), not {text[:40]!r}"
+        raise ValueError(msg)
+    return int(found["partition"]), int(found["offset"])
 
 
 def new_run_id(prefix: str) -> str:
@@ -154,17 +185,24 @@ class DeadLetterFilter:
     connector: str
     since: datetime | None = None
     error: str | None = None
+    selected: frozenset[tuple[int, int]] | None = None
+    """Only these dead letters, by (partition, offset); ``None``: every one matching."""
 
     def __post_init__(self) -> None:
         if self.since is not None:
             require_aware(self.since)
         if self.error is not None:
             error_kind(self.error)
+        if self.selected is not None and not 1 <= len(self.selected) <= MAX_SELECTED:
+            msg = f"select 1 to {MAX_SELECTED} dead letters"
+            raise ValueError(msg)
 
     def matches(self, letter: DeadLetter) -> bool:
-        """Whether ``letter`` is this tenant's and of the asked error kind."""
+        """Whether ``letter`` is this tenant's, selected (if some are) and of the asked kind."""
         headers = letter.headers
         if headers.get("qi.tenant_id") != self.tenant_id:
+            return False
+        if self.selected is not None and (letter.partition, letter.offset) not in self.selected:
             return False
         if self.error is None:
             return True
@@ -183,6 +221,8 @@ class DeadLetterRow(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    id: str
+    """``<partition>:<offset>`` (:func:`dead_letter_id`): what a redrive may select it by."""
     partition: int
     offset: int
     dead_lettered_at: datetime | None
@@ -226,6 +266,7 @@ def row_of(letter: DeadLetter) -> DeadLetterRow:
         datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC) if letter.timestamp_ms > 0 else None
     )
     return DeadLetterRow(
+        id=dead_letter_id(letter.partition, letter.offset),
         partition=letter.partition,
         offset=letter.offset,
         dead_lettered_at=stamp,
@@ -293,6 +334,8 @@ class RedriveReport(SendReport):
     from_original: int = 0
     """Matched records whose value was read from their original record."""
     unrecoverable: list[Unrecoverable] = field(default_factory=list)
+    not_found: int = 0
+    """Selected ids that are no dead letter of the tenant matching the filter (none sent)."""
 
     @property
     def redrive_id(self) -> str:
@@ -304,6 +347,7 @@ class RedriveReport(SendReport):
             **SendReport.summary(self),
             "from_original": self.from_original,
             "unrecoverable": len(self.unrecoverable),
+            "not_found": self.not_found,
         }
 
 
@@ -338,6 +382,16 @@ def plan_redrive(
         if max_records is not None and len(latest) > max_records:
             raise TooManyDeadLettersError(max_records)
     return list(latest.values())
+
+
+def _noting(
+    letters: Iterable[DeadLetter], chosen: DeadLetterFilter, found: set[tuple[int, int]]
+) -> Generator[DeadLetter, None, None]:
+    """``letters`` unchanged; the selected ones that match ``chosen`` are added to ``found``."""
+    for letter in letters:
+        if chosen.selected is not None and chosen.matches(letter):
+            found.add((letter.partition, letter.offset))
+        yield letter
 
 
 ReaderFactory = Callable[[], HistoryReader]
@@ -412,10 +466,17 @@ class DeadLetterService:
         :class:`~.reinject.ReinjectError` when the broker refuses copies.
         """
         report = RedriveReport(redrive_id or new_run_id("rd"), dry_run)
-        with self._reader() as reader, closing(self._letters(reader, chosen)) as letters:
-            planned = plan_redrive(letters, chosen, max_records=max_records)
+        found: set[tuple[int, int]] = set()
+        start = None if chosen.selected is None else min(o for _p, o in chosen.selected)
+        with (
+            self._reader() as reader,
+            closing(self._letters(reader, chosen, from_offset=start)) as letters,
+        ):
+            planned = plan_redrive(_noting(letters, chosen, found), chosen, max_records=max_records)
             report.matched = len(planned)
             values = self._values(reader, chosen.connector, planned, report)
+        if chosen.selected is not None:
+            report.not_found = len(chosen.selected - found)
         logger.info(
             "operations.redrive.planned",
             extra={
@@ -424,6 +485,7 @@ class DeadLetterService:
                 "connector": chosen.connector,
                 "matched": report.matched,
                 "unrecoverable": len(report.unrecoverable),
+                "not_found": report.not_found,
                 "dry_run": dry_run,
             },
         )

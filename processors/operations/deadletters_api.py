@@ -5,8 +5,9 @@
     GET  /v1/tenants/{tenant_id}/dead-letters?connector=&since=&error=&limit=&cursor=
          200 {"items": [row, ...], "next_cursor": str | null}
     POST /v1/tenants/{tenant_id}/dead-letters/redrive
-         body {"connector", "since"?, "error"?, "dry_run"?}
-         202 {"redrive_id", "matched", "queued", "dry_run", "from_original", "unrecoverable"}
+         body {"connector", "since"?, "error"?, "ids"?, "dry_run"?}
+         202 {"redrive_id", "matched", "queued", "dry_run", "from_original", "unrecoverable",
+              "not_found"}
          (200 for a dry run)
 
 Same access rule as the connections and the delivery records: a ``tenant_admin`` of that
@@ -22,6 +23,14 @@ A redrive through the API is bounded: at most ``QI_DLQ_API_MAX_REDRIVE`` distinc
 ``queast-integrations dlq redrive``, which has no bound. A connector whose dead-letter topic
 does not exist has no dead letters (an empty page, nothing matched); a broker that does not
 answer, or a topic that cannot be read to its end, is 503 ``service_unavailable``.
+Some of them, picked one by one: ``ids`` lists dead letters by the ``id`` the listing shows
+(``"<partition>:<offset>"``), 1 to 500 distinct ones; an id of another shape, an empty list or
+more than 500 ids is 422 with ``details`` naming ``ids`` (nothing is read). Only the ids that
+are dead letters of this tenant in this connector's topic (and match ``since`` and ``error``
+when given) are sent; any other id (another tenant's dead letter, another partition, an offset
+that holds none) is never sent and is counted in ``not_found``, the same whether it was forged
+or has aged out, so the answer tells nothing of other tenants.
+
 The redrive id and counts are in the answer and in the log (``operations.redrive.*``); every
 delivery record of a redriven copy carries the redrive id as ``replay_id``.
 
@@ -52,7 +61,9 @@ from processors.errors import (
     invalid_cursor,
 )
 from processors.operations.deadletters import (
+    DEAD_LETTER_ID,
     ERROR_KIND,
+    MAX_SELECTED,
     DeadLetterFilter,
     DeadLetterRow,
     DeadLetterService,
@@ -60,6 +71,7 @@ from processors.operations.deadletters import (
     RedriveReport,
     TooManyDeadLettersError,
     new_run_id,
+    parse_dead_letter_id,
 )
 from processors.operations.history import HistoryError
 from processors.operations.reinject import ReinjectError
@@ -97,6 +109,7 @@ def get_dead_letter_service(request: Request) -> DeadLetterService:
 Service = Annotated[DeadLetterService, Depends(get_dead_letter_service)]
 ApiSettings = Annotated[DeadLetterApiSettings, Depends(get_dead_letter_api_settings)]
 ErrorKind = Annotated[str, Field(pattern=ERROR_KIND.pattern, examples=["PermanentError"])]
+DeadLetterId = Annotated[str, Field(pattern=DEAD_LETTER_ID.pattern, examples=["0:42"])]
 
 
 class DeadLetterPageOut(BaseModel):
@@ -114,7 +127,17 @@ class RedriveIn(BaseModel):
     connector: Connector
     since: AwareDatetime | None = None
     error: ErrorKind | None = None
+    ids: list[DeadLetterId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SELECTED,
+        description="only these dead letters (the listing's `id`); all matching if absent",
+    )
     dry_run: bool = False
+
+    def selected(self) -> frozenset[tuple[int, int]] | None:
+        """The ids as (partition, offset) pairs (``None``: no selection)."""
+        return None if self.ids is None else frozenset(map(parse_dead_letter_id, self.ids))
 
 
 class RedriveOut(BaseModel):
@@ -127,6 +150,9 @@ class RedriveOut(BaseModel):
     dry_run: bool
     from_original: int
     unrecoverable: int
+    not_found: int = Field(
+        default=0, description="selected ids that are no dead letter of the tenant (not sent)"
+    )
 
 
 router = APIRouter(
@@ -210,7 +236,13 @@ async def redrive_dead_letters(
     bounds: ApiSettings,
     response: Response,
 ) -> RedriveOut:
-    chosen = DeadLetterFilter(tenant_id, body.connector.value, since=body.since, error=body.error)
+    chosen = DeadLetterFilter(
+        tenant_id,
+        body.connector.value,
+        since=body.since,
+        error=body.error,
+        selected=body.selected(),
+    )
     try:
         report = await run_in_threadpool(
             service.redrive, chosen, dry_run=body.dry_run, max_records=bounds.max_redrive
@@ -223,6 +255,7 @@ async def redrive_dead_letters(
         ) from None
     except NoSuchTopicError:
         report = RedriveReport(new_run_id("rd"), body.dry_run)  # nothing was dead-lettered
+        report.not_found = len(chosen.selected or ())
     except (HistoryError, ReinjectError, KafkaException) as exc:
         raise _unavailable(exc) from None
     _log.info(

@@ -5,7 +5,8 @@
     dlq list --tenant T --connector C [--since ISO8601] [--error KIND] [--limit N]
              [--from-offset N] [--json]
     dlq list --invalid [--tenant T] [--since ISO8601] [--limit N] [--json]
-    dlq redrive --tenant T --connector C [--since ISO8601] [--error KIND] [--dry-run] [--json]
+    dlq redrive --tenant T --connector C [--since ISO8601] [--error KIND] [--id P:O ...]
+                [--dry-run] [--json]
     dlq export-invalid --out FILE [--tenant T] [--since ISO8601] [--json]
     dlq republish FILE [--tenant T] [--dry-run] [--json]
 
@@ -20,6 +21,9 @@ What each does is in :mod:`.deadletters` and :mod:`.deadletters_invalid`. Output
   (``{"redrive_id", "matched", "queued", "dry_run", "from_original", "unrecoverable"}``,
   ``{"republish_id", "matched", "queued", "dry_run", "refused"}``); what could not be sent, or
   is refused, is listed on stderr (offset or line, and why).
+- ``redrive --id P:O`` (repeatable, at most 500) sends only those dead letters (the ``id`` a
+  listing shows); an id that is no dead letter of the tenant matching the filter is counted
+  as ``not_found`` in the summary and never sent.
 - ``export-invalid`` writes payloads, to the new file ``--out`` only (mode 0600, an existing
   file is refused); its summary names how many were written and each skipped record.
 
@@ -32,6 +36,7 @@ when a redrive (not a dry run) left unrecoverable dead letters; 0 otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
@@ -52,9 +57,11 @@ from processors.operations.commands import (
     aware_time,
 )
 from processors.operations.deadletters import (
+    MAX_SELECTED,
     DeadLetterFilter,
     DeadLetterService,
     error_kind,
+    parse_dead_letter_id,
     rows_json,
 )
 from processors.operations.history import HistoryError
@@ -101,6 +108,13 @@ def _offset(text: str) -> int:
         msg = f"not an offset: {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
+
+
+def _dead_letter_id(text: str) -> tuple[int, int]:
+    try:
+        return parse_dead_letter_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _topics(settings: Settings) -> TopicMap:
@@ -216,10 +230,16 @@ def _list_invalid(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_redrive(settings: Settings, args: argparse.Namespace) -> int:
     service = _service(settings)
+    chosen = _filter(args)
+    if args.ids:
+        if len(set(args.ids)) > MAX_SELECTED:
+            _err.print(f"[red]dlq redrive:[/] at most {MAX_SELECTED} --id")
+            return EXIT_USAGE
+        chosen = dataclasses.replace(chosen, selected=frozenset(args.ids))
     try:
         with _err.status("reading dead letters...") as status:
             report = service.redrive(
-                _filter(args),
+                chosen,
                 dry_run=args.dry_run,
                 on_progress=lambda n: status.update(f"queued {n:,} copies..."),
             )
@@ -239,6 +259,7 @@ def _cmd_redrive(settings: Settings, args: argparse.Namespace) -> int:
             f"redrive {report.redrive_id}: {report.matched} dead letter(s) matched, {verb}"
             f" {count} ({report.from_original} from their export),"
             f" {len(report.unrecoverable)} unrecoverable"
+            + (f", {report.not_found} selected id(s) not found" if args.ids else "")
         )
     return EXIT_FAILED if report.unrecoverable and not report.dry_run else EXIT_OK
 
@@ -333,6 +354,14 @@ def register(commands: SubCommands) -> None:
     redrive.add_argument("--connector", choices=connectors, required=True)
     redrive.add_argument("--since", type=aware_time, help="ISO 8601 time with a time zone")
     redrive.add_argument("--error", type=_kind, help="error class, status code or reason code")
+    redrive.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        type=_dead_letter_id,
+        metavar="P:O",
+        help="only this dead letter (the id a listing shows); repeatable",
+    )
     redrive.add_argument("--dry-run", action="store_true", help="count and resolve, send nothing")
     redrive.add_argument("--json", action="store_true", help="last line: the summary as JSON")
     redrive.set_defaults(handler=_cmd_redrive)

@@ -121,7 +121,7 @@ def test_a_dead_letter_is_counted_then_redriven(
     expect(row).to_contain_text("PermanentError")
     expect(row).to_contain_text("400")
     expect(row).to_contain_text("http_400: the receiver refused the body")
-    expect(row.locator("td").nth(5)).to_have_text("3")
+    expect(row.locator("td").nth(6)).to_have_text("3")
     assert PAYLOAD_MARK not in html, "a dead letter's payload is never shown"
 
     page.locator('[data-action="redrive"]').press("Enter")
@@ -172,7 +172,7 @@ def test_a_dry_run_replay_then_a_real_one(fresh: Served, page: Page, report_dir:
     page.goto(f"{fresh.url}/console/t/{TENANT}/connections")
     _nav(page, "Replays")
     check_page(page, report_dir, "replays")
-    page.get_by_label("Connector").select_option("webhook")
+    page.get_by_label("Connector", exact=True).select_option("webhook")
     page.get_by_label("Since (ISO 8601, with zone; default an hour before until)").fill(since)
     page.get_by_label("company.upserted").check()
     expect(page.get_by_label("Dry run (count and preview only)")).to_be_checked()
@@ -205,9 +205,150 @@ def test_a_dry_run_replay_then_a_real_one(fresh: Served, page: Page, report_dir:
         assert answer.status_code == 303
         assert answer.headers["location"].endswith(f"/replays/{replay_id}?cancel=requested")
         missing = client.post(
-            f"/console/t/{TENANT}/replays/rp_{'0' * 32}/cancel", data={"csrf_token": csrf.group(1)}
+            f"/console/t/{TENANT}/replays/rp_{'0' * 32}/cancel",
+            data={"csrf_token": csrf.group(1)},
         )
         assert missing.status_code == 404
+
+
+def _exports(served: Served, run_id: str) -> list[ConsumedRecord]:
+    """The webhook exports a backfill ``run_id`` appended."""
+    topic = TopicMap(served.settings.topics.prefix).exports("webhook")
+    reader = TopicReader(served.settings.kafka.bootstrap_servers, [topic], 1)
+
+    def mine(found: list[ConsumedRecord]) -> list[ConsumedRecord]:
+        return [r for r in found if r.headers.get("qi.replay_id") == run_id]
+
+    try:
+        return mine(reader.wait_until(lambda found: bool(mine(found)), timeout=30, settle=1))
+    finally:
+        reader.close()
+
+
+def test_a_dry_run_backfill_then_a_real_one_then_a_refused_one(
+    fresh: Served, page: Page, report_dir: Path
+) -> None:
+    event = _event()
+    company = f"co_backfill_{uuid.uuid4().hex[:8]}"
+    event["data"]["company_id"] = company
+    since = _just_before()
+    client = producer(fresh.settings.kafka)
+    client.produce(
+        TopicMap(fresh.settings.topics.prefix).domain_events,
+        key=TENANT.encode(),
+        value=json.dumps(event).encode(),
+    )
+    assert client.flush(30) == 0
+    sign_in(page, fresh.url, token())
+    page.goto(f"{fresh.url}/console/t/{TENANT}/replays")
+    page.get_by_label("Backfill connector").select_option("webhook")
+    page.get_by_label("Backfill since (ISO 8601, with zone)").fill(since)
+    expect(page.get_by_label("Dry run (count only)")).to_be_checked()
+    page.locator('[data-action="backfill"]').press("Enter")
+    page.wait_for_url(re.compile(r".*/backfills/bf_[^/]+$"))
+    assert _finished(page, report_dir, "backfill-dry-run") == "completed"
+    expect(page.locator("h2#run-status")).to_contain_text("dry run")
+    expect(page.locator('[data-count="matched"]')).to_have_text("1")
+    expect(page.locator('[data-count="exported"]')).to_have_text("1")
+    dry_url = page.url
+
+    page.locator('[data-action="backfill"]').press("Enter")
+    page.wait_for_url(lambda url: url != dry_url and "/backfills/bf_" in url)
+    assert _finished(page, report_dir, "backfill-real") == "completed"
+    expect(page.locator("h2#run-status")).not_to_contain_text("dry run")
+    expect(page.locator('[data-count="exported"]')).to_have_text("1")
+    backfill_id = page.url.rsplit("/", 1)[1]
+    [export] = _exports(fresh, backfill_id)
+    assert export.headers["qi.run.kind"] == "backfill"
+    assert export.headers["qi.entity_id"] == company
+    expect(page.locator('[data-action="cancel"]')).to_have_count(0)
+
+    with _signed_in_client(fresh, token()) as http:
+        html = http.get(f"/console/t/{TENANT}/replays").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert csrf is not None
+        form = {"csrf_token": csrf.group(1), "connector": "webhook", "dry_run": "on"}
+        both = http.post(
+            f"/console/t/{TENANT}/backfills", data={**form, "since": since, "from_offset": "0"}
+        )
+        assert both.status_code == 422, "a time and an offset: the API's 422"
+        assert "not both" in both.text
+        naive = http.post(
+            f"/console/t/{TENANT}/backfills", data={**form, "since": "2026-12-04T10:00:00"}
+        )
+        assert naive.status_code == 422
+        unknown = http.post(f"/console/t/{TENANT}/backfills", data={**form, "connector": "nope"})
+        assert unknown.status_code == 422
+        assert http.post(f"/console/t/{TENANT}/backfills", data=form).status_code == 422
+        cancel = f"/console/t/{TENANT}/backfills/{backfill_id}/cancel"
+        assert http.post(cancel, data={}).status_code == 403, "no CSRF token"
+        answer = http.post(cancel, data={"csrf_token": csrf.group(1)})
+        assert answer.status_code == 303
+        assert answer.headers["location"].endswith(f"/backfills/{backfill_id}?cancel=requested")
+        for missing in (f"bf_{'0' * 32}", "not-an-id"):
+            gone = http.post(
+                f"/console/t/{TENANT}/backfills/{missing}/cancel",
+                data={"csrf_token": csrf.group(1)},
+            )
+            assert gone.status_code == 404
+            assert "backfill_not_found" in gone.text
+        assert http.get(f"/console/t/{TENANT}/backfills/{backfill_id}").status_code == 200
+        refused = http.post(
+            f"/console/t/{OTHER_TENANT}/backfills",
+            data={**form, "since": since},
+        )
+        assert refused.status_code == 403
+        assert http.get(f"/console/t/{OTHER_TENANT}/backfills/{backfill_id}").status_code == 403
+
+
+def test_rows_picked_one_by_one_are_counted_then_redriven_alone(
+    fresh: Served, page: Page, report_dir: Path
+) -> None:
+    keys = [f"ik_pick_{n}_{uuid.uuid4().hex[:8]}" for n in range(2)]
+    since = _just_before()
+    for key in keys:
+        _produce(
+            fresh,
+            TopicMap(fresh.settings.topics.prefix).dlq("webhook"),
+            key,
+            **{"qi.error.class": "PermanentError", "qi.payload_included": "true"},
+        )
+    sign_in(page, fresh.url, token())
+    page.goto(f"{fresh.url}/console/t/{TENANT}/dead-letters?connector=webhook&since={since}")
+    rows = page.locator("table.dead-letters tbody tr")
+    expect(rows).to_have_count(2)
+    picked = page.locator(f'table.dead-letters tr[data-id="dl_{keys[1]}"]')
+    picked.get_by_role("checkbox").check()
+    check_page(page, report_dir, "dead-letters-picked")
+    page.locator('[data-action="redrive-selected"]').press("Enter")
+    page.wait_for_url("**/dead-letters/redrive")
+    check_page(page, report_dir, "dead-letters-picked-confirm")
+    notice = page.get_by_role("status")
+    expect(notice).to_have_attribute("data-matched", "1")
+    expect(notice).to_have_attribute("data-not-found", "0")
+    page.locator('[data-action="redrive-selected"]').press("Enter")
+    page.wait_for_url("**/dead-letters?*redrive_id=*")
+    done = page.get_by_role("status")
+    expect(done).to_have_attribute("data-queued", "1")
+    redrive_id = done.get_attribute("data-redrive-id") or ""
+    assert [c.headers["qi.idempotency_key"] for c in _copies(fresh, redrive_id)] == [keys[1]]
+
+    with _signed_in_client(fresh, token()) as http:
+        html = http.get(f"/console/t/{TENANT}/dead-letters?connector=webhook").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert csrf is not None
+        form = {"csrf_token": csrf.group(1), "connector": "webhook", "selection": "yes"}
+        redrive = f"/console/t/{TENANT}/dead-letters/redrive"
+        none_ticked = http.post(redrive, data=form)
+        assert none_ticked.status_code == 422
+        assert "tick at least one" in none_ticked.text
+        assert http.post(redrive, data={**form, "id.0:x": "on"}).status_code == 422
+        forged = http.post(redrive, data={**form, "id.0:999999999": "on"})
+        assert forged.status_code == 200, "a dry run"
+        assert 'data-matched="0"' in forged.text
+        assert 'data-not-found="1"' in forged.text
+        crowded = http.post(redrive, data={**form, **{f"id.0:{n}": "on" for n in range(120)}})
+        assert crowded.status_code == 413
 
 
 def _event() -> dict[str, Any]:
@@ -411,6 +552,8 @@ def test_operations_pages_refuse_other_tenants_and_gets_change_nothing(fresh: Se
             f"/console/t/{TENANT}/dead-letters/redrive",
             f"/console/t/{TENANT}/replays/rp_{'0' * 32}",
             f"/console/t/{TENANT}/replays/rp_{'0' * 32}/cancel",
+            f"/console/t/{TENANT}/backfills/bf_{'0' * 32}",
+            f"/console/t/{TENANT}/backfills/bf_{'0' * 32}/cancel",
             f"/console/t/{TENANT}/inbound-reviews?decided=resolved&review_id=x",
         ]
         for path in gets:

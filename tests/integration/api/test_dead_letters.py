@@ -248,3 +248,94 @@ async def test_a_redrive_over_the_bound_is_refused_before_anything_is_sent(
     )
     assert narrowed.status_code == 202, narrowed.text
     assert narrowed.json()["queued"] == 2
+
+
+async def _ids(client: httpx.AsyncClient, tenant: str) -> dict[str, str]:
+    """The listing's id of each dead letter of ``tenant``, by idempotency key."""
+    listed = await client.get(
+        f"/v1/tenants/{tenant}/dead-letters", params={"connector": "webhook"}, headers=PLATFORM
+    )
+    assert listed.status_code == 200, listed.text
+    return {row["idempotency_key"]: row["id"] for row in listed.json()["items"]}
+
+
+async def test_selected_dead_letters_are_redriven_and_the_others_are_not(
+    client: httpx.AsyncClient, dead_letters: TopicMap, settings: Settings
+) -> None:
+    ids = await _ids(client, TENANT)
+    [theirs] = (await _ids(client, OTHER_TENANT)).values()
+    partition, offset = ids[f"qik_{TENANT}_0"].split(":")
+    chosen = [ids[f"qik_{TENANT}_0"], ids[f"qik_{TENANT}_2"]]
+    forged = [theirs, f"{partition}:999999", f"{int(partition) + PARTITIONS}:{offset}"]
+
+    dry = await client.post(
+        REDRIVE,
+        json={"connector": "webhook", "ids": chosen + forged, "dry_run": True},
+        headers=TENANT_ADMIN,
+    )
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["matched"], dry.json()["queued"], dry.json()["not_found"]) == (2, 0, 3)
+    assert _retry_copies(settings, dead_letters) == []
+
+    response = await client.post(
+        REDRIVE, json={"connector": "webhook", "ids": chosen + forged}, headers=TENANT_ADMIN
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["matched"], body["queued"], body["not_found"]) == (2, 2, 3)
+    copies = _retry_copies(settings, dead_letters)
+    assert sorted(c["qi.idempotency_key"] for c in copies) == [
+        f"qik_{TENANT}_0",
+        f"qik_{TENANT}_2",
+    ], "only the selected ones; never the other tenant's"
+
+    narrowed = await client.post(
+        REDRIVE,
+        json={"connector": "webhook", "ids": [ids[f"qik_{TENANT}_1"]], "error": "400"},
+        headers=TENANT_ADMIN,
+    )
+    assert (narrowed.json()["matched"], narrowed.json()["not_found"]) == (0, 1)
+
+
+async def test_another_tenants_dead_letter_is_never_redriven_by_id(
+    client: httpx.AsyncClient, dead_letters: TopicMap, settings: Settings
+) -> None:
+    [theirs] = (await _ids(client, OTHER_TENANT)).values()
+    response = await client.post(
+        REDRIVE, json={"connector": "webhook", "ids": [theirs]}, headers=TENANT_ADMIN
+    )
+    assert response.status_code == 202, response.text
+    assert (response.json()["matched"], response.json()["not_found"]) == (0, 1)
+    refused = await client.post(
+        f"/v1/tenants/{OTHER_TENANT}/dead-letters/redrive",
+        json={"connector": "webhook", "ids": [theirs]},
+        headers=TENANT_ADMIN,
+    )
+    assert refused.status_code == 403
+    assert _retry_copies(settings, dead_letters) == []
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [],
+        ["0-1"],
+        ["0:"],
+        ["x:1"],
+        ["0:1:2"],
+        [0],
+        "0:1",
+        [f"0:{n}" for n in range(501)],
+        [f"0:{'9' * 20}"],
+    ],
+)
+async def test_malformed_or_too_many_ids_are_422_and_send_nothing(
+    client: httpx.AsyncClient, dead_letters: TopicMap, settings: Settings, ids: object
+) -> None:
+    response = await client.post(
+        REDRIVE, json={"connector": "webhook", "ids": ids}, headers=TENANT_ADMIN
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_failed"
+    assert any("ids" in d["loc"] for d in response.json()["error"]["details"])
+    assert _retry_copies(settings, dead_letters) == []

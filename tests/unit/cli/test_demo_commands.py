@@ -22,6 +22,7 @@ from processors.cli import _parser
 from processors.console import router as console_router
 from processors.demo import (
     _ALLOWLISTED,
+    _HUBSPOT_LOOKALIKES,
     _INBOUND_TENANT,
     _KNOWN_COMPANY,
     _PIPEDRIVE_ACCOUNT,
@@ -280,3 +281,19 @@ def test_the_printed_api_curl_and_console_url_are_real_routes_with_working_token
     [tenant_token] = [line for line in lines if line.count(".") == 2 and " " not in line]
     claims = jwt.decode(tenant_token, secret, algorithms=["HS256"])
     assert claims["tenant_id"] == DEMO_TENANTS[0]
+
+
+def test_the_hubspot_sandbox_starts_with_two_lookalikes_so_a_match_waits_in_the_console() -> None:
+    _port, _args, prepare = _SANDBOXES["hubspot"]
+    assert prepare is not None, "the HubSpot sandbox is seeded before the worker writes"
+    names = {c["name"] for c in _HUBSPOT_LOOKALIKES}
+    domains = {c["domain"] for c in _HUBSPOT_LOOKALIKES}
+    assert names == {_KNOWN_COMPANY["name"]}, "found by name: two candidates, no lead"
+    assert len(domains) == 2
+    assert _KNOWN_COMPANY["domain"] not in domains, "not found by domain"
+    out = io.StringIO()
+    _print_api_hints(Console(file=out, width=300), "s" * 32)
+    [matches] = re.findall(r"http://127\.0\.0\.1:8080(/console/t/[^/]+/matches)", out.getvalue())
+    assert matches == f"/console/t/{DEMO_TENANTS[0]}/matches"
+    console_paths = {getattr(r, "path", "") for r in console_router.routes}
+    assert "/console/t/{tenant_id}/matches" in console_paths

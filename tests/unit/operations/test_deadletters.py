@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from processors.cli import main
 from processors.deliveries.envelope import REQUIRED_HEADERS
@@ -12,11 +14,14 @@ from processors.operations.deadletters import (
     DeadLetter,
     DeadLetterFilter,
     TooManyDeadLettersError,
+    dead_letter_id,
     error_kind,
     new_run_id,
+    parse_dead_letter_id,
     plan_redrive,
     row_of,
 )
+from processors.operations.deadletters_api import RedriveIn
 from processors.operations.deadletters_invalid import _one_line, check_lines
 from processors.operations.reinject import RUN_ID
 from processors.samples import sample_events, to_json_line
@@ -100,7 +105,8 @@ def test_a_filter_matches_the_tenant_and_the_class_status_or_reason_code() -> No
 
 def test_a_row_shows_the_failure_and_never_the_payload() -> None:
     row = row_of(_letter(7, value=b'{"secret": "value"}'))
-    assert (row.offset, row.partition, row.tenant_id, row.idempotency_key) == (
+    assert (row.id, row.offset, row.partition, row.tenant_id, row.idempotency_key) == (
+        "1:7",
         7,
         1,
         "t_1",
@@ -255,3 +261,53 @@ def test_bad_input_files_exit_2_before_anything_is_read_or_sent(
     assert main(["dlq", "export-invalid", "--out", str(taken)]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["dlq", "export-invalid", "--out", str(tmp_path / "no" / "dir.jsonl")]) == 2
+
+
+def test_a_dead_letter_id_is_its_partition_and_offset() -> None:
+    assert dead_letter_id(1, 42) == "1:42"
+    assert parse_dead_letter_id("1:42") == (1, 42)
+    for bad in ("", "1", "1:", ":2", "-1:2", "1:-2", "a:b", "1:2:3", "1:2 ", "1" * 10 + ":1"):
+        with pytest.raises(ValueError, match="partition"):
+            parse_dead_letter_id(bad)
+
+
+def test_a_selection_keeps_only_the_tenants_selected_dead_letters() -> None:
+    letters = [
+        _letter(0, key="qik_a"),
+        _letter(1, key="qik_b"),
+        _letter(2, tenant="t_2", key="qik_c"),  # another tenant's: never selected
+        _letter(3, key="qik_d", status="500"),
+    ]
+    chosen = DeadLetterFilter("t_1", "webhook", selected=frozenset({(1, 1), (1, 2), (1, 3)}))
+    assert [letter.offset for letter in plan_redrive(letters, chosen)] == [1, 3]
+    elsewhere = replace(letters[1], partition=0)
+    assert not chosen.matches(elsewhere), "the same offset on another partition is another one"
+    narrowed = DeadLetterFilter("t_1", "webhook", error="400", selected=frozenset({(1, 1), (1, 3)}))
+    assert [letter.offset for letter in plan_redrive(letters, narrowed)] == [1]
+
+
+def test_a_selection_is_bounded() -> None:
+    with pytest.raises(ValueError, match="1 to 500"):
+        DeadLetterFilter("t_1", "webhook", selected=frozenset())
+    with pytest.raises(ValueError, match="1 to 500"):
+        DeadLetterFilter("t_1", "webhook", selected=frozenset((0, n) for n in range(501)))
+    assert DeadLetterFilter("t_1", "webhook", selected=frozenset((0, n) for n in range(500)))
+
+
+def test_the_apis_redrive_body_reads_ids_and_refuses_bad_ones() -> None:
+    body = RedriveIn.model_validate({"connector": "webhook", "ids": ["0:1", "0:1", "2:30"]})
+    assert body.selected() == frozenset({(0, 1), (2, 30)})
+    assert RedriveIn.model_validate({"connector": "webhook"}).selected() is None
+    for ids in ([], ["0-1"], ["0:x"], [1], "0:1", [f"0:{n}" for n in range(501)]):
+        with pytest.raises(ValidationError):
+            RedriveIn.model_validate({"connector": "webhook", "ids": ids})
+
+
+@pytest.mark.parametrize("bad", ["1", "a:b", "1:2:3"])
+def test_a_malformed_id_on_the_command_line_exits_2(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["dlq", "redrive", "--tenant", "t_1", "--connector", "webhook", "--id", bad])
+    assert exited.value.code == 2
+    assert "dead letter id" in capsys.readouterr().err
