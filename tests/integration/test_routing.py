@@ -231,7 +231,7 @@ async def test_worker_killed_mid_stream_loses_nothing(
     tmp_path: Path,
 ) -> None:
     connections = await _seed(repository)
-    events = sample_events(TENANTS, 30_000, seed=31)
+    events = sample_events(TENANTS, 10_000, seed=31)
     expected = _expected_keys(events, connections)
     produce(
         settings.kafka.bootstrap_servers,

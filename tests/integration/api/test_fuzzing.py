@@ -38,7 +38,7 @@ from processors.settings import Settings
 from .conftest import BODIES, PLATFORM, TENANT, TENANT_ADMIN
 from .served import serve
 
-EXAMPLES = {GenerationMode.POSITIVE: 60, GenerationMode.NEGATIVE: 30}
+EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 20}
 """Examples per operation and mode; each is sent twice (once per role)."""
 
 CHECKS = [

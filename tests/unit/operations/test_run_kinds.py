@@ -100,6 +100,7 @@ def test_redrive_and_republish_summaries_keep_their_keys_in_order() -> None:
         ("dry_run", True),
         ("from_original", 1),
         ("unrecoverable", 1),
+        ("not_found", 0),
     ]
     republish = RepublishReport("rb_1", False, matched=2, refused=[LineRefusal(1, "r", "d")])
     assert republish.republish_id == "rb_1"
