@@ -14,6 +14,7 @@ Screenshots of every page go to ``$QI_BROWSER_REPORT_DIR`` (default
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import subprocess
 import threading
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -118,6 +120,16 @@ def served(settings: Settings, run_id: str) -> Iterator[Served]:
     yield Served(url, settings, run_id)
     server.should_exit = True
     thread.join(timeout=30)
+
+
+def window_start() -> str:
+    """A filter's ``since`` (whole seconds, as the forms take it) that leaves out every record
+    produced before this call: it waits for the next whole second and names it. The browser
+    files share one API, topic prefix and tenant per process, so an earlier test's dead letters
+    or deliveries of a moment ago would otherwise fall inside a window reaching back."""
+    now = time.time()
+    time.sleep(math.ceil(now) - now)
+    return datetime.fromtimestamp(math.ceil(now), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_async(work: Callable[[], Coroutine[Any, Any, T]]) -> T:

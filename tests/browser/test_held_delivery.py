@@ -123,6 +123,13 @@ def test_a_confirmed_match_delivers_the_held_record(
     finally:
         worker.stop()
     companies = {c["id"]: c for c in hubspot.objects(portal, "companies")}
-    assert set(companies) == set(seeded), "the confirmed company was updated, none created"
+    # Exports of earlier browser files (same session topics and tenant) may land in the portal
+    # too; what must not exist is a new company for this entity or its domain.
+    ours = {
+        cid
+        for cid, c in companies.items()
+        if c["properties"].get("queast_id") == COMPANY or c["properties"].get("domain") == DOMAIN
+    }
+    assert ours == set(seeded), "the confirmed company was updated, none created"
     confirmed = [c for c in companies.values() if c["properties"].get("queast_id") == COMPANY]
     assert len(confirmed) == 1

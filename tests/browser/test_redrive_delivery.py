@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from processors.samples import sample_events, to_json_line
 from processors.topics import TopicMap
-from tests.browser.conftest import Served
+from tests.browser.conftest import Served, window_start
 from tests.browser.pages import check_page, sign_in
 from tests.browser.seed import TENANT, WHSEC, token
 from tests.sandboxes.webhook_receiver import Behaviour, ReceiverServer
@@ -85,7 +84,7 @@ def test_a_redriven_dead_letter_is_delivered(
         e for e in sample_events([TENANT], 20, seed=11) if e["event_type"] == "company.upserted"
     )
     event["data"]["company_id"] = company
-    since = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = window_start()
     worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
     try:
         produce(
@@ -143,7 +142,7 @@ def test_of_two_dead_letters_only_the_ticked_one_is_delivered(
     ][:2]
     for event, company in zip(events, (kept, picked), strict=True):
         event["data"]["company_id"] = company
-    since = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = window_start()
     worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
     try:
         produce(

@@ -34,6 +34,8 @@ def test_freezing_moves_survivors_out_of_full_collections(unfrozen: None) -> Non
     kept = [[n] for n in range(10_000)]  # long-lived container objects
     frozen = freeze_long_lived_objects()
     assert frozen >= len(kept)
-    assert gc.get_freeze_count() == frozen
+    # Frozen objects that die later leave the permanent generation (another thread of the
+    # test process may drop some at any moment), so the count can only have gone down.
+    assert len(kept) <= gc.get_freeze_count() <= frozen
     in_full_collections = {id(o) for o in gc.get_objects(generation=2)}
     assert not any(id(x) in in_full_collections for x in kept)
