@@ -46,9 +46,9 @@ saving a connection is the admin's "try again".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
-from typing import Self
+from typing import Final, Self
 
 from processors.connection_health import Breaker
 from processors.settings import DeliverySettings
@@ -75,25 +75,35 @@ class Transition(StrEnum):
     DISABLED = "disabled"
 
 
+_SETTING: Final = "breaker_"
+
+
+def _setting_default(name: str) -> float:
+    """The default of the delivery setting ``breaker_{name}`` (a number)."""
+    default = DeliverySettings.model_fields[_SETTING + name].default
+    if not isinstance(default, int | float):
+        msg = f"the setting {_SETTING + name} has no numeric default"
+        raise TypeError(msg)
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
-    """When a destination trips, how often it is probed, and when it is disabled."""
+    """When a destination trips, how often it is probed, and when it is disabled.
 
-    threshold: int = 20
-    window_seconds: float = 15 * 60
-    probe_initial_seconds: float = 30.0
-    probe_max_seconds: float = 15 * 60
-    disable_after_seconds: float = 3 * 86400
+    Each field ``x`` is the delivery setting ``breaker_x`` (``QI_DELIVERY_BREAKER_X``): its
+    default is that setting's default, and :meth:`from_settings` reads it from there.
+    """
+
+    threshold: int = int(_setting_default("threshold"))
+    window_seconds: float = _setting_default("window_seconds")
+    probe_initial_seconds: float = _setting_default("probe_initial_seconds")
+    probe_max_seconds: float = _setting_default("probe_max_seconds")
+    disable_after_seconds: float = _setting_default("disable_after_seconds")
 
     @classmethod
     def from_settings(cls, settings: DeliverySettings) -> Self:
-        return cls(
-            threshold=settings.breaker_threshold,
-            window_seconds=settings.breaker_window_seconds,
-            probe_initial_seconds=settings.breaker_probe_initial_seconds,
-            probe_max_seconds=settings.breaker_probe_max_seconds,
-            disable_after_seconds=settings.breaker_disable_after_seconds,
-        )
+        return cls(**{f.name: getattr(settings, _SETTING + f.name) for f in fields(cls)})
 
 
 def on_failure(

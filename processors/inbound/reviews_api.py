@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from processors.appstate import api_state
@@ -40,6 +40,7 @@ from processors.inbound.directory import CompanyDirectory
 from processors.inbound.models import Bookmark, InboundReview
 from processors.inbound.review_service import InboundReviewService
 from processors.inbound.reviews import BookmarkMarks, InvalidReviewCursorError, ReviewStore
+from processors.paging import PageLimit, ScanCursor, paged_responses
 from processors.topics import TopicMap
 
 __all__ = ["router"]
@@ -123,17 +124,15 @@ Service = Annotated[InboundReviewService, Depends(_service)]
 @router.get(
     "",
     summary="Inbound highlights waiting for review (pending first), a page at a time",
-    responses=error_responses(
-        descriptions={400: "`invalid_cursor`: a cursor this API did not issue"}
-    ),
+    responses=paged_responses(),
 )
 async def list_reviews(
     tenant_id: TenantId,
     _actor: Annotated[Principal, Depends(require_tenant_access)],
     service: Service,
     *,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: PageLimit = 100,
+    cursor: ScanCursor = None,
 ) -> ReviewsOut:
     try:
         page = await service.page(tenant_id, limit=limit, cursor=cursor)

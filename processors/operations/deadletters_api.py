@@ -54,7 +54,6 @@ from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
 from processors.errors import (
-    INVALID_CURSOR_DESCRIPTION,
     ServiceUnavailable,
     ValidationFailed,
     error_responses,
@@ -75,6 +74,7 @@ from processors.operations.deadletters import (
 )
 from processors.operations.history import HistoryError
 from processors.operations.reinject import ReinjectError
+from processors.paging import OffsetCursor, PageLimit, paged_responses
 from processors.tenants.models import Connector
 from processors.topics import TopicMap
 
@@ -179,7 +179,7 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 @router.get(
     "/dead-letters",
     summary="The tenant's dead letters of a connector, oldest first",
-    responses=error_responses(descriptions={400: INVALID_CURSOR_DESCRIPTION}),
+    responses=paged_responses(),
 )
 async def list_dead_letters(
     tenant_id: TenantId,
@@ -189,8 +189,8 @@ async def list_dead_letters(
     connector: Annotated[Connector, Query()],
     since: Annotated[AwareDatetime | None, Query()] = None,
     error: Annotated[str | None, Query(pattern=ERROR_KIND.pattern)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    limit: PageLimit = 50,
+    cursor: OffsetCursor = None,
 ) -> DeadLetterPageOut:
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise invalid_cursor()

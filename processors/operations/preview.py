@@ -100,6 +100,7 @@ from processors.contracts import (
     to_json_dict,
 )
 from processors.deliveries.envelope import DeliveryItem
+from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.outbound import outbound_record
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
@@ -155,14 +156,17 @@ _PREVIEW_SOURCE: Final = "preview"
 
 
 class Outcome(StrEnum):
-    """What would become of the event (the whole preview) or of one destination's record."""
+    """What would become of the event (the whole preview) or of one destination's record.
+
+    An outcome a real delivery would record is that delivery status's value, taken from
+    :class:`~processors.deliveries.models.DeliveryStatus`, so the two cannot drift apart."""
 
     WOULD_SEND = "would_send"
     SKIPPED = "skipped"
-    DUPLICATE_SKIPPED = "duplicate_skipped"
-    STALE_SKIPPED = "stale_skipped"
-    PARKED = "parked"
-    HELD_FOR_REVIEW = "held_for_review"
+    DUPLICATE_SKIPPED = DeliveryStatus.DUPLICATE_SKIPPED.value
+    STALE_SKIPPED = DeliveryStatus.STALE_SKIPPED.value
+    PARKED = DeliveryStatus.PARKED.value
+    HELD_FOR_REVIEW = DeliveryStatus.HELD_FOR_REVIEW.value
     WOULD_RETRY = "would_retry"
     WOULD_DEAD_LETTER = "would_dead_letter"
 

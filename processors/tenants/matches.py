@@ -38,16 +38,17 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.appstate import api_releaser, api_state
 from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import TenantRoute
-from processors.errors import INVALID_CURSOR_DESCRIPTION, ServiceUnavailable, error_responses
+from processors.errors import ServiceUnavailable, error_responses
 from processors.identity.held import ReleaseError
 from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
 from processors.identity.review import Decision, MatchReviewService
+from processors.paging import PageLimit, ScanCursor, paged_responses
 from processors.tenants.endpoints import get_connection_service
 from processors.tenants.models import Connector
 from processors.tenants.service import ConnectionService
@@ -151,7 +152,7 @@ async def _ref(
 @router.get(
     "",
     summary="Links (auto-linked included) and matches waiting for review, a page at a time",
-    responses=error_responses(descriptions={400: INVALID_CURSOR_DESCRIPTION}),
+    responses=paged_responses(),
 )
 async def list_matches(
     tenant_id: TenantId,
@@ -160,8 +161,8 @@ async def list_matches(
     connections: Connections,
     reviews: Reviews,
     *,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: PageLimit = 100,
+    cursor: ScanCursor = None,
 ) -> MatchesOut:
     connection = await connections.get_connection(tenant_id, connector)
     page = await reviews.page(connection.connection_id, limit=limit, cursor=cursor)

@@ -145,6 +145,21 @@ def test_the_policy_comes_from_the_settings() -> None:
     assert policy.disable_after_seconds == 3 * 86400
 
 
+def test_every_policy_field_is_a_breaker_setting_with_the_same_default() -> None:
+    settings = DeliverySettings(
+        breaker_threshold=2,
+        breaker_window_seconds=61,
+        breaker_probe_initial_seconds=3,
+        breaker_probe_max_seconds=62,
+        breaker_disable_after_seconds=63,
+    )
+    assert BreakerPolicy.from_settings(settings) == BreakerPolicy(2, 61, 3, 62, 63)
+    defaults = DeliverySettings.model_fields
+    policy = BreakerPolicy()
+    for name in BreakerPolicy.__dataclass_fields__:
+        assert getattr(policy, name) == defaults[f"breaker_{name}"].default, name
+
+
 # -- the engine ------------------------------------------------------------------------------
 
 
