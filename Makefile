@@ -58,9 +58,10 @@ test-integration: install up
 	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
 
 # Lint, types, then every test against the real Kafka and Redis that `up` started.
-# Two test processes, each taking whole files: most integration tests wait on a worker, a
-# broker or a partner sandbox rather than on the CPU.
-TEST_PROCESSES ?= 2
+# Three test processes on two cores, each taking whole files: most integration tests wait on a
+# worker, a broker or a partner sandbox rather than on the CPU (a quiet run used about half of
+# two cores with two processes).
+TEST_PROCESSES ?= 3
 
 test: install lint typecheck up promtool chromium
 	$(BIN)/pytest -q -ra -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
