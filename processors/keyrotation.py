@@ -19,7 +19,7 @@ still the JSON that was read), so a connection saved through the API during the 
 never overwritten with stale settings; such a connection is read again and retried.
 
 Each connection's renewed OAuth grant (``oauth:{connection_id}``, see
-:mod:`processors.deliveries.tokens`) is re-sealed too, right after the connection, with the
+:mod:`processors.oauthgrants`) is re-sealed too, right after the connection, with the
 store's own compare-and-set (a renewal saved meanwhile is read again; the grant's expiry is
 kept). A grant that does not open is reported with the path ``oauth_grant`` and left as it is
 (the sink ignores it and starts again from the connection's own refresh token). Grants are
@@ -30,7 +30,7 @@ re-sealed (nor one whose connection record does not parse): it is counted in
 for nobody, so an operator can delete it.
 
 It lives at the top of ``processors`` because it spans three packages: the connection records
-(:mod:`processors.tenants`), the OAuth grants (:mod:`processors.deliveries.tokens`) and the key
+(:mod:`processors.tenants`), the OAuth grants (:mod:`processors.oauthgrants`) and the key
 ring (:mod:`processors.secrets`); none of them imports it, so the tenants package need not
 depend on the deliveries package (which depends on it).
 
@@ -49,7 +49,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from processors.deliveries.tokens import GRANT_PURPOSE, OAuthTokenStore
+from processors.oauthgrants import GRANT_PURPOSE, OAuthTokenStore
 from processors.secrets import SecretBox, SecretsError
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.secret_fields import SEALED_PREFIX, iter_secret_paths, map_secret_fields

@@ -104,10 +104,10 @@ from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
 from processors.deliveries.throttle import GlobalThrottle
-from processors.deliveries.tokens import OAuthTokenStore
 from processors.identity.held import HeldStore
 from processors.identity.repository import IdentityRepository
 from processors.kafka import header_value
+from processors.oauthgrants import OAuthTokenStore
 from processors.redis_client import redis_client
 from processors.routing.service import OutgoingRecord
 from processors.settings import Settings

@@ -104,9 +104,9 @@ from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.outbound import outbound_record
 from processors.deliveries.sinks import ConnectorSinkFactory
 from processors.deliveries.state import DeliveryStateRepository
-from processors.deliveries.tokens import OAuthTokenStore
 from processors.domain.events import ContractMode, DomainEvent, SignalData
 from processors.identity.repository import IdentityLink, IdentityRepository, ReviewEntry
+from processors.oauthgrants import OAuthTokenStore
 from processors.routing import (
     EVENT_FAMILIES,
     parse_domain_event,

@@ -14,7 +14,7 @@ family                      keys                                   written by
 ``delivery_records``        ``drec:{record_id}``                   processors.deliveries.records
 ``dedupe``                  ``dlv:{idempotency_key}``              processors.deliveries.state
 ``hops``                    ``hop:{delivery_id}``                  processors.deliveries.state
-``oauth_grants``            ``oauth:{connection_id}``              processors.deliveries.tokens
+``oauth_grants``            ``oauth:{connection_id}``              processors.oauthgrants
 ``delivery_versions``       ``ver:{connection_id}``                processors.deliveries.state
 ``connection_state``        ``connstate:{connection_id}`` and      processors.deliveries.state
                             ``connstate:{connection_id}:*``

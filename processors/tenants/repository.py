@@ -13,7 +13,7 @@ Only this module touches these keys.
 Deleting a connection also forgets what other modules keep under its connection id
 (:meth:`ConnectionRepository.forget_connection`, the families in
 :data:`CONNECTION_KEY_FAMILIES`): its sealed OAuth grant (``oauth:``,
-:mod:`processors.deliveries.tokens`), identity links, review entries and waiting people
+:mod:`processors.oauthgrants`), identity links, review entries and waiting people
 (``idmap:``, ``idreview:``, ``idwait:``, ``idreject:``, :mod:`processors.identity.repository`),
 records held for a review (``idheld:``, :mod:`processors.identity.held`) and delivery
 state (``ver:``, ``connstate:`` and the webhook copy's ``connstate:{id}:webhook``,

@@ -27,7 +27,7 @@ import pytest
 from redis.asyncio import Redis
 
 from processors.deliveries.models import DeliveryRecord, DeliveryStatus
-from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
+from processors.oauthgrants import OAuthTokenStore, credentials_fingerprint
 from processors.samples import sample_sync
 from processors.settings import Settings
 from processors.tenants.repository import ConnectionRepository

@@ -30,9 +30,9 @@ from processors.deliveries.envelope import DeliveryItem
 from processors.deliveries.models import DeliveryRecord, DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex
 from processors.deliveries.state import ConnectionHealth, DeliveryStateRepository
-from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
 from processors.identity.held import HeldRecord, HeldStore
 from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+from processors.oauthgrants import OAuthTokenStore, credentials_fingerprint
 from processors.operations.purge import (
     FAMILIES,
     InvalidTenantError,

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from connectors.base.oauth import OAuthGrant
 from processors.deliveries.envelope import DeliveryItem
 from processors.deliveries.state import ConnectionHealth, DeliveryStateRepository
-from processors.deliveries.tokens import OAuthTokenStore
 from processors.identity.repository import IdentityLink, IdentityRepository, LinkState, ReviewEntry
+from processors.oauthgrants import OAuthTokenStore
 from processors.secrets import SecretBox
 from processors.settings import Settings
 

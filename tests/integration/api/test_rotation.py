@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from connectors.base.oauth import OAuthGrant
-from processors.deliveries.tokens import OAuthTokenStore
 from processors.keyrotation import RotationFailure, rotate_keys
+from processors.oauthgrants import OAuthTokenStore
 from processors.secrets import EncryptedSecret, KeyRing, SecretBox, SecretsSettings
 from processors.settings import Settings
 from processors.tenants.models import ConnectionRecord, Connector

@@ -29,8 +29,8 @@ from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.client import PipedriveObject
 from connectors.registry import ConnectorSpec
 from processors.deliveries.sinks import ConnectorSinkFactory
-from processors.deliveries.tokens import OAuthTokenStore, credentials_fingerprint
 from processors.identity.repository import IdentityRepository
+from processors.oauthgrants import OAuthTokenStore, credentials_fingerprint
 from processors.secrets import KeyRing, SecretBox
 from processors.tenants.models import ConnectionRecord
 from processors.tenants.secret_fields import seal_settings

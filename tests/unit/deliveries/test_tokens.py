@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from connectors.base.oauth import OAuthGrant
-from processors.deliveries.tokens import GRANT_TTL_SECONDS, OAuthTokenStore, credentials_fingerprint
+from processors.oauthgrants import GRANT_TTL_SECONDS, OAuthTokenStore, credentials_fingerprint
 from processors.secrets import KeyRing, SecretBox
 from tests.unit.deliveries.fakes import FakeRedis
 
