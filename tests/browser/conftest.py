@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from pydantic import SecretStr
 
@@ -139,11 +141,43 @@ def run_async(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(work())).result()
 
 
+def _skip_earlier_records(served: Served) -> None:
+    """Commit the end of every topic of the session as the workers' group position.
+
+    The browser files share one topic prefix and one worker group per process, and some tests
+    publish to a topic no worker of theirs reads; a later test's worker would otherwise route
+    or deliver those records and count them among its own. Workers of earlier tests have
+    stopped (every test stops its worker), so the group has no member to object."""
+    bootstrap = served.settings.kafka.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    metadata = admin.list_topics(timeout=10)
+    partitions = [
+        TopicPartition(name, number)
+        for name, topic in metadata.topics.items()
+        if name.startswith(served.settings.topics.prefix)
+        for number in topic.partitions
+    ]
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": served.run, "enable.auto.commit": False}
+    )
+    try:
+        ends = []
+        for partition in partitions:
+            _low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            ends.append(TopicPartition(partition.topic, partition.partition, high))
+        if ends:
+            consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 @pytest.fixture
 def fresh(served: Served) -> Served:
-    """The served console over freshly seeded state (whatever earlier tests changed)."""
+    """The served console over freshly seeded state (whatever earlier tests changed), its
+    workers' group past every record published before."""
     delete_keys(served.settings.redis.url, served.settings.redis.key_prefix)
     run_async(lambda: seed(served.settings))
+    _skip_earlier_records(served)
     return served
 
 

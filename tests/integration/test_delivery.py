@@ -223,8 +223,11 @@ async def test_unavailable_receiver_gets_everything_after_recovery_honouring_ret
 ) -> None:
     tenants = ["t_flaky", "t_steady"]
     await _connect(repository, settings, receiver, tenants)
+    # Unavailable for its first 10 requests whenever they come (a worker starting slowly on a
+    # busy machine may first call after the 6 s window), and for 6 s from now.
     receiver.set_behaviour(
-        "t_flaky", Behaviour(fail_status=503, fail_for_seconds=6.0, retry_after=1.5)
+        "t_flaky",
+        Behaviour(fail_status=503, fail_first_n=10, fail_for_seconds=6.0, retry_after=1.5),
     )
     events = _one_version_each(sample_events(tenants, 400, seed=43))
     expected = _expected_keys(events)
