@@ -434,15 +434,15 @@ class IntakeSettings(BaseSettings):
 
     - ``QI_PUBLIC_BASE_URL``: the scheme, host (and any path prefix a proxy strips) partners
       call, for example ``https://hooks.example.com``; the URL handed to a connector's verifier
-      is it plus the request's path and query as received (HubSpot signs the full URI). Unset:
+      is it plus the request's path and query as received (a partner may sign the full URI). Unset:
       the URL the API itself received (right only without a proxy in front).
     - ``QI_TRUSTED_PROXIES``: a JSON list of the networks of the proxies whose
       ``X-Forwarded-For`` the IP allowlists believe (``'["10.0.0.0/8"]'``); none by default,
       and then the client address is the connection's peer.
-    - ``QI_INBOUND_MAX_BODY_BYTES`` [262144]: larger bodies are refused 413 (a HubSpot batch of
+    - ``QI_INBOUND_MAX_BODY_BYTES`` [262144]: larger bodies are refused 413 (a partner's batch of
       100 events is about 50 KiB).
     - ``QI_INBOUND_DEDUPE_TTL_SECONDS`` [259200, 72 h]: how long a partner event id is
-      remembered; longer than the partners' retry windows (HubSpot's is 24 h).
+      remembered; longer than the partners' retry windows (the longest is 24 h).
     - ``QI_INBOUND_PRODUCE_TIMEOUT_SECONDS`` [5]: the longest a request waits for Kafka to
       acknowledge its events before it is answered 503 (the partner retries).
     """

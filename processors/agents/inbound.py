@@ -9,7 +9,7 @@ one after the other, not in parallel: a redelivered highlight right behind its f
 must find the first copy's mark. Inbound volume is that of partner webhooks, far below the
 domain events.
 
-A highlight that carries only a partner object id (HubSpot, Pipedrive) is matched by the
+A highlight that carries only a partner object id (a CRM's event often does) is matched by the
 partner's company, read with the connection's token by
 :class:`~processors.inbound.readers.ConnectionReaders` (one per agent, its readers kept per
 connection; OAuth connections renew through the grant store the delivery sinks use, and

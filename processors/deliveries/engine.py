@@ -1172,7 +1172,7 @@ def _shown_state(health: ConnectionHealth) -> str:
 
 
 _REVIEW_IN_REASON = re.compile(r"\(review (?P<kind>company|person):(?P<queast_id>[^)\s]+)\)")
-"""The review a partner's ``HeldForReviewError`` names in its reason (HubSpot does)."""
+"""The review a partner's ``HeldForReviewError`` names in its reason, when it names one."""
 
 _ENTITY_FAMILIES = frozenset({"company", "person"})
 

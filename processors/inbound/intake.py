@@ -39,7 +39,7 @@ reaches Kafka:
    (outcome ``store_unavailable``).
 
 The URL handed to the adapter is ``QI_PUBLIC_BASE_URL`` plus the path and raw query as
-received (percent-encoding untouched: HubSpot signs the URI as called), or the API's own base
+received (percent-encoding untouched: a partner may sign the URI as called), or the API's own base
 URL when that setting is unset.
 
 Where the inbound block is: ``settings["inbound"]`` of the connection (where the configuration
@@ -55,8 +55,8 @@ Deduplication: each highlight is identified by ``(tenant, connection, partner_ev
 tenant's keys, so purging the tenant removes them). **Reserve, then
 confirm**: one script reserves every new key with a short lease (the produce bound plus a
 margin); the new highlights are produced; the keys of those Kafka acknowledged are confirmed
-for ``QI_INBOUND_DEDUPE_TTL_SECONDS`` (72 h, longer than HubSpot's 24 h of retries), and the
-others are released, so a request answered 503 leaves no key behind and the partner's retry
+for ``QI_INBOUND_DEDUPE_TTL_SECONDS`` (72 h, longer than any partner's 24 h of retries), and
+the others are released, so a request answered 503 leaves no key behind and the partner's retry
 goes through. A highlight whose key is confirmed is a duplicate (answered 2xx, nothing
 produced); one whose key is reserved by a request still in flight is answered 503 with a short
 ``Retry-After`` (never 2xx: the request holding it may yet fail). Setting the key only after

@@ -36,7 +36,7 @@ _PATH_PARAMETERS = [
         "name": "connector",
         "in": "path",
         "required": True,
-        "description": "The connector the partner is (`hubspot`, `pipedrive`, `webhook`).",
+        "description": "The name of the registered connector the partner calls through.",
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
     },
     {

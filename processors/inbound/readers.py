@@ -2,7 +2,7 @@
 
 :class:`ConnectionReaders` answers :meth:`ConnectionReaders.reader` for a stored connection:
 the connector's :class:`~connectors.base.inbound.PartnerCompanyReader`
-(:mod:`connectors.hubspot.reader`, :mod:`connectors.pipedrive.reader`) built from the
+(found by connector name in :mod:`connectors.readers`) built from the
 connection's opened settings, or ``None`` (no reader for that connector, settings that do not
 validate or a secret that no longer opens: logged, and the highlight waits for review as
 ``partner_read_unavailable``).
@@ -42,7 +42,7 @@ payload mapping or a sink (``tests/unit/inbound/test_never_a_signal.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -51,8 +51,7 @@ from pydantic import ValidationError
 
 from connectors.base.inbound import InboundCompany, PartnerCompanyReader, PartnerReadError
 from connectors.base.partner_read import Clock, ReaderSetup, SystemClock, reader_http_client
-from connectors.hubspot.reader import reader_for as hubspot_reader_for
-from connectors.pipedrive.reader import reader_for as pipedrive_reader_for
+from connectors.readers import ReaderFor, reader_builder
 from processors.connection_health import Breaker, ConnectionHealth, ConnectionState
 from processors.oauthgrants import ConnectionGrants, OAuthTokenStore, credentials_fingerprint
 from processors.partner_blocks import (
@@ -67,10 +66,6 @@ from processors.tenants.models import ConnectionRecord
 __all__ = ["ConnectionReaders", "Health"]
 
 logger = logging.getLogger(__name__)
-
-ReaderFor = Callable[[Mapping[str, Any], ReaderSetup], PartnerCompanyReader | None]
-
-_BUILDERS: dict[str, ReaderFor] = {"hubspot": hubspot_reader_for, "pipedrive": pipedrive_reader_for}
 
 
 class Health(Protocol):
@@ -116,7 +111,7 @@ class ConnectionReaders:
         self._readers: dict[str, tuple[datetime, PartnerCompanyReader | None]] = {}
 
     async def reader(self, connection: ConnectionRecord) -> PartnerCompanyReader | None:
-        builder = _BUILDERS.get(str(connection.connector))
+        builder = reader_builder(str(connection.connector))
         if builder is None:
             return None
         if await self._parked(connection):

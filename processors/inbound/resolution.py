@@ -17,10 +17,10 @@ In order:
 An auto-linked decision is a bookmark; an ambiguous one is a review with reason
 ``ambiguous`` (two companies share the key, or two names score close) or ``below_threshold``
 (one name between the review floor and the threshold); nothing found is ``no_candidate``.
-A highlight with a partner object id, no link and no field to match (a HubSpot or Pipedrive
-event carries only the object id) is matched by the partner object's own fields, read with the
-connection's :class:`~connectors.base.inbound.PartnerCompanyReader` (HubSpot: the company;
-Pipedrive: the organization), the read fields standing in for the event's in step 3. When the
+A highlight with a partner object id, no link and no field to match (a CRM's
+event often carries only the object id) is matched by the partner object's own fields, read with the
+connection's :class:`~connectors.base.inbound.PartnerCompanyReader` (the partner's company
+or organization record), the read fields standing in for the event's in step 3. When the
 read gives nothing the highlight is a review, never dropped:
 
 - ``partner_read_unavailable``: the connection has no reader (a connector without one, or an

@@ -61,7 +61,7 @@ class BackfillBody(BaseModel):
         default=None,
         min_length=1,
         max_length=64,
-        examples=["hubspot"],
+        examples=["webhook"],
         description="only this connection's exports (every connection of the tenant if absent)",
     )
     since: AwareDatetime | None = Field(default=None, description="first event time")

@@ -36,6 +36,7 @@ FORBIDDEN = (
     "processors.operations",
 )
 READER_MODULES = (
+    "connectors.readers",
     "connectors.base.partner_read",
     "connectors.hubspot.reader",
     "connectors.pipedrive.reader",
