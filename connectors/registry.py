@@ -34,13 +34,16 @@ from typing import Any
 from connectors.base.api import ApiModel, ConnectionOptions, EndpointOptions
 from connectors.base.config import ConnectionConfig
 from connectors.base.inbound import InboundAdapter
+from connectors.base.preview import PreviewAnswer
 from connectors.base.ratelimit import RateLimit
 from connectors.base.sink import BaseSink
 from connectors.hubspot import HubSpotSink
 from connectors.hubspot.api import HubSpotInboundIn, HubSpotOptions
+from connectors.hubspot.preview import preview_answer as hubspot_preview_answer
 from connectors.hubspot.webhooks import HubSpotInboundAdapter
 from connectors.pipedrive import PipedriveSink
 from connectors.pipedrive.api import PipedriveInboundIn, PipedriveOptions
+from connectors.pipedrive.preview import preview_answer as pipedrive_preview_answer
 from connectors.pipedrive.webhooks import PipedriveInboundAdapter
 from connectors.webhook.api import WebhookEndpointIn, WebhookInboundIn
 from connectors.webhook.sink import WebhookSink
@@ -85,7 +88,10 @@ class ConnectorSpec:
     - ``resolves_identities``: its sink links Queast entities to partner objects, so it gets
       the connection's identity resolver and its body takes a ``match_policy``;
     - ``inbound``: the connector's inbound webhook adapter, if it has one, and
-      ``inbound_options`` the body's ``inbound`` block (see the module docstring).
+      ``inbound_options`` the body's ``inbound`` block (see the module docstring);
+    - ``preview_answer``: what the service's preview answers the sink's requests with, in
+      the partner's shape (see :mod:`connectors.base.preview`); without it every request is
+      answered ``200`` with an empty JSON object.
 
     Specs compare by identity (the service keeps per-spec state, such as its body model).
     A config class with a ``base_url`` field is pointed at a sandbox by the environment
@@ -104,6 +110,7 @@ class ConnectorSpec:
     resolves_identities: bool = False
     inbound: InboundAdapter[Any] | None = None
     inbound_options: type[ApiModel] | None = None
+    preview_answer: PreviewAnswer | None = None
 
     def __post_init__(self) -> None:
         sink = self.sink_class
@@ -147,6 +154,7 @@ class ConnectorSpec:
         resolves_identities: bool = False,
         inbound: InboundAdapter[Any] | None = None,
         inbound_options: type[ApiModel] | None = None,
+        preview_answer: PreviewAnswer | None = None,
     ) -> ConnectorSpec:
         """The spec of ``sink_class``, taking ``name``, ``config_class``, ``max_batch_size`` and
         ``default_rate_limit`` from the sink's class attributes."""
@@ -163,6 +171,7 @@ class ConnectorSpec:
             resolves_identities=resolves_identities,
             inbound=inbound,
             inbound_options=inbound_options,
+            preview_answer=preview_answer,
         )
 
     @property
@@ -224,6 +233,7 @@ CONNECTORS: Mapping[str, ConnectorSpec] = _by_name(
         resolves_identities=True,
         inbound=HubSpotInboundAdapter(),
         inbound_options=HubSpotInboundIn,
+        preview_answer=hubspot_preview_answer,
     ),
     ConnectorSpec.of(
         PipedriveSink,
@@ -232,6 +242,7 @@ CONNECTORS: Mapping[str, ConnectorSpec] = _by_name(
         resolves_identities=True,
         inbound=PipedriveInboundAdapter(),
         inbound_options=PipedriveInboundIn,
+        preview_answer=pipedrive_preview_answer,
     ),
 )
 """The built-in connectors."""

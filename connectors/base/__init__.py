@@ -70,6 +70,7 @@ from connectors.base.oauth import (
     bearer,
     options_from,
 )
+from connectors.base.preview import PreviewAnswer, last_path_id, request_json
 from connectors.base.ratelimit import (
     RateLimit,
     RatePolicy,
@@ -132,6 +133,7 @@ __all__ = [
     "OutboundRecord",
     "PermanentError",
     "PlainSecret",
+    "PreviewAnswer",
     "QuotaExhaustedError",
     "RateLimit",
     "RatePolicy",
@@ -153,10 +155,12 @@ __all__ = [
     "endpoint_label",
     "header_number",
     "http_client_factory",
+    "last_path_id",
     "ms_since",
     "options_from",
     "parse_retry_after",
     "raise_for_response",
+    "request_json",
     "reveal_secret",
     "seconds_until_midnight_utc",
     "secrets_required",

@@ -31,31 +31,33 @@ Nothing leaves the process, and nothing is written:
 
 - the sink's HTTP client is the connector kit's own (:func:`~connectors.base.http_client_factory`:
   same headers, timeouts, no redirects) over :class:`NoNetworkRecorder`, an
-  ``httpx.MockTransport`` that records each request and answers it with a synthetic answer
-  of the partner's shape (:func:`synthetic_answer`). The one exception is DNS: a webhook sink
-  checks its destination the way it does before every delivery (the SSRF guard), which
-  resolves the endpoint's host name unless private networks are allowed, so that a
-  destination the guard would refuse shows as such; no connection is opened to it;
+  ``httpx.MockTransport`` that records each request and answers it with the connector's
+  synthetic answer (``ConnectorSpec.preview_answer``, in the partner's shape; without one,
+  :func:`default_answer`). The one exception is DNS: a webhook sink checks its destination
+  the way it does before every delivery (the SSRF guard), which resolves the endpoint's
+  host name unless private networks are allowed, so that a destination the guard would
+  refuse shows as such; no connection is opened to it;
 - identity comes from the store only: :class:`PreviewIdentityStore` reads the connection's
   links and waiting people from Redis and keeps what the sink would record (links to objects
   it creates, review entries, people waiting) in memory, listed on the answer as
   ``identity``;
 - OAuth connections start from :class:`PlaceholderGrants`: a grant whose access token is
   :data:`PLACEHOLDER_TOKEN`, valid for an hour, so no token is refreshed; the stored grant's
-  ``api_domain`` is kept (it decides where Pipedrive requests go); renewals are never saved;
+  ``api_domain`` is kept (for a connector whose grant names where its requests go);
+  renewals are never saved;
 - rate limits never wait: the sink's clock (:class:`NoWaitClock`) skips its sleeps, and
   each preview builds a fresh sink whose buckets are full;
 - the router's and the delivery engine's counters are left alone: a preview is not traffic.
 
 Decisions where the issue is silent:
 
-- **Lookups**: where the sink would look a partner object up (HubSpot search, Pipedrive
-  search or candidate index listing), the request is shown with ``purpose: lookup`` and the
-  note "would search"; the synthetic answer finds nothing, so the preview then shows the
-  **create branch** (create, then link). A real lookup may find the object and update it
-  instead, or find several and hold the record for review; the preview cannot know without
-  calling the partner. An entity already linked in the store shows the update branch, with
-  no lookup.
+- **Lookups**: where the sink would look a partner object up (a search, or a listing of the
+  account's objects to find candidates), the request is shown with ``purpose: lookup`` and
+  the note "would search" (or "would list"); the connector's synthetic answer finds
+  nothing, so the preview then shows the **create branch** (create, then link). A real
+  lookup may find the object and update it instead, or find several and hold the record
+  for review; the preview cannot know without calling the partner. An entity already
+  linked in the store shows the update branch, with no lookup.
 - **Synthetic ids**: objects the preview pretends to create get ids from
   :data:`SYNTHETIC_ID_BASE` up; a request naming such an id stands for "the object just
   created".
@@ -73,7 +75,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -90,8 +91,12 @@ from connectors.base import (
     HeldForReviewError,
     OAuthGrant,
     PermanentError,
+    PreviewAnswer,
     http_client_factory,
+    last_path_id,
+    request_json,
 )
+from connectors.registry import get_connector
 from processors.contracts import (
     ContractEncodingError,
     ContractRegistry,
@@ -134,8 +139,8 @@ __all__ = [
     "PreviewIdentityStore",
     "PreviewService",
     "SecretScrubber",
+    "default_answer",
     "partner_request",
-    "synthetic_answer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -250,73 +255,38 @@ class NoWaitClock:
         await asyncio.sleep(0)
 
 
-def _json_or_none(content: bytes) -> object:
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except ValueError:
-        return None
-
-
-def _last_id(path: str) -> int | None:
-    last = path.rstrip("/").rsplit("/", 1)[-1]
-    return int(last) if last.isascii() and last.isdigit() else None
-
-
-def synthetic_answer(request: httpx.Request, new_id: Callable[[], int]) -> httpx.Response:
-    """A 2xx answer of the partner's shape for ``request``, as if it had succeeded.
-
-    Searches (paths ending in ``/search``) find nothing; a batch body (``inputs``, HubSpot's)
-    gets one result per input that carries an ``objectWriteTraceId``, with a new id; a
-    listing (``GET`` of a collection) is an empty last page; any other call answers the
-    object it names (its id in the path) or a new one, in Pipedrive's
-    ``{"success": true, "data": {...}}`` envelope. A webhook receiver only reads the status.
-    """
-    path = request.url.path
-    body = _json_or_none(request.content)
-    if path.endswith("/search"):
-        return httpx.Response(
-            200, json={"total": 0, "results": [], "success": True, "data": {"items": []}}
-        )
-    if isinstance(body, dict) and isinstance(body.get("inputs"), list):
-        results = [
-            {
-                "id": str(new_id()),
-                "objectWriteTraceId": item["objectWriteTraceId"],
-                "properties": item.get("properties") or {},
-                "new": True,
-            }
-            for item in body["inputs"]
-            if isinstance(item, dict) and isinstance(item.get("objectWriteTraceId"), str)
-        ]
-        return httpx.Response(200, json={"status": "COMPLETE", "results": results})
-    object_id = _last_id(path)
-    if request.method == "GET" and object_id is None:
-        return httpx.Response(
-            200, json={"success": True, "data": [], "additional_data": {"next_cursor": None}}
-        )
-    data = dict(body) if isinstance(body, dict) else {}
-    data["id"] = object_id if object_id is not None else new_id()
-    return httpx.Response(200, json={"success": True, "data": data})
+def default_answer(request: httpx.Request, new_id: Callable[[], int]) -> httpx.Response:
+    """The answer to a connector without its own ``preview_answer``: ``200`` with an empty
+    JSON object (enough for a sink that reads only the status, such as a webhook's)."""
+    return httpx.Response(200, json={})
 
 
 class NoNetworkRecorder:
     """The preview's network: an ``httpx.MockTransport`` that records and answers.
 
     Every request a sink sends through :meth:`client_factory`'s clients is kept (in order) and
-    answered by :func:`synthetic_answer`; none leaves the process. The clients are the
-    connector kit's own (:func:`~connectors.base.http_client_factory`), so the requests carry
-    the same headers a real delivery would.
+    answered by ``answer`` (the connector's synthetic answer, ``ConnectorSpec.preview_answer``;
+    :func:`default_answer` without one), whose new ids count from :data:`SYNTHETIC_ID_BASE`;
+    none leaves the process. The clients are the connector kit's own
+    (:func:`~connectors.base.http_client_factory`), so the requests carry the same headers a
+    real delivery would.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, answer: PreviewAnswer | None = None) -> None:
         self.requests: list[httpx.Request] = []
         self._ids: Iterator[int] = itertools.count(SYNTHETIC_ID_BASE)
+        self._respond: PreviewAnswer = answer or default_answer
+
+    @classmethod
+    def for_connector(cls, name: str) -> NoNetworkRecorder:
+        """The recorder of a destination delivered by the registered connector ``name``,
+        answering with its ``preview_answer``; raises
+        :class:`~connectors.registry.UnknownConnectorError`."""
+        return cls(get_connector(name).preview_answer)
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        return synthetic_answer(request, lambda: next(self._ids))
+        return self._respond(request, lambda: next(self._ids))
 
     def client_factory(
         self,
@@ -489,7 +459,7 @@ def _body(request: httpx.Request) -> object:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "application/x-www-form-urlencoded":
         return dict(parse_qsl(content.decode("utf-8", errors="replace"), True))
-    parsed = _json_or_none(content)
+    parsed = request_json(content)
     return content.decode("utf-8", errors="replace") if parsed is None else parsed
 
 
@@ -512,7 +482,7 @@ def _purpose(
     if request.url.path.endswith("/search"):
         return "lookup", _LOOKUP_NOTE
     if request.method == "GET":
-        if _last_id(request.url.path) is None:
+        if last_path_id(request.url.path) is None:
             return "lookup", _LISTING_NOTE
         return "read", _READ_NOTE
     return "write", None
@@ -718,7 +688,7 @@ class PreviewService:
         skipped = await self._delivery_state(item, connection)
         if skipped is not None:
             return DestinationPreview(**shown, outcome=skipped[0], reason=skipped[1])
-        recorder = NoNetworkRecorder()
+        recorder = NoNetworkRecorder.for_connector(destination.value)
         identity = PreviewIdentityStore(self._redis, key_prefix=self._prefix)
         factory = ConnectorSinkFactory(
             destination.value,

@@ -1,79 +1,28 @@
-"""The preview's own parts: synthetic answers, redaction of recorded requests, the clock."""
+"""The preview's own parts: the recorder and its answers, redaction of requests, the clock.
+
+The partners' synthetic answers are tested with their connectors
+(``tests/unit/connectors/*/test_preview.py``)."""
 
 from __future__ import annotations
 
-import itertools
 import json
+from collections.abc import Callable
 
 import httpx
+import pytest
 
+from connectors.registry import ConnectorSpec, UnknownConnectorError, extended, get_connector
+from connectors.webhook import WebhookConnectionConfig, WebhookSink
 from processors.operations.preview import (
     PLACEHOLDER_TOKEN,
     SYNTHETIC_ID_BASE,
     NoNetworkRecorder,
     NoWaitClock,
     SecretScrubber,
+    default_answer,
     partner_request,
-    synthetic_answer,
 )
 from processors.secrets import REDACTED
-
-
-def ids() -> itertools.count[int]:
-    return itertools.count(SYNTHETIC_ID_BASE)
-
-
-def answer(request: httpx.Request) -> object:
-    numbers = ids()
-    response = synthetic_answer(request, lambda: next(numbers))
-    assert response.status_code == 200
-    return response.json()
-
-
-def test_searches_find_nothing() -> None:
-    hubspot = httpx.Request("POST", "https://h.test/crm/v3/objects/companies/search", json={})
-    pipedrive = httpx.Request("GET", "https://p.test/api/v2/persons/search?term=a")
-
-    assert answer(hubspot) == {"total": 0, "results": [], "success": True, "data": {"items": []}}
-    assert answer(pipedrive) == answer(hubspot)
-
-
-def test_a_batch_gets_one_new_object_per_traced_input() -> None:
-    body = {
-        "inputs": [
-            {"id": "co_1", "objectWriteTraceId": "d1", "properties": {"name": "Acme"}},
-            {"from": {"id": "1"}, "to": {"id": "2"}},
-        ]
-    }
-    request = httpx.Request(
-        "POST", "https://h.test/crm/v3/objects/companies/batch/upsert", json=body
-    )
-
-    assert answer(request) == {
-        "status": "COMPLETE",
-        "results": [
-            {
-                "id": str(SYNTHETIC_ID_BASE),
-                "objectWriteTraceId": "d1",
-                "properties": {"name": "Acme"},
-                "new": True,
-            }
-        ],
-    }
-
-
-def test_pipedrive_calls_answer_their_envelope() -> None:
-    created = httpx.Request("POST", "https://p.test/api/v2/organizations", json={"name": "Acme"})
-    updated = httpx.Request("PATCH", "https://p.test/api/v2/persons/42", json={"org_id": 7})
-    listing = httpx.Request("GET", "https://p.test/api/v2/organizations?limit=500")
-
-    assert answer(created) == {"success": True, "data": {"name": "Acme", "id": SYNTHETIC_ID_BASE}}
-    assert answer(updated) == {"success": True, "data": {"org_id": 7, "id": 42}}
-    assert answer(listing) == {
-        "success": True,
-        "data": [],
-        "additional_data": {"next_cursor": None},
-    }
 
 
 def test_sensitive_headers_fields_and_known_secrets_are_redacted() -> None:
@@ -134,8 +83,28 @@ def test_lookups_and_reads_carry_a_note() -> None:
     assert read.note is not None
 
 
+def numbered(request: httpx.Request, new_id: Callable[[], int]) -> httpx.Response:
+    """A connector's answer for these tests: the path it was asked and a new id."""
+    return httpx.Response(201, json={"path": request.url.path, "id": new_id()})
+
+
+def _acme(answer: Callable[[httpx.Request, Callable[[], int]], httpx.Response]) -> ConnectorSpec:
+    class AcmeSink(WebhookSink):
+        pass
+
+    AcmeSink.name = "acme"
+    return ConnectorSpec(
+        name="acme",
+        sink_class=AcmeSink,
+        config_class=WebhookConnectionConfig,
+        max_batch_size=1,
+        default_rate_limit=WebhookSink.default_rate_limit,
+        preview_answer=answer,
+    )
+
+
 async def test_the_recorder_keeps_every_request_and_sends_none() -> None:
-    recorder = NoNetworkRecorder()
+    recorder = NoNetworkRecorder(numbered)
     async with recorder.client_factory(timeout_seconds=1.0, headers={"accept": "x"}) as client:
         first = await client.post("http://127.0.0.1:9/api/v2/organizations", json={"name": "A"})
         second = await client.post("http://127.0.0.1:9/api/v2/organizations", json={"name": "B"})
@@ -144,8 +113,51 @@ async def test_the_recorder_keeps_every_request_and_sends_none() -> None:
     assert recorder.requests[0].headers["accept"] == "x"
     assert recorder.requests[0].headers["user-agent"].startswith("queast-integrations/")
     assert json.loads(recorder.requests[1].content) == {"name": "B"}
-    assert first.json()["data"]["id"] == SYNTHETIC_ID_BASE
-    assert second.json()["data"]["id"] == SYNTHETIC_ID_BASE + 1
+    assert first.status_code == 201
+    assert first.json() == {"path": "/api/v2/organizations", "id": SYNTHETIC_ID_BASE}
+    assert second.json()["id"] == SYNTHETIC_ID_BASE + 1
+
+
+async def test_without_an_answer_of_its_own_a_request_gets_200_and_an_empty_object() -> None:
+    recorder = NoNetworkRecorder()
+    async with recorder.client_factory() as client:
+        answered = await client.post("https://hooks.test/queast/42", json={"inputs": []})
+
+    assert (answered.status_code, answered.json()) == (200, {})
+    assert len(recorder.requests) == 1
+    direct = default_answer(httpx.Request("GET", "https://x.test/a"), lambda: 1)
+    assert (direct.status_code, direct.json()) == (200, {})
+
+
+async def test_the_recorder_answers_with_the_destination_connector_s_own_answer() -> None:
+    with extended(_acme(numbered)):
+        recorder = NoNetworkRecorder.for_connector("acme")
+        async with recorder.client_factory() as client:
+            acme = await client.put("https://acme.test/things/7", json={})
+    webhook = NoNetworkRecorder.for_connector("webhook")
+    async with webhook.client_factory() as client:
+        hook = await client.post("https://hooks.test/queast", json={"inputs": []})
+
+    assert acme.json() == {"path": "/things/7", "id": SYNTHETIC_ID_BASE}
+    assert get_connector("webhook").preview_answer is None
+    assert (hook.status_code, hook.json()) == (200, {})
+
+
+async def test_every_built_in_partner_connector_gives_its_own_answer() -> None:
+    search = httpx.Request("POST", "https://p.test/objects/search", json={})
+    for name in ("hubspot", "pipedrive"):
+        recorder = NoNetworkRecorder.for_connector(name)
+        async with recorder.client_factory() as client:
+            answered = await client.send(search)
+        spec_answer = get_connector(name).preview_answer
+        assert spec_answer is not None
+        assert answered.json() == spec_answer(search, lambda: 0).json()
+        assert answered.json() != {}
+
+
+def test_an_unknown_connector_has_no_recorder() -> None:
+    with pytest.raises(UnknownConnectorError, match="acme"):
+        NoNetworkRecorder.for_connector("acme")
 
 
 async def test_the_clock_never_waits() -> None:

@@ -44,6 +44,7 @@ def test_the_package_has_the_fixed_module_names() -> None:
         "config.py",
         "index.py",
         "payloads.py",
+        "preview.py",
         "sink.py",
         "webhooks.py",
         "reader.py",
