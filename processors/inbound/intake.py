@@ -55,7 +55,7 @@ Deduplication: each highlight is identified by ``(tenant, connection, partner_ev
 tenant's keys, so purging the tenant removes them). **Reserve, then
 confirm**: one script reserves every new key with a short lease (the produce bound plus a
 margin); the new highlights are produced; the keys of those Kafka acknowledged are confirmed
-for ``QI_INBOUND_DEDUPE_TTL_SECONDS`` (72 h, longer than any partner's 24 h of retries), and
+for ``QI_INBOUND_DEDUPE_TTL_SECONDS`` (72 h; the partners retry for up to 24 h), and
 the others are released, so a request answered 503 leaves no key behind and the partner's retry
 goes through. A highlight whose key is confirmed is a duplicate (answered 2xx, nothing
 produced); one whose key is reserved by a request still in flight is answered 503 with a short
