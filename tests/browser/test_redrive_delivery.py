@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,10 +67,8 @@ def _reload_until(page: Page, found: Callable[[], bool], *, within: float) -> bo
     return found()
 
 
-def test_a_redriven_dead_letter_is_delivered(
-    fresh: Served, page: Page, receiver: ReceiverServer, report_dir: Path, tmp_path: Path
-) -> None:
-    admin = token()
+def _connect_refusing_endpoint(fresh: Served, receiver: ReceiverServer, admin: str) -> None:
+    """The tenant's webhook connection, saved through the API, to an endpoint answering 400."""
     receiver.set_secret(TENANT, WHSEC)
     receiver.set_behaviour(TENANT, Behaviour(status=400))
     saved = httpx.put(
@@ -79,6 +78,21 @@ def test_a_redriven_dead_letter_is_delivered(
         timeout=10,
     )
     assert saved.status_code == 200, saved.text
+
+
+def _publish(fresh: Served, events: list[dict[str, Any]]) -> None:
+    produce(
+        fresh.settings.kafka.bootstrap_servers,
+        TopicMap(fresh.settings.topics.prefix).domain_events,
+        [(TENANT.encode(), to_json_line(e)) for e in events],
+    )
+
+
+def test_a_redriven_dead_letter_is_delivered(
+    fresh: Served, page: Page, receiver: ReceiverServer, report_dir: Path, tmp_path: Path
+) -> None:
+    admin = token()
+    _connect_refusing_endpoint(fresh, receiver, admin)
     company = f"co_redrive_{uuid.uuid4().hex[:8]}"
     event = next(
         e for e in sample_events([TENANT], 20, seed=11) if e["event_type"] == "company.upserted"
@@ -87,11 +101,7 @@ def test_a_redriven_dead_letter_is_delivered(
     since = window_start()
     worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
     try:
-        produce(
-            fresh.settings.kafka.bootstrap_servers,
-            TopicMap(fresh.settings.topics.prefix).domain_events,
-            [(TENANT.encode(), to_json_line(event))],
-        )
+        _publish(fresh, [event])
         sign_in(page, fresh.url, admin)
         page.goto(
             f"{fresh.url}/console/t/{TENANT}/dead-letters?connector=webhook&error=400&since={since}"
@@ -126,15 +136,7 @@ def test_of_two_dead_letters_only_the_ticked_one_is_delivered(
     fresh: Served, page: Page, receiver: ReceiverServer, report_dir: Path, tmp_path: Path
 ) -> None:
     admin = token()
-    receiver.set_secret(TENANT, WHSEC)
-    receiver.set_behaviour(TENANT, Behaviour(status=400))
-    saved = httpx.put(
-        f"{fresh.url}/v1/tenants/{TENANT}/connections/webhook",
-        json={"webhook": {"url": receiver.endpoint_url(TENANT), "secret": WHSEC}},
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=10,
-    )
-    assert saved.status_code == 200, saved.text
+    _connect_refusing_endpoint(fresh, receiver, admin)
     tag = uuid.uuid4().hex[:8]
     kept, picked = f"co_kept_{tag}", f"co_picked_{tag}"
     events = [
@@ -145,11 +147,7 @@ def test_of_two_dead_letters_only_the_ticked_one_is_delivered(
     since = window_start()
     worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
     try:
-        produce(
-            fresh.settings.kafka.bootstrap_servers,
-            TopicMap(fresh.settings.topics.prefix).domain_events,
-            [(TENANT.encode(), to_json_line(e)) for e in events],
-        )
+        _publish(fresh, events)
         sign_in(page, fresh.url, admin)
         page.goto(
             f"{fresh.url}/console/t/{TENANT}/dead-letters?connector=webhook&error=400&since={since}"
