@@ -125,12 +125,15 @@ async def handle_batches(
     await hold_batches(batches, each)
 
 
-async def _apply_directory(directory: CompanyDirectory, record: InboundRecord) -> None:
-    update = directory_update(record.value)
-    if update is None:
+async def _apply_directory(directory: CompanyDirectory, records: Sequence[InboundRecord]) -> None:
+    """One batch's company events applied together (two Redis round trips, not two per
+    event): this agent shares ``queast.domain-events`` with routing, and a slow reader of a
+    shared topic holds the other back."""
+    updates = [u for record in records if (u := directory_update(record.value)) is not None]
+    if not updates:
         return
     await retrying(
-        lambda: directory.apply(update),
+        lambda: directory.apply_many(updates),
         component="inbound-directory",
         event="inbound.directory.retrying",
     )
@@ -179,11 +182,11 @@ def register_inbound_agents(app: faust.App, *, settings: Settings) -> None:
         redis = redis_client(settings.redis)
         companies = CompanyDirectory(redis, key_prefix=prefix)
 
-        async def apply(record: InboundRecord) -> None:
-            await _apply_directory(companies, record)
+        async def apply(records: list[InboundRecord]) -> None:
+            await _apply_directory(companies, records)
 
         try:
-            await handle_batches(
+            await hold_batches(
                 concrete_stream(stream).take_events(
                     settings.routing.batch_size, within=settings.routing.batch_within_seconds
                 ),

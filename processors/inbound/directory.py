@@ -201,21 +201,57 @@ class CompanyDirectory:
 
     async def apply(self, update: DirectoryUpdate) -> bool:
         """Apply one update; ``False`` if the stored version is as new or newer."""
-        tenant_id, entry = update.tenant_id, update.entry
-        raw = await self._redis.hget(self._companies(tenant_id), entry.company_id)
-        previous = None if raw is None else DirectoryEntry.model_validate_json(raw)
-        if previous is not None and previous.version >= entry.version:
-            return False
-        old_keys = set() if previous is None else set(self._index_keys(tenant_id, previous))
-        new_keys = set(self._index_keys(tenant_id, entry))
-        pipe = self._redis.pipeline(transaction=True)
-        for key in old_keys - new_keys:
-            pipe.srem(key, entry.company_id)
-        for key in new_keys - old_keys:
-            pipe.sadd(key, entry.company_id)
-        pipe.hset(self._companies(tenant_id), entry.company_id, entry.model_dump_json())
-        await pipe.execute()
-        return True
+        return await self.apply_many([update]) == 1
+
+    async def apply_many(self, updates: Sequence[DirectoryUpdate]) -> int:
+        """Apply a batch of updates in two Redis round trips; how many changed an entry.
+
+        The result is the one applying each update in turn would leave: per company only the
+        newest version of the batch counts (an older one would lose to it, or to the stored
+        entry), and it is written only when newer than the stored one. The stored entries are
+        read with one ``HMGET`` per tenant in one pipeline, and every index change and entry
+        written in one transaction. Each tenant has one writer (its partition's directory
+        agent), so nothing writes between the read and the write.
+        """
+        newest: dict[tuple[str, str], DirectoryUpdate] = {}
+        for update in updates:
+            key = (update.tenant_id, update.entry.company_id)
+            held = newest.get(key)
+            if held is None or update.entry.version > held.entry.version:
+                newest[key] = update
+        if not newest:
+            return 0
+        by_tenant: dict[str, list[str]] = {}
+        for tenant_id, company_id in newest:
+            by_tenant.setdefault(tenant_id, []).append(company_id)
+        reads = self._redis.pipeline(transaction=False)
+        for tenant_id, company_ids in by_tenant.items():
+            reads.hmget(self._companies(tenant_id), company_ids)
+        stored: dict[tuple[str, str], DirectoryEntry] = {}
+        for (tenant_id, company_ids), raws in zip(
+            by_tenant.items(), await reads.execute(), strict=True
+        ):
+            for company_id, raw in zip(company_ids, raws, strict=True):
+                if raw is not None:
+                    stored[tenant_id, company_id] = DirectoryEntry.model_validate_json(raw)
+        writes = self._redis.pipeline(transaction=True)
+        applied = 0
+        for key, update in newest.items():
+            tenant_id, entry = update.tenant_id, update.entry
+            previous = stored.get(key)
+            if previous is not None and previous.version >= entry.version:
+                continue
+            old_keys = set() if previous is None else set(self._index_keys(tenant_id, previous))
+            new_keys = set(self._index_keys(tenant_id, entry))
+            for index in old_keys - new_keys:
+                writes.srem(index, entry.company_id)
+            for index in new_keys - old_keys:
+                writes.sadd(index, entry.company_id)
+            writes.hset(self._companies(tenant_id), entry.company_id, entry.model_dump_json())
+            applied += 1
+        if applied:
+            await writes.execute()
+        return applied
 
     async def by_domain(self, tenant_id: str, domain: str) -> list[str]:
         return await self._members(self._index(tenant_id, "domain", domain))

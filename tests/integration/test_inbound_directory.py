@@ -134,3 +134,49 @@ async def test_tenant_purge_removes_the_inbound_keys(
     left = [key async for key in redis.scan_iter(match=f"{prefix}tenant:{TENANT}:*")]
     assert left == []
     assert await directory.by_domain(TENANT, "acme.se") == []
+
+
+async def _snapshot(redis: Redis, prefix: str) -> dict[str, object]:
+    """Every key under ``prefix`` (named without it) with its value: hashes and sets."""
+    found: dict[str, object] = {}
+    async for key in redis.scan_iter(match=f"{prefix}*"):
+        name = key.decode()[len(prefix) :]
+        if await redis.type(key) == b"hash":
+            found[name] = await redis.hgetall(key)
+        else:
+            found[name] = await redis.smembers(key)
+    return found
+
+
+async def test_a_batch_leaves_what_applying_its_updates_one_by_one_leaves(
+    redis: Redis, settings: Settings
+) -> None:
+    """Versions out of order, a rename, a deletion, an older upsert after it, two tenants,
+    and an entry stored before the batch: ``apply_many`` ends where ``apply`` in turn does."""
+    before = [_upsert("co_1", 1, name="Acme", domain="acme.se")]
+    batch = [
+        _upsert("co_1", 3, name="Acme Robotics", domain="acme.de"),
+        _upsert("co_1", 2, name="Acme Old", domain="old.se"),
+        _upsert("co_2", 1, name="Beta", domain="beta.se"),
+        _update("company.deleted", {"company_id": "co_2", "version": 2}),
+        _upsert("co_2", 1, name="Beta again", domain="beta.se"),
+        _update("company.upserted", {"company_id": "co_1", "version": 1, "name": "Other"}, "t_b"),
+        _upsert("co_3", 4, name="Gamma", linkedin_url="https://www.linkedin.com/company/gamma"),
+        _upsert("co_3", 4, name="Gamma twin"),
+    ]
+    one_by_one = CompanyDirectory(redis, key_prefix=f"{settings.redis.key_prefix}seq:")
+    at_once = CompanyDirectory(redis, key_prefix=f"{settings.redis.key_prefix}batch:")
+    for update in before:
+        assert await one_by_one.apply(update)
+        assert await at_once.apply(update)
+    applied = [await one_by_one.apply(update) for update in batch]
+
+    assert await at_once.apply_many(batch) == len(
+        {(u.tenant_id, u.entry.company_id) for u in batch}
+    )
+    assert sum(applied) > len({(u.tenant_id, u.entry.company_id) for u in batch})
+    sequential = await _snapshot(redis, f"{settings.redis.key_prefix}seq:")
+    assert sequential, "the one-by-one directory holds entries and indexes"
+    assert await _snapshot(redis, f"{settings.redis.key_prefix}batch:") == sequential
+    assert await at_once.apply_many(batch) == 0, "applied again, nothing is newer"
+    assert await at_once.apply_many([]) == 0
