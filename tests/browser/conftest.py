@@ -14,6 +14,7 @@ Screenshots of every page go to ``$QI_BROWSER_REPORT_DIR`` (default
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import subprocess
@@ -122,6 +123,39 @@ def served(settings: Settings, run_id: str) -> Iterator[Served]:
     yield Served(url, settings, run_id)
     server.should_exit = True
     thread.join(timeout=30)
+
+
+def worker_env(served: Served, connector: str, **extra: str) -> dict[str, str]:
+    """A real worker's environment on the session's topics, keys and group, delivering for
+    ``connector`` only, with quick retries and a short session (``extra`` adds to it)."""
+    settings = served.settings
+    return {
+        "QI_ENV": "development",
+        "QI_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "QI_REDIS_URL": settings.redis.url,
+        "QI_REDIS_KEY_PREFIX": settings.redis.key_prefix,
+        "QI_TOPIC_PREFIX": settings.topics.prefix,
+        "QI_TOPIC_PARTITIONS": str(settings.topics.partitions),
+        "QI_WORKER_APP_ID": served.run,
+        "QI_METRICS_PORT": str(free_port()),
+        "QI_WORKER_DELIVERY_CONNECTORS": json.dumps([connector]),
+        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
+        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
+        "BROKER_SESSION_TIMEOUT": "10",
+        "BROKER_HEARTBEAT_INTERVAL": "1",
+        **extra,
+    }
+
+
+def reload_until(page: Page, found: Callable[[], bool], *, within: float) -> bool:
+    """Reload ``page`` each second until ``found()`` holds or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if found():
+            return True
+        page.wait_for_timeout(1000)
+        page.reload()
+    return found()
 
 
 def window_start() -> str:

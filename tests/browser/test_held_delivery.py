@@ -8,9 +8,7 @@ then sees that record delivered on the Deliveries page, under the decision's rel
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,12 +17,12 @@ from playwright.sync_api import Page, expect
 
 from processors.samples import sample_events, to_json_line
 from processors.topics import TopicMap
-from tests.browser.conftest import Served
+from tests.browser.conftest import Served, reload_until, worker_env
 from tests.browser.pages import check_page, sign_in
 from tests.browser.seed import TENANT, token
 from tests.sandboxes.hubspot import HubSpotSandbox
 from tests.support.kafka_io import produce
-from tests.support.worker import WorkerProcess, free_port
+from tests.support.worker import WorkerProcess
 
 COMPANY = "co_console_held"
 DOMAIN = "console-held-ab.se"
@@ -35,36 +33,6 @@ PORTAL_TOKEN = "pat-na1-console-held-portal-token-51d0"
 def hubspot() -> Iterator[HubSpotSandbox]:
     with HubSpotSandbox() as sandbox:
         yield sandbox
-
-
-def _worker_env(served: Served, hubspot: HubSpotSandbox) -> dict[str, str]:
-    settings = served.settings
-    return {
-        "QI_ENV": "development",
-        "QI_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "QI_REDIS_URL": settings.redis.url,
-        "QI_REDIS_KEY_PREFIX": settings.redis.key_prefix,
-        "QI_TOPIC_PREFIX": settings.topics.prefix,
-        "QI_TOPIC_PARTITIONS": str(settings.topics.partitions),
-        "QI_WORKER_APP_ID": served.run,
-        "QI_METRICS_PORT": str(free_port()),
-        "QI_WORKER_DELIVERY_CONNECTORS": json.dumps(["hubspot"]),
-        "QI_HUBSPOT_BASE_URL": hubspot.url,
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
-        "BROKER_SESSION_TIMEOUT": "10",
-        "BROKER_HEARTBEAT_INTERVAL": "1",
-    }
-
-
-def _reload_until(page: Page, found: Callable[[], bool], *, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if found():
-            return True
-        page.wait_for_timeout(1000)
-        page.reload()
-    return found()
 
 
 def test_a_confirmed_match_delivers_the_held_record(
@@ -94,7 +62,9 @@ def test_a_confirmed_match_delivers_the_held_record(
         website=f"https://{DOMAIN}/",
         linkedin_url="https://www.linkedin.com/company/held-in-the-console-ab",
     )
-    worker = WorkerProcess(_worker_env(fresh, hubspot), tmp_path / "worker.log").start()
+    worker = WorkerProcess(
+        worker_env(fresh, "hubspot", QI_HUBSPOT_BASE_URL=hubspot.url), tmp_path / "worker.log"
+    ).start()
     try:
         produce(
             fresh.settings.kafka.bootstrap_servers,
@@ -104,7 +74,7 @@ def test_a_confirmed_match_delivers_the_held_record(
         sign_in(page, fresh.url, admin)
         page.goto(f"{fresh.url}/console/t/{TENANT}/matches?connector=hubspot")
         review = page.locator(f'table.reviews tr[data-id="{COMPANY}"]')
-        assert _reload_until(page, lambda: review.count() == 1, within=180), "never held"
+        assert reload_until(page, lambda: review.count() == 1, within=180), "never held"
         assert PORTAL_TOKEN not in check_page(page, report_dir, "matches-held-by-worker")
         review.locator('[data-action="confirm"]').focus()
         page.keyboard.press("Enter")
@@ -117,7 +87,7 @@ def test_a_confirmed_match_delivers_the_held_record(
         delivered = page.locator(
             'table.deliveries tr[data-status="delivered"]', has_text=release_id
         )
-        assert _reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
+        assert reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
         assert PORTAL_TOKEN not in check_page(page, report_dir, "deliveries-released-record")
         expect(page.locator('table.deliveries tr[data-status="held_for_review"]')).to_have_count(1)
     finally:

@@ -10,10 +10,8 @@ redriven and delivered, and the other is not.
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,48 +21,18 @@ from playwright.sync_api import Page, expect
 
 from processors.samples import sample_events, to_json_line
 from processors.topics import TopicMap
-from tests.browser.conftest import Served, window_start
+from tests.browser.conftest import Served, reload_until, window_start, worker_env
 from tests.browser.pages import check_page, sign_in
 from tests.browser.seed import TENANT, WHSEC, token
 from tests.sandboxes.webhook_receiver import Behaviour, ReceiverServer
 from tests.support.kafka_io import produce
-from tests.support.worker import WorkerProcess, free_port
+from tests.support.worker import WorkerProcess
 
 
 @pytest.fixture
 def receiver() -> Iterator[ReceiverServer]:
     with ReceiverServer() as server:
         yield server
-
-
-def _worker_env(served: Served) -> dict[str, str]:
-    settings = served.settings
-    return {
-        "QI_ENV": "development",
-        "QI_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "QI_REDIS_URL": settings.redis.url,
-        "QI_REDIS_KEY_PREFIX": settings.redis.key_prefix,
-        "QI_TOPIC_PREFIX": settings.topics.prefix,
-        "QI_TOPIC_PARTITIONS": str(settings.topics.partitions),
-        "QI_WORKER_APP_ID": served.run,
-        "QI_METRICS_PORT": str(free_port()),
-        "QI_WORKER_DELIVERY_CONNECTORS": json.dumps(["webhook"]),
-        "QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        "QI_DELIVERY_RETRY_BASE_DELAY_SECONDS": "0.2",
-        "QI_DELIVERY_RETRY_MAX_DELAY_SECONDS": "1",
-        "BROKER_SESSION_TIMEOUT": "10",
-        "BROKER_HEARTBEAT_INTERVAL": "1",
-    }
-
-
-def _reload_until(page: Page, found: Callable[[], bool], *, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if found():
-            return True
-        page.wait_for_timeout(1000)
-        page.reload()
-    return found()
 
 
 def _connect_refusing_endpoint(fresh: Served, receiver: ReceiverServer, admin: str) -> None:
@@ -99,7 +67,10 @@ def test_a_redriven_dead_letter_is_delivered(
     )
     event["data"]["company_id"] = company
     since = window_start()
-    worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
+    worker = WorkerProcess(
+        worker_env(fresh, "webhook", QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true"),
+        tmp_path / "worker.log",
+    ).start()
     try:
         _publish(fresh, [event])
         sign_in(page, fresh.url, admin)
@@ -107,7 +78,7 @@ def test_a_redriven_dead_letter_is_delivered(
             f"{fresh.url}/console/t/{TENANT}/dead-letters?connector=webhook&error=400&since={since}"
         )
         row = page.locator("table.dead-letters tbody tr", has_text=company)
-        assert _reload_until(page, lambda: row.count() == 1, within=180), "never dead-lettered"
+        assert reload_until(page, lambda: row.count() == 1, within=180), "never dead-lettered"
         check_page(page, report_dir, "dead-letters-by-worker")
         receiver.set_behaviour(TENANT, None)  # fixed: 200 from now on
 
@@ -124,7 +95,7 @@ def test_a_redriven_dead_letter_is_delivered(
         delivered = page.locator(
             'table.deliveries tr[data-status="delivered"]', has_text=redrive_id
         )
-        assert _reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
+        assert reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
         check_page(page, report_dir, "deliveries-redriven-record")
         expect(page.locator('table.deliveries tr[data-status="dead_lettered"]')).to_have_count(1)
     finally:
@@ -145,7 +116,10 @@ def test_of_two_dead_letters_only_the_ticked_one_is_delivered(
     for event, company in zip(events, (kept, picked), strict=True):
         event["data"]["company_id"] = company
     since = window_start()
-    worker = WorkerProcess(_worker_env(fresh), tmp_path / "worker.log").start()
+    worker = WorkerProcess(
+        worker_env(fresh, "webhook", QI_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true"),
+        tmp_path / "worker.log",
+    ).start()
     try:
         _publish(fresh, events)
         sign_in(page, fresh.url, admin)
@@ -153,7 +127,7 @@ def test_of_two_dead_letters_only_the_ticked_one_is_delivered(
             f"{fresh.url}/console/t/{TENANT}/dead-letters?connector=webhook&error=400&since={since}"
         )
         rows = page.locator("table.dead-letters tbody tr")
-        assert _reload_until(page, lambda: rows.count() == 2, within=180), "not dead-lettered"
+        assert reload_until(page, lambda: rows.count() == 2, within=180), "not dead-lettered"
         receiver.set_behaviour(TENANT, None)  # fixed: 200 from now on
 
         rows.filter(has_text=picked).get_by_role("checkbox").check()
@@ -171,7 +145,7 @@ def test_of_two_dead_letters_only_the_ticked_one_is_delivered(
         delivered = page.locator(
             'table.deliveries tr[data-status="delivered"]', has_text=redrive_id
         )
-        assert _reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
+        assert reload_until(page, lambda: delivered.count() == 1, within=180), "not delivered"
         check_page(page, report_dir, "deliveries-ticked-record")
         page.goto(f"{fresh.url}/console/t/{TENANT}/deliveries?entity_id={kept}")
         expect(page.locator('table.deliveries tr[data-status="delivered"]')).to_have_count(0)
