@@ -163,10 +163,13 @@ class BenchRun(StartStop):
             print(f"left behind: {left}", file=sys.stderr)
 
 
-def start_worker(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """``python -m processors worker`` with ``os.environ`` and ``env``, output discarded."""
+def start_worker(
+    env: Mapping[str, str], *, command: Sequence[str] = ("processors", "worker")
+) -> subprocess.Popen[bytes]:
+    """``python -m processors worker`` (or ``python -m`` ``command``) with ``os.environ`` and
+    ``env``, output discarded."""
     return subprocess.Popen(
-        [sys.executable, "-m", "processors", "worker", "--loglevel", "warning"],
+        [sys.executable, "-m", *command, "--loglevel", "warning"],
         cwd=REPO,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,

@@ -5,6 +5,9 @@ write one record per event:
 
 - **baseline**: a bare confluent-kafka consume-then-produce loop (no parsing, no Redis, no
   encoding): the ceiling of this broker and this machine for a Python relay;
+- **Faust relay** (``bench/faust_relay.py``): the worker's Faust app and settings with one agent
+  that takes batches as the routing agent does and copies each record unchanged: the ceiling of
+  a Faust agent here, so the worker's own cost is the gap between the two;
 - **worker**: ``queast-integrations worker`` (Faust, aiokafka) routing the events: validation,
   one Redis round trip per batch, mapping, Avro encoding, produce and wait.
 
@@ -35,6 +38,7 @@ from processors.settings import KafkaSettings
 PARTITIONS = 8
 TENANTS = tuple(f"t_bench_{i}" for i in range(10))
 BASELINE_SINK = "baseline-sink"
+RELAY_SINK = "faust-relay-sink"
 
 
 def _timestamps(kafka: KafkaSettings, topic: str, expected: int, timeout: float) -> list[int]:
@@ -105,7 +109,7 @@ def main() -> int:
     parser = kit.parser(__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    with BenchRun("bench", PARTITIONS, extra_topics=(BASELINE_SINK,)) as run:
+    with BenchRun("bench", PARTITIONS, extra_topics=(BASELINE_SINK, RELAY_SINK)) as run:
         result = _measure(run, args.events)
     kit.write_results("routing", result)
     return 0 if result["worker_exports"] == result["events"] else 1
@@ -122,6 +126,18 @@ def _measure(run: BenchRun, count: int) -> dict[str, Any]:
     print("baseline: bare confluent-kafka consume-then-produce loop ...", flush=True)
     _baseline(kafka, topics.domain_events, baseline_sink, len(events))
     base_rate, base_span = _rate(_timestamps(kafka, baseline_sink, len(events), 120))
+
+    print("faust relay: the worker's Faust app copying records, nothing else ...", flush=True)
+    relay_sink = run.topic(RELAY_SINK)
+    relay = kit.start_worker(
+        run.worker_env(QI_WORKER_APP_ID=f"{run.run_id}-relay"),
+        command=("bench.faust_relay", topics.domain_events, relay_sink),
+    )
+    try:
+        relay_stamps = _timestamps(kafka, relay_sink, len(events), 600)
+    finally:
+        kit.stop_worker(relay)
+    relay_rate, relay_span = _rate(relay_stamps)
 
     print("worker: queast-integrations worker ...", flush=True)
     # routing alone: delivery has its own bench
@@ -140,6 +156,9 @@ def _measure(run: BenchRun, count: int) -> dict[str, Any]:
         "worker_span_s": round(worker_span, 2),
         "worker_exports": len(stamps),
         "ratio_worker_to_baseline": kit.ratio(worker_rate, base_rate),
+        "faust_relay_events_per_s": round(relay_rate),
+        "faust_relay_span_s": round(relay_span, 2),
+        "ratio_worker_to_faust_relay": kit.ratio(worker_rate, relay_rate),
     }
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "WorkerApp",
     "broker_credentials",
     "create_app",
+    "worker_app",
 ]
 
 logger = logging.getLogger(__name__)
@@ -202,9 +203,11 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The worker's app with every agent registered."""
-    app = WorkerApp(
+def worker_app(settings: Settings) -> faust.App:
+    """The worker's app with its Faust settings and no agent: :func:`create_app` registers
+    the agents on it (``bench/faust_relay.py`` registers a bare relay, to measure what Faust
+    alone costs with the same settings)."""
+    return WorkerApp(
         settings.worker.app_id,
         broker=_broker_url(settings.kafka.bootstrap_servers),
         broker_client_id=settings.kafka.client_id,
@@ -226,6 +229,11 @@ def create_app(settings: Settings) -> faust.App:
         # the delivery agents drop what has not started instead (processors.agents.deliver)
         stream_wait_empty=False,
     )
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker's app with every agent registered."""
+    app = worker_app(settings)
     topics = TopicMap(settings.topics.prefix)
     register_route_agent(app, source=raw_topic(app, topics.domain_events), settings=settings)
     for connector in settings.worker.delivery_connectors:
