@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
 from processors.contracts import _avro
+from processors.contracts.errors import ContractSchemaError
 
 _INT_RANGES: Final = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
@@ -181,3 +182,89 @@ def _mismatch(node: object, datum: object, path: str, named: _avro.NamedTypes) -
     ):
         got = f"{got} out of range"
     return Problem(path, f"expected {_avro.describe(node, named)}, got {got}")
+
+
+Fits = Callable[[object], bool]
+"""Whether a datum fits a schema node: :func:`find_problem`'s verdict without its message."""
+
+
+def compile_fits(schema: Mapping[str, object], *, named: _avro.NamedTypes | None = None) -> Fits:
+    """A check of whole records against ``schema``, built once: ``fits(record)`` is true
+    exactly when ``find_problem(schema, record)`` is ``None``.
+
+    Encoding runs it on every record and asks :func:`find_problem` for the message only when
+    it says no: the tree walk interprets the schema per record, this walks closures built for
+    it. Each node kind follows the rule of its ``_check_*`` function above. ``schema`` is a
+    parsed schema (:func:`processors.contracts._avro.parse`); a node no parsed schema has (a
+    ``type`` that is itself a schema) raises :class:`ContractSchemaError`.
+    """
+    table = _avro.named_types(schema) if named is None else named
+    compiled: dict[str, Fits] = {}
+
+    def build(node: object) -> Fits:
+        if isinstance(node, str) and node in table:
+            return by_name(node)
+        if isinstance(node, list):
+            branches = [build(branch) for branch in node]
+            return lambda datum: any(fits(datum) for fits in branches)
+        if isinstance(node, Mapping) and "logicalType" in node:
+            return lambda _datum: True
+        kind = node.get("type") if isinstance(node, Mapping) else node
+        if not isinstance(kind, str):
+            msg = f"not a node of a parsed schema: type {type(kind).__name__}"
+            raise ContractSchemaError(msg)
+        primitive = _PRIMITIVE_CHECKS.get(kind)
+        if primitive is not None:
+            return primitive
+        if not isinstance(node, Mapping):
+            return lambda _datum: False  # an unknown type name: find_problem says unsupported
+        if kind in ("record", "error"):
+            return record(node)
+        if kind == "enum":
+            symbols = frozenset(node["symbols"])
+            return lambda datum: isinstance(datum, str) and datum in symbols
+        if kind == "array":
+            items = build(node["items"])
+            return lambda datum: _is_sequence(datum) and all(items(item) for item in datum)
+        if kind == "map":
+            values = build(node["values"])
+            return lambda datum: (
+                isinstance(datum, Mapping)
+                and all(isinstance(key, str) and values(value) for key, value in datum.items())
+            )
+        if kind == "fixed":
+            size = node["size"]
+            return lambda datum: isinstance(datum, bytes | bytearray) and len(datum) == size
+        return lambda _datum: False
+
+    def by_name(name: str) -> Fits:
+        # late-bound, so a record that refers to itself compiles once
+        if name not in compiled:
+
+            def late(datum: object) -> bool:
+                return compiled[name](datum)
+
+            compiled[name] = late
+            compiled[name] = build(table[name])
+        return compiled[name]
+
+    def record(node: Mapping[str, Any]) -> Fits:
+        names = frozenset(field["name"] for field in node["fields"])
+        fields = [
+            (field["name"], "default" in field, build(field["type"])) for field in node["fields"]
+        ]
+
+        def fits(datum: object) -> bool:
+            if not isinstance(datum, Mapping) or not names.issuperset(datum):
+                return False
+            for name, optional, check in fields:
+                if name in datum:
+                    if not check(datum[name]):
+                        return False
+                elif not optional:
+                    return False
+            return True
+
+        return fits
+
+    return build(schema)

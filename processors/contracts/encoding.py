@@ -19,7 +19,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
 from processors.contracts import _avro
-from processors.contracts._validation import find_problem
+from processors.contracts._validation import Fits, compile_fits, find_problem
 from processors.contracts.errors import (
     ContractDecodingError,
     ContractEncodingError,
@@ -34,13 +34,28 @@ HEADER_SIZE: Final = len(MAGIC) + 8
 
 
 _NAMED_TYPES: dict[bytes, _avro.NamedTypes] = {}
+_FITS: dict[bytes, Fits] = {}
 
 
-def _raise_problem(schema: ContractSchema, record: Mapping[str, object]) -> None:
+def _named(schema: ContractSchema) -> _avro.NamedTypes:
     named = _NAMED_TYPES.get(schema.fingerprint)
     if named is None:
         named = _NAMED_TYPES[schema.fingerprint] = _avro.named_types(schema.parsed)
-    problem = find_problem(schema.parsed, record, named=named)
+    return named
+
+
+def _check(schema: ContractSchema, record: Mapping[str, object]) -> None:
+    """Raise :class:`ContractEncodingError` if ``record`` does not fit ``schema``.
+
+    The check built once per schema (:func:`compile_fits`) decides; the path-aware walk runs
+    only for a record it refuses, to say where and why.
+    """
+    fits = _FITS.get(schema.fingerprint)
+    if fits is None:
+        fits = _FITS[schema.fingerprint] = compile_fits(schema.parsed, named=_named(schema))
+    if fits(record):
+        return
+    problem = find_problem(schema.parsed, record, named=_named(schema))
     if problem is not None:
         where = f"field {problem.path!r}" if problem.path else "record"
         raise ContractEncodingError(
@@ -69,8 +84,8 @@ def encode(schema: ContractSchema, record: Mapping[str, object]) -> bytes:
     buffer.write(MAGIC)
     buffer.write(schema.fingerprint)
     # fastavro's writer lets some mismatches through (a bool or float into a long, a string
-    # into an array of strings), so the path-aware check runs first, for every record.
-    _raise_problem(schema, record)
+    # into an array of strings), so the schema check runs first, for every record.
+    _check(schema, record)
     try:
         schemaless_writer(buffer, schema.parsed, record, strict_allow_default=True)
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
