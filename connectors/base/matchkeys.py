@@ -95,12 +95,13 @@ def _ascii_hostname(host: str) -> str | None:
     host = host.strip().rstrip(".").lower()
     if not host or any(ch.isspace() for ch in host):
         return None
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        pass
-    else:
-        return None  # an IP address is not a domain
+    if ":" in host or host[-1].isdigit():  # only these can be IPv6 or IPv4 addresses
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            return None  # an IP address is not a domain
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
@@ -149,6 +150,12 @@ def _split_url(text: str, *, prefix: str) -> tuple[SplitResult, str | None] | No
         return None
 
 
+_CACHED_INPUT_CHARS = 300
+"""Inputs up to this length are remembered by :func:`normalize_domain` (a domain is at most
+253 characters; a website URL with a short path fits too), so a hostile long value is never
+kept."""
+
+
 def normalize_domain(value: str | None) -> str | None:
     """Return the registrable domain (eTLD+1) of a domain, URL or e-mail address.
 
@@ -160,7 +167,22 @@ def normalize_domain(value: str | None) -> str | None:
     ``example.co.uk``. Returns ``None`` for anything that is not a domain under a known public
     suffix: blanks, IP addresses, bare suffixes (``co.uk``), single labels (``localhost``),
     unknown TLDs and malformed hosts.
+
+    The answers for the last 8,192 short inputs are remembered: a company event names its
+    domain several times (domain, website, domains), and the directory and identity matching
+    see the same companies again and again.
     """
+    if value is not None and len(value) <= _CACHED_INPUT_CHARS:
+        return _registrable_domain_cached(value)
+    return _registrable_domain(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _registrable_domain_cached(value: str) -> str | None:
+    return _registrable_domain(value)
+
+
+def _registrable_domain(value: str | None) -> str | None:
     text = stripped(value)
     if text is None:
         return None

@@ -6,8 +6,10 @@ import pathlib
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from connectors.base import EntityKind
+from connectors.base import EntityKind, matchkeys
 from connectors.base.matchkeys import (
     clean_email,
     clean_host,
@@ -89,3 +91,35 @@ def test_clean_email_keeps_what_the_key_would_refuse() -> None:
     assert clean_email(" Ada@People.Example ") == "ada@people.example"
     assert normalize_email("ada@people.example") is None  # no known public suffix
     assert clean_email("no-at-sign") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.0.0.1", None),
+        ("https://192.168.1.20:8443/x", None),
+        ("[2001:db8::1]", None),
+        ("http://[::1]/", None),
+        ("jane@127.0.0.1", None),
+        ("app1.acme.com", "acme.com"),
+        ("shop.acme.co.uk", "acme.co.uk"),
+    ],
+)
+def test_ip_addresses_are_no_domains_and_hosts_ending_in_a_digit_still_are(
+    value: str, expected: str | None
+) -> None:
+    assert normalize_domain(value) == expected
+
+
+@given(st.text(max_size=40) | st.from_regex(r"(https?://)?[a-z0-9.\-\[\]:]{1,30}(/x)?"))
+def test_a_remembered_answer_is_the_answer(value: str) -> None:
+    first = normalize_domain(value)
+    assert normalize_domain(value) == first == matchkeys._registrable_domain(value)
+
+
+def test_long_inputs_are_answered_but_not_remembered() -> None:
+    matchkeys._registrable_domain_cached.cache_clear()  # forgetting is always safe
+    assert normalize_domain("https://www.acme.com/" + "x" * 5000) == "acme.com"
+    assert matchkeys._registrable_domain_cached.cache_info().currsize == 0
+    assert normalize_domain("https://www.acme.com/") == "acme.com"
+    assert matchkeys._registrable_domain_cached.cache_info().currsize == 1
