@@ -12,6 +12,10 @@ they have in common, so each benchmark module holds only what it measures:
   ``with BenchRun(...)``, which creates the run's topics and deletes all three at the end;
 - :func:`start_worker` / :func:`stop_worker`: ``python -m processors worker`` as a child;
   :func:`start_server` a loopback server child, returned once its probe URL answers;
+  ``with webhook_receiver(...)`` (:func:`webhook_receiver`) the Standard Webhooks receiver
+  sandbox as such a child, ended at the end of the block;
+- :func:`topic_reader`: a consumer that reads a topic from its start in a group of its own
+  (the delivery records a benchmark counts outcomes from);
 - :func:`publish`: domain events to a topic, all at once or at a fixed rate, with the wall
   time each event id was handed to the producer (for publish-to-receiver latencies);
 - :func:`store_connection`: a tenant's connection stored as the API would (settings sealed);
@@ -34,14 +38,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from redis.asyncio import Redis
 
 from processors.kafka import ensure_topics
@@ -69,7 +73,9 @@ __all__ = [
     "start_worker",
     "stop_worker",
     "store_connection",
+    "topic_reader",
     "wait_for_progress",
+    "webhook_receiver",
     "write_results",
 ]
 
@@ -202,6 +208,36 @@ def start_server(
             return process
     process.kill()
     raise RuntimeError(f"{name} did not start")
+
+
+@contextmanager
+def webhook_receiver(port: int, secret: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The webhook receiver sandbox (``tests/sandboxes/webhook_receiver.py``) on ``port``,
+    checking signatures with ``secret``, running (it answers) inside the block and ended
+    on the way out."""
+    receiver = start_server(
+        ["tests.sandboxes.webhook_receiver", "--port", str(port), "--secret", secret],
+        f"http://127.0.0.1:{port}/_control/received",
+        name="receiver",
+    )
+    try:
+        yield receiver
+    finally:
+        end_process(receiver)
+
+
+def topic_reader(kafka: KafkaSettings, topic: str) -> Consumer:
+    """A consumer subscribed to ``topic`` from its earliest offset, in a fresh ``bench-…``
+    group (see the module docstring); the caller closes it."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    return consumer
 
 
 def publish(

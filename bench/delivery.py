@@ -52,14 +52,6 @@ TENANTS = tuple(f"t_bd_{i}" for i in range(10))
 SECRET = "whsec_" + "YmVuY2htYXJrLXNlY3JldC1ieXRlcy0zMi1sb25nISE="
 
 
-def _start_receiver(port: int) -> subprocess.Popen[bytes]:
-    return kit.start_server(
-        ["tests.sandboxes.webhook_receiver", "--port", str(port), "--secret", SECRET],
-        f"http://127.0.0.1:{port}/_control/received",
-        name="receiver",
-    )
-
-
 def _received(port: int) -> list[dict[str, Any]]:
     response = httpx.get(f"http://127.0.0.1:{port}/_control/received", timeout=60)
     endpoints = response.json()["endpoints"]
@@ -146,14 +138,7 @@ def _outcomes(
 ) -> dict[str, list[float]]:
     """Finish times of delivery records by status, read from the topic (not the receiver,
     whose bookkeeping must not be queried while it is being measured)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"bench-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = kit.topic_reader(kafka, topic)
     outcomes: dict[str, list[float]] = {}
     settled: set[str] = set()
     deadline = time.monotonic() + timeout
@@ -194,12 +179,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     port = kit.free_port()
-    with BenchRun("bd", PARTITIONS) as run:
-        receiver = _start_receiver(port)
-        try:
-            result = _measure(args, run, port)
-        finally:
-            receiver.terminate()
+    with BenchRun("bd", PARTITIONS) as run, kit.webhook_receiver(port, SECRET):
+        result = _measure(args, run, port)
     kit.write_results("delivery", result)
     return 0
 

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer
 from starlette.types import Receive, Scope, Send
 
 from bench import _kit as kit
@@ -246,14 +245,7 @@ class Outcomes:
     """Delivery records read in a thread: the last status per idempotency key."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": kafka.bootstrap_servers,
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self._consumer.subscribe([topic])
+        self._consumer = kit.topic_reader(kafka, topic)
         self.terminal: dict[str, str] = {}
         self.statuses: Counter[str] = Counter()
         self._stop = threading.Event()

@@ -24,11 +24,9 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer
 from redis.asyncio import Redis
 
 from bench import _kit as kit
@@ -77,14 +75,7 @@ class _Records:
     """Delivered records read from the delivery-records topic as they come."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": kafka.bootstrap_servers,
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self._consumer.subscribe([topic])
+        self._consumer = kit.topic_reader(kafka, topic)
         self.delivered: dict[str | None, dict[str, float]] = {}
         """Replay id (``None``: live) -> idempotency key -> finish time."""
 
@@ -144,16 +135,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=10_000)
     args = parser.parse_args()
     port = kit.free_port()
-    with BenchRun("br", PARTITIONS) as run:
-        receiver = kit.start_server(
-            ["tests.sandboxes.webhook_receiver", "--port", str(port), "--secret", SECRET],
-            f"http://127.0.0.1:{port}/_control/received",
-            name="receiver",
-        )
-        try:
-            result = _measure(args, run, port)
-        finally:
-            receiver.terminate()
+    with BenchRun("br", PARTITIONS) as run, kit.webhook_receiver(port, SECRET):
+        result = _measure(args, run, port)
     kit.write_results("replay", result)
     return 0
 

@@ -1,7 +1,8 @@
-"""The benchmarks' shared kit: the figures, the waits, the results file and the run's names.
+"""The benchmarks' shared kit: the figures, the waits, the results file, the run's names and
+the webhook receiver's start and stop.
 
-Only what runs without services; the benchmarks themselves run against the real Kafka and
-Redis (``make bench-*``).
+Only what runs without the shared services (the receiver is a loopback child of its own); the
+benchmarks themselves run against the real Kafka and Redis (``make bench-*``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench import _kit as kit
 from bench._kit import BenchRun
+from bench.delivery import SECRET
 
 
 def test_ratio_is_ours_over_the_baseline_to_three_decimals() -> None:
@@ -94,3 +97,14 @@ def test_a_run_names_everything_under_its_own_prefix(monkeypatch: pytest.MonkeyP
     assert env["QI_TOPIC_PARTITIONS"] == "4"
     assert env["QI_WORKER_APP_ID"] == run.run_id
     assert env["QI_WORKER_DELIVERY_CONNECTORS"] == "[]"
+
+
+def test_the_webhook_receiver_answers_inside_its_block_and_has_ended_after_it() -> None:
+    port = kit.free_port()
+    with kit.webhook_receiver(port, SECRET) as receiver:
+        assert receiver.poll() is None
+        answer = httpx.get(f"http://127.0.0.1:{port}/_control/received", timeout=10)
+        assert answer.status_code == 200
+    assert receiver.poll() is not None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/_control/received", timeout=10)
