@@ -17,36 +17,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import AwareDatetime
 
 from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.deliveries.models import DeliveryStatus
 from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
 from processors.deliveries.schemas import DeliveryRecordPageOut
 from processors.errors import (
     INVALID_CURSOR_DESCRIPTION,
     ValidationFailed,
-    error_responses,
     invalid_cursor,
 )
 
 __all__ = ["get_delivery_record_index", "router"]
 
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["deliveries"],
-    responses=error_responses(
-        401,
-        403,
-        422,
-        503,
-        descriptions={400: INVALID_CURSOR_DESCRIPTION},
-    ),
-    route_class=TenantRoute,
-)
+router = tenant_api_router(tag="deliveries", descriptions={400: INVALID_CURSOR_DESCRIPTION})
 
 
 def get_delivery_record_index(request: Request) -> DeliveryRecordIndex:
