@@ -50,7 +50,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -75,6 +75,7 @@ __all__ = [
     "ValidationFailed",
     "error_body",
     "error_responses",
+    "found",
     "install_error_handlers",
     "malformed_json",
     "safe_error_details",
@@ -163,6 +164,17 @@ class Forbidden(_StatusError, status=403, code="forbidden", message="forbidden")
 
 class NotFound(_StatusError, status=404, code="not_found", message="not found"):
     """404: the target does not exist."""
+
+
+_T = TypeVar("_T")
+
+
+def found(target: _T | None, message: str, *, code: str) -> _T:
+    """``target``, read from a store that answers ``None`` for what it does not hold; a
+    :class:`NotFound` with ``message`` and ``code`` when it is ``None``."""
+    if target is None:
+        raise NotFound(message, code=code)
+    return target
 
 
 class Conflict(_StatusError, status=409, code="conflict", message="conflict"):

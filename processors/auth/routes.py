@@ -7,7 +7,8 @@ classes (``APIRouter(route_class=...)``) run the access check first, from the re
 
 - :class:`PlatformAdminRoute`: a valid bearer token of a platform admin (401, 403);
 - :class:`TenantRoute`: a valid bearer token allowed on the ``tenant_id`` path parameter (401,
-  403 with one fixed body whatever the tenant).
+  403 with one fixed body whatever the tenant). Every router of a tenant's routes is made by
+  :func:`tenant_api_router`, so none is mounted without it.
 
 Only then, for an operation that takes a body, is the body read (bounded in size and time by
 :class:`processors.api.BoundedBodyMiddleware`: 413, 408) and checked: a body that is not
@@ -27,17 +28,17 @@ OpenAPI, hands the endpoint its principal (verified once per request, see
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
 from processors.auth.dependencies import authenticate, check_platform_admin, check_tenant_access
-from processors.errors import BadRequest, UnsupportedMediaType, malformed_json
+from processors.errors import BadRequest, UnsupportedMediaType, error_responses, malformed_json
 
-__all__ = ["PlatformAdminRoute", "TenantRoute"]
+__all__ = ["PlatformAdminRoute", "TenantRoute", "tenant_api_router"]
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -101,3 +102,17 @@ class TenantRoute(_AccessFirstRoute):
     async def authorize(self, request: Request) -> None:
         tenant_id = request.path_params.get("tenant_id")
         check_tenant_access(await authenticate(request), str(tenant_id or ""))
+
+
+def tenant_api_router(
+    path: str = "", *, tag: str, descriptions: Mapping[int, str] | None = None
+) -> APIRouter:
+    """A router for a tenant's routes under ``/v1/tenants/{tenant_id}`` + ``path``: every route
+    checked by :class:`TenantRoute`, every one documenting the 401, 403, 422 and 503 it may
+    answer (``descriptions`` name their codes, or add a status all the routes share)."""
+    return APIRouter(
+        prefix=f"/v1/tenants/{{tenant_id}}{path}",
+        tags=[tag],
+        responses=error_responses(401, 403, 422, 503, descriptions=descriptions),
+        route_class=TenantRoute,
+    )

@@ -80,9 +80,8 @@ from processors.console.session import (
     session_token,
     start_session,
 )
-from processors.deliveries.endpoints import get_delivery_record_index
+from processors.deliveries.endpoints import delivery_page, get_delivery_record_index
 from processors.deliveries.models import DeliveryRecord, DeliveryStatus
-from processors.deliveries.records import InvalidCursorError
 from processors.domain.events import EventType
 from processors.errors import (
     BadRequest,
@@ -550,26 +549,20 @@ async def deliveries_page(request: Request, tenant_id: str) -> Response:
             ) from None
     since = optional_time("since", filters["since"])
     until = optional_time("until", filters["until"])
-    if since is not None and until is not None and since > until:
-        raise ValidationFailed(details=[{"loc": ["query", "since"], "msg": "is after until"}])
     for name in ("event_type", "event_id", "entity_id"):
         if len(filters[name]) > 128:
             raise ValidationFailed(details=[{"loc": ["query", name], "msg": "too long"}])
-    index = get_delivery_record_index(request)
-    cursor = query.get("cursor") or None
-    try:
-        page = await index.query(
-            tenant_id,
-            status=status,
-            event_type=filters["event_type"] or None,
-            event_id=filters["event_id"] or None,
-            since=since,
-            until=until,
-            limit=_DELIVERY_PAGE_SIZE,
-            cursor=cursor,
-        )
-    except InvalidCursorError:
-        raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+    page = await delivery_page(
+        get_delivery_record_index(request),
+        tenant_id,
+        status=status,
+        event_type=filters["event_type"] or None,
+        event_id=filters["event_id"] or None,
+        since=since,
+        until=until,
+        limit=_DELIVERY_PAGE_SIZE,
+        cursor=query.get("cursor") or None,
+    )
     items: list[DeliveryRecord] = [
         r
         for r in page.items

@@ -10,43 +10,37 @@ Same access rule as the connections: a ``tenant_admin`` of that tenant or a ``pl
 (:class:`~processors.deliveries.records.DeliveryRecordIndex`), newest first; ``since`` and
 ``until`` are ISO 8601 times with a timezone, bounds included; ``limit`` is 1 to 500 (50 by
 default). A ``status`` that is not a delivery status is 422; a cursor this API did not issue
-is 400 (``invalid_cursor``); ``since`` after ``until`` is 422.
+is 400 (``invalid_cursor``); ``since`` after ``until`` is 422. The console's deliveries page
+reads its pages through the same :func:`delivery_page`, with the same answers.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, TypedDict, Unpack
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import AwareDatetime
 
 from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.deliveries.models import DeliveryStatus
-from processors.deliveries.records import DeliveryRecordIndex, InvalidCursorError
+from processors.deliveries.records import (
+    DeliveryRecordIndex,
+    DeliveryRecordPage,
+    InvalidCursorError,
+)
 from processors.deliveries.schemas import DeliveryRecordPageOut
 from processors.errors import (
     INVALID_CURSOR_DESCRIPTION,
     ValidationFailed,
-    error_responses,
     invalid_cursor,
 )
 
-__all__ = ["get_delivery_record_index", "router"]
+__all__ = ["DeliveryFilters", "delivery_page", "get_delivery_record_index", "router"]
 
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["deliveries"],
-    responses=error_responses(
-        401,
-        403,
-        422,
-        503,
-        descriptions={400: INVALID_CURSOR_DESCRIPTION},
-    ),
-    route_class=TenantRoute,
-)
+router = tenant_api_router(tag="deliveries", descriptions={400: INVALID_CURSOR_DESCRIPTION})
 
 
 def get_delivery_record_index(request: Request) -> DeliveryRecordIndex:
@@ -57,6 +51,35 @@ def get_delivery_record_index(request: Request) -> DeliveryRecordIndex:
         key_prefix=settings.redis.key_prefix,
         retention_seconds=settings.delivery.records_retention_seconds,
     )
+
+
+class DeliveryFilters(TypedDict, total=False):
+    """What a page of delivery records is filtered on (a filter left out or ``None``: none)."""
+
+    status: DeliveryStatus | None
+    event_type: str | None
+    event_id: str | None
+    since: datetime | None
+    until: datetime | None
+
+
+async def delivery_page(
+    index: DeliveryRecordIndex,
+    tenant_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    **filters: Unpack[DeliveryFilters],
+) -> DeliveryRecordPage:
+    """A page of the tenant's delivery records, newest first: 422 naming ``since`` when it is
+    after ``until``, 400 ``invalid_cursor`` for a cursor the index did not issue."""
+    since, until = filters.get("since"), filters.get("until")
+    if since is not None and until is not None and since > until:
+        raise ValidationFailed(details=[{"loc": ["query", "since"], "msg": "is after until"}])
+    try:
+        return await index.query(tenant_id, limit=limit, cursor=cursor, **filters)
+    except InvalidCursorError:
+        raise invalid_cursor() from None
 
 
 @router.get("/deliveries", summary="The tenant's delivery records, newest first")
@@ -73,19 +96,15 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
 ) -> DeliveryRecordPageOut:
-    if since is not None and until is not None and since > until:
-        raise ValidationFailed(details=[{"loc": ["query", "since"], "msg": "is after until"}])
-    try:
-        page = await index.query(
-            tenant_id,
-            status=status,
-            event_type=event_type,
-            event_id=event_id,
-            since=since,
-            until=until,
-            limit=limit,
-            cursor=cursor,
-        )
-    except InvalidCursorError:
-        raise invalid_cursor() from None
+    page = await delivery_page(
+        index,
+        tenant_id,
+        status=status,
+        event_type=event_type,
+        event_id=event_id,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
     return DeliveryRecordPageOut(items=page.items, next_cursor=page.next_cursor)

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from processors.errors import BadRequest, Conflict, NotFound
+from processors.errors import BadRequest, Conflict, found
 from processors.inbound.directory import CompanyDirectory
 from processors.inbound.models import Bookmark, BookmarkMatch, InboundReview, ReviewStatus
 from processors.inbound.reviews import BookmarkMarks, ReviewPage, ReviewStore
@@ -69,9 +69,7 @@ class InboundReviewService:
 
     async def _review(self, tenant_id: str, review_id: str) -> InboundReview:
         review = await self._store.get(tenant_id, review_id)
-        if review is None:
-            raise NotFound("no such review for this tenant", code="review_not_found")
-        return review
+        return found(review, "no such review for this tenant", code="review_not_found")
 
     async def resolve(
         self, tenant_id: str, review_id: str, company_id: str, *, decided_by: str

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from processors.appstate import api_state
 from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.errors import BadRequest, ServiceUnavailable, error_responses
 from processors.inbound.bookmark_producer import ProduceError, bookmark_producer
 from processors.inbound.directory import CompanyDirectory
@@ -45,12 +45,7 @@ from processors.topics import TopicMap
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}/inbound/reviews",
-    tags=["inbound"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=TenantRoute,
-)
+router = tenant_api_router("/inbound/reviews", tag="inbound")
 
 TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 ReviewId = Annotated[str, Path(pattern=r"^rv_[0-9a-f]{32}$")]

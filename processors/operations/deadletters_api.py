@@ -45,14 +45,14 @@ from functools import lru_cache
 from typing import Annotated, Any, Final
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.errors import (
     ServiceUnavailable,
     ValidationFailed,
@@ -155,20 +155,12 @@ class RedriveOut(BaseModel):
     )
 
 
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["dead letters"],
-    responses=error_responses(
-        401,
-        403,
-        422,
-        503,
-        descriptions={
-            503: "`service_unavailable`: Kafka does not answer; "
-            "`store_unavailable`: Redis does not answer",
-        },
-    ),
-    route_class=TenantRoute,
+router = tenant_api_router(
+    tag="dead letters",
+    descriptions={
+        503: "`service_unavailable`: Kafka does not answer; "
+        "`store_unavailable`: Redis does not answer",
+    },
 )
 
 

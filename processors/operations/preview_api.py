@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from processors.appstate import api_state
 from processors.auth import TenantAccess, TenantId
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.errors import NotFound, ValidationFailed, error_responses
 from processors.operations.preview import ConnectionNotFoundError, Preview, PreviewService
 from processors.routing import InvalidEventError
@@ -52,12 +52,7 @@ def get_preview_service(request: Request) -> PreviewService:
     return PreviewService(redis, settings=settings)
 
 
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}",
-    tags=["operations"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=TenantRoute,
-)
+router = tenant_api_router(tag="operations")
 
 
 @router.post(

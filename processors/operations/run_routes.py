@@ -31,13 +31,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, status
+from fastapi import Request, status
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from processors.appstate import api_state
 from processors.auth import Principal
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.errors import Conflict, NotFound, ServiceError, ValidationFailed, error_responses
 from processors.operations.errors import RunFailedError, RunInputError, RunRequestError
 from processors.operations.run_service import RunService
@@ -77,12 +77,7 @@ class RunRoutes:
     def __init__(self, kind: str, runs: str) -> None:
         self.kind = kind
         self.runs = runs
-        self.router = APIRouter(
-            prefix="/v1/tenants/{tenant_id}",
-            tags=["operations"],
-            responses=error_responses(401, 403, 422, 503),
-            route_class=TenantRoute,
-        )
+        self.router = tenant_api_router(tag="operations")
         self.not_found = error_responses(
             descriptions={404: f"`{kind}_not_found`: no {kind} of this tenant has this id"}
         )

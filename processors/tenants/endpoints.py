@@ -44,7 +44,7 @@ from processors.auth import (
     TenantId,
     require_platform_admin,
 )
-from processors.auth.routes import PlatformAdminRoute, TenantRoute
+from processors.auth.routes import PlatformAdminRoute, tenant_api_router
 from processors.connection_health import HealthStore
 from processors.errors import NotFound, error_responses
 from processors.tenants.health import ConnectionHealthView
@@ -200,12 +200,7 @@ async def delete_connection(
 
 def tenant_router() -> APIRouter:
     """The tenant's connection endpoints, one PUT per connector registered now."""
-    router = APIRouter(
-        prefix="/v1/tenants/{tenant_id}",
-        tags=["connections"],
-        responses=error_responses(401, 403, 422, 503),
-        route_class=TenantRoute,
-    )
+    router = tenant_api_router(tag="connections")
     router.add_api_route("/connections", list_connections, summary="List the tenant's connections")
     for connector in Connector:
         spec = get_connector(connector)

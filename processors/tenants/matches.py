@@ -38,12 +38,12 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.appstate import api_releaser, api_state
 from processors.auth import TenantAccess, TenantId
-from processors.auth.routes import TenantRoute
+from processors.auth.routes import tenant_api_router
 from processors.errors import ServiceUnavailable, error_responses
 from processors.identity.held import ReleaseError
 from processors.identity.repository import IdentityLink, IdentityRepository, MatchRef, ReviewEntry
@@ -55,19 +55,10 @@ from processors.tenants.service import ConnectionService
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/tenants/{tenant_id}/connections/{connector}/matches",
-    tags=["identity"],
-    responses=error_responses(
-        401,
-        403,
-        422,
-        503,
-        descriptions={
-            404: "`connection_not_found`: the tenant has no connection for this connector"
-        },
-    ),
-    route_class=TenantRoute,
+router = tenant_api_router(
+    "/connections/{connector}/matches",
+    tag="identity",
+    descriptions={404: "`connection_not_found`: the tenant has no connection for this connector"},
 )
 _MATCH_NOT_FOUND: Final = error_responses(
     descriptions={

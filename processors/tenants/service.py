@@ -68,7 +68,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.base.api import ApiModel, AuthInput, EndpointOptions
 from connectors.registry import ConnectorSpec, get_connector, webhook_copy_carrier
 from processors.auth.principal import Principal
-from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed
+from processors.errors import Conflict, ErrorDetail, Forbidden, NotFound, ValidationFailed, found
 from processors.secrets import SecretBox, SecretDecryptionError
 from processors.tenants.health import ConnectionHealthView, ConnectionStatus, connection_status
 from processors.tenants.models import (
@@ -247,9 +247,7 @@ class ConnectionService:
     async def get_connection(self, tenant_id: str, connector: Connector) -> ConnectionRecord:
         """The tenant's connection for ``connector``; raises :class:`NotFound` if none."""
         connection = await self._repository.get(tenant_id, connector)
-        if connection is None:
-            raise NotFound("no connection for this connector", code="connection_not_found")
-        return connection
+        return found(connection, "no connection for this connector", code="connection_not_found")
 
     async def delete_connection(
         self, tenant_id: str, connector: Connector, *, actor: Principal

@@ -1,4 +1,5 @@
-"""Validation error details: field and message, never the input."""
+"""Validation error details: field and message, never the input; the 404 of a read that
+found nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import AfterValidator, BaseModel, ValidationError
 
-from processors.errors import safe_error_details
+from processors.errors import NotFound, error_body, found, safe_error_details
 
 
 class _Tier(StrEnum):
@@ -51,3 +52,17 @@ def test_a_message_that_would_echo_the_input_is_replaced() -> None:
     secret = "pat-na1-very-secret-token"
     (detail,) = _details(token=secret)
     assert detail == {"loc": ["body", "token"], "msg": "invalid value (value_error)"}
+
+
+@pytest.mark.parametrize("stored", [0, "", [], False])
+def test_a_stored_value_that_is_falsy_is_still_found(stored: object) -> None:
+    assert found(stored, "no such thing", code="thing_not_found") is stored
+
+
+def test_nothing_stored_is_a_404_with_the_given_code_and_message() -> None:
+    with pytest.raises(NotFound) as caught:
+        found(None, "no such thing for this tenant", code="thing_not_found")
+    assert caught.value.status_code == 404
+    assert error_body(caught.value) == {
+        "error": {"code": "thing_not_found", "message": "no such thing for this tenant"}
+    }

@@ -17,7 +17,7 @@ from processors.auth import (
     require_platform_admin,
     require_tenant_access,
 )
-from processors.auth.routes import PlatformAdminRoute, TenantRoute
+from processors.auth.routes import PlatformAdminRoute, TenantRoute, tenant_api_router
 from processors.errors import install_error_handlers
 
 from .conftest import SECRET, TokenFactory
@@ -122,3 +122,35 @@ async def test_body_errors_once_access_is_granted(
         response = await client.put(path, content=body, headers=headers)
         assert response.status_code == status
         assert response.json()["error"]["code"] == code
+
+
+async def test_a_tenant_api_router_checks_access_first_and_documents_its_errors(
+    verifier: _CountingVerifier, hs_token: TokenFactory
+) -> None:
+    app = FastAPI()
+    app.state.token_verifier = verifier
+    install_error_handlers(app)
+    notes = tenant_api_router("/notes", tag="notes", descriptions={404: "`note_not_found`: none"})
+
+    @notes.put("")
+    async def put_note(
+        tenant_id: str, note: _Note, _p: Annotated[Principal, Depends(require_tenant_access)]
+    ) -> dict[str, str]:
+        return {"tenant_id": tenant_id, "text": note.text}
+
+    app.include_router(notes)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        other_tenant = await http.put(
+            "/v1/tenants/t_b/notes", content=b'{"text": ', headers=bearer(hs_token())
+        )
+        own = await http.put(
+            "/v1/tenants/t_a/notes", content=b'{"text": "hi"}', headers=bearer(hs_token())
+        )
+    assert other_tenant.status_code == 403
+    assert own.status_code == 200
+    assert own.json() == {"tenant_id": "t_a", "text": "hi"}
+    operation = app.openapi()["paths"]["/v1/tenants/{tenant_id}/notes"]["put"]
+    assert operation["tags"] == ["notes"]
+    assert {"401", "403", "404", "422", "503"} <= set(operation["responses"])
+    assert operation["responses"]["404"]["description"] == "`note_not_found`: none"
