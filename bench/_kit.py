@@ -26,6 +26,11 @@ they have in common, so each benchmark module holds only what it measures:
 Decisions: consumer groups a benchmark opens itself are named ``bench-…`` (outside the run's
 prefix) by the modules that predate this kit, as the results they compare with were measured
 that way; those groups are empty after the run and expire on the broker.
+
+Benchmarks run in development mode (``QI_ENV=development``, as ``make bench-*`` sets it): their
+workers and stored connections use the development secrets key, which any other mode refuses,
+so importing this module sets ``QI_ENV`` when the environment does not, and ``python -m
+bench.<name>`` works on its own.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ from processors.tenants.secret_fields import seal_settings
 from processors.topics import TopicFamily, TopicMap, TopicSpec
 from tests.support.hygiene import remove_prefix
 from tests.support.lifecycle import StartStop, end_process
+
+os.environ.setdefault("QI_ENV", "development")
 from tests.support.worker import free_port
 
 __all__ = [
