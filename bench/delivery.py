@@ -221,6 +221,7 @@ def _measure(args: argparse.Namespace, run: BenchRun, port: int) -> dict[str, An
         )
 
         count = int(args.rate * args.seconds)
+        result["latency_rate_per_s"] = args.rate
         print(f"worker: latency at {args.rate:.0f}/s ...", flush=True)
         _reset(port)
         fixed = sample_events(TENANTS, count, seed=4, version_offset=10_000)
