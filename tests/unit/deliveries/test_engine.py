@@ -236,6 +236,9 @@ class _ScriptedSink(BaseSink[_Config]):
 
 
 class Harness:
+    sink_class: ClassVar[type[_ScriptedSink]] = _ScriptedSink
+    """The sink built for each connection."""
+
     def __init__(
         self,
         script: Script,
@@ -298,7 +301,7 @@ class Harness:
             connector="webhook",
             config=_Config(),
         )
-        sink = _ScriptedSink(context, self._scripted)
+        sink = self.sink_class(context, self._scripted)
         self.sinks.append(sink)
         return sink
 
@@ -961,17 +964,7 @@ class _GatedSink(_ScriptedSink):
 class _GatedHarness(Harness):
     """The old owner of a partition: its request is in flight until the test opens the gate."""
 
-    async def _sink(self, connection: ConnectionRecord) -> BaseSink[Any]:
-        self.built_for.append(connection)
-        context: SinkContext[_Config] = SinkContext(
-            tenant_id=connection.tenant_id,
-            connection_id=connection.connection_id,
-            connector="webhook",
-            config=_Config(),
-        )
-        sink = _GatedSink(context, self._scripted)
-        self.sinks.append(sink)
-        return sink
+    sink_class = _GatedSink
 
     async def in_flight(self) -> _GatedSink:
         for _ in range(200):
@@ -1110,16 +1103,7 @@ class _ChunkingGatedSink(BatchingSink[_Config], _GatedSink):
 
 
 class _ChunkingHarness(_GatedHarness):
-    async def _sink(self, connection: ConnectionRecord) -> BaseSink[Any]:
-        context: SinkContext[_Config] = SinkContext(
-            tenant_id=connection.tenant_id,
-            connection_id=connection.connection_id,
-            connector="webhook",
-            config=_Config(),
-        )
-        sink = _ChunkingGatedSink(context, self._scripted)
-        self.sinks.append(sink)
-        return sink
+    sink_class = _ChunkingGatedSink
 
 
 class _CountedClaims(_State):
