@@ -32,9 +32,9 @@ from fastapi import Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from processors.appstate import api_state
-from processors.auth import TENANT_ID_PATTERN, Principal, require_tenant_access
+from processors.auth import TenantAccess, TenantId
 from processors.auth.routes import tenant_api_router
-from processors.errors import BadRequest, ServiceUnavailable, error_responses
+from processors.errors import ServiceUnavailable, error_responses, invalid_cursor
 from processors.inbound.bookmark_producer import ProduceError, bookmark_producer
 from processors.inbound.directory import CompanyDirectory
 from processors.inbound.models import Bookmark, InboundReview
@@ -47,7 +47,6 @@ __all__ = ["router"]
 
 router = tenant_api_router("/inbound/reviews", tag="inbound")
 
-TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 ReviewId = Annotated[str, Path(pattern=r"^rv_[0-9a-f]{32}$")]
 _DECISION_ERRORS: Final = error_responses(
     400,
@@ -123,7 +122,7 @@ Service = Annotated[InboundReviewService, Depends(_service)]
 )
 async def list_reviews(
     tenant_id: TenantId,
-    _actor: Annotated[Principal, Depends(require_tenant_access)],
+    _actor: TenantAccess,
     service: Service,
     *,
     limit: PageLimit = 100,
@@ -132,7 +131,7 @@ async def list_reviews(
     try:
         page = await service.page(tenant_id, limit=limit, cursor=cursor)
     except InvalidReviewCursorError:
-        raise BadRequest("this cursor was not issued by this API", code="invalid_cursor") from None
+        raise invalid_cursor() from None
     return ReviewsOut(items=page.reviews, next_cursor=page.next_cursor)
 
 
@@ -145,7 +144,7 @@ async def resolve_review(
     tenant_id: TenantId,
     review_id: ReviewId,
     body: DecisionIn,
-    actor: Annotated[Principal, Depends(require_tenant_access)],
+    actor: TenantAccess,
     service: Service,
 ) -> InboundReview:
     if body.company_id is not None:
