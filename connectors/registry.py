@@ -36,7 +36,7 @@ from connectors.base.config import ConnectionConfig
 from connectors.base.inbound import InboundAdapter
 from connectors.base.preview import PreviewAnswer
 from connectors.base.ratelimit import RateLimit
-from connectors.base.sink import BaseSink, BatchingSink
+from connectors.base.sink import BaseSink
 from connectors.hubspot import HubSpotSink
 from connectors.hubspot.api import HubSpotInboundIn, HubSpotOptions
 from connectors.hubspot.preview import preview_answer as hubspot_preview_answer
@@ -141,14 +141,6 @@ class ConnectorSpec:
         if unknown:
             msg = f"connector spec {self.name!r}: options {unknown} are not fields of its config"
             raise ValueError(msg)
-
-    def round_size(self, wanted: int) -> int:
-        """How many records one ``deliver`` call may take when the service would like to hand
-        over ``wanted``: any number for a :class:`~connectors.base.sink.BatchingSink` (it writes
-        them in chunks of ``max_batch_size``), else ``max_batch_size``."""
-        if issubclass(self.sink_class, BatchingSink):
-            return max(self.max_batch_size, wanted)
-        return self.max_batch_size
 
     @classmethod
     def of(

@@ -368,10 +368,6 @@ class DeliverySettings(BaseSettings):
     ``lane_capacity`` bounds the records waiting per connection (split evenly over its
     ``lane_concurrency`` queues, each holding at least ``lane_batches`` of the connector's
     full batches); past it, records are deferred to the retry topic.
-    ``round_records`` is how many waiting records a lane queue takes at once (at least the
-    connector's batch size): one claim, one send (the sink writes them in chunks of its batch
-    size, in order) and one commit of outcomes for all of them, so a connector that sends one
-    record per request does not pay the Redis round trips per record.
     ``dedupe_ttl_seconds`` is how long a delivered idempotency key is remembered.
     ``retry_hold_seconds`` is the longest a retry record waits in memory (its offset
     uncommitted) before it is re-queued on the retry topic (see ``processors.agents.deliver``).
@@ -397,7 +393,6 @@ class DeliverySettings(BaseSettings):
     lane_capacity: int = Field(default=200, ge=1, le=100_000)
     lane_concurrency: int = Field(default=4, ge=1, le=256)
     lane_batches: int = Field(default=10, ge=1, le=1000)
-    round_records: int = Field(default=20, ge=1, le=1000)
     defer_min_seconds: float = Field(default=1.0, gt=0)
     defer_max_seconds: float = Field(default=60.0, gt=0)
     park_recheck_seconds: float = Field(default=30.0, gt=0)

@@ -222,7 +222,6 @@ class _EngineHolder:
         return DeliveryEngine(
             connector=self._connector,
             max_batch_size=get_connector(self._connector).max_batch_size,
-            round_size=get_connector(self._connector).round_size(delivery.round_records),
             topics=self.topics,
             settings=delivery,
             state=DeliveryStateRepository(

@@ -10,10 +10,12 @@ a partner:
   destination is slow, limited or down: the item is *deferred* (written to the retry topic
   with a short ``not_before``, no attempt spent) and the partition moves on. One tenant's
   trouble never delays another tenant.
-- A lane task takes up to ``round_size`` items (the connector's bulk limit, or
-  ``QI_DELIVERY_ROUND_RECORDS`` when that is more and the sink chunks: see
-  :meth:`~connectors.registry.ConnectorSpec.round_size`) and *claims* them in Redis in one
-  round trip (:meth:`~processors.deliveries.state.DeliveryStateRepository.claim`): one atomic
+- A lane task takes up to the connector's bulk limit of items (never more: what a sink sent
+  but the engine has not recorded yet is sent again after a crash, so the round bounds what a
+  crash re-sends; a round of several versions of one entity sent one request each, re-sent
+  after a crash, would put older versions after the newest at the partner. Rounds of 20
+  webhook records were tried and failed the worker-kill fault scenario that way) and *claims*
+  them in Redis in one round trip (:meth:`~processors.deliveries.state.DeliveryStateRepository.claim`): one atomic
   script per item drops stale copies, skips keys already delivered and versions older than the
   one the destination has, and leases the entity at that destination to this engine. Only
   claimed items are sent: the engine takes tokens from the global throttle and calls the sink,
@@ -191,7 +193,6 @@ class DeliveryEngine:
         *,
         connector: str,
         max_batch_size: int,
-        round_size: int | None = None,
         topics: TopicMap,
         settings: DeliverySettings,
         state: DeliveryStateRepository,
@@ -207,7 +208,6 @@ class DeliveryEngine:
     ) -> None:
         self._connector = connector
         self._max_batch = max_batch_size
-        self._round = max_batch_size if round_size is None else round_size
         self._topics = topics
         self._settings = settings
         self._state = state
@@ -342,7 +342,7 @@ class DeliveryEngine:
     async def _serve(self, lane: Lane, queue: LaneQueue) -> None:
         while True:
             batch = [await queue.get()]
-            while len(batch) < self._round:
+            while len(batch) < self._max_batch:
                 try:
                     batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
-
 import pytest
 
-from connectors.base import BaseSink, BatchOutcome, OutboundRecord, RateLimit
+from connectors.base import RateLimit
 from connectors.hubspot.api import HubSpotOptions
 from connectors.registry import (
     CONNECTORS,
@@ -59,29 +56,6 @@ def test_partner_connectors_are_registered_with_their_bulk_limits() -> None:
     assert get_connector("hubspot").max_batch_size == 100
     assert get_connector("pipedrive").max_batch_size == 1
     assert set(CONNECTORS) == {"webhook", "hubspot", "pipedrive"}
-
-
-def test_a_round_is_any_size_for_a_chunking_sink_and_the_bulk_limit_otherwise() -> None:
-    assert get_connector("webhook").round_size(20) == 20  # one request per record, chunked
-    assert get_connector("pipedrive").round_size(20) == 20
-    assert get_connector("hubspot").round_size(20) == 100  # never below the bulk limit
-
-    class OneAtATime(BaseSink[WebhookConnectionConfig]):
-        name: ClassVar[str] = "one"
-        config_class: ClassVar[type[WebhookConnectionConfig]] = WebhookConnectionConfig
-        max_batch_size: ClassVar[int] = 1
-
-        async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
-            raise NotImplementedError
-
-    spec = ConnectorSpec(
-        name="one",
-        sink_class=OneAtATime,
-        config_class=WebhookConnectionConfig,
-        max_batch_size=1,
-        default_rate_limit=None,
-    )
-    assert spec.round_size(20) == 1  # its deliver refuses more than one record
 
 
 def _extra(name: str = "extra") -> ConnectorSpec:

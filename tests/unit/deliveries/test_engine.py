@@ -15,7 +15,6 @@ import pytest
 from connectors.base import (
     AuthenticationError,
     BaseSink,
-    BatchingSink,
     BatchOutcome,
     ConnectionConfig,
     ConnectorError,
@@ -247,7 +246,6 @@ class Harness:
         lane_capacity: int = 100,
         throttle_wait: float = 0.0,
         state: _State | None = None,
-        round_size: int | None = None,
     ) -> None:
         self.clock = NOW
         self.state = state if state is not None else _State()
@@ -261,7 +259,6 @@ class Harness:
         self.engine = DeliveryEngine(
             connector="webhook",
             max_batch_size=1,
-            round_size=round_size,
             topics=TopicMap(""),
             settings=DeliverySettings(
                 lane_capacity=lane_capacity,
@@ -1085,60 +1082,3 @@ async def test_a_claim_left_by_a_dead_worker_defers_until_its_lease_ends() -> No
     assert h.sent() == 1
     assert h.statuses() == ["deferred", "delivered"]
     assert shared.claims == {}
-
-
-# -- rounds: a lane takes several records at once when its sink chunks -----------------------
-
-
-class _ChunkingGatedSink(BatchingSink[_Config], _GatedSink):
-    """A sink of one record per request that takes any number per call (``BatchingSink``)."""
-
-    def __init__(self, context: SinkContext[_Config], script: Script) -> None:
-        super().__init__(context, script)
-        self.writes: list[int] = []
-
-    async def write(self, batch: Sequence[OutboundRecord]) -> BatchOutcome:
-        self.writes.append(len(batch))
-        return await super().write(batch)
-
-
-class _ChunkingHarness(_GatedHarness):
-    sink_class = _ChunkingGatedSink
-
-
-class _CountedClaims(_State):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rounds: list[int] = []
-
-    async def claim(
-        self, items: Sequence[DeliveryItem], *, owner: str, lease_seconds: float
-    ) -> list[Claim]:
-        self.rounds.append(len(items))
-        return await super().claim(items, owner=owner, lease_seconds=lease_seconds)
-
-
-@pytest.mark.parametrize(("round_size", "rounds"), [(None, [1, 1, 1, 1, 1]), (5, [1, 4])])
-async def test_a_round_claims_what_waits_at_once_and_the_sink_writes_it_one_by_one(
-    round_size: int | None, rounds: list[int]
-) -> None:
-    state = _CountedClaims()
-    h = _ChunkingHarness(lambda r: None, state=state, round_size=round_size)
-    acked: list[str] = []
-    await h.engine.submit(_item(1), functools.partial(acked.append, "d-1"))
-    sink = await h.in_flight()  # the first round is with the partner; four records queue
-    for n in range(2, 6):
-        await h.engine.submit(_item(n), functools.partial(acked.append, f"d-{n}"))
-    sink.gate.set()
-    for _ in range(200):
-        if len(acked) == 5:
-            break
-        await asyncio.sleep(0.01)
-    await h.engine.close()
-
-    assert acked == ["d-1", "d-2", "d-3", "d-4", "d-5"]
-    assert state.rounds == rounds
-    assert isinstance(sink, _ChunkingGatedSink)
-    assert sink.writes == [1, 1, 1, 1, 1]  # one record per request, in order, either way
-    assert [r.delivery_id for r in sink.sent] == ["d-1", "d-2", "d-3", "d-4", "d-5"]
-    assert h.statuses() == ["delivered"] * 5
