@@ -84,9 +84,11 @@ def make_token(
     roles: list[str] | None = None,
     tenant_id: str | None = TENANT,
     sub: str = "user-1",
-    exp_in: int = 300,
+    exp_in: int = 86_400,
     secret: str = JWT_SECRET,
 ) -> str:
+    """A bearer token; valid for a day by default, as tokens minted when a module is collected
+    (``parametrize`` arguments) must outlive the whole suite, however slow its machine."""
     claims: dict[str, Any] = {
         "sub": sub,
         "roles": ["tenant_admin"] if roles is None else roles,
