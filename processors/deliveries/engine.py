@@ -15,7 +15,8 @@ a partner:
   crash re-sends; a round of several versions of one entity sent one request each, re-sent
   after a crash, would put older versions after the newest at the partner. Rounds of 20
   webhook records were tried and failed the worker-kill fault scenario that way) and *claims*
-  them in Redis in one round trip (:meth:`~processors.deliveries.state.DeliveryStateRepository.claim`): one atomic
+  them in Redis in one round trip
+  (:meth:`~processors.deliveries.state.DeliveryStateRepository.claim`): one atomic
   script per item drops stale copies, skips keys already delivered and versions older than the
   one the destination has, and leases the entity at that destination to this engine. Only
   claimed items are sent: the engine takes tokens from the global throttle and calls the sink,
