@@ -1,4 +1,5 @@
-"""Test doubles shared by the connector unit tests: a fake clock and record builders."""
+"""Test doubles shared by the connector unit tests: a fake clock, record builders and the
+preview answer reader."""
 
 from __future__ import annotations
 
@@ -6,13 +7,27 @@ import inspect
 import itertools
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.base import OutboundRecord
 from connectors.base.contract import ContractRecord
 from connectors.base.oauth import OAuthGrant
+from connectors.base.preview import PreviewAnswer
 
 _ids = itertools.count(1)
+
+FIRST_PREVIEW_ID = 990_000_001
+"""The first id a preview answer hands out in :func:`preview_json`."""
+
+
+def preview_json(preview_answer: PreviewAnswer, request: httpx.Request) -> object:
+    """The JSON ``preview_answer`` gives ``request`` (ids from :data:`FIRST_PREVIEW_ID` on);
+    asserts the answer is a 200."""
+    numbers = itertools.count(FIRST_PREVIEW_ID)
+    response = preview_answer(request, lambda: next(numbers))
+    assert response.status_code == 200
+    return response.json()
 
 
 class FakeClock:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-
 import httpx
 
 from connectors.pipedrive.preview import preview_answer
 from connectors.registry import get_connector
+from tests.unit.connectors.fakes import FIRST_PREVIEW_ID, preview_json
 
-FIRST_ID = 990_000_001
+FIRST_ID = FIRST_PREVIEW_ID
 
 
 def answer(request: httpx.Request) -> object:
-    numbers = itertools.count(FIRST_ID)
-    response = preview_answer(request, lambda: next(numbers))
-    assert response.status_code == 200
-    return response.json()
+    return preview_json(preview_answer, request)
 
 
 def test_the_connector_declares_it() -> None:
