@@ -16,28 +16,17 @@ Every client gets the timeouts and reconnect policy of :class:`~processors.setti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.typing import EncodableT
 
 from processors.settings import RedisSettings
 
-__all__ = [
-    "RELEASE_IF_OWNER",
-    "ScriptPipeline",
-    "redis_client",
-    "reply_text",
-    "run_script_pipeline",
-]
+__all__ = ["RELEASE_IF_OWNER", "redis_client", "reply_text"]
 
 
 def redis_client(settings: RedisSettings) -> Redis:
@@ -69,40 +58,3 @@ return 0
 def reply_text(value: bytes | str) -> str:
     """A Redis reply as text (the clients here do not decode replies)."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class ScriptPipeline:
-    """A pipeline (``transaction=False``) whose scripts are sent as ``EVALSHA``; filled by the
-    ``build`` callback of :func:`run_script_pipeline`."""
-
-    def __init__(self, pipe: Pipeline) -> None:
-        self.pipe = pipe
-        """The pipeline itself, for plain commands."""
-        self.scripts: dict[str, AsyncScript] = {}
-
-    def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[EncodableT]) -> None:
-        """Queue one run of ``script`` (a script registered on the client)."""
-        self.scripts[script.sha] = script
-        self.pipe.evalsha(script.sha, len(keys), *keys, *args)
-
-
-async def run_script_pipeline(redis: Redis, build: Callable[[ScriptPipeline], object]) -> list[Any]:
-    """Run what ``build`` queues, in order and in one round trip; the replies.
-
-    redis-py's own way (calling a registered script with ``client=pipe``) asks ``SCRIPT
-    EXISTS`` before every such pipeline, a second round trip each time. Here the scripts go as
-    ``EVALSHA`` alone. A Redis that lost them (restarted or flushed) answers ``NOSCRIPT``: the
-    scripts are loaded, and the pipeline is built and run once more, whole. So everything a
-    caller queues must be safe to run twice, as every write of this service is (see the module
-    docstring).
-    """
-    queued = ScriptPipeline(redis.pipeline(transaction=False))
-    build(queued)
-    try:
-        return list(await queued.pipe.execute())
-    except NoScriptError:
-        for script in queued.scripts.values():
-            await redis.script_load(script.script)
-    again = ScriptPipeline(redis.pipeline(transaction=False))
-    build(again)
-    return list(await again.pipe.execute())

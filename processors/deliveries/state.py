@@ -95,12 +95,7 @@ from processors.deliveries.breaker import (
     take_probe,
 )
 from processors.deliveries.envelope import DeliveryItem
-from processors.redis_client import (
-    RELEASE_IF_OWNER,
-    ScriptPipeline,
-    reply_text,
-    run_script_pipeline,
-)
+from processors.redis_client import RELEASE_IF_OWNER, reply_text
 
 __all__ = [
     "Claim",
@@ -308,28 +303,26 @@ class DeliveryStateRepository:
         if not items:
             return []
         lease_ms = max(1, int(lease_seconds * 1000))
-
-        def build(pipeline: ScriptPipeline) -> None:
-            for item in items:
-                pipeline.run(
-                    self._claim,
-                    [
-                        self._dlv(item.idempotency_key),
-                        self._ver(item.connection_id),
-                        self._hop(item.delivery_id),
-                        self._claim_key(item),
-                    ],
-                    [
-                        item.version_field,
-                        item.entity_version,
-                        item.hop,
-                        owner,
-                        lease_ms,
-                        "1" if item.skips_delivered else "0",
-                    ],
-                )
-
-        replies = await run_script_pipeline(self._redis, build)
+        pipe = self._redis.pipeline(transaction=False)
+        for item in items:
+            await self._claim(
+                keys=[
+                    self._dlv(item.idempotency_key),
+                    self._ver(item.connection_id),
+                    self._hop(item.delivery_id),
+                    self._claim_key(item),
+                ],
+                args=[
+                    item.version_field,
+                    item.entity_version,
+                    item.hop,
+                    owner,
+                    lease_ms,
+                    "1" if item.skips_delivered else "0",
+                ],
+                client=pipe,
+            )
+        replies = await pipe.execute()
         claims = []
         for code, detail in replies:
             result = _CLAIM_RESULTS[int(code)]
@@ -350,50 +343,44 @@ class DeliveryStateRepository:
         if not items:
             return
         lease_ms = max(1, int(lease_seconds * 1000))
-
-        def build(pipeline: ScriptPipeline) -> None:
-            for key in dict.fromkeys(self._claim_key(item) for item in items):
-                pipeline.run(self._renew, [key], [owner, lease_ms])
-
-        await run_script_pipeline(self._redis, build)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in dict.fromkeys(self._claim_key(item) for item in items):
+            await self._renew(keys=[key], args=[owner, lease_ms], client=pipe)
+        await pipe.execute()
 
     async def release(self, items: Sequence[DeliveryItem], *, owner: str) -> None:
         """Drop the claims ``owner`` holds, after the items' outcomes were written."""
         if not items:
             return
-
-        def build(pipeline: ScriptPipeline) -> None:
-            for key in dict.fromkeys(self._claim_key(item) for item in items):
-                pipeline.run(self._release, [key], [owner])
-
-        await run_script_pipeline(self._redis, build)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in dict.fromkeys(self._claim_key(item) for item in items):
+            await self._release(keys=[key], args=[owner], client=pipe)
+        await pipe.execute()
 
     async def mark_delivered(self, items: Sequence[DeliveryItem]) -> None:
         """Remember the keys and raise the delivered versions (one round trip)."""
         if not items:
             return
-
-        def build(pipeline: ScriptPipeline) -> None:
-            for item in items:
-                pipeline.pipe.set(self._dlv(item.idempotency_key), "1", ex=self._dedupe_ttl)
-                pipeline.run(
-                    self._raise_version,
-                    [self._ver(item.connection_id)],
-                    [item.version_field, item.entity_version],
-                )
-
-        await run_script_pipeline(self._redis, build)
+        pipe = self._redis.pipeline(transaction=False)
+        for item in items:
+            pipe.set(self._dlv(item.idempotency_key), "1", ex=self._dedupe_ttl)
+            await self._raise_version(
+                keys=[self._ver(item.connection_id)],
+                args=[item.version_field, item.entity_version],
+                client=pipe,
+            )
+        await pipe.execute()
 
     async def record_hops(self, hops: Sequence[tuple[str, int]]) -> None:
         """After the next hop of each delivery was written: older copies become stale."""
         if not hops:
             return
-
-        def build(pipeline: ScriptPipeline) -> None:
-            for delivery_id, hop in hops:
-                pipeline.run(self._raise_hop, [self._hop(delivery_id)], [hop, self._hop_ttl])
-
-        await run_script_pipeline(self._redis, build)
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery_id, hop in hops:
+            await self._raise_hop(
+                keys=[self._hop(delivery_id)], args=[hop, self._hop_ttl], client=pipe
+            )
+        await pipe.execute()
 
     async def connection_state(self, connection_id: str) -> ConnectionState | None:
         raw = await self._redis.hgetall(self._state(connection_id))
