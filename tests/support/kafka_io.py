@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.kafka import header_value, producer
 
@@ -116,6 +116,31 @@ class TopicReader:
         self._consumer.close()
 
 
+_NOT_YET_LED = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    """The partition's high watermark, asking again while the broker answers a retriable error.
+
+    A topic created a moment ago can answer ``NOT_LEADER_FOR_PARTITION`` until its leader is in
+    the broker's metadata: that is a wait, not an empty partition.
+    """
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(partition, timeout=20)
+            return int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_YET_LED or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_to_end(
     bootstrap_servers: str, topics: list[str], partitions: int, *, timeout: float = 60.0
 ) -> list[ConsumedRecord]:
@@ -126,15 +151,13 @@ def read_to_end(
     """
     reader = TopicReader(bootstrap_servers, topics, partitions)
     try:
+        deadline = time.monotonic() + timeout
         ends = {}
         for topic in topics:
             for partition in range(partitions):
-                _low, high = reader.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=20
-                )
+                high = _high_watermark(reader.consumer, TopicPartition(topic, partition), deadline)
                 if high > 0:
                     ends[(topic, partition)] = high
-        deadline = time.monotonic() + timeout
         seen = 0
         while ends:
             if time.monotonic() > deadline:
