@@ -18,7 +18,8 @@ a partner:
   them in Redis in one round trip
   (:meth:`~processors.deliveries.state.DeliveryStateRepository.claim`): one atomic
   script per item drops stale copies, skips keys already delivered and versions older than the
-  one the destination has, and leases the entity at that destination to this engine. Only
+  newest one claimed for that destination, and leases the entity at that destination to this
+  engine (raising its newest version to the claimed one). Only
   claimed items are sent: the engine takes tokens from the global throttle and calls the sink,
   renewing its leases while the partner answers, writes the outcomes, and then releases the
   claims. An entity leased by another worker (a partition that moved in a rebalance while the

@@ -13,7 +13,8 @@ and indexed in Redis for the API. Statuses:
 - ``dead_lettered``: a permanent failure, or the retry budget is spent; the record went to the
   connector's dead-letter topic with its error history;
 - ``duplicate_skipped``: the idempotency key was delivered before; nothing was sent;
-- ``stale_skipped``: a newer version of the entity was already delivered; nothing was sent;
+- ``stale_skipped``: a newer version of the entity was already sent (delivered, or claimed for
+  sending); nothing was sent;
 - ``parked``: the connection needs re-authorisation or is disabled (410), or the partner's
   quota for the day is spent; the record waits in the retry topic, no attempt spent, until the
   connection is fixed or re-enabled, or the quota resets;

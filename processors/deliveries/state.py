@@ -5,7 +5,8 @@ Keys (under ``QI_REDIS_KEY_PREFIX``):
 - ``dlv:{idempotency_key}``: set once a destination accepted the key (expires after
   ``QI_DELIVERY_DEDUPE_TTL_SECONDS``); a delivered key is never sent again, except by a replay;
 - ``ver:{connection_id}``: hash ``{contract}:{entity_id} -> version`` of the newest version
-  delivered to the connection's destination, raised only (a Lua compare-and-set);
+  claimed for sending to the connection's destination (raised when a claim is taken, so it
+  covers every version delivered and the one in flight), raised only (a Lua compare-and-set);
 - ``hop:{delivery_id}``: the newest hop of a re-scheduled delivery; older copies are dropped;
 - ``connstate:{connection_id}``: hash ``state`` (``needs_reauth``, ``gone`` or
   ``disabled``), ``reason``, ``since`` (epoch seconds). A connection updated after ``since``
@@ -35,11 +36,24 @@ script per item that, atomically:
    may claim again, which refreshes the lease).
 
 The claim is per destination and entity, not per key, so it orders versions too: while one
-engine sends version 3, no other engine can send version 4, and once version 4 is marked
-delivered no engine can claim version 3. The holder writes the outcome (``dlv:``/``ver:``
-for a delivery, the next hop for a reschedule) *before* :meth:`release` deletes the claim
-(only if it still holds it), so the next claimant sees the outcome. While a batch is with
-the partner the engine renews its claims (:meth:`renew`) every third of the lease. A worker
+engine sends version 3, no other engine can send version 4, and once version 4 is claimed
+no engine can claim version 3.
+
+Why the version is raised when the claim is taken, not only when the delivery is recorded: a
+worker killed after the partner accepted version 4 and before it wrote the outcome leaves no
+delivered mark. Versions 1-3 of that entity can still come back later (a full lane deferred
+them to the retry topic, and version 4 overtook them), and a guard that only knew delivered
+versions would send them after version 4. Raised at claim time, the guard makes every older
+version stale from the moment a newer one may have reached the partner; the newer one itself
+is still unacknowledged, so it is read again and sent (a duplicate the ``webhook-id`` lets a
+receiver drop). The price: when that newer version then fails for good and is
+dead-lettered, older versions that arrive after the claim are skipped too, so the partner
+keeps what it had until the dead letter is redriven or a newer version comes.
+
+The holder writes the outcome (``dlv:``/``ver:`` for a delivery, the next hop for a
+reschedule) *before* :meth:`release` deletes the claim (only if it still holds it), so the
+next claimant sees the outcome. While a batch is with the partner the engine renews its
+claims (:meth:`renew`) every third of the lease. A worker
 that crashes while holding claims leaves them to expire: other workers defer those entities
 until then, at most one lease. A worker stalled longer than the lease (no renewal) can lose
 its claim while its request is in flight; only then, or when a worker dies between the
@@ -167,8 +181,9 @@ return 0
 
 # KEYS: dlv, ver, hop, claim. ARGV: version field, entity version, hop, owner, lease ms,
 # "1" to skip a delivered key (a replay passes "0").
-# Returns {code, detail}: 0 claimed, 1 leftover, 2 delivered, 3 stale (detail: the delivered
-# version), 4 busy (detail: the lease's remaining milliseconds).
+# Returns {code, detail}: 0 claimed (and the entity's version raised to this one), 1 leftover,
+# 2 delivered, 3 stale (detail: the newest version claimed), 4 busy (detail: the lease's
+# remaining milliseconds).
 _CLAIM = """
 local newest_hop = redis.call('GET', KEYS[3])
 if newest_hop and tonumber(ARGV[3]) < tonumber(newest_hop) then
@@ -186,6 +201,9 @@ if holder and holder ~= ARGV[4] then
   return {4, tostring(redis.call('PTTL', KEYS[4]))}
 end
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
+if (not delivered) or tonumber(delivered) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
 return {0, ''}
 """
 _RENEW = """
@@ -202,7 +220,7 @@ class DeliveryState:
 
     delivered: bool
     newest_hop: int
-    delivered_version: int | None
+    newest_version: int | None
 
 
 class ClaimResult(StrEnum):
@@ -231,10 +249,11 @@ _CLAIM_RESULTS = (
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """One item's claim outcome; ``delivered_version`` is set when it is stale."""
+    """One item's claim outcome; ``newest_version`` (the newest version claimed for the entity at
+    this destination) is set when it is stale."""
 
     result: ClaimResult
-    delivered_version: int | None = None
+    newest_version: int | None = None
     lease_left_ms: int | None = None
 
 
@@ -287,7 +306,7 @@ class DeliveryStateRepository:
                 DeliveryState(
                     delivered=bool(delivered),
                     newest_hop=int(hop) if hop is not None else 0,
-                    delivered_version=int(version) if version is not None else None,
+                    newest_version=int(version) if version is not None else None,
                 )
             )
         return states
@@ -330,7 +349,7 @@ class DeliveryStateRepository:
             claims.append(
                 Claim(
                     result,
-                    delivered_version=int(text) if result is ClaimResult.STALE else None,
+                    newest_version=int(text) if result is ClaimResult.STALE else None,
                     lease_left_ms=int(text) if result is ClaimResult.BUSY else None,
                 )
             )

@@ -718,10 +718,10 @@ class PreviewService:
         (state,) = await self._state.load([item])
         if state.delivered:
             return Outcome.DUPLICATE_SKIPPED, "this export was delivered already"
-        if state.delivered_version is not None and state.delivered_version > item.entity_version:
+        if state.newest_version is not None and state.newest_version > item.entity_version:
             return (
                 Outcome.STALE_SKIPPED,
-                f"version {state.delivered_version} of the entity was delivered already",
+                f"version {state.newest_version} of the entity was sent already",
             )
         health = await self._state.connection_state(item.destination_key)
         if health is not None and health.since >= connection.updated_at.timestamp():

@@ -105,18 +105,22 @@ async def test_concurrent_engines_get_one_claim_per_entity(
     assert {c.result for claims in again for c in claims} == {ClaimResult.DELIVERED}
 
 
-async def test_versions_race_and_the_older_one_loses_once_the_newer_is_delivered(
+async def test_versions_race_and_the_older_one_loses_once_the_newer_is_claimed(
     states: list[DeliveryStateRepository],
 ) -> None:
     old, new = states[0], states[1]
     (claim,) = await new.claim([_item(1, 5)], owner="new", lease_seconds=LEASE)
     assert claim.result is ClaimResult.CLAIMED
-    (busy,) = await old.claim([_item(1, 4)], owner="old", lease_seconds=LEASE)
-    assert busy.result is ClaimResult.BUSY, "version 4 waits while version 5 is being sent"
+    (early,) = await old.claim([_item(1, 4)], owner="old", lease_seconds=LEASE)
+    assert (early.result, early.newest_version) == (ClaimResult.STALE, 5), (
+        "version 4 is stale while version 5 is being sent"
+    )
+    (same,) = await old.claim([_item(1, 5)], owner="old", lease_seconds=LEASE)
+    assert same.result is ClaimResult.BUSY, "one sender per entity"
     await new.mark_delivered([_item(1, 5)])
     await new.release([_item(1, 5)], owner="new")
     (stale,) = await old.claim([_item(1, 4)], owner="old", lease_seconds=LEASE)
-    assert (stale.result, stale.delivered_version) == (ClaimResult.STALE, 5)
+    assert (stale.result, stale.newest_version) == (ClaimResult.STALE, 5)
     (replayed,) = await old.claim([_item(1, 5, replay=True)], owner="old", lease_seconds=LEASE)
     assert replayed.result is ClaimResult.CLAIMED, "a replay bypasses dedupe, not the guard"
     for kind in ("redrive", "release", "backfill"):
@@ -164,3 +168,26 @@ async def test_a_dead_holders_lease_expires_and_the_entity_can_be_claimed(
     await dead.renew([item], owner="dead", lease_seconds=LEASE)  # too late: not its claim
     (still,) = await dead.claim([item], owner="dead", lease_seconds=LEASE)
     assert still.result is ClaimResult.BUSY
+
+
+async def test_a_version_older_than_one_a_dead_holder_sent_is_stale_and_the_sent_one_goes_again(
+    states: list[DeliveryStateRepository],
+) -> None:
+    # The holder sends version 9, the partner accepts it, and the worker is killed before it
+    # writes the outcome: no delivered mark. Versions 3-8 were deferred earlier and come back.
+    dead, alive = states[0], states[1]
+    await dead.claim([_item(8, 9)], owner="dead", lease_seconds=0.2)
+    (again,) = await alive.claim([_item(8, 9)], owner="alive", lease_seconds=LEASE)
+    deadline = time.monotonic() + 10
+    while again.result is ClaimResult.BUSY and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        (again,) = await alive.claim([_item(8, 9)], owner="alive", lease_seconds=LEASE)
+    assert again.result is ClaimResult.CLAIMED, "the unrecorded version is read again and sent"
+    await alive.release([_item(8, 9)], owner="alive")  # its outcome is not written yet either
+    older = [_item(8, version) for version in range(3, 9)]
+    claims = await alive.claim(older, owner="alive", lease_seconds=LEASE)
+    assert [(c.result, c.newest_version) for c in claims] == [(ClaimResult.STALE, 9)] * len(older)
+    (newer,) = await alive.claim([_item(8, 10)], owner="alive", lease_seconds=LEASE)
+    assert newer.result is ClaimResult.CLAIMED
+    (behind,) = await dead.claim([_item(8, 9)], owner="dead", lease_seconds=LEASE)
+    assert (behind.result, behind.newest_version) == (ClaimResult.STALE, 10)

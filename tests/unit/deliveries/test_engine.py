@@ -77,7 +77,7 @@ class _State(DeliveryStateRepository):
             DeliveryState(
                 delivered=i.idempotency_key in self.delivered,
                 newest_hop=self.hops.get(i.delivery_id, 0),
-                delivered_version=self.versions.get(i.version_field),
+                newest_version=self.versions.get(i.version_field),
             )
             for i in items
         ]
@@ -95,11 +95,12 @@ class _State(DeliveryStateRepository):
             elif i.skips_delivered and i.idempotency_key in self.delivered:
                 claims.append(Claim(ClaimResult.DELIVERED))
             elif delivered is not None and delivered > i.entity_version:
-                claims.append(Claim(ClaimResult.STALE, delivered_version=delivered))
+                claims.append(Claim(ClaimResult.STALE, newest_version=delivered))
             elif self.claims.get(key, owner) != owner:
                 claims.append(Claim(ClaimResult.BUSY, lease_left_ms=1000))
             else:
                 self.claims[key] = owner
+                self.versions[i.version_field] = max(delivered or -1, i.entity_version)
                 claims.append(Claim(ClaimResult.CLAIMED))
         return claims
 
