@@ -53,12 +53,12 @@ keeps what it had until the dead letter is redriven or a newer version comes.
 The holder writes the outcome (``dlv:``/``ver:`` for a delivery, the next hop for a
 reschedule) *before* :meth:`release` deletes the claim (only if it still holds it), so the
 next claimant sees the outcome. While a batch is with the partner the engine renews its
-claims (:meth:`renew`) every third of the lease. A worker
-that crashes while holding claims leaves them to expire: other workers defer those entities
-until then, at most one lease. A worker stalled longer than the lease (no renewal) can lose
-its claim while its request is in flight; only then, or when a worker dies between the
-partner's answer and the outcome write, can a key be sent twice, and webhooks carry the key as
-``webhook-id`` for receivers to dedupe. The scripts touch several keys, so a Redis Cluster
+claims (:meth:`renew`) every third of the lease. A worker that crashes while holding claims
+leaves them to expire: other workers defer those entities until then, at most one lease. A
+worker stalled longer than the lease (no renewal) can lose its claim while its request is in
+flight; only then, or when a worker dies between the partner's answer and the outcome write,
+can a key be sent twice, and webhooks carry the key as ``webhook-id`` for receivers to
+dedupe. The scripts touch several keys, so a Redis Cluster
 would need them in one hash slot (a single Redis is what the project runs).
 
 Delivery modes: the engine keys ``connstate:`` by destination (the connection id, or
@@ -192,16 +192,16 @@ end
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return {2, ''}
 end
-local delivered = redis.call('HGET', KEYS[2], ARGV[1])
-if delivered and tonumber(delivered) > tonumber(ARGV[2]) then
-  return {3, delivered}
+local newest = redis.call('HGET', KEYS[2], ARGV[1])
+if newest and tonumber(newest) > tonumber(ARGV[2]) then
+  return {3, newest}
 end
 local holder = redis.call('GET', KEYS[4])
 if holder and holder ~= ARGV[4] then
   return {4, tostring(redis.call('PTTL', KEYS[4]))}
 end
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
-if (not delivered) or tonumber(delivered) < tonumber(ARGV[2]) then
+if (not newest) or tonumber(newest) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
 return {0, ''}
@@ -377,7 +377,12 @@ class DeliveryStateRepository:
         await pipe.execute()
 
     async def mark_delivered(self, items: Sequence[DeliveryItem]) -> None:
-        """Remember the keys and raise the delivered versions (one round trip)."""
+        """Remember the keys and raise the delivered versions (one round trip).
+
+        The claim raised each version already; raising it again here is not redundant when
+        Redis lost its last writes between the claim and the outcome (a restart with
+        ``appendfsync everysec`` drops up to a second): the delivery puts the guard back.
+        """
         if not items:
             return
         pipe = self._redis.pipeline(transaction=False)
